@@ -1,0 +1,105 @@
+"""Command-line entry point: argument parsing only; the work happens in the packages below.
+
+`marrow-tui` runs the runtime (hub, event log) with the console; `marrow-tui --no-ui` runs the
+same runtime headless. Subcommands such as `who`, `claim` and `board` talk to a running hub
+(see `cli_hub` and docs/cli.md).
+
+Exit codes for the runtime: 0 after a clean stop; 1 when the event log failed while running;
+2 for settings that cannot work (a bad flag, a busy or unreadable state directory, a port in
+use, a non-loopback bind without a token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, cli_hub
+from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
+from .runtime import RuntimeOptions
+from .store.eventlog import StoreError
+
+EXIT_CONFIG = 2
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("runtime")
+    group.add_argument("--no-ui", action="store_true",
+                       help="run headless: the runtime and hub only, a log line per event")
+    group.add_argument("--host", default=os.environ.get("MARROW_HOST", DEFAULT_HOST),
+                       help=f"address for the hub to listen on (default {DEFAULT_HOST})")
+    group.add_argument("--port", type=int, default=int(os.environ.get("MARROW_PORT", DEFAULT_PORT)),
+                       help=f"hub port; 0 picks a free one (default {DEFAULT_PORT})")
+    group.add_argument("--state-dir", type=Path, default=None,
+                       help="where the event log lives (default: .marrow/ in the current folder)")
+    group.add_argument("--token", default=None,
+                       help="shared secret agents must send (default: $MARROW_TOKEN); "
+                            "required to listen on a non-loopback address")
+    group.add_argument("--tls-cert", help="PEM certificate, to serve wss:// for remote agents")
+    group.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    group.add_argument("--rate", type=float, default=None,
+                       help="per-agent frames per second, 0 for no limit "
+                            "(default: off on loopback, 100 otherwise)")
+    group.add_argument("--burst", type=int, default=20, help="rate-limit burst (default 20)")
+    group.add_argument("--max-claims-per-agent", type=int, default=128,
+                       help="live claims one agent may hold, 0 for no limit (default 128)")
+    group.add_argument("--log-level", default=os.environ.get("MARROW_LOG_LEVEL", "WARNING"),
+                       help="diagnostics on stderr: DEBUG, INFO, WARNING (default), ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marrow-tui",
+        description="An operator console and coordination hub for people who run several "
+                    "coding agents at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"marrow-tui {__version__}")
+    _add_runtime_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_hub.register(sub)
+    return parser
+
+
+def _run_runtime(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="marrow-tui %(levelname)s %(name)s: %(message)s",
+    )
+    state_dir = args.state_dir or Path(os.environ.get("MARROW_STATE_DIR", ".marrow"))
+    token = args.token if args.token is not None else os.environ.get("MARROW_TOKEN") or None
+    hub = HubOptions(
+        host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
+        tls_key=args.tls_key, rate=args.rate, burst=args.burst,
+    )
+    runtime = RuntimeOptions(state_dir=state_dir.resolve(),
+                             max_claims_per_agent=max(0, args.max_claims_per_agent))
+    if not args.no_ui:
+        print("marrow-tui: the console is not built yet; running headless (--no-ui).",
+              file=sys.stderr)
+    from .headless import serve
+
+    try:
+        hub.check()
+        return asyncio.run(serve(runtime, hub))
+    except (ConfigError, StoreError) as exc:
+        print(f"marrow-tui: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        sys.exit(_run_runtime(args))
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

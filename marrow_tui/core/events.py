@@ -1,0 +1,94 @@
+"""Events: the only way state changes, live or on replay.
+
+Every decision returns events; `State.apply` folds them in. The same events go to the log, so
+replaying the log rebuilds exactly the state that was acknowledged. An event's `data` is plain
+JSON-ready data and carries the *result* (the whole claim, the whole task), so applying it never
+has to decide anything again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Event kinds whose loss would break a promise made to an agent (a lease, a fence, a plan):
+#: their commit group is fsynced (synchronous=FULL). Others (chat, progress) may ride NORMAL.
+DURABLE_KINDS = frozenset(
+    {
+        "claim",
+        "release",
+        "expire",
+        "task_update",
+        "checkpoint",
+        "handoff",
+        "board_task",
+        "idem",
+    }
+)
+
+#: Event kinds that describe the moment, not the state: published to the change feed but never
+#: written to the log (presence is rebuilt from live connections after a restart).
+TRANSIENT_KINDS = frozenset({"presence"})
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def durable(self) -> bool:
+        return self.kind in DURABLE_KINDS
+
+    @property
+    def transient(self) -> bool:
+        return self.kind in TRANSIENT_KINDS
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    """A command that was not carried out: a machine reason and one human sentence."""
+
+    reason: str
+    text: str
+
+
+def describe(event: Event) -> str | None:
+    """One line for a person reading the log, or None for bookkeeping events."""
+    d = event.data
+    kind = event.kind
+    if kind == "claim":
+        scope = ",".join(d["paths"]) or "(whole worktree)"
+        where = f"{d['worktree']}:" if d["worktree"] else ""
+        return f"claim     {d['task_id']} by {d['owner']} epoch={d['epoch']} scope={where}{scope}"
+    if kind == "release":
+        by = d.get("by", d["owner"])
+        why = f" ({by})" if by != d["owner"] else ""
+        return f"release   {d['task_id']} held by {d['owner']}{why}"
+    if kind == "expire":
+        kept = ", checkpoint kept" if d.get("checkpoint_retained") else ""
+        return f"expire    {d['task_id']} held by {d['owner']}{kept}"
+    if kind == "task_update":
+        return f"status    {d['task_id']} -> {d['status']} v{d['version']}"
+    if kind == "checkpoint":
+        return f"checkpt   {d['task_id']} v{d['version']} ({len(d['checkpoint'])} chars)"
+    if kind == "handoff":
+        return f"handoff   {d['task_id']} {d['previous_owner']} -> {d['owner']} epoch={d['epoch']}"
+    if kind == "board_task":
+        t = d["task"]
+        deps = f" after {','.join(t['depends_on'])}" if t["depends_on"] else ""
+        return f"board     {t['task_id']} {t['status']} v{t['version']} by {d['by']}{deps}"
+    if kind == "progress":
+        return f"progress  {d['task_id']} [{d['kind']}] {d['author']}: {_short(d['text'])}"
+    if kind == "chat":
+        return f"chat      #{d['msg_id']} {d['sender']} -> {d['target']}: {_short(str(d['payload']))}"
+    if kind == "presence":
+        return f"{d['event']:<9} {d['agent']}"
+    if kind == "wait":
+        return f"wait      {d['waiter']} waits for {d['task_id']} held by {d['holder']}"
+    return None
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,213 @@
+"""The whole coordination state, the one place events are applied, and its snapshot form.
+
+Presence lives here too, but as transient events: who is online is rebuilt from live
+connections after a restart, and every holder of a restored claim counts as offline from the
+moment the hub started.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from .board import Board
+from .chat import ChatLog
+from .claims import ClaimBook
+from .events import Event
+
+SNAPSHOT_FORMAT = 1
+#: How long a disconnected agent keeps its leases before the hub releases them.
+OFFLINE_TTL = 3600.0
+MAX_IDEMPOTENCY_KEYS = 100_000
+
+
+@dataclass(slots=True)
+class Agent:
+    name: str
+    roles: tuple[str, ...] = ()
+    since: float = 0.0
+    last_seen: float = 0.0
+    operator: bool = False
+
+
+@dataclass(slots=True)
+class Presence:
+    online: dict[str, Agent] = field(default_factory=dict)
+    #: name -> when it went offline (or when the hub started, for restored holders)
+    offline_since: dict[str, float] = field(default_factory=dict)
+
+    def roles_of(self, name: str) -> tuple[str, ...]:
+        agent = self.online.get(name)
+        return agent.roles if agent else ()
+
+
+class IdempotencyCache:
+    """Replies to keyed mutations, so a retry gets the same bytes and changes nothing.
+
+    Keys are `sender NUL type NUL idem_key`. The newest `limit` keys are kept (they survive
+    restarts through the log and snapshots); a retry older than that is treated as new.
+    """
+
+    def __init__(self, limit: int = MAX_IDEMPOTENCY_KEYS) -> None:
+        self.limit = limit
+        self.entries: dict[str, tuple[str, str]] = {}
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        return self.entries.get(key)
+
+    def apply(self, data: dict[str, Any]) -> None:
+        self.entries.pop(data["key"], None)
+        self.entries[data["key"]] = (data["digest"], data["response"])
+        while len(self.entries) > self.limit:
+            del self.entries[next(iter(self.entries))]
+
+
+class State:
+    def __init__(self, *, started_at: float = 0.0, offline_ttl: float = OFFLINE_TTL) -> None:
+        self.claims = ClaimBook()
+        self.board = Board()
+        self.chat = ChatLog()
+        self.idem = IdempotencyCache()
+        self.presence = Presence()
+        self.offline_ttl = offline_ttl
+        self.started_at = started_at
+        #: (deadline, name): when an offline holder's leases are due for release
+        self._offline_heap: list[tuple[float, str]] = []
+
+    # ---- applying ------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        data = event.data
+        kind = event.kind
+        if kind == "claim":
+            self.claims.apply_claim(data)
+        elif kind == "release":
+            self.claims.apply_release(data)
+        elif kind == "expire":
+            self.claims.apply_expire(data)
+        elif kind == "task_update":
+            self.claims.apply_update(data)
+        elif kind == "checkpoint":
+            self.claims.apply_checkpoint(data)
+        elif kind == "handoff":
+            self.claims.apply_handoff(data)
+            self._watch_holder(data["owner"])
+        elif kind == "board_task":
+            self.board.apply_task(data)
+        elif kind == "progress":
+            self.board.apply_progress(data)
+        elif kind == "chat":
+            self.chat.apply(data)
+        elif kind == "idem":
+            self.idem.apply(data)
+        elif kind == "wait":
+            self.claims.apply_wait(data)
+        elif kind == "presence":
+            self._apply_presence(data)
+        else:
+            raise ValueError(f"unknown event kind {kind!r}")
+
+    def _apply_presence(self, data: dict[str, Any]) -> None:
+        name = data["agent"]
+        at = data["at"]
+        if data["event"] == "joined":
+            self.presence.offline_since.pop(name, None)
+            self.presence.online[name] = Agent(
+                name, tuple(data.get("roles", ())), at, at, bool(data.get("operator"))
+            )
+        else:
+            self.presence.online.pop(name, None)
+            self.presence.offline_since[name] = at
+            self.claims.forget_waiter(name)
+            if name in self.claims.by_owner:
+                heapq.heappush(self._offline_heap, (at + self.offline_ttl, name))
+
+    def _watch_holder(self, name: str) -> None:
+        if name not in self.presence.online:
+            since = self.presence.offline_since.setdefault(name, self.started_at)
+            heapq.heappush(self._offline_heap, (since + self.offline_ttl, name))
+
+    def touch(self, name: str, now: float) -> None:
+        agent = self.presence.online.get(name)
+        if agent is not None:
+            agent.last_seen = now
+
+    # ---- time ----------------------------------------------------------------------------
+
+    def _offline_due(self) -> float | None:
+        while self._offline_heap:
+            deadline, name = self._offline_heap[0]
+            since = self.presence.offline_since.get(name)
+            if (
+                name in self.presence.online
+                or name not in self.claims.by_owner
+                or since is None
+                or since + self.offline_ttl != deadline
+            ):
+                heapq.heappop(self._offline_heap)
+                continue
+            return deadline
+        return None
+
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self.claims.next_deadline(), self._offline_due()) if t is not None]
+        return min(times) if times else None
+
+    def sweep(self, now: float) -> list[Event]:
+        """Events for leases that ran out and for holders offline for too long."""
+        events = self.claims.sweep(now)
+        while (due := self._offline_due()) is not None and due <= now:
+            _, name = heapq.heappop(self._offline_heap)
+            gone = now - self.presence.offline_since[name]
+            for claim in self.claims.owned_by(name):
+                events.append(
+                    Event(
+                        "release",
+                        {
+                            "task_id": claim.task_id,
+                            "owner": name,
+                            "epoch": claim.epoch,
+                            "by": "hub:holder-offline",
+                            "holder_offline_seconds": round(gone, 3),
+                        },
+                    )
+                )
+        return events
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "epoch": self.claims.epoch,
+            "claims": [claim.to_dict() for claim in self.claims],
+            "retained_checkpoints": self.claims.retained_checkpoints,
+            "tasks": list(self.board.tasks.values()),
+            "progress": list(self.board.progress),
+            "msg_id": self.chat.msg_id,
+            "chat": list(self.chat.history),
+            "idem": [[key, digest, reply] for key, (digest, reply) in self.idem.entries.items()],
+        }
+
+    def load_snapshot(self, snap: dict[str, Any]) -> None:
+        if snap.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unsupported snapshot format {snap.get('format')!r}")
+        for claim in snap["claims"]:
+            self.claims.apply_claim(claim)
+        self.claims.epoch = max(self.claims.epoch, int(snap["epoch"]))
+        self.claims.retained_checkpoints.update(snap["retained_checkpoints"])
+        for task in snap["tasks"]:
+            self.board.tasks[task["task_id"]] = task
+        for note in snap["progress"]:
+            self.board.progress.add(note)
+        for frame in snap["chat"]:
+            self.chat.apply(frame)
+        self.chat.msg_id = max(self.chat.msg_id, int(snap["msg_id"]))
+        for key, digest, reply in snap["idem"]:
+            self.idem.entries[key] = (digest, reply)
+
+    def after_restore(self) -> None:
+        """Every holder of a restored claim is offline until it reconnects."""
+        for name in list(self.claims.by_owner):
+            self._watch_holder(name)

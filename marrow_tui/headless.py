@@ -1,0 +1,71 @@
+"""`marrow-tui --no-ui`: the runtime and hub with no screen, for servers and scripts.
+
+A line per meaningful event goes to stdout; diagnostics go to stderr. SIGINT and SIGTERM stop
+it cleanly: the server closes its connections, everything queued is committed, a snapshot is
+written, and the state directory is unlocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from typing import TextIO
+
+from .core.events import Event, describe
+from .hub.server import HubOptions, HubServer
+from .runtime import Runtime, RuntimeOptions
+
+
+class EventPrinter:
+    """Writes one timestamped line per event, flushed per batch so `tail -f` keeps up."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, events: list[Event]) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+        lines = [f"{stamp} {text}\n" for e in events if (text := describe(e)) is not None]
+        if lines:
+            self.out.write("".join(lines))
+            self.out.flush()
+
+
+async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
+                out: TextIO = sys.stdout) -> int:
+    runtime = Runtime(runtime_options)
+    await runtime.start()
+    server = HubServer(runtime, hub_options)
+    try:
+        await server.start()
+    except BaseException:
+        await runtime.stop()
+        raise
+    state = runtime.state
+    out.write(
+        f"marrow-tui: hub {runtime.log.hub_id} listening on {server.uri} "
+        f"(state {runtime_options.state_dir}, {len(state.claims)} live claims, "
+        f"{len(state.board.tasks)} board tasks, {runtime.restored_events} events replayed)\n"
+    )
+    out.flush()
+    runtime.subscribe(EventPrinter(out))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
+    failing = asyncio.ensure_future(runtime.failed.wait())
+    await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    failing.cancel()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    await server.stop()
+    await runtime.stop()
+    if runtime.failed.is_set():
+        print("marrow-tui: stopped because the event log failed (see above)", file=sys.stderr)
+        return 1
+    out.write("marrow-tui: stopped; state saved\n")
+    out.flush()
+    return 0

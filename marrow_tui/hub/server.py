@@ -1,0 +1,338 @@
+"""The WebSocket side of the hub: connections, names, auth, limits and fan-out.
+
+One connection is one agent name for life, bound by its first frame. Frames from one connection
+are handled in order; what they change is decided by `Protocol` and made durable by the runtime,
+which then hands the frames back here to send. A broadcast is serialised once and written to
+every socket without a task per socket (`websockets.broadcast`); a socket whose outbound buffer
+grows past `MAX_OUTBOUND_BYTES` is closed rather than allowed to eat memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..runtime import Runtime
+
+log = logging.getLogger("marrow.hub")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8876
+MAX_FRAME_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64
+REGISTRATION_TIMEOUT = 10.0
+MAX_OUTBOUND_BYTES = 8 * 1024 * 1024
+PING_INTERVAL = 15.0
+RESERVED_NAMES = frozenset({"synapsehub", "system", "hub", "all", "self"})
+
+CLOSE_NAME = 4009
+CLOSE_AUTH = 4010
+CLOSE_REGISTRATION_TIMEOUT = 4012
+CLOSE_OVERLOADED = 1013
+
+
+class ConfigError(Exception):
+    """Hub settings that cannot work together (said before anything starts)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(slots=True)
+class HubOptions:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: per-agent frames per second (0 = off) and burst; None = decide from the bind address
+    rate: float | None = None
+    burst: int = 20
+    max_frame_bytes: int = MAX_FRAME_BYTES
+    registration_timeout: float = REGISTRATION_TIMEOUT
+
+    def effective_rate(self) -> float:
+        if self.rate is not None:
+            return self.rate
+        return 0.0 if is_loopback(self.host) and not self.token else 100.0
+
+    def check(self) -> None:
+        if not is_loopback(self.host) and not self.token:
+            raise ConfigError(
+                f"refusing to listen on {self.host} without a token: anyone who can reach it "
+                "could take and release leases. Set --token or MARROW_TOKEN, or bind 127.0.0.1"
+            )
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_frame(text: str | bytes) -> dict[str, Any] | str:
+    """A frame as a dict, or the sentence to answer a malformed one with."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            return "Malformed JSON."
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return "Malformed JSON."
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and not _depth_ok(value, MAX_JSON_DEPTH):
+        return f"Malformed frame: nested deeper than {MAX_JSON_DEPTH} levels."
+    if not isinstance(value, dict):
+        return "Malformed frame: expected a JSON object."
+    for name in ("sender", "target", "type", "channel"):
+        if name in value and value[name] is not None and not isinstance(value[name], str):
+            return f"Malformed frame: '{name}' must be a string."
+    return value
+
+
+class HubServer:
+    """Serves the runtime's protocol over WebSockets; the runtime's `Transport`."""
+
+    def __init__(self, runtime: Runtime, options: HubOptions) -> None:
+        options.check()
+        self.runtime = runtime
+        self.options = options
+        self.sessions: dict[str, ServerConnection] = {}
+        self.connected = 0
+        self._server: Server | None = None
+        self._rate = options.effective_rate()
+        runtime.transport = self
+
+    @property
+    def uri(self) -> str:
+        scheme = "wss" if self.options.tls_cert else "ws"
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{shown}:{port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None
+        sock = next(iter(self._server.sockets))
+        host, port = sock.getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        context = None
+        if self.options.tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(self.options.tls_cert, self.options.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load TLS certificate or key: {exc}") from None
+        try:
+            self._server = await serve(
+                self._connection,
+                self.options.host,
+                self.options.port,
+                ssl=context,
+                compression=None,
+                max_size=self.options.max_frame_bytes,
+                max_queue=64,
+                ping_interval=PING_INTERVAL,
+                ping_timeout=PING_INTERVAL,
+                server_header=None,
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}"
+            ) from None
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+
+    # ---- transport -----------------------------------------------------------------------
+
+    def _fit(self, connections: list[ServerConnection]) -> list[ServerConnection]:
+        ok = []
+        for conn in connections:
+            transport = conn.transport
+            if transport is not None and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES:
+                log.warning("closing %s: it is not reading its frames", self._name(conn))
+                asyncio.ensure_future(conn.close(CLOSE_OVERLOADED, "outbound delivery timeout"))
+                continue
+            ok.append(conn)
+        return ok
+
+    def send_all(self, text: str) -> None:
+        broadcast(self._fit(list(self.sessions.values())), text)
+
+    def send_to(self, names: frozenset[str], text: str) -> None:
+        conns = [c for n in names if (c := self.sessions.get(n)) is not None]
+        broadcast(self._fit(conns), text)
+
+    @staticmethod
+    def _name(conn: ServerConnection) -> str:
+        return getattr(conn, "marrow_name", None) or str(conn.remote_address)
+
+    # ---- one connection ------------------------------------------------------------------
+
+    async def _connection(self, conn: ServerConnection) -> None:
+        protocol = self.runtime.protocol
+        assert protocol is not None
+        self.connected += 1
+        name: str | None = None
+        try:
+            if not self.options.token:
+                await conn.send(protocol.welcome(self.connected))
+            name = await self._register(conn)
+            if name is None:
+                return
+            await self._serve(conn, name)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.connected -= 1
+            if name is not None and self.sessions.get(name) is conn:
+                del self.sessions[name]
+                self.runtime.submit(protocol.left(name))
+
+    def _reply_to(self, conn: ServerConnection):  # type: ignore[no-untyped-def]
+        def reply(text: str) -> None:
+            broadcast(self._fit([conn]), text)
+
+        return reply
+
+    async def _register(self, conn: ServerConnection) -> str | None:
+        protocol = self.runtime.protocol
+        assert protocol is not None
+        reply = self._reply_to(conn)
+        while True:
+            try:
+                raw = await asyncio.wait_for(conn.recv(), self.options.registration_timeout)
+            except TimeoutError:
+                reason = "auth timeout" if self.options.token else "registration timeout"
+                await conn.close(CLOSE_REGISTRATION_TIMEOUT, reason)
+                return None
+            frame = parse_frame(raw)
+            if isinstance(frame, str):
+                reply(protocol.error("all", frame).text)
+                continue
+            break
+        sender = frame.get("sender") or f"anon-{id(conn):x}"
+        sender = sender.strip()
+        if self.options.token:
+            given = frame.get("token")
+            if not isinstance(given, str) or not given:
+                return await self._refuse(conn, sender, "auth_denied",
+                                          "Authentication token required.", CLOSE_AUTH, "auth denied")
+            if not hmac.compare_digest(given.encode(), self.options.token.encode()):
+                return await self._refuse(conn, sender, "auth_denied",
+                                          "Invalid authentication token.", CLOSE_AUTH, "auth denied")
+        if sender.lower() in RESERVED_NAMES or "@" in sender or not sender.isprintable():
+            return await self._refuse(conn, sender, "name_conflict",
+                                      f"Name '{sender}' is reserved.", CLOSE_NAME,
+                                      "reserved identity")
+        holder = self.sessions.get(sender)
+        if holder is not None:
+            if frame.get("takeover") is True:
+                log.info("%s taken over by a new connection", sender)
+                del self.sessions[sender]
+                await holder.close(CLOSE_AUTH, "superseded")
+            else:
+                return await self._refuse(
+                    conn, sender, "name_conflict",
+                    f"Name '{sender}' is already online from another session. "
+                    "Use a unique --name.",
+                    CLOSE_NAME, "name conflict")
+        roles = frame.get("roles")
+        roles = tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
+        conn.marrow_name = sender  # type: ignore[attr-defined]
+        self.sessions[sender] = conn
+        if self.options.token:
+            await conn.send(protocol.welcome(self.connected))
+        self.runtime.submit(protocol.joined(sender, roles))
+        frame.pop("token", None)
+        if (frame.get("type") or "chat") != "heartbeat":
+            self.runtime.handle(sender, frame, reply)
+        return sender
+
+    async def _refuse(self, conn: ServerConnection, name: str, kind: str, text: str,
+                      code: int, reason: str) -> None:
+        protocol = self.runtime.protocol
+        assert protocol is not None
+        await conn.send(json.dumps(protocol.frame(kind, name, text)))
+        await conn.close(code, reason)
+        return None
+
+    async def _serve(self, conn: ServerConnection, name: str) -> None:
+        protocol = self.runtime.protocol
+        assert protocol is not None
+        reply = self._reply_to(conn)
+        bucket = _Bucket(self._rate, self.options.burst, self.options.burst) if self._rate else None
+        async for raw in conn:
+            frame = parse_frame(raw)
+            if isinstance(frame, str):
+                reply(protocol.error(name, frame).text)
+                continue
+            sender = frame.get("sender")
+            if sender and sender.strip() != name:
+                await conn.send(json.dumps(protocol.frame(
+                    "name_conflict", name,
+                    f"Sender name switch denied: '{name}' -> '{sender}'. "
+                    "One connection is one name.")))
+                await conn.close(CLOSE_NAME, "name switch")
+                return
+            kind = frame.get("type") or "chat"
+            if bucket is not None and kind != "heartbeat" and not bucket.take():
+                reply(protocol.error(name, "Rate limit exceeded.").text)
+                continue
+            frame.pop("token", None)
+            self.runtime.handle(name, frame, reply)
+            if self.runtime.failed.is_set():
+                await conn.close(1011, "event log failed")
+                return

@@ -1,0 +1,193 @@
+"""The runtime: state, the wire protocol, the event log and the timers, wired together.
+
+This is the one object the console and headless mode use. It imports nothing from Textual.
+
+The flow for every mutation, whoever asks: the protocol decides and applies events to the
+in-memory state at once (so the next decision sees them, with no lock and no copy), the events
+are queued in the log, and the replies and broadcasts wait in `_pending` until the log says
+their events are committed. Subscribers to the change feed hear about events in the same order,
+also only once they are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol as TypingProtocol
+
+from .core.events import Event
+from .core.state import OFFLINE_TTL, State
+from .hub.protocol import ALL, Delivery, Outcome, Protocol
+from .store.eventlog import EventLog, StoreError
+
+log = logging.getLogger("marrow.runtime")
+
+SNAPSHOT_EVERY = 10_000
+
+
+class Transport(TypingProtocol):
+    """Where deliveries go: the WebSocket server (and later, in-process sessions)."""
+
+    def send_all(self, text: str) -> None: ...
+
+    def send_to(self, names: frozenset[str], text: str) -> None: ...
+
+
+Reply = Callable[[str], None]
+Listener = Callable[[list[Event]], None]
+
+
+@dataclass(slots=True)
+class RuntimeOptions:
+    state_dir: Path
+    offline_ttl: float = OFFLINE_TTL
+    snapshot_every: int = SNAPSHOT_EVERY
+    max_claims_per_agent: int = 128
+
+
+class Runtime:
+    def __init__(self, options: RuntimeOptions, clock: Callable[[], float] = time.time) -> None:
+        self.options = options
+        self.clock = clock
+        self.log = EventLog(options.state_dir, on_commit=self._committed)
+        self.state = State(started_at=clock(), offline_ttl=options.offline_ttl)
+        self.state.claims.max_claims_per_agent = options.max_claims_per_agent
+        self.protocol: Protocol | None = None
+        self.transport: Transport | None = None
+        self.restored_events = 0
+        self._pending: deque[tuple[int, Outcome, Reply | None]] = deque()
+        self._listeners: list[Listener] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._since_snapshot = 0
+        self.failed = asyncio.Event()
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.log.open()
+        try:
+            snapshot, tail = await self.log.load()
+            if snapshot is not None:
+                self.state.load_snapshot(snapshot)
+            count = 0
+            async for event in tail:
+                self.state.apply(event)
+                count += 1
+        except (KeyError, TypeError, ValueError) as exc:
+            await self.log.close()
+            raise StoreError(f"cannot rebuild state from {self.log.path}: {exc!r}") from None
+        except BaseException:
+            await self.log.close()
+            raise
+        self.restored_events = count
+        self._since_snapshot = count
+        self.state.after_restore()
+        self.protocol = Protocol(self.state, self.log.hub_id, self.clock)
+        self.log.start()
+        self.submit(self.protocol.sweep())
+
+    async def stop(self) -> None:
+        """Commit what is queued, write a snapshot, and close the log."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.protocol is not None and not self.failed.is_set():
+            self.log.request_snapshot(self.state.to_snapshot())
+        await self.log.close()
+
+    # ---- the command path ----------------------------------------------------------------
+
+    def submit(self, outcome: Outcome, reply: Reply | None = None) -> None:
+        """Persist `outcome`'s events and deliver its frames once they are durable."""
+        durable = [event for event in outcome.events if not event.transient]
+        if durable:
+            watermark = self.log.append(durable, self.clock())
+            self._since_snapshot += len(durable)
+        else:
+            watermark = self.log.last_seq
+        if watermark <= self.log.durable_seq and not self._pending:
+            self._release(outcome, reply)
+        else:
+            self._pending.append((watermark, outcome, reply))
+        if outcome.events:
+            self._schedule()
+        if self._since_snapshot >= self.options.snapshot_every:
+            self._since_snapshot = 0
+            self.log.request_snapshot(self.state.to_snapshot())
+
+    def handle(self, sender: str, frame: dict[str, Any], reply: Reply | None) -> None:
+        assert self.protocol is not None
+        self.submit(self.protocol.handle(sender, frame), reply)
+
+    def _committed(self, seq: int) -> None:
+        if seq < 0:
+            log.error("the event log failed; no further change can be acknowledged")
+            self.failed.set()
+            return
+        pending = self._pending
+        while pending and pending[0][0] <= seq:
+            _, outcome, reply = pending.popleft()
+            self._release(outcome, reply)
+
+    def _release(self, outcome: Outcome, reply: Reply | None) -> None:
+        transport = self.transport
+        for delivery in outcome.deliveries:
+            self._deliver(transport, delivery, reply)
+        if outcome.events:
+            for listener in self._listeners:
+                try:
+                    listener(outcome.events)
+                except Exception:
+                    log.exception("a change-feed listener failed")
+
+    @staticmethod
+    def _deliver(transport: Transport | None, delivery: Delivery, reply: Reply | None) -> None:
+        audience = delivery.audience
+        if audience is None:
+            if reply is not None:
+                reply(delivery.text)
+        elif transport is None:
+            return
+        elif audience == ALL:
+            transport.send_all(delivery.text)
+        else:
+            assert isinstance(audience, frozenset)
+            transport.send_to(audience, delivery.text)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Hear every event once it is durable (transient ones in order with them)."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    # ---- timers --------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        deadline = self.state.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - self.clock())
+        self._timer = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.protocol is not None and not self.failed.is_set():
+            self.submit(self.protocol.sweep())
+        self._schedule()
+
+    def tick(self) -> None:
+        """Sweep now (tests with a fake clock call this instead of waiting)."""
+        self._fire()
