@@ -92,6 +92,8 @@ class EventLog:
         self.last_seq = 0
         self.durable_seq = 0
         self.snapshot_seq = 0
+        #: how many group commits have been made (events / commits = the grouping achieved)
+        self.commits = 0
         self.hub_id = ""
         self._db: aiosqlite.Connection | None = None
         self._lock = StateLock(directory)
@@ -237,10 +239,12 @@ class EventLog:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._queue or self._snapshot:
-                    if self._queue:
-                        await self._commit(db)
-                    elif self._snapshot:
+                    # A snapshot goes in as soon as the events it covers are durable, so a
+                    # steady stream of new events cannot starve it.
+                    if self._snapshot and self._snapshot[0] <= self.durable_seq:
                         await self._write_snapshot(db)
+                    else:
+                        await self._commit(db)
                 if self._closing and not self._queue:
                     return
         except asyncio.CancelledError:
@@ -261,6 +265,7 @@ class EventLog:
             [row[:4] for row in batch],
         )
         await db.commit()
+        self.commits += 1
         self.durable_seq = batch[-1][0]
         self.on_commit(self.durable_seq)
 

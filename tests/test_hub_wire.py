@@ -1,0 +1,360 @@
+"""The hub over real WebSocket connections on 127.0.0.1, several clients at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+
+import pytest
+from websockets.asyncio.client import connect
+
+from marrow_tui.hub.server import ConfigError, HubOptions
+
+from .conftest import Agent, Hub, start_hub
+
+# ---- names, presence, auth ---------------------------------------------------------------
+
+
+async def test_presence_is_broadcast_on_join_and_leave(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice", roles=["demo/reviewer"])
+    bob = await hub.agent("demo/bob")
+    joined = await alice.until("presence_update", agent="demo/bob")
+    assert joined["event"] == "joined"
+    assert joined["online_agents"] == ["demo/alice", "demo/bob"]
+    who = await bob.request(("who_snapshot",), type="who_request")
+    assert who["online_agents"] == ["demo/alice", "demo/bob"]
+    assert who["agent_roles"] == {"demo/alice": ["demo/reviewer"]}
+    await bob.ws.close()
+    left = await alice.until("presence_update", agent="demo/bob", event="left")
+    assert left["online_agents"] == ["demo/alice"]
+
+
+async def test_duplicate_name_is_refused_with_4009(hub: Hub) -> None:
+    await hub.agent("demo/alice")
+    twin = await Agent.join(hub.uri, "demo/alice", expect_welcome=False)
+    refusal = await twin.until("name_conflict")
+    assert "already online" in refusal["payload"]
+    assert await twin.closed() == (4009, "name conflict")
+
+
+async def test_name_switch_is_refused_with_4009(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    await alice.ws.send(json.dumps({"sender": "demo/mallory", "type": "who_request"}))
+    assert (await alice.until("name_conflict"))["payload"].startswith("Sender name switch")
+    assert await alice.closed() == (4009, "name switch")
+
+
+@pytest.mark.parametrize("name", ["SynapseHub", "synapsehub", "bob@otherhub"])
+async def test_reserved_names_are_refused(hub: Hub, name: str) -> None:
+    agent = await Agent.join(hub.uri, name, expect_welcome=False)
+    await agent.until("name_conflict")
+    assert await agent.closed() == (4009, "reserved identity")
+
+
+async def test_takeover_evicts_the_old_connection(hub: Hub) -> None:
+    old = await hub.agent("demo/alice")
+    new = await Agent.join(hub.uri, "demo/alice", takeover=True)
+    assert await old.closed() == (4010, "superseded")
+    who = await new.request(("who_snapshot",), type="who_request")
+    assert who["online_agents"] == ["demo/alice"]
+
+
+async def test_token_is_required_and_checked(tmp_path) -> None:
+    h = await start_hub(tmp_path / "s", token="s3cret")
+    try:
+        nobody = await Agent.join(h.uri, "t/a", expect_welcome=False)
+        assert (await nobody.until("auth_denied"))["payload"] == "Authentication token required."
+        assert await nobody.closed() == (4010, "auth denied")
+        wrong = await Agent.join(h.uri, "t/b", expect_welcome=False, token="nope")
+        assert (await wrong.until("auth_denied"))["payload"] == "Invalid authentication token."
+        assert await wrong.closed() == (4010, "auth denied")
+        good = await h.agent("t/c", token="s3cret")
+        who = await good.request(("who_snapshot",), type="who_request")
+        assert who["online_agents"] == ["t/c"]
+    finally:
+        await h.stop()
+
+
+async def test_silent_socket_is_closed_with_4012(tmp_path) -> None:
+    h = await start_hub(tmp_path / "s", registration_timeout=0.2)
+    try:
+        async with connect(h.uri, compression=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            await ws.wait_closed()
+            assert ws.protocol.close_rcvd is not None
+            assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (4012, "registration timeout")
+    finally:
+        await h.stop()
+
+
+def test_non_loopback_bind_needs_a_token() -> None:
+    with pytest.raises(ConfigError, match="without a token"):
+        HubOptions(host="0.0.0.0").check()
+    HubOptions(host="0.0.0.0", token="x").check()
+    assert HubOptions(host="127.0.0.1").effective_rate() == 0
+    assert HubOptions(host="0.0.0.0", token="x").effective_rate() > 0
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("not json", "Malformed JSON."),
+        ("[1, 2]", "Malformed frame: expected a JSON object."),
+        ('{"type": "claim", "task_id": "x", "v": NaN}', "Malformed JSON."),
+        ('{"type": 5}', "Malformed frame: 'type' must be a string."),
+        ('{"type": "claim", "task_id": "T", "paths": [1]}',
+         "Malformed frame: 'paths' must be a list of strings."),
+        ('{"type": "no_such_verb"}', "Unknown message type 'no_such_verb'."),
+        ('{"type": "chat", "x": ' + "[" * 80 + "]" * 80 + "}",
+         "Malformed frame: nested deeper than 64 levels."),
+    ],
+)
+async def test_bad_frames_get_an_error_and_the_socket_stays_usable(
+    hub: Hub, raw: str, expected: str
+) -> None:
+    alice = await hub.agent("demo/alice")
+    await alice.ws.send(raw)
+    assert (await alice.until("error"))["payload"] == expected
+    who = await alice.request(("who_snapshot",), type="who_request")
+    assert who["online_agents"] == ["demo/alice"]
+    assert len(hub.runtime.state.claims) == 0
+
+
+async def test_oversized_frame_closes_with_1009(tmp_path) -> None:
+    h = await start_hub(tmp_path / "s", max_frame_bytes=4096)
+    try:
+        alice = await h.agent("demo/alice")
+        await alice.send(type="chat", payload="x" * 8000)
+        code, _ = await alice.closed()
+        assert code == 1009
+    finally:
+        await h.stop()
+
+
+async def test_rate_limit_refuses_frames_beyond_the_burst(tmp_path) -> None:
+    h = await start_hub(tmp_path / "s", rate=0.001, burst=2)
+    try:
+        alice = await h.agent("demo/alice")
+        for _ in range(3):
+            await alice.send(type="who_request")
+        await alice.until("who_snapshot")
+        await alice.until("who_snapshot")
+        assert (await alice.until("error"))["payload"] == "Rate limit exceeded."
+    finally:
+        await h.stop()
+
+
+# ---- claims ------------------------------------------------------------------------------
+
+
+async def test_overlapping_claims_are_refused_and_grants_broadcast(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    grant = await alice.request(("claim_granted",), type="claim", task_id="T1", worktree="main",
+                                paths=["src/auth.py", "./src/util/"], note="edit auth")
+    assert grant["paths"] == ["src/auth.py", "src/util"]
+    assert grant["target"] == "all" and grant["epoch"] == 1 and grant["status"] == "claimed"
+    seen_by_bob = await bob.until("claim_granted", task_id="T1")
+    assert seen_by_bob["owner"] == "demo/alice"
+    denied = await bob.request(("claim_denied",), type="claim", task_id="T2", worktree="main",
+                               paths=["src/util/deep/x.py"])
+    assert denied["reason_code"] == "SCOPE_CONFLICT"
+    assert denied["payload"] == "Task 'T2' file scope conflicts with 'T1' held by demo/alice."
+    live = await bob.request(("claim_denied",), type="claim", task_id="T1", paths=["elsewhere"])
+    assert live["reason_code"] == "LEASE_LIVE"
+    other_tree = await bob.request(("claim_granted",), type="claim", task_id="T3",
+                                   worktree="feature", paths=["src/util"])
+    assert other_tree["epoch"] == 2
+
+
+async def test_idem_key_replays_byte_identical_and_mutates_once(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    frame = {"type": "claim", "task_id": "K1", "worktree": "w", "paths": ["p"], "idem_key": "A"}
+    await alice.send(**frame)
+    first = await alice.raw_until("claim_granted")
+    await alice.send(**frame)
+    second = await alice.raw_until("claim_granted")
+    assert first == second
+    await alice.send(**{**frame, "paths": ["q"]})
+    conflict = await alice.until("error")
+    assert conflict["error_code"] == "idempotency_conflict"
+    assert hub.runtime.state.claims.epoch == 1
+    rows = sqlite3.connect(hub.state_dir / "events.db").execute(
+        "SELECT COUNT(*) FROM events WHERE kind = 'claim'").fetchone()
+    assert rows == (1,)
+
+
+async def test_reply_is_sent_only_after_its_event_is_committed(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    db = sqlite3.connect(hub.state_dir / "events.db")
+    for n in range(20):
+        grant = await alice.request(("claim_granted",), type="claim", task_id=f"T{n}",
+                                    paths=[f"f{n}"])
+        row = db.execute("SELECT data FROM events WHERE kind='claim' ORDER BY seq DESC LIMIT 1"
+                         ).fetchone()
+        assert row is not None and json.loads(row[0])["epoch"] == grant["epoch"]
+
+
+async def test_concurrent_mutations_share_commits(hub: Hub) -> None:
+    agents = [await hub.agent(f"bench/a{i}") for i in range(30)]
+    before_events, before_commits = hub.runtime.log.durable_seq, hub.runtime.log.commits
+    await asyncio.gather(*(a.send(type="claim", task_id=f"T{i}", paths=[f"f{i}"])
+                           for i, a in enumerate(agents)))
+    await asyncio.gather(*(a.until("claim_granted", task_id=f"T{i}")
+                           for i, a in enumerate(agents)))
+    events = hub.runtime.log.durable_seq - before_events
+    commits = hub.runtime.log.commits - before_commits
+    assert events == 30
+    assert commits < events
+
+
+async def test_expiry_fires_on_the_timer_and_is_announced(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    grant = await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"],
+                                ttl_seconds=1)
+    assert grant["lease_expires_at"] == pytest.approx(hub.clock() + 30)
+    await alice.request(("checkpoint_saved",), type="checkpoint", task_id="T1",
+                        checkpoint="step=3")
+    assert hub.runtime._timer_at == grant["lease_expires_at"]
+    hub.clock.advance(31)
+    hub.runtime.tick()
+    expired = await bob.until("lease_expired", task_id="T1")
+    assert expired["owner"] == "demo/alice" and expired["checkpoint_retained"] is True
+    assert hub.runtime.state.claims.get("T1") is None
+    inherited = await bob.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    assert inherited["checkpoint"] == "step=3" and inherited["owner"] == "demo/bob"
+
+
+async def test_handoff_needs_an_online_target_and_fences_the_old_owner(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    grant = await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    nobody = await alice.request(("handoff_denied",), type="handoff", task_id="T1",
+                                 to_agent="demo/nobody")
+    assert nobody["payload"] == "Handoff target 'demo/nobody' is not online."
+    await alice.request(("task_updated",), type="task_update", task_id="T1", status="working")
+    moved = await alice.request(("handoff_granted",), type="handoff", task_id="T1",
+                                to_agent="demo/bob", note="please finish")
+    assert moved["owner"] == "demo/bob" and moved["previous_owner"] == "demo/alice"
+    assert moved["epoch"] > grant["epoch"] and moved["version"] == 0
+    assert moved["status"] == "working"
+    note = await bob.until("ledger_progress_posted", task_id="T1")
+    assert note["note"]["text"] == "handed off to demo/bob: please finish"
+    stale = await alice.request(("release_denied",), type="release", task_id="T1")
+    assert "owned by demo/bob" in stale["payload"]
+    fenced = await bob.request(("release_denied",), type="release", task_id="T1",
+                               epoch=grant["epoch"])
+    assert fenced["payload"] == f"Task 'T1' epoch is stale (current {moved['epoch']})."
+    done = await bob.request(("release_granted",), type="release", task_id="T1",
+                             epoch=moved["epoch"])
+    assert done["receipt"]["released"] is True
+
+
+async def test_lifecycle_errors_are_plain_error_frames(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    await alice.request(("task_updated",), type="task_update", task_id="T1", status="working")
+    bad = await alice.request(("error",), type="task_update", task_id="T1", status="claimed")
+    assert bad["payload"] == "Task 'T1' cannot transition working -> claimed."
+
+
+async def test_wait_request_refuses_a_deadlock(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    await bob.request(("claim_granted",), type="claim", task_id="T3", paths=["b"])
+    ok = await alice.request(("wait_granted",), type="wait_request", task_id="T3")
+    assert ok["holder"] == "demo/bob"
+    refused = await bob.request(("wait_denied",), type="wait_request", task_id="T1")
+    assert refused["payload"] == "Waiting for 'T1' held by demo/alice would deadlock."
+
+
+# ---- blackboard and chat -----------------------------------------------------------------
+
+
+async def test_blackboard_dag_cas_and_progress(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    await alice.request(("ledger_task_posted",), type="ledger_task", task_id="P1", title="design")
+    posted = await alice.request(("ledger_task_posted",), type="ledger_task", task_id="P2",
+                                 title="build", depends_on=["P1", "P2", "P1"],
+                                 suggested_owner="demo/bob")
+    assert posted["task"]["depends_on"] == ["P1"]
+    cycle = await alice.request(("error",), type="ledger_task", task_id="P1", title="design",
+                                depends_on=["P2"])
+    assert "cycle" in cycle["payload"]
+    cas = await alice.request(("error",), type="ledger_task_update", task_id="P1",
+                              status="done", expected_version=7)
+    assert cas["payload"] == "Task 'P1' version conflict: expected v7, board has v1."
+    await alice.request(("ledger_task_updated",), type="ledger_task_update", task_id="P1",
+                        status="done", expected_version=1)
+    await alice.request(("ledger_progress_posted",), type="ledger_progress", task_id="P1",
+                        kind="blocked", text="waiting on review")
+    board = (await alice.request(("board_snapshot",), type="board_request"))["board"]
+    assert [t["task_id"] for t in board["tasks"]] == ["P1", "P2"]
+    assert board["ready"] == ["P2"]
+    assert board["progress"][-1]["kind"] == "blocked"
+
+
+async def test_directed_chat_reaches_only_its_recipients(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    carol = await hub.agent("other/carol")
+    await alice.send(type="chat", target="all", payload="hello all")
+    for agent in (alice, bob, carol):
+        assert (await agent.until("chat"))["msg_id"] == 1
+    await alice.send(type="chat", target="demo", payload="project only", receipt_requested=True)
+    receipt = await alice.until("delivery_receipt")
+    assert receipt["recipients"] == ["demo/bob"]
+    assert (await bob.until("chat"))["payload"] == "project only"
+    await alice.send(type="chat", target="other/*", payload="glob")
+    assert (await carol.until("chat"))["payload"] == "glob"
+    assert [f["payload"] for f in carol.seen if f["type"] == "chat"] == ["hello all", "glob"]
+    history = await carol.request(("history_snapshot",), type="history_request", limit=10)
+    assert [m["payload"] for m in history["history"]] == ["hello all", "glob"]
+    resumed = await bob.request(("resume_snapshot",), type="resume_request", since=1)
+    assert [m["msg_id"] for m in resumed["messages"]] == [2]
+
+
+# ---- restart -----------------------------------------------------------------------------
+
+
+async def test_restart_restores_leases_board_chat_and_idempotency(tmp_path) -> None:
+    state_dir = tmp_path / "s"
+    first = await start_hub(state_dir)
+    alice = await first.agent("demo/alice")
+    grant = await alice.request(("claim_granted",), type="claim", task_id="T1", worktree="main",
+                                paths=["src"], idem_key="k1")
+    await alice.request(("checkpoint_saved",), type="checkpoint", task_id="T1", checkpoint="c1")
+    await alice.request(("ledger_task_posted",), type="ledger_task", task_id="P1", title="plan")
+    await alice.request(("ledger_progress_posted",), type="ledger_progress", task_id="P1",
+                        text="started")
+    for n in range(3):
+        await alice.send(type="chat", payload=f"m{n}")
+        await alice.until("chat", payload=f"m{n}")
+    await first.stop()
+
+    second = await start_hub(state_dir, clock=first.clock)
+    try:
+        claim = second.runtime.state.claims.get("T1")
+        assert claim is not None
+        assert (claim.owner, claim.epoch, claim.checkpoint) == ("demo/alice", grant["epoch"], "c1")
+        assert claim.lease_expires_at == grant["lease_expires_at"]
+        alice = await second.agent("demo/alice")
+        again = await alice.request(("claim_granted",), type="claim", task_id="T1",
+                                    worktree="main", paths=["src"], idem_key="k1")
+        assert again["epoch"] == grant["epoch"] and again["timestamp"] == grant["timestamp"]
+        board = (await alice.request(("board_snapshot",), type="board_request"))["board"]
+        assert board["tasks"][0]["title"] == "plan" and board["progress"][0]["text"] == "started"
+        await alice.send(type="chat", payload="after")
+        assert (await alice.until("chat", payload="after"))["msg_id"] == 4
+        state = await alice.request(("state_snapshot",), type="state_request")
+        assert [c["task_id"] for c in state["snapshot"]["active_claims"]] == ["T1"]
+        renewed = await alice.request(("claim_granted",), type="claim", task_id="T9", paths=["x"])
+        assert renewed["epoch"] == grant["epoch"] + 1
+    finally:
+        await second.stop()

@@ -1,0 +1,42 @@
+"""The runtime and headless mode never import Textual (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+MODULES = [
+    "marrow_tui.core.state",
+    "marrow_tui.hub.protocol",
+    "marrow_tui.hub.server",
+    "marrow_tui.hub.client",
+    "marrow_tui.store.eventlog",
+    "marrow_tui.runtime",
+    "marrow_tui.headless",
+    "marrow_tui.cli",
+]
+
+
+def test_runtime_and_headless_import_no_textual() -> None:
+    code = (
+        "import sys\n"
+        f"for name in {MODULES!r}:\n"
+        "    __import__(name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_core_imports_nothing_from_the_other_packages() -> None:
+    code = (
+        "import sys\n"
+        "import marrow_tui.core.state, marrow_tui.core.scope, marrow_tui.core.board\n"
+        "bad = sorted(m for m in sys.modules if m.startswith('marrow_tui.') and\n"
+        "             not m.startswith('marrow_tui.core'))\n"
+        "bad += [m for m in ('asyncio', 'websockets', 'aiosqlite') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
