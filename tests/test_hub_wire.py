@@ -358,3 +358,25 @@ async def test_restart_restores_leases_board_chat_and_idempotency(tmp_path) -> N
         assert renewed["epoch"] == grant["epoch"] + 1
     finally:
         await second.stop()
+
+
+async def test_keyed_release_names_its_operation_and_can_be_confirmed(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    grant = await alice.request(("release_granted",), type="release", task_id="T1",
+                                idem_key="op-1")
+    assert grant["release_operation_id"] == "op-1"
+    digest = grant["request_digest"]
+    assert len(digest) == 64
+    query = {"task_id": "T1", "operation_id": "op-1", "request_digest": digest}
+    confirmed = await alice.request(("state_snapshot",), type="state_request",
+                                    release_confirmation=query, request_id="q1")
+    assert confirmed["request_id"] == "q1"
+    assert confirmed["release_confirmation"]["status"] == "confirmed"
+    assert confirmed["release_confirmation"]["receipt"]["released"] is True
+    other = await alice.request(("state_snapshot",), type="state_request",
+                                release_confirmation={**query, "request_digest": "0" * 64})
+    assert other["release_confirmation"]["status"] == "unknown"
+    refused = await alice.request(("release_denied",), type="release", task_id="T1",
+                                  idem_key="op-2")
+    assert refused["release_operation_id"] == "op-2"

@@ -338,11 +338,17 @@ class Protocol:
 
     def _release(self, call: _Call) -> None:
         task_id = _task_id(call.frame)
+        # A keyed release names its operation in the verdict, so a client that lost the
+        # connection can tell its own release from someone else's (synapse 0.99 clients check).
+        binding: dict[str, str] = {}
+        if call.idem is not None:
+            binding = {"release_operation_id": call.frame["idem_key"],
+                       "request_digest": call.idem[1]}
         result = self.state.claims.decide_release(
             call.sender, task_id, epoch=_int_or_none(call.frame, "epoch")
         )
         if isinstance(result, Refusal):
-            call.deny("release_denied", result, task_id=task_id)
+            call.deny("release_denied", result, task_id=task_id, **binding)
             return
         call.emit(result)
         call.broadcast(
@@ -353,7 +359,26 @@ class Protocol:
             owner=call.sender,
             epoch=result.data["epoch"],
             receipt=self._receipt(call.frame, task_id, call.sender),
+            **binding,
         )
+
+    def _release_confirmation(self, sender: str, query: object) -> dict[str, Any]:
+        """Whether a keyed release by `sender` is on record, read from the idempotency keys."""
+        if not isinstance(query, dict) or not all(
+            isinstance(query.get(k), str) for k in ("task_id", "operation_id", "request_digest")
+        ):
+            return {"status": "unknown"}
+        asked = {k: query[k] for k in ("task_id", "operation_id", "request_digest")}
+        seen = self.state.idem.get(f"{sender}\0release\0{asked['operation_id']}")
+        if seen is None or seen[0] != asked["request_digest"]:
+            return {"status": "unknown", **asked}
+        reply = json.loads(seen[1])
+        receipt = reply.get("receipt")
+        if (reply.get("type") != "release_granted" or reply.get("task_id") != asked["task_id"]
+                or reply.get("owner") != sender or not isinstance(receipt, dict)):
+            return {"status": "unknown", **asked}
+        return {**asked, "status": "confirmed", "owner": sender,
+                "release_operation_id": asked["operation_id"], "receipt": receipt}
 
     @staticmethod
     def _receipt(frame: dict[str, Any], task_id: str, owner: str) -> dict[str, Any]:
@@ -671,6 +696,11 @@ class Protocol:
         extra = {}
         if "request_id" in call.frame:
             extra["request_id"] = call.frame["request_id"]
+        if "release_confirmation" in call.frame:
+            call.reply("state_snapshot", "Release confirmation", **extra,
+                       release_confirmation=self._release_confirmation(
+                           call.sender, call.frame["release_confirmation"]))
+            return
         call.reply(
             "state_snapshot",
             "State snapshot",
