@@ -33,6 +33,10 @@ SNAPSHOT_EVERY = 10_000
 class Transport(TypingProtocol):
     """Where deliveries go: the WebSocket server (and later, in-process sessions)."""
 
+    def begin(self) -> None: ...
+
+    def flush(self) -> None: ...
+
     def send_all(self, text: str) -> None: ...
 
     def send_to(self, names: frozenset[str], text: str) -> None: ...
@@ -112,7 +116,7 @@ class Runtime:
         else:
             watermark = self.log.last_seq
         if watermark <= self.log.durable_seq and not self._pending:
-            self._release(outcome, reply)
+            self._release([(outcome, reply)])
         else:
             self._pending.append((watermark, outcome, reply))
         if outcome.events:
@@ -131,18 +135,31 @@ class Runtime:
             self.failed.set()
             return
         pending = self._pending
+        ready = []
         while pending and pending[0][0] <= seq:
             _, outcome, reply = pending.popleft()
-            self._release(outcome, reply)
+            ready.append((outcome, reply))
+        if ready:
+            self._release(ready)
 
-    def _release(self, outcome: Outcome, reply: Reply | None) -> None:
+    def _release(self, ready: list[tuple[Outcome, Reply | None]]) -> None:
+        """Send what a commit made true, then tell the change feed, in one batch each."""
         transport = self.transport
-        for delivery in outcome.deliveries:
-            self._deliver(transport, delivery, reply)
-        if outcome.events:
+        if transport is not None:
+            transport.begin()
+        events: list[Event] = []
+        try:
+            for outcome, reply in ready:
+                for delivery in outcome.deliveries:
+                    self._deliver(transport, delivery, reply)
+                events.extend(outcome.events)
+        finally:
+            if transport is not None:
+                transport.flush()
+        if events:
             for listener in self._listeners:
                 try:
-                    listener(outcome.events)
+                    listener(events)
                 except Exception:
                     log.exception("a change-feed listener failed")
 

@@ -101,7 +101,10 @@ def clamp_ttl(raw: object) -> float:
                 return DEFAULT_TTL
         else:
             return DEFAULT_TTL
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an int too large for a float is finite: clamp it, do not crash
+        return MAX_TTL if raw > 0 else MIN_TTL  # type: ignore[operator]
     if not math.isfinite(value):
         return DEFAULT_TTL
     return min(max(value, MIN_TTL), MAX_TTL)
@@ -199,7 +202,9 @@ class ClaimBook:
                 f"{owner} already holds {len(held)} live claims "
                 f"(the limit is {self.max_claims_per_agent}).",
             )
-        if renewing and current is not None:
+        if current is not None:
+            # renewal, or takeover of a lease that ended but has not been swept yet: the
+            # checkpoint passes on exactly as it would through the retained map after expiry
             checkpoint = current.checkpoint
         else:
             checkpoint = self.retained_checkpoints.get(task_id, "")
@@ -438,6 +443,9 @@ class ClaimBook:
             lease_expires_at=data["lease_expires_at"],
         )
         self._put(claim)
+        waiting = self.waits.get(claim.owner)
+        if waiting:
+            waiting.discard(claim.task_id)
         return claim
 
     def apply_wait(self, data: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ TRANSIENT_KINDS = frozenset({"presence"})
 class Event:
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
+    #: `data` already serialised, when the producer had to encode it anyway (a chat frame)
+    encoded: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def durable(self) -> bool:

@@ -156,12 +156,20 @@ class State:
 
     def sweep(self, now: float) -> list[Event]:
         """Events for leases that ran out and for holders offline for too long."""
-        events = self.claims.sweep(now)
+        # Each lease ends once, by whichever came first: its expiry or its holder's offline
+        # deadline (on a tie the release wins, as synapse releases offline holders before it
+        # sweeps leases). A holder may be queued twice (a replayed handoff, then
+        # `after_restore`), so released tasks are noted.
+        released: list[Event] = []
+        ended: set[str] = set()
         while (due := self._offline_due()) is not None and due <= now:
             _, name = heapq.heappop(self._offline_heap)
             gone = now - self.presence.offline_since[name]
             for claim in self.claims.owned_by(name):
-                events.append(
+                if claim.task_id in ended or claim.lease_expires_at < due:
+                    continue
+                ended.add(claim.task_id)
+                released.append(
                     Event(
                         "release",
                         {
@@ -173,7 +181,8 @@ class State:
                         },
                     )
                 )
-        return events
+        events = [e for e in self.claims.sweep(now) if e.data["task_id"] not in ended]
+        return events + released
 
     # ---- snapshots -----------------------------------------------------------------------
 

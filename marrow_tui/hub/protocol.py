@@ -603,8 +603,8 @@ class Protocol:
             msg_id=self.state.chat.msg_id + 1,
         )
         msg.setdefault("payload", "")
-        call.emit(Event("chat", msg))
         text = encode(msg)
+        call.emit(Event("chat", msg, text))
         if target in BROADCAST_TARGETS:
             call.outcome.deliveries.append(Delivery(text, ALL))
             return

@@ -2,9 +2,10 @@
 
 One connection is one agent name for life, bound by its first frame. Frames from one connection
 are handled in order; what they change is decided by `Protocol` and made durable by the runtime,
-which then hands the frames back here to send. A broadcast is serialised once and written to
-every socket without a task per socket (`websockets.broadcast`); a socket whose outbound buffer
-grows past `MAX_OUTBOUND_BYTES` is closed rather than allowed to eat memory.
+which then hands the frames back here to send. A frame is serialised once and queued on every socket that gets it, without a task per socket;
+the frames released by one group commit then leave in one write per socket. A socket whose
+outbound buffer grows past `MAX_OUTBOUND_BYTES` (a peer that stopped reading) is dropped rather
+than allowed to eat memory.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from ..runtime import Runtime
 
@@ -148,6 +151,8 @@ class HubServer:
         self.connected = 0
         self._server: Server | None = None
         self._rate = options.effective_rate()
+        self._batching = False
+        self._dirty: dict[ServerConnection, None] = {}
         runtime.transport = self
 
     @property
@@ -195,25 +200,47 @@ class HubServer:
             self._server.close(close_connections=True)
             await self._server.wait_closed()
 
-    # ---- transport -----------------------------------------------------------------------
+    # ---- transport ---------------------------------------------------------------------
 
-    def _fit(self, connections: list[ServerConnection]) -> list[ServerConnection]:
-        ok = []
-        for conn in connections:
-            transport = conn.transport
-            if transport is not None and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES:
-                log.warning("closing %s: it is not reading its frames", self._name(conn))
-                asyncio.ensure_future(conn.close(CLOSE_OVERLOADED, "outbound delivery timeout"))
+    def begin(self) -> None:
+        """Hold socket writes until `flush`: a commit group's frames go out in one write each."""
+        self._batching = True
+
+    def flush(self) -> None:
+        self._batching = False
+        dirty, self._dirty = self._dirty, {}
+        for conn in dirty:
+            self._push(conn)
+
+    def _write(self, conns: Iterable[ServerConnection], text: str) -> None:
+        data = text.encode()
+        for conn in conns:
+            if conn.protocol.state is not State.OPEN:
                 continue
-            ok.append(conn)
-        return ok
+            try:
+                conn.protocol.send_text(data)
+            except Exception:  # the connection is closing; its handler cleans up
+                continue
+            if self._batching:
+                self._dirty[conn] = None
+            else:
+                self._push(conn)
+
+    def _push(self, conn: ServerConnection) -> None:
+        try:
+            conn.send_data()
+        except Exception:
+            return
+        transport = conn.transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES:
+            log.warning("closing %s: it is not reading its frames", self._name(conn))
+            transport.abort()
 
     def send_all(self, text: str) -> None:
-        broadcast(self._fit(list(self.sessions.values())), text)
+        self._write(self.sessions.values(), text)
 
     def send_to(self, names: frozenset[str], text: str) -> None:
-        conns = [c for n in names if (c := self.sessions.get(n)) is not None]
-        broadcast(self._fit(conns), text)
+        self._write((c for n in names if (c := self.sessions.get(n)) is not None), text)
 
     @staticmethod
     def _name(conn: ServerConnection) -> str:
@@ -241,9 +268,9 @@ class HubServer:
                 del self.sessions[name]
                 self.runtime.submit(protocol.left(name))
 
-    def _reply_to(self, conn: ServerConnection):  # type: ignore[no-untyped-def]
+    def _reply_to(self, conn: ServerConnection) -> Callable[[str], None]:
         def reply(text: str) -> None:
-            broadcast(self._fit([conn]), text)
+            self._write((conn,), text)
 
         return reply
 

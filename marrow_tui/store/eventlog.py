@@ -234,8 +234,8 @@ class EventLog:
         for event in events:
             self.last_seq += 1
             self._queue.append(
-                (self.last_seq, now, event.kind, json.dumps(event.data, separators=(",", ":")),
-                 event.durable)
+                (self.last_seq, now, event.kind,
+                 event.encoded or json.dumps(event.data, separators=(",", ":")), event.durable)
             )
         if events:
             self._wake.set()
