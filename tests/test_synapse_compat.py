@@ -1,0 +1,36 @@
+"""An unmodified synapse-channel client against our hub (opt-in: it is never our dependency).
+
+Set MARROW_SYNAPSE_PYTHON to an interpreter that has synapse-channel installed, e.g. the one
+`python benchmarks/run_hub_bench.py` creates in benchmarks/.work/synapse-venv, to run it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import Hub
+
+SYNAPSE_PYTHON = os.environ.get("MARROW_SYNAPSE_PYTHON")
+JOURNEY = Path(__file__).parent / "compat" / "synapse_journey.py"
+
+pytestmark = pytest.mark.skipif(
+    not SYNAPSE_PYTHON, reason="set MARROW_SYNAPSE_PYTHON to a python with synapse-channel"
+)
+
+
+async def test_synapse_agent_class_runs_the_core_journey(hub: Hub) -> None:
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        str(SYNAPSE_PYTHON), str(JOURNEY), hub.uri,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "all steps passed" in text
+    assert hub.runtime.state.board.ready() == ["P2"]
