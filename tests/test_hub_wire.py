@@ -380,3 +380,34 @@ async def test_keyed_release_names_its_operation_and_can_be_confirmed(hub: Hub) 
     refused = await alice.request(("release_denied",), type="release", task_id="T1",
                                   idem_key="op-2")
     assert refused["release_operation_id"] == "op-2"
+
+
+async def test_tls_serves_wss_for_remote_agents(tmp_path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    h = await start_hub(tmp_path / "s", tls_cert=str(cert), tls_key=str(key))
+    try:
+        assert h.uri.startswith("wss://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(cert))
+        async with connect(h.uri, ssl=context, compression=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            await ws.send(json.dumps({"sender": "remote/a", "type": "who_request"}))
+            while (frame := json.loads(await ws.recv()))["type"] != "who_snapshot":
+                pass
+            assert frame["online_agents"] == ["remote/a"]
+        with pytest.raises(Exception):
+            async with connect(h.uri, compression=None, open_timeout=5):
+                pass  # an unverified certificate is refused by a default client
+    finally:
+        await h.stop()

@@ -103,3 +103,23 @@ async def test_startup_reads_the_snapshot_and_only_the_tail(tmp_path: Path) -> N
         assert [m["payload"] for m in again.state.chat.tail(2)] == ["m118", "m119"]
     finally:
         await again.stop()
+
+
+async def test_lease_groups_are_fsynced_and_chat_groups_may_not_be(tmp_path: Path) -> None:
+    hub = await start_hub(tmp_path / "s")
+    try:
+        log = hub.runtime.log
+        db = log._require()
+
+        async def synchronous() -> int:
+            row = await (await db.execute("PRAGMA synchronous")).fetchone()
+            return int(row[0])
+
+        alice = await hub.agent("demo/alice")
+        await alice.send(type="chat", payload="hi")
+        await alice.until("chat")
+        assert await synchronous() == 1  # NORMAL: a chat-only group
+        await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+        assert await synchronous() == 2  # FULL: the group held a lease event
+    finally:
+        await hub.stop()
