@@ -36,7 +36,7 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help=f"hub port; 0 picks a free one (default {DEFAULT_PORT})")
     group.add_argument("--state-dir", type=Path, default=None,
                        help="where the event log lives (default: .marrow/ in the current folder)")
-    group.add_argument("--token", default=None,
+    group.add_argument("--token", dest="hub_token", default=None,
                        help="shared secret agents must send (default: $MARROW_TOKEN); "
                             "required to listen on a non-loopback address")
     group.add_argument("--tls-cert", help="PEM certificate, to serve wss:// for remote agents")
@@ -71,7 +71,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
         format="marrow-tui %(levelname)s %(name)s: %(message)s",
     )
     state_dir = args.state_dir or Path(os.environ.get("MARROW_STATE_DIR", ".marrow"))
-    token = args.token if args.token is not None else os.environ.get("MARROW_TOKEN") or None
+    token = args.hub_token if args.hub_token is not None else os.environ.get("MARROW_TOKEN") or None
     hub = HubOptions(
         host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
         tls_key=args.tls_key, rate=args.rate, burst=args.burst,

@@ -23,7 +23,6 @@ Exit codes (also in docs/cli.md):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
@@ -44,6 +43,7 @@ from marrow_tui.hub.client import (
     HubClient,
     HubConnectionError,
     Refused,
+    run_request,
 )
 
 EXIT_OK: Final = 0
@@ -251,7 +251,10 @@ def run(args: argparse.Namespace, action: Action, render: Render,
     try:
         _check_input(args)
         context = _ssl_context(args.cafile)
-        frame = asyncio.run(_session(args, action, context))
+        frame = run_request(
+            args.uri, args.name, lambda hub: action(hub, args), token=args.token,
+            timeout=args.timeout, ssl=context,
+        )
     except HubConnectionError as exc:
         print(f"{PROG}: {exc.message}", file=err)
         return EXIT_UNREACHABLE
@@ -294,16 +297,6 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot load the CA file {cafile!r}: {exc}") from None
-
-
-async def _session(args: argparse.Namespace, action: Action,
-                   context: ssl.SSLContext | None) -> Frame:
-    client = HubClient(
-        args.uri, args.name, token=args.token, open_timeout=args.timeout,
-        request_timeout=args.timeout, ssl=context, heartbeat_interval=None,
-    )
-    async with client:
-        return await action(client, args)
 
 
 # --------------------------------------------------------------------------- actions
@@ -411,8 +404,11 @@ def render_who(frame: Frame, args: argparse.Namespace) -> str:
     roles = frame.get("agent_roles") or {}
     version = frame.get("hub_version")
     head = f"{len(agents)} agent{'s' if len(agents) != 1 else ''} online"
-    if version or frame.get("hub_id"):
-        head += f" (hub {frame.get('hub_id', '?')}{', version ' + str(version) if version else ''})"
+    about = [f"hub {frame['hub_id']}"] if frame.get("hub_id") else []
+    if version:
+        about.append(f"version {version}" if str(version)[:1].isdigit() else str(version))
+    if about:
+        head += f" ({', '.join(about)})"
     if not agents:
         return head
     rows = [[name, _joined(roles.get(name), "")] for name in agents]
@@ -434,8 +430,9 @@ def render_state(frame: Frame, args: argparse.Namespace) -> str:
             str(claim.get("task_id", "?")), owner, str(claim.get("status", "")),
             str(claim.get("epoch", "")), _expires({**claim, "_now": now}),
             str(claim.get("worktree") or "''"), _joined(claim.get("paths"), "(whole worktree)"),
+            _one_line(str(claim.get("note") or ""), 40),
         ])
-    headers = ["TASK", "OWNER", "STATUS", "EPOCH", "EXPIRES", "WORKTREE", "PATHS"]
+    headers = ["TASK", "OWNER", "STATUS", "EPOCH", "EXPIRES", "WORKTREE", "PATHS", "NOTE"]
     return table(headers, rows)
 
 

@@ -176,10 +176,10 @@ class Board:
         task = {
             "task_id": task_id,
             "title": title,
-            "description": description,
+            "description": description.strip(),
             "depends_on": deps,
             "status": current["status"] if current else "open",
-            "suggested_owner": suggested_owner,
+            "suggested_owner": suggested_owner.strip(),
             "project": project or (current["project"] if current else ""),
             "version": (current["version"] if current else 0) + 1,
             "created_by": current["created_by"] if current else who,
@@ -219,7 +219,7 @@ class Board:
         if status is not None:
             task["status"] = status
         if suggested_owner is not None:
-            task["suggested_owner"] = suggested_owner
+            task["suggested_owner"] = suggested_owner.strip()
         if project:
             task["project"] = project
         task["version"] = current["version"] + 1

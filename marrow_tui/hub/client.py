@@ -163,12 +163,6 @@ Verdict = Literal["ok", "refused"]
 Matcher = Callable[[Frame], "Verdict | None"]
 
 
-def _task_of(frame: Frame, key: str | None = None) -> Any:
-    """The task id a reply talks about (top level, or inside ``task``/``note``)."""
-    holder = frame.get(key) if key else frame
-    return holder.get("task_id") if isinstance(holder, dict) else None
-
-
 def build_matcher(
     success: Callable[[Frame], bool],
     refusal_types: Iterable[str] = (),
@@ -250,6 +244,7 @@ class HubClient:
         self._subscribers: list[asyncio.Queue[Frame]] = []
         self._closed_error: HubConnectionError | None = None
         self._refusal: Frame | None = None
+        self._grace: asyncio.TimerHandle | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -317,6 +312,7 @@ class HubClient:
             _, self.welcome = await welcome
         finally:
             self._pending = None
+            _settle(welcome)
         await self._request(
             {"type": "who_request"}, build_matcher(_is_type("who_snapshot")), None
         )
@@ -328,17 +324,23 @@ class HubClient:
             kwargs["ssl"] = self.ssl or True
         try:
             return await connect(self.uri, open_timeout=None, **kwargs)
+        except ssl_module.SSLCertVerificationError as exc:
+            detail = exc.verify_message or exc.reason or str(exc)
+            raise HubUnreachable(
+                self.uri, f"cannot verify the TLS certificate of the hub at {self.uri}: {detail}"
+            ) from None
+        except ssl_module.SSLError as exc:
+            raise HubUnreachable(
+                self.uri, f"TLS with the hub at {self.uri} failed: {exc.reason or exc}"
+            ) from None
         except (InvalidURI, ValueError):
             raise HubUnreachable(
                 self.uri, f"{self.uri!r} is not a WebSocket URI (expected ws://HOST:PORT)"
             ) from None
         except InvalidHandshake as exc:
+            hint = " (is it a wss:// hub?)" if self.uri.startswith("ws://") else ""
             raise HubUnreachable(
-                self.uri, f"the server at {self.uri} refused the WebSocket handshake: {exc}"
-            ) from None
-        except ssl_module.SSLError as exc:
-            raise HubUnreachable(
-                self.uri, f"TLS with {self.uri} failed: {exc.reason or exc}"
+                self.uri, f"the server at {self.uri} refused the WebSocket handshake: {exc}{hint}"
             ) from None
         except OSError as exc:
             reason = _os_reason(exc)
@@ -366,6 +368,9 @@ class HubClient:
 
     async def close(self) -> None:
         """Close the socket and stop the background tasks; safe to call twice."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         for task in (self._heartbeat, self._reader):
             if task is not None and not task.done():
                 task.cancel()
@@ -404,7 +409,8 @@ class HubClient:
             # The hub closes right after; wait briefly for the close code, then give up.
             self._refusal = frame
             refused = HubRefused(self.uri, payload_text(frame), None, frame)
-            asyncio.get_running_loop().call_later(REFUSAL_CLOSE_GRACE, self._fail_pending, refused)
+            self._grace = asyncio.get_running_loop().call_later(
+                REFUSAL_CLOSE_GRACE, self._fail_pending, refused)
         else:
             pending = self._pending
             if pending is not None and not pending.future.done():
@@ -495,13 +501,17 @@ class HubClient:
     # ----------------------------------------------------------------- sending
 
     async def _send(self, frame: Frame) -> None:
-        if self._ws is None or self._closed_error is not None:
+        ws = self._ws
+        if ws is None or self._closed_error is not None:
             raise self._closed_error or ConnectionLost(self.uri, None, "not connected")
         try:
-            await self._ws.send(json.dumps(frame))
+            await ws.send(json.dumps(frame))
         except ConnectionClosed:
+            # Let the reader finish first: it knows whether a refusal frame explains the close.
+            if self._reader is not None and not self._reader.done():
+                await asyncio.wait({self._reader}, timeout=REFUSAL_CLOSE_GRACE)
             raise self._closed_error or ConnectionLost(
-                self.uri, self._ws.close_code, self._ws.close_reason or ""
+                self.uri, ws.close_code, ws.close_reason or ""
             ) from None
 
     async def _heartbeat_loop(self, interval: float) -> None:
@@ -537,6 +547,7 @@ class HubClient:
                 ) from None
             finally:
                 self._pending = None
+                _settle(future)
         if verdict == "refused":
             raise Refused(frame)
         return frame
@@ -697,10 +708,8 @@ class HubClient:
         }
         _put_optional(fields, expected_version=expected_version, idem_key=idem_key)
 
-        def posted(frame: Frame) -> bool:
-            return frame.get("type") == "ledger_task_posted" and _task_of(frame, "task") == task_id
-
-        return await self._request(fields, build_matcher(posted), timeout)
+        match = build_matcher(declaration_reply(task_id, title, depends_on, suggested_owner))
+        return await self._request(fields, match, timeout)
 
     async def board_update(
         self,
@@ -717,10 +726,9 @@ class HubClient:
         _put_optional(fields, status=status, suggested_owner=suggested_owner,
                       expected_version=expected_version, project=project, idem_key=idem_key)
 
-        def updated(frame: Frame) -> bool:
-            return frame.get("type") == "ledger_task_updated" and _task_of(frame, "task") == task_id
-
-        return await self._request(fields, build_matcher(updated), timeout)
+        wanted = {"status": status, "suggested_owner": suggested_owner, "project": project}
+        match = build_matcher(board_update_reply(task_id, wanted, expected_version))
+        return await self._request(fields, match, timeout)
 
     async def progress(
         self, task_id: str, text: str, kind: str = "note",
@@ -742,6 +750,19 @@ class HubClient:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _settle(future: asyncio.Future[Any]) -> None:
+    """Leave no reply future behind unresolved or with an unread exception.
+
+    The reader may fail a future while the request is already unwinding for
+    another reason (the send itself failed); asyncio would then log "Future
+    exception was never retrieved" with a traceback on stderr.
+    """
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
 
 
 def _decode(raw: str | bytes) -> Frame | None:
@@ -772,6 +793,61 @@ def _put_optional(fields: Frame, **values: Any) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{key} must be a finite number")
         fields[key] = value
+
+
+def _clean(value: Any) -> str:
+    return str(value if value is not None else "").strip()
+
+
+def declaration_reply(
+    task_id: str, title: str, depends_on: Sequence[str], suggested_owner: str
+) -> Callable[[Frame], bool]:
+    """Recognise the broadcast of *our* declaration among other agents' board traffic.
+
+    ``ledger_task_posted`` names no author, and another agent's earlier
+    declaration of the same task can reach us after we sent ours, so the
+    content must match too (compared the way hubs normalise it: trimmed,
+    self-dependency and repeats dropped).
+    """
+    deps = {_clean(d) for d in depends_on} - {"", task_id}
+
+    def match(frame: Frame) -> bool:
+        task = frame.get("task")
+        if frame.get("type") != "ledger_task_posted" or not isinstance(task, dict):
+            return False
+        return (
+            task.get("task_id") == task_id
+            and _clean(task.get("title")) == title.strip()
+            and {_clean(d) for d in task.get("depends_on") or []} == deps
+            and (not suggested_owner.strip()
+                 or _clean(task.get("suggested_owner")) == suggested_owner.strip())
+        )
+
+    return match
+
+
+def board_update_reply(
+    task_id: str, wanted: dict[str, str | None], expected_version: int | None
+) -> Callable[[Frame], bool]:
+    """Recognise the broadcast of *our* board update (see :func:`declaration_reply` for why).
+
+    Every non-empty field we set must show our value (hubs differ on whether
+    an empty one clears or is ignored), and a compare-and-set that succeeded
+    bumps the version by exactly one.
+    """
+
+    def match(frame: Frame) -> bool:
+        task = frame.get("task")
+        if frame.get("type") != "ledger_task_updated" or not isinstance(task, dict):
+            return False
+        if task.get("task_id") != task_id:
+            return False
+        if expected_version is not None and task.get("version") != expected_version + 1:
+            return False
+        return all(not _clean(value) or _clean(task.get(key)) == _clean(value)
+                   for key, value in wanted.items())
+
+    return match
 
 
 def _same_text(sent: str, got: str) -> bool:

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import __version__
 from ..core.chat import BROADCAST_TARGETS, addressed_to
 from ..core.events import Event, Refusal
 from ..core.state import State
 
 HUB_SENDER = "SynapseHub"
 PROTOCOL_VERSION = 2
-HUB_VERSION = "marrow-tui"
+HUB_VERSION = f"marrow-tui {__version__}"
 #: resource offers last this long after their last refresh
 OFFER_TTL = 300.0
 MAX_OFFERS_PER_AGENT = 64
