@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.runtime import Runtime, RuntimeOptions
@@ -126,7 +127,7 @@ class Agent:
             async with asyncio.timeout(timeout):
                 async for _ in self.ws:
                     pass
-        except Exception:
+        except (ConnectionClosed, TimeoutError):
             pass
         await self.ws.wait_closed()
         rcvd = self.ws.protocol.close_rcvd

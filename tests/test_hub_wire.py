@@ -406,8 +406,29 @@ async def test_tls_serves_wss_for_remote_agents(tmp_path) -> None:
             while (frame := json.loads(await ws.recv()))["type"] != "who_snapshot":
                 pass
             assert frame["online_agents"] == ["remote/a"]
-        with pytest.raises(Exception):
+        with pytest.raises(ssl.SSLCertVerificationError):
             async with connect(h.uri, compression=None, open_timeout=5):
                 pass  # an unverified certificate is refused by a default client
     finally:
         await h.stop()
+
+
+async def test_resource_offers_and_capability_cards(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    await alice.send(type="resource", kind="llm", name="llama3:8b", capacity=2)
+    offered = await bob.until("resource_offered")
+    assert (offered["agent"], offered["kind"], offered["key"]) == (
+        "demo/alice", "llm", "demo/alice:llm:llama3:8b")
+    state = await bob.request(("state_snapshot",), type="state_request")
+    assert [r["key"] for r in state["snapshot"]["resources"]] == ["demo/alice:llm:llama3:8b"]
+    missing = await alice.request(("error",), type="resource", kind="llm")
+    assert missing["payload"] == "resource offer requires kind+name"
+    await alice.send(type="advertise", description="reviewer", skills=["python", "review"])
+    card = (await bob.until("capability_advertised"))["card"]
+    assert card["skills"] == ["python", "review"] and card["project"] == "demo"
+    manifest = await bob.request(("manifest_snapshot",), type="manifest_request")
+    assert [c["agent"] for c in manifest["manifest"]] == ["demo/alice"]
+    hub.clock.advance(301)
+    state = await bob.request(("state_snapshot",), type="state_request")
+    assert state["snapshot"]["resources"] == []

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 LISTENING = re.compile(r"listening on (wss?://\S+)")
 
@@ -57,8 +58,8 @@ async def test_sigkill_mid_stream_keeps_every_acknowledged_claim(tmp_path: Path)
                         acknowledged.add(frame["task_id"])
                         if len(acknowledged) == 500:
                             proc.send_signal(signal.SIGKILL)
-        except Exception:
-            pass
+        except ConnectionClosed:
+            pass  # the hub died under us: that is the point
         sender.cancel()
     await proc.wait()
     await drain

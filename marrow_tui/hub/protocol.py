@@ -159,7 +159,7 @@ class Protocol:
 
     # ---- frames --------------------------------------------------------------------------
 
-    def frame(self, kind: str, target: str, payload: str, **fields: Any) -> dict[str, Any]:
+    def frame(self, kind: str, target: str, payload: str, /, **fields: Any) -> dict[str, Any]:
         return {
             "sender": HUB_SENDER,
             "target": target,
@@ -170,7 +170,7 @@ class Protocol:
             **fields,
         }
 
-    def error(self, target: str, text: str, **fields: Any) -> Delivery:
+    def error(self, target: str, text: str, /, **fields: Any) -> Delivery:
         return Delivery(encode(self.frame("error", target, text, **fields)), None)
 
     def welcome(self, connected: int) -> str:
@@ -747,7 +747,7 @@ class Protocol:
 
     def _advertise(self, call: _Call) -> None:
         f = call.frame
-        card = {
+        card: dict[str, Any] = {
             "agent": call.sender,
             "description": _text(f, "description"),
             "skills": _strings(f, "skills"),
@@ -781,20 +781,21 @@ class _Call:
         self.outcome.events.append(event)
 
     def _send(self, kind: str, target: str, payload: str, audience: str | None,
-              primary: bool, fields: dict[str, Any]) -> None:
+              primary: bool, fields: dict[str, Any], /) -> None:
         text = encode(self.protocol.frame(kind, target, payload, **fields))
         self.outcome.deliveries.append(Delivery(text, audience))
         if primary and self.idem is not None:
             key, digest = self.idem
             self.emit(Event("idem", {"key": key, "digest": digest, "response": text}))
 
-    def broadcast(self, kind: str, payload: str, primary: bool = False, **fields: Any) -> None:
+    def broadcast(self, kind: str, payload: str, /, primary: bool = False,
+                  **fields: Any) -> None:
         self._send(kind, ALL, payload, ALL, primary, fields)
 
-    def reply(self, kind: str, payload: str, primary: bool = False, **fields: Any) -> None:
+    def reply(self, kind: str, payload: str, /, primary: bool = False, **fields: Any) -> None:
         self._send(kind, self.sender, payload, None, primary, fields)
 
-    def deny(self, kind: str, refusal: Refusal, **fields: Any) -> None:
+    def deny(self, kind: str, refusal: Refusal, /, **fields: Any) -> None:
         if kind == "error":
             fields.setdefault("error_code", refusal.reason)
         self._send(kind, self.sender, refusal.text, None, False, fields)

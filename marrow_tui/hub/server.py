@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from ..runtime import Runtime
+from .protocol import encode
 
 log = logging.getLogger("marrow.hub")
 
@@ -292,30 +293,17 @@ class HubServer:
             break
         sender = frame.get("sender") or f"anon-{id(conn):x}"
         sender = sender.strip()
-        if self.options.token:
-            given = frame.get("token")
-            if not isinstance(given, str) or not given:
-                return await self._refuse(conn, sender, "auth_denied",
-                                          "Authentication token required.", CLOSE_AUTH, "auth denied")
-            if not hmac.compare_digest(given.encode(), self.options.token.encode()):
-                return await self._refuse(conn, sender, "auth_denied",
-                                          "Invalid authentication token.", CLOSE_AUTH, "auth denied")
-        if sender.lower() in RESERVED_NAMES or "@" in sender or not sender.isprintable():
-            return await self._refuse(conn, sender, "name_conflict",
-                                      f"Name '{sender}' is reserved.", CLOSE_NAME,
-                                      "reserved identity")
+        refusal = self._refusal(sender, frame)
+        if refusal is not None:
+            kind, text, code, reason = refusal
+            await conn.send(encode(protocol.frame(kind, sender, text)))
+            await conn.close(code, reason)
+            return None
         holder = self.sessions.get(sender)
         if holder is not None:
-            if frame.get("takeover") is True:
-                log.info("%s taken over by a new connection", sender)
-                del self.sessions[sender]
-                await holder.close(CLOSE_AUTH, "superseded")
-            else:
-                return await self._refuse(
-                    conn, sender, "name_conflict",
-                    f"Name '{sender}' is already online from another session. "
-                    "Use a unique --name.",
-                    CLOSE_NAME, "name conflict")
+            log.info("%s taken over by a new connection", sender)
+            del self.sessions[sender]
+            await holder.close(CLOSE_AUTH, "superseded")
         roles = frame.get("roles")
         roles = tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
         conn.marrow_name = sender  # type: ignore[attr-defined]
@@ -328,12 +316,21 @@ class HubServer:
             self.runtime.handle(sender, frame, reply)
         return sender
 
-    async def _refuse(self, conn: ServerConnection, name: str, kind: str, text: str,
-                      code: int, reason: str) -> None:
-        protocol = self.runtime.protocol
-        assert protocol is not None
-        await conn.send(json.dumps(protocol.frame(kind, name, text)))
-        await conn.close(code, reason)
+    def _refusal(self, sender: str, frame: dict[str, Any]) -> tuple[str, str, int, str] | None:
+        """Why a registration frame may not bind `sender`: (frame type, text, close code, reason)."""
+        if self.options.token:
+            given = frame.get("token")
+            if not isinstance(given, str) or not given:
+                return "auth_denied", "Authentication token required.", CLOSE_AUTH, "auth denied"
+            if not hmac.compare_digest(given.encode(), self.options.token.encode()):
+                return "auth_denied", "Invalid authentication token.", CLOSE_AUTH, "auth denied"
+        if sender.lower() in RESERVED_NAMES or "@" in sender or not sender.isprintable():
+            return ("name_conflict", f"Name '{sender}' is reserved.", CLOSE_NAME,
+                    "reserved identity")
+        if sender in self.sessions and frame.get("takeover") is not True:
+            return ("name_conflict",
+                    f"Name '{sender}' is already online from another session. "
+                    "Use a unique --name.", CLOSE_NAME, "name conflict")
         return None
 
     async def _serve(self, conn: ServerConnection, name: str) -> None:
@@ -348,7 +345,7 @@ class HubServer:
                 continue
             sender = frame.get("sender")
             if sender and sender.strip() != name:
-                await conn.send(json.dumps(protocol.frame(
+                await conn.send(encode(protocol.frame(
                     "name_conflict", name,
                     f"Sender name switch denied: '{name}' -> '{sender}'. "
                     "One connection is one name.")))
