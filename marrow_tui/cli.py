@@ -45,6 +45,8 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="per-agent frames per second, 0 for no limit "
                             "(default: off on loopback, 100 otherwise)")
     group.add_argument("--burst", type=int, default=20, help="rate-limit burst (default 20)")
+    group.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                       help="let a web page from ORIGIN connect (browsers are refused otherwise)")
     group.add_argument("--max-claims-per-agent", type=int, default=128,
                        help="live claims one agent may hold, 0 for no limit (default 128)")
     group.add_argument("--log-level", default=os.environ.get("MARROW_LOG_LEVEL", "WARNING"),
@@ -75,6 +77,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
     hub = HubOptions(
         host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
         tls_key=args.tls_key, rate=args.rate, burst=args.burst,
+        allow_origins=tuple(args.allow_origin),
     )
     runtime = RuntimeOptions(state_dir=state_dir.resolve(),
                              max_claims_per_agent=max(0, args.max_claims_per_agent))

@@ -96,6 +96,7 @@ class Runtime:
         self.protocol = Protocol(self.state, self.log.hub_id, self.clock)
         self.log.start()
         self.submit(self.protocol.sweep())
+        self._schedule()  # restored leases end on time even if nothing else happens
 
     async def stop(self) -> None:
         """Commit what is queued, write a snapshot, and close the log."""

@@ -432,3 +432,70 @@ async def test_resource_offers_and_capability_cards(hub: Hub) -> None:
     hub.clock.advance(301)
     state = await bob.request(("state_snapshot",), type="state_request")
     assert state["snapshot"]["resources"] == []
+
+
+async def test_browser_origins_are_refused_unless_allowed(tmp_path) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    h = await start_hub(tmp_path / "s", allow_origins=("http://localhost:3000",))
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(h.uri, origin="http://evil.example", compression=None):
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(h.uri, origin="http://localhost:3000", compression=None) as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+    finally:
+        await h.stop()
+
+
+async def test_a_blank_sender_binds_an_anonymous_name(hub: Hub) -> None:
+    async with connect(hub.uri, compression=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"sender": "   ", "type": "who_request"}))
+        while (frame := json.loads(await ws.recv()))["type"] != "who_snapshot":
+            pass
+        assert frame["online_agents"][0].startswith("anon-")
+
+
+async def test_nesting_limit_counts_objects_and_arrays(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+
+    def nested(levels: int) -> str:
+        return '{"a":' * (levels - 1) + '{"a":1' + "}" * levels
+
+    await alice.ws.send('{"type":"chat","payload":"ok","x":' + nested(63) + "}")
+    assert (await alice.until("chat"))["payload"] == "ok"
+    await alice.ws.send('{"type":"chat","payload":"deep","x":' + nested(64) + "}")
+    assert (await alice.until("error"))["payload"].startswith("Malformed frame: nested deeper")
+
+
+async def test_a_peer_that_stops_reading_is_closed(hub: Hub, monkeypatch) -> None:
+    from marrow_tui.hub import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_OUTBOUND_BYTES", 64 * 1024)
+    slow = await Agent.join(hub.uri, "demo/slow")
+    slow.ws.transport.pause_reading()  # never read again: the hub's buffer for it grows
+    alice = await hub.agent("demo/alice")
+    async with asyncio.timeout(10):
+        n = 0
+        while not hub.server._overloaded and "demo/slow" in hub.server.sessions:
+            n += 1
+            await alice.send(type="chat", payload="x" * 4000)
+            await alice.until("chat", msg_id=n)
+    assert hub.server._overloaded or "demo/slow" not in hub.server.sessions
+    slow.ws.transport.abort()
+
+
+async def test_the_expiry_timer_is_armed_after_a_restart(tmp_path) -> None:
+    state_dir = tmp_path / "s"
+    first = await start_hub(state_dir)
+    alice = await first.agent("demo/alice")
+    grant = await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"],
+                                ttl_seconds=60)
+    await first.stop()
+    second = await start_hub(state_dir, clock=first.clock)
+    try:
+        assert second.runtime._timer_at == grant["lease_expires_at"]
+    finally:
+        await second.stop()

@@ -27,8 +27,9 @@ DURABLE_KINDS = frozenset(
 )
 
 #: Event kinds that describe the moment, not the state: published to the change feed but never
-#: written to the log (presence is rebuilt from live connections after a restart).
-TRANSIENT_KINDS = frozenset({"presence"})
+#: written to the log. Presence is rebuilt from live connections after a restart; wait edges
+#: are advisory and, as in synapse, not kept across one.
+TRANSIENT_KINDS = frozenset({"presence", "wait"})
 
 
 @dataclass(slots=True, frozen=True)

@@ -187,11 +187,16 @@ class State:
     # ---- snapshots -----------------------------------------------------------------------
 
     def to_snapshot(self) -> dict[str, Any]:
+        """The state as plain data, safe to serialise in another thread while we go on.
+
+        Every container is a copy; the dicts inside are never mutated once applied (a change
+        replaces a claim's or a task's dict), so the snapshot is exactly the state at this point.
+        """
         return {
             "format": SNAPSHOT_FORMAT,
             "epoch": self.claims.epoch,
             "claims": [claim.to_dict() for claim in self.claims],
-            "retained_checkpoints": self.claims.retained_checkpoints,
+            "retained_checkpoints": dict(self.claims.retained_checkpoints),
             "tasks": list(self.board.tasks.values()),
             "progress": list(self.board.progress),
             "msg_id": self.chat.msg_id,

@@ -69,6 +69,8 @@ class HubOptions:
     rate: float | None = None
     burst: int = 20
     max_frame_bytes: int = MAX_FRAME_BYTES
+    #: browser origins allowed to connect; handshakes from any other web page are refused
+    allow_origins: tuple[str, ...] = ()
     registration_timeout: float = REGISTRATION_TIMEOUT
 
     def effective_rate(self) -> float:
@@ -104,15 +106,14 @@ class _Bucket:
 
 
 def _depth_ok(value: Any, limit: int) -> bool:
+    """Whether no more than `limit` objects and arrays are nested inside one another."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return True
 
 
@@ -131,7 +132,13 @@ def parse_frame(text: str | bytes) -> dict[str, Any] | str:
         value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return "Malformed JSON."
-    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and not _depth_ok(value, MAX_JSON_DEPTH):
+    # Nesting deeper than the limit needs more brackets than the limit, so most frames skip
+    # the walk.
+    if (
+        text.count("{") + text.count("[") > MAX_JSON_DEPTH
+        and isinstance(value, (dict, list))
+        and not _depth_ok(value, MAX_JSON_DEPTH)
+    ):
         return f"Malformed frame: nested deeper than {MAX_JSON_DEPTH} levels."
     if not isinstance(value, dict):
         return "Malformed frame: expected a JSON object."
@@ -154,6 +161,7 @@ class HubServer:
         self._rate = options.effective_rate()
         self._batching = False
         self._dirty: dict[ServerConnection, None] = {}
+        self._overloaded: set[ServerConnection] = set()
         runtime.transport = self
 
     @property
@@ -187,6 +195,9 @@ class HubServer:
                 compression=None,
                 max_size=self.options.max_frame_bytes,
                 max_queue=64,
+                # Native clients send no Origin; a web page always does. Refusing unknown
+                # origins keeps a page in a local browser from driving an open loopback hub.
+                origins=[None, *self.options.allow_origins],
                 ping_interval=PING_INTERVAL,
                 ping_timeout=PING_INTERVAL,
                 server_header=None,
@@ -216,7 +227,7 @@ class HubServer:
     def _write(self, conns: Iterable[ServerConnection], text: str) -> None:
         data = text.encode()
         for conn in conns:
-            if conn.protocol.state is not State.OPEN:
+            if conn.protocol.state is not State.OPEN or conn in self._overloaded:
                 continue
             try:
                 conn.protocol.send_text(data)
@@ -233,9 +244,17 @@ class HubServer:
         except Exception:
             return
         transport = conn.transport
-        if transport is not None and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES:
+        if (
+            transport is not None
+            and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES
+            and conn not in self._overloaded
+        ):
+            # A peer that stopped reading: close it (websockets aborts the socket if the close
+            # handshake cannot finish) instead of buffering for it without bound.
             log.warning("closing %s: it is not reading its frames", self._name(conn))
-            transport.abort()
+            self._overloaded.add(conn)
+            task = asyncio.ensure_future(conn.close(CLOSE_OVERLOADED, "outbound delivery timeout"))
+            task.add_done_callback(lambda _: self._overloaded.discard(conn))
 
     def send_all(self, text: str) -> None:
         self._write(self.sessions.values(), text)
@@ -291,8 +310,7 @@ class HubServer:
                 reply(protocol.error("all", frame).text)
                 continue
             break
-        sender = frame.get("sender") or f"anon-{id(conn):x}"
-        sender = sender.strip()
+        sender = (frame.get("sender") or "").strip() or f"anon-{id(conn):x}"
         refusal = self._refusal(sender, frame)
         if refusal is not None:
             kind, text, code, reason = refusal
