@@ -23,6 +23,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from ..runtime import Runtime
@@ -160,7 +161,8 @@ class HubServer:
         self._server: Server | None = None
         self._rate = options.effective_rate()
         self._batching = False
-        self._dirty: dict[ServerConnection, None] = {}
+        #: frames waiting for the end of a batch, per socket (insertion-ordered)
+        self._queued: dict[ServerConnection, list[bytes]] = {}
         self._overloaded: set[ServerConnection] = set()
         runtime.transport = self
 
@@ -220,30 +222,37 @@ class HubServer:
 
     def flush(self) -> None:
         self._batching = False
-        dirty, self._dirty = self._dirty, {}
-        for conn in dirty:
+        for conn in list(self._queued):
             self._push(conn)
 
     def _write(self, conns: Iterable[ServerConnection], text: str) -> None:
-        data = text.encode()
+        # Compression is off and a server never masks, so a text frame's bytes are the same for
+        # every socket: build them once, not once per recipient.
+        frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
         for conn in conns:
             if conn.protocol.state is not State.OPEN or conn in self._overloaded:
                 continue
-            try:
-                conn.protocol.send_text(data)
-            except Exception:  # the connection is closing; its handler cleans up
-                continue
-            if self._batching:
-                self._dirty[conn] = None
-            else:
+            self._queued.setdefault(conn, []).append(frame)
+            if not self._batching:
                 self._push(conn)
 
     def _push(self, conn: ServerConnection) -> None:
-        try:
-            conn.send_data()
-        except Exception:
-            return
+        """Write everything queued on `conn` in one transport write (one syscall, not one a frame).
+
+        websockets' own `send_data` writes each queued frame separately, and asyncio sends each
+        write at once, so a batch of N frames would cost N system calls per socket.
+        """
         transport = conn.transport
+        chunks = conn.protocol.data_to_send()  # control frames the protocol queued itself
+        data = [chunk for chunk in chunks if chunk]
+        data.extend(self._queued.pop(conn, ()))
+        try:
+            if data:
+                transport.write(data[0] if len(data) == 1 else b"".join(data))
+            if len(data) < len(chunks) and transport.can_write_eof():
+                transport.write_eof()  # the protocol asked to half-close (closing handshake)
+        except (OSError, RuntimeError):
+            return
         if (
             transport is not None
             and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES
