@@ -12,102 +12,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
-import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from marrow_tui.hub.client import Frame, HubClient
 
-REPO = Path(__file__).resolve().parents[1]
-HUB_LINE = re.compile(r"(?:listening|running) on (wss?://\S+)")
-HUB_START_TIMEOUT = 15.0
+from .hubproc import REPO, RunningHub, clean_env, free_port, hub_command, running_hub
+
 CLI_TIMEOUT = 30.0
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@dataclass
-class RunningHub:
-    """A hub subprocess and everything it printed (for failure messages)."""
-
-    uri: str
-    process: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _hub_command(state_dir: Path) -> list[str]:
-    custom = os.environ.get("MARROW_TEST_HUB")
-    if custom:
-        return shlex.split(custom.format(port=_free_port(), state_dir=state_dir))
-    return [sys.executable, "-m", "marrow_tui", "--no-ui", "--host", "127.0.0.1",
-            "--port", "0", "--state-dir", str(state_dir)]
-
-
-def _clean_env() -> dict[str, str]:
-    """The test's environment without MARROW_* settings, with the repo importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROW_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def _pump(stream: object, lines: queue.Queue[str | None], keep: list[str]) -> None:
-    """Read the hub's output for its whole life, so a full pipe never blocks it."""
-    for line in stream:  # type: ignore[attr-defined]
-        keep.append(line)
-        lines.put(line)
-    lines.put(None)
 
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[RunningHub]:
-    """Start a hub on a free port, wait for its 'listening on' line, stop it after."""
-    process = subprocess.Popen(
-        _hub_command(tmp_path / "state"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, cwd=tmp_path, env=_clean_env(),
-    )
-    output: list[str] = []
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines, output), daemon=True).start()
-    deadline = time.monotonic() + HUB_START_TIMEOUT
-    uri = None
-    while uri is None:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            line = None
-        if line is None:
-            process.kill()
-            process.wait()
-            pytest.fail("no 'listening on ws://...' line in time:\n" + "".join(output))
-        match = HUB_LINE.search(line)
-        uri = match.group(1) if match else None
-    try:
-        yield RunningHub(uri, process, output)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """A fresh hub per test, so no claim or board task leaks between tests."""
+    with running_hub(hub_command(tmp_path / "state"), tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -147,7 +72,7 @@ async def cli(*args: str, uri: str | None = None, name: str | None = None,
         argv += ["--name", name]
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**_clean_env(), **(env or {})}, cwd=REPO,
+        env={**clean_env(), **(env or {})}, cwd=REPO,
     )
     out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
     assert process.returncode is not None
@@ -332,7 +257,7 @@ async def test_environment_supplies_uri_and_name(hub: RunningHub, bob: HubClient
 
 
 async def test_unreachable_hub_exits_3_naming_the_uri() -> None:
-    uri = f"ws://127.0.0.1:{_free_port()}"
+    uri = f"ws://127.0.0.1:{free_port()}"
     result = await cli("state", uri=uri, name="e2e/alice")
     assert result.code == 3
     assert uri in result.err and result.out == ""

@@ -8,18 +8,11 @@ how these tests double as a wire-compatibility check against synapse-channel.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import queue
-import re
-import shlex
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -41,74 +34,14 @@ from marrow_tui.hub.client import (
     run_request,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-HUB_LINE = re.compile(r"(?:listening|running) on (wss?://\S+)")
-HUB_START_TIMEOUT = 15.0
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _hub_command(state_dir: Path) -> list[str]:
-    custom = os.environ.get("MARROW_TEST_HUB")
-    if custom:
-        return shlex.split(custom.format(port=_free_port(), state_dir=state_dir))
-    return [sys.executable, "-m", "marrow_tui", "--no-ui", "--host", "127.0.0.1",
-            "--port", "0", "--state-dir", str(state_dir)]
-
-
-def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
-    """Drain the hub's output for its whole life, so a full pipe never blocks it."""
-    for line in stream:  # type: ignore[attr-defined]
-        lines.put(line)
-    lines.put(None)
-
-
-@contextlib.contextmanager
-def running_hub(command: list[str], cwd: Path) -> Iterator[str]:
-    """Run a hub command; yield the URI from its 'listening on' line; SIGTERM it after."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARROW_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, cwd=cwd, env=env)
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    deadline, uri = time.monotonic() + HUB_START_TIMEOUT, None
-    seen: list[str] = []
-    while uri is None:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            line = None
-        if line is None:
-            process.kill()
-            process.wait()
-            pytest.fail("no 'listening on ws://...' line in time:\n" + "".join(seen))
-        seen.append(line)
-        match = HUB_LINE.search(line)
-        uri = match.group(1) if match else None
-    try:
-        yield uri
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+from .hubproc import REPO, free_port, hub_command, running_hub
 
 
 @pytest.fixture
 def hub_uri(tmp_path: Path) -> Iterator[str]:
     """A fresh hub per test, so no claim or board task leaks between tests."""
-    with running_hub(_hub_command(tmp_path / "state"), tmp_path) as uri:
-        yield uri
+    with running_hub(hub_command(tmp_path / "state"), tmp_path) as running:
+        yield running.uri
 
 
 @pytest.fixture
@@ -171,7 +104,7 @@ async def test_presence_and_leave_are_seen_by_others(hub_uri: str, alice: HubCli
 
 
 async def test_unreachable_hub_raises_hub_unreachable() -> None:
-    uri = f"ws://127.0.0.1:{_free_port()}"
+    uri = f"ws://127.0.0.1:{free_port()}"
     with pytest.raises(HubUnreachable) as caught:
         async with HubClient(uri, "t/x", open_timeout=5):
             pass
@@ -396,8 +329,8 @@ def secured_hub(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     command = [sys.executable, "-m", "marrow_tui", "--no-ui", "--host", "127.0.0.1",
                "--port", "0", "--state-dir", str(tmp_path / "state"), "--token", "s3cret",
                "--tls-cert", str(cert), "--tls-key", str(key)]
-    with running_hub(command, tmp_path) as uri:
-        yield uri, cert
+    with running_hub(command, tmp_path) as running:
+        yield running.uri, cert
 
 
 async def test_wss_with_token_and_private_ca(secured_hub: tuple[str, Path]) -> None:
