@@ -62,16 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"marrow-tui {__version__}")
     _add_runtime_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo", help="run with a scripted team of agents, so every pane comes alive",
+        description="Start the runtime (console, or headless with --no-ui) and a small scripted "
+                    "team of agents that connect over the wire: they plan, claim, collide, "
+                    "post progress, hand off and finish, over and over.")
+    _add_runtime_options(demo)
+    demo.set_defaults(func=lambda a: _run_runtime(a, demo=True))
     cli_hub.register(sub)
     return parser
 
 
-def _run_runtime(args: argparse.Namespace) -> int:
+def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         stream=sys.stderr,
         format="marrow-tui %(levelname)s %(name)s: %(message)s",
     )
+    if demo and args.state_dir is None:
+        # The demo never writes into the operator's real state: a fresh folder each time.
+        import tempfile
+
+        args.state_dir = Path(tempfile.mkdtemp(prefix="marrow-demo-"))
     state_dir = args.state_dir or Path(os.environ.get("MARROW_STATE_DIR", ".marrow"))
     token = args.hub_token if args.hub_token is not None else os.environ.get("MARROW_TOKEN") or None
     hub = HubOptions(
@@ -88,7 +100,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
 
     try:
         hub.check()
-        return asyncio.run(serve(runtime, hub))
+        return asyncio.run(serve(runtime, hub, demo=demo))
     except (ConfigError, StoreError) as exc:
         print(f"marrow-tui: {exc}", file=sys.stderr)
         return EXIT_CONFIG

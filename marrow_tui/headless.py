@@ -33,7 +33,7 @@ class EventPrinter:
 
 
 async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
-                out: TextIO = sys.stdout) -> int:
+                out: TextIO = sys.stdout, *, demo: bool = False) -> int:
     runtime = Runtime(runtime_options)
     await runtime.start()
     server = HubServer(runtime, hub_options)
@@ -50,6 +50,13 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
     )
     out.flush()
     runtime.subscribe(EventPrinter(out))
+    team = None
+    if demo:
+        from .demo import DemoTeam
+
+        team = DemoTeam(server.uri, token=hub_options.token,
+                        workdir=runtime_options.state_dir / "demo")
+        await team.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,6 +68,8 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
     failing.cancel()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
+    if team is not None:
+        await team.stop()
     await server.stop()
     await runtime.stop()
     if runtime.failed.is_set():

@@ -12,6 +12,7 @@ also only once they are durable.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -71,6 +72,8 @@ class Runtime:
         self._timer_at: float | None = None
         self._since_snapshot = 0
         self.failed = asyncio.Event()
+        #: in-process participants by name (the console's operator)
+        self.local: dict[str, LocalSession] = {}
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -127,9 +130,26 @@ class Runtime:
             self._since_snapshot = 0
             self.log.request_snapshot(self.state.to_snapshot())
 
-    def handle(self, sender: str, frame: dict[str, Any], reply: Reply | None) -> None:
+    def handle(self, sender: str, frame: dict[str, Any], reply: Reply | None,
+               operator: bool = False) -> None:
         assert self.protocol is not None
-        self.submit(self.protocol.handle(sender, frame), reply)
+        self.submit(self.protocol.handle(sender, frame, operator), reply)
+
+    def join(self, name: str, on_frame: Callable[[dict[str, Any]], None],
+             roles: tuple[str, ...] = ("operator",)) -> LocalSession:
+        """Put an in-process participant (the console's operator) on the hub under `name`."""
+        assert self.protocol is not None
+        if name in self.state.presence.online:
+            raise ValueError(f"{name} is already online")
+        session = LocalSession(self, name, on_frame)
+        self.local[name] = session
+        self.submit(self.protocol.joined(name, roles, operator=True))
+        return session
+
+    def _leave(self, session: LocalSession) -> None:
+        if self.local.get(session.name) is session and self.protocol is not None:
+            del self.local[session.name]
+            self.submit(self.protocol.left(session.name))
 
     def _committed(self, seq: int) -> None:
         if seq < 0:
@@ -165,19 +185,23 @@ class Runtime:
                 except Exception:
                     log.exception("a change-feed listener failed")
 
-    @staticmethod
-    def _deliver(transport: Transport | None, delivery: Delivery, reply: Reply | None) -> None:
+    def _deliver(self, transport: Transport | None, delivery: Delivery,
+                 reply: Reply | None) -> None:
         audience = delivery.audience
         if audience is None:
             if reply is not None:
                 reply(delivery.text)
-        elif transport is None:
             return
-        elif audience == ALL:
-            transport.send_all(delivery.text)
-        else:
-            assert isinstance(audience, frozenset)
+        if audience == ALL:
+            # In-process sessions learn about state from the change feed, not from broadcasts.
+            if transport is not None:
+                transport.send_all(delivery.text)
+            return
+        assert isinstance(audience, frozenset)
+        if transport is not None:
             transport.send_to(audience, delivery.text)
+        for name in audience & self.local.keys():
+            self.local[name].receive(delivery.text)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Hear every event once it is durable (transient ones in order with them)."""
@@ -210,3 +234,28 @@ class Runtime:
     def tick(self) -> None:
         """Sweep now (tests with a fake clock call this instead of waiting)."""
         self._fire()
+
+
+class LocalSession:
+    """An in-process participant on the hub: the console's operator.
+
+    Its frames take the same command path as any socket's, with operator rights (it may
+    release, hand off and extend anyone's lease). It hears its private replies and the chats
+    addressed to it; what changes in the state it learns from the change feed.
+    """
+
+    def __init__(self, runtime: Runtime, name: str,
+                 on_frame: Callable[[dict[str, Any]], None]) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.on_frame = on_frame
+
+    def send(self, **frame: Any) -> None:
+        frame.setdefault("sender", self.name)
+        self.runtime.handle(self.name, frame, self.receive, operator=True)
+
+    def receive(self, text: str) -> None:
+        self.on_frame(json.loads(text))
+
+    def close(self) -> None:
+        self.runtime._leave(self)

@@ -198,7 +198,7 @@ def test_holder_that_leaves_is_released_after_offline_ttl() -> None:
                      "holder_offline_seconds": 100.0})
         for task, epoch in (("T1", 1), ("T2", 2))
     ]
-    assert describe(events[0]) == "release   T1 held by a (hub:holder-offline)"
+    assert describe(events[0]) == "release   T1 held by a (by hub:holder-offline)"
     assert set(state.claims.claims) == {"T3"}
     assert state.claims.retained_checkpoints == {}  # a release drops the checkpoint
     assert state.next_deadline() == T0 + DEFAULT_TTL

@@ -161,7 +161,7 @@ class ClaimBook:
         while self._heap:
             expires, epoch, task_id = self._heap[0]
             claim = self.claims.get(task_id)
-            if claim is not None and claim.epoch == epoch:
+            if claim is not None and claim.epoch == epoch and claim.lease_expires_at == expires:
                 return expires
             heapq.heappop(self._heap)
         return None
@@ -225,21 +225,49 @@ class ClaimBook:
         )
         return Event("claim", claim.to_dict())
 
-    def _owned(self, who: str, task_id: str, epoch: object) -> Claim | Refusal:
+    def _owned(
+        self, who: str, task_id: str, epoch: object, operator: bool = False
+    ) -> Claim | Refusal:
+        """The claim `who` may act on: its own, or any claim for the operator."""
         claim = self.claims.get(task_id)
         if claim is None:
             return _not_claimed(task_id)
-        if claim.owner != who:
+        if claim.owner != who and not operator:
             return _not_owner(claim, who)
         return _stale(claim, epoch) or claim
 
-    def decide_release(self, who: str, task_id: str, *, epoch: object = None) -> Event | Refusal:
-        claim = self._owned(who, task_id, epoch)
+    def decide_release(
+        self,
+        who: str,
+        task_id: str,
+        *,
+        epoch: object = None,
+        operator: bool = False,
+        keep_checkpoint: bool = False,
+    ) -> Event | Refusal:
+        """End a lease. The operator may end anyone's, keeping its checkpoint for the next
+        claimant (as expiry does) or dropping it (a force-release)."""
+        claim = self._owned(who, task_id, epoch, operator)
+        if isinstance(claim, Refusal):
+            return claim
+        data: dict[str, Any] = {
+            "task_id": task_id, "owner": claim.owner, "epoch": claim.epoch, "by": who,
+        }
+        if keep_checkpoint and claim.checkpoint:
+            data["keep_checkpoint"] = True
+        return Event("release", data)
+
+    def decide_extend(
+        self, who: str, task_id: str, *, ttl: object, now: float, operator: bool = False
+    ) -> Event | Refusal:
+        """Move a lease's expiry out without a new epoch, so the holder's fence stays valid."""
+        claim = self._owned(who, task_id, None, operator)
         if isinstance(claim, Refusal):
             return claim
         return Event(
-            "release",
-            {"task_id": task_id, "owner": claim.owner, "epoch": claim.epoch, "by": who},
+            "extend",
+            {"task_id": task_id, "owner": claim.owner, "epoch": claim.epoch, "by": who,
+             "lease_expires_at": max(claim.lease_expires_at, now + clamp_ttl(ttl))},
         )
 
     def decide_update(
@@ -301,14 +329,16 @@ class ClaimBook:
         note: str = "",
         epoch: object = None,
         now: float,
+        operator: bool = False,
     ) -> Event | Refusal:
-        claim = self._owned(who, task_id, epoch)
+        claim = self._owned(who, task_id, epoch, operator)
         if isinstance(claim, Refusal):
             return claim
         if not to_agent:
             return Refusal("TARGET_REQUIRED", "A handoff needs to_agent.")
-        if to_agent == who:
-            return Refusal("SELF_HANDOFF", f"Task '{task_id}' is already held by {who}.")
+        if to_agent == claim.owner:
+            return Refusal(
+                "SELF_HANDOFF", f"Task '{task_id}' is already held by {claim.owner}.")
         if to_agent not in online:
             return Refusal("TARGET_OFFLINE", f"Handoff target '{to_agent}' is not online.")
         held = self.by_owner.get(to_agent, ())
@@ -329,7 +359,7 @@ class ClaimBook:
             {
                 "task_id": task_id,
                 "owner": to_agent,
-                "previous_owner": who,
+                "previous_owner": claim.owner,
                 "note": note,
                 "epoch": self.epoch + 1,
                 "version": 0,
@@ -404,15 +434,27 @@ class ClaimBook:
 
     def apply_release(self, data: dict[str, Any]) -> Claim | None:
         self.retained_checkpoints.pop(data["task_id"], None)
-        return self._end(data["task_id"])
+        claim = self._end(data["task_id"])
+        if claim is not None and data.get("keep_checkpoint") and claim.checkpoint:
+            self._retain(claim)
+        return claim
+
+    def apply_extend(self, data: dict[str, Any]) -> Claim:
+        claim = replace(self.claims[data["task_id"]], lease_expires_at=data["lease_expires_at"])
+        self.claims[claim.task_id] = claim
+        heapq.heappush(self._heap, (claim.lease_expires_at, claim.epoch, claim.task_id))
+        return claim
 
     def apply_expire(self, data: dict[str, Any]) -> Claim | None:
         claim = self._end(data["task_id"])
         if claim is not None and claim.checkpoint:
-            self.retained_checkpoints[claim.task_id] = claim.checkpoint
-            while len(self.retained_checkpoints) > MAX_RETAINED_CHECKPOINTS:
-                del self.retained_checkpoints[next(iter(self.retained_checkpoints))]
+            self._retain(claim)
         return claim
+
+    def _retain(self, claim: Claim) -> None:
+        self.retained_checkpoints[claim.task_id] = claim.checkpoint
+        while len(self.retained_checkpoints) > MAX_RETAINED_CHECKPOINTS:
+            del self.retained_checkpoints[next(iter(self.retained_checkpoints))]
 
     def apply_update(self, data: dict[str, Any]) -> Claim:
         claim = replace(

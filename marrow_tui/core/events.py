@@ -21,6 +21,7 @@ DURABLE_KINDS = frozenset(
         "task_update",
         "checkpoint",
         "handoff",
+        "extend",
         "board_task",
         "idem",
     }
@@ -66,7 +67,7 @@ def describe(event: Event) -> str | None:
         return f"claim     {d['task_id']} by {d['owner']} epoch={d['epoch']} scope={where}{scope}"
     if kind == "release":
         by = d.get("by", d["owner"])
-        why = f" ({by})" if by != d["owner"] else ""
+        why = f" (by {by})" if by != d["owner"] else ""
         return f"release   {d['task_id']} held by {d['owner']}{why}"
     if kind == "expire":
         kept = ", checkpoint kept" if d.get("checkpoint_retained") else ""
@@ -75,6 +76,8 @@ def describe(event: Event) -> str | None:
         return f"status    {d['task_id']} -> {d['status']} v{d['version']}"
     if kind == "checkpoint":
         return f"checkpt   {d['task_id']} v{d['version']} ({len(d['checkpoint'])} chars)"
+    if kind == "extend":
+        return f"extend    {d['task_id']} held by {d['owner']} (by {d['by']})"
     if kind == "handoff":
         return f"handoff   {d['task_id']} {d['previous_owner']} -> {d['owner']} epoch={d['epoch']}"
     if kind == "board_task":

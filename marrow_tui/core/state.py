@@ -90,6 +90,8 @@ class State:
             self.claims.apply_update(data)
         elif kind == "checkpoint":
             self.claims.apply_checkpoint(data)
+        elif kind == "extend":
+            self.claims.apply_extend(data)
         elif kind == "handoff":
             self.claims.apply_handoff(data)
             self._watch_holder(data["owner"])

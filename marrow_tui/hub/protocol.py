@@ -31,6 +31,7 @@ MAX_OFFERS_PER_AGENT = 64
 
 REPLAY_PROTECTED = frozenset(
     {
+        "extend",
         "claim",
         "release",
         "task_update",
@@ -140,6 +141,7 @@ class Protocol:
             "task_update": self._task_update,
             "checkpoint": self._checkpoint,
             "handoff": self._handoff,
+            "extend": self._extend,
             "wait_request": self._wait,
             "ledger_task": self._ledger_task,
             "ledger_task_update": self._ledger_task_update,
@@ -257,8 +259,12 @@ class Protocol:
 
     # ---- dispatch ------------------------------------------------------------------------
 
-    def handle(self, sender: str, frame: dict[str, Any]) -> Outcome:
-        """One frame from the bound session `sender` (envelope already validated)."""
+    def handle(self, sender: str, frame: dict[str, Any], operator: bool = False) -> Outcome:
+        """One frame from the bound session `sender` (envelope already validated).
+
+        `operator` is true only for the in-process console session: it may release, hand off
+        and extend anyone's lease. No remote connection can ask for it.
+        """
         outcome = Outcome()
         kind = frame.get("type") or "chat"
         kind = kind.strip().lower()
@@ -267,7 +273,7 @@ class Protocol:
             outcome.deliveries.append(self.error(sender, f"Unknown message type '{kind}'."))
             return outcome
         now = self.clock()
-        call = _Call(self, outcome, sender, frame)
+        call = _Call(self, outcome, sender, frame, operator=operator)
         self.state.touch(sender, now)
         self._sweep_into(call, now)
         key = None
@@ -346,21 +352,46 @@ class Protocol:
             binding = {"release_operation_id": call.frame["idem_key"],
                        "request_digest": call.idem[1]}
         result = self.state.claims.decide_release(
-            call.sender, task_id, epoch=_int_or_none(call.frame, "epoch")
+            call.sender, task_id, epoch=_int_or_none(call.frame, "epoch"),
+            operator=call.operator, keep_checkpoint=call.frame.get("keep_checkpoint") is True,
         )
         if isinstance(result, Refusal):
             call.deny("release_denied", result, task_id=task_id, **binding)
             return
         call.emit(result)
+        owner = result.data["owner"]
+        if owner != call.sender:
+            binding["released_by"] = call.sender
         call.broadcast(
             "release_granted",
             f"Task '{task_id}' released by {call.sender}.",
             primary=True,
             task_id=task_id,
-            owner=call.sender,
+            owner=owner,
             epoch=result.data["epoch"],
-            receipt=self._receipt(call.frame, task_id, call.sender),
+            receipt=self._receipt(call.frame, task_id, owner),
             **binding,
+        )
+
+    def _extend(self, call: _Call) -> None:
+        task_id = _task_id(call.frame)
+        result = self.state.claims.decide_extend(
+            call.sender, task_id, ttl=call.frame.get("ttl_seconds"), now=self.clock(),
+            operator=call.operator,
+        )
+        if isinstance(result, Refusal):
+            call.deny("error", result, task_id=task_id)
+            return
+        call.emit(result)
+        d = result.data
+        call.broadcast(
+            "lease_extended",
+            f"Lease on '{task_id}' held by {d['owner']} extended by {call.sender}.",
+            primary=True,
+            task_id=task_id,
+            owner=d["owner"],
+            epoch=d["epoch"],
+            lease_expires_at=d["lease_expires_at"],
         )
 
     def _release_confirmation(self, sender: str, query: object) -> dict[str, Any]:
@@ -468,13 +499,16 @@ class Protocol:
             note=_text(f, "note"),
             epoch=_int_or_none(f, "epoch"),
             now=self.clock(),
+            operator=call.operator,
         )
         if isinstance(result, Refusal):
             call.deny("handoff_denied", result, task_id=task_id)
             return
         note = result.data["note"]
+        giver = result.data["previous_owner"]
+        by = f" by {call.sender}" if giver != call.sender else ""
         progress = self.state.board.decide_progress(
-            call.sender, task_id, f"handed off to {to_agent}: {note}".rstrip(": "),
+            call.sender, task_id, f"handed off to {to_agent}{by}: {note}".rstrip(": "),
             now=self.clock(),
         )
         if isinstance(progress, Event):
@@ -489,11 +523,11 @@ class Protocol:
         claim = self.state.claims.claims[task_id]
         call.broadcast(
             "handoff_granted",
-            f"Task '{task_id}' handed off from {call.sender} to {claim.owner}.",
+            f"Task '{task_id}' handed off from {giver} to {claim.owner}.",
             primary=True,
             task_id=task_id,
             owner=claim.owner,
-            previous_owner=call.sender,
+            previous_owner=giver,
             note=note,
             status=claim.status,
             worktree=claim.worktree,
@@ -774,6 +808,7 @@ class _Call:
     outcome: Outcome
     sender: str
     frame: dict[str, Any]
+    operator: bool = False
     idem: tuple[str, str] | None = None
 
     def emit(self, event: Event) -> None:

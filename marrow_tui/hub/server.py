@@ -354,7 +354,9 @@ class HubServer:
         if sender.lower() in RESERVED_NAMES or "@" in sender or not sender.isprintable():
             return ("name_conflict", f"Name '{sender}' is reserved.", CLOSE_NAME,
                     "reserved identity")
-        if sender in self.sessions and frame.get("takeover") is not True:
+        if sender in self.runtime.local or (
+            sender in self.sessions and frame.get("takeover") is not True
+        ):
             return ("name_conflict",
                     f"Name '{sender}' is already online from another session. "
                     "Use a unique --name.", CLOSE_NAME, "name conflict")
