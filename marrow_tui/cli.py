@@ -93,14 +93,15 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
     )
     runtime = RuntimeOptions(state_dir=state_dir.resolve(),
                              max_claims_per_agent=max(0, args.max_claims_per_agent))
-    if not args.no_ui:
-        print("marrow-tui: the console is not built yet; running headless (--no-ui).",
-              file=sys.stderr)
-    from .headless import serve
-
     try:
         hub.check()
-        return asyncio.run(serve(runtime, hub, demo=demo))
+        if args.no_ui:
+            from .headless import serve
+
+            return asyncio.run(serve(runtime, hub, demo=demo))
+        from .ui.app import run_console
+
+        return asyncio.run(run_console(runtime, hub, demo=demo))
     except (ConfigError, StoreError) as exc:
         print(f"marrow-tui: {exc}", file=sys.stderr)
         return EXIT_CONFIG

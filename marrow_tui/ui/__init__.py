@@ -1,0 +1,1 @@
+"""The console: a Textual app over the runtime. The only package that imports Textual."""

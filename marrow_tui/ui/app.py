@@ -1,0 +1,117 @@
+"""The console: a Textual app over the runtime that `--no-ui` runs.
+
+`MarrowApp` is built from a started `Runtime` (so tests build it with a temporary state
+directory and a fake clock); `run_console` starts the runtime and the hub in the app's event
+loop, runs the app, and stops everything cleanly when it ends, for whatever reason (`q`, the
+terminal going away, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import signal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from ..hub.server import HubOptions, HubServer
+from ..runtime import LocalSession, Runtime, RuntimeOptions
+from .commands import MarrowCommands
+from .main_screen import MainScreen
+
+
+def styles_dir() -> Path:
+    """The .tcss files: inside the package when installed as a wheel, else the repo's styles/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "styles", here.parents[1] / "styles"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("marrow-tui's styles folder is missing")
+
+
+def default_operator() -> str:
+    try:
+        return f"operator/{getpass.getuser()}"
+    except Exception:
+        return "operator/console"
+
+
+class MarrowApp(App[None]):
+    TITLE = "marrow-tui"
+    CSS_PATH: ClassVar = [styles_dir() / "app.tcss", styles_dir() / "main.tcss",
+                          styles_dir() / "modals.tcss"]
+    COMMANDS = App.COMMANDS | {MarrowCommands}
+    # No ctrl+q (tmux, terminals and agents use it); ctrl+c still offers help on quitting.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+c", "help_quit", show=False, system=True),
+    ]
+
+    def __init__(self, runtime: Runtime, *, hub_uri: str, operator: str | None = None,
+                 bell: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+        self.hub_uri = hub_uri
+        self.operator_name = operator or default_operator()
+        self.bell_on_alerts = bell
+        self.session: LocalSession | None = None
+        self.main: MainScreen | None = None
+
+    def on_mount(self) -> None:
+        self.session = self.runtime.join(self.operator_name, self._operator_frame)
+        self.main = MainScreen(self.runtime, self.session, self.hub_uri, self.bell_on_alerts)
+        self.push_screen(self.main)
+
+    def on_unmount(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _operator_frame(self, frame: dict[str, Any]) -> None:
+        if self.main is not None:
+            self.main.operator_reply(frame)
+
+
+async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,
+                      demo: bool = False) -> int:
+    """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
+    log_path = runtime_options.state_dir / "marrow-tui.log"
+    runtime_options.state_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # the screen is ours: diagnostics go to a file
+        root.removeHandler(handler)
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    runtime = Runtime(runtime_options)
+    await runtime.start()
+    server = HubServer(runtime, hub_options)
+    try:
+        await server.start()
+    except BaseException:
+        await runtime.stop()
+        raise
+    team = None
+    if demo:
+        from ..demo import DemoTeam
+
+        team = DemoTeam(server.uri, token=hub_options.token,
+                        workdir=runtime_options.state_dir / "demo")
+        await team.start()
+    app = MarrowApp(runtime, hub_uri=server.uri)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, app.exit)
+    try:
+        await app.run_async()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        if team is not None:
+            await team.stop()
+        await server.stop()
+        await runtime.stop()
+    return 1 if runtime.failed.is_set() else 0

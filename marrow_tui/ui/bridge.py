@@ -1,0 +1,143 @@
+"""The one bridge from the runtime's change feed to the console.
+
+The runtime calls `Bridge.feed` with each committed batch of events, on the same event loop as
+the app. The bridge only notes *what* changed (task ids, agent names, activity lines, alerts)
+and posts one `Changed` message per frame interval, however many events arrived: 1,000 events in
+a burst cause a handful of repaints, not 1,000. Widgets then read the rows they need from the
+state, by key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from textual.message import Message
+
+from ..core.events import Event, describe
+from ..runtime import Runtime
+
+#: at most this many `Changed` messages a second
+FLUSH_HZ = 15
+#: an alert with the same key is not repeated within this many seconds
+ALERT_QUIET = 60.0
+
+CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
+                         "extend"})
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One line of the activity pane: when, what kind, the text."""
+
+    at: float
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    key: str
+    text: str
+    severity: str = "warning"
+
+
+@dataclass(slots=True)
+class _Pending:
+    claims: set[str] = field(default_factory=set)
+    tasks: set[str] = field(default_factory=set)
+    agents: set[str] = field(default_factory=set)
+    activity: list[Activity] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.claims or self.tasks or self.agents or self.activity or self.alerts)
+
+
+class Changed(Message):
+    """What changed since the last message (ids to refresh, lines to append, alerts to show)."""
+
+    def __init__(self, claims: frozenset[str], tasks: frozenset[str], agents: frozenset[str],
+                 activity: tuple[Activity, ...], alerts: tuple[Alert, ...]) -> None:
+        super().__init__()
+        self.claims = claims
+        self.tasks = tasks
+        self.agents = agents
+        self.activity = activity
+        self.alerts = alerts
+
+
+class Bridge:
+    def __init__(self, runtime: Runtime, post: Callable[[Message], object],
+                 clock: Callable[[], float] = time.time) -> None:
+        self.runtime = runtime
+        self.post = post
+        self.clock = clock
+        self._pending = _Pending()
+        self._scheduled = False
+        self._ready = set(runtime.state.board.ready())
+        self._alerted: dict[str, float] = {}
+        self.flushes = 0
+        self.events_seen = 0
+        self._unsubscribe = runtime.subscribe(self.feed)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def feed(self, events: list[Event]) -> None:
+        pending = self._pending
+        now = self.clock()
+        self.events_seen += len(events)
+        for event in events:
+            kind, data = event.kind, event.data
+            if kind in CLAIM_KINDS:
+                pending.claims.add(data["task_id"])
+                pending.agents.update(n for n in (data.get("owner"), data.get("previous_owner"))
+                                      if n)
+                if kind == "expire":
+                    pending.alerts.append(Alert(
+                        f"expire:{data['task_id']}:{data['epoch']}",
+                        f"Lease on {data['task_id']} held by {data['owner']} expired"
+                        + (" (checkpoint kept)" if data.get("checkpoint_retained") else "")))
+            elif kind in ("board_task", "progress"):
+                pending.tasks.add(data["task"]["task_id"] if kind == "board_task"
+                                  else data["task_id"])
+            elif kind == "presence":
+                pending.agents.add(data["agent"])
+                held = len(self.runtime.state.claims.by_owner.get(data["agent"], ()))
+                if data["event"] == "left" and held:
+                    pending.alerts.append(Alert(
+                        f"left:{data['agent']}:{data['at']}",
+                        f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
+            text = describe(event)
+            if text is not None:
+                pending.activity.append(Activity(now, kind, text))
+        if not self._scheduled and not pending.empty():
+            self._scheduled = True
+            import asyncio
+
+            asyncio.get_running_loop().call_later(1 / FLUSH_HZ, self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, _Pending()
+        if pending.tasks:
+            ready = set(self.runtime.state.board.ready())
+            for task_id in sorted(ready - self._ready):
+                pending.alerts.append(Alert(f"ready:{task_id}", f"Task {task_id} is ready",
+                                            "information"))
+            self._ready = ready
+        now = self.clock()
+        alerts = []
+        for alert in pending.alerts:
+            if now - self._alerted.get(alert.key, -ALERT_QUIET) >= ALERT_QUIET:
+                self._alerted[alert.key] = now
+                alerts.append(alert)
+        if len(self._alerted) > 10_000:
+            self._alerted = {k: t for k, t in self._alerted.items() if now - t < ALERT_QUIET}
+        if pending.empty() and not alerts:
+            return
+        self.flushes += 1
+        self.post(Changed(frozenset(pending.claims), frozenset(pending.tasks),
+                          frozenset(pending.agents), tuple(pending.activity), tuple(alerts)))

@@ -1,0 +1,50 @@
+"""The command palette: every action of the main screen, by name."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("pane('agents')", "Show the Agents pane", "1"),
+    ("pane('claims')", "Show the Claims pane", "2"),
+    ("pane('board')", "Show the Blackboard pane", "3"),
+    ("pane('activity')", "Show the Activity pane", "4"),
+    ("handoff", "Hand off the selected lease to an online agent", "h"),
+    ("release", "Release the selected lease (checkpoint kept)", "r"),
+    ("force_release", "Force-release the selected lease (checkpoint dropped)", "R"),
+    ("extend", "Extend the selected lease by an hour", "e"),
+    ("declare", "Declare a blackboard task", "d"),
+    ("status", "Change the selected task's status", "s"),
+    ("message", "Send a chat message", "m"),
+    ("filter", "Filter the pane", "/"),
+    ("help", "Show the keys", "?"),
+    ("quit", "Quit marrow-tui", "q"),
+)
+
+
+class MarrowCommands(Provider):
+    """Offers the screen's actions; ones that cannot run now (no selection) are left out."""
+
+    def _available(self) -> list[tuple[str, str, str]]:
+        screen = self.screen
+        check = getattr(screen, "check_action", None)
+        available = []
+        for action, text, key in ACTIONS:
+            name = action.split("(")[0]
+            if check is None or check(name, ()) is not False:
+                available.append((action, text, key))
+        return available
+
+    async def discover(self) -> Hits:
+        for action, text, key in self._available():
+            yield DiscoveryHit(text, partial(self.screen.run_action, action), help=f"key: {key}")
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for action, text, key in self._available():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), partial(self.screen.run_action, action),
+                          help=f"key: {key}")

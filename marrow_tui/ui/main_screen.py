@@ -1,0 +1,385 @@
+"""The main screen: status line, the panes, and every operator action.
+
+The screen is the controller. Widgets show; the screen reads the selection, asks with a modal
+when an action needs an answer, and sends the operator's frame through the runtime's command
+path (the same one agents use). It never edits state itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.events import Resize
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Label, Static
+
+from ..core.board import TASK_STATUSES
+from ..runtime import LocalSession, Runtime
+from .bridge import Bridge, Changed
+from .modals import ChoiceModal, ConfirmModal, DetailModal, Field, FormModal, HelpModal
+from .widgets import ActivityLog, AgentsTable, BoardTable, ClaimsTable, KeyedTable, ago
+
+PANES = ("agents", "claims", "board", "activity")
+TITLES = {"agents": "Agents", "claims": "Claims", "board": "Blackboard", "activity": "Activity"}
+#: a terminal at least this big shows every pane at once
+WIDE = (150, 40)
+EXTEND_SECONDS = 3600
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("1", "pane('agents')", "Agents", id="pane.agents", show=False),
+        Binding("2", "pane('claims')", "Claims", id="pane.claims", show=False),
+        Binding("3", "pane('board')", "Board", id="pane.board", show=False),
+        Binding("4", "pane('activity')", "Activity", id="pane.activity", show=False),
+        Binding("h", "handoff", "Hand off", id="lease.handoff"),
+        Binding("r", "release", "Release", id="lease.release"),
+        Binding("R", "force_release", "Force release", id="lease.force_release"),
+        Binding("e", "extend", "Extend", id="lease.extend"),
+        Binding("d", "declare", "Declare", id="board.declare"),
+        Binding("s", "status", "Status", id="board.status"),
+        Binding("m", "message", "Message", id="chat.send"),
+        Binding("slash", "filter", "Filter", id="view.filter"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("escape", "close_filter", show=False, id="view.close_filter"),
+    ]
+
+    pane: reactive[str] = reactive("claims")
+
+    def __init__(self, runtime: Runtime, session: LocalSession, hub_uri: str,
+                 bell: bool = True) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.session = session
+        self.hub_uri = hub_uri
+        self.bell = bell
+        self.bridge: Bridge | None = None
+        self.latest_alert = ""
+        clock = runtime.clock
+        state = runtime.state
+        self.tables: dict[str, KeyedTable] = {
+            "agents": AgentsTable(state, clock, id="agents-table"),
+            "claims": ClaimsTable(state, clock, id="claims-table"),
+            "board": BoardTable(state, clock, id="board-table"),
+        }
+        self.activity = ActivityLog(id="activity-log")
+
+    # ---- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        with Horizontal(id="tabs"):
+            for number, name in enumerate(PANES, 1):
+                yield Label(f" {number} {TITLES[name]} ", id=f"tab-{name}", classes="tab")
+        with Container(id="panes"):
+            for name in PANES:
+                with Vertical(id=f"{name}-pane", classes="pane"):
+                    yield Label(TITLES[name], classes="pane-title")
+                    yield self.tables[name] if name in self.tables else self.activity
+        yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.bridge = Bridge(self.runtime, self.post_message, self.runtime.clock)
+        self.set_interval(1.0, self._tick)
+        self.watch_pane(self.pane)
+        for table in self.tables.values():
+            self.run_worker(table.fill(), group="fill", exit_on_error=False)
+        self._refresh_status()
+
+    def on_unmount(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width >= WIDE[0] and event.size.height >= WIDE[1], "wide")
+
+    def watch_pane(self, pane: str) -> None:
+        for name in PANES:
+            self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
+            self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
+        target = self.tables.get(pane, self.activity)
+        target.focus()
+        self.refresh_bindings()
+
+    # ---- updates from the runtime --------------------------------------------------------
+
+    @on(Changed)
+    def _changed(self, message: Changed) -> None:
+        tables = self.tables
+        if message.claims:
+            tables["claims"].sync(sorted(message.claims))
+        if message.agents:
+            tables["agents"].sync(sorted(message.agents))
+        if message.tasks:
+            tables["board"].sync(sorted(message.tasks))
+        if message.activity:
+            self.activity.add(message.activity)
+        for alert in message.alerts:
+            self.latest_alert = alert.text
+            self.app.notify(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
+            if self.bell and alert.severity != "information":
+                self.app.bell()
+        self._refresh_status()
+        self.refresh_bindings()
+
+    def _tick(self) -> None:
+        claims = self.tables["claims"]
+        if not claims.filling and (self.pane == "claims" or self.has_class("wide")):
+            claims.tick()
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        state = self.runtime.state
+        now = self.runtime.clock()
+        expiring = sum(1 for c in state.claims if c.lease_expires_at - now < 300)
+        online = len(state.presence.online)
+        text = Text.assemble(
+            (" marrow-tui ", "bold reverse"), "  ", (self.hub_uri, "bold"),
+            f"  │ {online} online │ {_count(len(state.claims), 'lease')}",
+            (f" ({expiring} expiring)" if expiring else "", "bold red"),
+            f" │ {_count(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
+        )
+        if self.latest_alert:
+            text.append(f" │ {self.latest_alert}", style="yellow")
+        self.query_one("#status", Static).update(text)
+
+    # ---- what is selected ----------------------------------------------------------------
+
+    def _selected(self, pane: str) -> str | None:
+        if self.pane != pane:
+            return None
+        return self.tables[pane].selected_key
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("handoff", "release", "force_release", "extend"):
+            key = self._selected("claims")
+            return key is not None and self.runtime.state.claims.get(key) is not None
+        if action == "status":
+            return self._selected("board") is not None
+        if action == "close_filter":
+            return self.query_one("#filter").has_class("-shown")
+        return True
+
+    # ---- actions ---------------------------------------------------------------------------
+
+    def action_pane(self, pane: str) -> None:
+        self.pane = pane
+
+    def action_handoff(self) -> None:
+        claim = self.runtime.state.claims.get(self._selected("claims") or "")
+        if claim is None:
+            return
+        online = self.runtime.state.presence.online
+        choices = [(name, f"{name}  ({len(self.runtime.state.claims.by_owner.get(name, ()))} "
+                          f"leases)")
+                   for name, agent in sorted(online.items())
+                   if name != claim.owner and not agent.operator]
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.session.send(type="handoff", task_id=claim.task_id, to_agent=name,
+                                  note="handed over from the console")
+
+        self.app.push_screen(
+            ChoiceModal(f"Hand {claim.task_id} (held by {claim.owner}) to…", choices,
+                        empty="Nobody else is online to take it."), chosen)
+
+    def _release(self, force: bool) -> None:
+        claim = self.runtime.state.claims.get(self._selected("claims") or "")
+        if claim is None:
+            return
+        lost = (f"{claim.owner} loses the lease on {claim.task_id} (epoch {claim.epoch}); its "
+                f"next update, checkpoint or release for it will be refused.")
+        if claim.checkpoint:
+            lost += (f"\nIts checkpoint ({len(claim.checkpoint)} chars) is "
+                     + ("DROPPED." if force else "kept for whoever claims the task next."))
+        title = ("Force-release" if force else "Release") + f" {claim.task_id}?"
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.session.send(type="release", task_id=claim.task_id,
+                                  keep_checkpoint=not force)
+
+        self.app.push_screen(ConfirmModal(title, lost, "Force-release" if force else "Release"),
+                             confirmed)
+
+    def action_release(self) -> None:
+        self._release(force=False)
+
+    def action_force_release(self) -> None:
+        self._release(force=True)
+
+    def action_extend(self) -> None:
+        key = self._selected("claims")
+        if key:
+            self.session.send(type="extend", task_id=key, ttl_seconds=EXTEND_SECONDS)
+            self.app.notify(f"Extending {key} by {ago(EXTEND_SECONDS)}", timeout=3)
+
+    def action_declare(self) -> None:
+        fields = [Field("task_id", "Task id", "e.g. P7"), Field("title", "Title"),
+                  Field("depends_on", "Depends on", "comma-separated task ids"),
+                  Field("suggested_owner", "Suggested owner", "an agent name"),
+                  Field("description", "Description")]
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                deps = [d.strip() for d in values["depends_on"].split(",") if d.strip()]
+                self.session.send(type="ledger_task", task_id=values["task_id"],
+                                  title=values["title"], depends_on=deps,
+                                  suggested_owner=values["suggested_owner"],
+                                  description=values["description"])
+
+        self.app.push_screen(FormModal("Declare a blackboard task", fields, "Declare",
+                                       required=("task_id", "title")), submitted)
+
+    def action_status(self) -> None:
+        key = self._selected("board")
+        task = self.runtime.state.board.tasks.get(key or "")
+        if task is None:
+            return
+        choices = [(s, f"{s}{'  (now)' if s == task['status'] else ''}") for s in TASK_STATUSES]
+
+        def chosen(status: str | None) -> None:
+            if status and status != task["status"]:
+                self.session.send(type="ledger_task_update", task_id=task["task_id"],
+                                  status=status)
+
+        self.app.push_screen(ChoiceModal(f"Status of {task['task_id']}", choices), chosen)
+
+    def action_message(self) -> None:
+        to = self._selected("agents") or "all"
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                self.session.send(type="chat", target=values["target"] or "all",
+                                  payload=values["text"])
+
+        self.app.push_screen(FormModal("Send a message", [
+            Field("target", "To", "all, a name, a project, or a glob", to),
+            Field("text", "Message")], "Send", required=("text",)), submitted)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.focus()
+        self.refresh_bindings()
+
+    def action_close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-shown")
+        self.watch_pane(self.pane)
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self.pane == "activity":
+            self.activity.refilter(event.value)
+            return
+        table = self.tables[self.pane]
+        table.filter_text = event.value
+        self.run_worker(table.fill(), group=f"fill-{self.pane}", exclusive=True,
+                        exit_on_error=False)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_kept(self) -> None:
+        self.action_close_filter()
+
+    def action_help(self) -> None:
+        rows = [(b.key_display or b.key, b.description)
+                for b in self.BINDINGS if isinstance(b, Binding) and b.description]
+        rows += [("enter", "Open the selected row"), ("ctrl+p", "Command palette")]
+        self.app.push_screen(HelpModal(rows))
+
+    def action_quit(self) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.exit()
+
+        self.app.push_screen(ConfirmModal(
+            "Quit marrow-tui?",
+            "The hub stops and connected agents lose their connection. Every lease, task and "
+            "message is saved and comes back on the next start.", "Quit"), confirmed)
+
+    @on(DataTable.RowSelected)
+    def _open(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        if key is None:
+            return
+        table = event.data_table
+        if isinstance(table, ClaimsTable):
+            self._open_claim(key)
+        elif isinstance(table, BoardTable):
+            self._open_task(key)
+        elif isinstance(table, AgentsTable):
+            self._open_agent(key)
+
+    def _open_claim(self, key: str) -> None:
+        claim = self.runtime.state.claims.get(key)
+        if claim is None:
+            return
+        now = self.runtime.clock()
+        body = Text()
+        for label, value in (
+            ("owner", claim.owner), ("status", claim.status), ("epoch", claim.epoch),
+            ("version", claim.version), ("worktree", claim.worktree or "(default)"),
+            ("paths", "\n        ".join(claim.paths) or "(whole worktree)"),
+            ("note", claim.note), ("data_ref", claim.data_ref),
+            ("claimed", f"{ago(now - claim.claimed_at)} ago"),
+            ("expires", f"in {ago(claim.lease_expires_at - now)}"),
+            ("checkpoint", claim.checkpoint or "(none)"),
+        ):
+            body.append(f"{label:>10}  ", style="bold")
+            body.append(f"{value}\n")
+        self.app.push_screen(DetailModal(f"Lease {key}", body))
+
+    def _open_task(self, key: str) -> None:
+        board = self.runtime.state.board
+        task = board.tasks.get(key)
+        if task is None:
+            return
+        body = Text()
+        for label in ("title", "status", "suggested_owner", "project", "created_by",
+                      "version", "description"):
+            body.append(f"{label:>15}  ", style="bold")
+            body.append(f"{task[label]}\n")
+        body.append("\nDepends on (nearest first):\n", style="bold")
+        for dep in board.chain(key) or ["(nothing)"]:
+            other = board.tasks.get(dep)
+            status = other["status"] if other else "not declared"
+            body.append(f"  {dep}  [{status}]\n")
+        body.append("\nProgress:\n", style="bold")
+        for note in board.progress.for_task(key)[-20:] or [{"kind": "", "author": "",
+                                                             "text": "(none yet)"}]:
+            body.append(f"  [{note['kind']}] {note['author']}: {note['text']}\n")
+        self.app.push_screen(DetailModal(f"Task {key}", body))
+
+    def _open_agent(self, key: str) -> None:
+        state = self.runtime.state
+        agent = state.presence.online.get(key)
+        body = Text()
+        body.append("online\n" if agent else "offline\n", style="bold")
+        if agent:
+            body.append(f"roles: {', '.join(agent.roles) or '-'}\n")
+        body.append("\nLeases:\n", style="bold")
+        for claim in state.claims.owned_by(key) or []:
+            body.append(f"  {claim.task_id}  {claim.status}  epoch {claim.epoch}\n")
+        self.app.push_screen(DetailModal(f"Agent {key}", body))
+
+    # ---- operator replies ------------------------------------------------------------------
+
+    def operator_reply(self, frame: dict[str, Any]) -> None:
+        """A private frame for the operator: refusals become toasts, chats go to activity."""
+        kind = frame.get("type", "")
+        if kind.endswith("_denied") or kind == "error":
+            self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,160 @@
+"""Dialogs: each a typed ModalScreen that returns its answer through `dismiss`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Ask before something that cannot be undone; says what is lost."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, title: str, body: str, yes: str = "Yes") -> None:
+        super().__init__(classes="dialog")
+        self.title_text, self.body, self.yes = title, body, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(self.title_text, classes="title")
+            yield Static(self.body, classes="body")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class ChoiceModal(ModalScreen[str | None]):
+    """Pick one of a list (an agent to hand a lease to, a status)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="choice.cancel")]
+
+    def __init__(self, title: str, choices: list[tuple[str, str]], empty: str = "") -> None:
+        super().__init__(classes="dialog")
+        self.title_text, self.choices, self.empty = title, choices, empty
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(self.title_text, classes="title")
+            if self.choices:
+                yield OptionList(*(Option(label, id=value) for value, label in self.choices))
+            else:
+                yield Static(self.empty, classes="body")
+            yield Label("Enter to choose, Esc to cancel", classes="hint")
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    label: str
+    placeholder: str = ""
+    value: str = ""
+
+
+class FormModal(ModalScreen[dict[str, str] | None]):
+    """A few text fields; Enter in the last one (or the button) submits."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="form.cancel")]
+
+    def __init__(self, title: str, fields: list[Field], submit: str = "OK",
+                 required: tuple[str, ...] = ()) -> None:
+        super().__init__(classes="dialog")
+        self.title_text, self.fields, self.submit, self.required = title, fields, submit, required
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box"):
+            yield Label(self.title_text, classes="title")
+            for field in self.fields:
+                yield Label(field.label, classes="field-label")
+                yield Input(value=field.value, placeholder=field.placeholder, id=field.name)
+            yield Label("", id="form-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button(self.submit, variant="primary", id="submit")
+                yield Button("Cancel", id="cancel")
+
+    def _values(self) -> dict[str, str]:
+        return {f.name: self.query_one(f"#{f.name}", Input).value.strip() for f in self.fields}
+
+    def _submit(self) -> None:
+        values = self._values()
+        missing = [f.label for f in self.fields if f.name in self.required and not values[f.name]]
+        if missing:
+            self.query_one("#form-error", Label).update(f"Needed: {', '.join(missing)}")
+            return
+        self.dismiss(values)
+
+    @on(Input.Submitted)
+    def _entered(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        if event.input is inputs[-1]:
+            self._submit()
+        else:
+            inputs[inputs.index(event.input) + 1].focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "submit":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class DetailModal(ModalScreen[None]):
+    """A read-only view of one row: everything the table had no room for."""
+
+    BINDINGS = [Binding("escape,enter,q", "close", "Close", id="detail.close")]
+
+    def __init__(self, title: str, body: Text | str) -> None:
+        super().__init__(classes="dialog")
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box wide"):
+            yield Label(self.title_text, classes="title")
+            with VerticalScroll():
+                yield Static(self.body, classes="body")
+            yield Label("Esc to close", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class HelpModal(DetailModal):
+    """`?`: every key and what it does, from the live bindings."""
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        width = max((len(k) for k, _ in rows), default=4)
+        body = Text()
+        for key, text in rows:
+            body.append(f"{key:>{width}}  ", style="bold")
+            body.append(f"{text}\n")
+        body.append("\nctrl+p opens the command palette: every action is there too.", style="dim")
+        super().__init__("Keys", body)
