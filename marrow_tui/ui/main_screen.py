@@ -21,7 +21,8 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from ..core.board import TASK_STATUSES
 from ..runtime import LocalSession, Runtime
-from .bridge import Bridge, Changed
+from ..core.events import Event, describe
+from .bridge import Activity, Bridge, Changed
 from .modals import ChoiceModal, ConfirmModal, DetailModal, Field, FormModal, HelpModal
 from .widgets import ActivityLog, AgentsTable, BoardTable, ClaimsTable, KeyedTable, ago
 
@@ -84,7 +85,7 @@ class MainScreen(Screen[None]):
                     yield Label(TITLES[name], classes="pane-title")
                     yield self.tables[name] if name in self.tables else self.activity
         yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         self.bridge = Bridge(self.runtime, self.post_message, self.runtime.clock)
@@ -92,6 +93,10 @@ class MainScreen(Screen[None]):
         self.watch_pane(self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
+        # What was said before the console opened: the chat history's tail.
+        self.activity.add(Activity(m["timestamp"], "chat", text)
+                          for m in self.runtime.state.chat.tail(200)
+                          if (text := describe(Event("chat", m))) is not None)
         self._refresh_status()
 
     def on_unmount(self) -> None:
@@ -141,8 +146,9 @@ class MainScreen(Screen[None]):
         now = self.runtime.clock()
         expiring = sum(1 for c in state.claims if c.lease_expires_at - now < 300)
         online = len(state.presence.online)
+        badge = (" marrow-tui ", "bold reverse") if self.size.width >= 100 else ""
         text = Text.assemble(
-            (" marrow-tui ", "bold reverse"), "  ", (self.hub_uri, "bold"),
+            badge, " ", (self.hub_uri, "bold"),
             f"  │ {online} online │ {_count(len(state.claims), 'lease')}",
             (f" ({expiring} expiring)" if expiring else "", "bold red"),
             f" │ {_count(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",

@@ -116,8 +116,8 @@ class KeyedTable(DataTable[Any]):
 
 
 class AgentsTable(KeyedTable):
-    COLUMNS = (("agent", "Agent"), ("state", "State"), ("roles", "Roles"),
-               ("since", "Since"), ("seen", "Seen"), ("claims", "Claims"))
+    COLUMNS = (("agent", "Agent"), ("state", "State"), ("since", "Since"), ("seen", "Seen"),
+               ("claims", "Leases"), ("roles", "Roles"))
 
     def all_keys(self) -> Iterable[str]:
         presence = self.state.presence
@@ -132,16 +132,17 @@ class AgentsTable(KeyedTable):
         if agent is None:
             since = self.state.presence.offline_since.get(key, self.state.started_at)
             state = Text("offline", style="bold red")
-            return (key, state, "", ago(now - since), "-", ", ".join(sorted(held)))
+            return (key, state, ago(now - since), "-", ", ".join(sorted(held)), "")
         state = Text("operator", style="bold magenta") if agent.operator else Text("online",
                                                                                     style="green")
-        return (key, state, ", ".join(agent.roles), ago(now - agent.since),
-                ago(now - agent.last_seen), ", ".join(sorted(held)))
+        return (key, state, ago(now - agent.since), ago(now - agent.last_seen),
+                ", ".join(sorted(held)), ", ".join(agent.roles))
 
 
 class ClaimsTable(KeyedTable):
-    COLUMNS = (("task", "Task"), ("owner", "Owner"), ("scope", "Scope"), ("status", "Status"),
-               ("epoch", "Epoch"), ("left", "Left"), ("ckpt", "Ckpt"))
+    # Fixed-width facts first; the scope, which can be long, last.
+    COLUMNS = (("task", "Task"), ("owner", "Owner"), ("status", "Status"), ("left", "Left"),
+               ("epoch", "Epoch"), ("ckpt", "Ckpt"), ("scope", "Scope"))
 
     def all_keys(self) -> Iterable[str]:
         return sorted(self.state.claims.claims)
@@ -150,8 +151,8 @@ class ClaimsTable(KeyedTable):
         claim = self.state.claims.get(key)
         if claim is None:
             return None
-        return (claim.task_id, self._owner(claim), _scope(claim), claim.status, claim.epoch,
-                self._left(claim), "yes" if claim.checkpoint else "")
+        return (claim.task_id, self._owner(claim), claim.status, self._left(claim), claim.epoch,
+                "yes" if claim.checkpoint else "", _scope(claim))
 
     def _owner(self, claim: Claim) -> Text | str:
         if claim.owner in self.state.presence.online:

@@ -1,0 +1,86 @@
+"""A console built on a real runtime with fixed data and a fake clock, for Pilot and snapshots.
+
+The runtime is started inside the app's own event loop (snapshot tests run the app in a loop of
+their own), in a temporary state directory, and seeded through the normal command path: the
+agents' frames are handled exactly as if they had come over the wire.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from marrow_tui.runtime import Runtime, RuntimeOptions
+from marrow_tui.ui.app import MarrowApp
+
+from .conftest import FakeClock
+
+HUB_URI = "ws://127.0.0.1:8876"
+T0 = 1_800_000_000.0
+
+
+def utc() -> None:
+    """Timestamps in the activity pane are local time: make that UTC for stable snapshots."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+
+
+def seed(runtime: Runtime) -> None:
+    protocol = runtime.protocol
+    assert protocol is not None
+
+    def join(name: str, *roles: str) -> None:
+        runtime.submit(protocol.joined(name, tuple(roles)))
+
+    def say(name: str, **frame: Any) -> None:
+        runtime.handle(name, frame, None)
+
+    join("demo/alice", "demo/builder")
+    join("demo/bob", "demo/builder")
+    join("demo/carol", "demo/reviewer")
+    say("demo/alice", type="ledger_task", task_id="P1", title="design the login flow",
+        suggested_owner="demo/alice")
+    say("demo/alice", type="ledger_task", task_id="P2", title="build the login API",
+        depends_on=["P1"], suggested_owner="demo/bob")
+    say("demo/alice", type="ledger_task", task_id="P3", title="review and ship",
+        depends_on=["P2"], suggested_owner="demo/carol")
+    say("demo/alice", type="ledger_task_update", task_id="P1", status="done")
+    say("demo/alice", type="ledger_progress", task_id="P1", text="flow agreed", kind="note")
+    say("demo/alice", type="claim", task_id="T1", worktree="main",
+        paths=["src/auth/login.py", "src/auth/session.py"], note="login", ttl_seconds=3600)
+    say("demo/alice", type="task_update", task_id="T1", status="working")
+    say("demo/alice", type="checkpoint", task_id="T1", checkpoint="step=2 tests written")
+    say("demo/bob", type="claim", task_id="T2", worktree="main", paths=["src/api/"],
+        ttl_seconds=120)
+    say("demo/carol", type="claim", task_id="T3", paths=["docs/login.md"], ttl_seconds=1800)
+    say("demo/bob", type="ledger_progress", task_id="P2", text="waiting on T1", kind="blocked")
+    say("demo/alice", type="chat", target="all", payload="login flow is in review")
+
+
+class ConsoleApp(MarrowApp):
+    """The real console over a real runtime, started in this app's loop."""
+
+    def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
+                 **kwargs: Any) -> None:
+        self.clock = clock or FakeClock(T0)
+        self.state_dir = Path(tempfile.mkdtemp(prefix="marrow-console-")) / "state"
+        self.seeded = seeded
+        runtime = Runtime(RuntimeOptions(state_dir=self.state_dir), clock=self.clock)
+        super().__init__(runtime, hub_uri=HUB_URI, operator="operator/test", bell=False,
+                         **kwargs)
+
+    # Textual runs each class's handler along the MRO, this one first: the runtime is up and
+    # seeded before MarrowApp.on_mount joins the operator, and stopped after it left.
+    async def on_mount(self) -> None:  # type: ignore[override]
+        await self.runtime.start()
+        if self.seeded:
+            seed(self.runtime)
+
+    async def on_unmount(self) -> None:  # type: ignore[override]
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        await self.runtime.stop()
