@@ -74,6 +74,7 @@ class Runtime:
         self.failed = asyncio.Event()
         #: in-process participants by name (the console's operator)
         self.local: dict[str, LocalSession] = {}
+        self._settle_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -163,6 +164,24 @@ class Runtime:
             ready.append((outcome, reply))
         if ready:
             self._release(ready)
+        if self._settle_waiters:
+            waiting = []
+            for watermark, future in self._settle_waiters:
+                if watermark <= seq:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    waiting.append((watermark, future))
+            self._settle_waiters = waiting
+
+    async def settled(self) -> None:
+        """Return once everything submitted so far is committed and its frames are sent."""
+        target = self.log.last_seq
+        if target <= self.log.durable_seq and not self._pending:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settle_waiters.append((target, future))
+        await future
 
     def _release(self, ready: list[tuple[Outcome, Reply | None]]) -> None:
         """Send what a commit made true, then tell the change feed, in one batch each."""

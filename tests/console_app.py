@@ -78,6 +78,7 @@ class ConsoleApp(MarrowApp):
         await self.runtime.start()
         if self.seeded:
             seed(self.runtime)
+            await self.runtime.settled()  # the screen starts after the seed is history
 
     async def on_unmount(self) -> None:  # type: ignore[override]
         if self.session is not None:
