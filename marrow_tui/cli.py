@@ -49,6 +49,11 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="let a web page from ORIGIN connect (browsers are refused otherwise)")
     group.add_argument("--max-claims-per-agent", type=int, default=128,
                        help="live claims one agent may hold, 0 for no limit (default 128)")
+    group.add_argument("--operator", default=os.environ.get("MARROW_OPERATOR"),
+                       help="the console's name on the hub (default: operator/<your user>)")
+    group.add_argument("--no-bell", action="store_true",
+                       default=os.environ.get("MARROW_BELL", "1") == "0",
+                       help="console: toasts only, no terminal bell on alerts")
     group.add_argument("--log-level", default=os.environ.get("MARROW_LOG_LEVEL", "WARNING"),
                        help="diagnostics on stderr: DEBUG, INFO, WARNING (default), ERROR")
 
@@ -101,7 +106,8 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
             return asyncio.run(serve(runtime, hub, demo=demo))
         from .ui.app import run_console
 
-        return asyncio.run(run_console(runtime, hub, demo=demo))
+        return asyncio.run(run_console(runtime, hub, demo=demo, operator=args.operator,
+                                       bell=not args.no_bell))
     except (ConfigError, StoreError) as exc:
         print(f"marrow-tui: {exc}", file=sys.stderr)
         return EXIT_CONFIG

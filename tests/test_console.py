@@ -253,3 +253,21 @@ def test_no_default_binding_on_keys_that_tmux_and_agents_use() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_leaving_with_work_is_notified_only_after_a_real_session() -> None:
+    app = ConsoleApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        runtime, protocol = app.runtime, app.runtime.protocol
+        runtime.submit(protocol.joined("cli/once", ()))  # type: ignore[union-attr]
+        runtime.handle("cli/once", {"type": "claim", "task_id": "T8", "paths": ["x"]}, None)
+        runtime.submit(protocol.left("cli/once"))  # type: ignore[union-attr]
+        app.clock.advance(30)
+        runtime.submit(protocol.left("demo/alice"))  # type: ignore[union-attr]
+        async with asyncio.timeout(5):
+            while not app._notifications:
+                await pilot.pause()
+        await runtime.settled()
+        await pilot.pause(0.2)
+        assert [n.message for n in app._notifications] == ["demo/alice left holding 1 lease"]

@@ -198,10 +198,12 @@ class Protocol:
 
     def _presence(self, what: str, name: str, roles: tuple[str, ...], operator: bool) -> Outcome:
         outcome = Outcome()
+        now = self.clock()
+        agent = self.state.presence.online.get(name)
         event = Event(
             "presence",
-            {"event": what, "agent": name, "roles": list(roles), "at": self.clock(),
-             "operator": operator},
+            {"event": what, "agent": name, "roles": list(roles), "at": now,
+             "operator": operator, "since": agent.since if agent else now},
         )
         self.state.apply(event)
         outcome.events.append(event)

@@ -76,7 +76,7 @@ class MarrowApp(App[None]):
 
 
 async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,
-                      demo: bool = False) -> int:
+                      demo: bool = False, operator: str | None = None, bell: bool = True) -> int:
     """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
     log_path = runtime_options.state_dir / "marrow-tui.log"
     runtime_options.state_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
         team = DemoTeam(server.uri, token=hub_options.token,
                         workdir=runtime_options.state_dir / "demo")
         await team.start()
-    app = MarrowApp(runtime, hub_uri=server.uri)
+    app = MarrowApp(runtime, hub_uri=server.uri, operator=operator, bell=bell)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, app.exit)

@@ -22,6 +22,8 @@ from ..runtime import Runtime
 FLUSH_HZ = 15
 #: an alert with the same key is not repeated within this many seconds
 ALERT_QUIET = 60.0
+#: "left holding work" is said only of an agent that had been online at least this long
+LEFT_AFTER = 10.0
 
 CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
                          "extend"})
@@ -106,9 +108,12 @@ class Bridge:
             elif kind == "presence":
                 pending.agents.add(data["agent"])
                 held = len(self.runtime.state.claims.by_owner.get(data["agent"], ()))
-                if data["event"] == "left" and held:
+                stayed = data["at"] - data.get("since", data["at"])
+                # A script that connects, claims and disconnects is normal; an agent that was
+                # working and went away with work in hand is worth a look.
+                if data["event"] == "left" and held and stayed >= LEFT_AFTER:
                     pending.alerts.append(Alert(
-                        f"left:{data['agent']}:{data['at']}",
+                        f"left:{data['agent']}",
                         f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
             text = describe(event)
             if text is not None:

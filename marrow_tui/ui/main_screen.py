@@ -136,9 +136,9 @@ class MainScreen(Screen[None]):
         self.refresh_bindings()
 
     def _tick(self) -> None:
-        claims = self.tables["claims"]
-        if not claims.filling and (self.pane == "claims" or self.has_class("wide")):
-            claims.tick()
+        for name in ("agents", "claims"):
+            if self.pane == name or self.has_class("wide"):
+                self.tables[name].tick()
         self._refresh_status()
 
     def _refresh_status(self) -> None:

@@ -104,6 +104,11 @@ class KeyedTable(DataTable[Any]):
             return None
         return key
 
+    def tick(self) -> None:
+        """Refresh the rows in view: durations age even when nothing happens."""
+        if not self.filling:
+            self.sync(self.visible_keys())
+
     def visible_keys(self) -> list[str]:
         first = int(self.scroll_y)
         last = min(self.row_count, first + self.size.height)
@@ -164,12 +169,6 @@ class ClaimsTable(KeyedTable):
         style = "bold red" if left < EXPIRING_SOON else ""
         return Text(ago(left), style=style)
 
-    def tick(self) -> None:
-        """Refresh the time left on the rows in view (the only cells that age)."""
-        for key in self.visible_keys():
-            claim = self.state.claims.get(key)
-            if claim is not None:
-                self.update_cell(key, "left", self._left(claim))
 
 
 def _scope(claim: Claim) -> str:
