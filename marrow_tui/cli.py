@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "team of agents that connect over the wire: they plan, claim, collide, "
                     "post progress, hand off and finish, over and over.")
     _add_runtime_options(demo)
+    demo.add_argument("--pace", type=float, default=None, metavar="SECONDS",
+                      help="seconds between the team's steps (default 1; 0 = as fast as possible)")
     demo.set_defaults(func=lambda a: _run_runtime(a, demo=True))
     cli_hub.register(sub)
     return parser
@@ -84,6 +86,8 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         stream=sys.stderr,
         format="marrow-tui %(levelname)s %(name)s: %(message)s",
     )
+    if demo and getattr(args, "pace", None) is not None:
+        os.environ["MARROW_DEMO_PACE"] = str(max(0.0, args.pace))
     if demo and args.state_dir is None:
         # The demo never writes into the operator's real state: a fresh folder each time.
         import tempfile

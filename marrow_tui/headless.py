@@ -56,7 +56,13 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
 
         team = DemoTeam(server.uri, token=hub_options.token,
                         workdir=runtime_options.state_dir / "demo")
-        await team.start()
+        try:
+            await team.start()
+        except BaseException:
+            await team.stop()
+            await server.stop()
+            await runtime.stop()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -143,7 +143,9 @@ async def test_rate_limit_refuses_frames_beyond_the_burst(tmp_path) -> None:
             await alice.send(type="who_request")
         await alice.until("who_snapshot")
         await alice.until("who_snapshot")
-        assert (await alice.until("error"))["payload"] == "Rate limit exceeded."
+        limited = await alice.until("error")
+        assert (limited["payload"], limited["error_code"]) == ("Rate limit exceeded.",
+                                                                "RATE_LIMITED")
     finally:
         await h.stop()
 

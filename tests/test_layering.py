@@ -13,6 +13,7 @@ MODULES = [
     "marrow_tui.store.eventlog",
     "marrow_tui.runtime",
     "marrow_tui.headless",
+    "marrow_tui.demo",
     "marrow_tui.cli",
 ]
 

@@ -286,7 +286,8 @@ class HubClient:
         self._closed_error = None
         self._refusal = None
         try:
-            await asyncio.wait_for(self._open_and_register(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._open_and_register()
         except TimeoutError:
             await self.close()
             raise HubTimeout(
@@ -472,7 +473,8 @@ class HubClient:
         """Pop frames from a subscribed queue until one satisfies ``predicate``."""
         wait = timeout if timeout is not None else self.request_timeout
         try:
-            return await asyncio.wait_for(self._first(queue, predicate), wait)
+            async with asyncio.timeout(wait):
+                return await self._first(queue, predicate)
         except TimeoutError:
             raise HubTimeout(
                 self.uri, f"no matching frame arrived from {self.uri} within {wait:g} s"
@@ -537,8 +539,11 @@ class HubClient:
             future = asyncio.get_running_loop().create_future()
             self._pending = _Pending(match, future)
             try:
-                await self._send(self._envelope(fields))
-                verdict, frame = await asyncio.wait_for(future, wait)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives just as the reply does, and a stopping agent would not stop.
+                async with asyncio.timeout(wait):
+                    await self._send(self._envelope(fields))
+                    verdict, frame = await future
             except TimeoutError:
                 raise HubTimeout(
                     self.uri,
@@ -613,10 +618,15 @@ class HubClient:
 
     async def release(
         self, task_id: str, epoch: int | None = None, idem_key: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None, **receipt: Any,
     ) -> Frame:
-        """Drop our lease; ``release_granted`` or Refused(release_denied)."""
-        fields: Frame = {"type": "release", "task_id": task_id}
+        """Drop our lease; ``release_granted`` or Refused(release_denied).
+
+        ``receipt`` carries closeout evidence the hub puts in the release receipt:
+        ``evidence``, ``artifacts``, ``known_failures``, ``changed_files``,
+        ``generated_artifacts``, ``approvals`` (lists of strings) and ``confidence``.
+        """
+        fields: Frame = {"type": "release", "task_id": task_id, **receipt}
         _put_optional(fields, epoch=epoch, idem_key=idem_key)
         match = build_matcher(self._owned("release_granted", task_id), ["release_denied"], task_id)
         return await self._request(fields, match, timeout)

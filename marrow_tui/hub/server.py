@@ -382,7 +382,7 @@ class HubServer:
                 return
             kind = frame.get("type") or "chat"
             if bucket is not None and kind != "heartbeat" and not bucket.take():
-                reply(protocol.error(name, "Rate limit exceeded.").text)
+                reply(protocol.error(name, "Rate limit exceeded.", error_code="RATE_LIMITED").text)
                 continue
             frame.pop("token", None)
             self.runtime.handle(name, frame, reply)

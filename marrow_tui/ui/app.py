@@ -100,7 +100,13 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
 
         team = DemoTeam(server.uri, token=hub_options.token,
                         workdir=runtime_options.state_dir / "demo")
-        await team.start()
+        try:
+            await team.start()
+        except BaseException:
+            await team.stop()
+            await server.stop()
+            await runtime.stop()
+            raise
     app = MarrowApp(runtime, hub_uri=server.uri, operator=operator, bell=bell)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGHUP):
