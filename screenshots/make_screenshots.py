@@ -1,0 +1,109 @@
+"""Make the SVG screenshots in this folder from a live demo.
+
+    python screenshots/make_screenshots.py
+
+It starts the runtime and hub in a temporary state directory, lets the scripted demo team
+(examples/demo_team) work until every pane has something to show, then drives the console
+headless with Textual's Pilot and saves the main screen, each pane, a wide layout and every
+dialog. The team keeps working while the pictures are taken, so each run looks a little
+different.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from marrow_tui.demo import DemoTeam
+from marrow_tui.hub.server import HubOptions, HubServer
+from marrow_tui.runtime import Runtime, RuntimeOptions
+from marrow_tui.ui.app import MarrowApp
+
+HERE = Path(__file__).resolve().parent
+WAIT = 60.0
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.1)
+    print(f"  {what}", file=sys.stderr)
+
+
+async def shoot(runtime: Runtime, uri: str, size: tuple[int, int],
+                shots: list[tuple[str, Callable[..., Awaitable[None]]]]) -> None:
+    app = MarrowApp(runtime, hub_uri=uri, operator="operator/you", bell=False)
+    async with app.run_test(size=size) as pilot:
+        async with asyncio.timeout(WAIT):
+            while app.main is None or any(t.filling for t in app.main.tables.values()):
+                await pilot.pause()
+        for name, steps in shots:
+            await steps(pilot, app)
+            await pilot.pause(0.3)
+            app.save_screenshot(str(HERE / f"{name}.svg"))
+            print(f"  {name}.svg", file=sys.stderr)
+            while app.screen is not app.main:
+                await pilot.press("escape")
+                await pilot.pause()
+
+
+def keys(*pressed: str, pane: str | None = None) -> Callable[..., Awaitable[None]]:
+    async def steps(pilot, app) -> None:  # type: ignore[no-untyped-def]
+        if pane:
+            await pilot.press(pane)
+            await pilot.pause()
+            table = app.main.tables.get({"1": "agents", "2": "claims", "3": "board"}.get(pane, ""))
+            if table is not None and table.row_count:
+                table.move_cursor(row=0)
+        for key in pressed:
+            await pilot.press(key)
+            await pilot.pause()
+
+    return steps
+
+
+async def main() -> None:
+    state_dir = Path(tempfile.mkdtemp(prefix="marrow-shots-"))
+    runtime = Runtime(RuntimeOptions(state_dir=state_dir / "state"))
+    await runtime.start()
+    server = HubServer(runtime, HubOptions(port=0))
+    await server.start()
+    team = DemoTeam(server.uri, workdir=state_dir / "demo", pace=0.4)
+    await team.start()
+    state = runtime.state
+    try:
+        print("waiting for the demo team:", file=sys.stderr)
+        await until(lambda: len(state.presence.online) >= 4, "agents online")
+        await until(lambda: len(state.board.tasks) >= 4, "a plan on the blackboard")
+        await until(lambda: len(state.claims) >= 2, "leases held")
+        await until(lambda: len(state.board.progress) >= 3, "progress notes")
+        print("taking screenshots:", file=sys.stderr)
+        await shoot(runtime, server.uri, (100, 30), [
+            ("main-claims", keys(pane="2")),
+            ("pane-agents", keys(pane="1")),
+            ("pane-blackboard", keys(pane="3")),
+            ("pane-activity", keys(pane="4")),
+            ("dialog-handoff", keys("h", pane="2")),
+            ("dialog-release", keys("r", pane="2")),
+            ("dialog-force-release", keys("R", pane="2")),
+            ("dialog-declare", keys("d")),
+            ("dialog-status", keys("s", pane="3")),
+            ("dialog-message", keys("m", pane="1")),
+            ("detail-task", keys("enter", pane="3")),
+            ("detail-lease", keys("enter", pane="2")),
+            ("help", keys("question_mark")),
+            ("dialog-quit", keys("q")),
+        ])
+        await shoot(runtime, server.uri, (80, 24), [("tmux-80x24", keys(pane="2"))])
+        await shoot(runtime, server.uri, (170, 46), [("wide", keys())])
+    finally:
+        await team.stop()
+        await server.stop()
+        await runtime.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
