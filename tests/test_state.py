@@ -176,7 +176,7 @@ def test_presence_join_and_leave() -> None:
     assert "ghost" not in state.presence.online
     leave(state, "alice", at=T0 + 9)
     assert "alice" not in state.presence.online
-    assert state.presence.offline_since == {"alice": T0 + 9}
+    assert state.presence.offline_since == {}  # it held nothing: nothing to remember
     join(state, "alice", at=T0 + 12)
     assert state.presence.offline_since == {}
 
@@ -414,3 +414,15 @@ def test_chat_log_history() -> None:
     assert log.tail(0) == [] and log.tail(-1) == []
     log.apply({"msg_id": 2, "payload": "late"})  # msg_id never goes back
     assert log.msg_id == 5
+
+
+def test_agents_that_leave_holding_nothing_are_forgotten() -> None:
+    from marrow_tui.core.events import Event as _Event
+
+    state = State(started_at=0.0)
+    for n in range(1000):
+        name = f"cli/once-{n}"
+        state.apply(_Event("presence", {"event": "joined", "agent": name, "at": float(n)}))
+        state.apply(_Event("presence", {"event": "left", "agent": name, "at": float(n)}))
+    assert state.presence.offline_since == {}
+    assert state.presence.online == {}

@@ -120,10 +120,14 @@ class State:
             )
         else:
             self.presence.online.pop(name, None)
-            self.presence.offline_since[name] = at
             self.claims.forget_waiter(name)
+            # Remember when an agent left only while it holds leases (for the offline release
+            # and the console); a hub that runs for days must not keep every name it ever saw.
             if name in self.claims.by_owner:
+                self.presence.offline_since[name] = at
                 heapq.heappush(self._offline_heap, (at + self.offline_ttl, name))
+            else:
+                self.presence.offline_since.pop(name, None)
 
     def _watch_holder(self, name: str) -> None:
         if name not in self.presence.online:
