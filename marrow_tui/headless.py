@@ -14,8 +14,9 @@ import time
 from typing import TextIO
 
 from .core.events import Event, describe
-from .hub.server import HubOptions, HubServer
-from .runtime import Runtime, RuntimeOptions
+from .host import Hosted, hosted
+from .hub.server import HubOptions
+from .runtime import RuntimeOptions
 
 
 class EventPrinter:
@@ -34,51 +35,30 @@ class EventPrinter:
 
 async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
                 out: TextIO = sys.stdout, *, demo: bool = False) -> int:
-    runtime = Runtime(runtime_options)
-    await runtime.start()
-    server = HubServer(runtime, hub_options)
-    try:
-        await server.start()
-    except BaseException:
-        await runtime.stop()
-        raise
-    state = runtime.state
-    out.write(
-        f"marrow-tui: hub {runtime.log.hub_id} listening on {server.uri} "
-        f"(state {runtime_options.state_dir}, {len(state.claims)} live claims, "
-        f"{len(state.board.tasks)} board tasks, {runtime.restored_events} events replayed)\n"
-    )
-    out.flush()
-    runtime.subscribe(EventPrinter(out))
-    team = None
-    if demo:
-        from .demo import DemoTeam
+    def ready(unit: Hosted) -> None:
+        state = unit.runtime.state
+        out.write(
+            f"marrow-tui: hub {unit.runtime.log.hub_id} listening on {unit.server.uri} "
+            f"(state {runtime_options.state_dir}, {len(state.claims)} live claims, "
+            f"{len(state.board.tasks)} board tasks, "
+            f"{unit.runtime.restored_events} events replayed)\n"
+        )
+        out.flush()
+        unit.runtime.subscribe(EventPrinter(out))
 
-        team = DemoTeam(server.uri, token=hub_options.token,
-                        workdir=runtime_options.state_dir / "demo")
-        try:
-            await team.start()
-        except BaseException:
-            await team.stop()
-            await server.stop()
-            await runtime.stop()
-            raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    stopping = asyncio.ensure_future(stop.wait())
-    failing = asyncio.ensure_future(runtime.failed.wait())
-    await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    failing.cancel()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(sig)
-    if team is not None:
-        await team.stop()
-    await server.stop()
-    await runtime.stop()
-    if runtime.failed.is_set():
+    async with hosted(runtime_options, hub_options, demo=demo, on_ready=ready) as unit:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(unit.runtime.failed.wait())
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        failing.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if unit.runtime.failed.is_set():
         print("marrow-tui: stopped because the event log failed (see above)", file=sys.stderr)
         return 1
     out.write("marrow-tui: stopped; state saved\n")

@@ -14,6 +14,7 @@ MODULES = [
     "marrow_tui.runtime",
     "marrow_tui.headless",
     "marrow_tui.demo",
+    "marrow_tui.host",
     "marrow_tui.cli",
 ]
 

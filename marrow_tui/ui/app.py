@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from ..hub.server import HubOptions, HubServer
+from ..host import hosted
+from ..hub.server import HubOptions
 from ..runtime import LocalSession, Runtime, RuntimeOptions
 from .commands import MarrowCommands
 from .main_screen import MainScreen
@@ -86,38 +87,14 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
-    runtime = Runtime(runtime_options)
-    await runtime.start()
-    server = HubServer(runtime, hub_options)
-    try:
-        await server.start()
-    except BaseException:
-        await runtime.stop()
-        raise
-    team = None
-    if demo:
-        from ..demo import DemoTeam
-
-        team = DemoTeam(server.uri, token=hub_options.token,
-                        workdir=runtime_options.state_dir / "demo")
-        try:
-            await team.start()
-        except BaseException:
-            await team.stop()
-            await server.stop()
-            await runtime.stop()
-            raise
-    app = MarrowApp(runtime, hub_uri=server.uri, operator=operator, bell=bell)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, app.exit)
-    try:
-        await app.run_async()
-    finally:
+    async with hosted(runtime_options, hub_options, demo=demo) as unit:
+        app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell)
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        if team is not None:
-            await team.stop()
-        await server.stop()
-        await runtime.stop()
-    return 1 if runtime.failed.is_set() else 0
+            loop.add_signal_handler(sig, app.exit)
+        try:
+            await app.run_async()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+    return 1 if unit.runtime.failed.is_set() else 0
