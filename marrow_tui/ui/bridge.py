@@ -9,6 +9,7 @@ state, by key.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ class Bridge:
         self._alerted: dict[str, float] = {}
         self.flushes = 0
         self.events_seen = 0
+        #: how long the screen took to apply the last `Changed` (it tells us, see `handled`)
+        self.cost = 0.0
         self._unsubscribe = runtime.subscribe(self.feed)
 
     def close(self) -> None:
@@ -120,9 +123,13 @@ class Bridge:
                 pending.activity.append(Activity(now, kind, text))
         if not self._scheduled and not pending.empty():
             self._scheduled = True
-            import asyncio
+            # Under load, fewer and larger batches: never spend more than a third of the loop
+            # applying changes, so keys are still answered at once.
+            asyncio.get_running_loop().call_later(max(1 / FLUSH_HZ, 3 * self.cost), self.flush)
 
-            asyncio.get_running_loop().call_later(1 / FLUSH_HZ, self.flush)
+    def handled(self, seconds: float) -> None:
+        """The screen applied a `Changed` in `seconds`; the next flush waits accordingly."""
+        self.cost = seconds
 
     def flush(self) -> None:
         self._scheduled = False

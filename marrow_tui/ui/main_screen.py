@@ -7,6 +7,8 @@ path (the same one agents use). It never edits state itself.
 
 from __future__ import annotations
 
+import gc
+import time
 from typing import Any
 
 from rich.text import Text
@@ -17,7 +19,8 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.events import Resize
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, Label
 
 from ..core.board import TASK_STATUSES
 from ..runtime import LocalSession, Runtime
@@ -31,6 +34,15 @@ TITLES = {"agents": "Agents", "claims": "Claims", "board": "Blackboard", "activi
 #: a terminal at least this big shows every pane at once
 WIDE = (150, 40)
 EXTEND_SECONDS = 3600
+
+
+class StatusLine(Widget):
+    """One line of text that repaints without asking the screen to lay itself out again."""
+
+    text: reactive[Text] = reactive(Text, layout=False)
+
+    def render(self) -> Text:
+        return self.text
 
 
 class MainScreen(Screen[None]):
@@ -75,7 +87,7 @@ class MainScreen(Screen[None]):
     # ---- layout --------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status")
+        yield StatusLine(id="status")
         with Horizontal(id="tabs"):
             for number, name in enumerate(PANES, 1):
                 yield Label(f" {number} {TITLES[name]} ", id=f"tab-{name}", classes="tab")
@@ -89,6 +101,11 @@ class MainScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         self.bridge = Bridge(self.runtime, self.post_message, self.runtime.clock)
+        # What exists now (Textual, the app, the restored state) lives as long as the console:
+        # keep it out of the collector's generations, so a full collection scans only what
+        # came since.
+        gc.collect()
+        gc.freeze()
         self.set_interval(1.0, self._tick)
         self.watch_pane(self.pane)
         for table in self.tables.values():
@@ -105,35 +122,56 @@ class MainScreen(Screen[None]):
 
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.width >= WIDE[0] and event.size.height >= WIDE[1], "wide")
+        self._catch_up()
 
     def watch_pane(self, pane: str) -> None:
         for name in PANES:
             self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
             self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
+        self._catch_up()
         target = self.tables.get(pane, self.activity)
         target.focus()
         self.refresh_bindings()
 
+    def _catch_up(self) -> None:
+        for name, table in self.tables.items():
+            if self.shown(name):
+                table.catch_up()
+        if self.shown("activity") and self.activity.stale:
+            self.activity.refilter(self.activity.filter_text)
+
+    @on(DataTable.RowHighlighted)
+    def _selection_moved(self) -> None:
+        # Which keys can act depends on the selection: the footer follows it, not every event.
+        self.refresh_bindings()
+
     # ---- updates from the runtime --------------------------------------------------------
+
+    def shown(self, pane: str) -> bool:
+        return self.pane == pane or self.has_class("wide")
 
     @on(Changed)
     def _changed(self, message: Changed) -> None:
-        tables = self.tables
-        if message.claims:
-            tables["claims"].sync(sorted(message.claims))
-        if message.agents:
-            tables["agents"].sync(sorted(message.agents))
-        if message.tasks:
-            tables["board"].sync(sorted(message.tasks))
+        started = time.perf_counter()
+        # Panes out of sight only note what changed; they catch up when shown.
+        for name, keys in (("claims", message.claims), ("agents", message.agents),
+                           ("board", message.tasks)):
+            if keys:
+                table = self.tables[name]
+                if self.shown(name) and not table.filling:
+                    table.sync(sorted(keys))
+                else:
+                    table.later(keys)
         if message.activity:
-            self.activity.add(message.activity)
+            self.activity.add(message.activity, visible=self.shown("activity"))
         for alert in message.alerts:
             self.latest_alert = alert.text
             self.app.notify(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
             if self.bell and alert.severity != "information":
                 self.app.bell()
         self._refresh_status()
-        self.refresh_bindings()
+        if self.bridge is not None:
+            self.bridge.handled(time.perf_counter() - started)
 
     def _tick(self) -> None:
         for name in ("agents", "claims"):
@@ -155,7 +193,7 @@ class MainScreen(Screen[None]):
         )
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
-        self.query_one("#status", Static).update(text)
+        self.query_one(StatusLine).text = text
 
     # ---- what is selected ----------------------------------------------------------------
 

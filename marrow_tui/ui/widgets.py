@@ -24,6 +24,9 @@ from .bridge import Activity
 FILL_CHUNK = 250
 EXPIRING_SOON = 300.0
 ACTIVITY_LINES = 2000
+#: rendered lines the activity log keeps (each holds render caches the collector must scan);
+#: every entry up to ACTIVITY_LINES is still kept for the filter
+RENDERED_LINES = 200
 
 
 def ago(seconds: float) -> str:
@@ -46,6 +49,10 @@ class KeyedTable(DataTable[Any]):
         self.clock = clock
         self.filter_text = ""
         self.filling = False
+        #: the cells each row shows now, so a sync touches only the cells that differ
+        self._shown: dict[str, tuple[Any, ...]] = {}
+        #: keys that changed while the table was hidden: synced when it is shown again
+        self.stale: set[str] = set()
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -68,6 +75,8 @@ class KeyedTable(DataTable[Any]):
         """(Re)build every row, a chunk at a time."""
         self.filling = True
         self.clear()
+        self._shown.clear()
+        self.stale.clear()
         keys = list(self.all_keys())
         for start in range(0, len(keys), FILL_CHUNK):
             rows = []
@@ -77,22 +86,37 @@ class KeyedTable(DataTable[Any]):
                     rows.append((cells, key))
             for cells, key in rows:
                 self.add_row(*cells, key=key)
+                self._shown[key] = cells
             await asyncio.sleep(0)
         self.filling = False
 
     def sync(self, keys: Iterable[str]) -> None:
-        """Bring the rows for `keys` up to date: add, change or remove them."""
+        """Bring the rows for `keys` up to date: add or remove rows, change only cells that differ."""
+        shown = self._shown
         for key in keys:
             cells = self.cells(key)
-            present = key in self.rows
+            before = shown.get(key)
             if cells is None or not self.matches(cells):
-                if present:
+                if before is not None:
                     self.remove_row(key)
-            elif present:
-                for (column, _), value in zip(self.COLUMNS, cells, strict=True):
-                    self.update_cell(key, column, value)
-            else:
+                    del shown[key]
+            elif before is None:
                 self.add_row(*cells, key=key)
+                shown[key] = cells
+            elif cells != before:
+                for (column, _), value, old in zip(self.COLUMNS, cells, before, strict=True):
+                    if value != old:
+                        self.update_cell(key, column, value)
+                shown[key] = cells
+
+    def later(self, keys: Iterable[str]) -> None:
+        """Note changed keys while hidden; `catch_up` applies them when shown."""
+        self.stale.update(keys)
+
+    def catch_up(self) -> None:
+        if self.stale and not self.filling:
+            stale, self.stale = self.stale, set()
+            self.sync(sorted(stale))
 
     @property
     def selected_key(self) -> str | None:
@@ -196,25 +220,43 @@ class BoardTable(KeyedTable):
 
 
 class ActivityLog(RichLog):
-    """Chat and events as they happen, newest at the bottom, filterable."""
+    """Chat and events as they happen, newest at the bottom, filterable.
+
+    Every entry is kept (bounded); only what can be seen is rendered: nothing while the pane
+    is hidden, and of a big burst only the lines that fit, because rendering a line is the
+    costly part and a burst of a thousand would scroll past unread anyway.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_lines=ACTIVITY_LINES, wrap=False, markup=False, **kwargs)
+        super().__init__(max_lines=RENDERED_LINES, wrap=False, markup=False, **kwargs)
         self.lines_kept: deque[Activity] = deque(maxlen=ACTIVITY_LINES)
         self.filter_text = ""
+        self.stale = False
 
-    def add(self, entries: Iterable[Activity]) -> None:
-        for entry in entries:
-            self.lines_kept.append(entry)
+    def add(self, entries: Iterable[Activity], visible: bool = True) -> None:
+        fresh = list(entries)
+        self.lines_kept.extend(fresh)
+        if not visible:
+            self.stale = True
+            return
+        if self.stale or len(fresh) > self._room():
+            self.refilter(self.filter_text)
+            return
+        for entry in fresh:
             if self._shows(entry):
                 self.write(self._render_entry(entry))
+
+    def _room(self) -> int:
+        return min(RENDERED_LINES, max(self.size.height, 20) * 2)
 
     def refilter(self, text: str) -> None:
+        """Render the newest matching lines that fit (all of them are still kept)."""
         self.filter_text = text
+        self.stale = False
         self.clear()
-        for entry in self.lines_kept:
-            if self._shows(entry):
-                self.write(self._render_entry(entry))
+        matching = [e for e in self.lines_kept if self._shows(e)]
+        for entry in matching[-self._room():]:
+            self.write(self._render_entry(entry))
 
     def _shows(self, entry: Activity) -> bool:
         return not self.filter_text or self.filter_text.lower() in entry.text.lower()
