@@ -271,3 +271,35 @@ async def test_leaving_with_work_is_notified_only_after_a_real_session() -> None
         await runtime.settled()
         await pilot.pause(0.2)
         assert [n.message for n in app._notifications] == ["demo/alice left holding 1 lease"]
+
+
+async def test_a_big_table_fills_pages_and_keeps_the_selection_on_its_row() -> None:
+    app = ConsoleApp(seeded=False)
+    async with app.run_test(size=SIZE) as pilot:
+        runtime = app.runtime
+        runtime.state.claims.max_claims_per_agent = 0
+        runtime.submit(runtime.protocol.joined("load/a", ()))  # type: ignore[union-attr]
+        for n in range(2000):
+            runtime.handle("load/a", {"type": "claim", "task_id": f"K{n:05d}",
+                                      "paths": [f"p/{n}"]}, None)
+        await runtime.settled()
+        table = app.main.tables["claims"]  # type: ignore[union-attr]
+        async with asyncio.timeout(10):
+            while table.row_count != 2000:
+                await pilot.pause()
+        await pilot.press("2", "pagedown", "pagedown")
+        await pilot.pause()
+        chosen = table.selected_key
+        assert chosen is not None and chosen > "K00020"
+        # rows appear and vanish above the selection: it stays on the same lease
+        runtime.handle("load/a", {"type": "release", "task_id": "K00000"}, None)
+        runtime.handle("load/a", {"type": "claim", "task_id": "A0", "paths": ["a0"]}, None)
+        await runtime.settled()
+        async with asyncio.timeout(5):
+            while "A0" not in table.keys:
+                await pilot.pause()
+        assert table.selected_key == chosen
+        assert "K00000" not in table.keys and table.row_count == 2000
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.selected_key == "K01999"

@@ -20,7 +20,7 @@ from textual.events import Resize
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import Footer, Input, Label
 
 from ..core.board import TASK_STATUSES
 from ..runtime import LocalSession, Runtime
@@ -140,7 +140,7 @@ class MainScreen(Screen[None]):
         if self.shown("activity") and self.activity.stale:
             self.activity.refilter(self.activity.filter_text)
 
-    @on(DataTable.RowHighlighted)
+    @on(KeyedTable.RowHighlighted)
     def _selection_moved(self) -> None:
         # Which keys can act depends on the selection: the footer follows it, not every event.
         self.refresh_bindings()
@@ -351,12 +351,10 @@ class MainScreen(Screen[None]):
             "The hub stops and connected agents lose their connection. Every lease, task and "
             "message is saved and comes back on the next start.", "Quit"), confirmed)
 
-    @on(DataTable.RowSelected)
-    def _open(self, event: DataTable.RowSelected) -> None:
-        key = event.row_key.value
-        if key is None:
-            return
-        table = event.data_table
+    @on(KeyedTable.RowSelected)
+    def _open(self, event: KeyedTable.RowSelected) -> None:
+        key = event.key
+        table = event.table
         if isinstance(table, ClaimsTable):
             self._open_claim(key)
         elif isinstance(table, BoardTable):

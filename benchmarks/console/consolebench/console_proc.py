@@ -487,7 +487,8 @@ async def scenario_claims10k(args: argparse.Namespace, inst: Instruments,
             claims = app.main.tables["claims"]
             return (len(app.fill_times.get("claims", ())) >= 2 and not claims.filling
                     and claims.row_count == len(runtime.state.claims)
-                    and not claims._new_rows and not claims._require_update_dimensions)
+                    and not getattr(claims, "_new_rows", None)  # DataTable's pending idle work,
+                and not getattr(claims, "_require_update_dimensions", False))  # if any
 
         fill_keys: list[dict[str, Any]] = []
         marks: dict[str, float] = {}
