@@ -51,20 +51,33 @@ class MainScreen(Screen[None]):
         Binding("2", "pane('claims')", "Claims", id="pane.claims", show=False),
         Binding("3", "pane('board')", "Board", id="pane.board", show=False),
         Binding("4", "pane('activity')", "Activity", id="pane.activity", show=False),
-        Binding("h", "handoff", "Hand off", id="lease.handoff"),
-        Binding("r", "release", "Release", id="lease.release"),
-        Binding("R", "force_release", "Force release", id="lease.force_release"),
-        Binding("e", "extend", "Extend", id="lease.extend"),
+        # Keys that act on a pane's selection are shown in that pane's border, not the footer:
+        # the footer then never has to be rebuilt when the pane or the selection changes.
+        Binding("h", "handoff", "Hand off", id="lease.handoff", show=False),
+        Binding("r", "release", "Release", id="lease.release", show=False),
+        Binding("R", "force_release", "Force release", id="lease.force_release", show=False),
+        Binding("e", "extend", "Extend", id="lease.extend", show=False),
         Binding("d", "declare", "Declare", id="board.declare"),
-        Binding("s", "status", "Status", id="board.status"),
+        Binding("s", "status", "Status", id="board.status", show=False),
         Binding("m", "message", "Message", id="chat.send"),
         Binding("slash", "filter", "Filter", id="view.filter"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("escape", "close_filter", show=False, id="view.close_filter"),
+        # The panes never take focus (a focus change rebuilds the footer): the screen moves
+        # the cursor of whichever pane is shown.
+        Binding("up", "move(-1)", show=False, id="view.up"),
+        Binding("down", "move(1)", show=False, id="view.down"),
+        Binding("pageup", "page(-1)", show=False, id="view.page_up"),
+        Binding("pagedown", "page(1)", show=False, id="view.page_down"),
+        Binding("home,ctrl+home", "jump(0)", show=False, id="view.first"),
+        Binding("end,ctrl+end", "jump(-1)", show=False, id="view.last"),
+        Binding("enter", "open", show=False, id="view.open"),
     ]
 
     pane: reactive[str] = reactive("claims")
+    #: nothing on this screen takes focus by itself (the hidden filter box least of all)
+    AUTO_FOCUS = None
 
     def __init__(self, runtime: Runtime, session: LocalSession, hub_uri: str,
                  bell: bool = True) -> None:
@@ -96,7 +109,8 @@ class MainScreen(Screen[None]):
                 with Vertical(id=f"{name}-pane", classes="pane"):
                     yield Label(TITLES[name], classes="pane-title")
                     yield self.tables[name] if name in self.tables else self.activity
-        yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter")
+        yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter",
+                    disabled=True)
         yield Footer(compact=True)
 
     async def on_mount(self) -> None:
@@ -129,9 +143,7 @@ class MainScreen(Screen[None]):
             self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
             self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
         self._catch_up()
-        target = self.tables.get(pane, self.activity)
-        target.focus()
-        self.refresh_bindings()
+        self._hint()
 
     def _catch_up(self) -> None:
         for name, table in self.tables.items():
@@ -142,8 +154,24 @@ class MainScreen(Screen[None]):
 
     @on(KeyedTable.RowHighlighted)
     def _selection_moved(self) -> None:
-        # Which keys can act depends on the selection: the footer follows it, not every event.
-        self.refresh_bindings()
+        self._hint()
+
+    def _hint(self) -> None:
+        """Each pane's border names the keys that act on its selection, when they can."""
+        state = self.runtime.state
+        claim = self.tables["claims"].selected_key
+        task = self.tables["board"].selected_key
+        hints = {
+            "claims": "h hand off · r release · R force-release · e extend · enter open"
+            if claim is not None and state.claims.get(claim) is not None else "",
+            "board": "s status · enter open" if task is not None else "",
+            "agents": "m message · enter open" if self.tables["agents"].selected_key else "",
+            "activity": "/ filter",
+        }
+        for name, hint in hints.items():
+            pane = self.query_one(f"#{name}-pane")
+            if pane.border_subtitle != hint:
+                pane.border_subtitle = hint
 
     # ---- updates from the runtime --------------------------------------------------------
 
@@ -170,6 +198,7 @@ class MainScreen(Screen[None]):
             if self.bell and alert.severity != "information":
                 self.app.bell()
         self._refresh_status()
+        self._hint()
         if self.bridge is not None:
             self.bridge.handled(time.perf_counter() - started)
 
@@ -312,14 +341,48 @@ class MainScreen(Screen[None]):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
+        box.disabled = False
         box.add_class("-shown")
         box.focus()
-        self.refresh_bindings()
 
     def action_close_filter(self) -> None:
         box = self.query_one("#filter", Input)
         box.remove_class("-shown")
+        box.disabled = True
+        self.set_focus(None)
         self.watch_pane(self.pane)
+
+    def action_move(self, step: int) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_cursor(step)
+        elif step < 0:
+            self.activity.scroll_up(animate=False)
+        else:
+            self.activity.scroll_down(animate=False)
+
+    def action_page(self, direction: int) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_page(direction)
+        elif direction < 0:
+            self.activity.scroll_page_up(animate=False)
+        else:
+            self.activity.scroll_page_down(animate=False)
+
+    def action_jump(self, row: int) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_jump(row)
+        elif row == 0:
+            self.activity.scroll_home(animate=False)
+        else:
+            self.activity.scroll_end(animate=False)
+
+    def action_open(self) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_select()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

@@ -19,7 +19,6 @@ from typing import ClassVar
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding, BindingType
 from textual.events import Click
 from textual.geometry import Size
 from textual.message import Message
@@ -49,7 +48,7 @@ def ago(seconds: float) -> str:
     return f"{seconds}s"
 
 
-class KeyedTable(ScrollView, can_focus=True):
+class KeyedTable(ScrollView, can_focus=False):
     """A table keyed by id that draws only the rows on screen (Textual's line API).
 
     Rows live in a sorted key list with their cells; a rendered row is cached until one of its
@@ -63,15 +62,6 @@ class KeyedTable(ScrollView, can_focus=True):
     MAX_WIDTH = 40
     GAP = 2
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,ctrl+home", "jump(0)", "First", show=False),
-        Binding("end,ctrl+end", "jump(-1)", "Last", show=False),
-        Binding("enter", "select", "Open", show=False),
-    ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "keyed-table--header", "keyed-table--cursor", "keyed-table--even",
     }
@@ -82,8 +72,6 @@ class KeyedTable(ScrollView, can_focus=True):
         & > .keyed-table--cursor { background: $block-cursor-background;
                                    color: $block-cursor-foreground; text-style: bold; }
         & > .keyed-table--even { background: $surface-lighten-1; }
-        &:blur > .keyed-table--cursor { background: $block-cursor-blurred-background;
-                                        text-style: none; }
     }
     """
 
@@ -113,6 +101,9 @@ class KeyedTable(ScrollView, can_focus=True):
         #: keys that changed while the table was hidden: synced when it is shown again
         self.stale: set[str] = set()
         self._highlighted: str | None = None
+        #: once the user has chosen a row, the cursor follows that row as others come and go;
+        #: before that, the top row stays selected
+        self._pinned = False
 
     # ---- what subclasses provide ----------------------------------------------------------
 
@@ -173,7 +164,7 @@ class KeyedTable(ScrollView, can_focus=True):
         if added:
             index = bisect_left(self.keys, key)
             self.keys.insert(index, key)
-            if index <= self.cursor_row and len(self.keys) > 1:
+            if self._pinned and index <= self.cursor_row and len(self.keys) > 1:
                 self.set_reactive(KeyedTable.cursor_row, self.cursor_row + 1)
         return added
 
@@ -182,7 +173,7 @@ class KeyedTable(ScrollView, can_focus=True):
         del self.keys[index]
         del self._shown[key]
         self._strips.pop(key, None)
-        if index < self.cursor_row:
+        if self._pinned and index < self.cursor_row:
             self.set_reactive(KeyedTable.cursor_row, self.cursor_row - 1)
         elif self.cursor_row >= len(self.keys):
             self.set_reactive(KeyedTable.cursor_row, max(0, len(self.keys) - 1))
@@ -305,6 +296,7 @@ class KeyedTable(ScrollView, can_focus=True):
     def move_cursor(self, row: int) -> None:
         if not self.keys:
             return
+        self._pinned = True
         self.cursor_row = max(0, min(row, len(self.keys) - 1))
         top = int(self.scroll_offset.y)
         height = max(1, self.size.height - 1)
@@ -408,7 +400,7 @@ class BoardTable(KeyedTable):
                 task["suggested_owner"], task["title"], note[:60])
 
 
-class ActivityLog(RichLog):
+class ActivityLog(RichLog, can_focus=False):
     """Chat and events as they happen, newest at the bottom, filterable.
 
     Every entry is kept (bounded); only what can be seen is rendered: nothing while the pane

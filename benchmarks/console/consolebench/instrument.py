@@ -648,8 +648,9 @@ class RowLatency:
 class KeyProbe:
     """Presses a key through Pilot; its latency ends at the first screen update showing its effect.
 
-    The effect is a change of (pane, focused widget, cursor row, scroll offset), all of which the
-    keys used here change; the update must repaint the focused widget (or be a full layout).
+    The effect is a change of (pane, the widget the key acts on, cursor row, scroll offset), all
+    of which the keys used here change; the update must repaint that widget (or be a full
+    layout).
     """
 
     def __init__(self, app: Any) -> None:
@@ -658,12 +659,23 @@ class KeyProbe:
         self.records: list[dict[str, Any]] = []
         self.tasks: list[asyncio.Future[None]] = []
 
+    def target(self) -> Any:
+        """The widget a key acts on: the shown pane's (the console's panes never take focus,
+        the screen drives them), else the focused widget."""
+        screen = self.app.screen
+        pane = getattr(screen, "pane", None)
+        tables = getattr(screen, "tables", None) or {}
+        if pane in tables:
+            return tables[pane]
+        if pane == "activity" and getattr(screen, "activity", None) is not None:
+            return screen.activity
+        return self.app.focused
+
     def signature(self) -> tuple[Any, ...]:
-        app = self.app
-        screen = app.screen
-        focused = app.focused
-        return (getattr(screen, "pane", None), id(focused), getattr(focused, "cursor_row", None),
-                getattr(focused, "scroll_y", None), id(screen))
+        screen = self.app.screen
+        target = self.target()
+        return (getattr(screen, "pane", None), id(target), getattr(target, "cursor_row", None),
+                getattr(target, "scroll_y", None), id(screen))
 
     def on_display(self, screen: Any, full: bool, dirty: set[Any], t: float) -> None:
         rec = self.pending
@@ -671,8 +683,8 @@ class KeyProbe:
             return
         if self.signature() == rec["sig0"]:
             return
-        focused = self.app.focused
-        if full or focused in dirty or screen in dirty:
+        target = self.target()
+        if full or target in dirty or screen in dirty:
             rec["t_screen"] = t
             rec["event"].set()
             self.pending = None
