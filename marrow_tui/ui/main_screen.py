@@ -251,8 +251,8 @@ class MainScreen(Screen[None]):
         if claim is None:
             return
         online = self.runtime.state.presence.online
-        choices = [(name, f"{name}  ({len(self.runtime.state.claims.by_owner.get(name, ()))} "
-                          f"leases)")
+        choices = [(name, f"{name}  "
+                          f"({_count(len(self.runtime.state.claims.by_owner.get(name, ())), 'lease')})")
                    for name, agent in sorted(online.items())
                    if name != claim.owner and not agent.operator]
 
