@@ -7,6 +7,7 @@ agents' frames are handled exactly as if they had come over the wire.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
@@ -85,3 +86,10 @@ class ConsoleApp(MarrowApp):
             self.session.close()
             self.session = None
         await self.runtime.stop()
+
+
+async def filled(pilot: Any, app: MarrowApp) -> None:
+    """Wait (bounded) until the main screen is up and its tables have filled."""
+    async with asyncio.timeout(10):
+        while app.main is None or any(t.filling for t in app.main.tables.values()):
+            await pilot.pause()

@@ -10,16 +10,14 @@ from textual.widgets import Input
 
 from marrow_tui.ui.modals import ChoiceModal, ConfirmModal, DetailModal, FormModal, HelpModal
 
-from .console_app import ConsoleApp
+from .console_app import ConsoleApp, filled
 
 SIZE = (100, 30)
 
 
 async def settle(pilot, app: ConsoleApp) -> None:  # type: ignore[no-untyped-def]
     """Wait until the fills are done and the screen has caught up (no fixed sleeps)."""
-    async with asyncio.timeout(10):
-        while app.main is None or any(t.filling for t in app.main.tables.values()):
-            await pilot.pause()
+    await filled(pilot, app)
     await pilot.pause()
 
 

@@ -6,11 +6,9 @@ A failing snapshot is looked at (snapshot_report.html) before `pytest --snapshot
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from .console_app import ConsoleApp, utc
+from .console_app import ConsoleApp, filled, utc
 
 TMUX = (80, 24)
 MEDIUM = (110, 32)
@@ -27,9 +25,7 @@ def after(*keys: str, select: tuple[str, str] | None = None):  # type: ignore[no
 
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         app = pilot.app
-        async with asyncio.timeout(10):
-            while app.main is None or any(t.filling for t in app.main.tables.values()):
-                await pilot.pause()
+        await filled(pilot, app)
         if select is not None:
             pane, key = select
             await pilot.press({"agents": "1", "claims": "2", "board": "3"}[pane])

@@ -23,8 +23,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Label
 
 from ..core.board import TASK_STATUSES
-from ..runtime import LocalSession, Runtime
 from ..core.events import Event, describe
+from ..runtime import LocalSession, Runtime
 from .bridge import Activity, Bridge, Changed
 from .modals import ChoiceModal, ConfirmModal, DetailModal, Field, FormModal, HelpModal
 from .widgets import ActivityLog, AgentsTable, BoardTable, ClaimsTable, KeyedTable, ago

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
-
-from bisect import bisect_left
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from rich.style import Style
@@ -48,7 +46,7 @@ def ago(seconds: float) -> str:
     return f"{seconds}s"
 
 
-class KeyedTable(ScrollView, can_focus=False):
+class KeyedTable(ScrollView):
     """A table keyed by id that draws only the rows on screen (Textual's line API).
 
     Rows live in a sorted key list with their cells; a rendered row is cached until one of its
@@ -58,6 +56,8 @@ class KeyedTable(ScrollView, can_focus=False):
     """
 
     COLUMNS: tuple[tuple[str, str], ...] = ()
+    #: the screen drives the shown pane; a focus change would rebuild the footer
+    can_focus = False
     #: widest a column may grow (the last one is never capped: it scrolls)
     MAX_WIDTH = 40
     GAP = 2
@@ -181,7 +181,7 @@ class KeyedTable(ScrollView, can_focus=False):
     def _resized(self) -> None:
         width = sum(self.widths) + self.GAP * len(self.widths)
         size = Size(width, len(self.keys) + 1)
-        if size != self.virtual_size:
+        if size != self.virtual_size:  # type: ignore[has-type]
             self.virtual_size = size
         self.refresh()
         self._announce()
@@ -400,13 +400,15 @@ class BoardTable(KeyedTable):
                 task["suggested_owner"], task["title"], note[:60])
 
 
-class ActivityLog(RichLog, can_focus=False):
+class ActivityLog(RichLog):
     """Chat and events as they happen, newest at the bottom, filterable.
 
     Every entry is kept (bounded); only what can be seen is rendered: nothing while the pane
     is hidden, and of a big burst only the lines that fit, because rendering a line is the
     costly part and a burst of a thousand would scroll past unread anyway.
     """
+
+    can_focus = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_lines=RENDERED_LINES, wrap=False, markup=False, **kwargs)
