@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_hub
+from . import __version__, cli_hub, cli_sched
 from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
 from .runtime import RuntimeOptions
 from .store.eventlog import StoreError
@@ -34,8 +34,12 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help=f"address for the hub to listen on (default {DEFAULT_HOST})")
     group.add_argument("--port", type=int, default=int(os.environ.get("MARROW_PORT", DEFAULT_PORT)),
                        help=f"hub port; 0 picks a free one (default {DEFAULT_PORT})")
+    group.add_argument("--config", "-c", default=None, metavar="PATH",
+                       help="the scheduler config (default: $MARROW_CONFIG, else ./marrow.toml "
+                            "when it exists; without one, no agents are scheduled)")
     group.add_argument("--state-dir", type=Path, default=None,
-                       help="where the event log lives (default: .marrow/ in the current folder)")
+                       help="where the event log lives (default: .marrow/ beside the config, "
+                            "else in the current folder)")
     group.add_argument("--token", dest="hub_token", default=None,
                        help="shared secret agents must send (default: $MARROW_TOKEN); "
                             "required to listen on a non-loopback address")
@@ -77,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds between the team's steps (default 1; 0 = as fast as possible)")
     demo.set_defaults(func=lambda a: _run_runtime(a, demo=True))
     cli_hub.register(sub)
+    cli_sched.register(sub)
     return parser
 
 
@@ -93,7 +98,14 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         import tempfile
 
         args.state_dir = Path(tempfile.mkdtemp(prefix="marrow-demo-"))
-    state_dir = args.state_dir or Path(os.environ.get("MARROW_STATE_DIR", ".marrow"))
+    config = None
+    path = None if demo and args.config is None else cli_sched.config_path(args)
+    if path is not None:
+        config = cli_sched.load_or_report(path)
+        if config is None:
+            return EXIT_CONFIG
+    default_state = config.path.parent / ".marrow" if config is not None else Path(".marrow")
+    state_dir = args.state_dir or Path(os.environ.get("MARROW_STATE_DIR", default_state))
     token = args.hub_token if args.hub_token is not None else os.environ.get("MARROW_TOKEN") or None
     hub = HubOptions(
         host=args.host, port=args.port, token=token, tls_cert=args.tls_cert,
@@ -107,11 +119,11 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         if args.no_ui:
             from .headless import serve
 
-            return asyncio.run(serve(runtime, hub, demo=demo))
+            return asyncio.run(serve(runtime, hub, demo=demo, config=config))
         from .ui.app import run_console
 
         return asyncio.run(run_console(runtime, hub, demo=demo, operator=args.operator,
-                                       bell=not args.no_bell))
+                                       bell=not args.no_bell, config=config))
     except (ConfigError, StoreError) as exc:
         print(f"marrow-tui: {exc}", file=sys.stderr)
         return EXIT_CONFIG

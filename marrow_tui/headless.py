@@ -13,6 +13,7 @@ import sys
 import time
 from typing import TextIO
 
+from .config import Config
 from .core.events import Event, describe
 from .host import Hosted, hosted
 from .hub.server import HubOptions
@@ -34,7 +35,8 @@ class EventPrinter:
 
 
 async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
-                out: TextIO = sys.stdout, *, demo: bool = False) -> int:
+                out: TextIO = sys.stdout, *, demo: bool = False,
+                config: Config | None = None) -> int:
     def ready(unit: Hosted) -> None:
         state = unit.runtime.state
         out.write(
@@ -43,10 +45,15 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
             f"{len(state.board.tasks)} board tasks, "
             f"{unit.runtime.restored_events} events replayed)\n"
         )
+        if config is not None:
+            enabled = sum(1 for agent in config.agents if agent.enabled)
+            out.write(f"marrow-tui: scheduling {enabled} of {len(config.agents)} agent(s) "
+                      f"from {config.path}\n")
         out.flush()
         unit.runtime.subscribe(EventPrinter(out))
 
-    async with hosted(runtime_options, hub_options, demo=demo, on_ready=ready) as unit:
+    async with hosted(runtime_options, hub_options, demo=demo, config=config,
+                      on_ready=ready) as unit:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,14 +10,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from .config import Config
 from .hub.server import HubOptions, HubServer
 from .runtime import Runtime, RuntimeOptions
+from .scheduler.heartbeat import Scheduler
 
 
 @dataclass(slots=True)
 class Hosted:
     runtime: Runtime
     server: HubServer
+    scheduler: Scheduler
 
 
 @asynccontextmanager
@@ -26,18 +29,28 @@ async def hosted(
     hub_options: HubOptions,
     *,
     demo: bool = False,
+    config: Config | None = None,
+    heartbeats: bool = True,
     on_ready: Callable[[Hosted], None] | None = None,
 ) -> AsyncIterator[Hosted]:
-    """The runtime started and the hub listening; `on_ready` runs before the demo team joins."""
+    """The runtime started, the hub listening and the scheduler serving `config`.
+
+    `on_ready` runs before the first heartbeat and before the demo team joins, so a listener
+    it subscribes hears everything. Without `heartbeats` the scheduler only serves its verbs
+    (for `run-once`, which starts its runs itself).
+    """
     runtime = Runtime(runtime_options)
     await runtime.start()
     server = HubServer(runtime, hub_options)
+    scheduler: Scheduler | None = None
     team = None
     try:
         await server.start()
-        unit = Hosted(runtime, server)
+        scheduler = Scheduler(runtime, config, hub_uri=server.uri, token=hub_options.token)
+        unit = Hosted(runtime, server, scheduler)
         if on_ready is not None:
             on_ready(unit)
+        await scheduler.start(loop=heartbeats)
         if demo:
             from .demo import DemoTeam
 
@@ -48,5 +61,7 @@ async def hosted(
     finally:
         if team is not None:
             await team.stop()
+        if scheduler is not None:
+            await scheduler.stop()
         await server.stop()
         await runtime.stop()

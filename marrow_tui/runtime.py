@@ -25,6 +25,8 @@ from typing import Protocol as TypingProtocol
 from .core.events import Event
 from .core.state import OFFLINE_TTL, State
 from .hub.protocol import ALL, Delivery, Outcome, Protocol
+from .scheduler.orphans import stop_left_behind
+from .scheduler.runner import tail_line
 from .store.eventlog import EventLog, StoreError
 
 log = logging.getLogger("marrow.runtime")
@@ -66,6 +68,8 @@ class Runtime:
         self.protocol: Protocol | None = None
         self.transport: Transport | None = None
         self.restored_events = 0
+        #: sessions found running in the log at start, ended as interrupted
+        self.interrupted: list[dict[str, Any]] = []
         self._pending: deque[tuple[int, Outcome, Reply | None]] = deque()
         self._listeners: list[Listener] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -99,6 +103,18 @@ class Runtime:
         self.state.after_restore()
         self.protocol = Protocol(self.state, self.log.hub_id, self.clock)
         self.log.start()
+        # Runs the last process left running ended with it; say so in the log at once, and
+        # stop whatever processes they left behind.
+        running = self.state.sessions.running()
+        stopped = await stop_left_behind({s.id for s in running}) if running else set()
+        for session in running:  # what it said last, from its log (progress is not logged)
+            if session.stdout and not session.last_line:
+                session.last_line = tail_line(Path(session.stdout))
+        ended = self.state.sessions.interrupt(self.clock(), frozenset(stopped))
+        for event in ended:
+            self.state.apply(event)
+        self.interrupted = [event.data for event in ended]
+        self.submit(Outcome(events=ended))
         self.submit(self.protocol.sweep())
         self._schedule()  # restored leases end on time even if nothing else happens
 

@@ -65,7 +65,11 @@ class ConsoleApp(MarrowApp):
     """The real console over a real runtime, started in this app's loop."""
 
     def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
-                 **kwargs: Any) -> None:
+                 sessions: bool = False, config: Any = None, **kwargs: Any) -> None:
+        self.sessions = sessions
+        #: a scheduler config: the console then runs its agents for real
+        self.config = config
+        self.scheduler: Any = None
         self.clock = clock or FakeClock(T0)
         self.state_dir = Path(tempfile.mkdtemp(prefix="marrow-console-")) / "state"
         self.seeded = seeded
@@ -79,12 +83,21 @@ class ConsoleApp(MarrowApp):
         await self.runtime.start()
         if self.seeded:
             seed(self.runtime)
-            await self.runtime.settled()  # the screen starts after the seed is history
+        if self.sessions:
+            seed_sessions(self.runtime, self.state_dir.parent / "logs")
+        if self.config is not None:
+            from marrow_tui.scheduler.heartbeat import Scheduler
+
+            self.scheduler = Scheduler(self.runtime, self.config, hub_uri=HUB_URI, watch=False)
+            await self.scheduler.start()
+        await self.runtime.settled()  # the screen starts after the seed is history
 
     async def on_unmount(self) -> None:  # type: ignore[override]
         if self.session is not None:
             self.session.close()
             self.session = None
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.runtime.stop()
 
 
@@ -93,3 +106,64 @@ async def filled(pilot: Any, app: MarrowApp) -> None:
     async with asyncio.timeout(10):
         while app.main is None or any(t.filling for t in app.main.tables.values()):
             await pilot.pause()
+
+
+def seed_sessions(runtime: Runtime, logs: Path) -> None:
+    """Two scheduled agents with a history: runs that went well, one that failed, one running.
+
+    Written as the scheduler would write them (events through the runtime), with log files
+    whose content is fixed, so the Sessions pane and the output view are stable pictures.
+    """
+    from marrow_tui.core.events import Event
+    from marrow_tui.hub.protocol import Outcome
+
+    logs.mkdir(parents=True, exist_ok=True)
+    events = [Event("config_status", {"path": "/srv/agents/marrow.toml", "ok": True, "at": T0,
+                                      "agents": ["builder", "scout"], "errors": [],
+                                      "warnings": []})]
+
+    def run(agent: str, start: float, took: float | None, state: str, code: int | None,
+            reason: str, lines: list[str]) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(start))
+        sid = f"{agent}-{stamp}-000"
+        out = logs / f"{sid}.stdout.log"
+        out.write_text("".join(f"{line}\n" for line in lines))
+        (logs / f"{sid}.stderr.log").write_text("")
+        events.append(Event("session_start", {
+            "id": sid, "agent": agent, "started": start, "trigger": "heartbeat",
+            "stdout": str(out), "stderr": str(logs / f"{sid}.stderr.log"), "tasks": []}))
+        if took is None:
+            events.append(Event("session_progress", {"id": sid, "agent": agent,
+                                                     "last_line": lines[-1]}))
+        else:
+            events.append(Event("session_end", {
+                "id": sid, "agent": agent, "started": start, "ended": start + took,
+                "state": state, "code": code, "reason": reason, "last_line": lines[-1]}))
+
+    run("scout", T0 - 3600, 12, "ok", 0, "exit 0",
+        ["looking around (1/5)", "done: 41 files seen"])
+    run("scout", T0 - 1800, 9, "ok", 0, "exit 0",
+        ["looking around (1/5)", "done: 42 files seen"])
+    run("scout", T0 - 40, None, "running", None, "",
+        [f"looking around ({n}/5)" for n in range(1, 4)])
+    run("builder", T0 - 7200, 95, "failed", 2, "exit 2",
+        ["[1/1] fix the login bug: step 1/3", "error: tests failed in src/auth"])
+    run("builder", T0 - 600, 184, "ok", 0, "exit 0",
+        ["[1/2] fix the login bug: step 3/3", "built 2 task(s): fix the login bug, docs"])
+    running = f"scout-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(T0 - 40))}-000"
+    events.append(Event("agent_schedule", {"agent": "scout", "interval": 1800, "enabled": True,
+                                           "running": running,
+                                           "next_at": None, "failures": 0,
+                                           "wake_pending": False, "queued": 0}))
+    events.append(Event("agent_schedule", {"agent": "builder", "interval": 900,
+                                           "enabled": True, "running": None,
+                                           "next_at": T0 + 416, "failures": 0,
+                                           "wake_pending": False, "queued": 2}))
+    for event in events:
+        runtime.state.apply(event)
+    runtime.submit(Outcome(events=events))
+
+
+def SessionsConsoleApp(**kwargs: Any) -> ConsoleApp:  # noqa: N802 (reads like a class)
+    """The console with a scheduling history (no live scheduler): for pictures."""
+    return ConsoleApp(sessions=True, **kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .console_app import ConsoleApp, filled, utc
+from .console_app import ConsoleApp, SessionsConsoleApp, filled, utc
 
 TMUX = (80, 24)
 MEDIUM = (110, 32)
@@ -102,3 +102,41 @@ def test_help(snap_compare) -> None:  # type: ignore[no-untyped-def]
 
 def test_quit_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(ConsoleApp(), terminal_size=TMUX, run_before=after("q"))
+
+
+def _on_sessions(*keys: str, row: int | None = None):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        await filled(pilot, app)
+        if row is not None:
+            app.main.tables["sessions"].move_cursor(row)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_sessions_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """With agents configured, the console opens on their runs."""
+    assert snap_compare(SessionsConsoleApp(), terminal_size=MEDIUM, run_before=_on_sessions())
+
+
+def test_sessions_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=WIDE, run_before=_on_sessions())
+
+
+def test_session_output_view(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
+                        run_before=_on_sessions("enter", row=2))
+
+
+def test_stop_run_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
+                        run_before=_on_sessions("x", row=2))
+
+
+def test_add_task_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
+                        run_before=_on_sessions("t", "f", "i", "x"))

@@ -29,8 +29,10 @@ DURABLE_KINDS = frozenset(
 
 #: Event kinds that describe the moment, not the state: published to the change feed but never
 #: written to the log. Presence is rebuilt from live connections after a restart; wait edges
-#: are advisory and, as in synapse, not kept across one.
-TRANSIENT_KINDS = frozenset({"presence", "wait"})
+#: are advisory and, as in synapse, not kept across one. The scheduler's view of its agents
+#: (next run, queue length, the config's status) is rebuilt from the config when it starts.
+TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_schedule",
+                             "agent_removed", "config_status", "wake", "task_queued"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -92,6 +94,21 @@ def describe(event: Event) -> str | None:
         return f"{d['event']:<9} {d['agent']}"
     if kind == "wait":
         return f"wait      {d['waiter']} waits for {d['task_id']} held by {d['holder']}"
+    if kind == "session_start":
+        tasks = f" with {len(d['tasks'])} task(s)" if d.get("tasks") else ""
+        return f"run       {d['id']} started ({d.get('trigger', 'heartbeat')}){tasks}"
+    if kind == "session_end":
+        line = f": {_short(d['last_line'], 80)}" if d.get("last_line") else ""
+        return f"run       {d['id']} {d['state']} ({d.get('reason', '')}){line}"
+    if kind == "wake":
+        why = f": {_short(d['reason'], 80)}" if d.get("reason") else ""
+        return f"wake      {d['agent']} by {d['by']}{why}"
+    if kind == "task_queued":
+        return f"task      {d['agent']} <- {_short(d['title'], 80)} by {d['by']}"
+    if kind == "config_status":
+        if d.get("ok"):
+            return f"config    {d['path']}: {len(d.get('agents', []))} agent(s)"
+        return f"config    {d['path']}: {len(d.get('errors', []))} error(s), last good kept"
     return None
 
 

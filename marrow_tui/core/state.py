@@ -15,8 +15,12 @@ from .board import Board
 from .chat import ChatLog
 from .claims import ClaimBook
 from .events import Event
+from .sessions import SessionBook
 
 SNAPSHOT_FORMAT = 1
+SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "session_progress",
+                           "agent_schedule", "agent_removed", "config_status", "wake",
+                           "task_queued"})
 #: How long a disconnected agent keeps its leases before the hub releases them.
 OFFLINE_TTL = 3600.0
 MAX_IDEMPOTENCY_KEYS = 100_000
@@ -70,6 +74,7 @@ class State:
         self.chat = ChatLog()
         self.idem = IdempotencyCache()
         self.presence = Presence()
+        self.sessions = SessionBook()
         self.offline_ttl = offline_ttl
         self.started_at = started_at
         #: (deadline, name): when an offline holder's leases are due for release
@@ -107,6 +112,8 @@ class State:
             self.claims.apply_wait(data)
         elif kind == "presence":
             self._apply_presence(data)
+        elif kind in SESSION_KINDS:
+            self.sessions.apply(event)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
 
@@ -208,6 +215,7 @@ class State:
             "msg_id": self.chat.msg_id,
             "chat": list(self.chat.history),
             "idem": [[key, digest, reply] for key, (digest, reply) in self.idem.entries.items()],
+            "sessions": self.sessions.to_snapshot(),
         }
 
     def load_snapshot(self, snap: dict[str, Any]) -> None:
@@ -226,6 +234,7 @@ class State:
         self.chat.msg_id = max(self.chat.msg_id, int(snap["msg_id"]))
         for key, digest, reply in snap["idem"]:
             self.idem.entries[key] = (digest, reply)
+        self.sessions.load_snapshot(snap.get("sessions", []))
 
     def after_restore(self) -> None:
         """Every holder of a restored claim is offline until it reconnects."""

@@ -589,6 +589,30 @@ class HubClient:
             fields["limit"] = limit
         return await self._request(fields, build_matcher(_is_type("history_snapshot")), timeout)
 
+    # ----------------------------------------------------------------- the scheduler
+
+    async def wake(self, agent: str, reason: str = "", timeout: float | None = None) -> Frame:
+        """``wake`` → ``wake_result``: run a configured agent now (or right after its run)."""
+        return await self._request({"type": "wake", "agent": agent, "reason": reason},
+                                   build_matcher(_is_type("wake_result")), timeout)
+
+    async def task_add(self, agent: str, title: str, body: str = "",
+                       timeout: float | None = None) -> Frame:
+        """``task_add`` → ``task_added``: a task file in the agent's queue."""
+        return await self._request(
+            {"type": "task_add", "agent": agent, "title": title, "body": body},
+            build_matcher(_is_type("task_added")), timeout)
+
+    async def task_list(self, agent: str = "", timeout: float | None = None) -> Frame:
+        """``task_list`` → ``tasks``: queued and delegated tasks, of one agent or all."""
+        return await self._request({"type": "task_list", "agent": agent},
+                                   build_matcher(_is_type("tasks")), timeout)
+
+    async def sessions(self, limit: int = 20, timeout: float | None = None) -> Frame:
+        """``sessions_request`` → ``sessions``: recent runs, the agents' schedules, config."""
+        return await self._request({"type": "sessions_request", "limit": limit},
+                                   build_matcher(_is_type("sessions")), timeout)
+
     # ----------------------------------------------------------------- claims
 
     def _owned(self, kind: str, task_id: str, owner_key: str = "owner") -> Callable[[Frame], bool]:

@@ -159,6 +159,16 @@ class Protocol:
             "manifest_request": self._manifest,
         }
 
+    def register(self, verb: str, handler: Callable[[Call], None]) -> None:
+        """Add a verb served by another part of the runtime (the scheduler's `wake`, ...).
+
+        The handler decides like the core verbs do: it replies, refuses or emits events on
+        the `Call`, and its replies are released only once those events are durable.
+        """
+        if verb in self._verbs:
+            raise ValueError(f"verb {verb!r} is already served")
+        self._verbs[verb] = handler
+
     # ---- frames --------------------------------------------------------------------------
 
     def frame(self, kind: str, target: str, payload: str, /, **fields: Any) -> dict[str, Any]:
@@ -836,3 +846,7 @@ class _Call:
         if kind == "error":
             fields.setdefault("error_code", refusal.reason)
         self._send(kind, self.sender, refusal.text, None, False, fields)
+
+
+#: the public name handlers registered with `Protocol.register` receive
+Call = _Call

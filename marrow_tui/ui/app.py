@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from ..config import Config
 from ..host import hosted
 from ..hub.server import HubOptions
 from ..runtime import LocalSession, Runtime, RuntimeOptions
@@ -77,7 +78,8 @@ class MarrowApp(App[None]):
 
 
 async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,
-                      demo: bool = False, operator: str | None = None, bell: bool = True) -> int:
+                      demo: bool = False, operator: str | None = None, bell: bool = True,
+                      config: Config | None = None) -> int:
     """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
     log_path = runtime_options.state_dir / "marrow-tui.log"
     runtime_options.state_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +89,7 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
-    async with hosted(runtime_options, hub_options, demo=demo) as unit:
+    async with hosted(runtime_options, hub_options, demo=demo, config=config) as unit:
         app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):

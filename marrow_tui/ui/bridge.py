@@ -26,6 +26,8 @@ ALERT_QUIET = 60.0
 #: "left holding work" is said only of an agent that had been online at least this long
 LEFT_AFTER = 10.0
 
+RUN_KINDS = frozenset({"session_start", "session_end", "session_progress", "agent_schedule",
+                       "agent_removed", "config_status", "wake", "task_queued"})
 CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
                          "extend"})
 
@@ -51,22 +53,27 @@ class _Pending:
     claims: set[str] = field(default_factory=set)
     tasks: set[str] = field(default_factory=set)
     agents: set[str] = field(default_factory=set)
+    #: scheduled agents whose sessions or schedule changed
+    runs: set[str] = field(default_factory=set)
     activity: list[Activity] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.claims or self.tasks or self.agents or self.activity or self.alerts)
+        return not (self.claims or self.tasks or self.agents or self.runs or self.activity
+                    or self.alerts)
 
 
 class Changed(Message):
     """What changed since the last message (ids to refresh, lines to append, alerts to show)."""
 
     def __init__(self, claims: frozenset[str], tasks: frozenset[str], agents: frozenset[str],
-                 activity: tuple[Activity, ...], alerts: tuple[Alert, ...]) -> None:
+                 activity: tuple[Activity, ...], alerts: tuple[Alert, ...],
+                 runs: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.claims = claims
         self.tasks = tasks
         self.agents = agents
+        self.runs = runs
         self.activity = activity
         self.alerts = alerts
 
@@ -118,6 +125,8 @@ class Bridge:
                     pending.alerts.append(Alert(
                         f"left:{data['agent']}",
                         f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
+            elif kind in RUN_KINDS:
+                self._run_event(kind, data, pending)
             text = describe(event)
             if text is not None:
                 pending.activity.append(Activity(now, kind, text))
@@ -126,6 +135,21 @@ class Bridge:
             # Under load, fewer and larger batches: never spend more than a third of the loop
             # applying changes, so keys are still answered at once.
             asyncio.get_running_loop().call_later(max(1 / FLUSH_HZ, 3 * self.cost), self.flush)
+
+    def _run_event(self, kind: str, data: dict, pending: _Pending) -> None:
+        if kind == "config_status":
+            pending.runs.update(data.get("agents", ()))
+            if not data.get("ok"):
+                first = (data.get("errors") or ["invalid"])[0]
+                pending.alerts.append(Alert(
+                    f"config:{data.get('at')}",
+                    f"Config not applied, the last good one is kept: {first}", "error"))
+            return
+        pending.runs.add(data["agent"])
+        if kind == "session_end" and data["state"] in ("failed", "timeout", "error"):
+            pending.alerts.append(Alert(
+                f"run:{data['agent']}",
+                f"{data['agent']}: run {data['state']} ({data.get('reason', '')})"))
 
     def handled(self, seconds: float) -> None:
         """The screen applied a `Changed` in `seconds`; the next flush waits accordingly."""
@@ -152,4 +176,5 @@ class Bridge:
             return
         self.flushes += 1
         self.post(Changed(frozenset(pending.claims), frozenset(pending.tasks),
-                          frozenset(pending.agents), tuple(pending.activity), tuple(alerts)))
+                          frozenset(pending.agents), tuple(pending.activity), tuple(alerts),
+                          frozenset(pending.runs)))

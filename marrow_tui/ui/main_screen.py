@@ -24,13 +24,24 @@ from textual.widgets import Footer, Input, Label
 
 from ..core.board import TASK_STATUSES
 from ..core.events import Event, describe
+from ..core.sessions import Session
 from ..runtime import LocalSession, Runtime
 from .bridge import Activity, Bridge, Changed
+from .logview import LogScreen
 from .modals import ChoiceModal, ConfirmModal, DetailModal, Field, FormModal, HelpModal
-from .widgets import ActivityLog, AgentsTable, BoardTable, ClaimsTable, KeyedTable, ago
+from .widgets import (
+    ActivityLog,
+    AgentsTable,
+    BoardTable,
+    ClaimsTable,
+    KeyedTable,
+    SessionsTable,
+    ago,
+)
 
-PANES = ("agents", "claims", "board", "activity")
-TITLES = {"agents": "Agents", "claims": "Claims", "board": "Blackboard", "activity": "Activity"}
+PANES = ("agents", "claims", "board", "activity", "sessions")
+TITLES = {"agents": "Agents", "claims": "Claims", "board": "Blackboard", "activity": "Activity",
+          "sessions": "Sessions"}
 #: a terminal at least this big shows every pane at once
 WIDE = (150, 40)
 EXTEND_SECONDS = 3600
@@ -51,6 +62,7 @@ class MainScreen(Screen[None]):
         Binding("2", "pane('claims')", "Claims", id="pane.claims", show=False),
         Binding("3", "pane('board')", "Board", id="pane.board", show=False),
         Binding("4", "pane('activity')", "Activity", id="pane.activity", show=False),
+        Binding("5", "pane('sessions')", "Sessions", id="pane.sessions", show=False),
         # Keys that act on a pane's selection are shown in that pane's border, not the footer:
         # the footer then never has to be rebuilt when the pane or the selection changes.
         Binding("h", "handoff", "Hand off", id="lease.handoff", show=False),
@@ -59,9 +71,13 @@ class MainScreen(Screen[None]):
         Binding("e", "extend", "Extend", id="lease.extend", show=False),
         Binding("d", "declare", "Declare", id="board.declare"),
         Binding("s", "status", "Status", id="board.status", show=False),
+        Binding("w", "wake", "Wake the agent (sessions)", id="run.wake", show=False),
+        Binding("x", "stop_run", "Stop the run (sessions)", id="run.stop", show=False),
+        Binding("t", "add_task", "Queue a task (sessions)", id="run.task", show=False),
+        Binding("o", "open_log", "Show the run's output", id="run.output", show=False),
         Binding("m", "message", "Message", id="chat.send"),
-        Binding("slash", "filter", "Filter", id="view.filter"),
-        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("slash", "filter", "Filter", id="view.filter", key_display="/"),
+        Binding("question_mark", "help", "Help", id="app.help", key_display="?"),
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("escape", "close_filter", show=False, id="view.close_filter"),
         # The panes never take focus (a focus change rebuilds the footer): the screen moves
@@ -94,7 +110,12 @@ class MainScreen(Screen[None]):
             "agents": AgentsTable(state, clock, id="agents-table"),
             "claims": ClaimsTable(state, clock, id="claims-table"),
             "board": BoardTable(state, clock, id="board-table"),
+            "sessions": SessionsTable(state, clock, id="sessions-table"),
         }
+        # With agents to run, their sessions are what the operator looks at first.
+        self.scheduled = bool(state.sessions.config or state.sessions.by_id)
+        if self.scheduled:
+            self.set_reactive(MainScreen.pane, "sessions")
         self.activity = ActivityLog(id="activity-log")
 
     # ---- layout --------------------------------------------------------------------------
@@ -121,6 +142,7 @@ class MainScreen(Screen[None]):
         gc.collect()
         gc.freeze()
         self.set_interval(1.0, self._tick)
+        self.set_class(not self.scheduled, "-no-scheduler")
         self.watch_pane(self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
@@ -161,7 +183,9 @@ class MainScreen(Screen[None]):
         state = self.runtime.state
         claim = self.tables["claims"].selected_key
         task = self.tables["board"].selected_key
+        run = self._selected_run()
         hints = {
+            "sessions": self._run_hint(run),
             "claims": "h hand off · r release · R force-release · e extend · enter open"
             if claim is not None and state.claims.get(claim) is not None else "",
             "board": "s status · enter open" if task is not None else "",
@@ -182,8 +206,11 @@ class MainScreen(Screen[None]):
     def _changed(self, message: Changed) -> None:
         started = time.perf_counter()
         # Panes out of sight only note what changed; they catch up when shown.
+        runs = self.tables["sessions"]
+        run_keys = [key for agent in sorted(message.runs)
+                    for key in runs.keys_of(agent)]  # type: ignore[attr-defined]
         for name, keys in (("claims", message.claims), ("agents", message.agents),
-                           ("board", message.tasks)):
+                           ("board", message.tasks), ("sessions", run_keys)):
             if keys:
                 table = self.tables[name]
                 if self.shown(name) and not table.filling:
@@ -203,7 +230,7 @@ class MainScreen(Screen[None]):
             self.bridge.handled(time.perf_counter() - started)
 
     def _tick(self) -> None:
-        for name in ("agents", "claims"):
+        for name in ("agents", "claims", "sessions"):
             if self.pane == name or self.has_class("wide"):
                 self.tables[name].tick()
         self._refresh_status()
@@ -220,6 +247,11 @@ class MainScreen(Screen[None]):
             (f" ({expiring} expiring)" if expiring else "", "bold red"),
             f" │ {_count(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
         )
+        if self.scheduled:
+            running = len(state.sessions.running())
+            text.append(f" │ {running} of {_count(len(state.sessions.agents), 'agent')} running")
+            if state.sessions.config and not state.sessions.config.get("ok", True):
+                text.append(" │ config error", style="bold red")
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
         self.query_one(StatusLine).text = text
@@ -237,6 +269,14 @@ class MainScreen(Screen[None]):
             return key is not None and self.runtime.state.claims.get(key) is not None
         if action == "status":
             return self._selected("board") is not None
+        if action in ("wake", "add_task"):
+            agent = SessionsTable.agent_of(self._selected("sessions"))
+            return agent is not None and agent in self.runtime.state.sessions.agents
+        if action == "stop_run":
+            run = self._selected_run()
+            return run is not None and run.running
+        if action == "open_log":
+            return self._selected_run() is not None
         if action == "close_filter":
             return self.query_one("#filter").has_class("-shown")
         return True
@@ -409,10 +449,14 @@ class MainScreen(Screen[None]):
             if yes:
                 self.app.exit()
 
+        running = len(self.runtime.state.sessions.running())
+        runs = (f" {_count(running, 'agent run')} still going "
+                f"{'is' if running == 1 else 'are'} stopped." if running else "")
         self.app.push_screen(ConfirmModal(
             "Quit marrow-tui?",
-            "The hub stops and connected agents lose their connection. Every lease, task and "
-            "message is saved and comes back on the next start.", "Quit"), confirmed)
+            "The hub stops and connected agents lose their connection." + runs + " Every "
+            "lease, task, message and run is saved and comes back on the next start.", "Quit"),
+            confirmed)
 
     @on(KeyedTable.RowSelected)
     def _open(self, event: KeyedTable.RowSelected) -> None:
@@ -424,6 +468,8 @@ class MainScreen(Screen[None]):
             self._open_task(key)
         elif isinstance(table, AgentsTable):
             self._open_agent(key)
+        elif isinstance(table, SessionsTable):
+            self.action_open_log()
 
     def _open_claim(self, key: str) -> None:
         claim = self.runtime.state.claims.get(key)
@@ -477,6 +523,67 @@ class MainScreen(Screen[None]):
             body.append(f"  {claim.task_id}  {claim.status}  epoch {claim.epoch}\n")
         self.app.push_screen(DetailModal(f"Agent {key}", body))
 
+    # ---- the scheduler's runs --------------------------------------------------------------
+
+    def _selected_run(self) -> Session | None:
+        table = self.tables["sessions"]
+        assert isinstance(table, SessionsTable)
+        sid = table.session_id(table.selected_key)
+        return self.runtime.state.sessions.by_id.get(sid) if sid else None
+
+    def _run_hint(self, run: Session | None) -> str:
+        agent = SessionsTable.agent_of(self.tables["sessions"].selected_key)
+        if agent is None:
+            return ""
+        keys = []
+        if agent in self.runtime.state.sessions.agents:
+            keys += ["w wake", "t add task"]
+        if run is not None and run.running:
+            keys.append("x stop")
+        if run is not None:
+            keys.append("enter output")
+        return " · ".join(keys)
+
+    def action_wake(self) -> None:
+        agent = SessionsTable.agent_of(self._selected("sessions"))
+        if agent:
+            self.session.send(type="wake", agent=agent, reason="woken from the console")
+            self.app.notify(f"Waking {agent}", timeout=3)
+
+    def action_stop_run(self) -> None:
+        run = self._selected_run()
+        if run is None or not run.running:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.session.send(type="session_stop", id=run.id)
+
+        self.app.push_screen(ConfirmModal(
+            f"Stop {run.id}?",
+            f"{run.agent}'s run gets SIGTERM (its whole process group), then SIGKILL if it "
+            "has not ended within the agent's stop_grace. Tasks handed to it go back to the "
+            "queue.", "Stop"), confirmed)
+
+    def action_add_task(self) -> None:
+        agent = SessionsTable.agent_of(self._selected("sessions"))
+        if not agent:
+            return
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                self.session.send(type="task_add", agent=agent, title=values["title"],
+                                  body=values["body"])
+
+        self.app.push_screen(FormModal(f"Add a task for {agent}", [
+            Field("title", "Title", "one line"),
+            Field("body", "Details", "optional")], "Queue it", required=("title",)), submitted)
+
+    def action_open_log(self) -> None:
+        run = self._selected_run()
+        if run is not None:
+            self.app.push_screen(LogScreen(run))
+
     # ---- operator replies ------------------------------------------------------------------
 
     def operator_reply(self, frame: dict[str, Any]) -> None:
@@ -484,6 +591,9 @@ class MainScreen(Screen[None]):
         kind = frame.get("type", "")
         if kind.endswith("_denied") or kind == "error":
             self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
+        elif kind == "task_added":
+            name = frame.get("file", "").rsplit("/", 1)[-1]
+            self.app.notify(f"Queued for {frame.get('agent')}: {name}", timeout=4)
 
 
 def _count(n: int, noun: str) -> str:

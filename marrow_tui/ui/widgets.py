@@ -450,3 +450,113 @@ class ActivityLog(RichLog):
         style = {"chat": "cyan", "expire": "bold red", "handoff": "magenta",
                  "presence": "dim"}.get(entry.kind, "")
         return Text.assemble((stamp + " ", "dim"), (entry.text, style))
+
+
+#: finished sessions per agent the Sessions pane lists (the state keeps more)
+SESSIONS_SHOWN = 10
+_STATE_STYLES = {"running": "bold cyan", "ok": "green", "failed": "bold red",
+                 "timeout": "bold red", "error": "bold red", "stopped": "yellow",
+                 "interrupted": "yellow"}
+
+
+#: end states whose reason says more than the exit code
+_SAY_WHY = frozenset({"timeout", "error", "stopped", "interrupted"})
+
+
+def session_key(agent: str, started: float, sid: str) -> str:
+    """Rows group by agent, newest first (so a running session heads its agent's rows)."""
+    return f"{agent}\x1f{1e11 - started:015.3f}\x1f{sid}"
+
+
+def placeholder_key(agent: str) -> str:
+    return f"{agent}\x1f~"
+
+
+class SessionsTable(KeyedTable):
+    """Runs per agent: the running one and the recent ones, newest first.
+
+    The first row of each agent also says what the scheduler will do next (next run in 4m,
+    disabled, a wake waiting). Keys sort by agent, then newest first; the session id is the
+    key's last part.
+    """
+
+    COLUMNS = (("agent", "Agent"), ("started", "Started"), ("took", "Took"),
+               ("state", "State"), ("exit", "Exit"), ("session", "Session"),
+               ("line", "Last output"))
+
+    def agent_names(self) -> list[str]:
+        book = self.state.sessions
+        names = set(book.agents)
+        names.update(s.agent for s in book.by_id.values())
+        return sorted(names)
+
+    def keys_of(self, agent: str) -> list[str]:
+        """The rows the agent should have now, plus the ones it shows (to drop old ones)."""
+        shown = [k for k in self._shown if k.split("\x1f", 1)[0] == agent]
+        return sorted(set(shown) | set(self._wanted(agent)))
+
+    def _wanted(self, agent: str) -> list[str]:
+        sessions = self.state.sessions.of_agent(agent)
+        running = [s for s in sessions if s.running]
+        recent = running + [s for s in sessions if not s.running][:SESSIONS_SHOWN]
+        if not recent:
+            return [placeholder_key(agent)] if agent in self.state.sessions.agents else []
+        return [session_key(s.agent, s.started, s.id) for s in recent]
+
+    def all_keys(self) -> Iterable[str]:
+        for agent in self.agent_names():
+            yield from self._wanted(agent)
+
+    def session_id(self, key: str | None) -> str | None:
+        if key is None:
+            return None
+        sid = key.rsplit("\x1f", 1)[-1]
+        return None if sid == "~" else sid
+
+    @staticmethod
+    def agent_of(key: str | None) -> str | None:
+        return None if key is None else key.split("\x1f", 1)[0]
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        agent = self.agent_of(key) or ""
+        if key not in self._wanted(agent):
+            return None
+        book = self.state.sessions
+        sid = self.session_id(key)
+        head = self._wanted(agent)[0] == key
+        label = self._agent_label(agent) if head else Text("")
+        if sid is None:
+            return (label, "", "", Text("never run", style="dim"), "", "", "")
+        session = book.by_id[sid]
+        now = self.clock()
+        started = time.strftime("%H:%M:%S", time.localtime(session.started))
+        if time.localtime(session.started)[:3] != time.localtime(now)[:3]:
+            started = time.strftime("%m-%d %H:%M", time.localtime(session.started))
+        took = ago((session.ended or now) - session.started)
+        state = Text(session.state, style=_STATE_STYLES.get(session.state, ""))
+        code = "" if session.code is None else str(session.code)
+        short = sid[len(agent) + 1:] if sid.startswith(agent + "-") else sid
+        line = session.last_line
+        if session.state in _SAY_WHY and session.reason:
+            line = f"{session.reason} · {line}" if line else session.reason
+        return (label, started, took, state, code, short, line[:200])
+
+    def _agent_label(self, agent: str) -> Text:
+        view = self.state.sessions.agents.get(agent)
+        label = Text(agent, style="bold")
+        if view is None:
+            return label.append("  (not in config)", style="dim")
+        if not view.enabled:
+            note, style = "disabled", "dim"
+        elif view.running:
+            note, style = ("wake queued" if view.wake_pending else ""), "cyan"
+        elif view.next_at is not None:
+            note, style = f"next {ago(view.next_at - self.clock())}", "dim"
+        else:
+            note, style = "", ""
+        if view.failures:
+            note = f"{note}, {view.failures} failed" if note else f"{view.failures} failed"
+            style = "red"
+        if view.queued:
+            note = f"{note}, {view.queued} queued" if note else f"{view.queued} queued"
+        return label.append(f"  {note}", style=style) if note else label

@@ -1,0 +1,1073 @@
+"""The scheduler's TOML config: read with tomllib, edited with tomlkit (comments and order kept).
+
+A marrow-core runtime config loads as it is: every key of its schema is known, the ones we
+have no use for are read and reported as ignored (docs/configuration.md lists them). Problems
+are `Diagnostic`s that name the file, the key (`agents[1].heartbeat_interval`, indexes count
+from 0) and the line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import difflib
+import io
+import os
+import re
+import shlex
+import shutil
+import stat
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.items import AoT, Table
+
+try:
+    import pwd
+except ImportError:  # pragma: no cover - not on Unix
+    pwd = None  # type: ignore[assignment]
+
+DEFAULT_CONFIG = "marrow.toml"
+
+#: How the assembled prompt reaches the agent command.
+PROMPT_MODES = ("stdin", "argv", "file")
+
+#: service.mode values marrow-core knows. We run "supervisor" configs as "single_user".
+SERVICE_MODES = ("single_user", "supervisor")
+
+PLUGIN_KINDS = ("dashboard", "background_service")
+
+
+@dataclass(slots=True, frozen=True)
+class AgentConfig:
+    name: str
+    agent_command: str
+    workspace: Path
+    heartbeat_interval: int = 300
+    heartbeat_timeout: int = 500
+    context_dirs: tuple[Path, ...] = ()
+    log_retention_days: int = 7
+    log_max_count: int = 200
+    user: str = ""
+    run_as_group: str = ""
+    home: str = ""
+    # ---- ours ----
+    #: "stdin" (default): the prompt on the child's stdin. "argv": marrow-core's form,
+    #: `<command> --dir <workspace> -- <prompt>` (opencode). "file": written to a file whose
+    #: path is in $MARROW_PROMPT_FILE and replaces `{prompt_file}` in the command.
+    prompt: str = "stdin"
+    env: tuple[tuple[str, str], ...] = ()
+    enabled: bool = True
+    #: the agent's role text (inline), and/or a file holding it
+    role: str = ""
+    role_file: Path | None = None
+    #: seconds each context script may run before it is killed
+    context_timeout: float = 15.0
+    #: seconds between SIGTERM and SIGKILL when a run is stopped or times out
+    stop_grace: float = 10.0
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workspace / "runtime" / "logs" / "exec"
+
+    @property
+    def tasks_dir(self) -> Path:
+        """Holds queue/, delegated/ and done/."""
+        return self.workspace / "tasks"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """`env` as a dict (the extra variables only, not the inherited environment)."""
+        return dict(self.env)
+
+    def argv(self) -> list[str]:
+        """`agent_command` split like a shell would (load_config has checked that it splits)."""
+        return shlex.split(self.agent_command)
+
+
+@dataclass(slots=True, frozen=True)
+class Config:
+    path: Path
+    agents: tuple[AgentConfig, ...] = ()
+    #: profile.rules_path, resolved against the config file's folder when relative
+    rules_path: Path | None = None
+    #: marrow-core keys we read and do not act on, as dotted names (for `validate`)
+    ignored: tuple[str, ...] = ()
+    # ---- informational: read for compatibility, nothing runs from them ----
+    #: service.mode as written ("single_user" or "supervisor"; both run as single_user)
+    mode: str = "single_user"
+    #: profile.root_dir, resolved
+    profile_root: Path | None = None
+    #: profile.source_context_dir, resolved (default <profile_root>/context.d)
+    source_context_dir: Path | None = None
+
+    def agent(self, name: str) -> AgentConfig | None:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        return None
+
+    @property
+    def folder(self) -> Path:
+        """The folder relative paths in the file are resolved against."""
+        return self.path.parent
+
+    @property
+    def has_agents(self) -> bool:
+        return bool(self.agents)
+
+
+@dataclass(slots=True, frozen=True)
+class Diagnostic:
+    path: Path
+    key: str
+    line: int | None
+    message: str
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.severity}: {self.message}"
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What `load_config` found. `config` is None when there is any error."""
+
+    config: Config | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+    def validate(self) -> list[Diagnostic]:
+        """The diagnostics for `marrow-tui validate`: ours plus "no agents configured".
+
+        Loading accepts a config without agents (the console runs without any); validating
+        one, like marrow-core's `validate`, calls that an error.
+        """
+        found = list(self.diagnostics)
+        if self.config is not None and not self.config.agents:
+            found.append(Diagnostic(self.config.path, "agents", None,
+                                    "no agents configured (add an [[agents]] table)"))
+        return _sorted(found)
+
+
+# --------------------------------------------------------------------------------------------
+# Where keys are: tomllib gives values, not positions, so a small scanner over the raw text
+# records the line of every key, table header and array element.
+
+KeyPath = tuple[str | int, ...]
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _Locator:
+    """Maps key paths such as ("agents", 1, "name") to the line the key is written on."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[KeyPath, int] = {}
+        self._arrays: dict[KeyPath, int] = {}
+        self._text = text
+        self._i = 0
+        self._line = 1
+        # The text has already parsed with tomllib; a surprise here only loses positions.
+        with contextlib.suppress(ValueError, IndexError):
+            self._document()
+
+    def line(self, path: Iterable[str | int]) -> int | None:
+        """The line of `path`, else of its closest recorded parent (a table header)."""
+        key = tuple(path)
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key[:-1]
+        return None
+
+    # -- low level --
+
+    def _peek(self, n: int = 0) -> str:
+        i = self._i + n
+        return self._text[i] if i < len(self._text) else ""
+
+    def _at(self, s: str) -> bool:
+        return self._text.startswith(s, self._i)
+
+    def _advance(self, n: int = 1) -> None:
+        self._line += self._text.count("\n", self._i, self._i + n)
+        self._i += n
+
+    def _skip_ws(self) -> None:
+        while self._peek() in (" ", "\t"):
+            self._i += 1
+
+    def _skip_comment(self) -> None:
+        if self._peek() == "#":
+            end = self._text.find("\n", self._i)
+            self._i = len(self._text) if end < 0 else end
+
+    def _skip_blank(self) -> None:
+        """Whitespace, newlines and comments (inside arrays and inline tables)."""
+        while True:
+            self._skip_ws()
+            c = self._peek()
+            if c == "#":
+                self._skip_comment()
+            elif c in ("\n", "\r"):
+                self._advance()
+            else:
+                return
+
+    def _record(self, path: KeyPath, line: int) -> None:
+        for n in range(1, len(path) + 1):
+            self.lines.setdefault(path[:n], line)
+
+    # -- grammar --
+
+    def _document(self) -> None:
+        table: KeyPath = ()
+        while self._i < len(self._text):
+            start = self._i
+            self._skip_ws()
+            c = self._peek()
+            if c in ("\n", "\r"):
+                self._advance()
+            elif c == "#":
+                self._skip_comment()
+            elif self._at("[["):
+                line = self._line
+                self._advance(2)
+                table = self._array_header(self._key(), line)
+                self._skip_ws()
+                self._advance(2)
+            elif c == "[":
+                line = self._line
+                self._advance()
+                table = self._resolve(self._key())
+                self._record(table, line)
+                self._skip_ws()
+                self._advance()
+            elif c:
+                self._key_value(table)
+            if self._i == start:  # never loop on something unexpected
+                self._advance()
+
+    def _key_value(self, table: KeyPath) -> None:
+        line = self._line
+        path = table + self._key()
+        self._skip_ws()
+        if self._peek() != "=":
+            raise ValueError("expected '='")
+        self._advance()
+        self._skip_ws()
+        self._record(path, line)
+        self._value(path)
+
+    def _resolve(self, segments: tuple[str, ...]) -> KeyPath:
+        path: KeyPath = ()
+        for segment in segments:
+            path = path + (segment,)
+            if path in self._arrays:
+                path = path + (self._arrays[path] - 1,)
+        return path
+
+    def _array_header(self, segments: tuple[str, ...], line: int) -> KeyPath:
+        base = self._resolve(segments[:-1]) + (segments[-1],)
+        count = self._arrays.get(base, 0)
+        self._arrays[base] = count + 1
+        path = base + (count,)
+        self._record(path, line)
+        return path
+
+    def _key(self) -> tuple[str, ...]:
+        segments: list[str] = []
+        while True:
+            self._skip_ws()
+            c = self._peek()
+            if c in ('"', "'"):
+                start = self._i
+                self._string()
+                segments.append(tomllib.loads("k = " + self._text[start:self._i])["k"])
+            else:
+                match = _BARE_KEY.match(self._text, self._i)
+                if match is None:
+                    raise ValueError("expected a key")
+                segments.append(match.group())
+                self._advance(match.end() - self._i)
+            self._skip_ws()
+            if self._peek() != ".":
+                return tuple(segments)
+            self._advance()
+
+    def _string(self) -> None:
+        for quote, escapes in (('"""', True), ("'''", False), ('"', True), ("'", False)):
+            if self._at(quote):
+                break
+        self._advance(len(quote))
+        while True:
+            c = self._peek()
+            if not c:
+                raise ValueError("unterminated string")
+            if escapes and c == "\\":
+                self._advance(2)
+            elif self._at(quote):
+                self._advance(len(quote))
+                if len(quote) == 3:  # up to two quotes may close a multi-line string
+                    for _ in range(2):
+                        if self._peek() == quote[0]:
+                            self._advance()
+                return
+            else:
+                self._advance()
+
+    def _value(self, path: KeyPath) -> None:
+        c = self._peek()
+        if c in ('"', "'"):
+            self._string()
+        elif c == "[":
+            self._array(path)
+        elif c == "{":
+            self._inline_table(path)
+        else:
+            while (c := self._peek()) and c not in ",]}\n\r#":
+                self._advance()
+
+    def _array(self, path: KeyPath) -> None:
+        self._advance()
+        index = 0
+        while True:
+            self._skip_blank()
+            c = self._peek()
+            if not c:
+                raise ValueError("unterminated array")
+            if c == "]":
+                self._advance()
+                return
+            if c == ",":
+                self._advance()
+                index += 1
+                continue
+            self._record(path + (index,), self._line)
+            self._value(path + (index,))
+
+    def _inline_table(self, path: KeyPath) -> None:
+        self._advance()
+        while True:
+            self._skip_blank()
+            c = self._peek()
+            if not c:
+                raise ValueError("unterminated inline table")
+            if c == "}":
+                self._advance()
+                return
+            if c == ",":
+                self._advance()
+                continue
+            self._key_value(path)
+
+
+# --------------------------------------------------------------------------------------------
+# The schema
+
+
+@dataclass(slots=True, frozen=True)
+class _Spec:
+    #: str | int | float | bool | strs (a string or an array of strings) | env (str values)
+    #: | anyenv (scalar values, stringified: plugins) | table | tables (array of tables)
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    #: read for compatibility, no effect: listed in Config.ignored
+    ignored: bool = False
+
+
+_TOP_KEYS = {
+    "core_dir": _Spec("str", ignored=True),
+    "profile": _Spec("table"),
+    "service": _Spec("table"),
+    "agents": _Spec("tables"),
+    "plugins": _Spec("tables"),
+    "ipc": _Spec("table"),
+    "sync": _Spec("table"),
+    "self_check": _Spec("table"),
+}
+_PROFILE_KEYS = {
+    "root_dir": _Spec("str", ignored=True),
+    "rules_path": _Spec("str"),
+    "source_context_dir": _Spec("str", ignored=True),
+}
+_SERVICE_KEYS = {
+    "mode": _Spec("str"),
+    "runtime_root": _Spec("str", ignored=True),
+    "log_dir": _Spec("str", ignored=True),
+    "config_path": _Spec("str", ignored=True),
+}
+_IPC_KEYS = {
+    "enabled": _Spec("bool", ignored=True),
+    "socket_path": _Spec("str", ignored=True),
+    "task_dir": _Spec("str", ignored=True),
+}
+_SYNC_KEYS = {
+    "enabled": _Spec("bool", ignored=True),
+    "interval_seconds": _Spec("int", 60, 604800, ignored=True),
+    "failure_backoff_seconds": _Spec("int", 5, 86400, ignored=True),
+    "state_file": _Spec("str", ignored=True),
+    "lock_file": _Spec("str", ignored=True),
+}
+_SELF_CHECK_KEYS = {
+    "enabled": _Spec("bool", ignored=True),
+    "interval_seconds": _Spec("int", 60, 604800, ignored=True),
+    "wake_agent": _Spec("str", ignored=True),
+    "extra_commands": _Spec("strs", ignored=True),
+}
+_PLUGIN_KEYS = {
+    "name": _Spec("str", ignored=True),
+    "kind": _Spec("str", ignored=True),
+    "command": _Spec("str", ignored=True),
+    "args": _Spec("strs", ignored=True),
+    "enabled": _Spec("bool", ignored=True),
+    "auto_start": _Spec("bool", ignored=True),
+    "cwd": _Spec("str", ignored=True),
+    "workspace": _Spec("str", ignored=True),
+    "config_path": _Spec("str", ignored=True),
+    "capabilities": _Spec("strs", ignored=True),
+    "env": _Spec("anyenv", ignored=True),
+}
+AGENT_KEYS = {
+    "name": _Spec("str"),
+    "agent_command": _Spec("str"),
+    "heartbeat_interval": _Spec("int", 60, 604800),
+    "heartbeat_timeout": _Spec("int", 5, 86400),
+    "workspace": _Spec("str"),
+    "user": _Spec("str", ignored=True),
+    "run_as_user": _Spec("str", ignored=True),
+    "run_as_group": _Spec("str", ignored=True),
+    "home": _Spec("str", ignored=True),
+    "context_dirs": _Spec("strs"),
+    "log_retention_days": _Spec("int", 0),
+    "log_max_count": _Spec("int", 0),
+    # ours
+    "prompt": _Spec("str"),
+    "env": _Spec("env"),
+    "enabled": _Spec("bool"),
+    "role": _Spec("str"),
+    "role_file": _Spec("str"),
+    "context_timeout": _Spec("float", 1, 3600),
+    "stop_grace": _Spec("float", 0, 600),
+}
+
+def _toml_type(value: object) -> str:
+    checks: tuple[tuple[type | tuple[type, ...], str], ...] = (
+        (bool, "boolean"), (str, "string"), (int, "integer"), (float, "float"),
+        (list, "array"), (dict, "table"), (dt.datetime, "datetime"), (dt.date, "date"),
+        (dt.time, "time"),
+    )
+    for kind, name in checks:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _found(value: object) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    shown = repr(value) if isinstance(value, (str, int, float)) else ""
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{_toml_type(value)} {shown}".rstrip()
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    """("agents", 0, "env", "A B") -> 'agents[0].env."A B"'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = part if _BARE_KEY.fullmatch(part) else '"' + part.replace('"', '\\"') + '"'
+        out += f".{text}" if out else text
+    return out
+
+
+def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diagnostics, key=lambda d: d.line or 0)
+
+
+def _default_home(user: str) -> str:
+    if pwd is not None:
+        with contextlib.suppress(KeyError, ValueError):
+            return pwd.getpwnam(user).pw_dir
+    base = "/Users" if sys.platform == "darwin" else "/home"
+    return f"{base}/{user}"
+
+
+def _command_exists(program: str, path_env: str | None) -> bool:
+    """Whether exec would find `program`: an absolute path, or a name on PATH."""
+    if "/" in program:
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program, path=path_env) is not None
+
+
+def _replace_program(command: str, argv: list[str], program: str) -> str:
+    """`command` with its first word replaced by `program`, the rest kept as written."""
+    stream = io.StringIO(command)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    lexer.get_token()
+    rest = command[stream.tell():].lstrip()
+    replaced = shlex.quote(program) + (" " + rest if rest else "")
+    if shlex.split(replaced) != [program, *argv[1:]]:  # never change what runs
+        replaced = shlex.join([program, *argv[1:]])
+    return replaced
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+class _Checker:
+    """Walks the parsed document, collecting diagnostics and ignored keys."""
+
+    def __init__(self, path: Path, text: str, *, check_commands: bool) -> None:
+        self.path = path
+        self.check_commands = check_commands
+        self.base = path.absolute().parent
+        self.locator = _Locator(text)
+        self.diagnostics: list[Diagnostic] = []
+        self.ignored: list[str] = []
+
+    # -- reporting --
+
+    def report(self, at: KeyPath, message: str, severity: str = "error") -> None:
+        self.diagnostics.append(
+            Diagnostic(self.path, dotted(at), self.locator.line(at), message, severity))
+
+    def warn(self, at: KeyPath, message: str) -> None:
+        self.report(at, message, "warning")
+
+    def error_count(self) -> int:
+        return sum(d.severity == "error" for d in self.diagnostics)
+
+    def resolve(self, raw: str, base: Path | None = None) -> Path:
+        """A path from the file: `~` expanded, relative ones joined to the config's folder."""
+        expanded = os.path.expanduser(raw)
+        return Path(os.path.normpath((base or self.base) / expanded))
+
+    # -- typed reading --
+
+    def read(self, table: Mapping[str, Any], at: KeyPath, specs: Mapping[str, _Spec],
+             ignored_prefix: str) -> dict[str, Any]:
+        """Checks every key of `table` against `specs`; returns the well-typed values."""
+        values: dict[str, Any] = {}
+        for key, raw in table.items():
+            where = at + (key,)
+            spec = specs.get(key)
+            if spec is None:
+                self.report(where, _unknown_key_message(key, specs))
+                continue
+            ok, value = self._convert(where, spec, raw)
+            if not ok:
+                continue
+            values[key] = value
+            if spec.ignored:
+                name = f"{ignored_prefix}.{key}" if ignored_prefix else key
+                if name not in self.ignored:
+                    self.ignored.append(name)
+        return values
+
+    def _type_error(self, at: KeyPath, expected: str, raw: object) -> tuple[bool, Any]:
+        self.report(at, f"expected {expected}, found {_found(raw)}")
+        return False, None
+
+    def _convert(self, at: KeyPath, spec: _Spec, raw: object) -> tuple[bool, Any]:
+        converter = getattr(self, f"_as_{spec.kind}")
+        ok, value = converter(at, raw)
+        if ok and spec.kind in ("int", "float"):
+            value = self._clamp(at, spec, value)
+        return ok, value
+
+    def _as_str(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if isinstance(raw, str):
+            return True, raw
+        return self._type_error(at, "string", raw)
+
+    def _as_int(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return True, raw
+        return self._type_error(at, "integer", raw)
+
+    def _as_float(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return True, float(raw)
+        return self._type_error(at, "number", raw)
+
+    def _as_bool(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if isinstance(raw, bool):
+            return True, raw
+        return self._type_error(at, "boolean (true or false)", raw)
+
+    def _as_table(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if isinstance(raw, dict):
+            return True, raw
+        return self._type_error(at, "table", raw)
+
+    def _as_tables(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if not isinstance(raw, list):
+            return self._type_error(at, "array of tables", raw)
+        ok = True
+        for index, item in enumerate(raw):
+            if not isinstance(item, dict):
+                ok = self._type_error(at + (index,), "table", item)[0]
+        return ok, raw
+
+    def _as_strs(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        if isinstance(raw, str):
+            return True, [raw.strip()] if raw.strip() else []
+        if not isinstance(raw, list):
+            return self._type_error(at, "string or array of strings", raw)
+        ok = True
+        for index, item in enumerate(raw):
+            if not isinstance(item, str):
+                ok = self._type_error(at + (index,), "string", item)[0]
+        return ok, [item.strip() for item in raw if ok and item.strip()]
+
+    def _as_env(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        return self._env(at, raw, stringify=False)
+
+    def _as_anyenv(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        return self._env(at, raw, stringify=True)
+
+    def _env(self, at: KeyPath, raw: object, *, stringify: bool) -> tuple[bool, Any]:
+        if not isinstance(raw, dict):
+            return self._type_error(at, "table of strings", raw)
+        ok = True
+        pairs: list[tuple[str, str]] = []
+        for name, value in raw.items():
+            where = at + (name,)
+            if not name or "=" in name or "\0" in name:
+                self.report(where, "an environment variable name must be non-empty, "
+                                   "without '=' or NUL")
+                ok = False
+            elif isinstance(value, str) or (
+                    stringify and isinstance(value, (int, float, bool))):
+                pairs.append((name, value if isinstance(value, str) else str(value)))
+            else:
+                ok = self._type_error(where, "string", value)[0]
+        return ok, tuple(pairs)
+
+    def _clamp(self, at: KeyPath, spec: _Spec, value: float) -> float:
+        lo = spec.lo if spec.lo is not None else value
+        hi = spec.hi if spec.hi is not None else value
+        used = max(lo, min(hi, value))
+        if used != value:
+            used = type(value)(used)
+            span = f"[{_num(lo)}, {_num(hi)}]" if spec.hi is not None else f">= {_num(lo)}"
+            self.warn(at, f"{_num(value)} is outside {span}, using {_num(used)}")
+        return used
+
+    # -- the document --
+
+    def check(self, data: dict[str, Any]) -> Config | None:
+        top = self.read(data, (), _TOP_KEYS, "")
+        sections = {
+            name: self.read(top[name], (name,), specs, name) if name in top else {}
+            for name, specs in (("profile", _PROFILE_KEYS), ("service", _SERVICE_KEYS),
+                                ("ipc", _IPC_KEYS), ("sync", _SYNC_KEYS),
+                                ("self_check", _SELF_CHECK_KEYS))
+        }
+        for index, plugin in enumerate(top.get("plugins", [])):
+            if isinstance(plugin, dict):
+                self._plugin(index, plugin)
+        mode = self._mode(sections["service"])
+        agents, names = self._agents(top.get("agents", []), mode)
+        self._wake_agent(sections["self_check"], names)
+        profile = sections["profile"]
+        rules_path = self._rules_path(profile)
+        profile_root, source_context_dir = self._profile_paths(profile)
+        if self.error_count():
+            return None
+        return Config(
+            path=self.path.absolute(),
+            agents=tuple(agents),
+            rules_path=rules_path,
+            ignored=tuple(self.ignored),
+            mode=mode,
+            profile_root=profile_root,
+            source_context_dir=source_context_dir,
+        )
+
+    def _mode(self, service: dict[str, Any]) -> str:
+        mode = service.get("mode", "single_user").strip() or "single_user"
+        if mode not in SERVICE_MODES:
+            self.report(("service", "mode"),
+                        f"must be 'single_user' or 'supervisor', not {mode!r}")
+            return "single_user"
+        if mode == "supervisor":
+            self.warn(("service", "mode"),
+                      "supervisor mode is not implemented: every agent runs as the current "
+                      "user, in this one process")
+        return mode
+
+    def _plugin(self, index: int, raw: dict[str, Any]) -> None:
+        at: KeyPath = ("plugins", index)
+        values = self.read(raw, at, _PLUGIN_KEYS, "plugins")
+        for key in ("name", "command"):
+            if key not in raw:
+                self.report(at + (key,), f"missing required key {key!r}")
+            elif key in values and not values[key].strip():
+                self.report(at + (key,), f"{key} must not be empty")
+        kind = values.get("kind", "background_service")
+        if kind not in PLUGIN_KINDS:
+            self.report(at + ("kind",), f"must be 'dashboard' or 'background_service', "
+                                        f"not {kind!r}")
+
+    def _agents(self, raw: list[Any], mode: str) -> tuple[list[AgentConfig], list[str]]:
+        """The agents that are fine, and the names of all agents that have one."""
+        agents: list[AgentConfig] = []
+        first_seen: dict[str, int] = {}
+        for index, table in enumerate(raw):
+            if not isinstance(table, dict):
+                continue
+            name, agent = self._agent(index, table, mode)
+            if name and name in first_seen:
+                first = first_seen[name]
+                line = self.locator.line(("agents", first, "name"))
+                self.report(("agents", index, "name"),
+                            f"duplicate agent name {name!r} (also agents[{first}]"
+                            + (f", line {line})" if line else ")"))
+                continue
+            if name:
+                first_seen[name] = index
+            if agent is not None:
+                agents.append(agent)
+        return agents, list(first_seen)
+
+    def _agent(self, index: int, raw: dict[str, Any],
+               mode: str) -> tuple[str, AgentConfig | None]:
+        at: KeyPath = ("agents", index)
+        errors_before = self.error_count()
+        values = self.read(raw, at, AGENT_KEYS, "agents")
+        name = self._required(at, raw, values, "name")
+        command = self._required(at, raw, values, "agent_command")
+        user = self._user(at, values)
+        if mode == "supervisor" and not user:
+            self.report(at + ("user",),
+                        f"supervisor mode requires user for agent {name or index!r}")
+        home = values.get("home", "").strip()
+        if not home and user:
+            home = _default_home(user)
+        home_path = self.resolve(home) if home else None
+        workspace = self._workspace(at, values, home_path)
+        prompt = values.get("prompt", "stdin")
+        if prompt not in PROMPT_MODES:
+            self.report(at + ("prompt",), f"must be one of {', '.join(PROMPT_MODES)}, "
+                                          f"not {prompt!r}")
+        role_file = None
+        if values.get("role_file", "").strip():
+            role_file = self.resolve(values["role_file"].strip())
+            if not role_file.is_file():
+                self.warn(at + ("role_file",), f"role file not found: {role_file}")
+        if command:
+            command = self._command(at + ("agent_command",), command,
+                                    dict(values.get("env", ())), values.get("enabled", True))
+        if self.error_count() > errors_before or workspace is None:
+            return name, None
+        dirs = [self.resolve(d) for d in values.get("context_dirs", [])]
+        optional = {key: values[key] for key in (
+            "heartbeat_interval", "heartbeat_timeout", "log_retention_days", "log_max_count",
+            "env", "enabled", "role", "context_timeout", "stop_grace") if key in values}
+        return name, AgentConfig(
+            name=name,
+            agent_command=command,
+            workspace=workspace,
+            context_dirs=tuple(dirs) or (workspace / "context.d",),
+            user=user,
+            run_as_group=values.get("run_as_group", "").strip(),
+            home=str(home_path) if home_path else "",
+            prompt=prompt,
+            role_file=role_file,
+            **optional,
+        )
+
+    def _required(self, at: KeyPath, raw: Mapping[str, Any], values: Mapping[str, Any],
+                  key: str) -> str:
+        if key not in raw:
+            self.report(at + (key,), f"missing required key {key!r}")
+            return ""
+        value = values.get(key, "").strip()
+        if key in values and not value:
+            self.report(at + (key,), f"{key} must not be empty")
+        return str(value)
+
+    def _user(self, at: KeyPath, values: Mapping[str, Any]) -> str:
+        if "user" in values and "run_as_user" in values:
+            self.report(at + ("run_as_user",),
+                        "run_as_user is another name for user: give only one of them")
+        user = str(values.get("user", values.get("run_as_user", ""))).strip()
+        if "/" in user:
+            key = "user" if "user" in values else "run_as_user"
+            self.report(at + (key,), f"must be an account name, not a path: {user!r}")
+            return ""
+        return user
+
+    def _workspace(self, at: KeyPath, values: Mapping[str, Any],
+                   home: Path | None) -> Path | None:
+        raw = values.get("workspace", "").strip()
+        if raw:
+            return self.resolve(raw)
+        if home is not None:
+            return home
+        self.report(at + ("workspace",), "workspace must be set or derivable from user/home")
+        return None
+
+    def _wake_agent(self, self_check: Mapping[str, Any], names: list[str]) -> None:
+        wake = self_check.get("wake_agent", "").strip()
+        if wake and wake not in names:
+            known = ", ".join(names) if names else "none"
+            self.report(("self_check", "wake_agent"),
+                        f"unknown agent {wake!r} (agents: {known})")
+
+    def _command(self, at: KeyPath, command: str, env: Mapping[str, str],
+                 enabled: bool) -> str:
+        """Checks agent_command; a relative program path comes back resolved (absolute)."""
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            self.report(at, f"cannot split the command like a shell would: {exc}")
+            return command
+        if not argv or not argv[0]:
+            self.report(at, "agent_command must name a program")
+            return command
+        program = argv[0]
+        if "/" in program and not os.path.isabs(program):
+            program = str(self.resolve(program))
+            command = _replace_program(command, argv, program)
+        if self.check_commands and not _command_exists(program, env.get("PATH")):
+            self.report(at, f"command not found: {program}", "error" if enabled else "warning")
+        return command
+
+    def _rules_path(self, profile: Mapping[str, Any]) -> Path | None:
+        raw = profile.get("rules_path", "").strip()
+        if not raw:
+            return None
+        path = self.resolve(raw)
+        if not path.is_file():
+            self.warn(("profile", "rules_path"), f"rules file not found: {path}")
+        return path
+
+    def _profile_paths(self, profile: Mapping[str, Any]) -> tuple[Path | None, Path | None]:
+        root_raw = profile.get("root_dir", "").strip()
+        root = self.resolve(root_raw) if root_raw else None
+        source_raw = profile.get("source_context_dir", "").strip()
+        if source_raw:
+            return root, self.resolve(source_raw, root)
+        return root, (root / "context.d") if root else None
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _unknown_key_message(key: str, specs: Mapping[str, _Spec]) -> str:
+    close = difflib.get_close_matches(key, list(specs), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}"
+
+
+def _syntax_error(path: Path, exc: tomllib.TOMLDecodeError, text: str) -> Diagnostic:
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match:
+        line: int | None = int(match.group(1))
+        message = message[:match.start()].rstrip() + f" (column {match.group(2)})"
+    elif "(at end of document)" in message:
+        line = text.count("\n") + (0 if text.endswith("\n") else 1) or 1
+        message = message.replace(" (at end of document)", " (at the end of the file)")
+    else:
+        line = None
+    return Diagnostic(path, "", line, f"invalid TOML: {message}")
+
+
+def load_config_text(text: str, path: Path, *, check_commands: bool = True) -> Loaded:
+    """`load_config` for text that claims to be the file at `path` (which need not exist)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return Loaded(None, [_syntax_error(path, exc, text)])
+    checker = _Checker(path, text, check_commands=check_commands)
+    config = checker.check(data)
+    return Loaded(config, _sorted(checker.diagnostics))
+
+
+def load_config(path: Path, *, check_commands: bool = True) -> Loaded:
+    """Reads and checks the config at `path`. Never raises for a bad file: see `Loaded`.
+
+    `check_commands=False` skips the "command not found" check (for tools that only want the
+    structure, on a machine without the agents installed).
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Loaded(None, [Diagnostic(path, "", None, "no such file")])
+    except IsADirectoryError:
+        return Loaded(None, [Diagnostic(path, "", None, "is a folder, not a file")])
+    except OSError as exc:
+        return Loaded(None, [Diagnostic(path, "", None, f"cannot read: {exc.strerror}")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return Loaded(None, [Diagnostic(path, "", line, "not UTF-8 text")])
+    return load_config_text(text, path, check_commands=check_commands)
+
+
+# --------------------------------------------------------------------------------------------
+# Editing
+
+
+def edit_agent(path: Path, agent: str, key: str, value: object) -> None:
+    """Sets `key` of the [[agents]] table named `agent` to `value` (None removes the key).
+
+    Comments, key order and formatting of everything else survive byte for byte. The result
+    is checked with `load_config` first: an edit that would leave the file with errors raises
+    ValueError (with the diagnostics) and the file is not touched. The write is atomic and
+    keeps the file's mode; a symlinked config is edited where it points.
+    """
+    if key not in AGENT_KEYS:
+        raise ValueError(_unknown_key_message(key, AGENT_KEYS) + " for an agent")
+    target = Path(os.path.realpath(path))
+    text = target.read_bytes().decode("utf-8")
+    doc = tomlkit.parse(text)
+    table = _find_agent_table(doc, agent, path)
+    if key in ("user", "run_as_user"):  # edit the spelling the file already uses
+        other = "run_as_user" if key == "user" else "user"
+        key = other if other in table and key not in table else key
+    _set_key(table, key, value, newline="\r\n" if "\r\n" in text else "\n")
+    new_text = tomlkit.dumps(doc)
+    loaded = load_config_text(new_text, path)
+    if loaded.errors:
+        raise ValueError("\n".join(str(d) for d in loaded.errors))
+    _write_atomic(target, new_text)
+
+
+def _find_agent_table(doc: tomlkit.TOMLDocument, agent: str, path: Path) -> Any:
+    tables = doc.get("agents")
+    if isinstance(tables, (AoT, list)):
+        for table in tables:
+            name = table.get("name") if isinstance(table, Mapping) else None
+            if isinstance(name, str) and name.strip() == agent:
+                return table
+    raise ValueError(f"{path}: no agent named {agent!r}")
+
+
+def _toml_value(value: object) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_toml_value(v) for v in value]
+    if isinstance(value, Mapping):
+        inline = tomlkit.inline_table()
+        inline.update({str(k): _toml_value(v) for k, v in value.items()})
+        return inline
+    return value
+
+
+def _set_key(table: Any, key: str, value: object, *, newline: str = "\n") -> None:
+    if value is None:
+        if key in table:
+            del table[key]
+        return
+    item = tomlkit.item(_toml_value(value))
+    if key in table or not isinstance(table, Table):
+        table[key] = item
+        return
+    item.trivia.trail = newline
+    # tomlkit appends after trailing blank lines and comments (which belong to whatever comes
+    # next); put the new key right after the table's last key instead.
+    body = table.value.body
+    last = max((i for i, (k, v) in enumerate(body)
+                if k is not None and not isinstance(v, (Table, AoT))), default=-1)
+    if 0 <= last < len(body) - 1:
+        table.value._insert_at(last + 1, key, item)
+    else:
+        table[key] = item
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    mode = stat.S_IMODE(target.stat().st_mode)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+
+
+def format_summary(config: Config) -> str:
+    """The text `marrow-tui validate` prints for a config that loaded (ends "config OK")."""
+    lines = [f"config: {config.path}", f"mode: {_mode_text(config.mode)}"]
+    lines.append(f"rules: {_path_text(config.rules_path)}")
+    if not config.agents:
+        lines.append("agents: none")
+    for agent in config.agents:
+        lines.extend(_agent_summary(agent))
+    if config.ignored:
+        lines.append("ignored (read for compatibility, no effect): " + ", ".join(config.ignored))
+    lines.append("config OK")
+    return "\n".join(lines)
+
+
+def _mode_text(mode: str) -> str:
+    if mode == "supervisor":
+        return "supervisor (runs as single_user: one process, the current user)"
+    return mode
+
+
+def _path_text(path: Path | None) -> str:
+    if path is None:
+        return "(none)"
+    return str(path) if path.exists() else f"{path} (missing)"
+
+
+def _agent_summary(agent: AgentConfig) -> list[str]:
+    state = "enabled" if agent.enabled else "disabled"
+    lines = [
+        f"[{agent.name}] {state}",
+        f"  every {agent.heartbeat_interval}s, timeout {agent.heartbeat_timeout}s",
+        f"  workspace: {_path_text(agent.workspace)}",
+        f"  command: {agent.agent_command}",
+        f"  prompt: {agent.prompt}",
+        "  context dirs: " + ", ".join(_path_text(d) for d in agent.context_dirs),
+    ]
+    if agent.role_file is not None:
+        lines.append(f"  role file: {_path_text(agent.role_file)}")
+    if agent.env:
+        lines.append("  env: " + ", ".join(name for name, _ in agent.env))
+    return lines

@@ -1,0 +1,263 @@
+"""Scheduled agent runs: the heartbeat rules and the session history. Pure: no clock, no I/O.
+
+`Schedule` holds the rules of one agent's heartbeat loop, decided on plain numbers so tests
+drive them with any clock:
+
+- the first run is due at once;
+- the interval counts from the end of a run, never from its start;
+- one run of an agent at a time; wakes during a run collapse into one follow-up run;
+- after consecutive failures the wait grows (the interval, then 2x, 4x, up to 8x), and a
+  manual wake still runs at once.
+
+`SessionBook` is the history the console shows: every run is a session, begun and ended by
+events in the log, so a restart shows past sessions, and a session that was running when the
+process died is ended as `interrupted` on the next start.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .events import Event
+
+#: how many finished sessions per agent the state keeps (the log keeps them all)
+HISTORY_PER_AGENT = 50
+#: the longest failure backoff, as a multiple of the heartbeat interval
+MAX_BACKOFF_FACTOR = 8
+
+END_STATES = ("ok", "failed", "timeout", "stopped", "error", "interrupted")
+
+
+@dataclass(slots=True)
+class Schedule:
+    """One agent's heartbeat: when it is due, whether it runs, what a wake does."""
+
+    name: str
+    interval: float
+    enabled: bool = True
+    #: the running session's id, or None
+    running: str | None = None
+    #: when the next run is due; None while running or disabled
+    next_at: float | None = None
+    #: a wake arrived during the run: run again as soon as it ends
+    wake_pending: bool = False
+    wake_reason: str = ""
+    #: consecutive failed runs
+    failures: int = 0
+    last_end: float | None = None
+
+    def start(self, now: float) -> None:
+        """The loop begins: the first run is due at once."""
+        self.next_at = now if self.enabled and self.running is None else None
+
+    def due(self, now: float) -> bool:
+        return (self.enabled and self.running is None and self.next_at is not None
+                and now >= self.next_at)
+
+    def wake(self, now: float, reason: str = "") -> bool:
+        """A wake: run now, or once the current run ends. True if a run is now due at once."""
+        self.wake_reason = reason
+        if self.running is not None:
+            self.wake_pending = True
+            return False
+        self.next_at = now
+        return True
+
+    def begin(self, session_id: str) -> str:
+        """A run starts; returns why it started (the wake's reason, or the heartbeat)."""
+        reason = self.wake_reason or "heartbeat"
+        self.running = session_id
+        self.next_at = None
+        self.wake_pending = False
+        self.wake_reason = ""
+        return reason
+
+    def finish(self, now: float, ok: bool) -> None:
+        self.running = None
+        self.last_end = now
+        self.failures = 0 if ok else self.failures + 1
+        if not self.enabled:
+            self.wake_pending = False
+            self.next_at = None
+        elif self.wake_pending:
+            self.wake_pending = False
+            self.next_at = now
+        else:
+            self.next_at = now + self.delay()
+
+    def delay(self) -> float:
+        """The wait after the last run: the interval, doubled per failure after the first."""
+        if self.failures <= 1:
+            return self.interval
+        return self.interval * min(2 ** (self.failures - 1), MAX_BACKOFF_FACTOR)
+
+    def reconfigure(self, now: float, interval: float, enabled: bool) -> None:
+        """A new config: a new interval counts from the last run's end; enabling runs now."""
+        was_enabled = self.enabled
+        self.interval = interval
+        self.enabled = enabled
+        if not enabled:
+            self.wake_pending = False
+        if self.running is not None:
+            return
+        if not enabled:
+            self.next_at = None
+        elif not was_enabled or self.last_end is None:
+            self.next_at = now
+        else:
+            self.next_at = self.last_end + self.delay()
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "agent": self.name, "interval": self.interval, "enabled": self.enabled,
+            "running": self.running, "next_at": self.next_at, "failures": self.failures,
+            "wake_pending": self.wake_pending,
+        }
+
+
+@dataclass(slots=True)
+class Session:
+    id: str
+    agent: str
+    started: float
+    trigger: str = "heartbeat"
+    stdout: str = ""
+    stderr: str = ""
+    #: the task files handed to this run
+    tasks: list[str] = field(default_factory=list)
+    pid: int | None = None
+    ended: float | None = None
+    #: "running" or one of END_STATES
+    state: str = "running"
+    code: int | None = None
+    reason: str = ""
+    last_line: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class AgentView:
+    """The latest word from the scheduler about one configured agent (not persisted)."""
+
+    agent: str
+    interval: float = 0.0
+    enabled: bool = True
+    running: str | None = None
+    next_at: float | None = None
+    failures: int = 0
+    wake_pending: bool = False
+    queued: int = 0
+
+
+class SessionBook:
+    def __init__(self, history: int = HISTORY_PER_AGENT) -> None:
+        self.history = history
+        self.by_id: dict[str, Session] = {}
+        self._finished: dict[str, deque[str]] = {}
+        #: the configured agents as the scheduler last described them
+        self.agents: dict[str, AgentView] = {}
+        #: the config file's status: path, ok, errors, warnings
+        self.config: dict[str, Any] = {}
+
+    # ---- applying events -----------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        d = event.data
+        kind = event.kind
+        if kind == "session_start":
+            self.by_id[d["id"]] = Session(
+                id=d["id"], agent=d["agent"], started=d["started"],
+                trigger=d.get("trigger", "heartbeat"), stdout=d.get("stdout", ""),
+                stderr=d.get("stderr", ""), tasks=list(d.get("tasks", ())),
+            )
+        elif kind == "session_end":
+            session = self.by_id.get(d["id"])
+            if session is None:  # its start fell out of the snapshot's history: keep the end
+                session = Session(id=d["id"], agent=d["agent"], started=d.get("started", 0.0))
+                self.by_id[d["id"]] = session
+            session.ended = d["ended"]
+            session.state = d["state"]
+            session.code = d.get("code")
+            session.reason = d.get("reason", "")
+            session.last_line = d.get("last_line", session.last_line)
+            self._retire(session)
+        elif kind == "session_pid":
+            session = self.by_id.get(d["id"])
+            if session is not None and session.running:
+                session.pid = d["pid"]
+        elif kind == "session_progress":
+            session = self.by_id.get(d["id"])
+            if session is not None and session.running:
+                if "pid" in d:
+                    session.pid = d["pid"]
+                if "last_line" in d:
+                    session.last_line = d["last_line"]
+        elif kind == "agent_schedule":
+            view = self.agents.get(d["agent"]) or AgentView(d["agent"])
+            for key in ("interval", "enabled", "running", "next_at", "failures",
+                        "wake_pending", "queued"):
+                if key in d:
+                    setattr(view, key, d[key])
+            self.agents[d["agent"]] = view
+        elif kind == "agent_removed":
+            self.agents.pop(d["agent"], None)
+        elif kind == "config_status":
+            self.config = dict(d)
+
+    def _retire(self, session: Session) -> None:
+        finished = self._finished.setdefault(session.agent, deque())
+        finished.append(session.id)
+        while len(finished) > self.history:
+            self.by_id.pop(finished.popleft(), None)
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def running(self) -> list[Session]:
+        return [s for s in self.by_id.values() if s.running]
+
+    def of_agent(self, agent: str) -> list[Session]:
+        """The agent's sessions, newest first."""
+        return sorted((s for s in self.by_id.values() if s.agent == agent),
+                      key=lambda s: (s.started, s.id), reverse=True)
+
+    def latest(self) -> list[Session]:
+        """Every kept session, newest first."""
+        return sorted(self.by_id.values(), key=lambda s: (s.started, s.id), reverse=True)
+
+    def interrupt(self, now: float, stopped: frozenset[str] = frozenset()) -> list[Event]:
+        """End, as interrupted, every session the last process left running.
+
+        `stopped` names the sessions whose left-behind processes were found and stopped.
+        """
+        return [
+            Event("session_end", {
+                "id": s.id, "agent": s.agent, "started": s.started, "ended": now,
+                "state": "interrupted", "code": None,
+                "reason": "marrow-tui stopped while it ran"
+                          + ("; stopped the process group it left" if s.id in stopped else ""),
+                "last_line": s.last_line, "tasks": list(s.tasks),
+            })
+            for s in self.running()
+        ]
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    def to_snapshot(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in sorted(self.by_id.values(), key=lambda s: s.started)]
+
+    def load_snapshot(self, rows: list[dict[str, Any]]) -> None:
+        self.by_id.clear()
+        self._finished.clear()
+        for row in rows:
+            session = Session(**row)
+            self.by_id[session.id] = session
+            if not session.running:
+                self._retire(session)

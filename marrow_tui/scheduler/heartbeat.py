@@ -1,0 +1,482 @@
+"""The scheduler: configured agents run on their heartbeats, inside the runtime.
+
+One driver task holds every agent's `Schedule` (the pure rules in core/sessions.py) and starts
+a run when one is due; each run is its own task. Everything the scheduler does is an event on
+the runtime's command path: sessions begin and end in the log (so a restart shows them), and
+the console and `--no-ui` learn about them from the change feed like everything else.
+
+Operators and agents reach it through verbs on the hub: `wake`, `task_add`, `task_list`,
+`sessions_request`, and (console only) `session_stop`.
+
+The config file is watched: a valid change applies at once to idle agents and to running ones
+at their next run; an invalid one keeps the last good config and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import AgentConfig, Config, Loaded, load_config
+from ..core.events import Event, Refusal
+from ..core.sessions import Schedule
+from ..hub.protocol import Call, Outcome
+from .prompt import assemble
+from .runner import RunResult, prune_logs, run_session, session_id, tail_line
+from .tasks import Task, add_task, list_tasks, move_tasks
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger("marrow.scheduler")
+
+#: how often the last output line of running sessions is looked at
+OUTPUT_POLL = 1.0
+#: the longest a shutdown waits for runs to end after asking them to stop
+SHUTDOWN_GRACE = 5.0
+
+
+@dataclass(slots=True)
+class _Run:
+    agent: AgentConfig
+    session: str
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[RunResult | None] | None = None
+    last_line: str = ""
+    stdout: Path | None = None
+
+
+class Scheduler:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: Config | None,
+        *,
+        hub_uri: str = "",
+        token: str | None = None,
+        watch: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.hub_uri = hub_uri
+        self.token = token
+        self.watch = watch
+        self.clock = clock or runtime.clock
+        self.schedules: dict[str, Schedule] = {}
+        self.runs: dict[str, _Run] = {}  # by agent name
+        self._poke = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._retiring: set[str] = set()
+        self._stopping = False
+        #: the verb being handled: events go into its outcome, so its reply follows them
+        self._call: Call | None = None
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    async def start(self, *, loop: bool = True) -> None:
+        """Serve the verbs, take up the config, and (with `loop`) start the heartbeats."""
+        protocol = self.runtime.protocol
+        assert protocol is not None, "start the runtime first"
+        protocol.register("wake", self._serving(self._verb_wake))
+        protocol.register("task_add", self._serving(self._verb_task_add))
+        protocol.register("task_list", self._verb_task_list)
+        protocol.register("sessions_request", self._verb_sessions)
+        protocol.register("session_stop", self._verb_stop)
+        self._return_interrupted_tasks()
+        if self.config is not None:
+            self._status(self.config, [])
+            self._adopt(self.config, start=loop)
+        if loop:
+            self._tasks.append(asyncio.create_task(self._drive(), name="scheduler"))
+            self._tasks.append(asyncio.create_task(self._follow_output(), name="run-output"))
+            if self.watch and self.config is not None:
+                self._tasks.append(asyncio.create_task(self._watch(), name="config-watch"))
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop the loops, ask every run to stop, and wait (bounded) for them to end."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        runs = [run for run in self.runs.values() if run.task is not None]
+        for run in runs:
+            run.stop.set()
+        if runs:
+            await asyncio.wait([run.task for run in runs if run.task is not None],
+                               timeout=grace + 2 * SHUTDOWN_GRACE)
+
+    def poke(self) -> None:
+        """Look at the schedules again now (after a wake, a config change, a fake clock step)."""
+        self._poke.set()
+
+    # ---- config --------------------------------------------------------------------------
+
+    def reload(self) -> Loaded | None:
+        """Read the config file again; apply it if valid, else keep the last good one."""
+        if self.config is None:
+            return None
+        loaded = load_config(self.config.path)
+        if loaded.errors or loaded.config is None:
+            for problem in loaded.errors:
+                log.warning("config not applied: %s", problem)
+            self._status(self.config, loaded.diagnostics, ok=False)
+        else:
+            self._status(loaded.config, loaded.diagnostics)
+            self._adopt(loaded.config, start=True)
+        return loaded
+
+    def _status(self, config: Config, diagnostics: list[Any], ok: bool = True) -> None:
+        data = {
+            "path": str(config.path), "ok": ok, "at": self.clock(),
+            "agents": [a.name for a in config.agents],
+            "errors": [str(d) for d in diagnostics if d.severity == "error"],
+            "warnings": [str(d) for d in diagnostics if d.severity == "warning"],
+        }
+        self._emit(Event("config_status", data))
+
+    def _adopt(self, config: Config, *, start: bool) -> None:
+        now = self.clock()
+        self.config = config
+        names = {agent.name for agent in config.agents}
+        for agent in config.agents:
+            schedule = self.schedules.get(agent.name)
+            if schedule is None:
+                schedule = Schedule(agent.name, float(agent.heartbeat_interval), agent.enabled)
+                self.schedules[agent.name] = schedule
+                if start:
+                    schedule.start(now)
+            else:
+                schedule.reconfigure(now, float(agent.heartbeat_interval), agent.enabled)
+            self._retiring.discard(agent.name)
+        for name in list(self.schedules):
+            if name in names:
+                continue
+            if name in self.runs:
+                # Removed while it runs: the run finishes, then the agent goes.
+                self._retiring.add(name)
+                self.schedules[name].reconfigure(now, self.schedules[name].interval, False)
+            else:
+                self._forget(name)
+        self._publish()
+        self.poke()
+
+    def _forget(self, name: str) -> None:
+        self.schedules.pop(name, None)
+        self._retiring.discard(name)
+        self._emit(Event("agent_removed", {"agent": name}))
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        assert self.config is not None
+        path = self.config.path.resolve()
+
+        def only_config(_change: object, changed: str) -> bool:
+            return Path(changed).name == path.name
+
+        # Editors replace files by renaming; watch the folder, keep the one name.
+        async for _changes in awatch(path.parent, watch_filter=only_config,
+                                     debounce=200, step=50, recursive=False):
+            if path.exists():
+                self.reload()
+
+    # ---- the heartbeat driver ------------------------------------------------------------
+
+    async def _drive(self) -> None:
+        while True:
+            self._poke.clear()
+            now = self.clock()
+            for schedule in list(self.schedules.values()):
+                if schedule.due(now) and not self._stopping:
+                    self._launch(schedule, now)
+            upcoming = [s.next_at for s in self.schedules.values()
+                        if s.enabled and s.running is None and s.next_at is not None]
+            timeout = max(0.0, min(upcoming) - self.clock()) if upcoming else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), timeout)
+
+    def _launch(self, schedule: Schedule, now: float) -> None:
+        assert self.config is not None
+        agent = self.config.agent(schedule.name)
+        if agent is None:
+            return
+        sid = self._new_id(agent.name, now)
+        trigger = schedule.begin(sid)
+        run = _Run(agent, sid)
+        self.runs[agent.name] = run
+        run.task = asyncio.create_task(self._run(run, trigger), name=f"run {sid}")
+        self._publish(agent.name)
+
+    def _new_id(self, name: str, now: float) -> str:
+        sid = session_id(name, datetime.fromtimestamp(now))
+        known = self.runtime.state.sessions.by_id
+        if sid not in known:
+            return sid
+        n = 2
+        while f"{sid}-{n}" in known:
+            n += 1
+        return f"{sid}-{n}"
+
+    async def run_once(self, names: list[str] | None = None) -> list[RunResult | None]:
+        """One run of each (enabled, or named) agent, all at once; their results in order."""
+        assert self.config is not None
+        now = self.clock()
+        chosen = [a for a in self.config.agents
+                  if (a.name in names if names else a.enabled)]
+        runs = []
+        for agent in chosen:
+            schedule = self.schedules.setdefault(
+                agent.name, Schedule(agent.name, float(agent.heartbeat_interval), True))
+            schedule.wake(now, "run-once")
+            self._launch(schedule, now)
+            runs.append(self.runs[agent.name])
+        return [await run.task if run.task is not None else None for run in runs]
+
+    # ---- one run -------------------------------------------------------------------------
+
+    async def _run(self, run: _Run, trigger: str) -> RunResult | None:
+        agent, sid = run.agent, run.session
+        queue = list_tasks(agent.tasks_dir, "queue")
+        moved = set(move_tasks([t.path for t in queue], "delegated"))
+        handed: list[Task] = [t for t in list_tasks(agent.tasks_dir, "delegated")
+                              if t.path in moved]
+        run.stdout = agent.log_dir / f"{sid}.stdout.log"
+        started = self.clock()
+        self._emit(Event("session_start", {
+            "id": sid, "agent": agent.name, "started": started, "trigger": trigger,
+            "stdout": str(run.stdout), "stderr": str(agent.log_dir / f"{sid}.stderr.log"),
+            "tasks": [str(t.path) for t in handed],
+        }))
+        result: RunResult | None = None
+        state, code, reason, last = "error", None, "", ""
+        try:
+            rules = self.config.rules_path if self.config is not None else None
+            assembled = await assemble(agent, rules, tasks=handed)
+            for warning in assembled.warnings:
+                log.warning("%s: %s", sid, warning)
+            result = await run_session(
+                agent, assembled.prompt, sid, env_extra=self._env(agent, sid),
+                on_start=lambda pid: self._emit(Event("session_pid", {
+                    "id": sid, "agent": agent.name, "pid": pid})),
+                stop=run.stop, clock=self.clock,
+            )
+            state, code, reason, last = result.state, result.code, result.reason, result.last_line
+            for warning in result.warnings:
+                log.warning("%s: %s", sid, warning)
+        except asyncio.CancelledError:
+            state, reason = "stopped", "marrow-tui stopped"
+            raise
+        except Exception as exc:  # a bug of ours must not stop the heartbeat
+            log.exception("run %s failed to run", sid)
+            reason = f"could not run: {exc!r}"
+        finally:
+            ok = state == "ok"
+            back = move_tasks([t.path for t in handed], "done" if ok else "queue")
+            if not ok and back:
+                reason += f"; {len(back)} task(s) back in the queue"
+            if state not in ("ok",):
+                log.warning("%s: %s (%s)", sid, state, reason)
+            self._emit(Event("session_end", {
+                "id": sid, "agent": agent.name, "started": started, "ended": self.clock(),
+                "state": state, "code": code, "reason": reason, "last_line": last,
+                "tasks": [str(t.path) for t in handed],
+            }))
+            self.runs.pop(agent.name, None)
+            schedule = self.schedules.get(agent.name)
+            if schedule is not None:
+                schedule.finish(self.clock(), ok)
+            if agent.name in self._retiring:
+                self._forget(agent.name)
+            else:
+                self._publish(agent.name)
+            self.poke()
+            with contextlib.suppress(OSError):
+                prune_logs(agent.log_dir, agent.log_retention_days, agent.log_max_count,
+                           time.time())
+        return result
+
+    def _env(self, agent: AgentConfig, sid: str) -> dict[str, str]:
+        env = {"MARROW_AGENT": agent.name, "MARROW_SESSION": sid,
+               "MARROW_WORKSPACE": str(agent.workspace)}
+        if self.hub_uri:
+            env["MARROW_HUB_URI"] = self.hub_uri
+        if self.token:
+            env["MARROW_TOKEN"] = self.token
+        # The folder of this `marrow-tui` goes at the end of PATH, so an agent script can call
+        # the subcommands even when marrow-tui lives in a virtualenv (nothing else shadowed).
+        ours = str(Path(sys.executable).parent)
+        path = dict(agent.env).get("PATH", os.environ.get("PATH", ""))
+        if ours not in path.split(os.pathsep):
+            env["PATH"] = os.pathsep.join(p for p in (path, ours) if p)
+        return env
+
+    def _return_interrupted_tasks(self) -> None:
+        """Tasks handed to runs the last process left running go back to their queues."""
+        for data in self.runtime.interrupted:
+            paths = [Path(p) for p in data.get("tasks", ())]
+            if paths:
+                back = move_tasks(paths, "queue")
+                if back:
+                    log.warning("%s was interrupted; %d task(s) back in the queue",
+                                data["id"], len(back))
+
+    async def _follow_output(self) -> None:
+        """Tell the console each running session's latest output line, once a second."""
+        while True:
+            await asyncio.sleep(OUTPUT_POLL)
+            for run in list(self.runs.values()):
+                if run.stdout is None:
+                    continue
+                line = await asyncio.to_thread(tail_line, run.stdout)
+                if line and line != run.last_line:
+                    run.last_line = line
+                    self._emit(Event("session_progress", {
+                        "id": run.session, "agent": run.agent.name, "last_line": line}))
+
+    # ---- the command path ----------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        if self._call is not None:
+            self._call.emit(event)
+            return
+        self.runtime.state.apply(event)
+        self.runtime.submit(Outcome(events=[event]))
+
+    def _serving(self, handler: Callable[[Call], None]) -> Callable[[Call], None]:
+        def serve(call: Call) -> None:
+            self._call = call
+            try:
+                handler(call)
+            finally:
+                self._call = None
+        return serve
+
+    def _publish(self, name: str | None = None) -> None:
+        names = [name] if name is not None else list(self.schedules)
+        for agent_name in names:
+            schedule = self.schedules.get(agent_name)
+            if schedule is None:
+                continue
+            data = schedule.view()
+            agent = self.config.agent(agent_name) if self.config is not None else None
+            data["queued"] = _count(agent.tasks_dir / "queue") if agent is not None else 0
+            self._emit(Event("agent_schedule", data))
+
+    def wake(self, name: str, reason: str = "", by: str = "") -> Refusal | bool:
+        """Run `name` now, or right after its current run. True if it starts at once."""
+        schedule = self.schedules.get(name)
+        if schedule is None or name in self._retiring:
+            return Refusal("unknown_agent", f"No configured agent named '{name}'.")
+        if not schedule.enabled:
+            return Refusal("agent_disabled",
+                           f"Agent '{name}' is disabled in the config; enable it first.")
+        now_ = schedule.wake(self.clock(), reason or (f"wake by {by}" if by else "wake"))
+        self._emit(Event("wake", {"agent": name, "reason": reason, "by": by,
+                                  "during_run": not now_}))
+        self._publish(name)
+        self.poke()
+        return now_
+
+    def add_task(self, name: str, title: str, body: str = "", by: str = "") -> Path | Refusal:
+        agent = self.config.agent(name) if self.config is not None else None
+        if agent is None or name in self._retiring:
+            return Refusal("unknown_agent", f"No configured agent named '{name}'.")
+        try:
+            path = add_task(agent.tasks_dir, title, body)
+        except ValueError as exc:
+            return Refusal("bad_task", str(exc))
+        except OSError as exc:
+            return Refusal("task_not_written", f"Could not write the task: {exc}.")
+        self._emit(Event("task_queued", {"agent": name, "title": title.strip(),
+                                         "file": str(path), "by": by}))
+        self._publish(name)
+        return path
+
+    def stop_session(self, session: str) -> Refusal | None:
+        for run in self.runs.values():
+            if run.session == session:
+                run.stop.set()
+                return None
+        return Refusal("not_running", f"Session '{session}' is not running.")
+
+    def _verb_wake(self, call: Call) -> None:
+        name = _field(call, "agent")
+        outcome = self.wake(name, _field(call, "reason"), by=call.sender)
+        if isinstance(outcome, Refusal):
+            call.deny("error", outcome, agent=name)
+        else:
+            call.reply("wake_result", f"Wake submitted for '{name}'.", agent=name,
+                       started=outcome)
+
+    def _verb_task_add(self, call: Call) -> None:
+        name = _field(call, "agent")
+        outcome = self.add_task(name, _field(call, "title"), _field(call, "body"), call.sender)
+        if isinstance(outcome, Refusal):
+            call.deny("error", outcome, agent=name)
+        else:
+            call.reply("task_added", f"Task queued for '{name}'.", agent=name,
+                       file=str(outcome))
+
+    def _verb_task_list(self, call: Call) -> None:
+        name = _field(call, "agent")
+        agents = [a for a in (self.config.agents if self.config is not None else ())
+                  if not name or a.name == name]
+        if name and not agents:
+            call.deny("error", Refusal("unknown_agent", f"No configured agent named '{name}'."))
+            return
+        tasks = [{"agent": a.name, "file": str(t.path), "title": t.title, "state": t.state,
+                  "created": t.created}
+                 for a in agents for state in ("queue", "delegated")
+                 for t in list_tasks(a.tasks_dir, state)]
+        call.reply("tasks", f"{len(tasks)} task(s)", tasks=tasks)
+
+    def _verb_sessions(self, call: Call) -> None:
+        book = self.runtime.state.sessions
+        limit = call.frame.get("limit", 20)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            call.deny("error", Refusal("bad_frame", "'limit' must be a non-negative integer."))
+            return
+        sessions = [s.to_dict() for s in book.latest()[:limit]]
+        agents = [vars_of(v) for v in book.agents.values()]
+        call.reply("sessions", f"{len(sessions)} session(s)", sessions=sessions, agents=agents,
+                   config=book.config)
+
+    def _verb_stop(self, call: Call) -> None:
+        session = _field(call, "id") or _field(call, "session")
+        if not call.operator:
+            call.deny("error", Refusal("forbidden", "Only the console operator stops runs."))
+            return
+        refusal = self.stop_session(session)
+        if refusal is not None:
+            call.deny("error", refusal, id=session)
+        else:
+            call.reply("session_stopping", f"Stopping {session}.", id=session)
+
+
+def _field(call: Call, name: str) -> str:
+    value = call.frame.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _count(folder: Path) -> int:
+    try:
+        return sum(1 for entry in os.scandir(folder) if entry.name.endswith(".md"))
+    except OSError:
+        return 0
+
+
+def vars_of(view: Any) -> dict[str, Any]:
+    return {name: getattr(view, name) for name in view.__dataclass_fields__}

@@ -1,0 +1,463 @@
+"""Run one agent session: spawn the agent command, feed it the prompt, log, time out, clean up.
+
+marrow-core's runner (reference A5, A18) passes the prompt as the last argv element, lets the
+agent inherit marrow's stdin and cwd, kills only the direct child with SIGKILL on timeout and
+never reports a start failure. Here:
+
+* the prompt goes to the child's stdin by default ("stdin"), or into a file ("file"), or as
+  marrow-core's `--dir <workspace> -- <prompt>` ("argv", for opencode); a prompt over Linux's
+  128 KiB per-argument limit is warned about and E2BIG is reported, not swallowed;
+* the child runs in the workspace, in its own session and process group, with stdin from
+  /dev/null unless the prompt is piped in;
+* stdout and stderr go straight to `<log_dir>/<sid>.{stdout,stderr}.log`: the child holds the
+  file descriptors, we never read a pipe, so a chatty agent can neither block nor cost us memory;
+* a timeout or a stop request sends SIGTERM to the whole group, waits `stop_grace`, then sends
+  SIGKILL to whatever is left;
+* when the leader exits by itself and members of its group are still running, they get the
+  same SIGTERM, grace, SIGKILL treatment, so no session leaves orphans behind. A process that
+  must outlive its session has to leave the group (setsid), as any daemon does anyway;
+* every outcome is a `RunResult` with a state and a human reason; `run_session` never raises
+  for a failure of the agent (only cancellation propagates, after the group is ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import re
+import shlex
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from ..config import AgentConfig
+
+#: Linux MAX_ARG_STRLEN: the longest single argv string, its NUL included
+MAX_ARG_STRLEN = 128 * 1024
+#: how much of a log's end `tail_line` reads
+TAIL_BYTES = 4096
+#: the longest line `tail_line` returns
+TAIL_LINE_MAX = 500
+#: the possible `RunResult.state` values
+STATES = ("ok", "failed", "timeout", "stopped", "error")
+#: how long to wait for a process to die after SIGKILL before giving up on it
+KILL_WAIT = 5.0
+#: how often group membership is polled while waiting for a group to empty
+POLL = 0.05
+
+
+@dataclass(slots=True)
+class RunResult:
+    sid: str
+    agent: str
+    #: epoch seconds (from the `clock` given to run_session)
+    started: float
+    ended: float
+    #: the leader's pid (also the process group id); None when nothing was started
+    pid: int | None
+    #: one of STATES
+    state: str
+    #: exit status; negative for a signal (-9 = SIGKILL); None when nothing was started
+    code: int | None
+    #: for people: "exit 0", "exit 7", "killed by SIGSEGV", "timed out after 10s",
+    #: "stopped by operator", "could not start: command not found: foo", ...
+    reason: str
+    stdout_path: Path
+    stderr_path: Path
+    #: the last non-empty line of stdout, else of stderr
+    last_line: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+
+def session_id(name: str, now: datetime | None = None) -> str:
+    """`<name>-YYYYmmdd-HHMMSS-mmm` in local time; the name keeps alnum, `-` and `_` only."""
+    now = now or datetime.now()
+    safe = "".join(c for c in name if c.isalnum() or c in "-_") or "agent"
+    return f"{safe}-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}"
+
+
+async def run_session(
+    agent: AgentConfig,
+    prompt: str,
+    sid: str,
+    *,
+    env_extra: Mapping[str, str] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    stop: asyncio.Event | None = None,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> RunResult:
+    """Run `agent.agent_command` once with `prompt`; see the module docstring for the rules.
+
+    `timeout` overrides `agent.heartbeat_timeout` (0 or less: no limit). Setting `stop` ends
+    the run the same way a timeout does, with state "stopped". Cancelling the call ends the
+    process group (SIGTERM, `stop_grace`, SIGKILL) before the CancelledError propagates.
+    """
+    started = clock()
+    out_path = agent.log_dir / f"{sid}.stdout.log"
+    err_path = agent.log_dir / f"{sid}.stderr.log"
+    warnings: list[str] = []
+
+    def result(
+        state: str, reason: str, pid: int | None = None, code: int | None = None
+    ) -> RunResult:
+        last = tail_line(out_path) or tail_line(err_path)
+        return RunResult(
+            sid=sid, agent=agent.name, started=started, ended=clock(), pid=pid, state=state,
+            code=code, reason=reason, stdout_path=out_path, stderr_path=err_path,
+            last_line=last, warnings=warnings,
+        )  # fmt: skip
+
+    limit = agent.heartbeat_timeout if timeout is None else timeout
+    try:
+        launch = _prepare(agent, prompt, sid, env_extra or {}, warnings)
+    except _CannotStart as exc:
+        return result("error", f"could not start: {exc}")
+    if stop is not None and stop.is_set():
+        return result("stopped", "stopped by operator (before it started)")
+
+    try:
+        proc = await _spawn(agent, launch, out_path, err_path)
+    except _CannotStart as exc:
+        reason = f"could not start: {exc}"
+        _append(err_path, f"marrow: {reason}\n")
+        return result("error", reason)
+
+    if on_start is not None:
+        try:
+            on_start(proc.pid)
+        except Exception as exc:  # noqa: BLE001 -- a broken callback must not orphan the child
+            warnings.append(f"on_start callback failed: {exc!r}")
+
+    feeder = _start_feeder(proc, launch.stdin_data)
+    try:
+        ended_by = await _wait(proc, stop, limit if limit and limit > 0 else None)
+        if ended_by is not None or group_alive(proc.pid):
+            if ended_by is None:
+                warnings.append(
+                    "the agent exited but left processes in its group; sent them SIGTERM"
+                )
+            warnings.extend(await end_group(proc, agent.stop_grace))
+    except asyncio.CancelledError:
+        try:
+            await end_group(proc, agent.stop_grace)
+        except asyncio.CancelledError:
+            signal_group(proc.pid, signal.SIGKILL)
+        raise
+    finally:
+        await _stop_feeder(proc, feeder, warnings)
+
+    code = proc.returncode
+    if ended_by == "timeout":
+        return result("timeout", f"timed out after {_seconds(limit)}", proc.pid, code)
+    if ended_by == "stopped":
+        return result("stopped", "stopped by operator", proc.pid, code)
+    if code == 0:
+        return result("ok", "exit 0", proc.pid, code)
+    return result("failed", _describe_exit(code), proc.pid, code)
+
+
+def tail_line(path: Path) -> str:
+    """The last non-empty line of a file, read from its last 4 KiB only (cheap on any size).
+
+    Terminal escape sequences and control characters are removed; "" when there is none.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - TAIL_BYTES))
+            data = f.read(TAIL_BYTES)
+    except OSError:
+        return ""
+    text = _ANSI.sub("", data.decode("utf-8", errors="replace"))
+    for line in reversed(text.splitlines()):
+        line = "".join(c for c in line if c.isprintable() or c == "\t").strip()
+        if line:
+            return line[:TAIL_LINE_MAX]
+    return ""
+
+
+def prune_logs(log_dir: Path, max_age_days: int, max_count: int, now: float | None = None) -> int:
+    """marrow-core's exec-log pruning: files older than `max_age_days` go first, then the oldest
+    beyond `max_count`. Subfolders are left alone; 0 disables either rule. Returns how many
+    files were deleted."""
+    now = time.time() if now is None else now
+    try:
+        entries = [e for e in os.scandir(log_dir) if e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    files: list[tuple[float, str]] = []
+    for entry in entries:
+        try:
+            files.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+        except FileNotFoundError:
+            continue
+    files.sort()
+    doomed: list[str] = []
+    if max_age_days > 0:
+        cutoff = now - max_age_days * 86400
+        doomed = [path for mtime, path in files if mtime < cutoff]
+        files = [(mtime, path) for mtime, path in files if mtime >= cutoff]
+    if max_count > 0 and len(files) > max_count:
+        doomed += [path for _, path in files[: len(files) - max_count]]
+    deleted = 0
+    for path in doomed:
+        try:
+            os.unlink(path)
+            deleted += 1
+        except FileNotFoundError:
+            pass
+    return deleted
+
+
+# ---- process groups (also used by prompt.py for context scripts) ------------------------------
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False if the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed user; nothing we may do about it
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process group has a live member. Zombies do not count: where PID 1 does not
+    reap orphans (some containers), a dead grandchild stays a zombie in the group for ever."""
+    if not signal_group(pgid, 0):
+        return False
+    if not os.path.isdir("/proc/self"):
+        return True
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (non-zombie) processes in a group, from /proc (Linux); [] elsewhere."""
+    members = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append(int(name))
+    return members
+
+
+async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]:
+    """SIGTERM the process group led by `proc`, wait up to `grace` seconds for it to empty,
+    SIGKILL whatever is left, reap the leader. Returns warnings (empty when all went well)."""
+    pgid = proc.pid
+    warnings: list[str] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(0.0, grace)
+    signal_group(pgid, signal.SIGTERM)
+    signal_group(pgid, signal.SIGCONT)  # a stopped process only sees SIGTERM once continued
+    if proc.returncode is None:
+        try:
+            await asyncio.wait_for(proc.wait(), max(0.0, grace))
+        except TimeoutError:
+            pass
+    while group_alive(pgid) and loop.time() < deadline:
+        await asyncio.sleep(POLL)
+    if proc.returncode is None or group_alive(pgid):
+        signal_group(pgid, signal.SIGKILL)
+        warnings.append(f"still running {_seconds(grace)} after SIGTERM; sent SIGKILL")
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_WAIT)
+    except TimeoutError:
+        warnings.append(f"pid {pgid} did not exit after SIGKILL")
+    return warnings
+
+
+# ---- internals --------------------------------------------------------------------------------
+
+
+class _CannotStart(Exception):
+    """Why a session could not be started (the message follows "could not start: ")."""
+
+
+@dataclass(slots=True)
+class _Launch:
+    argv: list[str]
+    env: dict[str, str]
+    stdin_data: bytes | None
+
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+
+
+def _prepare(
+    agent: AgentConfig, prompt: str, sid: str, env_extra: Mapping[str, str], warnings: list[str]
+) -> _Launch:
+    workspace = agent.workspace
+    if not workspace.is_dir():
+        raise _CannotStart(f"workspace does not exist: {workspace}")
+    try:
+        argv = shlex.split(agent.agent_command)
+    except ValueError as exc:
+        raise _CannotStart(f"cannot parse agent_command: {exc}") from None
+    if not argv:
+        raise _CannotStart("agent_command is empty")
+    env = {**os.environ, **dict(agent.env)}
+    env.update(MARROW_AGENT=agent.name, MARROW_WORKSPACE=str(workspace), MARROW_SESSION=sid)
+    data = prompt.encode("utf-8", errors="replace")
+    stdin_data: bytes | None = None
+    if agent.prompt == "stdin":
+        stdin_data = data
+    elif agent.prompt == "argv":
+        argv += ["--dir", str(workspace), "--", prompt]
+        if len(data) + 1 > MAX_ARG_STRLEN:
+            warnings.append(
+                f"the prompt is {len(data) // 1024} KiB, over Linux's 128 KiB limit for one "
+                'argument; use prompt = "stdin" or "file"'
+            )
+    elif agent.prompt == "file":
+        prompt_file = workspace / "runtime" / "prompts" / f"{sid}.md"
+        try:
+            prompt_file.parent.mkdir(parents=True, exist_ok=True)
+            prompt_file.write_bytes(data)
+        except OSError as exc:
+            raise _CannotStart(f"cannot write the prompt file {prompt_file}: {exc}") from None
+        env["MARROW_PROMPT_FILE"] = str(prompt_file)
+        argv = [arg.replace("{prompt_file}", str(prompt_file)) for arg in argv]
+    else:
+        raise _CannotStart(f"unknown prompt mode {agent.prompt!r} (stdin, argv or file)")
+    env.update(env_extra)
+    return _Launch(argv=argv, env=env, stdin_data=stdin_data)
+
+
+async def _spawn(
+    agent: AgentConfig, launch: _Launch, out_path: Path, err_path: Path
+) -> asyncio.subprocess.Process:
+    """Start the child with its stdout and stderr on our log files (closed here once it has
+    its own copies)."""
+    argv0 = launch.argv[0]
+    stdin = asyncio.subprocess.DEVNULL if launch.stdin_data is None else asyncio.subprocess.PIPE
+    with _open_log(out_path) as out, _open_log(err_path) as err:
+        try:
+            return await asyncio.create_subprocess_exec(
+                *launch.argv,
+                stdin=stdin,
+                stdout=out,
+                stderr=err,
+                cwd=agent.workspace,
+                env=launch.env,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise _CannotStart(f"command not found: {argv0}") from None
+        except PermissionError:
+            raise _CannotStart(f"permission denied: {argv0}") from None
+        except OSError as exc:
+            if exc.errno == errno.E2BIG:
+                raise _CannotStart(
+                    "argument list too long (Linux allows 128 KiB per argument); "
+                    'use prompt = "stdin" or "file"'
+                ) from None
+            raise _CannotStart(f"{argv0}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # e.g. a NUL character in an argument
+            raise _CannotStart(str(exc)) from None
+
+
+def _open_log(path: Path) -> BinaryIO:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+    except OSError as exc:
+        raise _CannotStart(f"cannot open the log {path}: {exc.strerror or exc}") from None
+
+
+async def _wait(
+    proc: asyncio.subprocess.Process, stop: asyncio.Event | None, limit: float | None
+) -> str | None:
+    """Wait for the leader to exit; "timeout" or "stopped" when that came first instead."""
+    waiter = asyncio.ensure_future(proc.wait())
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    watched = {waiter} if stopper is None else {waiter, stopper}
+    try:
+        done, _ = await asyncio.wait(watched, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in watched:
+            fut.cancel()
+    if waiter in done:
+        return None
+    return "stopped" if stopper is not None and stopper in done else "timeout"
+
+
+def _start_feeder(
+    proc: asyncio.subprocess.Process, data: bytes | None
+) -> asyncio.Task[None] | None:
+    if data is None or proc.stdin is None:
+        return None
+    return asyncio.create_task(_feed(proc.stdin, data))
+
+
+async def _feed(stdin: asyncio.StreamWriter, data: bytes) -> None:
+    """Write the prompt and close stdin; a child that stops reading is not our problem."""
+    try:
+        stdin.write(data)
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        stdin.close()
+
+
+async def _stop_feeder(
+    proc: asyncio.subprocess.Process, feeder: asyncio.Task[None] | None, warnings: list[str]
+) -> None:
+    if feeder is None:
+        return
+    if not feeder.done():
+        feeder.cancel()
+    await asyncio.wait([feeder])  # unlike `await feeder`, never swallows our own cancellation
+    if not feeder.cancelled() and feeder.exception() is not None:
+        warnings.append(f"writing the prompt to stdin failed: {feeder.exception()!r}")
+    if proc.stdin is not None:
+        proc.stdin.close()
+
+
+def _append(path: Path, text: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError:
+        pass
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def _seconds(value: float) -> str:
+    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"

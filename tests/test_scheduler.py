@@ -1,0 +1,364 @@
+"""The scheduler inside a real runtime: real SQLite, real WebSocket verbs, real agent processes.
+
+The heartbeat's clock is a FakeClock, so "the next run is due in 60 s" is checked by moving the
+clock, never by waiting; the runs themselves are real subprocesses, waited for with a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marrow_tui.config import Config, load_config
+from marrow_tui.core.events import Event
+from marrow_tui.scheduler.heartbeat import Scheduler
+from marrow_tui.scheduler.orphans import processes_of
+
+from .conftest import WAIT, FakeClock, Hub, start_hub
+from .hubproc import clean_env
+
+
+def script(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def write_config(root: Path, agents: dict[str, str], interval: int = 60,
+                 extra: str = "") -> Path:
+    """A config with one agent per (name, shell body); each copies its prompt to prompt.txt."""
+    parts = []
+    for name, body in agents.items():
+        command = script(root / "bin" / f"{name}.sh", body)
+        parts.append(
+            f'[[agents]]\nname = "{name}"\nheartbeat_interval = {interval}\n'
+            f'heartbeat_timeout = 30\nworkspace = "{root / "ws" / name}"\n'
+            f'agent_command = "{command}"\nstop_grace = 1\n{extra}\n')
+        (root / "ws" / name).mkdir(parents=True, exist_ok=True)
+    path = root / "marrow.toml"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def loaded(path: Path) -> Config:
+    result = load_config(path)
+    assert not result.errors, result.errors
+    assert result.config is not None
+    return result.config
+
+
+class Running:
+    """A hub with a scheduler, and every event the change feed published."""
+
+    def __init__(self, hub: Hub, scheduler: Scheduler) -> None:
+        self.hub = hub
+        self.scheduler = scheduler
+        self.events: list[Event] = []
+        self._changed = asyncio.Event()
+        hub.runtime.subscribe(self._feed)
+
+    def _feed(self, events: list[Event]) -> None:
+        self.events.extend(events)
+        self._changed.set()
+
+    def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
+        return [e.data for e in self.events
+                if e.kind == kind and all(e.data.get(k) == v for k, v in match.items())]
+
+    async def until(self, test: Callable[[], Any], timeout: float = WAIT) -> Any:
+        async with asyncio.timeout(timeout):
+            while not (value := test()):
+                self._changed.clear()
+                await self._changed.wait()
+        return value
+
+    async def ended(self, count: int, agent: str | None = None) -> list[dict[str, Any]]:
+        match = {"agent": agent} if agent else {}
+        return await self.until(lambda: len(self.of("session_end", **match)) >= count
+                                and self.of("session_end", **match))
+
+
+@pytest.fixture
+async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Running] = []
+
+    async def start(config: Path | Config, clock: FakeClock | None = None, watch: bool = False,
+                    state: Path | None = None) -> Running:
+        hub = await start_hub(state or tmp_path / "state", clock or FakeClock())
+        if isinstance(config, Path):
+            config = loaded(config)
+        scheduler = Scheduler(hub.runtime, config, hub_uri=hub.uri, watch=watch)
+        running = Running(hub, scheduler)
+        await scheduler.start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.scheduler.stop()
+        await running.hub.stop()
+
+
+async def test_agents_run_at_once_and_then_on_their_heartbeat(tmp_path: Path, make: Any) -> None:
+    clock = FakeClock()
+    config = write_config(tmp_path, {"a": "cat > prompt.txt; echo hello from a\n",
+                                     "b": "cat > prompt.txt; echo hello from b\n"})
+    run = await make(config, clock)
+    ends = await run.ended(2)
+    assert {e["agent"] for e in ends} == {"a", "b"}
+    assert all(e["state"] == "ok" and e["code"] == 0 for e in ends)
+    assert {e["last_line"] for e in ends} == {"hello from a", "hello from b"}
+    # The prompt reached each agent on stdin, in its own workspace.
+    for name in ("a", "b"):
+        assert "Operate from the configured profile prompt" in (
+            tmp_path / "ws" / name / "prompt.txt").read_text()
+    schedule = run.scheduler.schedules["a"]
+    assert schedule.next_at == clock.now + 60  # counted from the end of the run
+    clock.advance(59)
+    run.scheduler.poke()
+    await run.hub.runtime.settled()
+    assert len(run.of("session_start")) == 2  # not due yet
+    clock.advance(1)
+    run.scheduler.poke()
+    await run.ended(4)
+    assert len(run.of("session_start", agent="a")) == 2
+
+
+async def test_sessions_are_in_the_log_and_come_back_after_a_restart(tmp_path: Path,
+                                                                      make: Any) -> None:
+    config = write_config(tmp_path, {"a": "echo one; echo two\n"})
+    run = await make(config)
+    [end] = await run.ended(1)
+    await run.scheduler.stop()
+    await run.hub.stop()
+    again = await start_hub(tmp_path / "state")
+    try:
+        session = again.runtime.state.sessions.by_id[end["id"]]
+        assert (session.state, session.code, session.last_line) == ("ok", 0, "two")
+        assert Path(session.stdout).read_text() == "one\ntwo\n"
+    finally:
+        await again.stop()
+
+
+async def test_a_wake_over_the_wire_runs_the_agent_now(tmp_path: Path, make: Any) -> None:
+    clock = FakeClock()
+    config = write_config(tmp_path, {"a": "echo ran\n"})
+    run = await make(config, clock)
+    await run.ended(1)
+    caller = await run.hub.agent("ops")
+    reply = await caller.request(("wake_result", "error"), type="wake", agent="a",
+                                 reason="look now")
+    assert reply["type"] == "wake_result" and reply["started"] is True
+    ends = await run.ended(2)
+    assert run.of("session_start")[-1]["trigger"] == "look now"
+    assert ends[-1]["state"] == "ok"
+    refused = await caller.request(("wake_result", "error"), type="wake", agent="nobody")
+    assert refused["type"] == "error" and refused["error_code"] == "unknown_agent"
+
+
+async def test_wakes_during_a_run_collapse_into_one_follow_up(tmp_path: Path,
+                                                              make: Any) -> None:
+    gate = tmp_path / "gate"
+    config = write_config(tmp_path, {
+        "a": f'echo started; while [ ! -e "{gate}" ]; do sleep 0.02; done; echo finished\n'})
+    clock = FakeClock()
+    run = await make(config, clock)
+    await run.until(lambda: run.of("session_start"))
+    caller = await run.hub.agent("ops")
+    for n in range(3):
+        reply = await caller.request(("wake_result",), type="wake", agent="a", reason=f"w{n}")
+        assert reply["started"] is False  # it is running: queued behind the run
+    gate.touch()
+    await run.ended(2)
+    await run.hub.runtime.settled()
+    assert len(run.of("session_start")) == 2  # exactly one follow-up for three wakes
+    assert run.scheduler.schedules["a"].next_at == clock.now + 60
+    assert run.of("session_start")[1]["trigger"] == "w2"
+
+
+async def test_a_task_reaches_the_next_prompt_and_ends_in_done(tmp_path: Path,
+                                                              make: Any) -> None:
+    clock = FakeClock()
+    config = write_config(tmp_path, {"a": "cat > prompt.txt\n"})
+    run = await make(config, clock)
+    await run.ended(1)
+    caller = await run.hub.agent("ops")
+    added = await caller.request(("task_added", "error"), type="task_add", agent="a",
+                                 title="Fix the login bug", body="It fails on empty input.")
+    assert added["type"] == "task_added"
+    queued = Path(added["file"])
+    assert queued.parent == tmp_path / "ws" / "a" / "tasks" / "queue" and queued.exists()
+    assert run.hub.runtime.state.sessions.agents["a"].queued == 1
+    await caller.request(("wake_result",), type="wake", agent="a")
+    [_, second] = await run.ended(2)
+    prompt = (tmp_path / "ws" / "a" / "prompt.txt").read_text()
+    assert "--- [Tasks] ---" in prompt and "Fix the login bug" in prompt
+    assert "It fails on empty input." in prompt
+    assert second["state"] == "ok"
+    assert not queued.exists()
+    assert (tmp_path / "ws" / "a" / "tasks" / "done" / queued.name).exists()
+
+
+async def test_a_failed_run_puts_its_tasks_back_and_backs_off(tmp_path: Path,
+                                                             make: Any) -> None:
+    clock = FakeClock()
+    config = write_config(tmp_path, {"a": "cat >/dev/null; echo broken >&2; exit 7\n"})
+    queue = tmp_path / "ws" / "a" / "tasks" / "queue"
+    queue.mkdir(parents=True)
+    (queue / "20260101-000000-000-x.md").write_text("# X\n")
+    run = await make(config, clock)
+    [end] = await run.ended(1)
+    assert (end["state"], end["code"]) == ("failed", 7)
+    assert "back in the queue" in end["reason"]
+    assert (queue / "20260101-000000-000-x.md").exists()
+    assert end["last_line"] == "broken"  # stderr when stdout is empty
+    caller = await run.hub.agent("ops")
+    await caller.request(("wake_result",), type="wake", agent="a")
+    await run.ended(2)
+    schedule = run.scheduler.schedules["a"]
+    assert schedule.failures == 2
+    assert schedule.next_at == clock.now + 120  # doubled after the second failure
+
+
+async def test_an_agent_that_cannot_start_says_why(tmp_path: Path, make: Any) -> None:
+    config = loaded(write_config(tmp_path, {"a": "true\n"}))
+    (tmp_path / "bin" / "a.sh").unlink()  # gone after the config was checked
+    run = await make(config)
+    [end] = await run.ended(1)
+    assert end["state"] == "error" and "not found" in end["reason"]
+
+
+async def test_the_operator_stops_a_run(tmp_path: Path, make: Any) -> None:
+    config = write_config(tmp_path, {"a": "echo up; exec sleep 600\n"})
+    run = await make(config)
+    [start] = await run.until(lambda: run.of("session_start"))
+    await run.until(lambda: run.of("session_pid", id=start["id"]))
+    stranger = await run.hub.agent("stranger")
+    refused = await stranger.request(("error", "session_stopping"), type="session_stop",
+                                     id=start["id"])
+    assert refused["type"] == "error" and refused["error_code"] == "forbidden"
+    replies: list[dict[str, Any]] = []
+    operator = run.hub.runtime.join("operator/test", replies.append)
+    operator.send(type="session_stop", id=start["id"])
+    [end] = await run.ended(1)
+    assert end["state"] == "stopped"
+    assert replies and replies[0]["type"] == "session_stopping"
+
+
+async def test_after_a_kill_the_history_is_intact_and_the_orphan_is_stopped(
+        tmp_path: Path, make: Any) -> None:
+    """SIGKILL the real program mid-run: on restart the run is interrupted, not running,
+    its task is back in the queue, and the agent process it left behind is stopped."""
+    config = write_config(tmp_path, {"a": "echo busy; exec sleep 600\n"})
+    queue = tmp_path / "ws" / "a" / "tasks" / "queue"
+    queue.mkdir(parents=True)
+    (queue / "20260101-000000-000-x.md").write_text("# X\n")
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marrow_tui", "--no-ui", "--port", "0", "--config", str(config),
+         "--state-dir", str(state)], stdout=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        line = ""
+        assert proc.stdout is not None
+        while " started " not in line:
+            line = proc.stdout.readline()
+            assert line, "marrow-tui exited before the run started"
+        sid = line.split()[2]
+        # wait (bounded) until the run's process is up and recorded
+        pids: list[int] = []
+        async with asyncio.timeout(WAIT):
+            while not pids:
+                pids = processes_of({sid}).get(sid, [])
+                await asyncio.sleep(0.01)
+        pid = pids[0]
+    finally:
+        proc.kill()
+        proc.wait(timeout=WAIT)
+    os.kill(pid, 0)  # the agent outlived the kill
+    run = await make(config, state=state)
+    session = run.hub.runtime.state.sessions.by_id[sid]
+    assert session.state == "interrupted"
+    assert "stopped the process group it left" in session.reason
+    assert _gone(pid)
+    # Its task went back to the queue and was handed to the first run after the restart.
+    [first] = await run.until(lambda: run.of("session_start"))
+    assert [Path(p).name for p in first["tasks"]] == ["20260101-000000-000-x.md"]
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie (which a container's init may never reap)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat_line.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+async def test_config_changes_apply_and_bad_ones_keep_the_last_good(tmp_path: Path,
+                                                                   make: Any) -> None:
+    config = write_config(tmp_path, {"a": "echo a\n"})
+    run = await make(config, watch=True)
+    await run.ended(1)
+    text = config.read_text()
+    config.write_text(text + "\n[[agents]]\nname = 'a'\n")  # a duplicate: invalid
+    bad = await run.until(lambda: [s for s in run.of("config_status") if not s["ok"]],
+                          timeout=10)
+    assert any("duplicate" in e.lower() for e in bad[-1]["errors"])
+    assert list(run.scheduler.schedules) == ["a"]
+    ws_b = tmp_path / "ws" / "b"
+    ws_b.mkdir()
+    config.write_text(text + f'\n[[agents]]\nname = "b"\nworkspace = "{ws_b}"\n'
+                             f'agent_command = "{sys.executable} -c print(42)"\n')
+    await run.until(lambda: run.of("session_end", agent="b"), timeout=10)
+    assert set(run.scheduler.schedules) == {"a", "b"}
+    assert run.of("config_status")[-1]["ok"] is True
+
+
+async def test_disabling_an_agent_stops_its_heartbeat(tmp_path: Path, make: Any) -> None:
+    config = write_config(tmp_path, {"a": "echo a\n"})
+    clock = FakeClock()
+    run = await make(config, clock)
+    await run.ended(1)
+    config.write_text(config.read_text().replace("stop_grace = 1",
+                                                 "stop_grace = 1\nenabled = false"))
+    assert run.scheduler.reload() is not None
+    clock.advance(3600)
+    run.scheduler.poke()
+    await run.hub.runtime.settled()
+    assert len(run.of("session_start")) == 1
+    caller = await run.hub.agent("ops")
+    refused = await caller.request(("error", "wake_result"), type="wake", agent="a")
+    assert refused["error_code"] == "agent_disabled"
+
+
+async def test_the_agent_environment_reaches_the_hub(tmp_path: Path, make: Any) -> None:
+    config = write_config(tmp_path, {"a": "env | grep ^MARROW_ | sort > env.txt\n"})
+    run = await make(config)
+    [end] = await run.ended(1)
+    env = dict(line.split("=", 1) for line in
+               (tmp_path / "ws" / "a" / "env.txt").read_text().splitlines())
+    assert env["MARROW_AGENT"] == "a"
+    assert env["MARROW_SESSION"] == end["id"]
+    assert env["MARROW_HUB_URI"] == run.hub.uri
+    assert env["MARROW_WORKSPACE"] == str(tmp_path / "ws" / "a")
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
+async def test_sessions_request_lists_runs_and_schedules(tmp_path: Path, make: Any) -> None:
+    config = write_config(tmp_path, {"a": "echo a\n", "b": "echo b\n"})
+    run = await make(config)
+    await run.ended(2)
+    caller = await run.hub.agent("ops")
+    reply = await caller.request(("sessions",), type="sessions_request", limit=5)
+    assert {s["agent"] for s in reply["sessions"]} == {"a", "b"}
+    assert {a["agent"] for a in reply["agents"]} == {"a", "b"}
+    assert reply["config"]["ok"] is True
