@@ -2,8 +2,9 @@
 
     python screenshots/make_screenshots.py
 
-It starts the runtime and hub in a temporary state directory, lets the scripted demo team
-(examples/demo_team) work until every pane has something to show, then drives the console
+It starts the runtime and hub in a temporary state directory, with the scheduler running a
+copy of examples/scheduled, lets the scripted demo team (examples/demo_team) and the scheduled
+agents work until every pane has something to show, then drives the console
 headless with Textual's Pilot and saves the main screen, each pane, a wide layout and every
 dialog. The team keeps working while the pictures are taken, so each run looks a little
 different.
@@ -12,17 +13,22 @@ different.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from marrow_tui.config import load_config
 from marrow_tui.demo import DemoTeam
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.runtime import Runtime, RuntimeOptions
+from marrow_tui.scheduler.heartbeat import Scheduler
+from marrow_tui.scheduler.tasks import add_task
 from marrow_tui.ui.app import MarrowApp
 
 HERE = Path(__file__).resolve().parent
+EXAMPLE = HERE.parent / "examples" / "scheduled"
 WAIT = 60.0
 
 
@@ -55,7 +61,8 @@ def keys(*pressed: str, pane: str | None = None) -> Callable[..., Awaitable[None
         if pane:
             await pilot.press(pane)
             await pilot.pause()
-            table = app.main.tables.get({"1": "agents", "2": "claims", "3": "board"}.get(pane, ""))
+            table = app.main.tables.get({"1": "agents", "2": "claims", "3": "board",
+                                         "5": "sessions"}.get(pane, ""))
             if table is not None and table.row_count:
                 table.move_cursor(row=0)
         for key in pressed:
@@ -73,6 +80,17 @@ async def main() -> None:
     await server.start()
     team = DemoTeam(server.uri, workdir=state_dir / "demo", pace=0.4)
     await team.start()
+    scheduled = state_dir / "scheduled"
+    shutil.copytree(EXAMPLE, scheduled, ignore=shutil.ignore_patterns(".marrow", "runtime",
+                                                                        "tasks"))
+    loaded = load_config(scheduled / "marrow.toml")
+    assert loaded.config is not None, loaded.diagnostics
+    builder = loaded.config.agent("builder")
+    assert builder is not None
+    add_task(builder.tasks_dir, "update the README", "say how the scheduler works")
+    add_task(builder.tasks_dir, "write the changelog")
+    scheduler = Scheduler(runtime, loaded.config, hub_uri=server.uri, watch=False)
+    await scheduler.start()
     state = runtime.state
     try:
         print("waiting for the demo team:", file=sys.stderr)
@@ -80,12 +98,20 @@ async def main() -> None:
         await until(lambda: len(state.board.tasks) >= 4, "a plan on the blackboard")
         await until(lambda: len(state.claims) >= 2, "leases held")
         await until(lambda: len(state.board.progress) >= 3, "progress notes")
+        await until(lambda: any(s.agent == "builder" and not s.running
+                                for s in state.sessions.by_id.values()), "a finished run")
+        scheduler.wake("scout", "for the screenshot")
+        await until(lambda: any(s.agent == "scout" and s.running and s.last_line
+                                for s in state.sessions.by_id.values()), "a run in progress")
         print("taking screenshots:", file=sys.stderr)
         await shoot(runtime, server.uri, (100, 30), [
             ("main-claims", keys(pane="2")),
             ("pane-agents", keys(pane="1")),
             ("pane-blackboard", keys(pane="3")),
             ("pane-activity", keys(pane="4")),
+            ("pane-sessions", keys(pane="5")),
+            ("session-output", keys("end", "enter", pane="5")),
+            ("dialog-add-task", keys("t", pane="5")),
             ("dialog-handoff", keys("h", pane="2")),
             ("dialog-release", keys("r", pane="2")),
             ("dialog-force-release", keys("R", pane="2")),
@@ -100,6 +126,7 @@ async def main() -> None:
         await shoot(runtime, server.uri, (80, 24), [("tmux-80x24", keys(pane="2"))])
         await shoot(runtime, server.uri, (170, 46), [("wide", keys())])
     finally:
+        await scheduler.stop()
         await team.stop()
         await server.stop()
         await runtime.stop()

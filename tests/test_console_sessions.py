@@ -117,3 +117,27 @@ async def test_the_output_view_opens_on_the_tail_of_a_huge_log(tmp_path: Path) -
         await until(pilot, lambda: log.line_count)
         assert log.lines[-1].startswith("line 299999 ")
         assert log.line_count < 5000
+
+
+async def test_pause_key_disables_the_agent_in_the_config_file(tmp_path: Path) -> None:
+    """`p` edits marrow.toml (comments kept), and the scheduler stops the agent's heartbeat."""
+    path = write_config(tmp_path, {"a": "echo a\n"})
+    path.write_text("# my agents, my comments\n" + path.read_text())
+    app = ConsoleApp(seeded=False, config=loaded(path))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: ended(app, "a"))
+        await pilot.press("p")
+        agents = app.runtime.state.sessions.agents
+        await until(pilot, lambda: not agents["a"].enabled)
+        text = path.read_text()
+        assert text.startswith("# my agents, my comments\n")
+        assert "enabled = false" in text
+        assert app.scheduler.schedules["a"].next_at is None
+        await pilot.press("w")  # a disabled agent is not woken
+        await pilot.pause()
+        assert len(app.runtime.state.sessions.of_agent("a")) == 1
+        await pilot.press("p")
+        await until(pilot, lambda: agents["a"].enabled)
+        await until(pilot, lambda: len(ended(app, "a")) >= 2)  # enabling runs it now
+        assert "enabled = true" in path.read_text()

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import AgentConfig, Config, Loaded, load_config
+from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.protocol import Call, Outcome
@@ -92,6 +92,7 @@ class Scheduler:
         protocol.register("task_list", self._verb_task_list)
         protocol.register("sessions_request", self._verb_sessions)
         protocol.register("session_stop", self._verb_stop)
+        protocol.register("agent_enable", self._verb_enable)
         self._return_interrupted_tasks()
         if self.config is not None:
             self._status(self.config, [])
@@ -418,8 +419,9 @@ class Scheduler:
         if isinstance(outcome, Refusal):
             call.deny("error", outcome, agent=name)
         else:
-            call.reply("wake_result", f"Wake submitted for '{name}'.", agent=name,
-                       started=outcome)
+            text = (f"Waking '{name}' now." if outcome
+                    else f"'{name}' is running; it runs again as soon as this run ends.")
+            call.reply("wake_result", text, agent=name, started=outcome)
 
     def _verb_task_add(self, call: Call) -> None:
         name = _field(call, "agent")
@@ -464,6 +466,38 @@ class Scheduler:
             call.deny("error", refusal, id=session)
         else:
             call.reply("session_stopping", f"Stopping {session}.", id=session)
+
+
+    def _verb_enable(self, call: Call) -> None:
+        """Enable or disable an agent by editing the config file (comments and order kept)."""
+        name = _field(call, "agent")
+        enabled = call.frame.get("enabled")
+        if not call.operator:
+            call.deny("error", Refusal("forbidden", "Only the console operator edits the config."))
+            return
+        if not isinstance(enabled, bool):
+            call.deny("error", Refusal("bad_frame", "'enabled' must be true or false."))
+            return
+        if self.config is None or self.config.agent(name) is None:
+            call.deny("error", Refusal("unknown_agent", f"No configured agent named '{name}'."))
+            return
+        self._tasks.append(asyncio.create_task(self._edit(name, "enabled", enabled)))
+        call.reply("agent_updating", f"{'Enabling' if enabled else 'Disabling'} '{name}' in "
+                   f"{self.config.path.name}.", agent=name, enabled=enabled)
+
+    async def _edit(self, name: str, key: str, value: object) -> None:
+        assert self.config is not None
+        path = self.config.path
+        try:
+            await asyncio.to_thread(edit_agent, path, name, key, value)
+        except (ValueError, OSError) as exc:
+            log.warning("config edit refused: %s", exc)
+            self._emit(Event("config_status", {
+                "path": str(path), "ok": False, "at": self.clock(),
+                "agents": [a.name for a in self.config.agents],
+                "errors": [f"{name}.{key} not changed: {exc}"], "warnings": []}))
+            return
+        self.reload()
 
 
 def _field(call: Call, name: str) -> str:

@@ -75,6 +75,8 @@ class MainScreen(Screen[None]):
         Binding("x", "stop_run", "Stop the run (sessions)", id="run.stop", show=False),
         Binding("t", "add_task", "Queue a task (sessions)", id="run.task", show=False),
         Binding("o", "open_log", "Show the run's output", id="run.output", show=False),
+        Binding("p", "toggle_agent", "Pause/resume the agent (sessions)", id="run.pause",
+                show=False),
         Binding("m", "message", "Message", id="chat.send"),
         Binding("slash", "filter", "Filter", id="view.filter", key_display="/"),
         Binding("question_mark", "help", "Help", id="app.help", key_display="?"),
@@ -269,7 +271,7 @@ class MainScreen(Screen[None]):
             return key is not None and self.runtime.state.claims.get(key) is not None
         if action == "status":
             return self._selected("board") is not None
-        if action in ("wake", "add_task"):
+        if action in ("wake", "add_task", "toggle_agent"):
             agent = SessionsTable.agent_of(self._selected("sessions"))
             return agent is not None and agent in self.runtime.state.sessions.agents
         if action == "stop_run":
@@ -536,8 +538,9 @@ class MainScreen(Screen[None]):
         if agent is None:
             return ""
         keys = []
-        if agent in self.runtime.state.sessions.agents:
-            keys += ["w wake", "t add task"]
+        view = self.runtime.state.sessions.agents.get(agent)
+        if view is not None:
+            keys += ["w wake", "t add task", "p resume" if not view.enabled else "p pause"]
         if run is not None and run.running:
             keys.append("x stop")
         if run is not None:
@@ -548,7 +551,13 @@ class MainScreen(Screen[None]):
         agent = SessionsTable.agent_of(self._selected("sessions"))
         if agent:
             self.session.send(type="wake", agent=agent, reason="woken from the console")
-            self.app.notify(f"Waking {agent}", timeout=3)
+
+    def action_toggle_agent(self) -> None:
+        agent = SessionsTable.agent_of(self._selected("sessions"))
+        view = self.runtime.state.sessions.agents.get(agent or "")
+        if view is None:
+            return
+        self.session.send(type="agent_enable", agent=view.agent, enabled=not view.enabled)
 
     def action_stop_run(self) -> None:
         run = self._selected_run()
@@ -591,6 +600,8 @@ class MainScreen(Screen[None]):
         kind = frame.get("type", "")
         if kind.endswith("_denied") or kind == "error":
             self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
+        elif kind in ("agent_updating", "wake_result"):
+            self.app.notify(str(frame.get("payload")), timeout=4)
         elif kind == "task_added":
             name = frame.get("file", "").rsplit("/", 1)[-1]
             self.app.notify(f"Queued for {frame.get('agent')}: {name}", timeout=4)
