@@ -178,14 +178,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             description="Queue a task for an agent: the running marrow-tui "
                                         "takes it over its hub; with none running, the file "
                                         "is written into the agent's tasks/queue directly.")
-    p.add_argument("--agent", required=True, metavar="NAME")
-    p.add_argument("title")
-    p.add_argument("body", nargs="?", default="")
+    p.add_argument("--agent", required=True, metavar="NAME", help="the agent to give it to")
+    p.add_argument("title", help="one line: the task's heading in the prompt")
+    p.add_argument("body", nargs="?", default="", help="the task's text (optional)")
     _add_config(p)
     cli_hub._add_common(p)
     p.set_defaults(func=cmd_task_add)
-    p = task_sub.add_parser("list", help="list queued and delegated tasks")
-    p.add_argument("--agent", default="", metavar="NAME")
+    p = task_sub.add_parser("list", help="list queued and delegated tasks",
+                            description="List the tasks waiting in the agents' queues and "
+                                        "the ones handed to a run: from the running "
+                                        "marrow-tui, else read from the files.")
+    p.add_argument("--agent", default="", metavar="NAME", help="only this agent's tasks")
     _add_config(p)
     cli_hub._add_common(p)
     p.set_defaults(func=cmd_task_list)
@@ -198,8 +201,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cli_hub._add_common(p)
     p.set_defaults(func=lambda a: cli_hub.run(a, _do_wake, _render_wake))
 
-    p = sub.add_parser("sessions", help="recent agent runs on the running marrow-tui")
-    p.add_argument("--limit", type=int, default=20)
+    p = sub.add_parser("sessions", help="recent agent runs on the running marrow-tui",
+                       description="The running marrow-tui's agents (next run, queued tasks, "
+                                   "failures in a row) and their latest runs, newest first.")
+    p.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
     cli_hub._add_common(p)
     p.set_defaults(func=lambda a: cli_hub.run(a, _do_sessions, _render_sessions))
 
@@ -221,18 +226,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_scaffold(args: argparse.Namespace) -> int:
-    from .scaffold import scaffold
+    from .scaffold import KEPT, scaffold
 
     try:
         written = scaffold(args.directory)
     except OSError as exc:
-        print(f"marrow-tui: cannot scaffold {args.directory}: {exc}", file=sys.stderr)
+        why = ("a file is in the way of a folder" if isinstance(exc, FileExistsError)
+               else exc.strerror or str(exc))
+        print(f"{PROG}: cannot scaffold {args.directory}: {exc.filename or args.directory}: "
+              f"{why}", file=sys.stderr)
         return EXIT_FAILED
     for path, what in written:
         print(f"{what:<16} {path}")
     config = shlex.quote(str(args.directory / DEFAULT_CONFIG))
-    print(f"\nnext: marrow-tui --config {config} validate, then "
-          f"marrow-tui --config {config} run-once")
+    if all(what == KEPT for _path, what in written):
+        print("\nnothing written: every file already exists and was kept")
+    print(f"\nnext: {PROG} --config {config} validate, then "
+          f"{PROG} --config {config} run-once")
     return EXIT_OK
 
 
@@ -273,8 +283,9 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     for name, _text in units:
         target = args.output_dir / name
-        print(f"wrote {target}\n  install: cp {shlex.quote(str(target))} "
-              f"{INSTALL_LOCATIONS[name]} && {INSTALL_COMMANDS[name]}")
+        where = INSTALL_LOCATIONS[name]
+        print(f"wrote {target}\n  install: mkdir -p {os.path.dirname(where)} && "
+              f"cp {shlex.quote(str(target))} {where} && {INSTALL_COMMANDS[name]}")
     return EXIT_OK
 
 

@@ -316,7 +316,7 @@ class _Locator:
             self._advance()
 
     def _string(self) -> None:
-        for quote, escapes in (('"""', True), ("'''", False), ('"', True), ("'", False)):
+        for quote, escapes in (('"""', True), ("'''", False), ('"', True), ("'", False)):  # noqa: B007
             if self._at(quote):
                 break
         self._advance(len(quote))
@@ -757,7 +757,18 @@ class _Checker:
                 first_seen[name] = index
             if agent is not None:
                 agents.append(agent)
+        self._shared_workspaces(agents, first_seen)
         return agents, list(first_seen)
+
+    def _shared_workspaces(self, agents: list[AgentConfig], index: dict[str, int]) -> None:
+        """Agents in one workspace share its task queue and run logs: allowed, but said."""
+        seen: dict[Path, str] = {}
+        for agent in agents:
+            other = seen.setdefault(agent.workspace, agent.name)
+            if other != agent.name:
+                self.warn(("agents", index[agent.name], "workspace"),
+                          f"same workspace as {other!r}: they share its tasks/queue (a task "
+                          f"goes to whichever runs first) and runtime/logs/exec")
 
     def _agent(self, index: int, raw: dict[str, Any],
                mode: str) -> tuple[str, AgentConfig | None]:

@@ -43,7 +43,7 @@ class Result:
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
     """`marrow-tui ARGS` in `cwd`, as a subprocess; never a traceback."""
-    done = subprocess.run([sys.executable, "-m", "marrow_tui", *args], cwd=cwd,
+    done = subprocess.run([sys.executable, "-m", "marrow_tui", *args], check=False, cwd=cwd,
                           env={**clean_env(), **(env or {})}, capture_output=True, text=True,
                           timeout=CLI_TIMEOUT, stdin=subprocess.DEVNULL)
     result = Result(done.returncode, done.stdout, done.stderr)
@@ -69,7 +69,7 @@ def files(folder: Path) -> list[str]:
 def block(out: str, agent: str) -> str:
     """One agent's `--- DRY RUN [agent] ... --- END ---` block of dry-run's output."""
     match = re.search(rf"^--- DRY RUN \[{re.escape(agent)}\] .*?^--- END ---$", out,
-                      re.M | re.S)
+                      re.MULTILINE | re.DOTALL)
     assert match, f"no dry-run block for {agent}:\n{out}"
     return match.group(0)
 
@@ -171,9 +171,9 @@ def test_no_config_anywhere_names_the_default(tmp_path: Path) -> None:
     result = cli("validate", cwd=tmp_path)
 
     assert result.code == 2
-    assert result.err_lines == ["marrow-tui: no config file at marrow.toml (pass --config PATH, "
-                                "set MARROW_CONFIG, or create one with `marrow-tui scaffold "
-                                "DIR`)"]
+    expected = ("marrow-tui: no config file at marrow.toml (pass --config PATH, set "
+                "MARROW_CONFIG, or create one with `marrow-tui scaffold DIR`)")
+    assert result.err_lines == [expected]
 
 
 # --------------------------------------------------------------------------- scaffold
@@ -185,7 +185,7 @@ def test_scaffold_never_overwrites_and_its_config_runs(tmp_path: Path) -> None:
     site = tmp_path / "site"
     for name in ("marrow.toml", "rules.md", "agent.sh", "workspace/context.d/10-date.sh"):
         assert (site / name).is_file()
-        assert re.search(rf"^wrote\s+{re.escape(str(site / name))}$", first.out, re.M)
+        assert re.search(rf"^wrote\s+{re.escape(str(site / name))}$", first.out, re.MULTILINE)
     (site / "rules.md").write_text("# my own rules\n")
 
     second = cli("scaffold", "site", cwd=tmp_path)
@@ -202,7 +202,7 @@ def test_scaffold_never_overwrites_and_its_config_runs(tmp_path: Path) -> None:
 
     ran = cli("--config", "site/marrow.toml", "run-once", cwd=tmp_path)
     assert ran.code == 0, ran.out + ran.err
-    assert re.search(r"^worker\s+ok\b", ran.out, re.M), ran.out
+    assert re.search(r"^worker\s+ok\b", ran.out, re.MULTILINE), ran.out
     assert "1 of 1 run(s) ok" in ran.out
 
 
@@ -252,8 +252,8 @@ async def test_run_once_reports_each_run_and_records_the_sessions(tmp_path: Path
     result = cli("run-once", cwd=tmp_path)
 
     assert result.code == 1, result.out + result.err
-    assert re.search(r"^good\s+ok\b.*exit 0", result.out, re.M), result.out
-    assert re.search(r"^bad\s+failed\b.*exit 3", result.out, re.M), result.out
+    assert re.search(r"^good\s+ok\b.*exit 0", result.out, re.MULTILINE), result.out
+    assert re.search(r"^bad\s+failed\b.*exit 3", result.out, re.MULTILINE), result.out
     assert "1 of 2 run(s) ok" in result.out
 
     runtime = Runtime(RuntimeOptions(state_dir=tmp_path / ".marrow"))
@@ -326,8 +326,10 @@ def test_doctor_reports_a_missing_command_that_validate_rejects(tmp_path: Path) 
 
 def test_install_service_renders_escaped_files_and_installs_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "my agents & co"
-    folder.mkdir()
-    config = write_config(folder, {"alpha": "cat > /dev/null\n"})
+    script(folder / "agent.sh", "cat > /dev/null\n")
+    config = folder / "marrow.toml"
+    config.write_text('[[agents]]\nname = "alpha"\nagent_command = "./agent.sh"\n'
+                      'workspace = "."\n')
     home = tmp_path / "home"
     home.mkdir()
     env = {"HOME": str(home)}
@@ -375,14 +377,15 @@ def test_task_add_without_a_running_marrow_tui_writes_the_file(tmp_path: Path) -
     assert len(queued) == 1 and queued[0] in added.out
     listed = cli("task", "list", "--uri", uri, cwd=tmp_path)
     assert listed.code == 0, listed.err
-    assert re.search(r"^alpha\s+queue\s+Write the docs\s", listed.out, re.M), listed.out
+    assert re.search(r"^alpha\s+queue\s+Write the docs\s", listed.out, re.MULTILINE), listed.out
     only_beta = cli("task", "list", "--agent", "beta", "--uri", uri, cwd=tmp_path)
     assert only_beta.code == 0 and "(no tasks queued)" in only_beta.out
 
     ghost = cli("task", "add", "--agent", "ghost", "x", "--uri", uri, cwd=tmp_path)
     assert ghost.code == 1
-    assert ghost.err_lines == [f"marrow-tui: no agent named ghost in {tmp_path / 'marrow.toml'} "
-                               "(agents: alpha, beta)"]
+    config = tmp_path / "marrow.toml"
+    expected = f"marrow-tui: no agent named ghost in {config} (agents: alpha, beta)"
+    assert ghost.err_lines == [expected]
 
 
 def test_hub_commands_without_a_running_marrow_tui(tmp_path: Path) -> None:
@@ -390,8 +393,8 @@ def test_hub_commands_without_a_running_marrow_tui(tmp_path: Path) -> None:
     for argv in (["wake", "alpha"], ["sessions"]):
         result = cli(*argv, "--uri", uri, cwd=tmp_path)
         assert result.code == 3, result.err
-        assert result.err_lines == [f"marrow-tui: cannot reach the hub at {uri}: connection "
-                                    "refused (is the hub running?)"]
+        expected = f"marrow-tui: cannot reach the hub at {uri}: connection refused"
+        assert result.err_lines == [f"{expected} (is the hub running?)"]
 
 
 # --------------------------------------------------------------------------- with a hub
@@ -423,7 +426,7 @@ def test_task_wake_and_sessions_go_through_the_running_hub(
 
     listed = cli("task", "list", "--uri", hub.uri, cwd=root)
     assert listed.code == 0, listed.err
-    assert re.search(r"^alpha\s+queue\s+Tidy the logs\s", listed.out, re.M), listed.out
+    assert re.search(r"^alpha\s+queue\s+Tidy the logs\s", listed.out, re.MULTILINE), listed.out
 
     woken = cli("wake", "alpha", "--reason", "from the test", "--uri", hub.uri,
                 "--name", "e2e/op", cwd=root)
@@ -439,15 +442,15 @@ def test_task_wake_and_sessions_go_through_the_running_hub(
 
     sessions = cli("sessions", "--uri", hub.uri, cwd=root)
     assert sessions.code == 0, sessions.err
-    assert re.search(r"^alpha\s+in \d+s\s+0\s+0$", sessions.out, re.M), sessions.out
+    assert re.search(r"^alpha\s+in \d+s\s+0\s+0$", sessions.out, re.MULTILINE), sessions.out
     rows = [line.split() for line in sessions.out.splitlines() if line.startswith("alpha-")]
     assert len(rows) == 2 and rows[0][0] == session, sessions.out  # newest first
     assert all("ok" in row and "0" in row for row in rows)
 
     ghost = cli("wake", "ghost", "--uri", hub.uri, cwd=root)
     assert ghost.code == 1
-    assert ghost.err_lines == ["marrow-tui: refused: No configured agent named 'ghost'. "
-                               "[unknown_agent]"]
+    expected = "marrow-tui: refused: No configured agent named 'ghost'. [unknown_agent]"
+    assert ghost.err_lines == [expected]
     ghost_task = cli("task", "add", "--agent", "ghost", "x", "--uri", hub.uri, cwd=root)
     assert ghost_task.code == 1 and "unknown_agent" in ghost_task.err
 
@@ -460,9 +463,10 @@ def test_run_once_and_doctor_beside_a_running_marrow_tui(
     refused = cli("run-once", cwd=root)
 
     assert refused.code == 2
-    assert refused.err_lines == [
-        f"marrow-tui: {state_dir} is in use by a running marrow-tui (pid {hub.process.pid}); "
-        "run an agent there with `marrow-tui wake NAME`, or pass another --state-dir"]
+    expected = (f"marrow-tui: {state_dir} is in use by a running marrow-tui "
+                f"(pid {hub.process.pid}); run an agent there with `marrow-tui wake NAME`, "
+                "or pass another --state-dir")
+    assert refused.err_lines == [expected]
 
     port = hub.uri.rsplit(":", 1)[1]
     doctor = cli("doctor", "--port", port, cwd=root)

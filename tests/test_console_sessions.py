@@ -141,3 +141,20 @@ async def test_pause_key_disables_the_agent_in_the_config_file(tmp_path: Path) -
         await until(pilot, lambda: agents["a"].enabled)
         await until(pilot, lambda: len(ended(app, "a")) >= 2)  # enabling runs it now
         assert "enabled = true" in path.read_text()
+
+
+async def test_a_broken_config_is_shown_and_the_last_good_one_kept(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"a": "echo a\n"})
+    app = ConsoleApp(seeded=False, config=loaded(path))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: ended(app, "a"))
+        path.write_text(path.read_text() + "\nbogus_key = 1\n")
+        app.scheduler.reload()
+        pane = app.main.query_one("#sessions-pane")
+        await until(pilot, lambda: "bogus_key" in str(pane.border_title))
+        assert "config not applied" in str(pane.border_title)
+        assert list(app.scheduler.schedules) == ["a"]
+        path.write_text(path.read_text().replace("\nbogus_key = 1\n", "\n"))
+        app.scheduler.reload()
+        await until(pilot, lambda: not pane.border_title)

@@ -7,7 +7,10 @@ clock, never by waiting; the runs themselves are real subprocesses, waited for w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -42,7 +45,7 @@ def write_config(root: Path, agents: dict[str, str], interval: int = 60,
         parts.append(
             f'[[agents]]\nname = "{name}"\nheartbeat_interval = {interval}\n'
             f'heartbeat_timeout = 30\nworkspace = "{root / "ws" / name}"\n'
-            f'agent_command = "{command}"\nstop_grace = 1\n{extra}\n')
+            f'agent_command = "{shlex.quote(str(command))}"\nstop_grace = 1\n{extra}\n')
         (root / "ws" / name).mkdir(parents=True, exist_ok=True)
     path = root / "marrow.toml"
     path.write_text("\n".join(parts))
@@ -75,10 +78,13 @@ class Running:
                 if e.kind == kind and all(e.data.get(k) == v for k, v in match.items())]
 
     async def until(self, test: Callable[[], Any], timeout: float = WAIT) -> Any:
+        """Wait (bounded) until `test()` is true: looked at on every event, and every 50 ms
+        for conditions outside the runtime (a file an agent writes)."""
         async with asyncio.timeout(timeout):
             while not (value := test()):
                 self._changed.clear()
-                await self._changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
         return value
 
     async def ended(self, count: int, agent: str | None = None) -> list[dict[str, Any]]:
@@ -362,3 +368,88 @@ async def test_sessions_request_lists_runs_and_schedules(tmp_path: Path, make: A
     assert {s["agent"] for s in reply["sessions"]} == {"a", "b"}
     assert {a["agent"] for a in reply["agents"]} == {"a", "b"}
     assert reply["config"]["ok"] is True
+
+
+async def test_an_odd_task_name_or_a_broken_queue_never_wedges_the_agent(tmp_path: Path,
+                                                                         make: Any) -> None:
+    config = write_config(tmp_path, {"a": "cat > prompt.txt\n"})
+    run = await make(config)
+    await run.ended(1)
+    caller = await run.hub.agent("ops")
+    added = await caller.request(("task_added", "error"), type="task_add", agent="a",
+                                 title="v1² ٣")
+    assert added["type"] == "task_added"
+    listed = await caller.request(("tasks", "error"), type="task_list", agent="a")
+    assert [t["title"] for t in listed["tasks"]] == ["v1² ٣"]
+    await caller.request(("wake_result",), type="wake", agent="a")
+    [_, second] = await run.ended(2)
+    assert second["state"] == "ok"
+    assert "v1² ٣" in (tmp_path / "ws" / "a" / "prompt.txt").read_text()
+    # A task that cannot be handed over (delegated/ is a file): the run ends as an error,
+    # the task stays queued, and the agent is free for the next run.
+    tasks = tmp_path / "ws" / "a" / "tasks"
+    shutil.rmtree(tasks / "delegated")
+    (tasks / "delegated").write_text("not a folder")
+    await caller.request(("task_added",), type="task_add", agent="a", title="stuck")
+    await caller.request(("wake_result",), type="wake", agent="a")
+    ends = await run.ended(3)
+    assert ends[-1]["state"] == "error", ends[-1]
+    assert [p.name.endswith("stuck.md") for p in (tasks / "queue").iterdir()] == [True]
+    assert run.scheduler.runs == {} and run.scheduler.schedules["a"].running is None
+
+
+async def test_the_verbs_refuse_bad_fields(tmp_path: Path, make: Any) -> None:
+    config = write_config(tmp_path, {"a": "echo a\n"})
+    run = await make(config)
+    await run.ended(1)
+    caller = await run.hub.agent("ops")
+    for frame in ({"type": "wake", "agent": {"x": 1}},
+                  {"type": "task_add", "agent": "a", "title": ["t"]},
+                  {"type": "task_list", "agent": ["a"]}):
+        reply = await caller.request(("error",), **frame)
+        assert "Malformed frame" in reply["payload"]
+    for frame, code in (
+            ({"type": "wake", "agent": "a", "reason": "x" * 201}, "bad_reason"),
+            ({"type": "wake", "agent": "a", "reason": "\x1b[2J"}, "bad_reason"),
+            ({"type": "task_add", "agent": "a", "title": "t" * 201}, "bad_task"),
+            ({"type": "task_add", "agent": "a", "title": "\x1b]0;x\x07"}, "bad_task"),
+            ({"type": "task_add", "agent": "a", "title": "t", "body": "b" * 70_000},
+             "bad_task"),
+            ({"type": "session_stop", "id": "nope"}, "forbidden")):
+        reply = await caller.request(("error", "wake_result", "task_added"), **frame)
+        assert reply.get("error_code") == code, (frame, reply)
+    assert not list((tmp_path / "ws" / "a").glob("tasks/queue/*.md"))
+
+
+async def test_stop_during_the_context_scripts_ends_the_run_at_once(tmp_path: Path,
+                                                                    make: Any) -> None:
+    context = tmp_path / "ctx"
+    script(context / "10-slow.sh", "echo begun > \"$MARROW_WORKSPACE/ctx.txt\"; exec sleep 600\n")
+    config = write_config(tmp_path, {"a": "echo ran > ran.txt\n"},
+                          extra=f'context_dirs = ["{context}"]\ncontext_timeout = 300\n')
+    run = await make(config)
+    [start] = await run.until(lambda: run.of("session_start"))
+    began = tmp_path / "ws" / "a" / "ctx.txt"
+    await run.until(lambda: run.scheduler.runs and began.exists() or None)
+    assert run.scheduler.stop_session(start["id"]) is None
+    [end] = await run.ended(1)
+    assert end["state"] == "stopped"
+    assert not (tmp_path / "ws" / "a" / "ran.txt").exists()  # the agent never started
+
+
+async def test_shutdown_stops_a_run_that_ignores_sigterm_and_records_it(tmp_path: Path,
+                                                                        make: Any) -> None:
+    config = write_config(tmp_path, {"a": "trap '' TERM; echo stubborn; "
+                                          "while :; do sleep 0.05; done\n"})
+    state = tmp_path / "state"
+    run = await make(config, state=state)
+    [start] = await run.until(lambda: run.of("session_pid"))
+    pids = processes_of({start["id"]})[start["id"]]
+    await run.scheduler.stop()  # stop_grace = 1: SIGTERM, then SIGKILL
+    assert all(_gone(pid) for pid in pids)
+    await run.hub.stop()
+    again = await start_hub(tmp_path / "state")
+    try:
+        assert again.runtime.state.sessions.by_id[start["id"]].state == "stopped"
+    finally:
+        await again.stop()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from marrow_tui.scheduler.tasks import (
+    MAX_TITLE,
     add_task,
     check_title,
     list_tasks,
@@ -74,7 +75,8 @@ def test_hostile_titles_stay_in_the_folder(tmp_path: Path, title: str) -> None:
     try:
         path = add_task(tasks_dir, title, "b", now=NOW)
     except ValueError:
-        assert "\x00" in title
+        assert "\x00" in title or len(title) > MAX_TITLE
+        assert not tasks_dir.exists() or not any((tasks_dir / "queue").iterdir())
         return
     assert path.parent == tasks_dir / "queue"
     assert path.resolve().parent == (tasks_dir / "queue").resolve()
@@ -82,7 +84,8 @@ def test_hostile_titles_stay_in_the_folder(tmp_path: Path, title: str) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["ws"]
 
 
-@pytest.mark.parametrize("title", ["", "   ", "two\nlines", "cr\rhere", "\n"])
+@pytest.mark.parametrize("title", ["", "   ", "two\nlines", "cr\rhere", "\n",
+                                   "\x1b]0;owned\x07", "x" * (MAX_TITLE + 1)])
 def test_bad_titles_are_refused(tmp_path: Path, title: str) -> None:
     with pytest.raises(ValueError, match="title"):
         add_task(tmp_path, title, now=NOW)
@@ -171,3 +174,15 @@ def test_huge_task_file_is_read_capped(tmp_path: Path) -> None:
     assert task.path == path
     assert len(task.body) < 70_000
     assert task.body.endswith("[task file truncated at 64 KiB]")
+
+
+def test_odd_digits_in_names_do_not_break_the_listing(tmp_path: Path) -> None:
+    """Characters that are digits to Python but not to int() ('²') are plain text."""
+    queue = tmp_path / "tasks" / "queue"
+    queue.mkdir(parents=True)
+    for name in ("a-2.md", "a-²-1.md", "a-10.md", "v1²٣.md"):
+        (queue / name).write_text("# t\n")
+    names = [t.path.name for t in list_tasks(tmp_path / "tasks")]
+    assert sorted(names) == sorted(["a-2.md", "a-²-1.md", "a-10.md", "v1²٣.md"])
+    assert names.index("a-2.md") < names.index("a-10.md")
+    assert safe_name("v1² ٣ ok") == "v1--ok"

@@ -96,10 +96,10 @@ def describe(event: Event) -> str | None:
         return f"wait      {d['waiter']} waits for {d['task_id']} held by {d['holder']}"
     if kind == "session_start":
         tasks = f" with {len(d['tasks'])} task(s)" if d.get("tasks") else ""
-        return f"run       {d['id']} started ({d.get('trigger', 'heartbeat')}){tasks}"
+        return f"run       {d['id']} started ({_short(d.get('trigger', 'heartbeat'), 80)}){tasks}"
     if kind == "session_end":
         line = f": {_short(d['last_line'], 80)}" if d.get("last_line") else ""
-        return f"run       {d['id']} {d['state']} ({d.get('reason', '')}){line}"
+        return f"run       {d['id']} {d['state']} ({_short(d.get('reason', ''), 120)}){line}"
     if kind == "wake":
         why = f": {_short(d['reason'], 80)}" if d.get("reason") else ""
         return f"wake      {d['agent']} by {d['by']}{why}"
@@ -113,5 +113,6 @@ def describe(event: Event) -> str | None:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
+    """One line, no control characters (they would reach the operator's terminal), capped."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

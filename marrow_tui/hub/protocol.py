@@ -84,6 +84,10 @@ def _text(frame: dict[str, Any], name: str, default: str = "") -> str:
     return value
 
 
+#: the public name for other parts of the runtime that serve verbs (`Protocol.register`)
+text_field = _text
+
+
 def _optional_text(frame: dict[str, Any], name: str) -> str | None:
     return None if frame.get(name) is None else _text(frame, name)
 

@@ -25,6 +25,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.typing import Origin
 
 from ..runtime import Runtime
 from .protocol import encode
@@ -199,7 +200,7 @@ class HubServer:
                 max_queue=64,
                 # Native clients send no Origin; a web page always does. Refusing unknown
                 # origins keeps a page in a local browser from driving an open loopback hub.
-                origins=[None, *self.options.allow_origins],
+                origins=[None, *(Origin(o) for o in self.options.allow_origins)],
                 ping_interval=PING_INTERVAL,
                 ping_timeout=PING_INTERVAL,
                 server_header=None,

@@ -20,8 +20,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
-from ..hub.protocol import Call, Outcome
+from ..hub.protocol import Call, Outcome, text_field
 from .prompt import assemble
 from .runner import RunResult, prune_logs, run_session, session_id, tail_line
-from .tasks import Task, add_task, list_tasks, move_tasks
+from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -41,8 +41,22 @@ log = logging.getLogger("marrow.scheduler")
 
 #: how often the last output line of running sessions is looked at
 OUTPUT_POLL = 1.0
-#: the longest a shutdown waits for runs to end after asking them to stop
-SHUTDOWN_GRACE = 5.0
+#: every this many output polls, the queue lengths are counted again
+QUEUE_POLLS = 5
+#: seconds before watching the config again after the watch failed
+WATCH_RETRY = 5.0
+#: after a run's stop_grace, how long a shutdown waits for SIGKILL to finish it
+KILL_WAIT = 5.0
+#: the most queued tasks one run is handed (the rest wait for the next run)
+MAX_TASKS_PER_RUN = 20
+#: a queue this long refuses new tasks
+MAX_QUEUE = 1000
+#: the longest wake reason kept (it is shown in the console and written to the log)
+MAX_REASON = 200
+#: the most tasks per agent and folder a `task_list` reply lists
+MAX_LISTED = 200
+#: end states that count as the agent failing (and so lengthen its next wait)
+FAILED = frozenset({"failed", "timeout", "error"})
 
 
 @dataclass(slots=True)
@@ -95,29 +109,50 @@ class Scheduler:
         protocol.register("agent_enable", self._verb_enable)
         self._return_interrupted_tasks()
         if self.config is not None:
-            self._status(self.config, [])
+            # The warnings of the load that produced this config (clamps, ignored keys).
+            self._status(self.config, load_config(self.config.path).warnings)
             self._adopt(self.config, start=loop)
         if loop:
-            self._tasks.append(asyncio.create_task(self._drive(), name="scheduler"))
-            self._tasks.append(asyncio.create_task(self._follow_output(), name="run-output"))
+            self._spawn(self._drive(), "scheduler")
+            self._spawn(self._follow_output(), "run-output")
             if self.watch and self.config is not None:
-                self._tasks.append(asyncio.create_task(self._watch(), name="config-watch"))
+                self._spawn(self._watch(), "config-watch")
 
-    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Stop the loops, ask every run to stop, and wait (bounded) for them to end."""
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A background task that is stopped with the scheduler and never fails silently."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.append(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            if task in self._tasks:
+                self._tasks.remove(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("the scheduler's %s task failed", name, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop the loops, stop every run (SIGTERM, then SIGKILL after its grace), and return
+        only once each run has ended and said so in the log."""
         self._stopping = True
-        for task in self._tasks:
+        tasks, self._tasks = list(self._tasks), []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
-        runs = [run for run in self.runs.values() if run.task is not None]
-        for run in runs:
+        runs = [run.task for run in self.runs.values() if run.task is not None]
+        for run in self.runs.values():
             run.stop.set()
-        if runs:
-            await asyncio.wait([run.task for run in runs if run.task is not None],
-                               timeout=grace + 2 * SHUTDOWN_GRACE)
+        if not runs:
+            return
+        longest = max(run.agent.stop_grace for run in self.runs.values())
+        limit = (longest if grace is None else grace) + KILL_WAIT
+        _, late = await asyncio.wait(runs, timeout=limit)
+        for task in late:  # cancelling a run kills its process group, then records the end
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=KILL_WAIT)
 
     def poke(self) -> None:
         """Look at the schedules again now (after a wake, a config change, a fake clock step)."""
@@ -188,11 +223,18 @@ class Scheduler:
         def only_config(_change: object, changed: str) -> bool:
             return Path(changed).name == path.name
 
-        # Editors replace files by renaming; watch the folder, keep the one name.
-        async for _changes in awatch(path.parent, watch_filter=only_config,
-                                     debounce=200, step=50, recursive=False):
-            if path.exists():
-                self.reload()
+        # Editors replace files by renaming; watch the folder, keep the one name. If watching
+        # fails (the folder went away, no inotify watches left), say so and try again.
+        while True:
+            try:
+                async for _changes in awatch(path.parent, watch_filter=only_config,
+                                             debounce=200, step=50, recursive=False):
+                    if path.exists():
+                        self.reload()
+            except Exception as exc:
+                log.warning("cannot watch %s (%s); trying again in %gs", path, exc,
+                            WATCH_RETRY)
+            await asyncio.sleep(WATCH_RETRY)
 
     # ---- the heartbeat driver ------------------------------------------------------------
 
@@ -249,65 +291,111 @@ class Scheduler:
     # ---- one run -------------------------------------------------------------------------
 
     async def _run(self, run: _Run, trigger: str) -> RunResult | None:
+        """One session, from taking the queued tasks to the end event; never raises but
+        CancelledError, and always ends what it began (the session, the run, the schedule)."""
         agent, sid = run.agent, run.session
-        queue = list_tasks(agent.tasks_dir, "queue")
-        moved = set(move_tasks([t.path for t in queue], "delegated"))
-        handed: list[Task] = [t for t in list_tasks(agent.tasks_dir, "delegated")
-                              if t.path in moved]
         run.stdout = agent.log_dir / f"{sid}.stdout.log"
         started = self.clock()
-        self._emit(Event("session_start", {
-            "id": sid, "agent": agent.name, "started": started, "trigger": trigger,
-            "stdout": str(run.stdout), "stderr": str(agent.log_dir / f"{sid}.stderr.log"),
-            "tasks": [str(t.path) for t in handed],
-        }))
+        handed: list[Task] = []
         result: RunResult | None = None
         state, code, reason, last = "error", None, "", ""
         try:
-            rules = self.config.rules_path if self.config is not None else None
-            assembled = await assemble(agent, rules, tasks=handed)
-            for warning in assembled.warnings:
-                log.warning("%s: %s", sid, warning)
-            result = await run_session(
-                agent, assembled.prompt, sid, env_extra=self._env(agent, sid),
-                on_start=lambda pid: self._emit(Event("session_pid", {
-                    "id": sid, "agent": agent.name, "pid": pid})),
-                stop=run.stop, clock=self.clock,
-            )
-            state, code, reason, last = result.state, result.code, result.reason, result.last_line
-            for warning in result.warnings:
-                log.warning("%s: %s", sid, warning)
+            queued = (await asyncio.to_thread(list_tasks, agent.tasks_dir, "queue"))
+            queued = queued[:MAX_TASKS_PER_RUN]
+            # The names go in the log before the files move: if the process dies between
+            # the two, the next start finds them by name and puts them back in the queue.
+            self._emit(Event("session_start", {
+                "id": sid, "agent": agent.name, "started": started, "trigger": trigger,
+                "stdout": str(run.stdout), "stderr": str(agent.log_dir / f"{sid}.stderr.log"),
+                "tasks": [str(t.path) for t in queued],
+            }))
+            if queued:
+                await self.runtime.settled()
+                handed = await asyncio.to_thread(_hand_over, queued)
+            result = await self._assemble_and_run(run, handed)
+            if result is None:
+                state, reason = "stopped", "stopped by operator before it started"
+            else:
+                state, code, reason = result.state, result.code, result.reason
+                last = result.last_line
+                for warning in result.warnings:
+                    log.warning("%s: %s", sid, warning)
         except asyncio.CancelledError:
             state, reason = "stopped", "marrow-tui stopped"
             raise
-        except Exception as exc:  # a bug of ours must not stop the heartbeat
-            log.exception("run %s failed to run", sid)
-            reason = f"could not run: {exc!r}"
+        except Exception as exc:  # a bug of ours, or a broken task folder: this run only
+            log.exception("run %s could not run", sid)
+            reason = f"could not run: {exc}"
         finally:
-            ok = state == "ok"
-            back = move_tasks([t.path for t in handed], "done" if ok else "queue")
+            await self._end(run, started, handed, state, code, reason, last)
+        return result
+
+    async def _assemble_and_run(self, run: _Run, handed: list[Task]) -> RunResult | None:
+        """Assemble the prompt (a stop cancels the context scripts), then run the session."""
+        agent, sid = run.agent, run.session
+        if run.stop.is_set():
+            return None
+        rules = self.config.rules_path if self.config is not None else None
+        assembling = asyncio.ensure_future(assemble(agent, rules, tasks=handed))
+        stopped = asyncio.ensure_future(run.stop.wait())
+        try:
+            await asyncio.wait({assembling, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not assembling.done():
+                assembling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await assembling
+        if assembling.cancelled():
+            return None
+        assembled = assembling.result()
+        for warning in assembled.warnings:
+            log.warning("%s: %s", sid, warning)
+        return await run_session(
+            agent, assembled.prompt, sid, env_extra=self._env(agent, sid),
+            on_start=lambda pid: self._emit(Event("session_pid", {
+                "id": sid, "agent": agent.name, "pid": pid})),
+            stop=run.stop, clock=self.clock,
+        )
+
+    async def _end(self, run: _Run, started: float, handed: list[Task], state: str,
+                   code: int | None, reason: str, last: str) -> None:
+        """Put the tasks where they belong, record the end, free the agent: each step on its
+        own, so one failing never leaves the agent marked as running."""
+        agent, sid = run.agent, run.session
+        ok = state == "ok"
+        try:
+            back = await asyncio.to_thread(move_tasks, [t.path for t in handed],
+                                           "done" if ok else "queue")
             if not ok and back:
                 reason += f"; {len(back)} task(s) back in the queue"
-            if state not in ("ok",):
-                log.warning("%s: %s (%s)", sid, state, reason)
+        except Exception as exc:
+            log.exception("%s: could not move its tasks", sid)
+            reason += f"; its tasks could not be moved: {exc}"
+        if not ok:
+            log.warning("%s: %s (%s)", sid, state, reason)
+        try:
             self._emit(Event("session_end", {
                 "id": sid, "agent": agent.name, "started": started, "ended": self.clock(),
                 "state": state, "code": code, "reason": reason, "last_line": last,
                 "tasks": [str(t.path) for t in handed],
             }))
-            self.runs.pop(agent.name, None)
-            schedule = self.schedules.get(agent.name)
-            if schedule is not None:
-                schedule.finish(self.clock(), ok)
-            if agent.name in self._retiring:
-                self._forget(agent.name)
-            else:
-                self._publish(agent.name)
-            self.poke()
-            with contextlib.suppress(OSError):
-                prune_logs(agent.log_dir, agent.log_retention_days, agent.log_max_count,
-                           time.time())
-        return result
+        except Exception:
+            log.exception("%s: could not record its end", sid)
+        if self.runs.get(agent.name) is run:
+            del self.runs[agent.name]
+        schedule = self.schedules.get(agent.name)
+        if schedule is not None:
+            # A stop by the operator or a shutdown is not the agent failing: no backoff.
+            schedule.finish(self.clock(), state not in FAILED)
+        if agent.name in self._retiring:
+            self._forget(agent.name)
+        else:
+            self._publish(agent.name)
+        self.poke()
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(prune_logs, agent.log_dir, agent.log_retention_days,
+                                    agent.log_max_count, time.time())
 
     def _env(self, agent: AgentConfig, sid: str) -> dict[str, str]:
         env = {"MARROW_AGENT": agent.name, "MARROW_SESSION": sid,
@@ -325,19 +413,37 @@ class Scheduler:
         return env
 
     def _return_interrupted_tasks(self) -> None:
-        """Tasks handed to runs the last process left running go back to their queues."""
+        """Tasks handed to runs the last process left running go back to their queues.
+
+        A run records its tasks by their queue names before moving them, so each is looked
+        for in `delegated/` (where the run put it) and in `queue/` (if it never moved).
+        """
         for data in self.runtime.interrupted:
-            paths = [Path(p) for p in data.get("tasks", ())]
-            if paths:
-                back = move_tasks(paths, "queue")
-                if back:
-                    log.warning("%s was interrupted; %d task(s) back in the queue",
-                                data["id"], len(back))
+            found = []
+            for listed in (Path(p) for p in data.get("tasks", ())):
+                delegated = listed.parent.parent / "delegated" / listed.name
+                if delegated.exists():
+                    found.append(delegated)
+            try:
+                back = move_tasks(found, "queue")
+            except (OSError, ValueError) as exc:
+                log.warning("%s was interrupted; its tasks could not be queued again: %s",
+                            data["id"], exc)
+                continue
+            if back:
+                log.warning("%s was interrupted; %d task(s) back in the queue",
+                            data["id"], len(back))
 
     async def _follow_output(self) -> None:
-        """Tell the console each running session's latest output line, once a second."""
+        """Tell the console each running session's latest output line, once a second, and
+        each agent's queue length every few seconds (agents and scripts move task files too).
+        """
+        polls = 0
         while True:
             await asyncio.sleep(OUTPUT_POLL)
+            polls += 1
+            if polls % QUEUE_POLLS == 0:
+                await self._recount()
             for run in list(self.runs.values()):
                 if run.stdout is None:
                     continue
@@ -346,6 +452,16 @@ class Scheduler:
                     run.last_line = line
                     self._emit(Event("session_progress", {
                         "id": run.session, "agent": run.agent.name, "last_line": line}))
+
+    async def _recount(self) -> None:
+        agents = self.config.agents if self.config is not None else ()
+        counts = await asyncio.to_thread(
+            lambda: {a.name: _count(a.tasks_dir / "queue") for a in agents})
+        views = self.runtime.state.sessions.agents
+        for name, count in counts.items():
+            view = views.get(name)
+            if view is not None and view.queued != count and name in self.schedules:
+                self._publish(name)
 
     # ---- the command path ----------------------------------------------------------------
 
@@ -384,6 +500,12 @@ class Scheduler:
         if not schedule.enabled:
             return Refusal("agent_disabled",
                            f"Agent '{name}' is disabled in the config; enable it first.")
+        if self._stopping:
+            return Refusal("stopping", "marrow-tui is stopping; no new runs start.")
+        reason = reason.strip()
+        if len(reason) > MAX_REASON or not reason.isprintable():
+            return Refusal("bad_reason", f"A wake reason is one line of at most {MAX_REASON} "
+                                         "printable characters.")
         now_ = schedule.wake(self.clock(), reason or (f"wake by {by}" if by else "wake"))
         self._emit(Event("wake", {"agent": name, "reason": reason, "by": by,
                                   "during_run": not now_}))
@@ -395,6 +517,10 @@ class Scheduler:
         agent = self.config.agent(name) if self.config is not None else None
         if agent is None or name in self._retiring:
             return Refusal("unknown_agent", f"No configured agent named '{name}'.")
+        if len(body.encode()) > READ_CAP:
+            return Refusal("bad_task", f"A task body is at most {READ_CAP // 1024} KiB.")
+        if _count(agent.tasks_dir / "queue") >= MAX_QUEUE:
+            return Refusal("queue_full", f"'{name}' already has {MAX_QUEUE} queued tasks.")
         try:
             path = add_task(agent.tasks_dir, title, body)
         except ValueError as exc:
@@ -439,10 +565,16 @@ class Scheduler:
         if name and not agents:
             call.deny("error", Refusal("unknown_agent", f"No configured agent named '{name}'."))
             return
-        tasks = [{"agent": a.name, "file": str(t.path), "title": t.title, "state": t.state,
-                  "created": t.created}
-                 for a in agents for state in ("queue", "delegated")
-                 for t in list_tasks(a.tasks_dir, state)]
+        tasks = []
+        try:
+            for agent in agents:
+                for state in ("queue", "delegated"):
+                    tasks += [{"agent": agent.name, "file": str(t.path), "title": t.title,
+                               "state": t.state, "created": t.created}
+                              for t in list_tasks(agent.tasks_dir, state)[:MAX_LISTED]]
+        except (OSError, ValueError) as exc:
+            call.deny("error", Refusal("tasks_unreadable", f"Cannot read the tasks: {exc}."))
+            return
         call.reply("tasks", f"{len(tasks)} task(s)", tasks=tasks)
 
     def _verb_sessions(self, call: Call) -> None:
@@ -481,28 +613,38 @@ class Scheduler:
         if self.config is None or self.config.agent(name) is None:
             call.deny("error", Refusal("unknown_agent", f"No configured agent named '{name}'."))
             return
-        self._tasks.append(asyncio.create_task(self._edit(name, "enabled", enabled)))
+        self._spawn(self._edit(name, "enabled", enabled, call.sender), "config-edit")
         call.reply("agent_updating", f"{'Enabling' if enabled else 'Disabling'} '{name}' in "
                    f"{self.config.path.name}.", agent=name, enabled=enabled)
 
-    async def _edit(self, name: str, key: str, value: object) -> None:
+    async def _edit(self, name: str, key: str, value: object, by: str) -> None:
         assert self.config is not None
         path = self.config.path
         try:
             await asyncio.to_thread(edit_agent, path, name, key, value)
         except (ValueError, OSError) as exc:
             log.warning("config edit refused: %s", exc)
-            self._emit(Event("config_status", {
-                "path": str(path), "ok": False, "at": self.clock(),
-                "agents": [a.name for a in self.config.agents],
-                "errors": [f"{name}.{key} not changed: {exc}"], "warnings": []}))
+            session = self.runtime.local.get(by)
+            if session is not None:  # the file is unchanged: tell whoever asked, nobody else
+                session.on_frame({"type": "error", "payload": f"{path.name} not changed: {exc}",
+                                  "error_code": "config_not_changed", "agent": name})
             return
         self.reload()
 
 
+def _hand_over(queued: list[Task]) -> list[Task]:
+    """Move each queued task to delegated/; the ones that moved, with their new paths."""
+    handed = []
+    for task in queued:
+        moved = move_tasks([task.path], "delegated")
+        if moved:
+            handed.append(replace(task, path=moved[0], state="delegated"))
+    return handed
+
+
 def _field(call: Call, name: str) -> str:
-    value = call.frame.get(name, "")
-    return value.strip() if isinstance(value, str) else ""
+    """A text field, stripped; a field of another type is refused like in every verb."""
+    return text_field(call.frame, name).strip()
 
 
 def _count(folder: Path) -> int:

@@ -31,6 +31,9 @@ TASK_STATES = ("queue", "delegated", "done")
 #: a task file's body is read up to this many bytes (a prompt is no place for a huge file)
 READ_CAP = 64 * 1024
 
+#: the longest title a task may have (it is a file name, a prompt heading and a table cell)
+MAX_TITLE = 200
+
 _MAX_SUFFIX = 10_000
 _TRUNCATED = "\n\n[task file truncated at 64 KiB]"
 
@@ -48,7 +51,7 @@ class Task:
 
 def safe_name(title: str) -> str:
     """marrow-core's file-name rule: keep alnum, `-`, `_`, space; 50 chars; spaces to `-`."""
-    kept = "".join(c for c in title if c.isalnum() or c in "-_ ")
+    kept = "".join(c for c in title if (c.isascii() and c.isalnum()) or c in "-_ ")
     return kept[:50].strip().replace(" ", "-") or "task"
 
 
@@ -65,6 +68,10 @@ def check_title(title: str) -> str:
         raise ValueError("task title must be a single line")
     if "\x00" in title:
         raise ValueError("task title contains a NUL character")
+    if not title.isprintable():
+        raise ValueError("task title contains control characters")
+    if len(title) > MAX_TITLE:
+        raise ValueError(f"task title is longer than {MAX_TITLE} characters")
     return title
 
 
@@ -144,8 +151,8 @@ def _is_task_file(entry: os.DirEntry[str]) -> bool:
 def _natural_key(stem: str) -> tuple[tuple[int, int, str], ...]:
     """Digits compare as numbers, so `x-2` sorts before `x-10`; `x` before `x-2`."""
     return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part)
-        for part in re.split(r"(\d+)", stem)
+        (0, int(part), "") if part.isascii() and part.isdigit() else (1, 0, part)
+        for part in re.split(r"([0-9]+)", stem)
         if part
     )
 
@@ -205,7 +212,11 @@ def _move_new(src: Path, folder: Path) -> Path | None:
         dst = folder / name
         try:
             if _link(src, dst):
-                os.unlink(src)
+                try:
+                    os.unlink(src)
+                except FileNotFoundError:  # someone else moved it meanwhile: theirs wins
+                    os.unlink(dst)
+                    return None
             elif dst.exists():
                 continue
             else:

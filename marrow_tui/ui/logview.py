@@ -23,6 +23,8 @@ TAIL_BYTES = 256 * 1024
 #: the most read per look while following (a burst beyond it skips ahead, and says so)
 STEP_BYTES = 1024 * 1024
 MAX_LINES = 10_000
+#: a line longer than this is shown in pieces (output that never ends a line still shows)
+MAX_PARTIAL = 64 * 1024
 FOLLOW_EVERY = 0.25
 
 
@@ -52,6 +54,7 @@ class LogScreen(Screen[None]):
         self._partial = ""
         self._follow = True
         self._skipped = 0
+        self._shown_state = ""
 
     @property
     def path(self) -> Path:
@@ -88,6 +91,7 @@ class LogScreen(Screen[None]):
             size = _size(os.path.getsize(self.path))
         except OSError:
             size = "no file yet"
+        self._shown_state = s.state
         parts = [f" {s.id} · {self.stream} · {s.state} · {size}"]
         if self._skipped:
             parts.append(f" · earlier {_size(self._skipped)} not shown")
@@ -95,6 +99,8 @@ class LogScreen(Screen[None]):
         self.query_one("#log-title", Label).update("".join(parts))
 
     def _read_more(self, first: bool = False) -> None:
+        if not first and self.session.state != self._shown_state:
+            self._title()  # the run ended while we watched
         try:
             with open(self.path, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
@@ -114,14 +120,17 @@ class LogScreen(Screen[None]):
             return
         self._pos += len(data)
         text = self._partial + data.decode("utf-8", errors="replace")
-        lines = text.split("\n")
+        # A progress bar redraws with \r: each redraw is a line here.
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         self._partial = lines.pop()
+        if len(self._partial) > MAX_PARTIAL:
+            lines.append(self._partial)
+            self._partial = ""
         if first and self._skipped and lines:
             lines = lines[1:]  # the first line was cut by the seek
         if lines:
             self.query_one(Log).write_lines(lines, scroll_end=self._follow)
-        if first or self._skipped:
-            self._title()
+        self._title()
 
     def action_close(self) -> None:
         self.dismiss(None)

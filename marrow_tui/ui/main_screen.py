@@ -252,8 +252,16 @@ class MainScreen(Screen[None]):
         if self.scheduled:
             running = len(state.sessions.running())
             text.append(f" │ {running} of {_count(len(state.sessions.agents), 'agent')} running")
-            if state.sessions.config and not state.sessions.config.get("ok", True):
+            config = state.sessions.config
+            broken = bool(config) and not config.get("ok", True)
+            if broken:
                 text.append(" │ config error", style="bold red")
+            # The error itself stays on the Sessions pane until a good config replaces it.
+            title = (f"config not applied (last good kept): {(config.get('errors') or [''])[0]}"
+                     if broken else "")
+            pane = self.query_one("#sessions-pane")
+            if pane.border_title != title:
+                pane.border_title = title
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
         self.query_one(StatusLine).text = text

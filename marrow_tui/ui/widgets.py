@@ -260,10 +260,10 @@ class KeyedTable(ScrollView):
         if index >= len(self.keys):
             return Strip.blank(width, self.rich_style)
         key = self.keys[index]
-        strip = self._strips.get(key)
-        if strip is None:
-            strip = self._strips[key] = self._render_row(self._shown[key], None)
-        strip = strip.crop(scroll_x, scroll_x + width).extend_cell_length(width)
+        cached = self._strips.get(key)
+        if cached is None:
+            cached = self._strips[key] = self._render_row(self._shown[key], None)
+        strip = cached.crop(scroll_x, scroll_x + width).extend_cell_length(width)
         if index == self.cursor_row:
             strip = strip.apply_style(self.get_component_rich_style("keyed-table--cursor"))
         elif index % 2:
@@ -519,11 +519,12 @@ class SessionsTable(KeyedTable):
 
     def cells(self, key: str) -> tuple[Any, ...] | None:
         agent = self.agent_of(key) or ""
-        if key not in self._wanted(agent):
+        wanted = self._wanted(agent)
+        if key not in wanted:
             return None
         book = self.state.sessions
         sid = self.session_id(key)
-        head = self._wanted(agent)[0] == key
+        head = wanted[0] == key
         label = self._agent_label(agent) if head else Text("")
         if sid is None:
             return (label, "", "", Text("never run", style="dim"), "", "", "")
