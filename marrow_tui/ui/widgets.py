@@ -480,9 +480,12 @@ class SessionsTable(KeyedTable):
     key's last part.
     """
 
+    # What the operator reads first, first; the session id (also in the output view's
+    # title) last, where a narrow terminal may scroll it off.
     COLUMNS = (("agent", "Agent"), ("started", "Started"), ("took", "Took"),
-               ("state", "State"), ("exit", "Exit"), ("session", "Session"),
-               ("line", "Last output"))
+               ("state", "State"), ("exit", "Exit"), ("line", "Last output"),
+               ("session", "Session"))
+    MAX_WIDTH = 60
 
     def agent_names(self) -> list[str]:
         book = self.state.sessions
@@ -540,7 +543,7 @@ class SessionsTable(KeyedTable):
         line = session.last_line
         if session.state in _SAY_WHY and session.reason:
             line = f"{session.reason} · {line}" if line else session.reason
-        return (label, started, took, state, code, short, line[:200])
+        return (label, started, took, state, code, line[:200], short)
 
     def _agent_label(self, agent: str) -> Text:
         view = self.state.sessions.agents.get(agent)
