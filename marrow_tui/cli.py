@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_hub, cli_sched
+from . import __version__, cli_hub, cli_sched, cli_steer
 from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
 from .runtime import RuntimeOptions
 from .store.eventlog import StoreError
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=lambda a: _run_runtime(a, demo=True))
     cli_hub.register(sub)
     cli_sched.register(sub)
+    cli_steer.register(sub)
     return parser
 
 

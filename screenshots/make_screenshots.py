@@ -61,8 +61,8 @@ def keys(*pressed: str, pane: str | None = None) -> Callable[..., Awaitable[None
         if pane:
             await pilot.press(pane)
             await pilot.pause()
-            table = app.main.tables.get({"1": "agents", "2": "claims", "3": "board",
-                                         "5": "sessions"}.get(pane, ""))
+            table = app.main.tables.get({"0": "steering", "1": "agents", "2": "claims",
+                                         "3": "board", "5": "sessions"}.get(pane, ""))
             if table is not None and table.row_count:
                 table.move_cursor(row=0)
         for key in pressed:

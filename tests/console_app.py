@@ -65,8 +65,11 @@ class ConsoleApp(MarrowApp):
     """The real console over a real runtime, started in this app's loop."""
 
     def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
-                 sessions: bool = False, config: Any = None, **kwargs: Any) -> None:
+                 sessions: bool = False, config: Any = None, asks: bool = False,
+                 **kwargs: Any) -> None:
         self.sessions = sessions
+        #: agents waiting on answers (steering requests) when the console opens
+        self.asks = asks
         #: a scheduler config: the console then runs its agents for real
         self.config = config
         self.scheduler: Any = None
@@ -85,6 +88,8 @@ class ConsoleApp(MarrowApp):
             seed(self.runtime)
         if self.sessions:
             seed_sessions(self.runtime, self.state_dir.parent / "logs")
+        if self.asks:
+            seed_asks(self.runtime)
         if self.config is not None:
             from marrow_tui.scheduler.heartbeat import Scheduler
 
@@ -167,3 +172,17 @@ def seed_sessions(runtime: Runtime, logs: Path) -> None:
 def SessionsConsoleApp(**kwargs: Any) -> ConsoleApp:  # noqa: N802 (reads like a class)
     """The console with a scheduling history (no live scheduler): for pictures."""
     return ConsoleApp(sessions=True, **kwargs)
+
+
+def seed_asks(runtime: Runtime) -> None:
+    """Two agents waiting on the operator, one of them with choices and a deadline."""
+
+    def say(name: str, **frame: Any) -> None:
+        runtime.handle(name, frame, None)
+
+    say("demo/alice", type="steer_ask", question="The login tests need a real SMTP server. "
+        "Use the staging one, or mock it?", choices=["staging", "mock"], task_id="T1",
+        context="tests/test_login.py sends a confirmation mail.\nStaging: smtp.staging.local",
+        timeout_seconds=1800, default="mock")
+    say("demo/bob", type="steer_ask", question="Is it fine to rename /api/v1/session to "
+        "/api/v1/sessions?", task_id="T2")

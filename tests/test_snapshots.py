@@ -140,3 +140,17 @@ def test_stop_run_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
 def test_add_task_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
                         run_before=_on_sessions("t", "f", "i", "x"))
+
+
+def test_steering_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Agents waiting on answers: the console opens on them."""
+    assert snap_compare(ConsoleApp(asks=True), terminal_size=TMUX, run_before=after())
+
+
+def test_answer_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(asks=True), terminal_size=MEDIUM, run_before=after("a"))
+
+
+def test_wide_while_someone_waits(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(asks=True, sessions=True), terminal_size=WIDE,
+                        run_before=after())

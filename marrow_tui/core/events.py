@@ -24,6 +24,8 @@ DURABLE_KINDS = frozenset(
         "extend",
         "board_task",
         "idem",
+        "steer_ask",
+        "steer_end",
     }
 )
 
@@ -103,6 +105,14 @@ def describe(event: Event) -> str | None:
     if kind == "wake":
         why = f": {_short(d['reason'], 80)}" if d.get("reason") else ""
         return f"wake      {d['agent']} by {d['by']}{why}"
+    if kind == "steer_ask":
+        about = f" [{d['task_id']}]" if d.get("task_id") else ""
+        return f"ask       {d['id']} {d['asker']}{about}: {_short(d['question'], 120)}"
+    if kind == "steer_end":
+        said = f": {_short(d['answer'], 100)}" if d.get("answer") else ""
+        how = {"answered": f"answered by {d.get('by')}", "cancelled": f"cancelled by {d.get('by')}",
+               "timed_out": "timed out" + (", default used" if d.get("default_used") else "")}
+        return f"steer     {d['id']} {how.get(d['state'], d['state'])}{said}"
     if kind == "task_queued":
         return f"task      {d['agent']} <- {_short(d['title'], 80)} by {d['by']}"
     if kind == "config_status":

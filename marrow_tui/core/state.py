@@ -16,8 +16,10 @@ from .chat import ChatLog
 from .claims import ClaimBook
 from .events import Event
 from .sessions import SessionBook
+from .steering import SteeringBook
 
 SNAPSHOT_FORMAT = 1
+STEERING_KINDS = frozenset({"steer_ask", "steer_end", "steer_delivered"})
 SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "session_progress",
                            "agent_schedule", "agent_removed", "config_status", "wake",
                            "task_queued"})
@@ -75,6 +77,7 @@ class State:
         self.idem = IdempotencyCache()
         self.presence = Presence()
         self.sessions = SessionBook()
+        self.steering = SteeringBook()
         self.offline_ttl = offline_ttl
         self.started_at = started_at
         #: (deadline, name): when an offline holder's leases are due for release
@@ -114,6 +117,8 @@ class State:
             self._apply_presence(data)
         elif kind in SESSION_KINDS:
             self.sessions.apply(event)
+        elif kind in STEERING_KINDS:
+            self.steering.apply(event)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
 
@@ -164,7 +169,8 @@ class State:
         return None
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self.claims.next_deadline(), self._offline_due()) if t is not None]
+        times = [t for t in (self.claims.next_deadline(), self._offline_due(),
+                             self.steering.next_deadline()) if t is not None]
         return min(times) if times else None
 
     def sweep(self, now: float) -> list[Event]:
@@ -195,7 +201,7 @@ class State:
                     )
                 )
         events = [e for e in self.claims.sweep(now) if e.data["task_id"] not in ended]
-        return events + released
+        return events + released + self.steering.sweep(now)
 
     # ---- snapshots -----------------------------------------------------------------------
 
@@ -216,6 +222,7 @@ class State:
             "chat": list(self.chat.history),
             "idem": [[key, digest, reply] for key, (digest, reply) in self.idem.entries.items()],
             "sessions": self.sessions.to_snapshot(),
+            "steering": self.steering.to_snapshot(),
         }
 
     def load_snapshot(self, snap: dict[str, Any]) -> None:
@@ -235,6 +242,7 @@ class State:
         for key, digest, reply in snap["idem"]:
             self.idem.entries[key] = (digest, reply)
         self.sessions.load_snapshot(snap.get("sessions", []))
+        self.steering.load_snapshot(snap.get("steering", {}))
 
     def after_restore(self) -> None:
         """Every holder of a restored claim is offline until it reconnects."""

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import socket
 import ssl as ssl_module
 import time
@@ -588,6 +589,65 @@ class HubClient:
         if limit is not None:
             fields["limit"] = limit
         return await self._request(fields, build_matcher(_is_type("history_snapshot")), timeout)
+
+    # ----------------------------------------------------------------- steering
+
+    async def steer_ask(self, question: str, *, context: str = "",
+                        choices: Sequence[str] = (), timeout_seconds: float | None = None,
+                        default: str | None = None, task_id: str = "",
+                        request_key: str = "", timeout: float | None = None) -> Frame:
+        """``steer_ask`` → ``steer_opened`` (the request's ``id``); the answer comes later as a
+        ``steer_reply`` (see :meth:`steer_wait`)."""
+        fields: Frame = {"type": "steer_ask", "question": question, "context": context,
+                         "choices": list(choices), "task_id": task_id,
+                         "session": os.environ.get("MARROW_SESSION", ""),
+                         "request_key": request_key}
+        if timeout_seconds is not None:
+            fields["timeout_seconds"] = timeout_seconds
+        if default is not None:
+            fields["default"] = default
+        return await self._request(fields, build_matcher(_is_type("steer_opened")), timeout)
+
+    async def steer_get(self, request_id: str = "", request_key: str = "",
+                        timeout: float | None = None) -> Frame:
+        """``steer_get`` → ``steer_state`` (``request``: where a request stands)."""
+        return await self._request(
+            {"type": "steer_get", "id": request_id, "request_key": request_key},
+            build_matcher(_is_type("steer_state")), timeout)
+
+    async def ask_and_wait(self, question: str, *, request_key: str, **options: Any) -> Frame:
+        """Ask (or find again, by ``request_key``) and wait with no time limit for the end.
+
+        Returns a frame with ``id``, ``state`` (answered, timed_out or cancelled), ``answer``,
+        ``answered_by`` and ``default_used``. Safe to call again after a lost connection with
+        the same key: the hub finds the request and hands over an answer that came meanwhile.
+        """
+        queue = self.subscribe()
+        try:
+            opened = await self.steer_ask(question, request_key=request_key, **options)
+            request_id = opened["id"]
+            if opened.get("state", "open") != "open":  # it ended while we were away
+                state = await self.steer_get(request_id)
+                return dict(state["request"], type="steer_reply")
+            return await self._first(
+                queue, lambda f: f.get("type") == "steer_reply" and f.get("id") == request_id)
+        finally:
+            self.unsubscribe(queue)
+
+    async def steer_answer(self, request_id: str, answer: str,
+                           timeout: float | None = None) -> Frame:
+        """``steer_answer`` → ``steer_answered``."""
+        return await self._request({"type": "steer_answer", "id": request_id, "answer": answer},
+                                   build_matcher(_is_type("steer_answered")), timeout)
+
+    async def steer_cancel(self, request_id: str, timeout: float | None = None) -> Frame:
+        return await self._request({"type": "steer_cancel", "id": request_id},
+                                   build_matcher(_is_type("steer_cancelled")), timeout)
+
+    async def steer_list(self, ended: bool = False, timeout: float | None = None) -> Frame:
+        """``steer_list`` → ``steer_requests`` (open ones, the longest-waiting first)."""
+        return await self._request({"type": "steer_list", "ended": ended},
+                                   build_matcher(_is_type("steer_requests")), timeout)
 
     # ----------------------------------------------------------------- the scheduler
 

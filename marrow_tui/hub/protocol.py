@@ -21,6 +21,7 @@ from .. import __version__
 from ..core.chat import BROADCAST_TARGETS, addressed_to
 from ..core.events import Event, Refusal
 from ..core.state import State
+from . import steering
 
 HUB_SENDER = "SynapseHub"
 PROTOCOL_VERSION = 2
@@ -162,6 +163,7 @@ class Protocol:
             "advertise": self._advertise,
             "manifest_request": self._manifest,
         }
+        steering.register(self)
 
     def register(self, verb: str, handler: Callable[[Call], None]) -> None:
         """Add a verb served by another part of the runtime (the scheduler's `wake`, ...).
@@ -221,6 +223,14 @@ class Protocol:
         )
         self.state.apply(event)
         outcome.events.append(event)
+        if what == "joined":
+            # Answers that came while it was away are handed over now.
+            for request in self.state.steering.undelivered(name):
+                handed = steering.deliver_ended(self, request.id)
+                if handed is not None:
+                    outcome.deliveries.append(handed[0])
+                    self.state.apply(handed[1])
+                    outcome.events.append(handed[1])
         outcome.deliveries.append(
             Delivery(
                 encode(
@@ -254,7 +264,12 @@ class Protocol:
         for event in self.state.sweep(now):
             call.emit(event)
             data = event.data
-            if event.kind == "expire":
+            if event.kind == "steer_end":  # a steering request timed out
+                handed = steering.deliver_ended(self, data["id"])
+                if handed is not None:
+                    call.outcome.deliveries.append(handed[0])
+                    call.emit(handed[1])
+            elif event.kind == "expire":
                 call.broadcast(
                     "lease_expired",
                     f"Lease on '{data['task_id']}' held by {data['owner']} expired.",

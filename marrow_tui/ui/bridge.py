@@ -55,12 +55,14 @@ class _Pending:
     agents: set[str] = field(default_factory=set)
     #: scheduled agents whose sessions or schedule changed
     runs: set[str] = field(default_factory=set)
+    #: steering requests that opened or ended
+    asks: set[str] = field(default_factory=set)
     activity: list[Activity] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.claims or self.tasks or self.agents or self.runs or self.activity
-                    or self.alerts)
+        return not (self.claims or self.tasks or self.agents or self.runs or self.asks
+                    or self.activity or self.alerts)
 
 
 class Changed(Message):
@@ -68,8 +70,10 @@ class Changed(Message):
 
     def __init__(self, claims: frozenset[str], tasks: frozenset[str], agents: frozenset[str],
                  activity: tuple[Activity, ...], alerts: tuple[Alert, ...],
-                 runs: frozenset[str] = frozenset()) -> None:
+                 runs: frozenset[str] = frozenset(),
+                 asks: frozenset[str] = frozenset()) -> None:
         super().__init__()
+        self.asks = asks
         self.claims = claims
         self.tasks = tasks
         self.agents = agents
@@ -127,6 +131,13 @@ class Bridge:
                         f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
             elif kind in RUN_KINDS:
                 self._run_event(kind, data, pending)
+            elif kind in ("steer_ask", "steer_end", "steer_delivered"):
+                pending.asks.add(data["id"])
+                if kind == "steer_ask":
+                    pending.alerts.append(Alert(
+                        f"ask:{data['id']}",
+                        f"{data['asker']} asks: {' '.join(data['question'].split())[:120]}"
+                        " (a to answer)", "warning"))
             text = describe(event)
             if text is not None:
                 pending.activity.append(Activity(now, kind, text))
@@ -177,4 +188,4 @@ class Bridge:
         self.flushes += 1
         self.post(Changed(frozenset(pending.claims), frozenset(pending.tasks),
                           frozenset(pending.agents), tuple(pending.activity), tuple(alerts),
-                          frozenset(pending.runs)))
+                          frozenset(pending.runs), frozenset(pending.asks)))

@@ -25,10 +25,19 @@ from textual.widgets import Footer, Input, Label
 from ..core.board import TASK_STATUSES
 from ..core.events import Event, describe
 from ..core.sessions import Session
+from ..core.steering import Request
 from ..runtime import LocalSession, Runtime
 from .bridge import Activity, Bridge, Changed
 from .logview import LogScreen
-from .modals import ChoiceModal, ConfirmModal, DetailModal, Field, FormModal, HelpModal
+from .modals import (
+    AnswerModal,
+    ChoiceModal,
+    ConfirmModal,
+    DetailModal,
+    Field,
+    FormModal,
+    HelpModal,
+)
 from .widgets import (
     ActivityLog,
     AgentsTable,
@@ -36,12 +45,17 @@ from .widgets import (
     ClaimsTable,
     KeyedTable,
     SessionsTable,
+    SteeringTable,
     ago,
+    session_key,
+    steering_keys,
 )
 
-PANES = ("agents", "claims", "board", "activity", "sessions")
-TITLES = {"agents": "Agents", "claims": "Claims", "board": "Blackboard", "activity": "Activity",
-          "sessions": "Sessions"}
+PANES = ("steering", "agents", "claims", "board", "activity", "sessions")
+TITLES = {"steering": "Steering", "agents": "Agents", "claims": "Claims",
+          "board": "Blackboard", "activity": "Activity", "sessions": "Sessions"}
+#: the key that shows each pane (Steering is 0: it comes first when something waits)
+PANE_KEYS = {"steering": 0, "agents": 1, "claims": 2, "board": 3, "activity": 4, "sessions": 5}
 #: a terminal at least this big shows every pane at once
 WIDE = (150, 40)
 EXTEND_SECONDS = 3600
@@ -58,6 +72,7 @@ class StatusLine(Widget):
 
 class MainScreen(Screen[None]):
     BINDINGS = [
+        Binding("0", "pane('steering')", "Steering", id="pane.steering", show=False),
         Binding("1", "pane('agents')", "Agents", id="pane.agents", show=False),
         Binding("2", "pane('claims')", "Claims", id="pane.claims", show=False),
         Binding("3", "pane('board')", "Board", id="pane.board", show=False),
@@ -69,6 +84,11 @@ class MainScreen(Screen[None]):
         Binding("r", "release", "Release", id="lease.release", show=False),
         Binding("R", "force_release", "Force release", id="lease.force_release", show=False),
         Binding("e", "extend", "Extend", id="lease.extend", show=False),
+        Binding("a", "answer", "Answer", id="steer.answer"),
+        Binding("c", "cancel_request", "Cancel the request (steering)", id="steer.cancel",
+                show=False),
+        Binding("g", "go_to_asker", "Go to the asker's run or lease (steering)",
+                id="steer.goto", show=False),
         Binding("d", "declare", "Declare", id="board.declare"),
         Binding("s", "status", "Status", id="board.status", show=False),
         Binding("w", "wake", "Wake the agent (sessions)", id="run.wake", show=False),
@@ -113,11 +133,15 @@ class MainScreen(Screen[None]):
             "claims": ClaimsTable(state, clock, id="claims-table"),
             "board": BoardTable(state, clock, id="board-table"),
             "sessions": SessionsTable(state, clock, id="sessions-table"),
+            "steering": SteeringTable(state, clock, id="steering-table"),
         }
         # With agents to run, their sessions are what the operator looks at first.
         self.scheduled = bool(state.sessions.config or state.sessions.by_id)
         if self.scheduled:
             self.set_reactive(MainScreen.pane, "sessions")
+        if state.steering.open:  # someone is waiting: that comes first
+            self.set_reactive(MainScreen.pane, "steering")
+        self._asking = len(state.steering.open)
         self.activity = ActivityLog(id="activity-log")
 
     # ---- layout --------------------------------------------------------------------------
@@ -125,8 +149,9 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
         with Horizontal(id="tabs"):
-            for number, name in enumerate(PANES, 1):
-                yield Label(f" {number} {TITLES[name]} ", id=f"tab-{name}", classes="tab")
+            for name in PANES:
+                yield Label(f" {PANE_KEYS[name]} {TITLES[name]} ", id=f"tab-{name}",
+                            classes="tab")
         with Container(id="panes"):
             for name in PANES:
                 with Vertical(id=f"{name}-pane", classes="pane"):
@@ -145,6 +170,7 @@ class MainScreen(Screen[None]):
         gc.freeze()
         self.set_interval(1.0, self._tick)
         self.set_class(not self.scheduled, "-no-scheduler")
+        self.set_class(bool(self._asking), "-asking")
         self.watch_pane(self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
@@ -186,7 +212,10 @@ class MainScreen(Screen[None]):
         claim = self.tables["claims"].selected_key
         task = self.tables["board"].selected_key
         run = self._selected_run()
+        request = self._selected_request()
         hints = {
+            "steering": ("a answer · c cancel · g go to asker" if request is not None
+                         and request.open else "g go to asker" if request is not None else ""),
             "sessions": self._run_hint(run),
             "claims": "h hand off · r release · R force-release · e extend · enter open"
             if claim is not None and state.claims.get(claim) is not None else "",
@@ -211,8 +240,10 @@ class MainScreen(Screen[None]):
         runs = self.tables["sessions"]
         run_keys = [key for agent in sorted(message.runs)
                     for key in runs.keys_of(agent)]  # type: ignore[attr-defined]
+        asks = [key for rid in sorted(message.asks) for key in steering_keys(rid)]
         for name, keys in (("claims", message.claims), ("agents", message.agents),
-                           ("board", message.tasks), ("sessions", run_keys)):
+                           ("board", message.tasks), ("sessions", run_keys),
+                           ("steering", asks)):
             if keys:
                 table = self.tables[name]
                 if self.shown(name) and not table.filling:
@@ -232,7 +263,7 @@ class MainScreen(Screen[None]):
             self.bridge.handled(time.perf_counter() - started)
 
     def _tick(self) -> None:
-        for name in ("agents", "claims", "sessions"):
+        for name in ("agents", "claims", "sessions", "steering"):
             if self.pane == name or self.has_class("wide"):
                 self.tables[name].tick()
         self._refresh_status()
@@ -243,8 +274,14 @@ class MainScreen(Screen[None]):
         expiring = sum(1 for c in state.claims if c.lease_expires_at - now < 300)
         online = len(state.presence.online)
         badge = (" marrow-tui ", "bold reverse") if self.size.width >= 100 else ""
+        waiting = len(state.steering.open)
+        asking = (f" ⚑ {waiting} waiting (a to answer) ", "bold reverse magenta") if waiting \
+            else ""
+        if bool(waiting) != bool(self._asking):
+            self.set_class(bool(waiting), "-asking")
+        self._asking = waiting
         text = Text.assemble(
-            badge, " ", (self.hub_uri, "bold"),
+            badge, asking, " ", (self.hub_uri, "bold"),
             f"  │ {online} online │ {_count(len(state.claims), 'lease')}",
             (f" ({expiring} expiring)" if expiring else "", "bold red"),
             f" │ {_count(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
@@ -279,6 +316,13 @@ class MainScreen(Screen[None]):
             return key is not None and self.runtime.state.claims.get(key) is not None
         if action == "status":
             return self._selected("board") is not None
+        if action in ("cancel_request",):
+            request = self._selected_request()
+            return request is not None and request.open
+        if action == "go_to_asker":
+            return self._selected_request() is not None
+        if action == "answer":
+            return bool(self.runtime.state.steering.open)
         if action in ("wake", "add_task", "toggle_agent"):
             agent = SessionsTable.agent_of(self._selected("sessions"))
             return agent is not None and agent in self.runtime.state.sessions.agents
@@ -480,6 +524,25 @@ class MainScreen(Screen[None]):
             self._open_agent(key)
         elif isinstance(table, SessionsTable):
             self.action_open_log()
+        elif isinstance(table, SteeringTable):
+            self._open_request(key)
+
+    def _open_request(self, key: str) -> None:
+        request = self.runtime.state.steering.get(SteeringTable.request_id(key) or "")
+        if request is None:
+            return
+        if request.open:
+            self.action_answer()
+            return
+        body = Text()
+        for label, value in (("asker", request.asker), ("about", request.task_id or "-"),
+                             ("question", request.question), ("context", request.context or "-"),
+                             ("state", request.state), ("answer", request.answer or "-"),
+                             ("by", request.answered_by or "-"),
+                             ("delivered", "yes" if request.delivered else "not yet")):
+            body.append(f"{label:>10}  ", style="bold")
+            body.append(f"{value}\n")
+        self.app.push_screen(DetailModal(f"Request {request.id}", body))
 
     def _open_claim(self, key: str) -> None:
         claim = self.runtime.state.claims.get(key)
@@ -532,6 +595,78 @@ class MainScreen(Screen[None]):
         for claim in state.claims.owned_by(key) or []:
             body.append(f"  {claim.task_id}  {claim.status}  epoch {claim.epoch}\n")
         self.app.push_screen(DetailModal(f"Agent {key}", body))
+
+    # ---- steering ----------------------------------------------------------------------------
+
+    def _selected_request(self) -> Request | None:
+        table = self.tables["steering"]
+        assert isinstance(table, SteeringTable)
+        request_id = table.request_id(self._selected("steering"))
+        return self.runtime.state.steering.get(request_id) if request_id else None
+
+    def action_answer(self) -> None:
+        """Answer the selected request, or (from any other pane) the longest-waiting one."""
+        request = self._selected_request()
+        if request is None or not request.open:
+            waiting = self.runtime.state.steering.waiting()
+            if not waiting:
+                return
+            request = waiting[0]
+        rid = request.id
+
+        def answered(text: str | None) -> None:
+            if text:
+                self.session.send(type="steer_answer", id=rid, answer=text)
+
+        self.app.push_screen(AnswerModal(
+            request.asker, request.question, context=request.context, about=request.task_id,
+            waited=ago(self.runtime.clock() - request.created), choices=request.choices,
+            default=request.default), answered)
+
+    def action_cancel_request(self) -> None:
+        request = self._selected_request()
+        if request is None or not request.open:
+            return
+        rid = request.id
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.session.send(type="steer_cancel", id=rid)
+
+        self.app.push_screen(ConfirmModal(
+            f"Cancel {rid}?", f"{request.asker} stops waiting and is told the question was "
+            "cancelled, with no answer.", "Cancel it"), confirmed)
+
+    def action_go_to_asker(self) -> None:
+        """Show where the asker is working: its run, else the lease it asks about, else it."""
+        request = self._selected_request()
+        if request is None:
+            return
+        state = self.runtime.state
+        session = state.sessions.by_id.get(request.session)
+        if session is not None:
+            self._show_row("sessions", session_key(session.agent, session.started, session.id))
+            return
+        claim = state.claims.get(request.task_id) if request.task_id else None
+        if claim is None:
+            held = state.claims.owned_by(request.asker) or []
+            claim = held[0] if held else None
+        if claim is not None:
+            self._show_row("claims", claim.task_id)
+            return
+        self._show_row("agents", request.asker)
+
+    def _show_row(self, pane: str, key: str) -> None:
+        self.pane = pane
+        table = self.tables[pane]
+
+        def select() -> None:
+            try:
+                table.move_cursor(table.get_row_index(key))
+            except KeyError:
+                self.app.notify("Not on the screen any more.", timeout=3)
+
+        self.call_after_refresh(select)
 
     # ---- the scheduler's runs --------------------------------------------------------------
 
@@ -608,7 +743,7 @@ class MainScreen(Screen[None]):
         kind = frame.get("type", "")
         if kind.endswith("_denied") or kind == "error":
             self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
-        elif kind in ("agent_updating", "wake_result"):
+        elif kind in ("agent_updating", "wake_result", "steer_answered"):
             self.app.notify(str(frame.get("payload")), timeout=4)
         elif kind == "task_added":
             name = frame.get("file", "").rsplit("/", 1)[-1]

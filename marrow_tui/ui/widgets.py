@@ -564,3 +564,62 @@ class SessionsTable(KeyedTable):
         if view.queued:
             note = f"{note}, {view.queued} queued" if note else f"{view.queued} queued"
         return label.append(f"  {note}", style=style) if note else label
+
+
+#: ended requests the Steering pane still lists (newest first, under the open ones)
+STEERING_ENDED_SHOWN = 20
+
+
+def steering_keys(request_id: str) -> tuple[str, str]:
+    """A request's row key while open (oldest first, on top) and once ended (below)."""
+    n = int(request_id.lstrip("S") or 0)
+    return f"0|{n:012d}", f"1|{10**12 - n:012d}"
+
+
+class SteeringTable(KeyedTable):
+    """Questions agents wait on: the open ones first (the longest-waiting on top), then the
+    recently ended ones."""
+
+    COLUMNS = (("id", "Id"), ("asker", "Asks"), ("waited", "Waiting"), ("about", "About"),
+               ("state", "State"), ("question", "Question"))
+    MAX_WIDTH = 30
+
+    def all_keys(self) -> Iterable[str]:
+        book = self.state.steering
+        for request in book.open.values():
+            yield steering_keys(request.id)[0]
+        for request in list(book.ended.values())[-STEERING_ENDED_SHOWN:]:
+            yield steering_keys(request.id)[1]
+
+    @staticmethod
+    def request_id(key: str | None) -> str | None:
+        if key is None:
+            return None
+        open_, number = key.split("|", 1)
+        n = int(number) if open_ == "0" else 10**12 - int(number)
+        return f"S{n}"
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        request_id = self.request_id(key)
+        book = self.state.steering
+        request = book.get(request_id or "")
+        if request is None or key.startswith("0|") != request.open:
+            return None
+        if not request.open:
+            shown = list(book.ended)[-STEERING_ENDED_SHOWN:]
+            if request.id not in shown:
+                return None
+        now = self.clock()
+        waited = ago((request.ended or now) - request.created)
+        if request.open:
+            state = Text("waiting", style="bold magenta")
+            if request.timeout_at is not None:
+                state.append(f" {ago(request.timeout_at - now)} left", style="magenta")
+        else:
+            label = {"answered": "answered", "timed_out": "timed out",
+                     "cancelled": "cancelled"}[request.state]
+            state = Text(label, style="green" if request.state == "answered" else "yellow")
+        question = " ".join(request.question.split())
+        if request.choices:
+            question += f"  [{' / '.join(request.choices)}]"
+        return (request.id, request.asker, waited, request.task_id or "-", state, question)

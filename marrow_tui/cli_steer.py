@@ -1,0 +1,231 @@
+"""Steering from a shell: `ask` (an agent asks and waits), `steering` and `answer` (a human).
+
+`marrow-tui ask "question"` prints the answer on stdout and nothing else, so a script can write
+`choice=$(marrow-tui ask "Deploy now?" --choices yes,no)`. It waits as long as it takes; if the
+hub goes away meanwhile it connects again and picks its request up by key, so an answer given
+in between is not lost.
+
+Exit codes for `ask`: 0 an answer (or the default, after a timeout: stderr says so); 1 the
+request was cancelled or timed out with no default, or the hub refused it; 2 bad usage; 3 the
+hub could not be reached (for longer than --give-up-after). `steering` and `answer` use the
+hub subcommands' codes (see docs/cli.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from . import cli_hub
+from .hub.client import Frame, HubClient, HubConnectionError, Refused
+
+EXIT_OK = 0
+EXIT_NO_ANSWER = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """argparse type: `90`, `90s`, `30m`, `2h`, `1d`, `1h30m`."""
+    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?[smhd]?\s*)+)", text)
+    if parts is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m or 2h")
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text):
+        total += float(number) * _UNITS[unit or "s"]
+    if total <= 0:
+        raise argparse.ArgumentTypeError("a duration must be more than 0")
+    return total
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "ask", help="ask the operator a question and print the answer",
+        description="Ask the operator a question and wait for the answer, which is printed "
+                    "on stdout. The console shows the question at once (with the bell).")
+    p.add_argument("question")
+    p.add_argument("--context", default="", help="what the operator needs to know to answer")
+    p.add_argument("--choices", default="", metavar="A,B,C",
+                   help="offer these answers as buttons (the operator may still type another)")
+    p.add_argument("--timeout", type=duration, default=None, metavar="DURATION",
+                   help="stop waiting after this long (90s, 30m, 2h)")
+    p.add_argument("--default", default=None,
+                   help="the answer to use when --timeout passes with no answer")
+    p.add_argument("--task", default="", metavar="ID",
+                   help="the task, claim or issue the question is about")
+    p.add_argument("--key", default=None,
+                   help="your own key for this question: asking again with the same key finds "
+                        "the same request (default: from $MARROW_SESSION and the question)")
+    p.add_argument("--give-up-after", type=duration, default=3600.0, metavar="DURATION",
+                   help="if the hub cannot be reached for this long, exit 3 (default 1h)")
+    # The hub options, but --timeout is the question's here (as the issue's users expect).
+    group = p.add_argument_group("hub connection")
+    group.add_argument("--uri", default=cli_hub.default_uri(),
+                       help="hub address (env MARROW_HUB_URI; default %(default)s)")
+    group.add_argument("--name", default=cli_hub.default_name(),
+                       help="who asks (env MARROW_AGENT; default cli/<user>)")
+    group.add_argument("--token", default=os.environ.get("MARROW_TOKEN"),
+                       help="connect token of a secured hub (env MARROW_TOKEN)")
+    group.add_argument("--cafile", default=None, help="CA bundle to verify a wss:// hub")
+    group.add_argument("--json", action="store_true",
+                       help="print the reply frame as one JSON line instead of the answer")
+    group.add_argument("--connect-timeout", dest="timeout_connect", type=duration,
+                       default=10.0, metavar="DURATION",
+                       help="for connecting and for the hub to take the question (default 10s)")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("steering", help="list the questions agents are waiting on",
+                       description="List open steering requests, the longest-waiting first.")
+    p.add_argument("--all", action="store_true", help="also the recently ended ones")
+    cli_hub._add_common(p)
+    p.set_defaults(func=lambda a: cli_hub.run(a, _do_list, render_requests))
+
+    p = sub.add_parser("answer", help="answer an agent's question",
+                       description="Answer a steering request; its agent gets the answer at "
+                                   "once, or as soon as it connects again.")
+    p.add_argument("id", metavar="ID", help="the request, as `marrow-tui steering` shows it")
+    p.add_argument("text", metavar="TEXT", help="the answer ('-' reads it from stdin)")
+    cli_hub._add_common(p)
+    p.set_defaults(func=cmd_answer)
+
+
+# ---- ask ---------------------------------------------------------------------------------
+
+
+def request_key(args: argparse.Namespace) -> str:
+    if args.key:
+        return str(args.key)
+    session = os.environ.get("MARROW_SESSION")
+    if session:  # the same question from the same run is the same request
+        digest = hashlib.sha256(f"{args.question}\0{args.context}".encode()).hexdigest()[:16]
+        return f"{session}:{digest}"
+    return uuid.uuid4().hex
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    if not args.question.strip():
+        print("marrow-tui: the question is empty", file=sys.stderr)
+        return EXIT_USAGE
+    if args.default is not None and args.timeout is None:
+        print("marrow-tui: --default needs --timeout", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        context = cli_hub._ssl_context(args.cafile)
+    except cli_hub.UsageError as exc:
+        print(f"marrow-tui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options: dict[str, Any] = {
+        "context": args.context, "task_id": args.task,
+        "choices": [c.strip() for c in args.choices.split(",") if c.strip()],
+        "timeout_seconds": args.timeout, "default": args.default,
+    }
+    try:
+        reply = asyncio.run(_ask(args, request_key(args), options, context))
+    except KeyboardInterrupt:
+        return 130
+    except Refused as exc:
+        print(f"marrow-tui: refused: {exc.text} [{exc.code or exc.type}]", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    except HubConnectionError as exc:
+        print(f"marrow-tui: {exc.message}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if args.json:
+        print(json.dumps(reply))
+    state = reply.get("state")
+    if state == "answered":
+        if not args.json:
+            print(reply.get("answer", ""))
+        return EXIT_OK
+    if state == "timed_out" and reply.get("default_used"):
+        print(f"marrow-tui: no answer to {reply.get('id')} in time; using the default",
+              file=sys.stderr)
+        if not args.json:
+            print(reply.get("answer", ""))
+        return EXIT_OK
+    why = "timed out with no answer" if state == "timed_out" else f"was {state}"
+    print(f"marrow-tui: request {reply.get('id')} {why}", file=sys.stderr)
+    return EXIT_NO_ANSWER
+
+
+async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
+               ssl: Any) -> Frame:
+    """Ask, and wait; across lost connections, ask again by key until there is an end."""
+    away_since: float | None = None
+    told = False
+    delay = 0.5
+    while True:
+        try:
+            async with HubClient(args.uri, args.name, token=args.token, ssl=ssl,
+                                 open_timeout=args.timeout_connect,
+                                 request_timeout=args.timeout_connect) as hub:
+                away_since, delay = None, 0.5
+                if told:
+                    print("marrow-tui: connected again; still waiting", file=sys.stderr)
+                    told = False
+                return await hub.ask_and_wait(args.question, request_key=key, **options)
+        except Refused:
+            raise
+        except HubConnectionError as exc:
+            now = time.monotonic()
+            away_since = away_since or now
+            if now - away_since >= args.give_up_after:
+                raise
+            if not told:
+                print(f"marrow-tui: {exc.message}; trying again (the question stays open)",
+                      file=sys.stderr)
+                told = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+# ---- steering, answer ----------------------------------------------------------------------
+
+
+async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.steer_list(ended=args.all)
+
+
+def render_requests(frame: Frame, args: argparse.Namespace) -> str:
+    requests = frame.get("requests") or []
+    if not requests:
+        return "nobody is waiting for an answer"
+    now = time.time()
+    rows = []
+    for r in requests:
+        waited = (r.get("ended") or now) - r["created"]
+        state = r["state"] if r["state"] != "open" else (
+            f"open, {_short_time(r['timeout_at'] - now)} left" if r.get("timeout_at")
+            else "open")
+        rows.append([r["id"], r["asker"], _short_time(waited), state, r.get("task_id") or "-",
+                     " ".join(r["question"].split())[:70]])
+    return cli_hub.table(["ID", "ASKER", "WAITED", "STATE", "ABOUT", "QUESTION"], rows)
+
+
+def _short_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def cmd_answer(args: argparse.Namespace) -> int:
+    if args.text == "-":
+        args.text = sys.stdin.read()
+    if not args.text.strip():
+        print("marrow-tui: the answer is empty", file=sys.stderr)
+        return EXIT_USAGE
+    return cli_hub.run(args, lambda hub, a: hub.steer_answer(a.id, a.text),
+                       lambda f, a: f"answered {f.get('id')}: {f.get('asker')} "
+                                    + ("has it" if f.get("delivered")
+                                       else "gets it as soon as it connects again"))

@@ -1,0 +1,232 @@
+"""Steering requests: an agent asks a human and waits. Pure: no clock, no I/O.
+
+A request is opened by its asker, and ends exactly once: `answered` (by someone, with text),
+`timed_out` (its deadline passed; its default, if it had one, is the answer, and the end says
+a default was used), or `cancelled` (by the asker or the operator). Until the asker has been
+told, the end is `undelivered`: an answer given while the agent is disconnected or between turns
+is kept and handed over when it comes back. Everything is an event, so all of it survives a
+restart; nothing waits forever unnoticed (an open request is on the operator's screen, and a
+timeout ends it on its own).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .events import Event, Refusal
+
+MAX_QUESTION = 4000
+MAX_CONTEXT = 64 * 1024
+MAX_CHOICES = 20
+MAX_CHOICE = 200
+MAX_ANSWER = 64 * 1024
+#: ended requests kept in memory (the log keeps them all)
+MAX_ENDED = 500
+#: open requests one asker may have at once
+MAX_OPEN_PER_ASKER = 16
+END_STATES = ("answered", "timed_out", "cancelled")
+
+
+@dataclass(slots=True)
+class Request:
+    id: str
+    asker: str
+    question: str
+    created: float
+    context: str = ""
+    choices: list[str] = field(default_factory=list)
+    default: str | None = None
+    timeout_at: float | None = None
+    #: what it is about: a claim or board task id, or an issue identifier
+    task_id: str = ""
+    #: the scheduler session that asked, when one did
+    session: str = ""
+    #: the asker's own key for this request, so a retry after a reconnect finds it again
+    key: str = ""
+    state: str = "open"
+    answer: str | None = None
+    answered_by: str = ""
+    ended: float | None = None
+    default_used: bool = False
+    delivered: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.state == "open"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SteeringBook:
+    def __init__(self) -> None:
+        self.open: dict[str, Request] = {}
+        #: ended requests, oldest first (bounded)
+        self.ended: OrderedDict[str, Request] = OrderedDict()
+        self.counter = 0
+        self._deadlines: list[tuple[float, str]] = []
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def get(self, request_id: str) -> Request | None:
+        return self.open.get(request_id) or self.ended.get(request_id)
+
+    def by_key(self, asker: str, key: str) -> Request | None:
+        if not key:
+            return None
+        for book in (self.open, self.ended):
+            for request in book.values():
+                if request.asker == asker and request.key == key:
+                    return request
+        return None
+
+    def undelivered(self, asker: str) -> list[Request]:
+        return [r for r in self.ended.values() if r.asker == asker and not r.delivered]
+
+    def waiting(self) -> list[Request]:
+        """Open requests, the longest-waiting first."""
+        return sorted(self.open.values(), key=lambda r: (r.created, r.id))
+
+    def next_deadline(self) -> float | None:
+        heap = self._deadlines
+        while heap:
+            at, request_id = heap[0]
+            request = self.open.get(request_id)
+            if request is None or request.timeout_at != at:
+                heapq.heappop(heap)
+                continue
+            return at
+        return None
+
+    # ---- decisions -----------------------------------------------------------------------
+
+    def decide_ask(self, asker: str, now: float, *, question: str, context: str = "",
+                   choices: list[str] | None = None, default: str | None = None,
+                   timeout: float | None = None, task_id: str = "", session: str = "",
+                   key: str = "") -> Event | Refusal | Request:
+        """A new request's event; the existing request for a repeated key; or a refusal."""
+        existing = self.by_key(asker, key)
+        if existing is not None:
+            return existing
+        question = question.strip()
+        choices = [c.strip() for c in (choices or []) if c.strip()]
+        if not question:
+            return Refusal("bad_question", "A steering request needs a question.")
+        if len(question) > MAX_QUESTION or len(context) > MAX_CONTEXT:
+            return Refusal("too_long", f"A question is at most {MAX_QUESTION} characters and "
+                                       f"its context at most {MAX_CONTEXT // 1024} KiB.")
+        if len(choices) > MAX_CHOICES or any(len(c) > MAX_CHOICE for c in choices):
+            return Refusal("bad_choices", f"At most {MAX_CHOICES} choices of at most "
+                                          f"{MAX_CHOICE} characters each.")
+        if timeout is not None and not (0 < timeout <= 30 * 86400):
+            return Refusal("bad_timeout", "timeout_seconds must be between 0 and 30 days.")
+        if default is not None and timeout is None:
+            return Refusal("bad_default", "A default answer needs a timeout.")
+        if sum(1 for r in self.open.values() if r.asker == asker) >= MAX_OPEN_PER_ASKER:
+            return Refusal("too_many_open", f"{asker} already has {MAX_OPEN_PER_ASKER} open "
+                                            "requests; wait for answers first.")
+        request_id = f"S{self.counter + 1}"
+        return Event("steer_ask", {
+            "id": request_id, "asker": asker, "question": question, "context": context,
+            "choices": choices, "default": default, "created": now,
+            "timeout_at": None if timeout is None else now + timeout,
+            "task_id": task_id, "session": session, "key": key,
+        })
+
+    def decide_answer(self, request_id: str, text: str, by: str, now: float) -> Event | Refusal:
+        request = self.get(request_id)
+        if request is None:
+            return Refusal("unknown_request", f"No steering request '{request_id}'.")
+        if not request.open:
+            return Refusal("not_open", f"Request {request_id} is already {request.state}.")
+        text = text.strip()
+        if not text:
+            return Refusal("empty_answer", "An answer cannot be empty.")
+        if len(text) > MAX_ANSWER:
+            return Refusal("too_long", f"An answer is at most {MAX_ANSWER // 1024} KiB.")
+        return Event("steer_end", {"id": request_id, "state": "answered", "answer": text,
+                                   "by": by, "at": now, "default_used": False})
+
+    def decide_cancel(self, request_id: str, by: str, now: float,
+                      operator: bool = False) -> Event | Refusal:
+        request = self.get(request_id)
+        if request is None:
+            return Refusal("unknown_request", f"No steering request '{request_id}'.")
+        if not request.open:
+            return Refusal("not_open", f"Request {request_id} is already {request.state}.")
+        if by != request.asker and not operator:
+            return Refusal("not_asker", f"Only {request.asker} or the operator may cancel "
+                                        f"{request_id}.")
+        return Event("steer_end", {"id": request_id, "state": "cancelled", "answer": None,
+                                   "by": by, "at": now, "default_used": False})
+
+    def sweep(self, now: float) -> list[Event]:
+        """The requests whose deadline has passed, ended as timed out."""
+        events = []
+        while (due := self.next_deadline()) is not None and due <= now:
+            _, request_id = heapq.heappop(self._deadlines)
+            request = self.open[request_id]
+            events.append(Event("steer_end", {
+                "id": request_id, "state": "timed_out", "answer": request.default,
+                "by": "hub:timeout", "at": now, "default_used": request.default is not None,
+            }))
+        return events
+
+    # ---- applying ------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        d = event.data
+        if event.kind == "steer_ask":
+            request = Request(
+                id=d["id"], asker=d["asker"], question=d["question"], created=d["created"],
+                context=d.get("context", ""), choices=list(d.get("choices", ())),
+                default=d.get("default"), timeout_at=d.get("timeout_at"),
+                task_id=d.get("task_id", ""), session=d.get("session", ""),
+                key=d.get("key", ""),
+            )
+            self.open[request.id] = request
+            self.counter = max(self.counter, int(request.id.lstrip("S") or 0))
+            if request.timeout_at is not None:
+                heapq.heappush(self._deadlines, (request.timeout_at, request.id))
+        elif event.kind == "steer_end":
+            request = self.open.pop(d["id"], None)
+            if request is None:
+                return
+            request.state = d["state"]
+            request.answer = d.get("answer")
+            request.answered_by = d.get("by", "")
+            request.ended = d.get("at")
+            request.default_used = bool(d.get("default_used"))
+            self._retire(request)
+        elif event.kind == "steer_delivered":
+            request = self.get(d["id"])
+            if request is not None:
+                request.delivered = True
+
+    def _retire(self, request: Request) -> None:
+        self.ended[request.id] = request
+        while len(self.ended) > MAX_ENDED:
+            oldest = next(iter(self.ended.values()))
+            if not oldest.delivered and len(self.ended) <= 4 * MAX_ENDED:
+                break  # an answer nobody has received yet is kept a good while longer
+            self.ended.popitem(last=False)
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"counter": self.counter,
+                "requests": [r.to_dict() for r in (*self.open.values(), *self.ended.values())]}
+
+    def load_snapshot(self, snap: dict[str, Any]) -> None:
+        self.counter = int(snap.get("counter", 0))
+        for row in snap.get("requests", []):
+            request = Request(**row)
+            if request.open:
+                self.open[request.id] = request
+                if request.timeout_at is not None:
+                    heapq.heappush(self._deadlines, (request.timeout_at, request.id))
+            else:
+                self.ended[request.id] = request

@@ -1,0 +1,179 @@
+"""The steering verbs: an agent asks a human over the wire, and gets the answer back.
+
+`steer_ask` opens a request and answers `steer_opened` at once (the asker then waits). Whoever
+answers (`steer_answer`, the console or `marrow-tui answer`), a cancel (`steer_cancel`) or a
+timeout ends it, and the asker gets `steer_reply`: at once if it is connected, otherwise the
+moment it connects again under the same name. `steer_get` tells an asker where its request
+stands (an agent that lost its connection asks again by id or by its own key), and
+`steer_list` shows what is waiting. See docs/protocol.md §6.4.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..core.events import Event, Refusal
+from ..core.steering import Request
+
+if TYPE_CHECKING:
+    from .protocol import Call, Delivery, Protocol
+
+
+def register(protocol: Protocol) -> None:
+    protocol.register("steer_ask", lambda call: _ask(protocol, call))
+    protocol.register("steer_answer", lambda call: _answer(protocol, call))
+    protocol.register("steer_cancel", lambda call: _cancel(protocol, call))
+    protocol.register("steer_get", lambda call: _get(protocol, call))
+    protocol.register("steer_list", lambda call: _list(protocol, call))
+
+
+def reply_frame(protocol: Protocol, request: Request) -> dict[str, Any]:
+    """The `steer_reply` an asker gets when its request ends."""
+    texts = {
+        "answered": f"{request.answered_by} answered {request.id}.",
+        "timed_out": f"{request.id} timed out" + (
+            "; the default answer applies." if request.default_used else " with no answer."),
+        "cancelled": f"{request.id} was cancelled by {request.answered_by}.",
+    }
+    return protocol.frame("steer_reply", request.asker, texts.get(request.state, request.state),
+                          id=request.id, state=request.state, answer=request.answer,
+                          answered_by=request.answered_by, default_used=request.default_used,
+                          question=request.question)
+
+
+def deliver_ended(protocol: Protocol, request_id: str) -> tuple[Delivery, Event] | None:
+    """The reply frame for an ended request and the event that says it was handed over, when
+    its asker is connected now; None while it is away (it gets the reply when it is back)."""
+    from .protocol import Delivery, encode
+
+    request = protocol.state.steering.get(request_id)
+    if request is None or request.open or request.delivered:
+        return None
+    if request.asker not in protocol.state.presence.online:
+        return None
+    text = encode(reply_frame(protocol, request))
+    return Delivery(text, frozenset({request.asker})), Event("steer_delivered",
+                                                             {"id": request.id})
+
+
+def _emit_end(protocol: Protocol, call: Call, event: Event) -> None:
+    call.emit(event)
+    handed = deliver_ended(protocol, event.data["id"])
+    if handed is not None:
+        delivery, delivered = handed
+        call.outcome.deliveries.append(delivery)
+        call.emit(delivered)
+
+
+def _text(call: Call, name: str, default: str = "") -> str:
+    from .protocol import text_field
+
+    return text_field(call.frame, name, default)
+
+
+def _number(call: Call, name: str) -> float | None:
+    from .protocol import BadFrame
+
+    value = call.frame.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadFrame(f"Malformed frame: '{name}' must be a number.")
+    return float(value)
+
+
+def _choices(call: Call) -> list[str]:
+    from .protocol import BadFrame
+
+    value = call.frame.get("choices")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [c for c in value.split(",") if c.strip()]
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise BadFrame("Malformed frame: 'choices' must be a list of strings.")
+    return value
+
+
+def _ask(protocol: Protocol, call: Call) -> None:
+    book = protocol.state.steering
+    default = call.frame.get("default")
+    if default is not None and not isinstance(default, str):
+        from .protocol import BadFrame
+
+        raise BadFrame("Malformed frame: 'default' must be a string.")
+    decided = book.decide_ask(
+        call.sender, protocol.clock(), question=_text(call, "question") or _text(call, "payload"),
+        context=_text(call, "context"), choices=_choices(call), default=default,
+        timeout=_number(call, "timeout_seconds"), task_id=_text(call, "task_id"),
+        session=_text(call, "session"), key=_text(call, "request_key"))
+    if isinstance(decided, Refusal):
+        call.deny("error", decided)
+        return
+    if isinstance(decided, Request):  # the same key again: the same request
+        _opened(call, decided, again=True)
+        handed = deliver_ended(protocol, decided.id)
+        if handed is not None:
+            call.outcome.deliveries.append(handed[0])
+            call.emit(handed[1])
+        return
+    call.emit(decided)
+    request = book.get(decided.data["id"])
+    assert request is not None
+    _opened(call, request, again=False)
+
+
+def _opened(call: Call, request: Request, again: bool) -> None:
+    text = (f"Request {request.id} is {request.state}." if again
+            else f"Request {request.id} is open; the operator has been told.")
+    call.reply("steer_opened", text, primary=True, id=request.id, state=request.state,
+               created=request.created, timeout_at=request.timeout_at)
+
+
+def _answer(protocol: Protocol, call: Call) -> None:
+    request_id = _text(call, "id").strip()
+    decided = protocol.state.steering.decide_answer(
+        request_id, _text(call, "answer") or _text(call, "text"), call.sender, protocol.clock())
+    if isinstance(decided, Refusal):
+        call.deny("error", decided, id=request_id)
+        return
+    _emit_end(protocol, call, decided)
+    request = protocol.state.steering.get(request_id)
+    assert request is not None
+    told = "told" if request.delivered else "will be told when it is back"
+    call.reply("steer_answered", f"{request.asker} {told}.", id=request_id,
+               asker=request.asker, delivered=request.delivered)
+
+
+def _cancel(protocol: Protocol, call: Call) -> None:
+    request_id = _text(call, "id").strip()
+    decided = protocol.state.steering.decide_cancel(request_id, call.sender, protocol.clock(),
+                                                    operator=call.operator)
+    if isinstance(decided, Refusal):
+        call.deny("error", decided, id=request_id)
+        return
+    _emit_end(protocol, call, decided)
+    call.reply("steer_cancelled", f"Request {request_id} cancelled.", id=request_id)
+
+
+def _get(protocol: Protocol, call: Call) -> None:
+    book = protocol.state.steering
+    request_id = _text(call, "id").strip()
+    request = book.get(request_id) if request_id else book.by_key(
+        call.sender, _text(call, "request_key"))
+    if request is None:
+        call.deny("error", Refusal("unknown_request", "No such steering request."),
+                  id=request_id)
+        return
+    call.reply("steer_state", f"Request {request.id} is {request.state}.",
+               request=request.to_dict())
+    if request.asker == call.sender and not request.open and not request.delivered:
+        call.emit(Event("steer_delivered", {"id": request.id}))
+
+
+def _list(protocol: Protocol, call: Call) -> None:
+    book = protocol.state.steering
+    requests = [r.to_dict() for r in book.waiting()]
+    if call.frame.get("ended"):
+        requests += [r.to_dict() for r in list(book.ended.values())[-50:]]
+    call.reply("steer_requests", f"{len(book.open)} open request(s)", requests=requests)
