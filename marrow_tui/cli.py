@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_hub, cli_sched, cli_steer
+from . import __version__, cli_hub, cli_sched, cli_steer, mcp_server
 from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
 from .runtime import RuntimeOptions
 from .store.eventlog import StoreError
@@ -37,6 +37,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--config", "-c", default=None, metavar="PATH",
                        help="the scheduler config (default: $MARROW_CONFIG, else ./marrow.toml "
                             "when it exists; without one, no agents are scheduled)")
+    group.add_argument("--workflow", type=Path, default=None, metavar="PATH",
+                       help="run the issue orchestrator with this WORKFLOW.md (default: "
+                            "./WORKFLOW.md when it exists)")
     group.add_argument("--state-dir", type=Path, default=None,
                        help="where the event log lives (default: .marrow/ beside the config, "
                             "else in the current folder)")
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_hub.register(sub)
     cli_sched.register(sub)
     cli_steer.register(sub)
+    mcp_server.register(sub)
     return parser
 
 
@@ -105,7 +109,22 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         config = cli_sched.load_or_report(path)
         if config is None:
             return EXIT_CONFIG
-    default_state = config.path.parent / ".marrow" if config is not None else Path(".marrow")
+    workflow = args.workflow
+    if workflow is None and not demo and Path("WORKFLOW.md").is_file():
+        workflow = Path("WORKFLOW.md")
+    if workflow is not None:
+        from .orchestrator.workflow import load_workflow
+
+        loaded = load_workflow(workflow)
+        for diagnostic in loaded.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        if loaded.workflow is None:
+            print(f"marrow-tui: {workflow}: not a usable WORKFLOW.md; nothing was started",
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        workflow = workflow.resolve()
+    default_state = config.path.parent / ".marrow" if config is not None else (
+        workflow.parent / ".marrow" if workflow is not None else Path(".marrow"))
     state_dir = args.state_dir or Path(os.environ.get("MARROW_STATE_DIR", default_state))
     token = args.hub_token if args.hub_token is not None else os.environ.get("MARROW_TOKEN") or None
     hub = HubOptions(
@@ -120,11 +139,13 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         if args.no_ui:
             from .headless import serve
 
-            return asyncio.run(serve(runtime, hub, demo=demo, config=config))
+            return asyncio.run(serve(runtime, hub, demo=demo, config=config,
+                                     workflow=workflow))
         from .ui.app import run_console
 
         return asyncio.run(run_console(runtime, hub, demo=demo, operator=args.operator,
-                                       bell=not args.no_bell, config=config))
+                                       bell=not args.no_bell, config=config,
+                                       workflow=workflow))
     except (ConfigError, StoreError) as exc:
         print(f"marrow-tui: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,0 +1,744 @@
+"""`marrow-tui mcp`: the hub's verbs as MCP tools, for a coding agent, over stdio.
+
+Why this exists: coding agents (Claude Code, Codex, opencode ...) call tools, not WebSocket
+verbs. Configured as an ordinary stdio MCP server, this process gives the model a handful of
+tools that map onto the hub: ask the human and wait (steering), finish an issue (the
+orchestrator's `issue_done`), lease work (claim, release, handoff), write on and read the
+blackboard. Inside a scheduled run it needs no configuration at all: the scheduler's runner sets
+MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION and MARROW_TOKEN, and the server acts under the
+agent's own name.
+
+Design, in short:
+
+* One hub session for the life of the server (:class:`HubLink`): opened on the first tool call,
+  not at start (an agent that never uses a tool never touches the hub), and opened again when it
+  was lost. Mutations carry an ``idem_key``, so the one retry after a lost connection cannot
+  apply twice.
+* `ask_human` blocks until the question ends. Its request key comes from MARROW_SESSION and the
+  question, so a call that was interrupted (the client's tool timeout, a cancel, our own restart,
+  a hub restart) and made again finds the same request instead of asking twice. If the client
+  cancels the call, nothing is cancelled on the hub: the question stays for the operator.
+* stdout belongs to the MCP protocol. Logs go to stderr, and the SDK's stdio transport points
+  file descriptor 1 at stderr while it runs, so a stray print cannot corrupt the stream.
+* The SDK (mcp 2.x, ``MCPServer``) costs most of a second to import, and this module is imported
+  by the CLI for every command (``register``), so the SDK is imported only in :func:`serve`.
+
+See docs/mcp.md for how to configure it in an agent and what each tool does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import hashlib
+import inspect
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
+
+from . import __version__, cli_hub, cli_steer
+from .hub.client import (
+    PROGRESS_KINDS,
+    ConnectionLost,
+    Frame,
+    HubClient,
+    HubConnectionError,
+    HubRefused,
+    Refused,
+    build_matcher,
+)
+
+if TYPE_CHECKING:
+    import ssl
+
+log = logging.getLogger("marrow_tui.mcp")
+
+T = TypeVar("T")
+
+PROGRESS_EVERY: Final = 10.0
+"""Seconds between progress notifications while ask_human waits (clients that reset their
+tool timeout on progress, such as opencode, then never cut a long wait short)."""
+
+RECONNECT_FIRST_DELAY: Final = 0.5
+RECONNECT_MAX_DELAY: Final = 5.0
+
+DEFAULT_NOTES: Final = 20
+"""Progress notes read_board shows unless asked for another number."""
+
+SERVER_INSTRUCTIONS: Final = (
+    "These tools connect you to a marrow-tui coordination hub that you share with other coding "
+    "agents and a human operator. Before editing, claim the task (with the paths you will "
+    "change) so nobody else works on the same thing; post short progress notes as you go; "
+    "release the claim when you finish or hand it off. When only a person can decide, use "
+    "ask_human and wait for the answer. If you were dispatched for an issue, finish with "
+    "mark_done once the work is complete and verified."
+)
+
+
+class ToolFailure(Exception):
+    """A failure the model should read: becomes an MCP tool error (isError), never a crash."""
+
+
+@dataclass
+class Outcome:
+    """What a tool returns: text blocks for the model, and structured content."""
+
+    text: str
+    data: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def default_name() -> str:
+    """MARROW_AGENT (set by the scheduler's runner), else ``mcp/<login>``."""
+    name = os.environ.get("MARROW_AGENT")
+    if name:
+        return name
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return f"mcp/{user or 'agent'}"
+
+
+@dataclass
+class Settings:
+    """How to reach the hub, and who we are on it."""
+
+    uri: str
+    name: str
+    token: str | None = None
+    ssl: ssl.SSLContext | None = None
+    connect_timeout: float = 10.0
+    give_up_after: float = 3600.0
+    """How long ask_human keeps trying to reach a hub that went away before it gives up."""
+    session: str = ""
+    """MARROW_SESSION: the run this server belongs to (part of every question's key)."""
+    issue: str = ""
+    """MARROW_ISSUE: the issue the run was dispatched for, when there is one."""
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "uri": cli_hub.default_uri(),
+            "name": default_name(),
+            "token": os.environ.get("MARROW_TOKEN") or None,
+            "session": os.environ.get("MARROW_SESSION", ""),
+            "issue": os.environ.get("MARROW_ISSUE", ""),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------- the hub session
+
+
+class HubLink:
+    """One hub session for the server's life: connected on first use, again after a loss."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: HubClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> HubClient:
+        """The live session, connecting (again) if there is none. Raises HubConnectionError."""
+        async with self._lock:
+            if self._client is not None and self._client.connected:
+                return self._client
+            if self._client is not None:
+                log.info("the hub session was lost; connecting again")
+                await self._client.close()
+                self._client = None
+            s = self.settings
+            client = HubClient(s.uri, s.name, token=s.token, ssl=s.ssl,
+                               open_timeout=s.connect_timeout,
+                               request_timeout=s.connect_timeout)
+            await client.connect()
+            log.info("connected to %s as %s", s.uri, s.name)
+            self._client = client
+            return client
+
+    async def request(self, call: Callable[[HubClient], Awaitable[T]]) -> T:
+        """Run one request; if the session turns out to be gone, connect again and retry once.
+
+        Callers make the retry safe: reads are harmless twice and every mutation carries an
+        ``idem_key``, which the hub answers a second time with its stored reply.
+        """
+        try:
+            client = await self.client()
+            try:
+                return await call(client)
+            except ConnectionLost as exc:
+                log.info("%s; connecting again and retrying once", exc.message)
+            client = await self.client()
+            return await call(client)
+        except Refused:
+            raise
+        except HubConnectionError as exc:
+            raise ToolFailure(_unreachable(exc, self.settings)) from None
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+
+
+def _unreachable(exc: HubConnectionError, settings: Settings) -> str:
+    if isinstance(exc, HubRefused):
+        return (f"{exc.message}. This server's name on the hub is {settings.name!r} "
+                "(from MARROW_AGENT or --name).")
+    return f"{exc.message}. The hub address comes from MARROW_HUB_URI or --uri."
+
+
+def _refusal(what: str, exc: Refused) -> ToolFailure:
+    code = f" [{exc.code}]" if exc.code else ""
+    return ToolFailure(f"{what}: {exc.text}{code}")
+
+
+def _idem() -> str:
+    return f"mcp-{uuid.uuid4().hex}"
+
+
+# --------------------------------------------------------------------------- the tools' work
+
+
+class Bridge:
+    """What the tools do, with no MCP types in sight (the SDK adapter is in :func:`build`)."""
+
+    def __init__(self, settings: Settings, link: HubLink | None = None) -> None:
+        self.settings = settings
+        self.link = link or HubLink(settings)
+        self._server_id = f"mcp-{uuid.uuid4().hex[:12]}"
+        self._answered: dict[str, int] = {}
+        """Questions this server already returned an end for: a deliberate second ask of the
+        same question gets a fresh request (key suffix ``#n``), an interrupted one does not."""
+
+    async def close(self) -> None:
+        await self.link.close()
+
+    # ---- steering ----------------------------------------------------------------------
+
+    def question_key(self, question: str, context: str) -> str:
+        """The request key: the same question in the same run is the same request.
+
+        The same formula as `marrow-tui ask` (cli_steer.request_key), so a shell `ask` and this
+        tool asking the same thing in one run find one request. Outside a scheduled run, this
+        server's own id stands in for the session.
+        """
+        digest = hashlib.sha256(f"{question}\0{context}".encode()).hexdigest()[:16]
+        base = f"{self.settings.session or self._server_id}:{digest}"
+        asked = self._answered.get(base, 0)
+        return base if asked == 0 else f"{base}#{asked}"
+
+    async def ask_human(
+        self, question: str, context: str = "", choices: Sequence[str] | None = None,
+        timeout_seconds: float | None = None, default: str | None = None, task_id: str = "",
+        on_wait: Callable[[float], Awaitable[None]] | None = None,
+    ) -> Outcome:
+        question, context = (question or "").strip(), (context or "").strip()
+        if not question:
+            raise ToolFailure("The question is empty: say what you need the human to decide.")
+        if default is not None and timeout_seconds is None:
+            raise ToolFailure("A default answer needs timeout_seconds (it is what you get when "
+                              "that time passes with no answer).")
+        if timeout_seconds is not None and not timeout_seconds > 0:
+            raise ToolFailure("timeout_seconds must be more than 0 (leave it out to wait as "
+                              "long as it takes).")
+        clean_choices = [c.strip() for c in choices or [] if c.strip()]
+        options: dict[str, Any] = {
+            "context": context, "choices": clean_choices, "timeout_seconds": timeout_seconds,
+            "default": default, "task_id": (task_id or self.settings.issue).strip(),
+        }
+        key = self.question_key(question, context)
+        base = key.split("#", 1)[0]
+        reply = await self._wait_for_end(question, key, options, on_wait)
+        self._answered[base] = self._answered.get(base, 0) + 1
+        return _steer_outcome(reply, timeout_seconds)
+
+    async def _wait_for_end(self, question: str, key: str, options: dict[str, Any],
+                            on_wait: Callable[[float], Awaitable[None]] | None) -> Frame:
+        """Ask (or find again by key) and wait; across lost sessions, ask again by key."""
+        started = time.monotonic()
+        away_since: float | None = None
+        delay = RECONNECT_FIRST_DELAY
+        while True:
+            try:
+                client = await self.link.client()
+                away_since, delay = None, RECONNECT_FIRST_DELAY
+                wait = client.ask_and_wait(question, request_key=key, **options)
+                return await _with_heartbeat(wait, started, on_wait)
+            except Refused as exc:
+                raise _refusal("The hub refused the question", exc) from None
+            except HubConnectionError as exc:
+                if isinstance(exc, HubRefused) and "already online" not in exc.reason:
+                    # Auth denied, or another session took our name over: retrying would fight
+                    # it. A name still online is worth waiting out, though: our own dead session
+                    # the hub has not noticed yet, or a shell command run under the agent's name.
+                    raise ToolFailure(_unreachable(exc, self.settings)) from None
+                problem = exc.message
+            now = time.monotonic()
+            away_since = away_since or now
+            if now - away_since >= self.settings.give_up_after:
+                raise ToolFailure(
+                    f"{problem}. Gave up after {cli_hub.duration(now - away_since)} without a "
+                    "hub. The question stays open on the hub: call ask_human again with the same "
+                    "question to pick it up.")
+            log.warning("%s; trying again in %.1f s (the question stays open)", problem, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    # ---- issues --------------------------------------------------------------------------
+
+    async def mark_done(self, title: str, summary: str) -> Outcome:
+        title, summary = (title or "").strip(), (summary or "").strip()
+        if not title:
+            raise ToolFailure("title is empty: give a one-line summary of the change, in the "
+                              "imperative (at most 72 characters).")
+        if "\n" in title or "\r" in title:
+            raise ToolFailure("title must be a single line; put the details in summary.")
+        if not summary:
+            raise ToolFailure("summary is empty: say what changed, how you verified it, and "
+                              "anything left for a reviewer.")
+        fields: Frame = {"type": "issue_done", "title": title, "summary": summary}
+        if self.settings.session:
+            fields["session"] = self.settings.session
+        if self.settings.issue:
+            fields["issue"] = self.settings.issue
+        try:
+            reply = await self.link.request(lambda hub: hub_request(hub, fields, "issue_done_ok"))
+        except Refused as exc:
+            if exc.type == "error" and exc.text.startswith("Unknown message type"):
+                raise ToolFailure(
+                    "No issue orchestrator is running on this hub (it does not know "
+                    "'issue_done'), so there is no issue to mark done. If you were not "
+                    "dispatched for an issue, just finish your work and stop.") from None
+            raise _refusal("The orchestrator did not mark the issue done", exc) from None
+        state, path = reply.get("state"), reply.get("path")
+        text = _payload(reply) or f"Marked the issue done (state: {state})."
+        if path:
+            text += f" The issue file is now {path}."
+        if "stop now" not in text.lower():
+            text += " Stop now: no further turns will be dispatched for this issue."
+        return Outcome(text, _pick(reply, "identifier", "state", "path"))
+
+    # ---- leases ------------------------------------------------------------------------
+
+    async def claim(self, task_id: str, paths: Sequence[str] | None = None, worktree: str = "",
+                    ttl_seconds: float | None = None, note: str = "") -> Outcome:
+        task_id = _task(task_id)
+        key = _idem()
+        try:
+            frame = await self.link.request(lambda hub: hub.claim(
+                task_id, list(paths or []), worktree, ttl_seconds, note, idem_key=key))
+        except Refused as exc:
+            raise _refusal(f"Claim of {task_id} refused", exc) from None
+        text = cli_hub.render_claim(frame, argparse.Namespace()) + "."
+        notes = []
+        if frame.get("checkpoint"):
+            notes.append("The previous holder left this checkpoint for you:\n"
+                         + str(frame["checkpoint"]))
+        return Outcome(text, _pick(frame, "task_id", "owner", "epoch", "lease_expires_at",
+                                   "worktree", "paths", "note", "checkpoint"), notes)
+
+    async def release(self, task_id: str) -> Outcome:
+        task_id = _task(task_id)
+        key = _idem()
+        try:
+            frame = await self.link.request(lambda hub: hub.release(task_id, idem_key=key))
+        except Refused as exc:
+            raise _refusal(f"Release of {task_id} refused", exc) from None
+        return Outcome(f"released {task_id}.", _pick(frame, "task_id", "owner", "epoch"))
+
+    async def handoff(self, task_id: str, to_agent: str, note: str = "") -> Outcome:
+        task_id, to_agent = _task(task_id), (to_agent or "").strip()
+        if not to_agent:
+            raise ToolFailure("to_agent is empty: name the online agent that takes the task "
+                              "over (read_board and state show who is around).")
+        key = _idem()
+        try:
+            frame = await self.link.request(
+                lambda hub: hub.handoff(task_id, to_agent, note, idem_key=key))
+        except Refused as exc:
+            raise _refusal(f"Handoff of {task_id} refused", exc) from None
+        return Outcome(f"handed {task_id} to {frame.get('owner', to_agent)} "
+                       f"(its epoch is now {frame.get('epoch')}); it is no longer yours.",
+                       _pick(frame, "task_id", "owner", "previous_owner", "epoch",
+                             "lease_expires_at"))
+
+    async def state(self) -> Outcome:
+        try:
+            frame = await self.link.request(lambda hub: hub.state())
+        except Refused as exc:
+            raise _refusal("The hub refused the state query", exc) from None
+        claims = (frame.get("snapshot") or {}).get("active_claims") or []
+        text = cli_hub.render_state(frame, argparse.Namespace())
+        mine = [c.get("task_id") for c in claims if c.get("owner") == self.settings.name]
+        text += f"\n\nyou are {self.settings.name}; yours: {', '.join(mine) or 'none'}"
+        return Outcome(text, {"me": self.settings.name, "claims": claims})
+
+    # ---- the blackboard -------------------------------------------------------------------
+
+    async def post_progress(self, task_id: str, text: str, kind: str = "note") -> Outcome:
+        task_id, body = _task(task_id), (text or "").strip()
+        if not body:
+            raise ToolFailure("text is empty: say what happened, in a sentence or two.")
+        if kind not in PROGRESS_KINDS:
+            raise ToolFailure(f"kind must be one of {', '.join(PROGRESS_KINDS)}.")
+        key = _idem()
+        try:
+            frame = await self.link.request(
+                lambda hub: hub.progress(task_id, body, kind, idem_key=key))
+        except Refused as exc:
+            raise _refusal("The note was refused", exc) from None
+        note = frame.get("note") or {}
+        return Outcome(f"posted a {kind} note on {task_id}.",
+                       _pick(note, "task_id", "author", "kind", "text", "posted_at"))
+
+    async def read_board(self, progress_notes: int = DEFAULT_NOTES) -> Outcome:
+        try:
+            frame = await self.link.request(lambda hub: hub.board())
+        except Refused as exc:
+            raise _refusal("The hub refused the board query", exc) from None
+        count = max(0, progress_notes)
+        board = frame.get("board") or {}
+        text = cli_hub.render_board(frame, argparse.Namespace(notes=count))
+        progress = sorted(board.get("progress") or [], key=lambda n: n.get("posted_at") or 0)
+        data = {"tasks": board.get("tasks") or [], "ready": board.get("ready") or [],
+                "progress": progress[-count:] if count else []}
+        return Outcome(text, data)
+
+
+async def hub_request(hub: HubClient, fields: Frame, reply_type: str,
+                      timeout: float | None = None) -> Frame:
+    """A request for a verb HubClient has no method for yet: ``reply_type`` or Refused.
+
+    Like every HubClient verb it goes through the client's one-request-in-flight path
+    (``_request``), where a generic ``error`` counts as the refusal of the request in flight.
+    """
+    match = build_matcher(lambda frame: frame.get("type") == reply_type)
+    return await hub._request(fields, match, timeout)
+
+
+def _steer_outcome(reply: Frame, timeout_seconds: float | None) -> Outcome:
+    state, rid = reply.get("state"), reply.get("id")
+    data = _pick(reply, "id", "state", "answer", "answered_by", "default_used")
+    if state == "answered":
+        return Outcome(str(reply.get("answer") or ""), data)
+    if state == "timed_out" and reply.get("default_used"):
+        waited = cli_hub.duration(timeout_seconds) if timeout_seconds else "the time given"
+        note = (f"(Nobody answered request {rid} within {waited}; this is the default answer "
+                "you gave, not a human's.)")
+        return Outcome(str(reply.get("answer") or ""), data, [note])
+    if state == "timed_out":
+        raise ToolFailure(f"Nobody answered request {rid} in time and there was no default. "
+                          "Decide without an answer, or ask again.")
+    if state == "cancelled":
+        by = reply.get("answered_by") or "the operator"
+        raise ToolFailure(f"Request {rid} was cancelled by {by}: no answer will come. Do not "
+                          "ask the same thing again; carry on without it or stop.")
+    raise ToolFailure(f"Request {rid} ended as {state!r} with no answer.")
+
+
+async def _with_heartbeat(wait: Awaitable[T], started: float,
+                          on_wait: Callable[[float], Awaitable[None]] | None) -> T:
+    """Await ``wait``, calling ``on_wait(seconds so far)`` every PROGRESS_EVERY seconds."""
+    task = asyncio.ensure_future(wait)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+            if done:
+                return task.result()
+            if on_wait is not None:
+                try:
+                    await on_wait(time.monotonic() - started)
+                except Exception:  # a progress notification is a courtesy, never a failure
+                    log.debug("progress notification failed", exc_info=True)
+    finally:
+        if not task.done():
+            # The MCP call was cancelled: stop waiting here, and cancel nothing on the hub.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _task(task_id: str) -> str:
+    task_id = (task_id or "").strip()
+    if not task_id:
+        raise ToolFailure("task_id is empty: name the task (the id on the board, or your own).")
+    return task_id
+
+
+def _pick(frame: Frame, *keys: str) -> dict[str, Any]:
+    return {k: frame.get(k) for k in keys if k in frame}
+
+
+def _payload(frame: Frame) -> str:
+    payload = frame.get("payload")
+    return payload.strip() if isinstance(payload, str) else ""
+
+
+# --------------------------------------------------------------------------- the MCP server
+
+
+def build(bridge: Bridge) -> Any:
+    """The MCPServer with our tools (imports the SDK; mcp 2.x)."""
+    from mcp.server.mcpserver import Context, MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
+    from pydantic import Field
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_server: Any) -> AsyncIterator[None]:
+        try:
+            yield None
+        finally:
+            await bridge.close()
+
+    server = MCPServer("marrow-tui", version=__version__, instructions=SERVER_INSTRUCTIONS,
+                       lifespan=lifespan, log_level=_sdk_level())
+
+    async def result(work: Awaitable[Outcome]) -> CallToolResult:
+        try:
+            outcome = await work
+        except ToolFailure as exc:
+            raise ToolError(str(exc)) from None
+        blocks: list[ContentBlock] = [TextContent(type="text", text=t)
+                                      for t in (outcome.text, *outcome.notes)]
+        return CallToolResult(content=blocks, structured_content=outcome.data)
+
+    async def ask_human(
+        question: Annotated[str, Field(description=(
+            "The question, as you would put it to a colleague: what you need decided, in one "
+            "or two sentences."))],
+        ctx: Context,
+        context: Annotated[str, Field(description=(
+            "What the human needs in order to answer: what you tried, what you found, the "
+            "options and their trade-offs. Markdown is fine."))] = "",
+        choices: Annotated[list[str] | None, Field(description=(
+            "Suggested answers, shown as buttons (at most 20). The human may still write "
+            "something else."))] = None,
+        timeout_seconds: Annotated[float | None, Field(description=(
+            "Stop waiting after this many seconds. Leave it out to wait as long as it "
+            "takes."))] = None,
+        default: Annotated[str | None, Field(description=(
+            "The answer to use when timeout_seconds passes with no answer (needs "
+            "timeout_seconds). The result then says it was the default."))] = None,
+        task_id: Annotated[str, Field(description=(
+            "The task, claim or issue the question is about, if any (default: the issue "
+            "this run was dispatched for)."))] = "",
+    ) -> CallToolResult:
+        """Ask the human operator a question and wait for the answer.
+
+        Use it when you are blocked on something only a person can decide: unclear or
+        conflicting requirements, a risky or irreversible step, access or credentials you do not
+        have. Do not use it for what you can find out yourself. The question shows up in the
+        operator's console at once; this call blocks until they answer (minutes, maybe hours)
+        and returns their answer as text. With timeout_seconds and default, the default comes
+        back when time runs out, and the result says so. If this call is interrupted or times
+        out on your side, call ask_human again with exactly the same question and context: you
+        resume waiting for the same request, and the human is not asked twice.
+        """
+
+        async def progress(waited: float) -> None:
+            await ctx.report_progress(waited, None,
+                                      f"waiting for the operator's answer ({waited:.0f} s)")
+
+        return await result(bridge.ask_human(question, context, choices, timeout_seconds,
+                                             default, task_id, on_wait=progress))
+
+    async def mark_done(
+        title: Annotated[str, Field(description=(
+            "One line, in the imperative, at most 72 characters: what the change does, e.g. "
+            "'Add retries to the upload client'."))],
+        summary: Annotated[str, Field(description=(
+            "What changed and why, how you verified it (tests, checks), and anything left for "
+            "a reviewer. Markdown is fine."))],
+    ) -> CallToolResult:
+        """Mark the issue you were dispatched for as done. This is the only way to complete it.
+
+        Call it once, when the work is complete and verified (tests pass, changes are committed
+        as the workflow asks). The orchestrator moves the issue to its done state and records
+        title and summary for the review. After it succeeds, stop: no further turns are
+        dispatched for this issue. It fails, harmlessly, when no orchestrator runs on the hub.
+        """
+        return await result(bridge.mark_done(title, summary))
+
+    async def claim(
+        task_id: Annotated[str, Field(description=(
+            "The task to lease: an id from the board, or your own short id."))],
+        paths: Annotated[list[str] | None, Field(description=(
+            "Files or folders (relative to the worktree) you will change. A folder covers "
+            "everything under it. Leave it empty to claim the whole worktree."))] = None,
+        worktree: Annotated[str, Field(description=(
+            "A label for the checkout the paths are in; claims in different worktrees never "
+            "conflict."))] = "",
+        ttl_seconds: Annotated[float | None, Field(description=(
+            "Lease length in seconds (default 3600, at least 30). Claim again before it ends "
+            "to renew it."))] = None,
+        note: Annotated[str, Field(description="What you are doing, for the others.")] = "",
+    ) -> CallToolResult:
+        """Lease a task, and the files you will change, on the coordination hub.
+
+        Claim before you edit, so no other agent works on the same task or the same files.
+        Returns the grant: the epoch (a fencing number) and when the lease expires. Claiming a
+        task you already hold renews it (send the same paths again). Fails with the reason when
+        another agent's live claim covers the task or overlaps your paths: pick other work, or
+        coordinate with that agent.
+        """
+        return await result(bridge.claim(task_id, paths, worktree, ttl_seconds, note))
+
+    async def release(
+        task_id: Annotated[str, Field(description="The task you hold and are finished with.")],
+    ) -> CallToolResult:
+        """Give up your lease on a task (when it is done, or you stop working on it).
+
+        Only the holder may release. Fails with the reason when the task is not claimed or is
+        held by someone else.
+        """
+        return await result(bridge.release(task_id))
+
+    async def handoff(
+        task_id: Annotated[str, Field(description="The task you hold.")],
+        to_agent: Annotated[str, Field(description=(
+            "The online agent that takes it over, by its hub name."))],
+        note: Annotated[str, Field(description=(
+            "What the next holder needs to know: where you stopped, what is left."))] = "",
+    ) -> CallToolResult:
+        """Hand a task you hold, with its scope, to another online agent, in one step.
+
+        The lease moves at once (nobody can grab it in between) and your note is posted on the
+        board. Afterwards the task is no longer yours. Fails with the reason when the agent is
+        not online, or would conflict with someone else's claim.
+        """
+        return await result(bridge.handoff(task_id, to_agent, note))
+
+    async def post_progress(
+        task_id: Annotated[str, Field(description=(
+            "The task the note is about (it need not be on the board)."))],
+        text: Annotated[str, Field(description="The note: a sentence or two.")],
+        kind: Annotated[Literal["note", "blocked", "assessment", "usage", "approval"], Field(
+            description=("'note' for progress, 'blocked' when you cannot go on, 'assessment' "
+                         "for a finding or review, 'usage' for cost or usage, 'approval' for a "
+                         "sign-off."))] = "note",
+    ) -> CallToolResult:
+        """Post a progress note on the shared blackboard, for the operator and other agents.
+
+        Keep notes short and factual: what you did, what you found, what blocks you.
+        """
+        return await result(bridge.post_progress(task_id, text, kind))
+
+    async def read_board(
+        progress_notes: Annotated[int, Field(description=(
+            "How many of the newest progress notes to include."), ge=0, le=1000)] = DEFAULT_NOTES,
+    ) -> CallToolResult:
+        """Read the shared blackboard: every task (status, dependencies, suggested owner), the
+        ids that are ready to start, and the newest progress notes."""
+        return await result(bridge.read_board(progress_notes))
+
+    async def state() -> CallToolResult:
+        """List the live claims on the hub: who holds which task and files, until when, and
+        which of them are yours."""
+        return await result(bridge.state())
+
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    tools: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations | None]] = [
+        (ask_human, ToolAnnotations(open_world_hint=True)),
+        (mark_done, None), (claim, None), (release, None), (handoff, None), (post_progress, None),
+        (read_board, read_only), (state, read_only),
+    ]
+    names = locals()
+    for fn, hints in tools:
+        # `from __future__ import annotations` leaves the signatures as strings, and the SDK
+        # evaluates them in this module's globals, where the lazily imported names are missing.
+        fn.__annotations__ = inspect.get_annotations(fn, eval_str=True, locals=names)
+        server.add_tool(fn, annotations=hints, structured_output=False)
+    return server
+
+
+def _sdk_level() -> Any:
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "WARNING"
+
+
+def serve(settings: Settings) -> int:
+    """Run the MCP server on stdin/stdout until the client closes it."""
+    server = build(Bridge(settings))
+    try:
+        server.run("stdio")
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------- the command line
+
+DESCRIPTION: Final = (
+    "Serve the hub's tools (ask_human, mark_done, claim, release, handoff, post_progress, "
+    "read_board, state) to a coding agent as an MCP server on stdin/stdout. Configure it in "
+    "the agent like any stdio MCP server; inside a scheduled run the environment the scheduler "
+    "sets (MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION, MARROW_TOKEN) is all it needs. "
+    "See docs/mcp.md."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--uri", default=None,
+                   help="hub address (default: $MARROW_HUB_URI, else ws://127.0.0.1:8876)")
+    p.add_argument("--name", default=None,
+                   help="the agent name on the hub (default: $MARROW_AGENT, else mcp/<user>)")
+    p.add_argument("--token", default=None, help="connect token (default: $MARROW_TOKEN)")
+    p.add_argument("--cafile", default=None, help="CA bundle to verify a wss:// hub")
+    p.add_argument("--connect-timeout", type=cli_steer.duration, default=10.0,
+                   metavar="DURATION", help="for connecting and each request (default 10s)")
+    p.add_argument("--give-up-after", type=cli_steer.duration, default=3600.0,
+                   metavar="DURATION",
+                   help="ask_human: when the hub is gone this long, return an error "
+                        "(the question stays open; default 1h)")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `marrow-tui mcp` to the CLI's subcommands."""
+    p = sub.add_parser("mcp", help="serve hub tools to a coding agent over MCP (stdio)",
+                       description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    level = str(getattr(args, "log_level", None) or os.environ.get("MARROW_LOG_LEVEL")
+                or "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
+                        format="marrow-tui mcp %(levelname)s %(name)s: %(message)s")
+    try:
+        context = cli_hub._ssl_context(args.cafile)
+    except cli_hub.UsageError as exc:
+        print(f"marrow-tui: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env(uri=args.uri, name=args.name, token=args.token, ssl=context,
+                                 connect_timeout=args.connect_timeout,
+                                 give_up_after=args.give_up_after)
+    log.info("serving MCP on stdio for %s at %s", settings.name, settings.uri)
+    return serve(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="marrow-tui mcp", description=DESCRIPTION)
+    add_arguments(parser)
+    parser.add_argument("--log-level", default=None,
+                        help="diagnostics on stderr (default: $MARROW_LOG_LEVEL, else WARNING)")
+    sys.exit(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
