@@ -272,11 +272,19 @@ def window_summary(w: dict[str, Any]) -> dict[str, Any]:
     return keep
 
 
+def worst(windows: list[dict[str, Any]], key: str) -> float | None:
+    """The worst loop-lag figure over windows that saw a tick (a window shorter than the
+    ticker's 10 ms period has none)."""
+    seen = [w["lag"][key] for w in windows if w["lag"]["ticks"]]
+    return max(seen) if seen else None
+
+
 def top_functions(path: Path, limit: int = 25) -> list[dict[str, Any]]:
     """The profile's heaviest functions by own time, and by cumulative time."""
     stats = pstats.Stats(str(path))
     rows = []
-    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    table = stats.stats  # type: ignore[attr-defined]
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in table.items():
         rows.append({"func": f"{Path(file).name}:{line}({func})", "calls": nc,
                      "own_s": round(tt, 4), "cum_s": round(ct, 4)})
     by_own = sorted(rows, key=lambda r: -r["own_s"])[:limit]
@@ -310,30 +318,50 @@ class Bench:
 
     # ---- 0. the floor: the same spawns with no scheduler ----------------------------------
 
-    async def floor(self, n: int, rounds: int) -> dict[str, Any]:
-        """N bare `asyncio.create_subprocess_exec` of the same agent script at once, from a
-        plain asyncio process (this one), logs to files: what spawning costs with no
+    async def floor(self, n: int, rounds: int, mode: str = "noop", seconds: float = 0,
+                    cap: int = 0) -> dict[str, Any]:
+        """N bare `asyncio.create_subprocess_exec` of the same agent script at once (one task
+        each, like the scheduler's runs), from a plain asyncio process (this one, otherwise
+        idle), logs to files, with the same 10 ms ticker: what spawning costs with no
         scheduler, no hub, no SQLite."""
-        spec = Host(self.root, 0, None, f"floor-{n}", 0)  # not started: its script, stamps
+        spec = Host(self.root, 0, None, f"floor-{mode}-{n}", 0)  # not started: script, stamps
+        spec.set_mode(mode, seconds, cap)
         d, script, stamps = spec.dir, spec.script, spec.stamps
+        loop = asyncio.get_running_loop()
+        lags: list[float] = []
+
+        async def tick() -> None:
+            due = loop.time() + 0.010
+            while True:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                now = loop.time()
+                lags.append(max(0.0, now - due))
+                due = now + 0.010
+
+        async def one(sid: str) -> None:
+            with open(d / f"{sid}.out", "ab") as out, open(d / f"{sid}.err", "ab") as err:
+                proc = await asyncio.create_subprocess_exec(
+                    str(script), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+                    cwd=str(d), env={**child_env(), "MARROW_SESSION": sid},
+                    start_new_session=True)
+            await proc.wait()
+
         lat: list[float] = []
-        for r in range(rounds):
-            procs = []
-            t0 = time.time()
-            for i in range(n):
-                sid = f"floor-{r}-{i}"
-                with open(d / f"{sid}.out", "ab") as out, open(d / f"{sid}.err", "ab") as err:
-                    procs.append(await asyncio.create_subprocess_exec(
-                        str(script), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                        cwd=str(d), env={**child_env(), "MARROW_SESSION": sid},
-                        start_new_session=True))
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 60)
-            for i in range(n):
-                with contextlib.suppress(OSError, ValueError):
-                    lat.append(float((stamps / f"floor-{r}-{i}").read_text()) - t0)
+        ticker = asyncio.create_task(tick())
+        try:
+            for r in range(rounds):
+                t0 = time.time()
+                await asyncio.wait_for(asyncio.gather(
+                    *(one(f"floor-{r}-{i}") for i in range(n))), seconds + 60)
+                for i in range(n):
+                    with contextlib.suppress(OSError, ValueError):
+                        lat.append(float((stamps / f"floor-{r}-{i}").read_text()) - t0)
+        finally:
+            ticker.cancel()
         if not self.keep:
             shutil.rmtree(d, ignore_errors=True)
-        return ms_summary(lat)
+        return {**ms_summary(lat), "lag_max_ms": round(1000 * max(lags, default=0.0), 1),
+                "lag_p99_ms": round(1000 * (pct(lags, 99) or 0.0), 1), "ticks": len(lags)}
 
     # ---- 1. wake -> the agent's process runs ----------------------------------------------
 
@@ -368,8 +396,8 @@ class Bench:
             "agents": n, "rounds": rounds, "host": host.info, "bye": bye,
             "latency_ms": {k: ms_summary(v) for k, v in samples.items()},
             "floor_bare_spawn_ms": floor,
-            "lag_p99_ms_max_over_rounds": max(w["lag"]["p99_ms"] for w in windows),
-            "lag_max_ms": max(w["lag"]["max_ms"] for w in windows),
+            "lag_p99_ms_max_over_rounds": worst(windows, "p99_ms"),
+            "lag_max_ms": worst(windows, "max_ms"),
             "cpu_s_per_run": sum(w["cpu_s"] for w in windows) / (n * rounds),
             "windows": windows})
 
@@ -411,8 +439,8 @@ class Bench:
         cell = {"agents": n, "rounds": rounds, "host": host.info, "bye": bye,
                 "latency_ms": {k: ms_summary(v) for k, v in samples.items()},
                 "cpu_ms_per_run": 1000 * sum(w["cpu_s"] for w in windows) / (n * rounds),
-                "lag_p99_ms_max_over_rounds": max(w["lag"]["p99_ms"] for w in windows),
-                "lag_max_ms": max(w["lag"]["max_ms"] for w in windows),
+                "lag_p99_ms_max_over_rounds": worst(windows, "p99_ms"),
+                "lag_max_ms": worst(windows, "max_ms"),
                 "windows": windows}
         if profile is not None and profile.exists():
             cell["profile"] = {"file": str(profile.relative_to(REPO_DIR)),
@@ -470,6 +498,8 @@ class Bench:
         finally:
             bye = await self.finish(host)
         cell["bye"] = bye
+        # The same agents spawned by a bare asyncio process: which stalls are asyncio's own.
+        cell["bare_asyncio_spawn"] = await self.floor(n, 1, mode, seconds, cap)
         self.results["output"].append(cell)
 
     # ---- 4. idle -------------------------------------------------------------------------------
@@ -536,6 +566,10 @@ def fmt(v: Any, digits: int = 1) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.1f} ms"
+
+
 def report(doc: dict[str, Any]) -> str:
     r = doc["results"]
     lines = []
@@ -563,28 +597,15 @@ def report(doc: dict[str, Any]) -> str:
                 f"{fmt(L['process_started']['p99'])} / {fmt(L['process_started']['max'])} | "
                 f"{fmt(f['p50'])} / {fmt(f['p99'])} / {fmt(f['max'])} | "
                 f"{fmt(L['session_start']['p50'])} / {fmt(L['session_start']['p99'])} | "
-                f"{fmt(L['session_pid']['p99'])} | {fmt(c['lag_max_ms'])} ms | "
+                f"{fmt(L['session_pid']['p99'])} | {ms(c['lag_max_ms'])} | "
                 f"{fmt(1000 * c['cpu_s_per_run'])} ms |")
-        lines.append("")
-    if r["full"]:
-        lines += ["### 3. A trivial agent (`true`): wake -> session_end committed\n",
-                  "| N at once | samples | session_end p50 / p99 / max | run (start->end) p50 "
-                  "| CPU of marrow-tui per run | loop lag p99 (worst round) / max |",
-                  "|---|---|---|---|---|---|"]
-        for c in r["full"]:
-            L = c["latency_ms"]
-            lines.append(
-                f"| {c['agents']} | {L['session_end']['n']} | {fmt(L['session_end']['p50'])} / "
-                f"{fmt(L['session_end']['p99'])} / {fmt(L['session_end']['max'])} ms | "
-                f"{fmt(L['run_duration']['p50'])} ms | {fmt(c['cpu_ms_per_run'])} ms | "
-                f"{fmt(c['lag_p99_ms_max_over_rounds'])} / {fmt(c['lag_max_ms'])} ms |")
         lines.append("")
     if r["output"]:
         lines += ["### 2. N agents printing as fast as they can (stdout to their log files)\n",
                   "| mode | N | window | agents' output | marrow-tui CPU | loop lag p50 / p99 / "
                   "max (began at) | ticks > 50 ms | reference ticker p99 / max | last agent "
-                  "started | RSS max | other load |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "started | bare asyncio spawn: lag max / last started | RSS max | other load |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in r["output"]:
             w = c["window"]
             lag = w["lag"]
@@ -597,8 +618,23 @@ def report(doc: dict[str, Any]) -> str:
                 f"({fmt(lag.get('max_began_s'), 2)} s) | "
                 f"{lag['over_50ms']} of {lag['ticks']} | {fmt(ref['p99_ms'])} / "
                 f"{fmt(ref['max_ms'])} ms | {fmt(c['process_started_ms']['max'], 0)} ms | "
-                f"{fmt(w['rss_kib_max'] / 1024)} MiB | "
+                + (f"{fmt(b['lag_max_ms'])} / {fmt(b['max'], 0)} ms | "
+                   if (b := c.get("bare_asyncio_spawn")) else "– | ")
+                + f"{fmt(w['rss_kib_max'] / 1024)} MiB | "
                 f"{fmt(w['other_cores'], 2)} cores |")
+        lines.append("")
+    if r["full"]:
+        lines += ["### 3. A trivial agent (`true`): wake -> session_end committed\n",
+                  "| N at once | samples | session_end p50 / p99 / max | run (start->end) p50 "
+                  "| CPU of marrow-tui per run | loop lag p99 (worst round) / max |",
+                  "|---|---|---|---|---|---|"]
+        for c in r["full"]:
+            L = c["latency_ms"]
+            lines.append(
+                f"| {c['agents']} | {L['session_end']['n']} | {fmt(L['session_end']['p50'])} / "
+                f"{fmt(L['session_end']['p99'])} / {fmt(L['session_end']['max'])} ms | "
+                f"{fmt(L['run_duration']['p50'])} ms | {fmt(c['cpu_ms_per_run'])} ms | "
+                f"{ms(c['lag_p99_ms_max_over_rounds'])} / {ms(c['lag_max_ms'])} |")
         lines.append("")
     if r["idle"]:
         lines += ["### 4. Idle: configured agents, heartbeat far away\n",

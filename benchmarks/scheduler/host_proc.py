@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace) -> int:
             up = time.time()
             first_ok = await probe.until_ends(agents, args.start_timeout)
             await unit.runtime.settled()
-            ticker = asyncio.create_task(probe.ticker())
+            ticker: asyncio.Task[None] | None = None  # only while a window asks for it
             out({"ready": first_ok, "uri": unit.server.uri, "pid": os.getpid(),
                  "agents": agents, "hosted_s": up - t_launch,
                  "first_runs_s": time.time() - up, "rss_kib": rss_kib()})
@@ -192,6 +192,8 @@ async def run(args: argparse.Namespace) -> int:
                     probe.worst = (0.0, 0.0)
                     probe.rss_max = rss_kib()
                     probe.ticking = bool(cmd.get("ticker", True))
+                    if probe.ticking and ticker is None:
+                        ticker = asyncio.create_task(probe.ticker())
                     if cmd.get("profile"):
                         profiler = cProfile.Profile()
                         profiler.enable()
@@ -212,6 +214,9 @@ async def run(args: argparse.Namespace) -> int:
                     children = cpu(resource.RUSAGE_CHILDREN) - window["child0"]
                     busy = machine_busy() - window["busy0"]
                     probe.ticking = False
+                    if ticker is not None:
+                        ticker.cancel()
+                        ticker = None
                     lags = probe.lags
                     out({"window": {
                         "complete": complete, "wall_s": wall,
@@ -243,9 +248,8 @@ async def run(args: argparse.Namespace) -> int:
                     out({"cancelled": len(watchers)})
                 elif cmd["cmd"] == "quit":
                     break
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            if ticker is not None:
+                ticker.cancel()
             t_stop = time.time()
         out({"bye": True, "stop_s": time.time() - t_stop})
     finally:

@@ -23,13 +23,14 @@ never reports a start failure. Here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
 import shlex
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -358,6 +359,34 @@ async def _spawn(
     its own copies)."""
     argv0 = launch.argv[0]
     stdin = asyncio.subprocess.DEVNULL if launch.stdin_data is None else asyncio.subprocess.PIPE
+    # asyncio forks on the event loop's thread, and the fork returns only once the child has
+    # exec'd: tens of ms each when the CPUs are busy. One spawn at a time, with a turn of the
+    # loop between them, keeps the hub and the console answering while 50 agents start
+    # (measured in benchmarks/results/SCHEDULER.md: a 2.4 s freeze became short pauses).
+    async with _spawning():
+        return await _exec(agent, launch, argv0, stdin, out_path, err_path)
+
+
+_SPAWN_LOCKS: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+
+@contextlib.asynccontextmanager
+async def _spawning() -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    lock = _SPAWN_LOCKS.get(loop)
+    if lock is None:
+        for old in [other for other in _SPAWN_LOCKS if other.is_closed()]:
+            del _SPAWN_LOCKS[old]
+        lock = _SPAWN_LOCKS[loop] = asyncio.Lock()
+    async with lock:
+        try:
+            yield
+        finally:
+            await asyncio.sleep(0)
+
+
+async def _exec(agent: AgentConfig, launch: _Launch, argv0: str, stdin: int, out_path: Path,
+                err_path: Path) -> asyncio.subprocess.Process:
     with _open_log(out_path) as out, _open_log(err_path) as err:
         try:
             return await asyncio.create_subprocess_exec(
