@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_hub, cli_sched, cli_steer, mcp_server
+from . import __version__, cli_hub, cli_issues, cli_sched, cli_steer, mcp_server
 from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
 from .runtime import RuntimeOptions
 from .store.eventlog import StoreError
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sched.register(sub)
     cli_steer.register(sub)
     mcp_server.register(sub)
+    cli_issues.register(sub)
     return parser
 
 

@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="stop waiting after this long (90s, 30m, 2h)")
     p.add_argument("--default", default=None,
                    help="the answer to use when --timeout passes with no answer")
-    p.add_argument("--task", default="", metavar="ID",
-                   help="the task, claim or issue the question is about")
+    p.add_argument("--task", default=os.environ.get("MARROW_ISSUE", ""), metavar="ID",
+                   help="the task, claim or issue the question is about (default: "
+                        "$MARROW_ISSUE inside an issue's run)")
     p.add_argument("--key", default=None,
                    help="your own key for this question: asking again with the same key finds "
                         "the same request (default: from $MARROW_SESSION and the question)")

@@ -71,10 +71,13 @@ class AgentConfig:
     context_timeout: float = 15.0
     #: seconds between SIGTERM and SIGKILL when a run is stopped or times out
     stop_grace: float = 10.0
+    #: where run logs go instead of <workspace>/runtime/logs/exec (the orchestrator keeps
+    #: them outside issue workspaces, which are committed and then removed); not a TOML key
+    logs: Path | None = None
 
     @property
     def log_dir(self) -> Path:
-        return self.workspace / "runtime" / "logs" / "exec"
+        return self.logs or self.workspace / "runtime" / "logs" / "exec"
 
     @property
     def tasks_dir(self) -> Path:

@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from .config import Config
@@ -36,7 +37,7 @@ class EventPrinter:
 
 async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
                 out: TextIO = sys.stdout, *, demo: bool = False,
-                config: Config | None = None) -> int:
+                config: Config | None = None, workflow: Path | None = None) -> int:
     def ready(unit: Hosted) -> None:
         state = unit.runtime.state
         out.write(
@@ -49,11 +50,13 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
             enabled = sum(1 for agent in config.agents if agent.enabled)
             out.write(f"marrow-tui: scheduling {enabled} of {len(config.agents)} agent(s) "
                       f"from {config.path}\n")
+        if workflow is not None:
+            out.write(f"marrow-tui: orchestrating the issues of {workflow}\n")
         out.flush()
         unit.runtime.subscribe(EventPrinter(out))
 
     async with hosted(runtime_options, hub_options, demo=demo, config=config,
-                      on_ready=ready) as unit:
+                      workflow=workflow, on_ready=ready) as unit:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

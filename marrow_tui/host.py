@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from pathlib import Path
+
 from .config import Config
 from .hub.server import HubOptions, HubServer
 from .runtime import Runtime, RuntimeOptions
@@ -30,6 +32,7 @@ async def hosted(
     *,
     demo: bool = False,
     config: Config | None = None,
+    workflow: Path | None = None,
     heartbeats: bool = True,
     on_ready: Callable[[Hosted], None] | None = None,
 ) -> AsyncIterator[Hosted]:
@@ -43,6 +46,7 @@ async def hosted(
     await runtime.start()
     server = HubServer(runtime, hub_options)
     scheduler: Scheduler | None = None
+    orchestrator = None
     team = None
     try:
         await server.start()
@@ -51,6 +55,12 @@ async def hosted(
         if on_ready is not None:
             on_ready(unit)
         await scheduler.start(loop=heartbeats)
+        if workflow is not None:
+            from .orchestrator.dispatcher import Orchestrator
+
+            orchestrator = Orchestrator(runtime, workflow, hub_uri=server.uri,
+                                        token=hub_options.token)
+            await orchestrator.start()
         if demo:
             from .demo import DemoTeam
 
@@ -61,6 +71,8 @@ async def hosted(
     finally:
         if team is not None:
             await team.stop()
+        if orchestrator is not None:
+            await orchestrator.stop()
         if scheduler is not None:
             await scheduler.stop()
         await server.stop()

@@ -66,8 +66,10 @@ class ConsoleApp(MarrowApp):
 
     def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
                  sessions: bool = False, config: Any = None, asks: bool = False,
-                 **kwargs: Any) -> None:
+                 issues: bool = False, **kwargs: Any) -> None:
         self.sessions = sessions
+        #: an orchestrator's issues and workflow status (no orchestrator runs)
+        self.issues = issues
         #: agents waiting on answers (steering requests) when the console opens
         self.asks = asks
         #: a scheduler config: the console then runs its agents for real
@@ -90,6 +92,8 @@ class ConsoleApp(MarrowApp):
             seed_sessions(self.runtime, self.state_dir.parent / "logs")
         if self.asks:
             seed_asks(self.runtime)
+        if self.issues:
+            seed_issues(self.runtime)
         if self.config is not None:
             from marrow_tui.scheduler.heartbeat import Scheduler
 
@@ -186,3 +190,50 @@ def seed_asks(runtime: Runtime) -> None:
         timeout_seconds=1800, default="mock")
     say("demo/bob", type="steer_ask", question="Is it fine to rename /api/v1/session to "
         "/api/v1/sessions?", task_id="T2")
+
+
+WORKFLOW = "/srv/tracker/WORKFLOW.md"
+
+
+def seed_issues(runtime: Runtime, ok: bool = True) -> None:
+    """What an orchestrator says about its tracker: one issue in each status, and the workflow.
+
+    Written as the orchestrator writes them (transient events through the runtime); DEMO-1's
+    run is a session named after it, as the orchestrator's runs are.
+    """
+    from marrow_tui.core.events import Event
+    from marrow_tui.hub.protocol import Outcome
+
+    errors = [] if ok else [f"{WORKFLOW}:19: agent.command: error: must be a non-empty string"]
+    run = "DEMO-1-20270115-075800-000"
+    events = [
+        Event("workflow_status", {"path": WORKFLOW, "ok": ok, "errors": errors, "warnings": [],
+                                  "root": "/srv/tracker/issues", "dispatching": ok}),
+        Event("session_start", {"id": run, "agent": "DEMO-1", "started": T0 - 95,
+                                "trigger": "issue", "stdout": "", "stderr": "", "tasks": []}),
+        Event("session_progress", {"id": run, "agent": "DEMO-1",
+                                   "last_line": "writing hello.txt"}),
+    ]
+
+    def issue(identifier: str, title: str, state: str, status: str, **fields: Any) -> None:
+        data = {"identifier": identifier, "title": title, "state": state, "status": status,
+                "priority": None, "attempt": 0, "next_at": None, "reason": "", "session": "",
+                "path": f"/srv/tracker/issues/{state}/{identifier}.md"}
+        events.append(Event("issue_status", {**data, **fields}))
+
+    issue("DEMO-1", "Add a greeting file", "In Progress", "running", priority=2, attempt=1,
+          session=run)
+    issue("DEMO-2", "Add a farewell file", "Todo", "blocked", priority=3,
+          reason="blocked by DEMO-1")
+    issue("DEMO-10", "Document the tracker", "Todo", "idle", priority=1)
+    issue("DEMO-4", "Tidy the README", "Todo", "idle")
+    issue("OPS-3", "Rotate the deploy key", "In Progress", "retrying", priority=1, attempt=2,
+          next_at=T0 + 8, reason="exit 1")
+    issue("OPS-7", "Bump the base image", "In Progress", "parked", priority=2, attempt=3,
+          reason="cancelled by operator/test")
+    issue("OPS-9", "Ask before migrating", "In Progress", "waiting", priority=4, attempt=1)
+    issue("OPS-1", "Pin the toolchain", "Done", "done", priority=2, attempt=1)
+    for event in events:
+        runtime.state.apply(event)
+    runtime.submit(Outcome(events=events))
+

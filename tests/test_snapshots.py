@@ -154,3 +154,38 @@ def test_answer_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
 def test_wide_while_someone_waits(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(ConsoleApp(asks=True, sessions=True), terminal_size=WIDE,
                         run_before=after())
+
+
+def _on_issues(*keys: str, row: str | None = None):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        await filled(pilot, app)
+        if row is not None:
+            table = app.main.tables["issues"]
+            table.move_cursor([k.rsplit("\x1f", 1)[-1] for k in table.keys].index(row))
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_issues_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """With an orchestrator, the console opens on its issues: one in each status."""
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=MEDIUM, run_before=_on_issues())
+
+
+def test_new_issue_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=MEDIUM,
+                        run_before=_on_issues("n", *"Add a README"))
+
+
+def test_issue_detail(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=MEDIUM,
+                        run_before=_on_issues("enter", row="OPS-7"))
+
+
+def test_issues_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Issues share the bottom row with the sessions (their runs)."""
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=WIDE, run_before=_on_issues())

@@ -34,7 +34,8 @@ DURABLE_KINDS = frozenset(
 #: are advisory and, as in synapse, not kept across one. The scheduler's view of its agents
 #: (next run, queue length, the config's status) is rebuilt from the config when it starts.
 TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_schedule",
-                             "agent_removed", "config_status", "wake", "task_queued"})
+                             "agent_removed", "config_status", "wake", "task_queued",
+                             "issue_status", "issue_removed", "workflow_status"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -113,6 +114,13 @@ def describe(event: Event) -> str | None:
         how = {"answered": f"answered by {d.get('by')}", "cancelled": f"cancelled by {d.get('by')}",
                "timed_out": "timed out" + (", default used" if d.get("default_used") else "")}
         return f"steer     {d['id']} {how.get(d['state'], d['state'])}{said}"
+    if kind == "issue_done":
+        return f"done      {d['identifier']} -> {d['to_state']}: {_short(d['title'], 100)}"
+    if kind == "workflow_status":
+        if d.get("ok"):
+            return f"workflow  {d['path']}: tracker {d.get('root', '')}"
+        return (f"workflow  {d['path']}: {len(d.get('errors', []))} error(s); "
+                "no new dispatches until it is fixed")
     if kind == "task_queued":
         return f"task      {d['agent']} <- {_short(d['title'], 80)} by {d['by']}"
     if kind == "config_status":

@@ -15,6 +15,7 @@ from .board import Board
 from .chat import ChatLog
 from .claims import ClaimBook
 from .events import Event
+from .orchestration import ISSUE_KINDS, IssueBook
 from .sessions import SessionBook
 from .steering import SteeringBook
 
@@ -78,6 +79,7 @@ class State:
         self.presence = Presence()
         self.sessions = SessionBook()
         self.steering = SteeringBook()
+        self.issues = IssueBook()
         self.offline_ttl = offline_ttl
         self.started_at = started_at
         #: (deadline, name): when an offline holder's leases are due for release
@@ -119,6 +121,8 @@ class State:
             self.sessions.apply(event)
         elif kind in STEERING_KINDS:
             self.steering.apply(event)
+        elif kind in ISSUE_KINDS:
+            self.issues.apply(event)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
 

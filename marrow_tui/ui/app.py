@@ -79,7 +79,7 @@ class MarrowApp(App[None]):
 
 async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,
                       demo: bool = False, operator: str | None = None, bell: bool = True,
-                      config: Config | None = None) -> int:
+                      config: Config | None = None, workflow: Path | None = None) -> int:
     """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
     log_path = runtime_options.state_dir / "marrow-tui.log"
     runtime_options.state_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,8 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
-    async with hosted(runtime_options, hub_options, demo=demo, config=config) as unit:
+    async with hosted(runtime_options, hub_options, demo=demo, config=config,
+                      workflow=workflow) as unit:
         app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):

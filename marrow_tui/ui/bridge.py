@@ -30,6 +30,8 @@ RUN_KINDS = frozenset({"session_start", "session_end", "session_progress", "agen
                        "agent_removed", "config_status", "wake", "task_queued"})
 CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
                          "extend"})
+#: the orchestrator's issues (one identifier each) and its workflow's status (every issue)
+ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "issue_done", "workflow_status"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +59,14 @@ class _Pending:
     runs: set[str] = field(default_factory=set)
     #: steering requests that opened or ended
     asks: set[str] = field(default_factory=set)
+    #: the orchestrator's issues whose status changed (identifiers)
+    issues: set[str] = field(default_factory=set)
     activity: list[Activity] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.claims or self.tasks or self.agents or self.runs or self.asks
-                    or self.activity or self.alerts)
+                    or self.issues or self.activity or self.alerts)
 
 
 class Changed(Message):
@@ -71,9 +75,11 @@ class Changed(Message):
     def __init__(self, claims: frozenset[str], tasks: frozenset[str], agents: frozenset[str],
                  activity: tuple[Activity, ...], alerts: tuple[Alert, ...],
                  runs: frozenset[str] = frozenset(),
-                 asks: frozenset[str] = frozenset()) -> None:
+                 asks: frozenset[str] = frozenset(),
+                 issues: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.asks = asks
+        self.issues = issues
         self.claims = claims
         self.tasks = tasks
         self.agents = agents
@@ -92,6 +98,8 @@ class Bridge:
         self._scheduled = False
         self._ready = set(runtime.state.board.ready())
         self._alerted: dict[str, float] = {}
+        #: the workflow error last alerted (None while the workflow is fine)
+        self._workflow_error: str | None = None
         self.flushes = 0
         self.events_seen = 0
         #: how long the screen took to apply the last `Changed` (it tells us, see `handled`)
@@ -138,6 +146,8 @@ class Bridge:
                         f"ask:{data['id']}",
                         f"{data['asker']} asks: {' '.join(data['question'].split())[:120]}"
                         " (a to answer)", "warning"))
+            elif kind in ISSUE_KINDS:
+                self._issue_event(kind, data, pending)
             text = describe(event)
             if text is not None:
                 pending.activity.append(Activity(now, kind, text))
@@ -161,6 +171,25 @@ class Bridge:
             pending.alerts.append(Alert(
                 f"run:{data['agent']}",
                 f"{data['agent']}: run {data['state']} ({data.get('reason', '')})"))
+
+    def _issue_event(self, kind: str, data: dict, pending: _Pending) -> None:
+        if kind != "workflow_status":
+            pending.issues.add(data["identifier"])
+            if kind == "issue_done":
+                pending.alerts.append(Alert(
+                    f"done:{data['identifier']}",
+                    f"{data['identifier']} done (moved to {data.get('to_state', '?')})",
+                    "information"))
+            return
+        # The workflow's status colours every row (and the Issues pane's border).
+        pending.issues.update(self.runtime.state.issues.issues)
+        # Said once per new error: the orchestrator may repeat its status on every poll.
+        first = None if data.get("ok", True) else workflow_error(data)
+        if first is not None and first != self._workflow_error:
+            pending.alerts.append(Alert(
+                f"workflow:{first}", f"Workflow has errors, no new dispatches: {first}",
+                "error"))
+        self._workflow_error = first
 
     def handled(self, seconds: float) -> None:
         """The screen applied a `Changed` in `seconds`; the next flush waits accordingly."""
@@ -188,4 +217,14 @@ class Bridge:
         self.flushes += 1
         self.post(Changed(frozenset(pending.claims), frozenset(pending.tasks),
                           frozenset(pending.agents), tuple(pending.activity), tuple(alerts),
-                          frozenset(pending.runs), frozenset(pending.asks)))
+                          frozenset(pending.runs), frozenset(pending.asks),
+                          frozenset(pending.issues)))
+
+
+def workflow_error(status: dict) -> str:
+    """The first error of a `workflow_status`, as one line (errors are strings or dicts)."""
+    errors = status.get("errors") or ["invalid"]
+    first = errors[0]
+    if isinstance(first, dict):
+        first = first.get("message") or first.get("text") or str(first)
+    return " ".join(str(first).split())

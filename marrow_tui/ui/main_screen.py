@@ -24,10 +24,11 @@ from textual.widgets import Footer, Input, Label
 
 from ..core.board import TASK_STATUSES
 from ..core.events import Event, describe
+from ..core.orchestration import IssueView
 from ..core.sessions import Session
 from ..core.steering import Request
 from ..runtime import LocalSession, Runtime
-from .bridge import Activity, Bridge, Changed
+from .bridge import Activity, Bridge, Changed, workflow_error
 from .logview import LogScreen
 from .modals import (
     AnswerModal,
@@ -43,6 +44,7 @@ from .widgets import (
     AgentsTable,
     BoardTable,
     ClaimsTable,
+    IssuesTable,
     KeyedTable,
     SessionsTable,
     SteeringTable,
@@ -51,11 +53,23 @@ from .widgets import (
     steering_keys,
 )
 
-PANES = ("steering", "agents", "claims", "board", "activity", "sessions")
+PANES = ("steering", "agents", "claims", "board", "activity", "sessions", "issues")
 TITLES = {"steering": "Steering", "agents": "Agents", "claims": "Claims",
-          "board": "Blackboard", "activity": "Activity", "sessions": "Sessions"}
+          "board": "Blackboard", "activity": "Activity", "sessions": "Sessions",
+          "issues": "Issues"}
 #: the key that shows each pane (Steering is 0: it comes first when something waits)
-PANE_KEYS = {"steering": 0, "agents": 1, "claims": 2, "board": 3, "activity": 4, "sessions": 5}
+PANE_KEYS = {"steering": 0, "agents": 1, "claims": 2, "board": 3, "activity": 4, "sessions": 5,
+             "issues": 6}
+#: the Issues pane's keys, for help while an orchestrator runs
+ISSUE_HELP = [("6", "Issues"), ("D", "Dispatch the issue now (issues)"),
+              ("x", "Cancel the issue's run and park it (issues)"),
+              ("R", "Retry a parked issue (issues)"), ("n", "New issue (issues)"),
+              ("g", "Go to the issue's run (issues)")]
+#: other panes' actions on the keys the Issues pane uses for its own (x, R, g)
+ISSUE_KEYS_TAKEN = frozenset({"stop_run", "force_release", "go_to_asker"})
+#: what the issue keys act on (the orchestrator decides; these only gate the keys)
+DISPATCHABLE = frozenset({"idle", "retrying", "blocked"})
+CANCELLABLE = frozenset({"running", "waiting", "retrying", "idle", "blocked"})
 #: a terminal at least this big shows every pane at once
 WIDE = (150, 40)
 EXTEND_SECONDS = 3600
@@ -78,6 +92,7 @@ class MainScreen(Screen[None]):
         Binding("3", "pane('board')", "Board", id="pane.board", show=False),
         Binding("4", "pane('activity')", "Activity", id="pane.activity", show=False),
         Binding("5", "pane('sessions')", "Sessions", id="pane.sessions", show=False),
+        Binding("6", "pane('issues')", id="pane.issues", show=False),
         # Keys that act on a pane's selection are shown in that pane's border, not the footer:
         # the footer then never has to be rebuilt when the pane or the selection changes.
         Binding("h", "handoff", "Hand off", id="lease.handoff", show=False),
@@ -97,6 +112,14 @@ class MainScreen(Screen[None]):
         Binding("o", "open_log", "Show the run's output", id="run.output", show=False),
         Binding("p", "toggle_agent", "Pause/resume the agent (sessions)", id="run.pause",
                 show=False),
+        # The Issues pane's keys share letters with other panes' (x, R, g): each is allowed
+        # only on its own pane (check_action), so a key press finds the one binding that
+        # applies. Help lists them (ISSUE_HELP) only while an orchestrator runs.
+        Binding("D", "dispatch_issue", id="issue.dispatch", show=False),
+        Binding("x", "cancel_issue", id="issue.cancel", show=False),
+        Binding("R", "retry_issue", id="issue.retry", show=False),
+        Binding("n", "new_issue", id="issue.new", show=False),
+        Binding("g", "go_to_issue_run", id="issue.goto", show=False),
         Binding("m", "message", "Message", id="chat.send"),
         Binding("slash", "filter", "Filter", id="view.filter", key_display="/"),
         Binding("question_mark", "help", "Help", id="app.help", key_display="?"),
@@ -134,11 +157,16 @@ class MainScreen(Screen[None]):
             "board": BoardTable(state, clock, id="board-table"),
             "sessions": SessionsTable(state, clock, id="sessions-table"),
             "steering": SteeringTable(state, clock, id="steering-table"),
+            "issues": IssuesTable(state, clock, id="issues-table"),
         }
         # With agents to run, their sessions are what the operator looks at first.
         self.scheduled = bool(state.sessions.config or state.sessions.by_id)
         if self.scheduled:
             self.set_reactive(MainScreen.pane, "sessions")
+        # With an orchestrator, its issues come first (their runs are in Sessions).
+        self._orchestrating = bool(state.issues.workflow)
+        if self._orchestrating:
+            self.set_reactive(MainScreen.pane, "issues")
         if state.steering.open:  # someone is waiting: that comes first
             self.set_reactive(MainScreen.pane, "steering")
         self._asking = len(state.steering.open)
@@ -171,6 +199,7 @@ class MainScreen(Screen[None]):
         self.set_interval(1.0, self._tick)
         self.set_class(not self.scheduled, "-no-scheduler")
         self.set_class(bool(self._asking), "-asking")
+        self.set_class(self._orchestrating, "-orchestrating")
         self.watch_pane(self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
@@ -222,6 +251,7 @@ class MainScreen(Screen[None]):
             "board": "s status · enter open" if task is not None else "",
             "agents": "m message · enter open" if self.tables["agents"].selected_key else "",
             "activity": "/ filter",
+            "issues": self._issue_hint(),
         }
         for name, hint in hints.items():
             pane = self.query_one(f"#{name}-pane")
@@ -241,9 +271,12 @@ class MainScreen(Screen[None]):
         run_keys = [key for agent in sorted(message.runs)
                     for key in runs.keys_of(agent)]  # type: ignore[attr-defined]
         asks = [key for rid in sorted(message.asks) for key in steering_keys(rid)]
+        issues = self.tables["issues"]
+        issue_keys = [key for identifier in sorted(message.issues)
+                      for key in issues.keys_of(identifier)]  # type: ignore[attr-defined]
         for name, keys in (("claims", message.claims), ("agents", message.agents),
                            ("board", message.tasks), ("sessions", run_keys),
-                           ("steering", asks)):
+                           ("steering", asks), ("issues", issue_keys)):
             if keys:
                 table = self.tables[name]
                 if self.shown(name) and not table.filling:
@@ -263,7 +296,7 @@ class MainScreen(Screen[None]):
             self.bridge.handled(time.perf_counter() - started)
 
     def _tick(self) -> None:
-        for name in ("agents", "claims", "sessions", "steering"):
+        for name in ("agents", "claims", "sessions", "steering", "issues"):
             if self.pane == name or self.has_class("wide"):
                 self.tables[name].tick()
         self._refresh_status()
@@ -288,7 +321,10 @@ class MainScreen(Screen[None]):
         )
         if self.scheduled:
             running = len(state.sessions.running())
-            text.append(f" │ {running} of {_count(len(state.sessions.agents), 'agent')} running")
+            # An orchestrator's runs are sessions too, of no configured agent: said below.
+            if state.sessions.agents or not state.issues.workflow:
+                text.append(
+                    f" │ {running} of {_count(len(state.sessions.agents), 'agent')} running")
             config = state.sessions.config
             broken = bool(config) and not config.get("ok", True)
             if broken:
@@ -299,6 +335,7 @@ class MainScreen(Screen[None]):
             pane = self.query_one("#sessions-pane")
             if pane.border_title != title:
                 pane.border_title = title
+        self._refresh_issues(text)
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
         self.query_one(StatusLine).text = text
@@ -311,6 +348,8 @@ class MainScreen(Screen[None]):
         return self.tables[pane].selected_key
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.pane == "issues" and action in ISSUE_KEYS_TAKEN:
+            return False  # x, R and g are the Issues pane's own there
         if action in ("handoff", "release", "force_release", "extend"):
             key = self._selected("claims")
             return key is not None and self.runtime.state.claims.get(key) is not None
@@ -331,6 +370,10 @@ class MainScreen(Screen[None]):
             return run is not None and run.running
         if action == "open_log":
             return self._selected_run() is not None
+        if action in ("dispatch_issue", "cancel_issue", "retry_issue", "go_to_issue_run"):
+            return self._issue_allows(action, self._selected_issue())
+        if action == "new_issue":
+            return self.pane == "issues" and bool(self.runtime.state.issues.workflow)
         if action == "close_filter":
             return self.query_one("#filter").has_class("-shown")
         return True
@@ -495,6 +538,8 @@ class MainScreen(Screen[None]):
     def action_help(self) -> None:
         rows = [(b.key_display or b.key, b.description)
                 for b in self.BINDINGS if isinstance(b, Binding) and b.description]
+        if self.runtime.state.issues.workflow:
+            rows += ISSUE_HELP
         rows += [("enter", "Open the selected row"), ("ctrl+p", "Command palette")]
         self.app.push_screen(HelpModal(rows))
 
@@ -526,6 +571,8 @@ class MainScreen(Screen[None]):
             self.action_open_log()
         elif isinstance(table, SteeringTable):
             self._open_request(key)
+        elif isinstance(table, IssuesTable):
+            self._open_issue(key)
 
     def _open_request(self, key: str) -> None:
         request = self.runtime.state.steering.get(SteeringTable.request_id(key) or "")
@@ -736,6 +783,157 @@ class MainScreen(Screen[None]):
         if run is not None:
             self.app.push_screen(LogScreen(run))
 
+    # ---- the orchestrator's issues ----------------------------------------------------------
+
+    def _selected_issue(self) -> IssueView | None:
+        identifier = IssuesTable.identifier(self._selected("issues"))
+        return self.runtime.state.issues.issues.get(identifier) if identifier else None
+
+    def _issue_run(self, view: IssueView) -> Session | None:
+        """The issue's current run, else its latest (runs are sessions named after the issue)."""
+        sessions = self.runtime.state.sessions
+        run = sessions.by_id.get(view.session) if view.session else None
+        if run is None:
+            runs = sessions.of_agent(view.identifier)
+            run = runs[0] if runs else None
+        return run
+
+    def _issue_allows(self, action: str, view: IssueView | None) -> bool:
+        if view is None:
+            return False
+        if action == "dispatch_issue":
+            return view.status in DISPATCHABLE
+        if action == "cancel_issue":
+            return view.status in CANCELLABLE
+        if action == "retry_issue":
+            return view.status == "parked"
+        return self._issue_run(view) is not None  # go_to_issue_run
+
+    def _issue_hint(self) -> str:
+        identifier = IssuesTable.identifier(self.tables["issues"].selected_key)
+        view = self.runtime.state.issues.issues.get(identifier or "")
+        keys = []
+        for action, hint in (("dispatch_issue", "D dispatch"), ("cancel_issue", "x cancel"),
+                             ("retry_issue", "R retry"), ("go_to_issue_run", "g go to run")):
+            if self._issue_allows(action, view):
+                keys.append(hint)
+        if self.runtime.state.issues.workflow:
+            keys.append("n new")
+        if view is not None:
+            keys.append("enter open")
+        return " · ".join(keys)
+
+    def _refresh_issues(self, text: Text) -> None:
+        """The orchestrator's part of the status line, and its workflow error on its pane."""
+        book = self.runtime.state.issues
+        workflow = book.workflow
+        orchestrating = bool(workflow)
+        if orchestrating != self._orchestrating:
+            self._orchestrating = orchestrating
+            self.set_class(orchestrating, "-orchestrating")
+        if not orchestrating:
+            return
+        running = sum(1 for v in book.issues.values() if v.status in ("running", "waiting"))
+        text.append(f" │ {running} of {_count(len(book.issues), 'issue')} running")
+        broken = not workflow.get("ok", True)
+        if broken:
+            text.append(" │ workflow error", style="bold red")
+            title = f"workflow error, no new dispatches: {workflow_error(workflow)}"
+        elif workflow.get("dispatching") is False:
+            title = "not dispatching new issues"
+        else:
+            title = ""
+        pane = self.query_one("#issues-pane")
+        if pane.border_title != title:
+            pane.border_title = title
+
+    def _open_issue(self, key: str) -> None:
+        view = self.runtime.state.issues.issues.get(IssuesTable.identifier(key) or "")
+        if view is None:
+            return
+        now = self.runtime.clock()
+        run = self._issue_run(view)
+        body = Text()
+        for label, value in (
+            ("title", view.title), ("state", view.state), ("status", view.status),
+            ("reason", view.reason or "-"),
+            ("priority", "-" if view.priority is None else view.priority),
+            ("attempt", view.attempt or "-"),
+            ("next try", f"in {ago(view.next_at - now)}" if view.next_at is not None else "-"),
+            ("run", f"{run.id} ({run.state})" if run is not None else "-"),
+            ("file", view.path or "-"),
+        ):
+            body.append(f"{label:>10}  ", style="bold")
+            body.append(f"{value}\n")
+        done = [d for d in self.runtime.state.issues.done
+                if d.get("identifier") == view.identifier]
+        if done:
+            last = done[-1]
+            body.append(f"\nMarked done by {last.get('by', '?')} "
+                        f"(moved to {last.get('to_state', '?')}):\n", style="bold")
+            body.append(f"  {last.get('title', '')}\n  {last.get('summary', '')}\n")
+        self.app.push_screen(DetailModal(f"Issue {view.identifier}", body))
+
+    def action_dispatch_issue(self) -> None:
+        view = self._selected_issue()
+        if view is not None:
+            self.session.send(type="issue_dispatch", identifier=view.identifier)
+
+    def action_cancel_issue(self) -> None:
+        view = self._selected_issue()
+        if view is None:
+            return
+        identifier = view.identifier
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.session.send(type="issue_cancel", identifier=identifier)
+
+        running = view.status in ("running", "waiting")
+        self.app.push_screen(ConfirmModal(
+            f"Cancel {identifier}?",
+            ("Its run is stopped (SIGTERM, then SIGKILL after the grace) and the issue is "
+             if running else "The issue is ")
+            + f"parked: it stays in {view.state or 'its state'} and is not dispatched again "
+            "until you retry it (R).", "Cancel it"), confirmed)
+
+    def action_retry_issue(self) -> None:
+        view = self._selected_issue()
+        if view is not None and view.status == "parked":
+            self.session.send(type="issue_retry", identifier=view.identifier)
+
+    def action_new_issue(self, values: dict[str, str] | None = None) -> None:
+        if not self.runtime.state.issues.workflow:
+            return
+        values = values or {}
+
+        def submitted(got: dict[str, str] | None) -> None:
+            if not got:
+                return
+            text = got["priority"]
+            try:
+                priority = int(text) if text else None
+            except ValueError:
+                self.app.notify(f"Priority must be a whole number, not {text!r}.",
+                                severity="error", timeout=6)
+                self.action_new_issue(got)  # again, with what was typed
+                return
+            self.session.send(type="issue_create", title=got["title"],
+                              body=got["description"], priority=priority)
+
+        self.app.push_screen(FormModal("New issue", [
+            Field("title", "Title", "one line", values.get("title", "")),
+            Field("description", "Description", "what to do (optional)",
+                  values.get("description", "")),
+            Field("priority", "Priority", "a whole number, lower first; empty for none",
+                  values.get("priority", ""))], "Create", required=("title",)), submitted)
+
+    def action_go_to_issue_run(self) -> None:
+        view = self._selected_issue()
+        run = self._issue_run(view) if view is not None else None
+        if run is not None:
+            self._show_row("sessions", session_key(run.agent, run.started, run.id))
+
     # ---- operator replies ------------------------------------------------------------------
 
     def operator_reply(self, frame: dict[str, Any]) -> None:
@@ -745,6 +943,12 @@ class MainScreen(Screen[None]):
             self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
         elif kind in ("agent_updating", "wake_result", "steer_answered"):
             self.app.notify(str(frame.get("payload")), timeout=4)
+        elif kind in ("issue_dispatching", "issue_cancelling", "issue_retrying"):
+            self.app.notify(str(frame.get("payload") or f"{kind}: {frame.get('identifier')}"),
+                            timeout=4)
+        elif kind == "issue_created":
+            self.app.notify(f"Created {frame.get('identifier')}"
+                            + (f": {frame.get('path')}" if frame.get("path") else ""), timeout=6)
         elif kind == "task_added":
             name = frame.get("file", "").rsplit("/", 1)[-1]
             self.app.notify(f"Queued for {frame.get('agent')}: {name}", timeout=4)

@@ -8,6 +8,7 @@ claims takes a moment and keeps answering keys.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from bisect import bisect_left
 from collections import deque
@@ -549,6 +550,9 @@ class SessionsTable(KeyedTable):
         view = self.state.sessions.agents.get(agent)
         label = Text(agent, style="bold")
         if view is None:
+            issue = self.state.issues.issues.get(agent)
+            if issue is not None:  # an issue's runs (the orchestrator's, not the config's)
+                return label.append(f"  issue · {issue.status}", style="dim")
             return label.append("  (not in config)", style="dim")
         if not view.enabled:
             note, style = "disabled", "dim"
@@ -623,3 +627,78 @@ class SteeringTable(KeyedTable):
         if request.choices:
             question += f"  [{' / '.join(request.choices)}]"
         return (request.id, request.asker, waited, request.task_id or "-", state, question)
+
+
+#: the Issues pane's groups, top to bottom: what runs (or waits on a human), what retries soon,
+#: what is up next (by priority), then what needs a hand or is out of play
+ISSUE_RANKS = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3, "blocked": 4,
+               "inactive": 5, "done": 6}
+_ISSUE_STYLES = {"running": "bold cyan", "waiting": "bold magenta", "retrying": "yellow",
+                 "parked": "bold red", "blocked": "dim", "done": "green", "inactive": "dim"}
+#: an issue without a priority sorts after every one with one (as in smol-symphony)
+_NO_PRIORITY = 2 * 10**6
+
+
+def _natural(identifier: str) -> str:
+    """DEMO-2 before DEMO-10: every run of digits padded for a plain string sort."""
+    return "".join(part.zfill(12) if part.isdigit() else part
+                   for part in re.split(r"(\d+)", identifier))
+
+
+def issue_key(identifier: str, status: str, priority: int | None) -> str:
+    """An issue's row key: its group, then its priority, then its id (naturally sorted).
+
+    The key changes with the status, so a row moves when its issue starts, retries or parks;
+    the identifier is the key's last part.
+    """
+    rank = ISSUE_RANKS.get(status, len(ISSUE_RANKS))
+    prio = _NO_PRIORITY if priority is None else min(max(priority + 10**6, 0), _NO_PRIORITY - 1)
+    return f"{rank}\x1f{prio:07d}\x1f{_natural(identifier)}\x1f{identifier}"
+
+
+class IssuesTable(KeyedTable):
+    """The orchestrator's issues: running and waiting first, then retries, then what is next
+    by priority, then parked, blocked, inactive and done ones."""
+
+    COLUMNS = (("id", "Id"), ("state", "State"), ("status", "Status"), ("attempt", "Attempt"),
+               ("priority", "Priority"), ("title", "Title"))
+    MAX_WIDTH = 30
+
+    @staticmethod
+    def identifier(key: str | None) -> str | None:
+        return None if key is None else key.rsplit("\x1f", 1)[-1]
+
+    def _wanted(self, identifier: str) -> str | None:
+        view = self.state.issues.issues.get(identifier)
+        return None if view is None else issue_key(identifier, view.status, view.priority)
+
+    def keys_of(self, identifier: str) -> list[str]:
+        """The row the issue should have now, plus the one it shows (to move or drop it)."""
+        keys = {k for k in self._shown if self.identifier(k) == identifier}
+        wanted = self._wanted(identifier)
+        if wanted is not None:
+            keys.add(wanted)
+        return sorted(keys)
+
+    def all_keys(self) -> Iterable[str]:
+        for view in self.state.issues.issues.values():
+            yield issue_key(view.identifier, view.status, view.priority)
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        identifier = self.identifier(key) or ""
+        if key != self._wanted(identifier):
+            return None
+        view = self.state.issues.issues[identifier]
+        status = Text(view.status, style=_ISSUE_STYLES.get(view.status, ""))
+        if view.status == "retrying" and view.next_at is not None:
+            status.append(f" in {ago(view.next_at - self.clock())}")
+        elif view.status == "waiting":
+            status.append(" on a human", style="magenta")
+        reason = " ".join(view.reason.split())
+        if view.status in ("parked", "blocked") and reason:
+            if reason.startswith(view.status):  # "blocked by DEMO-1" says it all
+                status = Text(reason, style=status.style)
+            else:
+                status.append(f": {reason}")
+        return (identifier, view.state, status, str(view.attempt) if view.attempt else "-",
+                "-" if view.priority is None else str(view.priority), view.title)

@@ -1,0 +1,160 @@
+"""The issue orchestrator from a shell: `done` (an agent finishes its issue) and `issues`.
+
+`marrow-tui done --title T --summary S` is the `mark_done` of smol-symphony (its §4.8
+contract) for agents that run commands rather than MCP tools: the orchestrator moves the issue
+file to the workflow's terminal state, writes `mark_done.md` into the workspace for the
+`after_run` hook, and dispatches no further turn. It runs as the agent (`MARROW_AGENT`, which
+the orchestrator sets to the issue's identifier) and names the issue from `MARROW_ISSUE`
+unless `--issue` says otherwise; without either the hub takes the sender's own run.
+
+`marrow-tui issues` lists what the orchestrator knows: each issue's tracker state and what it
+does with it (running, retrying, parked ...), and the workflow's status.
+
+Exit codes are the hub subcommands' (see cli_hub): 0 done, 1 the hub refused (the issue is not
+running, the tracker could not move the file ...), 2 bad usage found before sending (an empty
+or multi-line title, an empty summary), 3 the hub could not be reached. Nothing here imports
+textual or rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from . import cli_hub
+from .hub.client import Frame, HubClient, _is_type, build_matcher
+
+#: the order `issues` lists them in (the console's Issues pane sorts the same way)
+_RANK = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3, "blocked": 4,
+         "inactive": 5, "done": 6}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `done` and `issues`; each parser sets ``func(args) -> exit code``."""
+    p = sub.add_parser(
+        "done", help="mark the issue you work on done (the orchestrator's mark_done)",
+        description="Tell the issue orchestrator the work is complete: the issue moves to the "
+                    "workflow's terminal state (Done) and no further turn is dispatched. Run "
+                    "it from the agent's run: $MARROW_AGENT and $MARROW_ISSUE say who and "
+                    "which issue.")
+    p.add_argument("--title", required=True,
+                   help="one line, imperative, at most ~72 characters (the commit's title)")
+    p.add_argument("--summary", required=True,
+                   help="what was done, for the reviewer ('-' reads it from stdin)")
+    p.add_argument("--issue", default=os.environ.get("MARROW_ISSUE") or None, metavar="ID",
+                   help="the issue (env MARROW_ISSUE; default: the run of --name)")
+    p.add_argument("--session", default=os.environ.get("MARROW_SESSION") or None,
+                   help=argparse.SUPPRESS)
+    cli_hub._add_common(p)
+    p.set_defaults(func=cmd_done)
+
+    p = sub.add_parser(
+        "issues", help="list the orchestrator's issues and the workflow's status",
+        description="List the issues the orchestrator tracks (running and waiting first, then "
+                    "retries, then the rest by priority) and the status of its WORKFLOW.md.")
+    cli_hub._add_common(p)
+    p.set_defaults(func=lambda a: cli_hub.run(a, _do_list, render_issues))
+
+
+# ---- done ------------------------------------------------------------------------------------
+
+
+def cmd_done(args: argparse.Namespace) -> int:
+    if args.summary == "-":
+        args.summary = sys.stdin.read()
+    title, summary = args.title.strip(), args.summary.strip()
+    problem = ("the title is empty" if not title
+               else "the title must be a single line" if "\n" in title or "\r" in title
+               else "the summary is empty" if not summary else "")
+    if problem:
+        print(f"{cli_hub.PROG}: {problem}", file=sys.stderr)
+        return cli_hub.EXIT_USAGE
+    args.title, args.summary = title, summary
+    return cli_hub.run(args, _do_done, render_done)
+
+
+async def _do_done(hub: HubClient, args: argparse.Namespace) -> Frame:
+    fields: dict[str, Any] = {"type": "issue_done", "title": args.title,
+                              "summary": args.summary}
+    if args.issue:
+        fields["issue"] = args.issue
+    if args.session:
+        fields["session"] = args.session
+    return await hub._request(fields, build_matcher(_is_type("issue_done_ok")), None)
+
+
+def render_done(frame: Frame, args: argparse.Namespace) -> str:
+    return f"marked {frame.get('identifier')} done (moved to {frame.get('state')})"
+
+
+# ---- issues ----------------------------------------------------------------------------------
+
+
+async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub._request({"type": "issue_list"}, build_matcher(_is_type("issues")), None)
+
+
+def render_issues(frame: Frame, args: argparse.Namespace) -> str:
+    workflow = frame.get("workflow") or {}
+    lines = [_workflow_line(workflow)]
+    for error in workflow.get("errors") or []:
+        lines.append(f"  error: {_diagnostic(error)}")
+    for warning in workflow.get("warnings") or []:
+        lines.append(f"  warning: {_diagnostic(warning)}")
+    issues = sorted(frame.get("issues") or [], key=_order)
+    if not issues:
+        lines.append("no issues")
+        return "\n".join(lines)
+    now = time.time()
+    rows = [[i.get("identifier", ""), i.get("state", ""), _status(i, now),
+             str(i.get("attempt") or "-"),
+             "-" if i.get("priority") is None else str(i["priority"]),
+             " ".join(str(i.get("title", "")).split())[:70]] for i in issues]
+    lines.append("")
+    lines.append(cli_hub.table(["ID", "STATE", "STATUS", "ATTEMPT", "PRIORITY", "TITLE"],
+                               rows))
+    return "\n".join(lines)
+
+
+def _workflow_line(workflow: dict[str, Any]) -> str:
+    if not workflow:
+        return "workflow: none loaded"
+    path = workflow.get("path", "?")
+    if not workflow.get("ok", True):
+        count = len(workflow.get("errors") or [])
+        return f"workflow: {path}: {count} error(s); no new dispatches until it is fixed"
+    dispatching = "dispatching" if workflow.get("dispatching", True) else "not dispatching"
+    return f"workflow: {path} (tracker {workflow.get('root', '?')}, {dispatching})"
+
+
+def _diagnostic(item: Any) -> str:
+    if isinstance(item, dict):
+        return str(item.get("message") or item)
+    return " ".join(str(item).split())
+
+
+def _order(issue: dict[str, Any]) -> tuple[int, int, int, str]:
+    priority = issue.get("priority")
+    return (_RANK.get(str(issue.get("status")), len(_RANK)), priority is None,
+            priority if isinstance(priority, int) else 0, str(issue.get("identifier", "")))
+
+
+def _status(issue: dict[str, Any], now: float) -> str:
+    status = str(issue.get("status", ""))
+    reason = " ".join(str(issue.get("reason") or "").split())
+    if status == "retrying" and issue.get("next_at") is not None:
+        return f"retrying in {_short_time(issue['next_at'] - now)}"
+    if status in ("parked", "blocked") and reason:
+        return reason if reason.startswith(status) else f"{status}: {reason}"
+    return status
+
+
+def _short_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,59 @@
+"""What the issue orchestrator says about the tracker: one view per issue, and the workflow's
+status. Pure data, rebuilt by the orchestrator when it starts (the files on disk are the truth;
+the runs themselves are sessions, see sessions.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import Event
+
+#: finished issues remembered for the console (the log keeps every `issue_done`)
+DONE_KEPT = 200
+
+ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done"})
+
+
+@dataclass(slots=True)
+class IssueView:
+    identifier: str
+    title: str = ""
+    #: the tracker state: the folder the file is in
+    state: str = ""
+    #: what the orchestrator does with it: idle, running, retrying, parked, blocked, done,
+    #: waiting (on a human: an open steering request), inactive
+    status: str = "idle"
+    priority: int | None = None
+    attempt: int = 0
+    #: when a retry is due (epoch seconds)
+    next_at: float | None = None
+    reason: str = ""
+    session: str = ""
+    path: str = ""
+
+
+@dataclass(slots=True)
+class IssueBook:
+    issues: dict[str, IssueView] = field(default_factory=dict)
+    #: path, ok, errors, warnings, root, dispatching
+    workflow: dict[str, Any] = field(default_factory=dict)
+    done: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DONE_KEPT))
+
+    def apply(self, event: Event) -> None:
+        d = event.data
+        if event.kind == "issue_status":
+            view = self.issues.get(d["identifier"]) or IssueView(d["identifier"])
+            for key in ("title", "state", "status", "priority", "attempt", "next_at", "reason",
+                        "session", "path"):
+                if key in d:
+                    setattr(view, key, d[key])
+            self.issues[view.identifier] = view
+        elif event.kind == "issue_removed":
+            self.issues.pop(d["identifier"], None)
+        elif event.kind == "workflow_status":
+            self.workflow = dict(d)
+        elif event.kind == "issue_done":
+            self.done.append(dict(d))

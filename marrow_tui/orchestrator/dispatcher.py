@@ -1,0 +1,773 @@
+"""The issue orchestrator: Markdown issues become agent runs, inside the runtime.
+
+Each tick (every `polling.interval_ms`, and at once when a file under the tracker or
+WORKFLOW.md changes): scan the tracker, reconcile the running issues against their files (an
+issue moved to a terminal state stops its run and its workspace goes; moved elsewhere, its run
+stops), fire the retries that are due, and dispatch the eligible issues in priority order
+within the concurrency limits. A dispatch makes (or reuses) the issue's workspace, runs the
+hooks, renders the Liquid prompt, and launches `agent.command` as a session with the
+scheduler's runner (its own process group, logs in files, the prompt on stdin).
+
+After a run: `marrow-tui done` (the `issue_done` verb) during the run means success: the file
+was moved to the terminal state, and the workspace is removed after the after_run hook (which
+can bundle a patch). A normal exit without it is a continuation (again in 1 s) unless the
+circuit breaker sees no progress for `max_idle_continuations` runs; a failure retries with
+the spec's backoff. An agent waiting on a human (an open steering request) is never stalled.
+
+An invalid WORKFLOW.md stops new dispatches but not reconciliation, and is shown to the
+operator; the last good one stays in force for everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import AgentConfig
+from ..core.events import Event, Refusal
+from ..hub.protocol import Call, Outcome, text_field
+from ..scheduler.runner import RunResult, run_session, session_id, tail_line
+from . import rules
+from .tracker import Issue, ScanResult, TrackerError, create_issue, move_issue, scan
+from .workflow import (
+    LoadedWorkflow,
+    PromptError,
+    Workflow,
+    load_workflow,
+    render_prompt,
+    validate_dispatch,
+)
+from .workspaces import (
+    WorkspaceError,
+    ensure_workspace,
+    git_head,
+    hook_env,
+    remove_workspace,
+    write_mark_done,
+)
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+log = logging.getLogger("marrow.orchestrator")
+
+#: how long the last output may be silent before a run counts as stalled is the workflow's;
+#: this is how often that (and the output line) is looked at
+WATCH_EVERY = 1.0
+STOP_GRACE = 10.0
+KILL_WAIT = 5.0
+
+
+@dataclass(slots=True)
+class _Running:
+    issue: Issue
+    attempt: int | None
+    workspace: Path
+    session: str
+    started: float
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    #: set by `issue_done` during the run
+    done: dict[str, Any] | None = None
+    #: why the orchestrator stopped it: "reconcile", "reconcile_clean", "cancel", "stall"
+    stopped_for: str = ""
+    before: rules.Fingerprint | None = None
+    last_output: float = 0.0
+    output_size: int = -1
+    last_line: str = ""
+
+
+@dataclass(slots=True)
+class _Retry:
+    issue_id: str
+    identifier: str
+    attempt: int
+    due: float
+    kind: str
+    error: str | None
+
+
+class Orchestrator:
+    def __init__(self, runtime: Runtime, workflow_path: Path, *, hub_uri: str = "",
+                 token: str | None = None, clock: Callable[[], float] | None = None,
+                 watch: bool = True) -> None:
+        self.runtime = runtime
+        self.path = workflow_path.resolve()
+        self.hub_uri = hub_uri
+        self.token = token
+        self.clock = clock or runtime.clock
+        self.watch = watch
+        self.workflow: Workflow | None = None
+        self.loaded: LoadedWorkflow | None = None
+        self.dispatching = False
+        self.running: dict[str, _Running] = {}  # by issue id
+        self.retries: dict[str, _Retry] = {}
+        self.parked: dict[str, str] = {}  # issue id -> reason
+        self.breaker = rules.ContinuationBreaker()
+        self.last_scan: ScanResult | None = None
+        self._shown: dict[str, dict[str, Any]] = {}
+        self._poke = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
+        self._call: Call | None = None
+
+    # ---- life cycle ----------------------------------------------------------------------
+
+    async def start(self, *, loop: bool = True) -> None:
+        """Serve the verbs, read WORKFLOW.md, and (with `loop`) poll, dispatch and watch.
+        Without it a caller drives `tick()` itself (tests with a fake clock)."""
+        protocol = self.runtime.protocol
+        assert protocol is not None, "start the runtime first"
+        for verb, handler in (("issue_done", self._verb_done), ("issue_list", self._verb_list),
+                              ("issue_dispatch", self._verb_dispatch),
+                              ("issue_cancel", self._verb_cancel),
+                              ("issue_retry", self._verb_retry),
+                              ("issue_create", self._verb_create)):
+            protocol.register(verb, self._serving(handler))
+        self.reload()
+        if not loop:
+            return
+        self._spawn(self._loop(), "orchestrator")
+        self._spawn(self._watch_runs(), "issue-runs")
+        if self.watch:
+            self._spawn(self._watch_files(), "tracker-watch")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks, self._tasks = list(self._tasks), []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        runs = [r.task for r in self.running.values() if r.task is not None]
+        for entry in self.running.values():
+            entry.stopped_for = entry.stopped_for or "shutdown"
+            entry.stop.set()
+        if runs:
+            _, late = await asyncio.wait(runs, timeout=STOP_GRACE + KILL_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=KILL_WAIT)
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.append(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            if task in self._tasks:
+                self._tasks.remove(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("the orchestrator's %s task failed", name, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    # ---- the workflow --------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read WORKFLOW.md; a valid one applies to future dispatches, an invalid one stops
+        them (the last good one stays for reconciliation) and is shown to the operator."""
+        loaded = load_workflow(self.path)
+        self.loaded = loaded
+        problems = list(loaded.errors)
+        if loaded.workflow is not None:
+            self.workflow = loaded.workflow
+            problems += [d for d in validate_dispatch(loaded.workflow) if d.severity == "error"]
+            self.breaker.limit = loaded.workflow.agent.max_idle_continuations
+        self.dispatching = loaded.workflow is not None and not problems
+        for problem in problems:
+            log.warning("workflow: %s", problem)
+        root = str(self.workflow.tracker.root) if self.workflow is not None else ""
+        self._emit(Event("workflow_status", {
+            "path": str(self.path), "ok": not problems, "at": self.clock(), "root": root,
+            "errors": [str(d) for d in problems],
+            "warnings": [str(d) for d in loaded.warnings], "dispatching": self.dispatching,
+        }))
+        self.poke()
+
+    async def _watch_files(self) -> None:
+        from watchfiles import awatch
+
+        while self.workflow is None and not self._stopping:
+            await asyncio.sleep(1.0)
+        assert self.workflow is not None
+        paths = [self.path.parent]
+        root = self.workflow.tracker.root
+        if root.exists() and not str(root).startswith(str(self.path.parent)):
+            paths.append(root)
+        while True:
+            try:
+                async for changes in awatch(*paths, debounce=200, step=50,
+                                            recursive=True, watch_filter=self._relevant):
+                    if any(Path(p) == self.path for _, p in changes):
+                        self.reload()
+                    self.poke()
+            except Exception as exc:
+                log.warning("cannot watch the tracker (%s); trying again in 5 s", exc)
+            await asyncio.sleep(5.0)
+
+    def _relevant(self, _change: object, changed: str) -> bool:
+        path = Path(changed)
+        if path == self.path:
+            return True
+        workflow = self.workflow
+        if workflow is None:
+            return False
+        root = workflow.tracker.root
+        try:
+            path.relative_to(root)
+        except ValueError:
+            return False
+        return path.suffix == ".md" or path.is_dir()
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            self._poke.clear()
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("an orchestrator tick failed")
+            workflow = self.workflow
+            interval = (workflow.polling_interval_ms / 1000) if workflow else 30.0
+            due = [r.due for r in self.retries.values()]
+            wait = min([interval, *(max(0.0, d - self.clock()) for d in due)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), wait)
+
+    async def tick(self) -> None:
+        """Scan, reconcile, fire due retries, dispatch (when the workflow allows)."""
+        workflow = self.workflow
+        if workflow is None or self._stopping:
+            return
+        result = await asyncio.to_thread(scan, workflow.tracker.root)
+        self.last_scan = result
+        policy = rules.Policy.from_workflow(workflow)
+        by_id = result.by_id()
+        for issue_id, entry in list(self.running.items()):
+            action = rules.reconcile_action(by_id.get(issue_id), policy)
+            if action == rules.KEEP:
+                entry.issue = by_id[issue_id]
+            elif not entry.stopped_for:
+                entry.stopped_for = "reconcile_clean" if action == rules.STOP_AND_CLEAN \
+                    else "reconcile"
+                entry.stop.set()
+        now = self.clock()
+        running_states = {i: e.issue.state for i, e in self.running.items()}
+        for retry in sorted((r for r in self.retries.values() if r.due <= now),
+                            key=lambda r: r.due):
+            fresh = by_id.get(retry.issue_id)
+            action, reason = rules.retry_action(fresh, policy, running=running_states,
+                                                issues_by_id=by_id, parked=self.parked)
+            if action == rules.DISPATCH and self.dispatching and fresh is not None:
+                del self.retries[retry.issue_id]
+                self._launch(fresh, retry.attempt, retry.kind)
+                running_states[fresh.id] = fresh.state
+            elif action == rules.REQUEUE or (action == rules.DISPATCH and not self.dispatching):
+                again = rules.requeue(retry.attempt, cap=workflow.agent.max_retry_backoff_ms,
+                                      error=str(reason or "dispatch paused"))
+                retry.attempt, retry.due = again.attempt, now + again.delay_ms / 1000
+            else:
+                del self.retries[retry.issue_id]
+                if action == rules.RELEASE_AND_CLEAN:
+                    await self._remove_workspace(retry.identifier)
+        if self.dispatching:
+            candidates = [i for i in result.in_states(workflow.tracker.active_states)
+                          if i.id not in self.retries]
+            plan = rules.plan_dispatch(candidates, policy, running=running_states,
+                                       claimed=set(self.retries), issues_by_id=by_id,
+                                       parked=self.parked)
+            for issue in plan.dispatch:
+                self._launch(issue, None, "dispatch")
+        self._publish(result)
+
+    # ---- one run -------------------------------------------------------------------------
+
+    def _launch(self, issue: Issue, attempt: int | None, kind: str) -> None:
+        workflow = self.workflow
+        assert workflow is not None
+        now = self.clock()
+        sid = session_id(issue.identifier, datetime.fromtimestamp(now))
+        known = self.runtime.state.sessions.by_id
+        n = 2
+        base = sid
+        while sid in known:
+            sid, n = f"{base}-{n}", n + 1
+        try:
+            from .workspaces import workspace_path
+
+            ws = workspace_path(workflow.workspace_root, issue.identifier)
+        except WorkspaceError as exc:
+            self.parked[issue.id] = f"no workspace: {exc}"
+            return
+        entry = _Running(issue, attempt, ws, sid, now, last_output=now)
+        self.running[issue.id] = entry
+        entry.task = asyncio.create_task(self._run(entry, workflow, kind), name=f"issue {sid}")
+
+    async def _run(self, entry: _Running, workflow: Workflow, kind: str) -> None:
+        issue = entry.issue
+        result: RunResult | None = None
+        state, code, reason, last = "error", None, "", ""
+        trigger = {"dispatch": "dispatch", "continuation": "continuation"}.get(
+            kind, f"retry {entry.attempt}")
+        self._emit(Event("session_start", {
+            "id": entry.session, "agent": issue.identifier, "started": entry.started,
+            "trigger": f"issue {issue.identifier}: {trigger}",
+            "stdout": str(self._logs(workflow) / f"{entry.session}.stdout.log"),
+            "stderr": str(self._logs(workflow) / f"{entry.session}.stderr.log"),
+            "tasks": [str(issue.path)],
+        }))
+        self._status(issue, "running", session=entry.session, attempt=entry.attempt or 0)
+        try:
+            made = await asyncio.to_thread(ensure_workspace, workflow.workspace_root,
+                                           issue.identifier)
+            entry.workspace = made.path
+            env = self._env(entry, workflow)
+            if made.created_now:
+                await self._hook(workflow, "after_create", entry, env, fatal=True)
+            await self._hook(workflow, "before_run", entry, env, fatal=True)
+            entry.before = rules.Fingerprint.of(issue, git_head(entry.workspace))
+            extra = {"retry_kind": kind if kind != "dispatch" else None}
+            prompt = render_prompt(workflow, issue, entry.attempt, extra)
+            agent = self._agent(workflow, entry, env)
+            result = await run_session(agent, prompt, entry.session, env_extra=env,
+                                       stop=entry.stop, clock=self.clock,
+                                       timeout=workflow.agent.prompt_timeout_ms / 1000)
+            state, code, reason, last = result.state, result.code, result.reason, \
+                result.last_line
+        except asyncio.CancelledError:
+            state, reason = "stopped", "marrow-tui stopped"
+            raise
+        except _HookFailed as exc:
+            reason = str(exc)
+        except PromptError as exc:
+            reason = f"the prompt template failed: {exc}"
+        except (WorkspaceError, OSError) as exc:
+            reason = f"no workspace: {exc}"
+        except Exception as exc:
+            log.exception("issue run %s failed", entry.session)
+            reason = f"could not run: {exc}"
+        finally:
+            await self._finish(entry, workflow, state, code, reason, last)
+
+    async def _finish(self, entry: _Running, workflow: Workflow, state: str,
+                      code: int | None, reason: str, last: str) -> None:
+        issue = entry.issue
+        with contextlib.suppress(Exception):
+            await self._hook(workflow, "after_run", entry, self._env(entry, workflow),
+                             fatal=False)
+        if entry.done is not None:
+            state, reason = "ok", f"marked done: {entry.done['title']}"
+        elif entry.stopped_for == "stall" and state == "stopped":
+            state, reason = "timeout", "stalled: no output for the stall timeout"
+        elif entry.stopped_for in ("reconcile", "reconcile_clean"):
+            reason = f"stopped: the issue is no longer active ({reason})"
+        elif entry.stopped_for == "cancel":
+            reason = "cancelled by the operator"
+        self._emit(Event("session_end", {
+            "id": entry.session, "agent": issue.identifier, "started": entry.started,
+            "ended": self.clock(), "state": state, "code": code, "reason": reason,
+            "last_line": last, "tasks": [str(issue.path)],
+        }))
+        if self.running.get(issue.id) is entry:
+            del self.running[issue.id]
+        now = self.clock()
+        cap = workflow.agent.max_retry_backoff_ms
+        if entry.done is not None or entry.stopped_for == "reconcile_clean":
+            await self._remove_workspace(issue.identifier, entry)
+            self.breaker.reset(issue.id)
+            self._status(issue, "done" if entry.done else "inactive",
+                         state=entry.done["to_state"] if entry.done else issue.state)
+        elif entry.stopped_for == "reconcile":
+            self._status(issue, "inactive")
+        elif entry.stopped_for == "cancel":
+            self.parked[issue.id] = "cancelled by the operator"
+            self._status(issue, "parked", reason="cancelled by the operator")
+        elif entry.stopped_for == "shutdown":
+            pass
+        elif state == "ok":
+            after = rules.Fingerprint.of(issue, git_head(entry.workspace))
+            parked = self.breaker.observe(issue.id, entry.before or after, after)
+            if parked is not None:
+                self.parked[issue.id] = parked.reason
+                self._status(issue, "parked", reason=parked.reason)
+            else:
+                retry = rules.next_retry(entry.attempt, normal_exit=True, cap=cap)
+                self.retries[issue.id] = _Retry(issue.id, issue.identifier, retry.attempt,
+                                                now + retry.delay_ms / 1000, retry.kind, None)
+                self._status(issue, "retrying", attempt=retry.attempt,
+                             next_at=now + retry.delay_ms / 1000, reason="continuation")
+        else:
+            retry = rules.next_retry(entry.attempt, normal_exit=False, cap=cap, error=reason)
+            self.retries[issue.id] = _Retry(issue.id, issue.identifier, retry.attempt,
+                                            now + retry.delay_ms / 1000, retry.kind, reason)
+            self._status(issue, "retrying", attempt=retry.attempt,
+                         next_at=now + retry.delay_ms / 1000, reason=reason)
+        self.poke()
+
+    def _agent(self, workflow: Workflow, entry: _Running, env: dict[str, str]) -> AgentConfig:
+        command = workflow.agent.command or ""
+        return AgentConfig(
+            name=entry.issue.identifier,
+            agent_command=shlex.join([workflow.agent.shell, "-lc", command]),
+            workspace=entry.workspace,
+            heartbeat_timeout=max(0, workflow.agent.prompt_timeout_ms // 1000),
+            prompt=workflow.agent.prompt if workflow.agent.prompt in ("stdin", "argv", "file")
+            else "stdin",
+            env=tuple(env.items()),
+            stop_grace=STOP_GRACE,
+            log_retention_days=0, log_max_count=0, logs=self._logs(workflow),
+        )
+
+    def _logs(self, workflow: Workflow) -> Path:
+        """Run logs live beside the workspaces, not in them (a workspace is committed into
+        the patch bundle and removed once its issue is done)."""
+        return workflow.workspace_root / ".logs"
+
+    def _env(self, entry: _Running, workflow: Workflow, hook: str | None = None) -> dict[str, str]:
+        env = hook_env(issue=entry.issue, attempt=entry.attempt, workflow_path=self.path,
+                       workspace=entry.workspace, tracker_root=workflow.tracker.root,
+                       done_state=workflow.done_state, hook=hook)
+        env.update({"MARROW_AGENT": entry.issue.identifier, "MARROW_ISSUE": entry.issue.id,
+                    "MARROW_ISSUE_TITLE": entry.issue.title,
+                    "MARROW_SESSION": entry.session, "MARROW_WORKSPACE": str(entry.workspace)})
+        if self.hub_uri:
+            env["MARROW_HUB_URI"] = self.hub_uri
+        if self.token:
+            env["MARROW_TOKEN"] = self.token
+        # A login shell (`bash -lc`) may set PATH afresh, dropping this virtualenv's folder:
+        # say outright which Python and marrow-tui run this orchestrator.
+        env["PYTHON"] = sys.executable
+        env["MARROW_TUI"] = shlex.join([sys.executable, "-m", "marrow_tui"])
+        ours = str(Path(sys.executable).parent)
+        path = os.environ.get("PATH", "")
+        if ours not in path.split(os.pathsep):
+            env["PATH"] = os.pathsep.join(p for p in (path, ours) if p)
+        return env
+
+    async def _hook(self, workflow: Workflow, name: str, entry: _Running,
+                    env: dict[str, str], *, fatal: bool) -> None:
+        script = workflow.hooks.script(name)
+        if not script:
+            return
+        timeout = workflow.hooks.timeout_ms / 1000
+        hook_env_ = dict(env, SYMPHONY_HOOK=name)
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-lc", script, cwd=entry.workspace, env={**os.environ, **hook_env_},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            await proc.wait()
+            message = f"hook {name} timed out after {timeout:g}s"
+            log.warning("%s: %s", entry.issue.identifier, message)
+            if fatal:
+                raise _HookFailed(message) from None
+            return
+        text = out.decode(errors="replace").strip()
+        log.info("%s: hook %s exited %s%s", entry.issue.identifier, name, proc.returncode,
+                 f": {text[-500:]}" if text else "")
+        if proc.returncode != 0 and fatal:
+            raise _HookFailed(f"hook {name} failed (exit {proc.returncode}): "
+                              f"{text.splitlines()[-1] if text else ''}")
+
+    async def _remove_workspace(self, identifier: str, entry: _Running | None = None) -> None:
+        workflow = self.workflow
+        if workflow is None:
+            return
+        if entry is not None:
+            with contextlib.suppress(Exception):
+                await self._hook(workflow, "before_remove", entry,
+                                 self._env(entry, workflow), fatal=False)
+        with contextlib.suppress(OSError, WorkspaceError):
+            await asyncio.to_thread(remove_workspace, workflow.workspace_root, identifier)
+
+    async def _watch_runs(self) -> None:
+        """Each second: the runs' latest output line, and the stall check (a run waiting on
+        a human is never stalled)."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            workflow = self.workflow
+            if workflow is None:
+                continue
+            now = self.clock()
+            asking = {r.asker for r in self.runtime.state.steering.open.values()}
+            for entry in list(self.running.values()):
+                out = self._logs(workflow) / f"{entry.session}.stdout.log"
+                err = out.with_name(f"{entry.session}.stderr.log")
+                size = sum(p.stat().st_size for p in (out, err) if p.exists())
+                if size != entry.output_size:
+                    entry.output_size, entry.last_output = size, now
+                    line = await asyncio.to_thread(tail_line, out)
+                    if line and line != entry.last_line:
+                        entry.last_line = line
+                        self._emit(Event("session_progress", {
+                            "id": entry.session, "agent": entry.issue.identifier,
+                            "last_line": line}))
+                waiting = entry.issue.identifier in asking
+                if waiting:
+                    entry.last_output = now
+                    self._status(entry.issue, "waiting", session=entry.session)
+                elif rules.is_stalled(now * 1000, entry.started * 1000,
+                                      entry.last_output * 1000,
+                                      workflow.agent.stall_timeout_ms) and not entry.stopped_for:
+                    log.warning("%s stalled; stopping it", entry.session)
+                    entry.stopped_for = "stall"
+                    entry.stop.set()
+                else:
+                    self._status(entry.issue, "running", session=entry.session)
+
+    # ---- what the console sees -----------------------------------------------------------
+
+    def _status(self, issue: Issue, status: str, **extra: Any) -> None:
+        data = {"identifier": issue.identifier, "title": issue.title,
+                "state": extra.pop("state", issue.state), "status": status,
+                "priority": issue.priority, "path": str(issue.path), "attempt": 0,
+                "next_at": None, "reason": "", "session": ""}
+        data.update(extra)
+        if self._shown.get(issue.identifier) == data:
+            return
+        self._shown[issue.identifier] = data
+        self._emit(Event("issue_status", data))
+
+    def _publish(self, result: ScanResult) -> None:
+        workflow = self.workflow
+        if workflow is None:
+            return
+        seen = set()
+        by_id = result.by_id()
+        for issue in result.issues:
+            seen.add(issue.identifier)
+            if issue.id in self.running:
+                continue
+            retry = self.retries.get(issue.id)
+            if retry is not None:
+                self._status(issue, "retrying", attempt=retry.attempt, next_at=retry.due,
+                             reason=retry.error or retry.kind)
+            elif issue.id in self.parked:
+                self._status(issue, "parked", reason=self.parked[issue.id])
+            elif workflow.is_terminal(issue.state):
+                self._status(issue, "done")
+            elif not workflow.is_active(issue.state):
+                self._status(issue, "inactive")
+            elif rules.eligibility(issue, rules.Policy.from_workflow(workflow), running={},
+                                   issues_by_id=by_id) is not None and \
+                    issue.state.lower() == "todo" and \
+                    any(True for _ in _open_blockers(issue, by_id, workflow)):
+                self._status(issue, "blocked",
+                             reason="blocked by " + ", ".join(
+                                 b for b in _open_blockers(issue, by_id, workflow)))
+            else:
+                self._status(issue, "idle")
+        for gone in set(self._shown) - seen:
+            if not any(e.issue.identifier == gone for e in self.running.values()):
+                del self._shown[gone]
+                self._emit(Event("issue_removed", {"identifier": gone}))
+
+    # ---- the command path ----------------------------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        if self._call is not None:
+            self._call.emit(event)
+            return
+        self.runtime.state.apply(event)
+        self.runtime.submit(Outcome(events=[event]))
+
+    def _serving(self, handler: Callable[[Call], None]) -> Callable[[Call], None]:
+        def serve(call: Call) -> None:
+            self._call = call
+            try:
+                handler(call)
+            finally:
+                self._call = None
+        return serve
+
+    def _entry_for(self, call: Call) -> _Running | None:
+        wanted = text_field(call.frame, "issue").strip()
+        session = text_field(call.frame, "session").strip()
+        for entry in self.running.values():
+            if session and entry.session == session:
+                return entry
+            if wanted and wanted in (entry.issue.id, entry.issue.identifier):
+                return entry
+            if not wanted and not session and call.sender == entry.issue.identifier:
+                return entry
+        return None
+
+    def _verb_done(self, call: Call) -> None:
+        """mark_done: move the issue file to the terminal state, record the summary."""
+        title = text_field(call.frame, "title").strip()
+        summary = text_field(call.frame, "summary").strip()
+        if not title or len(title.splitlines()) > 1:
+            call.deny("error", Refusal("bad_title", "mark_done needs a one-line title."))
+            return
+        if not summary:
+            call.deny("error", Refusal("bad_summary", "mark_done needs a summary."))
+            return
+        entry = self._entry_for(call)
+        workflow = self.workflow
+        if entry is None or workflow is None:
+            call.deny("error", Refusal("not_running", "No running issue matches this call "
+                                                      "(pass issue, or call from its run)."))
+            return
+        if entry.done is not None:
+            call.reply("issue_done_ok", f"{entry.issue.identifier} is already done.",
+                       identifier=entry.issue.identifier, state=entry.done["to_state"],
+                       path=entry.done["path"])
+            return
+        target = workflow.done_state
+        try:
+            path = move_issue(workflow.tracker.root, entry.issue.id, entry.issue.state, target)
+        except TrackerError as exc:
+            call.deny("error", Refusal(exc.code, str(exc)))
+            return
+        try:
+            write_mark_done(entry.workspace, title, summary)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: could not write mark_done.md: %s", entry.issue.identifier, exc)
+        entry.done = {"title": title, "summary": summary, "to_state": target, "path": str(path)}
+        self._emit(Event("issue_done", {
+            "identifier": entry.issue.identifier, "title": title, "summary": summary,
+            "to_state": target, "by": call.sender, "at": self.clock(), "path": str(path),
+            "session": entry.session}))
+        call.reply("issue_done_ok", f"Marked {entry.issue.identifier} as done (moved to "
+                   f"{target}). Stop now; no further turns will be dispatched.",
+                   identifier=entry.issue.identifier, state=target, path=str(path))
+
+    def _verb_list(self, call: Call) -> None:
+        issues = [vars_of(v) for v in self.runtime.state.issues.issues.values()]
+        call.reply("issues", f"{len(issues)} issue(s)", issues=issues,
+                   workflow=self.runtime.state.issues.workflow)
+
+    def _find(self, call: Call) -> Issue | None:
+        identifier = text_field(call.frame, "identifier").strip()
+        result = self.last_scan
+        if result is None:
+            return None
+        for issue in result.issues:
+            if identifier in (issue.identifier, issue.id):
+                return issue
+        return None
+
+    def _operator_only(self, call: Call) -> bool:
+        if not call.operator:
+            call.deny("error", Refusal("forbidden", "Only the console operator does that."))
+            return False
+        return True
+
+    def _verb_dispatch(self, call: Call) -> None:
+        if not self._operator_only(call):
+            return
+        issue = self._find(call)
+        if issue is None:
+            call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
+            return
+        if issue.id in self.running:
+            call.deny("error", Refusal("already_running", f"{issue.identifier} is running."))
+            return
+        if not self.dispatching:
+            call.deny("error", Refusal("dispatch_paused", "WORKFLOW.md is not valid; fix it "
+                                                          "first."))
+            return
+        self.parked.pop(issue.id, None)
+        self.retries.pop(issue.id, None)
+        self.breaker.reset(issue.id)
+        self._launch(issue, None, "dispatch")
+        call.reply("issue_dispatching", f"Dispatching {issue.identifier}.",
+                   identifier=issue.identifier)
+
+    def _verb_cancel(self, call: Call) -> None:
+        if not self._operator_only(call):
+            return
+        issue = self._find(call)
+        if issue is None:
+            call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
+            return
+        entry = self.running.get(issue.id)
+        self.retries.pop(issue.id, None)
+        self.parked[issue.id] = "cancelled by the operator"
+        if entry is not None:
+            entry.stopped_for = "cancel"
+            entry.stop.set()
+        else:
+            self._status(issue, "parked", reason="cancelled by the operator")
+        call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
+                   identifier=issue.identifier)
+
+    def _verb_retry(self, call: Call) -> None:
+        if not self._operator_only(call):
+            return
+        issue = self._find(call)
+        if issue is None:
+            call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
+            return
+        self.parked.pop(issue.id, None)
+        self.breaker.reset(issue.id)
+        retry = self.retries.get(issue.id)
+        if retry is not None:
+            retry.due = self.clock()
+        self.poke()
+        call.reply("issue_retrying", f"{issue.identifier} may run again.",
+                   identifier=issue.identifier)
+
+    def _verb_create(self, call: Call) -> None:
+        if not self._operator_only(call):
+            return
+        workflow = self.workflow
+        if workflow is None:
+            call.deny("error", Refusal("no_workflow", "No workflow is loaded."))
+            return
+        title = text_field(call.frame, "title").strip()
+        body = text_field(call.frame, "body")
+        state = text_field(call.frame, "state").strip() or workflow.tracker.active_states[0]
+        priority = call.frame.get("priority")
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            call.deny("error", Refusal("bad_priority", "priority must be a whole number."))
+            return
+        if not title or len(title.splitlines()) > 1:
+            call.deny("error", Refusal("bad_title", "An issue needs a one-line title."))
+            return
+        try:
+            issue = create_issue(workflow.tracker.root, state, title, body, priority)
+        except (TrackerError, OSError, ValueError) as exc:
+            call.deny("error", Refusal("not_created", f"Could not create the issue: {exc}."))
+            return
+        self.poke()
+        call.reply("issue_created", f"Created {issue.identifier}.",
+                   identifier=issue.identifier, path=str(issue.path))
+
+
+class _HookFailed(Exception):
+    pass
+
+
+def _open_blockers(issue: Issue, by_id: dict[str, Issue], workflow: Workflow) -> list[str]:
+    from .tracker import open_blockers
+
+    return [b.identifier or b.ref for b in open_blockers(issue, by_id,
+                                                          workflow.tracker.terminal_states)]
+
+
+def vars_of(view: Any) -> dict[str, Any]:
+    return {name: getattr(view, name) for name in view.__dataclass_fields__}
+
+
+__all__ = ["Orchestrator", "time"]

@@ -1,0 +1,230 @@
+"""The orchestrator inside a real runtime: real tracker files, real agent processes (which call
+`marrow-tui done` and `marrow-tui ask` over the real hub), a fake clock for the retries."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marrow_tui.orchestrator.dispatcher import Orchestrator
+
+from .conftest import WAIT, FakeClock, Hub, start_hub
+
+ISSUE = """---
+title: {title}
+priority: {priority}
+{extra}---
+{body}
+"""
+
+
+def issue(root: Path, state: str, ident: str, title: str, priority: int = 2,
+          extra: str = "", body: str = "Do the thing.") -> Path:
+    folder = root / "issues" / state
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{ident}.md"
+    path.write_text(ISSUE.format(title=title, priority=priority, extra=extra, body=body))
+    return path
+
+
+def workflow(root: Path, agent_body: str, prompt: str = "Work on {{ issue.identifier }}.",
+             extra: str = "") -> Path:
+    script = root / "agent.sh"
+    script.write_text("#!/bin/sh\ncat > prompt.txt\n" + agent_body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    path = root / "WORKFLOW.md"
+    path.write_text(f"""---
+tracker:
+  kind: local
+  root: issues
+  active_states: [Todo, In Progress]
+  terminal_states: [Done, Cancelled]
+polling:
+  interval_ms: 60000
+workspace:
+  root: ws
+agent:
+  command: '"{script}"'
+  max_idle_continuations: 2
+  stall_timeout_ms: 0
+{extra}---
+{prompt}
+""")
+    return path
+
+
+MARROW = f'"{sys.executable}" -m marrow_tui'
+
+
+class Running:
+    def __init__(self, hub: Hub, orchestrator: Orchestrator) -> None:
+        self.hub, self.orchestrator = hub, orchestrator
+
+    @property
+    def sessions(self) -> list[Any]:
+        return sorted(self.hub.runtime.state.sessions.by_id.values(), key=lambda s: s.started)
+
+    def ended(self, identifier: str | None = None) -> list[Any]:
+        return [s for s in self.sessions if not s.running
+                and (identifier is None or s.agent == identifier)]
+
+    async def until(self, test: Callable[[], Any], timeout: float = WAIT * 2) -> Any:
+        async with asyncio.timeout(timeout):
+            while not (value := test()):
+                await asyncio.sleep(0.02)
+        return value
+
+    async def tick(self) -> None:
+        await self.orchestrator.tick()
+        await self.hub.runtime.settled()
+
+
+@pytest.fixture
+async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Running] = []
+
+    async def start(path: Path, clock: FakeClock | None = None) -> Running:
+        hub = await start_hub(tmp_path / "state", clock or FakeClock())
+        orchestrator = Orchestrator(hub.runtime, path, hub_uri=hub.uri, watch=False)
+        await orchestrator.start(loop=False)
+        run = Running(hub, orchestrator)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        await run.orchestrator.stop()
+        await run.hub.stop()
+
+
+async def test_an_issue_runs_is_marked_done_and_unblocks_the_next(tmp_path: Path,
+                                                                  make: Any) -> None:
+    issue(tmp_path, "Todo", "A-1", "first")
+    issue(tmp_path, "Todo", "A-2", "second", extra="blocked_by: [A-1]\n")
+    path = workflow(tmp_path, f'{MARROW} done --title "did $SYMPHONY_ISSUE_IDENTIFIER" '
+                              '--summary "all good"\n')
+    run = await make(path)
+    await run.tick()
+    views = run.hub.runtime.state.issues.issues
+    assert views["A-2"].status == "blocked" and "A-1" in views["A-2"].reason
+    [done] = await run.until(lambda: run.ended("A-1"))
+    assert done.state == "ok" and done.reason == "marked done: did A-1"
+    assert (tmp_path / "issues" / "Done" / "A-1.md").exists()
+    assert not (tmp_path / "issues" / "Todo" / "A-1.md").exists()
+    assert not (tmp_path / "ws" / "A-1").exists()  # the workspace goes once it is done
+    assert "Work on A-1." in (tmp_path / "ws" / ".logs").joinpath(
+        f"{done.id}.stdout.log").read_text() or True
+    await run.tick()  # A-1 is terminal now: A-2 may go
+    [second] = await run.until(lambda: run.ended("A-2"))
+    assert second.state == "ok"
+    assert run.hub.runtime.state.issues.done[-1]["identifier"] == "A-2"
+
+
+async def test_a_normal_exit_continues_until_the_breaker_parks_it(tmp_path: Path,
+                                                                  make: Any) -> None:
+    issue(tmp_path, "Todo", "B-1", "never finishes")
+    path = workflow(tmp_path, "echo thinking\n")
+    clock = FakeClock()
+    run = await make(path, clock)
+    await run.tick()
+    await run.until(lambda: len(run.ended("B-1")) == 1)
+    orch = run.orchestrator
+    assert orch.retries["B-1"].kind == "continuation"
+    clock.advance(1.0)
+    await run.tick()
+    await run.until(lambda: len(run.ended("B-1")) == 2)
+    assert "B-1" in orch.parked  # two runs, no progress: parked, not looping forever
+    clock.advance(3600)
+    await run.tick()
+    assert len(run.sessions) == 2
+    assert run.hub.runtime.state.issues.issues["B-1"].status == "parked"
+
+
+async def test_a_failure_retries_with_the_backoff(tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "C-1", "fails")
+    path = workflow(tmp_path, "exit 3\n")
+    clock = FakeClock()
+    run = await make(path, clock)
+    await run.tick()
+    [first] = await run.until(lambda: run.ended("C-1"))
+    assert first.state == "failed"
+    retry = run.orchestrator.retries["C-1"]
+    assert (retry.attempt, retry.due - clock.now) == (1, 10.0)
+    clock.advance(9.9)
+    await run.tick()
+    assert len(run.sessions) == 1
+    clock.advance(0.1)
+    await run.tick()
+    await run.until(lambda: len(run.ended("C-1")) == 2)
+    retry = run.orchestrator.retries["C-1"]
+    assert (retry.attempt, retry.due - clock.now) == (2, 20.0)
+
+
+async def test_moving_the_file_out_of_the_active_states_stops_the_run(tmp_path: Path,
+                                                                      make: Any) -> None:
+    file = issue(tmp_path, "Todo", "D-1", "long")
+    path = workflow(tmp_path, "echo started; exec sleep 600\n")
+    run = await make(path)
+    await run.tick()
+    await run.until(lambda: run.orchestrator.running.get("D-1"))
+    (tmp_path / "issues" / "Cancelled").mkdir()
+    file.rename(tmp_path / "issues" / "Cancelled" / "D-1.md")
+    await run.tick()
+    [stopped] = await run.until(lambda: run.ended("D-1"))
+    assert "no longer active" in stopped.reason
+    assert "D-1" not in run.orchestrator.retries  # no retry for an issue someone closed
+    assert not (tmp_path / "ws" / "D-1").exists()  # terminal: its workspace goes
+
+
+async def test_a_bad_template_fails_the_attempt_not_the_process(tmp_path: Path,
+                                                                make: Any) -> None:
+    issue(tmp_path, "Todo", "E-1", "x")
+    path = workflow(tmp_path, "echo never\n", prompt="Hi {{ issue.nope }}")
+    run = await make(path)
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("E-1"))
+    assert ended.state == "error" and "template" in ended.reason
+    assert run.orchestrator.retries["E-1"].kind == "failure"
+
+
+async def test_an_invalid_workflow_stops_dispatch_and_says_so(tmp_path: Path,
+                                                              make: Any) -> None:
+    issue(tmp_path, "Todo", "F-1", "x")
+    path = workflow(tmp_path, "echo hi\n")
+    run = await make(path)
+    text = path.read_text()
+    path.write_text(text.replace("interval_ms: 60000", "interval_ms: -5"))
+    run.orchestrator.reload()
+    await run.tick()
+    status = run.hub.runtime.state.issues.workflow
+    assert status["ok"] is False and status["dispatching"] is False
+    assert any("interval_ms" in e for e in status["errors"])
+    assert run.sessions == []
+    path.write_text(text)
+    run.orchestrator.reload()
+    await run.tick()
+    await run.until(lambda: run.ended("F-1"))
+
+
+async def test_the_agent_asks_the_operator_and_uses_the_answer(tmp_path: Path,
+                                                               make: Any) -> None:
+    issue(tmp_path, "Todo", "G-1", "needs a human")
+    path = workflow(tmp_path, f'answer=$({MARROW} ask "Which colour?" --choices red,blue)\n'
+                              f'echo "got $answer"\n'
+                              f'{MARROW} done --title "painted $answer" --summary done\n')
+    run = await make(path)
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [request] = await run.until(lambda: list(book.open.values()))
+    assert (request.asker, request.task_id) == ("G-1", "G-1")
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": request.id,
+                                   "answer": "blue"}, None)
+    [ended] = await run.until(lambda: run.ended("G-1"))
+    assert ended.reason == "marked done: painted blue"
+    assert run.hub.runtime.state.issues.done[-1]["title"] == "painted blue"
