@@ -106,8 +106,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def request_key(args: argparse.Namespace) -> str:
     if args.key:
         return str(args.key)
-    session = os.environ.get("MARROW_SESSION")
-    if session:  # the same question from the same run is the same request
+    # The same question from the same issue or agent (inside a run marrow-tui started), or
+    # from the same run, is the same request while it is pending: a run started again after
+    # a restart picks up the question (and an answer given meanwhile) instead of asking twice.
+    session = os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION")
+    if session:
         digest = hashlib.sha256(f"{args.question}\0{args.context}".encode()).hexdigest()[:16]
         return f"{session}:{digest}"
     return uuid.uuid4().hex

@@ -132,7 +132,9 @@ class Settings:
             "uri": cli_hub.default_uri(),
             "name": default_name(),
             "token": os.environ.get("MARROW_TOKEN") or None,
-            "session": os.environ.get("MARROW_SESSION", ""),
+            # Questions are keyed by the ask scope (the issue or agent, so a run started again
+            # after a restart finds a question still pending), else by the run.
+            "session": os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION", ""),
             "issue": os.environ.get("MARROW_ISSUE", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -284,3 +284,16 @@ async def test_ask_with_a_timeout_prints_the_default(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert out == "the safe one\n"
     assert "using the default" in err
+
+
+def test_a_key_finds_a_pending_request_but_not_one_already_received() -> None:
+    book = SteeringBook()
+    rid = ask(book, key="issue/A-1:q")
+    end(book, book.decide_answer(rid, "yes", "op", 120.0))
+    again = book.decide_ask("alice", 130.0, question="Deploy?", key="issue/A-1:q")
+    assert isinstance(again, Request) and again.id == rid  # answered, not yet received
+    book.apply(Event("steer_delivered", {"id": rid}))
+    retry = book.decide_ask("alice", 140.0, question="Deploy?", key="issue/A-1:q")
+    assert isinstance(retry, Request) and retry.id == rid  # a retry just after: the same
+    fresh = book.decide_ask("alice", 120.0 + 301, question="Deploy?", key="issue/A-1:q")
+    assert isinstance(fresh, Event) and fresh.data["id"] != rid  # later: ask afresh

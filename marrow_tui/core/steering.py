@@ -28,6 +28,8 @@ MAX_ENDED = 500
 #: open requests one asker may have at once
 MAX_OPEN_PER_ASKER = 16
 END_STATES = ("answered", "timed_out", "cancelled")
+#: how long after its answer was received a request is still found again by its key
+REUSE_WINDOW = 300.0
 
 
 @dataclass(slots=True)
@@ -74,12 +76,18 @@ class SteeringBook:
     def get(self, request_id: str) -> Request | None:
         return self.open.get(request_id) or self.ended.get(request_id)
 
-    def by_key(self, asker: str, key: str) -> Request | None:
+    def by_key(self, asker: str, key: str, now: float | None = None) -> Request | None:
+        """The asker's request with this key: open, ended but not yet received, or received
+        less than REUSE_WINDOW ago (a retry whose first try was cut off after the hub sent
+        the answer). An older received one is not reused: the same key then asks afresh."""
         if not key:
             return None
         for book in (self.open, self.ended):
             for request in book.values():
-                if request.asker == asker and request.key == key:
+                if request.asker != asker or request.key != key:
+                    continue
+                if (request.open or not request.delivered or now is None
+                        or now - (request.ended or now) <= REUSE_WINDOW):
                     return request
         return None
 
@@ -108,7 +116,7 @@ class SteeringBook:
                    timeout: float | None = None, task_id: str = "", session: str = "",
                    key: str = "") -> Event | Refusal | Request:
         """A new request's event; the existing request for a repeated key; or a refusal."""
-        existing = self.by_key(asker, key)
+        existing = self.by_key(asker, key, now)
         if existing is not None:
             return existing
         question = question.strip()

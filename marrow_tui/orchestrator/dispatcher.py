@@ -444,6 +444,7 @@ class Orchestrator:
                        workspace=entry.workspace, tracker_root=workflow.tracker.root,
                        done_state=workflow.done_state, hook=hook)
         env.update({"MARROW_AGENT": entry.issue.identifier, "MARROW_ISSUE": entry.issue.id,
+                    "MARROW_ASK_SCOPE": f"issue/{entry.issue.identifier}",
                     "MARROW_ISSUE_TITLE": entry.issue.title,
                     "MARROW_SESSION": entry.session, "MARROW_WORKSPACE": str(entry.workspace)})
         if self.hub_uri:

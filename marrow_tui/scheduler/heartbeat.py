@@ -399,6 +399,7 @@ class Scheduler:
 
     def _env(self, agent: AgentConfig, sid: str) -> dict[str, str]:
         env = {"MARROW_AGENT": agent.name, "MARROW_SESSION": sid,
+               "MARROW_ASK_SCOPE": f"agent/{agent.name}",
                "MARROW_WORKSPACE": str(agent.workspace)}
         if self.hub_uri:
             env["MARROW_HUB_URI"] = self.hub_uri
