@@ -22,6 +22,7 @@ from pathlib import Path
 from marrow_tui.config import load_config
 from marrow_tui.demo import DemoTeam
 from marrow_tui.hub.server import HubOptions, HubServer
+from marrow_tui.orchestrator.dispatcher import Orchestrator
 from marrow_tui.runtime import Runtime, RuntimeOptions
 from marrow_tui.scheduler.heartbeat import Scheduler
 from marrow_tui.scheduler.tasks import add_task
@@ -29,6 +30,7 @@ from marrow_tui.ui.app import MarrowApp
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "scheduled"
+TRACKER = HERE.parent / "examples" / "tracker"
 WAIT = 60.0
 
 
@@ -91,6 +93,11 @@ async def main() -> None:
     add_task(builder.tasks_dir, "write the changelog")
     scheduler = Scheduler(runtime, loaded.config, hub_uri=server.uri, watch=False)
     await scheduler.start()
+    tracker = state_dir / "tracker"
+    shutil.copytree(TRACKER, tracker, ignore=shutil.ignore_patterns(".symphony", ".marrow"))
+    orchestrator = Orchestrator(runtime, tracker / "WORKFLOW.md", hub_uri=server.uri,
+                                watch=False)
+    await orchestrator.start()
     state = runtime.state
     try:
         print("waiting for the demo team:", file=sys.stderr)
@@ -103,6 +110,7 @@ async def main() -> None:
         scheduler.wake("scout", "for the screenshot")
         await until(lambda: any(s.agent == "scout" and s.running and s.last_line
                                 for s in state.sessions.by_id.values()), "a run in progress")
+        await until(lambda: bool(state.steering.open), "an issue's agent asking a question")
         print("taking screenshots:", file=sys.stderr)
         await shoot(runtime, server.uri, (100, 30), [
             ("main-claims", keys(pane="2")),
@@ -112,6 +120,9 @@ async def main() -> None:
             ("pane-sessions", keys(pane="5")),
             ("session-output", keys("end", "enter", pane="5")),
             ("dialog-add-task", keys("t", pane="5")),
+            ("pane-steering", keys(pane="0")),
+            ("dialog-answer", keys("a")),
+            ("pane-issues", keys(pane="6")),
             ("dialog-handoff", keys("h", pane="2")),
             ("dialog-release", keys("r", pane="2")),
             ("dialog-force-release", keys("R", pane="2")),
@@ -126,6 +137,7 @@ async def main() -> None:
         await shoot(runtime, server.uri, (80, 24), [("tmux-80x24", keys(pane="2"))])
         await shoot(runtime, server.uri, (170, 46), [("wide", keys())])
     finally:
+        await orchestrator.stop()
         await scheduler.stop()
         await team.stop()
         await server.stop()
