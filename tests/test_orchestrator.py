@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -228,3 +229,38 @@ async def test_the_agent_asks_the_operator_and_uses_the_answer(tmp_path: Path,
     [ended] = await run.until(lambda: run.ended("G-1"))
     assert ended.reason == "marked done: painted blue"
     assert run.hub.runtime.state.issues.done[-1]["title"] == "painted blue"
+
+
+async def test_the_watcher_applies_a_workflow_change_and_sees_new_issues(tmp_path: Path,
+                                                                         make: Any) -> None:
+    """With the file watch on (as in real use): an edit to WORKFLOW.md is taken up, and a new
+    issue file is dispatched without waiting for the poll (60 s here)."""
+    path = workflow(tmp_path, "echo hi\n")
+    (tmp_path / "issues" / "Todo").mkdir(parents=True)
+    hub = await start_hub(tmp_path / "state")
+    orchestrator = Orchestrator(hub.runtime, path, hub_uri=hub.uri, watch=True)
+    await orchestrator.start()
+    run = Running(hub, orchestrator)
+    try:
+        good = path.read_text()
+        bad = good.replace("interval_ms: 60000", "interval_ms: 0")
+
+        def ok() -> Any:
+            return hub.runtime.state.issues.workflow.get("ok")
+
+        async def write_until(text: str, test: Callable[[], Any]) -> None:
+            # The watch starts in the background: write again (bounded) until it is seen.
+            async with asyncio.timeout(WAIT * 2):
+                while not test():
+                    path.write_text(text + f"\n<!-- {asyncio.get_running_loop().time()} -->")
+                    with contextlib.suppress(TimeoutError):
+                        await run.until(test, timeout=0.5)
+
+        await run.until(lambda: ok() is True)
+        await write_until(bad, lambda: ok() is False)
+        await write_until(good, lambda: ok() is True)
+        issue(tmp_path, "Todo", "H-1", "appears later")
+        await run.until(lambda: run.ended("H-1"))
+    finally:
+        await orchestrator.stop()
+        await hub.stop()
