@@ -176,7 +176,7 @@ async def test_moving_the_file_out_of_the_active_states_stops_the_run(tmp_path: 
     file.rename(tmp_path / "issues" / "Cancelled" / "D-1.md")
     await run.tick()
     [stopped] = await run.until(lambda: run.ended("D-1"))
-    assert "no longer active" in stopped.reason
+    assert "terminal state" in stopped.reason
     assert "D-1" not in run.orchestrator.retries  # no retry for an issue someone closed
     await run.until(lambda: not (tmp_path / "ws" / "D-1").exists())  # terminal: it goes
 
@@ -262,3 +262,59 @@ async def test_the_watcher_applies_a_workflow_change_and_sees_new_issues(tmp_pat
     finally:
         await orchestrator.stop()
         await hub.stop()
+
+
+async def test_a_broken_or_duplicated_file_never_kills_a_run(tmp_path: Path,
+                                                             make: Any) -> None:
+    """A save with a YAML typo, or a copy of the file into Done/, while the agent works:
+    the run goes on, and the copy is not dispatched or reconciled against."""
+    file = issue(tmp_path, "Todo", "J-1", "keeps working")
+    path = workflow(tmp_path, "echo working; exec sleep 600\n")
+    run = await make(path)
+    await run.tick()
+    entry = await run.until(lambda: run.orchestrator.running.get("J-1"))
+    good = file.read_text()
+    file.write_text("---\ntitle: [unclosed\n---\n")
+    await run.tick()
+    (tmp_path / "issues" / "Done").mkdir()
+    (tmp_path / "issues" / "Done" / "J-1.md").write_text(good)
+    file.write_text(good)
+    await run.tick()
+    assert run.orchestrator.running.get("J-1") is entry and not entry.stop.is_set()
+    status = run.hub.runtime.state.issues.issues["J-1"]
+    assert status.status in ("running", "waiting")
+
+
+async def test_an_operator_cancel_outlives_a_restart(tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "K-1", "cancelled")
+    path = workflow(tmp_path, "echo hi\n")
+    run = await make(path)
+    ops = run.hub.runtime.join("operator/test", lambda frame: None)
+    await run.tick()
+    ops.send(type="issue_cancel", identifier="K-1")
+    await run.until(lambda: "K-1" in run.hub.runtime.state.issues.parked)
+    await run.orchestrator.stop()
+    await run.hub.stop()
+    again = await make(path)
+    await again.tick()
+    assert "K-1" in again.orchestrator.parked
+    assert all(s.agent != "K-1" or not s.running for s in again.sessions)
+    assert again.hub.runtime.state.issues.issues["K-1"].status == "parked"
+
+
+async def test_a_parked_issue_resumes_when_its_file_changes(tmp_path: Path,
+                                                            make: Any) -> None:
+    file = issue(tmp_path, "Todo", "L-1", "idle")
+    path = workflow(tmp_path, "echo thinking\n")
+    clock = FakeClock()
+    run = await make(path, clock)
+    await run.tick()
+    await run.until(lambda: len(run.ended("L-1")) == 1)
+    clock.advance(1.0)
+    await run.tick()
+    await run.until(lambda: "L-1" in run.orchestrator.parked)
+    file.write_text(file.read_text() + "\nMore detail: try harder.\n")
+    import os
+    os.utime(file, (clock.now + 5, clock.now + 5))
+    await run.tick()
+    await run.until(lambda: len(run.ended("L-1")) == 3)

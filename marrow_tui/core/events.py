@@ -114,6 +114,10 @@ def describe(event: Event) -> str | None:
         how = {"answered": f"answered by {d.get('by')}", "cancelled": f"cancelled by {d.get('by')}",
                "timed_out": "timed out" + (", default used" if d.get("default_used") else "")}
         return f"steer     {d['id']} {how.get(d['state'], d['state'])}{said}"
+    if kind == "issue_park":
+        if d.get("reason"):
+            return f"park      {d['identifier']}: {_short(d['reason'], 100)}"
+        return f"unpark    {d['identifier']}"
     if kind == "issue_done":
         return f"done      {d['identifier']} -> {d['to_state']}: {_short(d['title'], 100)}"
     if kind == "workflow_status":

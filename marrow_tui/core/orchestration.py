@@ -14,7 +14,8 @@ from .events import Event
 #: finished issues remembered for the console (the log keeps every `issue_done`)
 DONE_KEPT = 200
 
-ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done"})
+ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done",
+                         "issue_park"})
 
 
 @dataclass(slots=True)
@@ -41,6 +42,8 @@ class IssueBook:
     #: path, ok, errors, warnings, root, dispatching
     workflow: dict[str, Any] = field(default_factory=dict)
     done: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DONE_KEPT))
+    #: issue id -> why the operator stopped it (kept in the log: it outlives a restart)
+    parked: dict[str, str] = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
         d = event.data
@@ -57,3 +60,8 @@ class IssueBook:
             self.workflow = dict(d)
         elif event.kind == "issue_done":
             self.done.append(dict(d))
+        elif event.kind == "issue_park":
+            if d.get("reason"):
+                self.parked[d["id"]] = d["reason"]
+            else:
+                self.parked.pop(d["id"], None)

@@ -227,6 +227,7 @@ class State:
             "idem": [[key, digest, reply] for key, (digest, reply) in self.idem.entries.items()],
             "sessions": self.sessions.to_snapshot(),
             "steering": self.steering.to_snapshot(),
+            "issue_parks": dict(self.issues.parked),
         }
 
     def load_snapshot(self, snap: dict[str, Any]) -> None:
@@ -247,6 +248,7 @@ class State:
             self.idem.entries[key] = (digest, reply)
         self.sessions.load_snapshot(snap.get("sessions", []))
         self.steering.load_snapshot(snap.get("steering", {}))
+        self.issues.parked.update(snap.get("issue_parks", {}))
 
     def after_restore(self) -> None:
         """Every holder of a restored claim is offline until it reconnects."""

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import AgentConfig
 from ..core.events import Event, Refusal
 from ..hub.protocol import Call, Outcome, text_field
-from ..scheduler.runner import RunResult, run_session, session_id, tail_line
+from ..scheduler.runner import RunResult, prune_logs, run_session, session_id, tail_line
 from . import rules
 from .tracker import Issue, ScanResult, TrackerError, create_issue, move_issue, scan
 from .workflow import (
@@ -66,6 +67,11 @@ log = logging.getLogger("marrow.orchestrator")
 WATCH_EVERY = 1.0
 STOP_GRACE = 10.0
 KILL_WAIT = 5.0
+#: issue run logs kept: days, files (stdout and stderr count as two)
+LOG_DAYS = 7
+LOG_FILES = 1000
+#: the most of a hook's output kept (its tail), for the log
+HOOK_OUTPUT = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -75,6 +81,8 @@ class _Running:
     workspace: Path
     session: str
     started: float
+    #: the settings the run started with (a WORKFLOW.md edit applies to the next runs)
+    workflow: Workflow
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     #: set by `issue_done` during the run
@@ -85,6 +93,8 @@ class _Running:
     last_output: float = 0.0
     output_size: int = -1
     last_line: str = ""
+    #: seconds spent waiting on a human (not counted against prompt_timeout_ms)
+    waited: float = 0.0
 
 
 @dataclass(slots=True)
@@ -112,7 +122,13 @@ class Orchestrator:
         self.dispatching = False
         self.running: dict[str, _Running] = {}  # by issue id
         self.retries: dict[str, _Retry] = {}
-        self.parked: dict[str, str] = {}  # issue id -> reason
+        #: issue id -> why it is not dispatched; by the breaker (resumes when its file changes)
+        #: or by the operator (durable: see _park)
+        self.parked: dict[str, str] = {}
+        self._parked_at: dict[str, tuple[str, float]] = {}
+        #: continuations in a row without `done`, per issue (max_turns caps them)
+        self.continuations: dict[str, int] = {}
+        self._cleaned = False
         self.breaker = rules.ContinuationBreaker()
         self.last_scan: ScanResult | None = None
         self._shown: dict[str, dict[str, Any]] = {}
@@ -134,6 +150,8 @@ class Orchestrator:
                               ("issue_retry", self._verb_retry),
                               ("issue_create", self._verb_create)):
             protocol.register(verb, self._serving(handler))
+        # What the operator cancelled stays cancelled across a restart.
+        self.parked.update(self.runtime.state.issues.parked)
         self.reload()
         if not loop:
             return
@@ -205,20 +223,41 @@ class Orchestrator:
         while self.workflow is None and not self._stopping:
             await asyncio.sleep(1.0)
         assert self.workflow is not None
-        paths = [self.path.parent]
-        root = self.workflow.tracker.root
-        if root.exists() and not str(root).startswith(str(self.path.parent)):
-            paths.append(root)
+        # Two watches: WORKFLOW.md's folder (not recursive: workspaces and their clones often
+        # live below it) and the tracker root (recursive). Rebuilt when either moves.
         while True:
+            workflow = self.workflow
+            root = workflow.tracker.root.resolve()
+            watches = [awatch(self.path.parent, debounce=200, step=50, recursive=False,
+                              watch_filter=lambda _c, p: Path(p).name == self.path.name)]
+            if root.is_dir():
+                watches.append(awatch(root, debounce=200, step=50, recursive=True,
+                                      watch_filter=self._relevant))
             try:
-                async for changes in awatch(*paths, debounce=200, step=50,
-                                            recursive=True, watch_filter=self._relevant):
-                    if any(Path(p) == self.path for _, p in changes):
-                        self.reload()
-                    self.poke()
+                await self._follow(watches, root)
             except Exception as exc:
                 log.warning("cannot watch the tracker (%s); trying again in 5 s", exc)
-            await asyncio.sleep(5.0)
+                await asyncio.sleep(5.0)
+
+    async def _follow(self, watches: list[Any], root: Path) -> None:
+        """Until the tracker root changes (a reload) or goes: poke the loop on each change."""
+        async def pump(watch: Any, is_workflow: bool) -> None:
+            async for _changes in watch:
+                if is_workflow:
+                    self.reload()
+                self.poke()
+                workflow = self.workflow
+                if workflow is not None and workflow.tracker.root.resolve() != root:
+                    return
+
+        tasks = [asyncio.ensure_future(pump(w, i == 0)) for i, w in enumerate(watches)]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if len(watches) == 1:
+                await asyncio.sleep(5.0)  # no tracker root yet: look again later
+        finally:
+            for task in tasks:
+                task.cancel()
 
     def _relevant(self, _change: object, changed: str) -> bool:
         path = Path(changed)
@@ -227,10 +266,7 @@ class Orchestrator:
         workflow = self.workflow
         if workflow is None:
             return False
-        root = workflow.tracker.root
-        try:
-            path.relative_to(root)
-        except ValueError:
+        if not path.is_relative_to(workflow.tracker.root.resolve()):
             return False
         return path.suffix == ".md" or path.is_dir()
 
@@ -255,14 +291,36 @@ class Orchestrator:
         workflow = self.workflow
         if workflow is None or self._stopping:
             return
+        if not workflow.tracker.root.is_dir():
+            # A tracker that is briefly gone (a checkout, a rename) stops nothing.
+            log.warning("tracker root %s is not there; nothing reconciled or dispatched",
+                        workflow.tracker.root)
+            return
         result = await asyncio.to_thread(scan, workflow.tracker.root)
         self.last_scan = result
         policy = rules.Policy.from_workflow(workflow)
         by_id = result.by_id()
+        unreadable = {p.ref for p in result.problems if p.ref and p.severity == "error"}
+        counts: dict[str, int] = {}
+        for item in result.issues:
+            counts[item.id] = counts.get(item.id, 0) + 1
+        duplicated = {i for i, n in counts.items() if n > 1}
+        if not self._cleaned:
+            self._cleaned = True
+            await self._clean_terminal(result, workflow)
+        self._resume_parked(result)
         for issue_id, entry in list(self.running.items()):
-            action = rules.reconcile_action(by_id.get(issue_id), policy)
-            if action == rules.KEEP:
-                entry.issue = by_id[issue_id]
+            if issue_id in unreadable or issue_id in duplicated:
+                fresh = self._same_file(entry, result)
+                if fresh is None:
+                    continue  # cannot tell right now: keep the run
+            else:
+                fresh = by_id.get(issue_id)
+            action = rules.reconcile_action(fresh, policy)
+            if action == rules.KEEP and fresh is not None:
+                entry.issue = fresh
+            elif entry.done is not None:
+                continue  # it finished itself: let it end in peace
             elif not entry.stopped_for:
                 entry.stopped_for = "reconcile_clean" if action == rules.STOP_AND_CLEAN \
                     else "reconcile"
@@ -271,11 +329,15 @@ class Orchestrator:
         running_states = {i: e.issue.state for i, e in self.running.items()}
         for retry in sorted((r for r in self.retries.values() if r.due <= now),
                             key=lambda r: r.due):
+            if self.retries.get(retry.issue_id) is not retry or retry.issue_id in self.running:
+                continue  # changed while this tick waited
+            if retry.issue_id in unreadable or retry.issue_id in duplicated:
+                continue
             fresh = by_id.get(retry.issue_id)
             action, reason = rules.retry_action(fresh, policy, running=running_states,
                                                 issues_by_id=by_id, parked=self.parked)
             if action == rules.DISPATCH and self.dispatching and fresh is not None:
-                del self.retries[retry.issue_id]
+                self.retries.pop(retry.issue_id, None)
                 self._launch(fresh, retry.attempt, retry.kind)
                 running_states[fresh.id] = fresh.state
             elif action == rules.REQUEUE or (action == rules.DISPATCH and not self.dispatching):
@@ -283,18 +345,43 @@ class Orchestrator:
                                       error=str(reason or "dispatch paused"))
                 retry.attempt, retry.due = again.attempt, now + again.delay_ms / 1000
             else:
-                del self.retries[retry.issue_id]
+                self.retries.pop(retry.issue_id, None)
                 if action == rules.RELEASE_AND_CLEAN:
                     await self._remove_workspace(retry.identifier)
         if self.dispatching:
             candidates = [i for i in result.in_states(workflow.tracker.active_states)
-                          if i.id not in self.retries]
+                          if i.id not in self.retries and i.id not in duplicated]
             plan = rules.plan_dispatch(candidates, policy, running=running_states,
                                        claimed=set(self.retries), issues_by_id=by_id,
                                        parked=self.parked)
             for issue in plan.dispatch:
                 self._launch(issue, None, "dispatch")
-        self._publish(result)
+        self._publish(result, duplicated)
+
+    def _same_file(self, entry: _Running, result: ScanResult) -> Issue | None:
+        """The issue as read from the very file that was dispatched, if it is readable."""
+        for item in result.issues:
+            if item.id == entry.issue.id and item.path == entry.issue.path:
+                return item
+        return None
+
+    async def _clean_terminal(self, result: ScanResult, workflow: Workflow) -> None:
+        """At start: the workspaces of issues already in a terminal state go (spec §8.6)."""
+        for item in result.issues:
+            if workflow.is_terminal(item.state) and item.id not in self.running:
+                with contextlib.suppress(OSError, WorkspaceError):
+                    await asyncio.to_thread(remove_workspace, workflow.workspace_root,
+                                            item.identifier)
+
+    def _resume_parked(self, result: ScanResult) -> None:
+        """An issue the breaker parked runs again once someone edits or moves its file."""
+        for item in result.issues:
+            seen = self._parked_at.get(item.id)
+            if seen is not None and seen != (item.state, item.updated):
+                self.parked.pop(item.id, None)
+                self._parked_at.pop(item.id, None)
+                self.continuations.pop(item.id, None)
+                self.breaker.reset(item.id)
 
     # ---- one run -------------------------------------------------------------------------
 
@@ -315,7 +402,7 @@ class Orchestrator:
         except WorkspaceError as exc:
             self.parked[issue.id] = f"no workspace: {exc}"
             return
-        entry = _Running(issue, attempt, ws, sid, now, last_output=now)
+        entry = _Running(issue, attempt, ws, sid, now, workflow, last_output=now)
         self.running[issue.id] = entry
         entry.task = asyncio.create_task(self._run(entry, workflow, kind), name=f"issue {sid}")
 
@@ -339,15 +426,25 @@ class Orchestrator:
             entry.workspace = made.path
             env = self._env(entry, workflow)
             if made.created_now:
-                await self._hook(workflow, "after_create", entry, env, fatal=True)
+                try:
+                    await self._hook(workflow, "after_create", entry, env, fatal=True)
+                except _HookFailed:
+                    # A half-made workspace would be reused as if it were whole: it goes.
+                    with contextlib.suppress(OSError, WorkspaceError):
+                        await asyncio.to_thread(remove_workspace, workflow.workspace_root,
+                                                issue.identifier)
+                    raise
             await self._hook(workflow, "before_run", entry, env, fatal=True)
+            if entry.stop.is_set():
+                raise _HookFailed("stopped before the agent started")
             entry.before = rules.Fingerprint.of(issue, git_head(entry.workspace))
             extra = {"retry_kind": kind if kind != "dispatch" else None}
             prompt = render_prompt(workflow, issue, entry.attempt, extra)
             agent = self._agent(workflow, entry, env)
+            # No wall-clock limit here: prompt_timeout_ms is enforced in _watch_runs, without
+            # the time spent waiting on a human.
             result = await run_session(agent, prompt, entry.session, env_extra=env,
-                                       stop=entry.stop, clock=self.clock,
-                                       timeout=workflow.agent.prompt_timeout_ms / 1000)
+                                       stop=entry.stop, clock=self.clock, timeout=0)
             state, code, reason, last = result.state, result.code, result.reason, \
                 result.last_line
         except asyncio.CancelledError:
@@ -367,45 +464,72 @@ class Orchestrator:
 
     async def _finish(self, entry: _Running, workflow: Workflow, state: str,
                       code: int | None, reason: str, last: str) -> None:
+        """After a run: the after_run hook, the session's end, then what comes next. The
+        entry leaves `running` whatever happens here."""
         issue = entry.issue
-        with contextlib.suppress(Exception):
-            await self._hook(workflow, "after_run", entry, self._env(entry, workflow),
-                             fatal=False)
+        try:
+            # On shutdown the hook gets what is left of the grace, not its full timeout.
+            limit = STOP_GRACE if entry.stopped_for == "shutdown" else None
+            with contextlib.suppress(Exception):
+                await self._hook(workflow, "after_run", entry, self._env(entry, workflow),
+                                 fatal=False, limit=limit)
+            state, reason = self._outcome(entry, state, reason)
+            self._emit(Event("session_end", {
+                "id": entry.session, "agent": issue.identifier, "started": entry.started,
+                "ended": self.clock(), "state": state, "code": code, "reason": reason,
+                "last_line": last, "tasks": [str(issue.path)],
+            }))
+        finally:
+            if self.running.get(issue.id) is entry:
+                del self.running[issue.id]
+        await self._next(entry, workflow, state, reason)
+        self.poke()
+
+    def _outcome(self, entry: _Running, state: str, reason: str) -> tuple[str, str]:
         if entry.done is not None:
-            state, reason = "ok", f"marked done: {entry.done['title']}"
-        elif entry.stopped_for == "stall" and state == "stopped":
-            state, reason = "timeout", "stalled: no output for the stall timeout"
-        elif entry.stopped_for in ("reconcile", "reconcile_clean"):
-            reason = f"stopped: the issue is no longer active ({reason})"
-        elif entry.stopped_for == "cancel":
-            reason = "cancelled by the operator"
-        self._emit(Event("session_end", {
-            "id": entry.session, "agent": issue.identifier, "started": entry.started,
-            "ended": self.clock(), "state": state, "code": code, "reason": reason,
-            "last_line": last, "tasks": [str(issue.path)],
-        }))
-        if self.running.get(issue.id) is entry:
-            del self.running[issue.id]
+            return "ok", f"marked done: {entry.done['title']}"
+        why = {
+            "stall": ("timeout", "stalled: no output for the stall timeout"),
+            "timeout": ("timeout", "ran longer than prompt_timeout_ms (time spent waiting on "
+                                   "a human not counted)"),
+            "reconcile": ("stopped", "stopped: the issue left the active states"),
+            "reconcile_clean": ("stopped", "stopped: the issue reached a terminal state"),
+            "cancel": ("stopped", "cancelled by the operator"),
+            "shutdown": ("stopped", "marrow-tui stopped"),
+        }.get(entry.stopped_for)
+        if why is not None and state in ("stopped", "timeout", "error", "failed"):
+            return why
+        return state, reason
+
+    async def _next(self, entry: _Running, workflow: Workflow, state: str, reason: str) -> None:
+        issue = entry.issue
         now = self.clock()
         cap = workflow.agent.max_retry_backoff_ms
+        if entry.done is not None or entry.stopped_for in ("reconcile", "reconcile_clean",
+                                                           "cancel"):
+            self._end_questions(issue)  # nobody will read their answers any more
         if entry.done is not None or entry.stopped_for == "reconcile_clean":
             await self._remove_workspace(issue.identifier, entry)
             self.breaker.reset(issue.id)
+            self.continuations.pop(issue.id, None)
             self._status(issue, "done" if entry.done else "inactive",
                          state=entry.done["to_state"] if entry.done else issue.state)
         elif entry.stopped_for == "reconcile":
             self._status(issue, "inactive")
         elif entry.stopped_for == "cancel":
-            self.parked[issue.id] = "cancelled by the operator"
-            self._status(issue, "parked", reason="cancelled by the operator")
+            self._park(issue, "cancelled by the operator", operator=True)
         elif entry.stopped_for == "shutdown":
             pass
         elif state == "ok":
             after = rules.Fingerprint.of(issue, git_head(entry.workspace))
             parked = self.breaker.observe(issue.id, entry.before or after, after)
+            turns = self.continuations[issue.id] = self.continuations.get(issue.id, 0) + 1
+            if parked is None and turns >= workflow.agent.max_turns:
+                parked = rules.Parked(issue.id, after, turns,
+                                      f"{turns} runs in a row ended without `done` "
+                                      "(agent.max_turns); edit or move the issue, or retry it")
             if parked is not None:
-                self.parked[issue.id] = parked.reason
-                self._status(issue, "parked", reason=parked.reason)
+                self._park(issue, parked.reason, operator=False)
             else:
                 retry = rules.next_retry(entry.attempt, normal_exit=True, cap=cap)
                 self.retries[issue.id] = _Retry(issue.id, issue.identifier, retry.attempt,
@@ -418,7 +542,36 @@ class Orchestrator:
                                             now + retry.delay_ms / 1000, retry.kind, reason)
             self._status(issue, "retrying", attempt=retry.attempt,
                          next_at=now + retry.delay_ms / 1000, reason=reason)
-        self.poke()
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(prune_logs, self._logs(workflow), LOG_DAYS, LOG_FILES,
+                                    time.time())
+
+    def _park(self, issue: Issue, reason: str, *, operator: bool) -> None:
+        """Not dispatched again: by the breaker until its file changes, by the operator
+        until the operator says so (that one is an event: it survives a restart)."""
+        self.parked[issue.id] = reason
+        if operator:
+            self._emit(Event("issue_park", {"id": issue.id, "identifier": issue.identifier,
+                                            "reason": reason}))
+        else:
+            self._parked_at[issue.id] = (issue.state, issue.updated)
+        self._status(issue, "parked", reason=reason)
+
+    def _unpark(self, issue: Issue) -> None:
+        if self.parked.pop(issue.id, None) is not None and \
+                issue.id in self.runtime.state.issues.parked:
+            self._emit(Event("issue_park", {"id": issue.id, "identifier": issue.identifier,
+                                            "reason": None}))
+        self._parked_at.pop(issue.id, None)
+        self.continuations.pop(issue.id, None)
+        self.breaker.reset(issue.id)
+
+    def _end_questions(self, issue: Issue) -> None:
+        """Cancel the questions an issue's runs left open (answers would reach no one)."""
+        for request in list(self.runtime.state.steering.open.values()):
+            if _asks_for(request, issue.identifier):
+                self.runtime.handle("orchestrator", {"type": "steer_cancel",
+                                                     "id": request.id}, None, operator=True)
 
     def _agent(self, workflow: Workflow, entry: _Running, env: dict[str, str]) -> AgentConfig:
         command = workflow.agent.command or ""
@@ -462,36 +615,67 @@ class Orchestrator:
         return env
 
     async def _hook(self, workflow: Workflow, name: str, entry: _Running,
-                    env: dict[str, str], *, fatal: bool) -> None:
+                    env: dict[str, str], *, fatal: bool, limit: float | None = None) -> None:
+        """Run one hook in the workspace (its own process group, ended on every way out).
+        A fatal hook (after_create, before_run) also ends when the run is stopped."""
         script = workflow.hooks.script(name)
         if not script:
             return
         timeout = workflow.hooks.timeout_ms / 1000
-        hook_env_ = dict(env, SYMPHONY_HOOK=name)
+        if limit is not None:
+            timeout = min(timeout, limit)
         proc = await asyncio.create_subprocess_exec(
-            "sh", "-lc", script, cwd=entry.workspace, env={**os.environ, **hook_env_},
+            "sh", "-lc", script, cwd=entry.workspace,
+            env={**os.environ, **env, "SYMPHONY_HOOK": name},
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
+        output = bytearray()
+
+        async def drain() -> None:
+            assert proc.stdout is not None
+            while chunk := await proc.stdout.read(65536):
+                output.extend(chunk)
+                del output[:-HOOK_OUTPUT]
             await proc.wait()
-            message = f"hook {name} timed out after {timeout:g}s"
-            log.warning("%s: %s", entry.issue.identifier, message)
-            if fatal:
-                raise _HookFailed(message) from None
-            return
-        text = out.decode(errors="replace").strip()
+
+        draining = asyncio.ensure_future(drain())
+        waits: set[asyncio.Future[Any]] = {draining}
+        stopped = asyncio.ensure_future(entry.stop.wait()) if fatal else None
+        if stopped is not None:
+            waits.add(stopped)
+        problem = ""
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if draining not in done:
+                problem = ("stopped while hook {name} ran" if stopped in done
+                           else f"hook {name} timed out after {timeout:g}s").format(name=name)
+        finally:
+            if stopped is not None:
+                stopped.cancel()
+            if proc.returncode is None:
+                for sig in (signal.SIGTERM, signal.SIGKILL):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, sig)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(draining), KILL_WAIT / 2)
+                    if proc.returncode is not None:
+                        break
+            draining.cancel()
+        text = output.decode(errors="replace").strip()
         log.info("%s: hook %s exited %s%s", entry.issue.identifier, name, proc.returncode,
                  f": {text[-500:]}" if text else "")
+        if problem:
+            log.warning("%s: %s", entry.issue.identifier, problem)
+            if fatal:
+                raise _HookFailed(problem)
+            return
         if proc.returncode != 0 and fatal:
             raise _HookFailed(f"hook {name} failed (exit {proc.returncode}): "
                               f"{text.splitlines()[-1] if text else ''}")
 
     async def _remove_workspace(self, identifier: str, entry: _Running | None = None) -> None:
-        workflow = self.workflow
+        workflow = entry.workflow if entry is not None else self.workflow
         if workflow is None:
             return
         if entry is not None:
@@ -502,39 +686,50 @@ class Orchestrator:
             await asyncio.to_thread(remove_workspace, workflow.workspace_root, identifier)
 
     async def _watch_runs(self) -> None:
-        """Each second: the runs' latest output line, and the stall check (a run waiting on
-        a human is never stalled)."""
+        """Each second: the runs' latest output line, the stall check and the run time limit
+        (a run waiting on a human is neither stalled nor using up its time)."""
         while True:
             await asyncio.sleep(WATCH_EVERY)
-            workflow = self.workflow
-            if workflow is None:
+            try:
+                await self._look_at_runs()
+            except Exception:
+                log.exception("watching the issue runs failed this time")
+
+    async def _look_at_runs(self) -> None:
+        now = self.clock()
+        open_requests = list(self.runtime.state.steering.open.values())
+        for entry in list(self.running.values()):
+            workflow = entry.workflow
+            out = self._logs(workflow) / f"{entry.session}.stdout.log"
+            err = out.with_name(f"{entry.session}.stderr.log")
+            size = await asyncio.to_thread(_size, out, err)
+            if size != entry.output_size:
+                entry.output_size, entry.last_output = size, now
+                line = await asyncio.to_thread(tail_line, out)
+                if line and line != entry.last_line:
+                    entry.last_line = line
+                    self._emit(Event("session_progress", {
+                        "id": entry.session, "agent": entry.issue.identifier,
+                        "last_line": line}))
+            shown = {"session": entry.session, "attempt": entry.attempt or 0}
+            limit = workflow.agent.prompt_timeout_ms / 1000
+            if any(_asks_for(r, entry.issue.identifier) for r in open_requests):
+                entry.last_output = now
+                entry.waited += WATCH_EVERY
+                self._status(entry.issue, "waiting", **shown)
+            elif entry.stopped_for or entry.done is not None:
                 continue
-            now = self.clock()
-            asking = {r.asker for r in self.runtime.state.steering.open.values()}
-            for entry in list(self.running.values()):
-                out = self._logs(workflow) / f"{entry.session}.stdout.log"
-                err = out.with_name(f"{entry.session}.stderr.log")
-                size = sum(p.stat().st_size for p in (out, err) if p.exists())
-                if size != entry.output_size:
-                    entry.output_size, entry.last_output = size, now
-                    line = await asyncio.to_thread(tail_line, out)
-                    if line and line != entry.last_line:
-                        entry.last_line = line
-                        self._emit(Event("session_progress", {
-                            "id": entry.session, "agent": entry.issue.identifier,
-                            "last_line": line}))
-                waiting = entry.issue.identifier in asking
-                if waiting:
-                    entry.last_output = now
-                    self._status(entry.issue, "waiting", session=entry.session)
-                elif rules.is_stalled(now * 1000, entry.started * 1000,
-                                      entry.last_output * 1000,
-                                      workflow.agent.stall_timeout_ms) and not entry.stopped_for:
-                    log.warning("%s stalled; stopping it", entry.session)
-                    entry.stopped_for = "stall"
-                    entry.stop.set()
-                else:
-                    self._status(entry.issue, "running", session=entry.session)
+            elif rules.is_stalled(now * 1000, entry.started * 1000, entry.last_output * 1000,
+                                  workflow.agent.stall_timeout_ms):
+                log.warning("%s stalled; stopping it", entry.session)
+                entry.stopped_for = "stall"
+                entry.stop.set()
+            elif limit > 0 and now - entry.started - entry.waited > limit:
+                log.warning("%s ran past prompt_timeout_ms; stopping it", entry.session)
+                entry.stopped_for = "timeout"
+                entry.stop.set()
+            else:
+                self._status(entry.issue, "running", **shown)
 
     # ---- what the console sees -----------------------------------------------------------
 
@@ -549,7 +744,8 @@ class Orchestrator:
         self._shown[issue.identifier] = data
         self._emit(Event("issue_status", data))
 
-    def _publish(self, result: ScanResult) -> None:
+    def _publish(self, result: ScanResult, duplicated: frozenset[str] | set[str] = frozenset()
+                 ) -> None:
         workflow = self.workflow
         if workflow is None:
             return
@@ -558,6 +754,10 @@ class Orchestrator:
         for issue in result.issues:
             seen.add(issue.identifier)
             if issue.id in self.running:
+                continue
+            if issue.id in duplicated:
+                self._status(issue, "blocked", reason="the same id is in two states; "
+                                                      "not dispatched until one goes")
                 continue
             retry = self.retries.get(issue.id)
             if retry is not None:
@@ -609,7 +809,7 @@ class Orchestrator:
                 return entry
             if wanted and wanted in (entry.issue.id, entry.issue.identifier):
                 return entry
-            if not wanted and not session and call.sender == entry.issue.identifier:
+            if not wanted and not session and _own(call.sender, entry.issue.identifier):
                 return entry
         return None
 
@@ -624,7 +824,7 @@ class Orchestrator:
             call.deny("error", Refusal("bad_summary", "mark_done needs a summary."))
             return
         entry = self._entry_for(call)
-        workflow = self.workflow
+        workflow = entry.workflow if entry is not None else None
         if entry is None or workflow is None:
             call.deny("error", Refusal("not_running", "No running issue matches this call "
                                                       "(pass issue, or call from its run)."))
@@ -636,7 +836,8 @@ class Orchestrator:
             return
         target = workflow.done_state
         try:
-            path = move_issue(workflow.tracker.root, entry.issue.id, entry.issue.state, target)
+            path = _move_fast(entry.issue, workflow.tracker.root, target) or move_issue(
+                workflow.tracker.root, entry.issue.id, entry.issue.state, target)
         except TrackerError as exc:
             call.deny("error", Refusal(exc.code, str(exc)))
             return
@@ -684,13 +885,16 @@ class Orchestrator:
         if issue.id in self.running:
             call.deny("error", Refusal("already_running", f"{issue.identifier} is running."))
             return
+        if self.workflow is None or not self.workflow.is_active(issue.state):
+            call.deny("error", Refusal("not_active", f"{issue.identifier} is in "
+                                                     f"{issue.state}, not an active state."))
+            return
         if not self.dispatching:
             call.deny("error", Refusal("dispatch_paused", "WORKFLOW.md is not valid; fix it "
                                                           "first."))
             return
-        self.parked.pop(issue.id, None)
+        self._unpark(issue)
         self.retries.pop(issue.id, None)
-        self.breaker.reset(issue.id)
         self._launch(issue, None, "dispatch")
         call.reply("issue_dispatching", f"Dispatching {issue.identifier}.",
                    identifier=issue.identifier)
@@ -704,12 +908,12 @@ class Orchestrator:
             return
         entry = self.running.get(issue.id)
         self.retries.pop(issue.id, None)
-        self.parked[issue.id] = "cancelled by the operator"
         if entry is not None:
+            self.parked[issue.id] = "cancelled by the operator"
             entry.stopped_for = "cancel"
             entry.stop.set()
         else:
-            self._status(issue, "parked", reason="cancelled by the operator")
+            self._park(issue, "cancelled by the operator", operator=True)
         call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
                    identifier=issue.identifier)
 
@@ -720,8 +924,7 @@ class Orchestrator:
         if issue is None:
             call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
             return
-        self.parked.pop(issue.id, None)
-        self.breaker.reset(issue.id)
+        self._unpark(issue)
         retry = self.retries.get(issue.id)
         if retry is not None:
             retry.due = self.clock()
@@ -765,6 +968,43 @@ def _open_blockers(issue: Issue, by_id: dict[str, Issue], workflow: Workflow) ->
 
     return [b.identifier or b.ref for b in open_blockers(issue, by_id,
                                                           workflow.tracker.terminal_states)]
+
+
+def _move_fast(issue: Issue, root: Path, target: str) -> Path | None:
+    """Move the very file that was dispatched, when it is still where it was and nothing is
+    in the way (no scan of the whole tracker on the event loop); None to take the long way."""
+    source = issue.path
+    folder = root / target
+    destination = folder / source.name
+    try:
+        if source.is_symlink() or not source.is_file() or destination.exists():
+            return None
+        if source.parent.resolve() == folder.resolve():
+            return source
+        folder.mkdir(exist_ok=True)
+        os.rename(source, destination)
+    except OSError:
+        return None
+    return destination
+
+
+def _own(sender: str, identifier: str) -> bool:
+    return sender == identifier or sender.startswith(identifier + "/")
+
+
+def _size(*paths: Path) -> int:
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
+def _asks_for(request: Any, identifier: str) -> bool:
+    """Whether a steering request comes from this issue's runs (its shell commands ask as
+    the issue, its MCP server as `<issue>/mcp`, and both name the issue)."""
+    return (request.asker == identifier or request.asker.startswith(identifier + "/")
+            or request.task_id == identifier)
 
 
 def vars_of(view: Any) -> dict[str, Any]:
