@@ -107,8 +107,10 @@ def request_key(args: argparse.Namespace) -> str:
     if args.key:
         return str(args.key)
     # The same question from the same issue or agent (inside a run marrow-tui started), or
-    # from the same run, is the same request while it is pending: a run started again after
-    # a restart picks up the question (and an answer given meanwhile) instead of asking twice.
+    # from the same run, is the same request while it is pending or its answer is not yet
+    # received: a run started again after a restart picks up the question (and an answer given
+    # meanwhile) instead of asking twice. A received answer is reused only by the run that
+    # received it (a retry just after), so a later run asking the same thing asks afresh.
     session = os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION")
     if session:
         digest = hashlib.sha256(f"{args.question}\0{args.context}".encode()).hexdigest()[:16]
@@ -130,6 +132,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     options: dict[str, Any] = {
         "context": args.context, "task_id": args.task,
+        # the run that asks: an answer it already received is found again by the key only
+        # by the same run (the key's scope may be the whole issue)
+        "session": os.environ.get("MARROW_SESSION", ""),
         "choices": [c.strip() for c in args.choices.split(",") if c.strip()],
         "timeout_seconds": args.timeout, "default": args.default,
     }
@@ -231,5 +236,5 @@ def cmd_answer(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     return cli_hub.run(args, lambda hub, a: hub.steer_answer(a.id, a.text),
                        lambda f, a: f"answered {f.get('id')}: {f.get('asker')} "
-                                    + ("has it" if f.get("delivered")
+                                    + ("is connected and was sent it" if f.get("sent")
                                        else "gets it as soon as it connects again"))

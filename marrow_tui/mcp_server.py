@@ -5,8 +5,10 @@ verbs. Configured as an ordinary stdio MCP server, this process gives the model 
 tools that map onto the hub: ask the human and wait (steering), finish an issue (the
 orchestrator's `issue_done`), lease work (claim, release, handoff), write on and read the
 blackboard. Inside a scheduled run it needs no configuration at all: the scheduler's runner sets
-MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION and MARROW_TOKEN, and the server acts under the
-agent's own name.
+MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION and MARROW_TOKEN, and the server acts as
+``<MARROW_AGENT>/mcp``: its own name next to the agent's, so the agent's shell commands
+(`marrow-tui done`, `marrow-tui ask`), which connect under MARROW_AGENT, are not refused as a
+name already online while the server holds its session.
 
 Design, in short:
 
@@ -14,10 +16,12 @@ Design, in short:
   not at start (an agent that never uses a tool never touches the hub), and opened again when it
   was lost. Mutations carry an ``idem_key``, so the one retry after a lost connection cannot
   apply twice.
-* `ask_human` blocks until the question ends. Its request key comes from MARROW_SESSION and the
-  question, so a call that was interrupted (the client's tool timeout, a cancel, our own restart,
-  a hub restart) and made again finds the same request instead of asking twice. If the client
-  cancels the call, nothing is cancelled on the hub: the question stays for the operator.
+* `ask_human` blocks until the question ends. Its request key comes from the ask scope
+  (MARROW_ASK_SCOPE, else MARROW_SESSION) and the question, so a call that was interrupted (the
+  client's tool timeout, a cancel, our own restart, a hub restart, a new run of the same issue)
+  and made again finds the same request instead of asking twice. The request also carries the
+  run (MARROW_SESSION) as its session. If the client cancels the call, nothing is cancelled on
+  the hub: the question stays for the operator.
 * stdout belongs to the MCP protocol. Logs go to stderr, and the SDK's stdio transport points
   file descriptor 1 at stderr while it runs, so a stray print cannot corrupt the stream.
 * The SDK (mcp 2.x, ``MCPServer``) costs most of a second to import, and this module is imported
@@ -99,10 +103,12 @@ class Outcome:
 
 
 def default_name() -> str:
-    """MARROW_AGENT (set by the scheduler's runner), else ``mcp/<login>``."""
+    """``<MARROW_AGENT>/mcp`` (MARROW_AGENT is set by the scheduler's runner), else
+    ``mcp/<login>``. Not MARROW_AGENT itself: a name is online only once, and the agent's own
+    shell commands connect under it while this server holds its session."""
     name = os.environ.get("MARROW_AGENT")
     if name:
-        return name
+        return f"{name}/mcp"
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -122,7 +128,11 @@ class Settings:
     give_up_after: float = 3600.0
     """How long ask_human keeps trying to reach a hub that went away before it gives up."""
     session: str = ""
-    """MARROW_SESSION: the run this server belongs to (part of every question's key)."""
+    """MARROW_SESSION: the run this server belongs to (sent as ``session`` with questions and
+    with mark_done)."""
+    scope: str = ""
+    """The ask scope: MARROW_ASK_SCOPE (the issue or agent), else MARROW_SESSION. Part of every
+    question's key, so a run started again after a restart finds a question still pending."""
     issue: str = ""
     """MARROW_ISSUE: the issue the run was dispatched for, when there is one."""
 
@@ -132,9 +142,8 @@ class Settings:
             "uri": cli_hub.default_uri(),
             "name": default_name(),
             "token": os.environ.get("MARROW_TOKEN") or None,
-            # Questions are keyed by the ask scope (the issue or agent, so a run started again
-            # after a restart finds a question still pending), else by the run.
-            "session": os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION", ""),
+            "session": os.environ.get("MARROW_SESSION", ""),
+            "scope": os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION", ""),
             "issue": os.environ.get("MARROW_ISSUE", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -199,7 +208,7 @@ class HubLink:
 def _unreachable(exc: HubConnectionError, settings: Settings) -> str:
     if isinstance(exc, HubRefused):
         return (f"{exc.message}. This server's name on the hub is {settings.name!r} "
-                "(from MARROW_AGENT or --name).")
+                "(<MARROW_AGENT>/mcp, or --name).")
     return f"{exc.message}. The hub address comes from MARROW_HUB_URI or --uri."
 
 
@@ -232,14 +241,14 @@ class Bridge:
     # ---- steering ----------------------------------------------------------------------
 
     def question_key(self, question: str, context: str) -> str:
-        """The request key: the same question in the same run is the same request.
+        """The request key: the same question in the same ask scope is the same request.
 
-        The same formula as `marrow-tui ask` (cli_steer.request_key), so a shell `ask` and this
-        tool asking the same thing in one run find one request. Outside a scheduled run, this
-        server's own id stands in for the session.
+        The same formula as `marrow-tui ask` (cli_steer.request_key). Keys are per asker, and
+        this server asks as ``<agent>/mcp``, so it does not share requests with the agent's
+        shell `ask`. Outside a scheduled run, this server's own id stands in for the scope.
         """
         digest = hashlib.sha256(f"{question}\0{context}".encode()).hexdigest()[:16]
-        base = f"{self.settings.session or self._server_id}:{digest}"
+        base = f"{self.settings.scope or self._server_id}:{digest}"
         asked = self._answered.get(base, 0)
         return base if asked == 0 else f"{base}#{asked}"
 
@@ -261,6 +270,7 @@ class Bridge:
         options: dict[str, Any] = {
             "context": context, "choices": clean_choices, "timeout_seconds": timeout_seconds,
             "default": default, "task_id": (task_id or self.settings.issue).strip(),
+            "session": self.settings.session,
         }
         key = self.question_key(question, context)
         base = key.split("#", 1)[0]
@@ -286,7 +296,7 @@ class Bridge:
                 if isinstance(exc, HubRefused) and "already online" not in exc.reason:
                     # Auth denied, or another session took our name over: retrying would fight
                     # it. A name still online is worth waiting out, though: our own dead session
-                    # the hub has not noticed yet, or a shell command run under the agent's name.
+                    # the hub has not noticed yet (or another client run under the same name).
                     raise ToolFailure(_unreachable(exc, self.settings)) from None
                 problem = exc.message
             now = time.monotonic()
@@ -698,7 +708,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uri", default=None,
                    help="hub address (default: $MARROW_HUB_URI, else ws://127.0.0.1:8876)")
     p.add_argument("--name", default=None,
-                   help="the agent name on the hub (default: $MARROW_AGENT, else mcp/<user>)")
+                   help="the name on the hub (default: $MARROW_AGENT/mcp, else mcp/<user>)")
     p.add_argument("--token", default=None, help="connect token (default: $MARROW_TOKEN)")
     p.add_argument("--cafile", default=None, help="CA bundle to verify a wss:// hub")
     p.add_argument("--connect-timeout", type=cli_steer.duration, default=10.0,

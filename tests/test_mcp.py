@@ -17,16 +17,17 @@ from mcp.types import CallToolResult, TextContent
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.runtime import Runtime, RuntimeOptions
 
-from .conftest import WAIT, FakeClock, Hub, start_hub
+from .conftest import WAIT, Agent, FakeClock, Hub, start_hub
 from .hubproc import REPO, clean_env
 
 SESSION = "run-mcp-1"
 
 
 @asynccontextmanager
-async def mcp_client(uri: str, tmp_path: Path, name: str = "agent/mcp",
+async def mcp_client(uri: str, tmp_path: Path, name: str = "agent",
                      **env: str) -> AsyncIterator[ClientSession]:
-    """The server as a subprocess (as an agent starts it), and an initialised SDK session."""
+    """The server as a subprocess (as an agent starts it), and an initialised SDK session.
+    `name` is the agent's (MARROW_AGENT); the server is `<name>/mcp` on the hub."""
     server_env = clean_env() | {"MARROW_HUB_URI": uri, "MARROW_AGENT": name,
                                 "MARROW_SESSION": SESSION, **env}
     params = StdioServerParameters(command=sys.executable, args=["-m", "marrow_tui.mcp_server"],
@@ -127,19 +128,22 @@ async def test_tools_lease_and_write_on_the_board(tmp_path: Path) -> None:
 async def test_ask_human_returns_the_operators_answer(tmp_path: Path) -> None:
     hub = await start_hub(tmp_path / "state")
     try:
-        async with mcp_client(hub.uri, tmp_path, MARROW_ISSUE="ISSUE-7") as session:
+        async with mcp_client(hub.uri, tmp_path, MARROW_ISSUE="ISSUE-7",
+                              MARROW_ASK_SCOPE="issue/ISSUE-7") as session:
             asking = asyncio.create_task(call(
                 session, "ask_human", question="Use the staging SMTP or mock it?",
                 context="tests/test_login.py sends mail", choices=["staging", "mock"]))
             request = await until(lambda: open_request(hub))
             assert (request.asker, request.choices, request.task_id) == (
                 "agent/mcp", ["staging", "mock"], "ISSUE-7")
-            assert request.session == SESSION and request.key.startswith(f"{SESSION}:")
+            # keyed by the ask scope (the issue), but the session is the run
+            assert request.session == SESSION and request.key.startswith("issue/ISSUE-7:")
             answer(hub, request.id, "staging")
             result = await asking
             assert not result.is_error, text(result)
             assert text(result) == "staging"
             assert result.structured_content["answered_by"] == "ops"
+            await until(lambda: hub.runtime.state.steering.get(request.id).delivered)
 
             empty = await call(session, "ask_human", question="   ")
             assert empty.is_error and "question is empty" in text(empty)
@@ -257,7 +261,8 @@ async def test_mark_done_asks_the_orchestrator(tmp_path: Path) -> None:
     assert hub.runtime.protocol is not None
     hub.runtime.protocol.register("issue_done", issue_done)
     try:
-        async with mcp_client(hub.uri, tmp_path, MARROW_ISSUE="ISSUE-7") as session:
+        async with mcp_client(hub.uri, tmp_path, MARROW_ISSUE="ISSUE-7",
+                              MARROW_ASK_SCOPE="issue/ISSUE-7") as session:
             result = await call(session, "mark_done", title="  Add retries  ",
                                 summary="Retries with backoff.")
             assert not result.is_error, text(result)
@@ -270,6 +275,44 @@ async def test_mark_done_asks_the_orchestrator(tmp_path: Path) -> None:
             "Add retries", "Retries with backoff.", SESSION, "ISSUE-7")
     finally:
         await hub.stop()
+
+
+async def test_the_agents_own_commands_connect_while_the_server_holds_its_session(
+        tmp_path: Path) -> None:
+    hub = await start_hub(tmp_path / "state")
+    try:
+        async with mcp_client(hub.uri, tmp_path, name="claude/ann") as session:
+            assert not (await call(session, "read_board")).is_error  # the session is open
+            assert "claude/ann/mcp" in hub.runtime.state.presence.online
+            # what `marrow-tui done` or `marrow-tui ask` does under MARROW_AGENT
+            shell = await Agent.join(hub.uri, "claude/ann")
+            try:
+                who = await shell.request(("who_snapshot",), type="who_request")
+                assert {"claude/ann", "claude/ann/mcp"} <= set(
+                    hub.runtime.state.presence.online), who
+                granted = await call(session, "claim", task_id="T1")
+                assert not granted.is_error, text(granted)  # the server still works too
+                assert hub.runtime.state.claims.claims["T1"].owner == "claude/ann/mcp"
+            finally:
+                await shell.ws.close()
+    finally:
+        await hub.stop()
+
+
+def test_the_name_and_the_session_come_from_the_environment(monkeypatch: Any) -> None:
+    from marrow_tui.mcp_server import Settings
+
+    for var in ("MARROW_AGENT", "MARROW_SESSION", "MARROW_ASK_SCOPE", "MARROW_ISSUE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MARROW_AGENT", "codex/bob")
+    monkeypatch.setenv("MARROW_SESSION", "run-9")
+    monkeypatch.setenv("MARROW_ASK_SCOPE", "issue/X-1")
+    settings = Settings.from_env()
+    assert (settings.name, settings.session, settings.scope) == ("codex/bob/mcp", "run-9",
+                                                                 "issue/X-1")
+    assert Settings.from_env(name="mine").name == "mine"  # --name still wins
+    monkeypatch.delenv("MARROW_ASK_SCOPE")
+    assert Settings.from_env().scope == "run-9"
 
 
 async def test_no_hub_is_a_tool_error_not_a_crash(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from marrow_tui.core.events import Event, Refusal
 from marrow_tui.core.state import State
-from marrow_tui.core.steering import MAX_OPEN_PER_ASKER, Request, SteeringBook
+from marrow_tui.core.steering import MAX_OPEN_PER_ASKER, REUSE_WINDOW, Request, SteeringBook
+from marrow_tui.hub.client import HubClient
 
 from .conftest import WAIT, Agent, FakeClock, start_hub
 from .hubproc import clean_env, running_hub
@@ -149,10 +150,15 @@ async def test_ask_answer_over_the_wire(tmp_path: Path) -> None:
         assert [r["id"] for r in listed["requests"]] == [rid]
         answered = await ops.request(("steer_answered", "error"), type="steer_answer", id=rid,
                                      answer="yes")
-        assert answered["delivered"] is True
+        assert answered["sent"] is True and "delivered" not in answered
         reply = await alice.until("steer_reply", id=rid)
         assert (reply["state"], reply["answer"], reply["answered_by"]) == ("answered", "yes",
                                                                            "ops")
+        request = hub.runtime.state.steering.get(rid)
+        assert request is not None and not request.delivered  # sent is not received
+        acked = await alice.request(("steer_acked", "error"), type="steer_ack", id=rid)
+        assert (acked["type"], acked["delivered"]) == ("steer_acked", True)
+        assert request.delivered and request.delivered_at == hub.clock.now
         again = await ops.request(("steer_answered", "error"), type="steer_answer", id=rid,
                                   answer="no")
         assert again["type"] == "error" and again["error_code"] == "not_open"
@@ -176,11 +182,14 @@ async def test_an_answer_waits_for_an_absent_asker(tmp_path: Path) -> None:
         ops = await hub.agent("ops")
         answered = await ops.request(("steer_answered",), type="steer_answer", id=rid,
                                      answer="later is fine")
-        assert answered["delivered"] is False
+        assert answered["sent"] is False
         back = await Agent.join(hub.uri, "alice", expect_welcome=False)
         hub.agents.append(back)
         reply = await back.until("steer_reply", id=rid)
         assert reply["answer"] == "later is fine"
+        # steer_get by the asker of an ended request counts as its acknowledgement
+        state = await back.request(("steer_state",), type="steer_get", id=rid)
+        assert state["request"]["answer"] == "later is fine"
         assert hub.runtime.state.steering.get(rid).delivered  # type: ignore[union-attr]
     finally:
         await hub.stop()
@@ -245,6 +254,13 @@ def _ask(uri: str, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """End a child still running (a failed test), and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
 async def _open_request(uri: str) -> dict[str, Any]:
     ops = await Agent.join(uri, "ops")
     try:
@@ -263,16 +279,23 @@ async def test_ask_prints_the_answer_even_across_a_hub_restart(tmp_path: Path) -
     with running_hub(_ours(state), tmp_path) as hub:
         port = hub.uri.rsplit(":", 1)[1]
         proc = _ask(hub.uri, "Ship it?", "--choices", "yes,no", "--context", "all green")
-        request = await _open_request(hub.uri)
-        assert (request["question"], request["choices"]) == ("Ship it?", ["yes", "no"])
-    # The hub is gone; the question is still asked. Start it again on the same port.
-    with running_hub(_ours(state, port), tmp_path) as hub:
-        ops = await Agent.join(hub.uri, "ops")
-        answered = await ops.request(("steer_answered",), type="steer_answer",
-                                     id=request["id"], answer="yes")
-        assert answered["type"] == "steer_answered"
-        out, err = await asyncio.to_thread(proc.communicate, timeout=WAIT * 3)
-        await ops.ws.close()
+        try:
+            request = await _open_request(hub.uri)
+            assert (request["question"], request["choices"]) == ("Ship it?", ["yes", "no"])
+        except BaseException:
+            _kill(proc)
+            raise
+    try:
+        # The hub is gone; the question is still asked. Start it again on the same port.
+        with running_hub(_ours(state, port), tmp_path) as hub:
+            ops = await Agent.join(hub.uri, "ops")
+            answered = await ops.request(("steer_answered",), type="steer_answer",
+                                         id=request["id"], answer="yes")
+            assert answered["type"] == "steer_answered"
+            out, err = await asyncio.to_thread(proc.communicate, timeout=WAIT * 3)
+            await ops.ws.close()
+    finally:
+        _kill(proc)  # never leave a `marrow-tui ask` behind when the test fails
     assert proc.returncode == 0, err
     assert out == "yes\n"
 
@@ -280,7 +303,10 @@ async def test_ask_prints_the_answer_even_across_a_hub_restart(tmp_path: Path) -
 async def test_ask_with_a_timeout_prints_the_default(tmp_path: Path) -> None:
     with running_hub(_ours(tmp_path / "state"), tmp_path) as hub:
         proc = _ask(hub.uri, "Which?", "--timeout", "1s", "--default", "the safe one")
-        out, err = await asyncio.to_thread(proc.communicate, timeout=WAIT * 2)
+        try:
+            out, err = await asyncio.to_thread(proc.communicate, timeout=WAIT * 2)
+        finally:
+            _kill(proc)
     assert proc.returncode == 0
     assert out == "the safe one\n"
     assert "using the default" in err
@@ -288,12 +314,176 @@ async def test_ask_with_a_timeout_prints_the_default(tmp_path: Path) -> None:
 
 def test_a_key_finds_a_pending_request_but_not_one_already_received() -> None:
     book = SteeringBook()
-    rid = ask(book, key="issue/A-1:q")
+    key = "issue/A-1:q"
+    rid = ask(book, key=key, session="run-1")
     end(book, book.decide_answer(rid, "yes", "op", 120.0))
-    again = book.decide_ask("alice", 130.0, question="Deploy?", key="issue/A-1:q")
-    assert isinstance(again, Request) and again.id == rid  # answered, not yet received
-    book.apply(Event("steer_delivered", {"id": rid}))
-    retry = book.decide_ask("alice", 140.0, question="Deploy?", key="issue/A-1:q")
-    assert isinstance(retry, Request) and retry.id == rid  # a retry just after: the same
-    fresh = book.decide_ask("alice", 120.0 + 301, question="Deploy?", key="issue/A-1:q")
-    assert isinstance(fresh, Event) and fresh.data["id"] != rid  # later: ask afresh
+    # answered, not yet received: any run of the issue picks it up (a restart)
+    again = book.decide_ask("alice", 130.0, question="Deploy?", key=key, session="run-2")
+    assert isinstance(again, Request) and again.id == rid
+    end(book, book.decide_ack(rid, "alice", 1000.0))
+    assert book.get(rid).delivered_at == 1000.0  # type: ignore[union-attr]
+
+    def asks(now: float, session: str) -> Event | Refusal | Request:
+        return book.decide_ask("alice", now, question="Deploy?", key=key, session=session)
+
+    # received: a retry by the same run just after gets the same request; the window counts
+    # from the receipt, not from the answer (ended at 120)
+    retry = asks(1000.0 + REUSE_WINDOW, "run-1")
+    assert isinstance(retry, Request) and retry.id == rid
+    for other in ("run-2", ""):  # another run, or one that does not say, asks afresh
+        fresh = asks(1001.0, other)
+        assert isinstance(fresh, Event) and fresh.data["id"] != rid
+    late = asks(1000.0 + REUSE_WINDOW + 1, "run-1")  # the same run, later: afresh
+    assert isinstance(late, Event)
+    # an old `steer_delivered` with no time counts from the end
+    old = SteeringBook()
+    rid = ask(old, key=key, session="run-1")
+    end(old, old.decide_answer(rid, "yes", "op", 120.0))
+    old.apply(Event("steer_delivered", {"id": rid}))
+    assert old.get(rid).delivered_at == 120.0  # type: ignore[union-attr]
+
+
+def test_only_the_asker_acknowledges_an_ended_request_and_twice_is_once() -> None:
+    book = SteeringBook()
+    rid = ask(book)
+    still = book.decide_ack(rid, "alice", 101.0)
+    assert isinstance(still, Refusal) and still.reason == "still_open"
+    end(book, book.decide_answer(rid, "yes", "op", 110.0))
+    other = book.decide_ack(rid, "bob", 111.0)
+    assert isinstance(other, Refusal) and other.reason == "not_asker"
+    unknown = book.decide_ack("S99", "alice", 111.0)
+    assert isinstance(unknown, Refusal) and unknown.reason == "unknown_request"
+    end(book, book.decide_ack(rid, "alice", 112.0))
+    assert book.decide_ack(rid, "alice", 113.0) is None  # nothing more to record
+    assert book.get(rid).delivered_at == 112.0  # type: ignore[union-attr]
+
+
+# ---- receipt: sent is not received ----------------------------------------------------------
+
+
+async def _gone(hub: Any, name: str) -> None:
+    """Until the hub has seen `name` go."""
+    async with asyncio.timeout(WAIT):
+        while name in hub.runtime.state.presence.online:
+            await asyncio.sleep(0.01)
+
+
+async def test_an_answer_survives_a_late_reconnect_of_the_next_run(tmp_path: Path) -> None:
+    """Ask, go away, get answered, come back 10 minutes later in the next run with the same
+    key: the reply pushed while the client was still connecting is not lost."""
+    clock = FakeClock()
+    hub = await start_hub(tmp_path / "state", clock)
+    key = "issue/A-1:deploy"
+    try:
+        first = HubClient(hub.uri, "alice", heartbeat_interval=None)
+        await first.connect()
+        asking = asyncio.create_task(first.ask_and_wait("Deploy?", request_key=key,
+                                                        session="run-1"))
+        async with asyncio.timeout(WAIT):
+            while not hub.runtime.state.steering.open:
+                await asyncio.sleep(0.01)
+        [rid] = hub.runtime.state.steering.open
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
+        await first.close()
+        await _gone(hub, "alice")
+        ops = await hub.agent("ops")
+        answered = await ops.request(("steer_answered",), type="steer_answer", id=rid,
+                                     answer="yes, deploy")
+        assert answered["sent"] is False
+        clock.advance(600)
+        hub.runtime.tick()
+        async with HubClient(hub.uri, "alice", heartbeat_interval=None) as second:
+            reply = await asyncio.wait_for(
+                second.ask_and_wait("Deploy?", request_key=key, session="run-2"), WAIT)
+        assert (reply["id"], reply["state"], reply["answer"]) == (rid, "answered",
+                                                                  "yes, deploy")
+        book = hub.runtime.state.steering
+        assert not book.open and list(book.ended) == [rid]  # one request, asked once
+        request = book.get(rid)
+        assert request is not None and request.delivered and request.delivered_at == clock.now
+    finally:
+        await hub.stop()
+
+
+async def test_ask_and_wait_acknowledges_a_reply_it_waited_for(tmp_path: Path) -> None:
+    hub = await start_hub(tmp_path / "state")
+    try:
+        async with HubClient(hub.uri, "alice", heartbeat_interval=None) as alice:
+            asking = asyncio.create_task(alice.ask_and_wait("Q?", request_key="k"))
+            async with asyncio.timeout(WAIT):
+                while not hub.runtime.state.steering.open:
+                    await asyncio.sleep(0.01)
+            [rid] = hub.runtime.state.steering.open
+            hub.runtime.handle("ops", {"type": "steer_answer", "id": rid, "answer": "A"}, None)
+            reply = await asyncio.wait_for(asking, WAIT)
+            assert reply["answer"] == "A"
+        assert hub.runtime.state.steering.get(rid).delivered  # type: ignore[union-attr]
+    finally:
+        await hub.stop()
+
+
+async def test_a_dropped_reply_is_sent_again_on_the_next_join_until_acked(
+        tmp_path: Path) -> None:
+    hub = await start_hub(tmp_path / "state")
+    try:
+        alice = await hub.agent("alice")
+        rid = (await alice.request(("steer_opened",), type="steer_ask", question="Q?"))["id"]
+        await alice.ws.close()
+        hub.agents.remove(alice)
+        await _gone(hub, "alice")
+        ops = await hub.agent("ops")
+        await ops.request(("steer_answered",), type="steer_answer", id=rid, answer="fine")
+
+        async def join_and_see() -> list[dict[str, Any]]:
+            """Join as alice, read up to a reply of ours, leave; the steer_replies seen."""
+            agent = await Agent.join(hub.uri, "alice", expect_welcome=False)
+            try:
+                await agent.request(("steer_requests",), type="steer_list")  # a barrier
+                return [f for f in agent.seen if f.get("type") == "steer_reply"]
+            finally:
+                await agent.ws.close()
+                await _gone(hub, "alice")
+
+        for _ in range(2):  # received and dropped on the floor: no ack, so it comes again
+            [reply] = await join_and_see()
+            assert (reply["id"], reply["answer"]) == (rid, "fine")
+            assert not hub.runtime.state.steering.get(rid).delivered  # type: ignore[union-attr]
+
+        bob = await hub.agent("bob")
+        refused = await bob.request(("steer_acked", "error"), type="steer_ack", id=rid)
+        assert (refused["type"], refused["error_code"]) == ("error", "not_asker")
+        assert not hub.runtime.state.steering.get(rid).delivered  # type: ignore[union-attr]
+
+        alice = await hub.agent("alice")
+        for _ in range(2):  # idempotent
+            acked = await alice.request(("steer_acked", "error"), type="steer_ack", id=rid)
+            assert acked["type"] == "steer_acked"
+        await alice.ws.close()
+        hub.agents.remove(alice)
+        await _gone(hub, "alice")
+        assert await join_and_see() == []  # acked: not sent again
+    finally:
+        await hub.stop()
+
+
+async def test_a_received_answer_is_reused_by_its_own_run_only(tmp_path: Path) -> None:
+    hub = await start_hub(tmp_path / "state")
+    try:
+        alice = await hub.agent("alice")
+
+        async def asks(session: str) -> dict[str, Any]:
+            return await alice.request(("steer_opened", "error"), type="steer_ask",
+                                       question="Q?", request_key="issue/A-1:q",
+                                       session=session)
+
+        rid = (await asks("run-1"))["id"]
+        hub.runtime.handle("ops", {"type": "steer_answer", "id": rid, "answer": "A"}, None)
+        await alice.until("steer_reply", id=rid)
+        await alice.request(("steer_acked",), type="steer_ack", id=rid)
+        again = await asks("run-1")  # the same run retrying: the same request
+        assert (again["id"], again["state"]) == (rid, "answered")
+        other = await asks("run-2")  # the next run asking the same: a new question
+        assert other["id"] != rid and other["state"] == "open"
+    finally:
+        await hub.stop()

@@ -2,11 +2,13 @@
 
 A request is opened by its asker, and ends exactly once: `answered` (by someone, with text),
 `timed_out` (its deadline passed; its default, if it had one, is the answer, and the end says
-a default was used), or `cancelled` (by the asker or the operator). Until the asker has been
-told, the end is `undelivered`: an answer given while the agent is disconnected or between turns
-is kept and handed over when it comes back. Everything is an event, so all of it survives a
-restart; nothing waits forever unnoticed (an open request is on the operator's screen, and a
-timeout ends it on its own).
+a default was used), or `cancelled` (by the asker or the operator). Until the asker acknowledges
+it (`steer_ack`, or a `steer_get` of the ended request), the end is `undelivered`: an answer
+given while the agent is disconnected or between turns is kept and handed over (again) whenever
+it comes back. Sending is not receiving: a reply the hub pushed to a client that dropped it is
+sent again, so only the asker's acknowledgement marks it `delivered`. Everything is an event, so
+all of it survives a restart; nothing waits forever unnoticed (an open request is on the
+operator's screen, and a timeout ends it on its own).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ MAX_ENDED = 500
 #: open requests one asker may have at once
 MAX_OPEN_PER_ASKER = 16
 END_STATES = ("answered", "timed_out", "cancelled")
-#: how long after its answer was received a request is still found again by its key
+#: how long after its answer was received a request is still found again by its key (by the
+#: same session only: a retry whose first try was cut off after the answer arrived)
 REUSE_WINDOW = 300.0
 
 
@@ -53,7 +56,9 @@ class Request:
     answered_by: str = ""
     ended: float | None = None
     default_used: bool = False
+    #: the asker acknowledged the end (it has the answer), at `delivered_at`
     delivered: bool = False
+    delivered_at: float | None = None
 
     @property
     def open(self) -> bool:
@@ -76,19 +81,27 @@ class SteeringBook:
     def get(self, request_id: str) -> Request | None:
         return self.open.get(request_id) or self.ended.get(request_id)
 
-    def by_key(self, asker: str, key: str, now: float | None = None) -> Request | None:
-        """The asker's request with this key: open, ended but not yet received, or received
-        less than REUSE_WINDOW ago (a retry whose first try was cut off after the hub sent
-        the answer). An older received one is not reused: the same key then asks afresh."""
+    def by_key(self, asker: str, key: str, now: float | None = None,
+               session: str = "") -> Request | None:
+        """The asker's request with this key that a new ask with it stands for.
+
+        Open, or ended but not yet received: whoever asks with the key (a run started again
+        after a restart picks its question up). Received: only by the same session within
+        REUSE_WINDOW of receiving it (a retry whose first try was cut off after the answer
+        arrived); otherwise the same key asks afresh. With no `now`, the newest request with
+        the key, whatever its state (a lookup, not an ask).
+        """
         if not key:
             return None
-        for book in (self.open, self.ended):
-            for request in book.values():
-                if request.asker != asker or request.key != key:
-                    continue
-                if (request.open or not request.delivered or now is None
-                        or now - (request.ended or now) <= REUSE_WINDOW):
-                    return request
+        for request in (*self.open.values(), *reversed(self.ended.values())):
+            if request.asker != asker or request.key != key:
+                continue
+            if now is None or request.open or not request.delivered:
+                return request
+            received = request.delivered_at if request.delivered_at is not None else (
+                request.ended if request.ended is not None else now)
+            if session and request.session == session and now - received <= REUSE_WINDOW:
+                return request
         return None
 
     def undelivered(self, asker: str) -> list[Request]:
@@ -116,7 +129,7 @@ class SteeringBook:
                    timeout: float | None = None, task_id: str = "", session: str = "",
                    key: str = "") -> Event | Refusal | Request:
         """A new request's event; the existing request for a repeated key; or a refusal."""
-        existing = self.by_key(asker, key, now)
+        existing = self.by_key(asker, key, now, session)
         if existing is not None:
             return existing
         question = question.strip()
@@ -171,6 +184,20 @@ class SteeringBook:
         return Event("steer_end", {"id": request_id, "state": "cancelled", "answer": None,
                                    "by": by, "at": now, "default_used": False})
 
+    def decide_ack(self, request_id: str, by: str, now: float) -> Event | Refusal | None:
+        """The asker says it has the end: the event that records it, None when it already
+        did (an ack is idempotent), or a refusal."""
+        request = self.get(request_id)
+        if request is None:
+            return Refusal("unknown_request", f"No steering request '{request_id}'.")
+        if by != request.asker:
+            return Refusal("not_asker", f"Only {request.asker} may acknowledge {request_id}.")
+        if request.open:
+            return Refusal("still_open", f"Request {request_id} has not ended yet.")
+        if request.delivered:
+            return None
+        return Event("steer_delivered", {"id": request_id, "at": now})
+
     def sweep(self, now: float) -> list[Event]:
         """The requests whose deadline has passed, ended as timed out."""
         events = []
@@ -211,8 +238,11 @@ class SteeringBook:
             self._retire(request)
         elif event.kind == "steer_delivered":
             request = self.get(d["id"])
-            if request is not None:
+            if request is not None and not request.delivered:
                 request.delivered = True
+                # an event from before acks were timed says nothing: count from the end
+                at = d.get("at")
+                request.delivered_at = at if at is not None else request.ended
 
     def _retire(self, request: Request) -> None:
         self.ended[request.id] = request

@@ -595,12 +595,15 @@ class HubClient:
     async def steer_ask(self, question: str, *, context: str = "",
                         choices: Sequence[str] = (), timeout_seconds: float | None = None,
                         default: str | None = None, task_id: str = "",
-                        request_key: str = "", timeout: float | None = None) -> Frame:
+                        request_key: str = "", session: str | None = None,
+                        timeout: float | None = None) -> Frame:
         """``steer_ask`` → ``steer_opened`` (the request's ``id``); the answer comes later as a
-        ``steer_reply`` (see :meth:`steer_wait`)."""
+        ``steer_reply`` (see :meth:`ask_and_wait`). ``session`` is the run that asks (default
+        ``$MARROW_SESSION``): a received answer is found again by its key only by that run."""
+        if session is None:
+            session = os.environ.get("MARROW_SESSION", "")
         fields: Frame = {"type": "steer_ask", "question": question, "context": context,
-                         "choices": list(choices), "task_id": task_id,
-                         "session": os.environ.get("MARROW_SESSION", ""),
+                         "choices": list(choices), "task_id": task_id, "session": session,
                          "request_key": request_key}
         if timeout_seconds is not None:
             fields["timeout_seconds"] = timeout_seconds
@@ -610,10 +613,16 @@ class HubClient:
 
     async def steer_get(self, request_id: str = "", request_key: str = "",
                         timeout: float | None = None) -> Frame:
-        """``steer_get`` → ``steer_state`` (``request``: where a request stands)."""
+        """``steer_get`` → ``steer_state`` (``request``: where a request stands). The asker's
+        ``steer_get`` of an ended request also acknowledges its end."""
         return await self._request(
             {"type": "steer_get", "id": request_id, "request_key": request_key},
             build_matcher(_is_type("steer_state")), timeout)
+
+    async def steer_ack(self, request_id: str, timeout: float | None = None) -> Frame:
+        """``steer_ack`` → ``steer_acked``: we have the end of our request (idempotent)."""
+        return await self._request({"type": "steer_ack", "id": request_id},
+                                   build_matcher(_is_type("steer_acked")), timeout)
 
     async def ask_and_wait(self, question: str, *, request_key: str, **options: Any) -> Frame:
         """Ask (or find again, by ``request_key``) and wait with no time limit for the end.
@@ -621,18 +630,25 @@ class HubClient:
         Returns a frame with ``id``, ``state`` (answered, timed_out or cancelled), ``answer``,
         ``answered_by`` and ``default_used``. Safe to call again after a lost connection with
         the same key: the hub finds the request and hands over an answer that came meanwhile.
+        The end is acknowledged to the hub once we have it (until then the hub keeps sending
+        it: a reply that came while nobody listened is not lost).
         """
         queue = self.subscribe()
         try:
             opened = await self.steer_ask(question, request_key=request_key, **options)
             request_id = opened["id"]
             if opened.get("state", "open") != "open":  # it ended while we were away
-                state = await self.steer_get(request_id)
+                state = await self.steer_get(request_id)  # (which acks it)
                 return dict(state["request"], type="steer_reply")
-            return await self._first(
+            reply = await self._first(
                 queue, lambda f: f.get("type") == "steer_reply" and f.get("id") == request_id)
         finally:
             self.unsubscribe(queue)
+        # Best effort: if the ack is lost, the request stays unacknowledged: the hub sends the
+        # end again on our next join, and an ask with the same key finds this request again.
+        with contextlib.suppress(HubError):
+            await self.steer_ack(request_id)
+        return reply
 
     async def steer_answer(self, request_id: str, answer: str,
                            timeout: float | None = None) -> Frame:

@@ -224,13 +224,12 @@ class Protocol:
         self.state.apply(event)
         outcome.events.append(event)
         if what == "joined":
-            # Answers that came while it was away are handed over now.
+            # Ends it has not acknowledged (answers that came while it was away, or a reply
+            # it dropped) are sent again; they count as delivered once it acks them.
             for request in self.state.steering.undelivered(name):
-                handed = steering.deliver_ended(self, request.id)
-                if handed is not None:
-                    outcome.deliveries.append(handed[0])
-                    self.state.apply(handed[1])
-                    outcome.events.append(handed[1])
+                delivery = steering.deliver_ended(self, request.id)
+                if delivery is not None:
+                    outcome.deliveries.append(delivery)
         outcome.deliveries.append(
             Delivery(
                 encode(
@@ -265,10 +264,9 @@ class Protocol:
             call.emit(event)
             data = event.data
             if event.kind == "steer_end":  # a steering request timed out
-                handed = steering.deliver_ended(self, data["id"])
-                if handed is not None:
-                    call.outcome.deliveries.append(handed[0])
-                    call.emit(handed[1])
+                delivery = steering.deliver_ended(self, data["id"])
+                if delivery is not None:
+                    call.outcome.deliveries.append(delivery)
             elif event.kind == "expire":
                 call.broadcast(
                     "lease_expired",

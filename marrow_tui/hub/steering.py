@@ -2,10 +2,12 @@
 
 `steer_ask` opens a request and answers `steer_opened` at once (the asker then waits). Whoever
 answers (`steer_answer`, the console or `marrow-tui answer`), a cancel (`steer_cancel`) or a
-timeout ends it, and the asker gets `steer_reply`: at once if it is connected, otherwise the
-moment it connects again under the same name. `steer_get` tells an asker where its request
-stands (an agent that lost its connection asks again by id or by its own key), and
-`steer_list` shows what is waiting. See docs/protocol.md §6.4.
+timeout ends it, and the asker gets `steer_reply`: at once if it is connected, and again each
+time it connects under the same name or asks again with the same key, until it acknowledges
+the reply with `steer_ack` (a pushed frame may be dropped by a client that was not listening
+yet, so only the asker's ack marks the end delivered). `steer_get` tells an asker where its
+request stands (and counts as an ack of an ended one), and `steer_list` shows what is waiting.
+See docs/protocol.md §6.4.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def register(protocol: Protocol) -> None:
     protocol.register("steer_ask", lambda call: _ask(protocol, call))
     protocol.register("steer_answer", lambda call: _answer(protocol, call))
     protocol.register("steer_cancel", lambda call: _cancel(protocol, call))
+    protocol.register("steer_ack", lambda call: _ack(protocol, call))
     protocol.register("steer_get", lambda call: _get(protocol, call))
     protocol.register("steer_list", lambda call: _list(protocol, call))
 
@@ -41,9 +44,10 @@ def reply_frame(protocol: Protocol, request: Request) -> dict[str, Any]:
                           question=request.question)
 
 
-def deliver_ended(protocol: Protocol, request_id: str) -> tuple[Delivery, Event] | None:
-    """The reply frame for an ended request and the event that says it was handed over, when
-    its asker is connected now; None while it is away (it gets the reply when it is back)."""
+def deliver_ended(protocol: Protocol, request_id: str) -> Delivery | None:
+    """The reply frame for an ended request the asker has not acknowledged yet, when its asker
+    is connected now; None while it is away (it gets the reply when it is back). Sending it
+    records nothing: the request counts as delivered only once the asker acks it."""
     from .protocol import Delivery, encode
 
     request = protocol.state.steering.get(request_id)
@@ -51,18 +55,16 @@ def deliver_ended(protocol: Protocol, request_id: str) -> tuple[Delivery, Event]
         return None
     if request.asker not in protocol.state.presence.online:
         return None
-    text = encode(reply_frame(protocol, request))
-    return Delivery(text, frozenset({request.asker})), Event("steer_delivered",
-                                                             {"id": request.id})
+    return Delivery(encode(reply_frame(protocol, request)), frozenset({request.asker}))
 
 
-def _emit_end(protocol: Protocol, call: Call, event: Event) -> None:
+def _emit_end(protocol: Protocol, call: Call, event: Event) -> bool:
+    """Apply an end and push the reply to a connected asker; whether it was sent."""
     call.emit(event)
-    handed = deliver_ended(protocol, event.data["id"])
-    if handed is not None:
-        delivery, delivered = handed
+    delivery = deliver_ended(protocol, event.data["id"])
+    if delivery is not None:
         call.outcome.deliveries.append(delivery)
-        call.emit(delivered)
+    return delivery is not None
 
 
 def _text(call: Call, name: str, default: str = "") -> str:
@@ -112,10 +114,9 @@ def _ask(protocol: Protocol, call: Call) -> None:
         return
     if isinstance(decided, Request):  # the same key again: the same request
         _opened(call, decided, again=True)
-        handed = deliver_ended(protocol, decided.id)
-        if handed is not None:
-            call.outcome.deliveries.append(handed[0])
-            call.emit(handed[1])
+        delivery = deliver_ended(protocol, decided.id)  # its end again, if not yet acked
+        if delivery is not None:
+            call.outcome.deliveries.append(delivery)
         return
     call.emit(decided)
     request = book.get(decided.data["id"])
@@ -137,12 +138,12 @@ def _answer(protocol: Protocol, call: Call) -> None:
     if isinstance(decided, Refusal):
         call.deny("error", decided, id=request_id)
         return
-    _emit_end(protocol, call, decided)
+    sent = _emit_end(protocol, call, decided)
     request = protocol.state.steering.get(request_id)
     assert request is not None
-    told = "told" if request.delivered else "will be told when it is back"
+    told = "told" if sent else "will be told when it is back"
     call.reply("steer_answered", f"{request.asker} {told}.", id=request_id,
-               asker=request.asker, delivered=request.delivered)
+               asker=request.asker, sent=sent)
 
 
 def _cancel(protocol: Protocol, call: Call) -> None:
@@ -154,6 +155,18 @@ def _cancel(protocol: Protocol, call: Call) -> None:
         return
     _emit_end(protocol, call, decided)
     call.reply("steer_cancelled", f"Request {request_id} cancelled.", id=request_id)
+
+
+def _ack(protocol: Protocol, call: Call) -> None:
+    request_id = _text(call, "id").strip()
+    decided = protocol.state.steering.decide_ack(request_id, call.sender, protocol.clock())
+    if isinstance(decided, Refusal):
+        call.deny("error", decided, id=request_id)
+        return
+    if decided is not None:
+        call.emit(decided)
+    call.reply("steer_acked", f"Request {request_id} delivered.", id=request_id,
+               delivered=True)
 
 
 def _get(protocol: Protocol, call: Call) -> None:
@@ -168,7 +181,8 @@ def _get(protocol: Protocol, call: Call) -> None:
     call.reply("steer_state", f"Request {request.id} is {request.state}.",
                request=request.to_dict())
     if request.asker == call.sender and not request.open and not request.delivered:
-        call.emit(Event("steer_delivered", {"id": request.id}))
+        # the asker read the end: as good as an ack
+        call.emit(Event("steer_delivered", {"id": request.id, "at": protocol.clock()}))
 
 
 def _list(protocol: Protocol, call: Call) -> None:
