@@ -27,6 +27,7 @@ async def test_the_console_opens_on_waiting_questions_and_answers_by_key() -> No
         await pilot.press("a")  # the longest-waiting one first
         modal = app.screen
         assert isinstance(modal, AnswerModal) and modal.asker == "demo/alice"
+        await pilot.press("tab", "tab")  # past the two choices, to the text box
         await pilot.press(*"use staging, it is up")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: not book.get("S1").open)  # type: ignore[union-attr]
@@ -89,3 +90,13 @@ async def test_cancel_asks_first_and_go_finds_the_askers_lease() -> None:
         book = app.runtime.state.steering
         await until(pilot, lambda: not book.get("S2").open)  # type: ignore[union-attr]
         assert book.get("S2").state == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_enter_picks_the_first_choice_from_the_keyboard() -> None:
+    app = ConsoleApp(asks=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        await pilot.press("a", "tab", "enter")  # Tab to the second choice, Enter picks it
+        book = app.runtime.state.steering
+        await until(pilot, lambda: not book.get("S1").open)  # type: ignore[union-attr]
+        assert book.get("S1").answer == "mock"  # type: ignore[union-attr]

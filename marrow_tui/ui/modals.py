@@ -190,8 +190,8 @@ class AnswerModal(ModalScreen[str | None]):
                 with Horizontal(classes="choices"):
                     for index, choice in enumerate(self.choices):
                         yield Button(choice, id=f"choice-{index}", classes="choice")
-            yield Label("Answer" + (" (or pick one above)" if self.choices else ""),
-                        classes="field-label")
+            yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
+                                    if self.choices else ""), classes="field-label")
             yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
             if self.default is not None:
                 yield Label(f"If nobody answers in time: {self.default}", classes="hint")
@@ -201,7 +201,12 @@ class AnswerModal(ModalScreen[str | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one(TextArea).focus()
+        # With choices, the first one has the focus (Enter picks it, Tab moves on to
+        # the others and to the text box); without, the text box.
+        if self.choices:
+            self.query_one("#choice-0", Button).focus()
+        else:
+            self.query_one(TextArea).focus()
 
     def action_send(self) -> None:
         text = self.query_one(TextArea).text.strip()
