@@ -95,9 +95,67 @@ class AgentConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class HealthCheck:
+    """How a service says it is well: an HTTP GET, a TCP connect, or a command's exit 0."""
+
+    #: "http", "tcp", "command", or "none" (healthy as soon as the process is up)
+    kind: str = "none"
+    #: http: the path (and query) to GET on http://127.0.0.1:<port>
+    path: str = "/"
+    #: http: the status that means healthy
+    expect: int = 200
+    #: command: argv, run in the service's cwd with its environment
+    command: tuple[str, ...] = ()
+    #: seconds between checks once healthy, and the longest one check may take
+    interval: float = 5.0
+    timeout: float = 2.0
+    #: failed checks in a row (once healthy) that make it unhealthy and restart it by policy
+    failures: int = 3
+
+
+@dataclass(slots=True, frozen=True)
+class Dependency:
+    name: str
+    #: the environment variable that gets the dependency's URL (default <NAME>_URL)
+    env: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ServiceConfig:
+    name: str
+    #: argv (a TOML array: no shell), with `{port}` replaced; or a shell line (a string)
+    command: tuple[str, ...] = ()
+    shell: str = ""
+    cwd: Path | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    #: a fixed port, None for none, or 0 for "auto": picked free and kept across restarts
+    port: int | None = None
+    depends_on: tuple[Dependency, ...] = ()
+    health: HealthCheck = field(default_factory=HealthCheck)
+    #: seconds from start to healthy before the start counts as failed
+    start_timeout: float = 30.0
+    #: "no", "on-failure" or "always"
+    restart: str = "on-failure"
+    #: restarts in a row before giving up (0: no limit); backoff doubles from backoff_initial
+    max_restarts: int = 5
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    #: seconds between SIGTERM and SIGKILL
+    stop_grace: float = 10.0
+    enabled: bool = True
+
+    @property
+    def env_name(self) -> str:
+        """The prefix of the variables dependents get: `api-v2` -> `API_V2`."""
+        return "".join(c if c.isalnum() else "_" for c in self.name).upper()
+
+
+@dataclass(slots=True, frozen=True)
 class Config:
     path: Path
     agents: tuple[AgentConfig, ...] = ()
+    #: helper processes, in the order written (start order comes from depends_on)
+    services: tuple[ServiceConfig, ...] = ()
     #: profile.rules_path, resolved against the config file's folder when relative
     rules_path: Path | None = None
     #: marrow-core keys we read and do not act on, as dotted names (for `validate`)
