@@ -18,9 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__, cli_hub, cli_issues, cli_sched, cli_steer, mcp_server
+from . import __version__, cli_hub, cli_issues, cli_sched, cli_services, cli_steer, mcp_server
 from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
 from .runtime import RuntimeOptions
+from .services import cli as services_cli
 from .store.eventlog import StoreError
 
 EXIT_CONFIG = 2
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_steer.register(sub)
     mcp_server.register(sub)
     cli_issues.register(sub)
+    cli_services.register(sub)
+    services_cli.register(sub)
     return parser
 
 

@@ -46,6 +46,7 @@ async def hosted(
     await runtime.start()
     server = HubServer(runtime, hub_options)
     scheduler: Scheduler | None = None
+    services = None
     orchestrator = None
     team = None
     try:
@@ -54,6 +55,13 @@ async def hosted(
         unit = Hosted(runtime, server, scheduler)
         if on_ready is not None:
             on_ready(unit)
+        if config is not None and config.services and heartbeats:
+            from .services.hosting import Services
+
+            # Helpers first: agents may need them (they start in the background; a slow
+            # health check holds up nothing).
+            services = Services(runtime, config, runtime_options.state_dir / "services")
+            await services.start()
         await scheduler.start(loop=heartbeats)
         if workflow is not None:
             from .orchestrator.dispatcher import Orchestrator
@@ -75,5 +83,7 @@ async def hosted(
             await orchestrator.stop()
         if scheduler is not None:
             await scheduler.stop()
+        if services is not None:
+            await services.stop()
         await server.stop()
         await runtime.stop()

@@ -148,7 +148,8 @@ def test_validate_without_agents_is_an_error(tmp_path: Path) -> None:
     result = cli("validate", "--config", "marrow.toml", cwd=tmp_path)
 
     assert result.code == 2
-    assert any("agents: error: no agents configured" in line for line in result.err_lines)
+    assert any("agents: error: no agents or services configured" in line
+               for line in result.err_lines)
     assert result.out == ""
 
 

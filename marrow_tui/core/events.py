@@ -35,7 +35,8 @@ DURABLE_KINDS = frozenset(
 #: (next run, queue length, the config's status) is rebuilt from the config when it starts.
 TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_schedule",
                              "agent_removed", "config_status", "wake", "task_queued",
-                             "issue_status", "issue_removed", "workflow_status"})
+                             "issue_status", "issue_removed", "workflow_status",
+                             "service_health"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +115,15 @@ def describe(event: Event) -> str | None:
         how = {"answered": f"answered by {d.get('by')}", "cancelled": f"cancelled by {d.get('by')}",
                "timed_out": "timed out" + (", default used" if d.get("default_used") else "")}
         return f"steer     {d['id']} {how.get(d['state'], d['state'])}{said}"
+    if kind == "service_state":
+        extra = []
+        if d.get("port"):
+            extra.append(f"port {d['port']}")
+        if d.get("pid"):
+            extra.append(f"pid {d['pid']}")
+        why = f": {_short(d['reason'], 100)}" if d.get("reason") else ""
+        more = f" ({', '.join(extra)})" if extra else ""
+        return f"service   {d['name']} {d['state']}{more}{why}"
     if kind == "issue_park":
         if d.get("reason"):
             return f"park      {d['identifier']}: {_short(d['reason'], 100)}"

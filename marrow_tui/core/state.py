@@ -16,6 +16,7 @@ from .chat import ChatLog
 from .claims import ClaimBook
 from .events import Event
 from .orchestration import ISSUE_KINDS, IssueBook
+from .services import SERVICE_KINDS, ServiceBook
 from .sessions import SessionBook
 from .steering import SteeringBook
 
@@ -80,6 +81,7 @@ class State:
         self.sessions = SessionBook()
         self.steering = SteeringBook()
         self.issues = IssueBook()
+        self.services = ServiceBook()
         self.offline_ttl = offline_ttl
         self.started_at = started_at
         #: (deadline, name): when an offline holder's leases are due for release
@@ -123,6 +125,8 @@ class State:
             self.steering.apply(event)
         elif kind in ISSUE_KINDS:
             self.issues.apply(event)
+        elif kind in SERVICE_KINDS:
+            self.services.apply(event)
         else:
             raise ValueError(f"unknown event kind {kind!r}")
 
@@ -228,6 +232,7 @@ class State:
             "sessions": self.sessions.to_snapshot(),
             "steering": self.steering.to_snapshot(),
             "issue_parks": dict(self.issues.parked),
+            "services": self.services.to_snapshot(),
         }
 
     def load_snapshot(self, snap: dict[str, Any]) -> None:
@@ -249,6 +254,7 @@ class State:
         self.sessions.load_snapshot(snap.get("sessions", []))
         self.steering.load_snapshot(snap.get("steering", {}))
         self.issues.parked.update(snap.get("issue_parks", {}))
+        self.services.load_snapshot(snap.get("services", {}))
 
     def after_restore(self) -> None:
         """Every holder of a restored claim is offline until it reconnects."""

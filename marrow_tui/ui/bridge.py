@@ -61,12 +61,14 @@ class _Pending:
     asks: set[str] = field(default_factory=set)
     #: the orchestrator's issues whose status changed (identifiers)
     issues: set[str] = field(default_factory=set)
+    #: helper services whose state changed (names)
+    services: set[str] = field(default_factory=set)
     activity: list[Activity] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not (self.claims or self.tasks or self.agents or self.runs or self.asks
-                    or self.issues or self.activity or self.alerts)
+                    or self.issues or self.services or self.activity or self.alerts)
 
 
 class Changed(Message):
@@ -76,10 +78,12 @@ class Changed(Message):
                  activity: tuple[Activity, ...], alerts: tuple[Alert, ...],
                  runs: frozenset[str] = frozenset(),
                  asks: frozenset[str] = frozenset(),
-                 issues: frozenset[str] = frozenset()) -> None:
+                 issues: frozenset[str] = frozenset(),
+                 services: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.asks = asks
         self.issues = issues
+        self.services = services
         self.claims = claims
         self.tasks = tasks
         self.agents = agents
@@ -139,6 +143,13 @@ class Bridge:
                         f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
             elif kind in RUN_KINDS:
                 self._run_event(kind, data, pending)
+            elif kind in ("service_state", "service_health"):
+                pending.services.add(data["name"])
+                if data.get("state") in ("failed", "unhealthy", "blocked"):
+                    pending.alerts.append(Alert(
+                        f"service:{data['name']}:{data.get('state')}",
+                        f"service {data['name']} {data.get('state')}"
+                        + (f": {data['reason']}" if data.get("reason") else "")))
             elif kind in ("steer_ask", "steer_end", "steer_delivered"):
                 pending.asks.add(data["id"])
                 if kind == "steer_ask":
@@ -218,7 +229,7 @@ class Bridge:
         self.post(Changed(frozenset(pending.claims), frozenset(pending.tasks),
                           frozenset(pending.agents), tuple(pending.activity), tuple(alerts),
                           frozenset(pending.runs), frozenset(pending.asks),
-                          frozenset(pending.issues)))
+                          frozenset(pending.issues), frozenset(pending.services)))
 
 
 def workflow_error(status: dict) -> str:

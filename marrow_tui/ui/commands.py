@@ -33,6 +33,12 @@ ACTIONS: tuple[tuple[str, str, str], ...] = (
     ("filter", "Filter the pane", "/"),
     ("help", "Show the keys", "?"),
     ("quit", "Quit marrow-tui", "q"),
+    ("pane('services')", "Show the Services pane", "7"),
+    ("start_service", "Start the selected service", "u"),
+    ("stop_service", "Stop the selected service", "x"),
+    ("restart_service", "Restart the selected service", "R"),
+    ("open_service_log", "Show the selected service's log", "o"),
+    ("service_graph", "Show the services' dependency graph", "G"),
 )
 
 

@@ -47,26 +47,36 @@ from .widgets import (
     IssuesTable,
     KeyedTable,
     SessionsTable,
+    ServicesTable,
     SteeringTable,
     ago,
     session_key,
     steering_keys,
 )
 
-PANES = ("steering", "agents", "claims", "board", "activity", "sessions", "issues")
+PANES = ("steering", "agents", "claims", "board", "activity", "sessions", "issues",
+         "services")
 TITLES = {"steering": "Steering", "agents": "Agents", "claims": "Claims",
           "board": "Blackboard", "activity": "Activity", "sessions": "Sessions",
-          "issues": "Issues"}
+          "issues": "Issues", "services": "Services"}
 #: the key that shows each pane (Steering is 0: it comes first when something waits)
 PANE_KEYS = {"steering": 0, "agents": 1, "claims": 2, "board": 3, "activity": 4, "sessions": 5,
-             "issues": 6}
+             "issues": 6, "services": 7}
 #: the Issues pane's keys, for help while an orchestrator runs
 ISSUE_HELP = [("6", "Issues"), ("D", "Dispatch the issue now (issues)"),
               ("x", "Cancel the issue's run and park it (issues)"),
               ("R", "Retry a parked issue (issues)"), ("n", "New issue (issues)"),
               ("g", "Go to the issue's run (issues)")]
+SERVICE_HELP = [("7", "Services"), ("u", "Start the service (services)"),
+                ("x", "Stop the service (services)"), ("R", "Restart the service (services)"),
+                ("o", "The service's log (services)"),
+                ("G", "The services' dependency graph (services)")]
 #: other panes' actions on the keys the Issues pane uses for its own (x, R, g)
 ISSUE_KEYS_TAKEN = frozenset({"stop_run", "force_release", "go_to_asker"})
+SERVICE_ACTIONS = frozenset({"start_service", "stop_service", "restart_service",
+                             "open_service_log", "service_graph"})
+SERVICE_KEYS_TAKEN = frozenset({"stop_run", "force_release", "cancel_issue", "retry_issue",
+                                "open_log"})
 #: what the issue keys act on (the orchestrator decides; these only gate the keys)
 DISPATCHABLE = frozenset({"idle", "retrying", "blocked"})
 CANCELLABLE = frozenset({"running", "waiting", "retrying", "idle", "blocked"})
@@ -93,6 +103,7 @@ class MainScreen(Screen[None]):
         Binding("4", "pane('activity')", "Activity", id="pane.activity", show=False),
         Binding("5", "pane('sessions')", "Sessions", id="pane.sessions", show=False),
         Binding("6", "pane('issues')", id="pane.issues", show=False),
+        Binding("7", "pane('services')", id="pane.services", show=False),
         # Keys that act on a pane's selection are shown in that pane's border, not the footer:
         # the footer then never has to be rebuilt when the pane or the selection changes.
         Binding("h", "handoff", "Hand off", id="lease.handoff", show=False),
@@ -120,6 +131,12 @@ class MainScreen(Screen[None]):
         Binding("R", "retry_issue", id="issue.retry", show=False),
         Binding("n", "new_issue", id="issue.new", show=False),
         Binding("g", "go_to_issue_run", id="issue.goto", show=False),
+        # The Services pane's: u start, x stop, R restart, o (or Enter) its log, G the graph.
+        Binding("u", "start_service", id="service.start", show=False),
+        Binding("x", "stop_service", id="service.stop", show=False),
+        Binding("R", "restart_service", id="service.restart", show=False),
+        Binding("o", "open_service_log", id="service.log", show=False),
+        Binding("G", "service_graph", id="service.graph", show=False),
         Binding("m", "message", "Message", id="chat.send"),
         Binding("slash", "filter", "Filter", id="view.filter", key_display="/"),
         Binding("question_mark", "help", "Help", id="app.help", key_display="?"),
@@ -158,6 +175,7 @@ class MainScreen(Screen[None]):
             "sessions": SessionsTable(state, clock, id="sessions-table"),
             "steering": SteeringTable(state, clock, id="steering-table"),
             "issues": IssuesTable(state, clock, id="issues-table"),
+            "services": ServicesTable(state, clock, id="services-table"),
         }
         # With agents to run, their sessions are what the operator looks at first.
         self.scheduled = bool(state.sessions.config or state.sessions.by_id)
@@ -200,6 +218,7 @@ class MainScreen(Screen[None]):
         self.set_class(not self.scheduled, "-no-scheduler")
         self.set_class(bool(self._asking), "-asking")
         self.set_class(self._orchestrating, "-orchestrating")
+        self.set_class(bool(self.runtime.state.services.services), "-servicing")
         self.watch_pane(self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
@@ -252,6 +271,8 @@ class MainScreen(Screen[None]):
             "agents": "m message · enter open" if self.tables["agents"].selected_key else "",
             "activity": "/ filter",
             "issues": self._issue_hint(),
+            "services": "u start · x stop · R restart · o log · G graph"
+            if self.tables["services"].selected_key else "",
         }
         for name, hint in hints.items():
             pane = self.query_one(f"#{name}-pane")
@@ -276,7 +297,8 @@ class MainScreen(Screen[None]):
                       for key in issues.keys_of(identifier)]  # type: ignore[attr-defined]
         for name, keys in (("claims", message.claims), ("agents", message.agents),
                            ("board", message.tasks), ("sessions", run_keys),
-                           ("steering", asks), ("issues", issue_keys)):
+                           ("steering", asks), ("issues", issue_keys),
+                           ("services", message.services)):
             if keys:
                 table = self.tables[name]
                 if self.shown(name) and not table.filling:
@@ -296,7 +318,7 @@ class MainScreen(Screen[None]):
             self.bridge.handled(time.perf_counter() - started)
 
     def _tick(self) -> None:
-        for name in ("agents", "claims", "sessions", "steering", "issues"):
+        for name in ("agents", "claims", "sessions", "steering", "issues", "services"):
             if self.pane == name or self.has_class("wide"):
                 self.tables[name].tick()
         self._refresh_status()
@@ -336,6 +358,13 @@ class MainScreen(Screen[None]):
             if pane.border_title != title:
                 pane.border_title = title
         self._refresh_issues(text)
+        services = self.runtime.state.services.services
+        if services:
+            if not self.has_class("-servicing"):
+                self.set_class(True, "-servicing")
+            healthy = sum(1 for v in services.values() if v.state == "healthy")
+            text.append(f" │ {healthy} of {_count(len(services), 'service')} healthy",
+                        style="" if healthy == len(services) else "bold yellow")
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
         self.query_one(StatusLine).text = text
@@ -350,6 +379,11 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.pane == "issues" and action in ISSUE_KEYS_TAKEN:
             return False  # x, R and g are the Issues pane's own there
+        if action in SERVICE_ACTIONS:
+            return self.pane == "services" and self._selected("services") is not None \
+                or action == "service_graph" and self.pane == "services"
+        if self.pane == "services" and action in SERVICE_KEYS_TAKEN:
+            return False  # x, R and o are the Services pane's own there
         if action in ("handoff", "release", "force_release", "extend"):
             key = self._selected("claims")
             return key is not None and self.runtime.state.claims.get(key) is not None
@@ -540,6 +574,8 @@ class MainScreen(Screen[None]):
                 for b in self.BINDINGS if isinstance(b, Binding) and b.description]
         if self.runtime.state.issues.workflow:
             rows += ISSUE_HELP
+        if self.runtime.state.services.services:
+            rows += SERVICE_HELP
         rows += [("enter", "Open the selected row"), ("ctrl+p", "Command palette")]
         self.app.push_screen(HelpModal(rows))
 
@@ -573,6 +609,8 @@ class MainScreen(Screen[None]):
             self._open_request(key)
         elif isinstance(table, IssuesTable):
             self._open_issue(key)
+        elif isinstance(table, ServicesTable):
+            self.action_open_service_log()
 
     def _open_request(self, key: str) -> None:
         request = self.runtime.state.steering.get(SteeringTable.request_id(key) or "")
@@ -714,6 +752,47 @@ class MainScreen(Screen[None]):
                 self.app.notify("Not on the screen any more.", timeout=3)
 
         self.call_after_refresh(select)
+
+    # ---- helper services ---------------------------------------------------------------------
+
+    def _service_action(self, verb: str, confirm: str | None = None) -> None:
+        name = self._selected("services")
+        if not name:
+            return
+        if confirm is None:
+            self.session.send(type=verb, name=name)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.session.send(type=verb, name=name)
+
+        self.app.push_screen(ConfirmModal(f"{confirm} {name}?", (
+            f"{name} gets SIGTERM (its whole process group), then SIGKILL after its "
+            "stop_grace. Services that depend on it are told."), confirm), confirmed)
+
+    def action_start_service(self) -> None:
+        self._service_action("service_start")
+
+    def action_stop_service(self) -> None:
+        self._service_action("service_stop", "Stop")
+
+    def action_restart_service(self) -> None:
+        self._service_action("service_restart", "Restart")
+
+    def action_open_service_log(self) -> None:
+        name = self._selected("services")
+        view = self.runtime.state.services.services.get(name or "")
+        if view is None:
+            return
+        log = view.log or str(self.runtime.options.state_dir / "services" / f"{view.name}.log")
+        self.app.push_screen(LogScreen(Session(id=f"service {view.name}", agent=view.name,
+                                               started=view.since, stdout=str(log),
+                                               stderr=str(log), state=view.state)))
+
+    def action_service_graph(self) -> None:
+        self.session.send(type="services_list")  # the reply carries the graph (see below)
+        self._want_graph = True
 
     # ---- the scheduler's runs --------------------------------------------------------------
 
@@ -941,6 +1020,12 @@ class MainScreen(Screen[None]):
         kind = frame.get("type", "")
         if kind.endswith("_denied") or kind == "error":
             self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
+        elif kind == "services" and getattr(self, "_want_graph", False):
+            self._want_graph = False
+            self.app.push_screen(DetailModal("Services: start order and dependencies",
+                                             Text(str(frame.get("graph", "")))))
+        elif kind in ("service_starting", "service_stopping", "service_restarting"):
+            self.app.notify(str(frame.get("payload")), timeout=3)
         elif kind in ("agent_updating", "wake_result", "steer_answered"):
             self.app.notify(str(frame.get("payload")), timeout=4)
         elif kind in ("issue_dispatching", "issue_cancelling", "issue_retrying"):

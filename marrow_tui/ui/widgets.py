@@ -702,3 +702,27 @@ class IssuesTable(KeyedTable):
                 status.append(f": {reason}")
         return (identifier, view.state, status, str(view.attempt) if view.attempt else "-",
                 "-" if view.priority is None else str(view.priority), view.title)
+
+
+_SERVICE_STYLES = {"healthy": "green", "starting": "cyan", "stopping": "yellow",
+                   "backoff": "yellow", "unhealthy": "bold red", "failed": "bold red",
+                   "blocked": "red", "stopped": "dim", "disabled": "dim"}
+
+
+class ServicesTable(KeyedTable):
+    """The helper services: state, health, pid, port, uptime, restarts, and why."""
+
+    COLUMNS = (("name", "Service"), ("state", "State"), ("health", "Health"), ("pid", "PID"),
+               ("port", "Port"), ("up", "Up"), ("restarts", "Restarts"), ("reason", "Reason"))
+
+    def all_keys(self) -> Iterable[str]:
+        return sorted(self.state.services.services)
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        view = self.state.services.services.get(key)
+        if view is None:
+            return None
+        up = ago(self.clock() - view.since) if view.state == "healthy" and view.since else ""
+        return (key, Text(view.state, style=_SERVICE_STYLES.get(view.state, "")),
+                view.health or "", view.pid or "", view.port or "", up, view.restarts or "",
+                view.reason[:120])

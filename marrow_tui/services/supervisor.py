@@ -1,0 +1,882 @@
+"""Helper services: started in dependency order, health-checked all along, restarted by policy.
+
+`Supervisor` knows nothing of the runtime: it is given the `[[services]]` configs and a
+callback, and reports every change as a plain dict (`{name, state, pid, port, url, health,
+restarts, reason, since, at}`). pactown and marrow-core get this wrong in the ways the reference
+(B5-B8, B14, C2) lists; here:
+
+* **Order.** A service starts once *all* its dependencies are healthy, not merely started.
+  Services go in dependency waves (config order within a wave), and a dependent starts as soon
+  as its own dependencies are healthy, without waiting for the rest of the wave. A dependency
+  that fails (could not start, not healthy within `start_timeout`, gave up restarting) leaves
+  its dependents "blocked" with the reason ("waiting for db, which failed: ..."); they start by
+  themselves once it is healthy again. A restart is a start too: a service whose dependency is
+  down waits, blocked, before it is started again.
+* **Processes.** argv without a shell, or `/bin/sh -c <line>`, in a session and process group
+  of its own. Signals always go to the group, so a shell wrapper cannot hide the real server:
+  stopping is SIGTERM to the group, `stop_grace`, SIGKILL to what is left. The pid reported
+  is the group leader: the service itself for argv, and for a shell line that is one plain
+  command too (it is run as `exec <line>`, so the command replaces the shell); for any other
+  line (`a && b`, pipes, ...) the shell. When the leader exits, whatever it left in its group
+  is ended the same way. Each process carries `MARROW_SERVICE=<name>` and
+  `MARROW_SERVICE_DIR=<logs>` in its environment: `start()` first stops whatever a killed
+  marrow-tui left running with the same log folder (found in /proc, never by a stale pid).
+* **Output.** stdout and stderr share one pipe, drained by a thread into `<logs>/<name>.log`,
+  rotated by size (logs.py says why this and not copy-truncate): bounded disk, bounded memory,
+  never a blocked service, nothing on the event loop.
+* **Health.** Polled every `START_POLL` seconds from the start until healthy (the process
+  exiting ends the wait at once, it does not burn the timeout), then every `interval` for as
+  long as it runs. `failures` failed checks in a row make it "unhealthy"; "on-failure" and
+  "always" then restart it.
+* **Restarts.** "no": an exit is final ("failed", or "stopped" after exit 0). "on-failure":
+  restart after a non-zero exit, a signal, a failed start or unhealthiness; exit 0 is final.
+  "always": restart after any exit. Never after an operator's stop or during shutdown. The
+  wait before restart n (n restarts in a row) is `backoff_initial * 2**(n-1)`, at most
+  `backoff_max`; a service healthy for `STABLE_AFTER` seconds (by the injected clock) starts
+  counting again from 0; after `max_restarts` restarts in a row (when > 0) it is "failed".
+* **Dependents are told, not restarted.** When a dependency stops being healthy, each running
+  dependent gets a change with the reason ("db is backoff: killed by SIGKILL; ..."), and
+  another ("db restarted") once it is back. They are not restarted: a dependency keeps its
+  port across restarts (an auto port included), so the address in their environment stays
+  right, and restarting them would cascade one failure into many and lose their state. A
+  dependent that cannot live without its dependency should say so in its health check; its
+  own policy then restarts it, and that restart waits for the dependency.
+* **Ports.** A fixed port is used as given. `port = 0` ("auto"): the port remembered from a
+  previous run (`ports=`) if it is free, else one the kernel picks; kept across restarts.
+
+Timeouts and polling use the event loop's monotonic time; the injected `clock` only stamps
+the reported changes and measures the healthy stretch that resets the restart count, and the
+injected `sleep` is only used for the backoff waits, so tests can check the sequence at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import ServiceConfig
+from ..scheduler.runner import _spawning, end_group, group_alive, signal_group, tail_line
+from . import health as health_checks
+from .graph import cycle_in, cycle_text, edges
+from .logs import BACKUPS, MAX_BYTES, RotatingLog, drain
+
+log = logging.getLogger("marrow.services")
+
+STATES = ("stopped", "starting", "healthy", "unhealthy", "backoff", "failed", "blocked",
+          "stopping")
+#: the environment variables every service process carries (children inherit them): its
+#: name, and the supervisor's log folder (one per runtime), which together find it again
+ENV_TAG = "MARROW_SERVICE"
+ENV_HOME = "MARROW_SERVICE_DIR"
+#: seconds left-behind processes get between SIGTERM and SIGKILL
+LEFT_BEHIND_GRACE = 2.0
+HOST = "127.0.0.1"
+#: seconds between health checks while a service starts
+START_POLL = 0.2
+#: seconds of health after which the restarts-in-a-row count starts again from 0
+STABLE_AFTER = 60.0
+#: how long we wait for the output thread to reach the end of the pipe once the group is gone
+DRAIN_WAIT = 1.0
+#: the states in which a service's process is (or is about to be) up
+RUNNING = frozenset({"starting", "healthy", "unhealthy", "stopping"})
+
+
+class ServiceError(Exception):
+    """An operator action that cannot be done (unknown service, dependencies not healthy...)."""
+
+
+class _CannotStart(Exception):
+    """Why a service could not be spawned (follows "could not start: ")."""
+
+
+@dataclass(eq=False)
+class _Service:
+    cfg: ServiceConfig
+    log: RotatingLog
+    state: str = "stopped"
+    pid: int | None = None
+    port: int | None = None
+    health: str = ""
+    #: restarts made by the policy, in all (what people see)
+    restarts: int = 0
+    #: restarts in a row (what the backoff and max_restarts count)
+    in_row: int = 0
+    reason: str = ""
+    since: float = 0.0
+    #: meant to run: started, and not stopped by the operator nor given up on
+    wanted: bool = False
+    task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    kick: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_reason: str = ""
+    #: processes spawned so far (more than one: it was restarted)
+    spawns: int = 0
+    healthy_since: float | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    drainer: threading.Thread | None = None
+    dependents: list[_Service] = field(default_factory=list)
+    last: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+
+class Supervisor:
+    """Runs a set of services; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        services: Sequence[ServiceConfig],
+        *,
+        folder: Path,
+        logs: Path,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        ports: dict[str, int] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        log_max_bytes: int = MAX_BYTES,
+        log_backups: int = BACKUPS,
+    ) -> None:
+        self.folder = Path(folder)
+        self.logs = Path(logs)
+        #: service name -> the port picked for `port = "auto"` (remember these across runs)
+        self.ports: dict[str, int] = {}
+        self._on_change = on_change
+        self._clock = clock
+        self._sleep = sleep or asyncio.sleep
+        self._remembered = dict(ports or {})
+        self._svcs: dict[str, _Service] = {}
+        for cfg in services:
+            if cfg.name in self._svcs:
+                raise ServiceError(f"two services are named {cfg.name!r}")
+            self._svcs[cfg.name] = _Service(
+                cfg, RotatingLog(self.logs / f"{_file_name(cfg.name)}.log", log_max_bytes,
+                                 log_backups), since=clock())
+        for svc in self._svcs.values():
+            for dep in svc.cfg.depends_on:
+                if dep.name in self._svcs and dep.name != svc.name:
+                    self._svcs[dep.name].dependents.append(svc)
+        waves, cycles = dependency_waves(services)
+        #: names in start order, wave by wave (config order within a wave)
+        self.waves: list[list[str]] = waves
+        self._cycles = cycles
+        self._order = [self._svcs[n] for wave in waves for n in wave] + [
+            s for s in self._svcs.values() if not any(s.name in w for w in waves)]
+        #: service name -> pids of a previous run's processes that start() stopped
+        self.left_behind: dict[str, list[int]] = {}
+        self._closing = False
+        self._started = False
+        self._reaped = False
+        self._reconciling = False
+        self._again = False
+        self._changed = asyncio.Event()
+
+    # ---- the API ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every enabled service, each once its dependencies are healthy. Returns when
+        each has had its first outcome: healthy, failed, blocked, or waiting to restart."""
+        self._closing = False
+        self._started = True
+        if not self._reaped:
+            self._reaped = True
+            found = await stop_left_behind(self.logs)
+            for name, pids in sorted(found.items()):
+                log.warning("service %s: stopped %d process(es) a previous run left behind: %s",
+                            name, len(pids), ", ".join(map(str, pids)))
+            self.left_behind = found
+        for name, cycle in self._cycles.items():
+            svc = self._svcs[name]
+            svc.wanted = False
+            self._set(svc, "failed", reason=f"dependency cycle: {cycle}")
+        for svc in self._order:
+            if svc.name in self._cycles or svc.task is not None:
+                continue
+            if svc.cfg.enabled:
+                svc.wanted = True
+            else:
+                self._set(svc, "stopped", reason="disabled")
+        self._reconcile()
+        await self._until(self._settled)
+
+    async def stop(self) -> None:
+        """Stop everything, dependents before their dependencies (reverse waves; one wave at a
+        time, its services together): SIGTERM to each group, `stop_grace`, SIGKILL."""
+        self._closing = True
+        groups = [[self._svcs[n] for n in wave] for wave in self.waves]
+        groups.append([s for s in self._order if not any(s.name in w for w in self.waves)])
+        for group in reversed(groups):
+            await asyncio.gather(*(self._stop_one(s, "stopped (shutting down)") for s in group))
+        for svc in self._order:
+            svc.log.close()
+
+    async def start_service(self, name: str) -> None:
+        """Start one service (operator). Refused while its dependencies are not healthy.
+        Returns once it is healthy or its first attempt failed."""
+        svc = self._get(name)
+        if self._closing:
+            raise ServiceError("the services are shutting down")
+        if svc.task is not None:
+            if svc.state == "backoff":  # do not wait out the backoff: try now
+                svc.in_row = 0
+                svc.kick.set()
+                await self._until(lambda: svc.state not in ("backoff", "starting"))
+                return
+            raise ServiceError(f"{name} is already {svc.state}")
+        why = self._waiting_for(svc)
+        if why:
+            raise ServiceError(f"cannot start {name}: {why}")
+        svc.in_row = 0
+        self._started = True
+        self._launch(svc)
+        await self._until(lambda: svc.state != "starting")
+
+    async def stop_service(self, name: str) -> None:
+        """Stop one service (operator); it stays stopped until started again. Its dependents
+        are told, not stopped."""
+        svc = self._get(name)
+        await self._stop_one(svc, "stopped by operator")
+
+    async def restart_service(self, name: str) -> None:
+        """Stop and start one service (operator). Refused while its dependencies are not
+        healthy (it would not start again)."""
+        svc = self._get(name)
+        why = self._waiting_for(svc)
+        if why:
+            raise ServiceError(f"cannot restart {name}: {why}")
+        await self._stop_one(svc, "restarting (operator)")
+        await self.start_service(name)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every service's current state, in config order (the dict `on_change` gets)."""
+        now = self._clock()
+        return [self._view(svc) | {"at": now} for svc in self._svcs.values()]
+
+    def log_path(self, name: str) -> Path:
+        """The live log of a service (rotated copies beside it: .1 .2 .3)."""
+        return self._get(name).log.path
+
+    # ---- operator helpers ---------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Service:
+        svc = self._svcs.get(name)
+        if svc is None:
+            raise ServiceError(f"no service named {name!r}")
+        return svc
+
+    async def _stop_one(self, svc: _Service, reason: str) -> None:
+        svc.wanted = False
+        task = svc.task
+        if task is None:
+            if svc.state in ("blocked", "failed"):
+                self._set(svc, "stopped", reason=reason)
+            return
+        svc.stop_reason = reason
+        svc.stop.set()
+        await asyncio.wait([task])
+
+    # ---- state, reports and dependencies --------------------------------------------------------
+
+    def _view(self, svc: _Service) -> dict[str, Any]:
+        return {
+            "name": svc.name, "state": svc.state, "pid": svc.pid, "port": svc.port,
+            "url": f"http://{HOST}:{svc.port}" if svc.port else "", "health": svc.health,
+            "restarts": svc.restarts, "reason": svc.reason, "since": svc.since,
+        }
+
+    def _emit(self, svc: _Service) -> None:
+        view = self._view(svc)
+        if view == svc.last:
+            return
+        svc.last = view
+        self._pulse()
+        if self._on_change is not None:
+            try:
+                self._on_change(view | {"at": self._clock()})
+            except Exception:  # a broken listener must not stop the supervision
+                log.exception("service %s: on_change failed", svc.name)
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    def _set(self, svc: _Service, state: str | None = None, *, reason: str | None = None,
+             **fields: Any) -> None:
+        old = svc.state
+        if state is not None and state != old:
+            svc.state = state
+            svc.since = self._clock()
+        if reason is not None:
+            svc.reason = reason
+        for key, value in fields.items():
+            setattr(svc, key, value)
+        self._emit(svc)
+        if state is not None and state != old:
+            self._tell_dependents(svc, old)
+            self._reconcile()
+
+    def _tell_dependents(self, svc: _Service, old: str) -> None:
+        new = svc.state
+        if not ((old == "healthy") != (new == "healthy") or new in ("failed", "stopped")):
+            return
+        if new == "healthy":
+            news = f"{svc.name} restarted" if svc.spawns > 1 else f"{svc.name} is healthy"
+        else:
+            news = f"{svc.name} is {new}" + (f": {svc.reason}" if svc.reason else "")
+        for dependent in svc.dependents:
+            if dependent.task is not None and dependent.state in ("starting", "healthy",
+                                                                   "unhealthy"):
+                dependent.reason = news
+                self._emit(dependent)
+
+    def _waiting_for(self, svc: _Service) -> str:
+        """Why `svc` cannot start now ("" when all its dependencies are healthy)."""
+        for dep in svc.cfg.depends_on:
+            other = self._svcs.get(dep.name)
+            if other is None:
+                return f"waiting for {dep.name}, which is not configured (or is disabled)"
+            if other is svc:
+                return f"{svc.name} depends on itself"
+            if other.state == "healthy":
+                continue
+            if other.state == "failed":
+                return f"waiting for {dep.name}, which failed: {other.reason}"
+            if other.state in ("stopped", "blocked"):
+                return f"waiting for {dep.name}, which is {other.state}" + (
+                    f" ({other.reason})" if other.reason else "")
+            return f"waiting for {dep.name} ({other.state}" + (
+                f": {other.reason})" if other.reason and other.state != "starting" else ")")
+        return ""
+
+    def _reconcile(self) -> None:
+        """Start every wanted service whose dependencies are healthy; say why the others wait."""
+        if self._reconciling:
+            self._again = True
+            return
+        if self._closing or not self._started:
+            return
+        self._reconciling = True
+        try:
+            while True:
+                self._again = False
+                for svc in self._order:
+                    if self._closing:
+                        return
+                    if not svc.wanted or svc.task is not None:
+                        continue
+                    if svc.state not in ("stopped", "blocked"):
+                        continue
+                    why = self._waiting_for(svc)
+                    if why:
+                        self._set(svc, "blocked", reason=why)
+                    else:
+                        self._launch(svc)
+                if not self._again:
+                    return
+        finally:
+            self._reconciling = False
+
+    def _settled(self) -> bool:
+        for svc in self._order:
+            if svc.state in ("starting", "stopping"):
+                return False
+            if (svc.wanted and svc.task is None and svc.state in ("stopped", "blocked")
+                    and not self._closing and not self._waiting_for(svc)):
+                return False
+        return True
+
+    # ---- one service's life ---------------------------------------------------------------------
+
+    def _launch(self, svc: _Service) -> None:
+        svc.wanted = True
+        svc.stop = asyncio.Event()
+        svc.kick = asyncio.Event()
+        svc.stop_reason = ""
+        svc.task = asyncio.create_task(self._life(svc), name=f"service {svc.name}")
+        self._set(svc, "starting", reason="", pid=None, health="")
+
+    async def _life(self, svc: _Service) -> None:
+        try:
+            await self._attempts(svc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: say so rather than hang in "starting"
+            log.exception("service %s: supervision failed", svc.name)
+            svc.wanted = False
+            svc.task = None
+            self._set(svc, "failed", reason=f"supervision failed: {exc!r}", pid=None)
+        finally:
+            svc.task = None
+            self._pulse()
+            if not self._closing:
+                self._reconcile()
+
+    async def _attempts(self, svc: _Service) -> None:
+        cfg = svc.cfg
+        while True:
+            if self._closing or svc.stop.is_set():
+                self._set(svc, "stopped", reason=svc.stop_reason or "stopped", pid=None)
+                return
+            kind, reason, code = await self._attempt(svc)
+            if kind == "cannot":
+                svc.wanted = False
+                self._set(svc, "failed", reason=reason, pid=None)
+                return
+            if kind == "stop" or self._closing or svc.stop.is_set():
+                self._set(svc, "stopped", pid=None,
+                          reason=reason if kind == "stop" else svc.stop_reason or reason)
+                return
+            failure = kind != "exit" or code != 0
+            if cfg.restart == "no" or (cfg.restart == "on-failure" and not failure):
+                svc.wanted = False
+                if failure:
+                    self._set(svc, "failed", reason=f'{reason} (restart = "{cfg.restart}")',
+                              pid=None)
+                else:
+                    self._set(svc, "stopped", reason=f"exited: {reason}", pid=None)
+                return
+            if svc.healthy_since is not None and (
+                    self._clock() - svc.healthy_since >= STABLE_AFTER):
+                svc.in_row = 0
+            n = svc.in_row + 1
+            if cfg.max_restarts > 0 and n > cfg.max_restarts:
+                svc.wanted = False
+                self._set(svc, "failed", pid=None, reason=(
+                    f"gave up after {cfg.max_restarts} restart"
+                    f"{'s' if cfg.max_restarts != 1 else ''} in a row: {reason}"))
+                return
+            delay = backoff_delay(cfg, n)
+            of = f" of {cfg.max_restarts}" if cfg.max_restarts > 0 else ""
+            self._set(svc, "backoff", pid=None,
+                      reason=f"{reason}; restart {n}{of} in {_seconds(delay)}")
+            waited = await self._backoff(svc, delay)
+            if waited == "stop":
+                self._set(svc, "stopped", reason=svc.stop_reason or "stopped", pid=None)
+                return
+            svc.in_row = 0 if waited == "kick" else n
+            svc.restarts += 1
+            why = self._waiting_for(svc)
+            if why:  # a restart is a start: it waits for the dependencies to be healthy
+                self._set(svc, "blocked", reason=why)
+                return
+
+    async def _backoff(self, svc: _Service, delay: float) -> str:
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopping = asyncio.ensure_future(svc.stop.wait())
+        kicked = asyncio.ensure_future(svc.kick.wait())
+        try:
+            done, _ = await asyncio.wait({sleeper, stopping, kicked},
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (sleeper, stopping, kicked):
+                fut.cancel()
+        if stopping in done or svc.stop.is_set() or self._closing:
+            return "stop"
+        if kicked in done:
+            svc.kick.clear()
+            return "kick"
+        return "slept"
+
+    async def _attempt(self, svc: _Service) -> tuple[str, str, int | None]:
+        """Run the service once: ("exit" | "stop" | "timeout" | "unhealthy" | "cannot",
+        reason, exit code). The process group is gone when this returns."""
+        svc.healthy_since = None
+        self._set(svc, "starting", reason="", pid=None, health="")
+        try:
+            self._ensure_port(svc)
+            proc = await self._spawn(svc)
+        except _CannotStart as exc:
+            reason = f"could not start: {exc}"
+            svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name} {reason}")
+            return "cannot", reason, None
+        svc.spawns += 1
+        self._set(svc, pid=proc.pid)
+        exited = asyncio.ensure_future(proc.wait())
+        stopping = asyncio.ensure_future(svc.stop.wait())
+        try:
+            kind, reason = await self._watch(svc, exited, stopping)
+            if kind == "exit" and group_alive(proc.pid):  # the leader left members behind
+                await end_group(proc, svc.cfg.stop_grace)
+            elif kind != "exit":
+                if kind == "stop":
+                    reason = svc.stop_reason or "stopped"
+                self._set(svc, "stopping", reason=reason)
+                warnings = await end_group(proc, svc.cfg.stop_grace)
+                if warnings:
+                    reason += f" ({'; '.join(warnings)})"
+        except BaseException:  # cancelled: no time for a grace period
+            signal_group(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            stopping.cancel()
+            if not exited.done():
+                exited.cancel()
+        await self._drained(svc)
+        code = proc.returncode
+        if kind == "exit":
+            reason = _describe_exit(code) + (" before it was healthy"
+                                              if svc.healthy_since is None else "")
+            last = tail_line(svc.log.path) if code is not None and code >= 0 else ""
+            if last and not last.startswith("--- marrow-tui"):  # its last words, if any
+                reason += f": {last}"
+        svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name} ended ({reason})")
+        return kind, reason, code
+
+    async def _watch(self, svc: _Service, exited: asyncio.Future[int],
+                     stopping: asyncio.Future[Any]) -> tuple[str, str]:
+        """Health-check a running service until it exits, is stopped, or fails its checks:
+        ("exit" | "stop" | "timeout" | "unhealthy", reason)."""
+        cfg, checks = svc.cfg, svc.cfg.health
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.start_timeout
+        detail = ""
+        while True:  # starting: poll until healthy
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return "timeout", f"not healthy within {_seconds(cfg.start_timeout)}" + (
+                    f" (last check: {detail})" if detail else "")
+            what, result = await self._race(self._check(svc, remaining), exited, stopping,
+                                            remaining)
+            if what in ("exit", "stop"):
+                return what, ""
+            if what == "done":
+                ok, detail = result
+                if ok:
+                    break
+                self._set(svc, health=detail)
+            what, _ = await self._race(asyncio.sleep(START_POLL), exited, stopping)
+            if what in ("exit", "stop"):
+                return what, ""
+        svc.healthy_since = self._clock()
+        self._set(svc, "healthy", reason="", health=detail)
+        failures = 0
+        while True:  # healthy (or unhealthy with restart = "no"): check every interval
+            what, _ = await self._race(asyncio.sleep(checks.interval), exited, stopping)
+            if what in ("exit", "stop"):
+                return what, ""
+            what, result = await self._race(self._check(svc, None), exited, stopping)
+            if what in ("exit", "stop"):
+                return what, ""
+            ok, detail = result
+            if ok:
+                failures = 0
+                if svc.state != "healthy":
+                    svc.healthy_since = self._clock()
+                    self._set(svc, "healthy", reason="recovered", health=detail)
+                else:
+                    self._set(svc, health=detail)
+                continue
+            failures += 1
+            if failures < checks.failures:
+                self._set(svc, health=f"{detail} ({failures} of {checks.failures} failed)")
+                continue
+            reason = f"unhealthy: {failures} checks failed in a row ({detail})"
+            self._set(svc, "unhealthy", reason=reason, health=detail)
+            if cfg.restart in ("on-failure", "always"):
+                return "unhealthy", reason
+
+    async def _check(self, svc: _Service, limit: float | None) -> tuple[bool, str]:
+        return await health_checks.check(svc.cfg, svc.port, cwd=svc.cwd, env=svc.env,
+                                         timeout=limit)
+
+    @staticmethod
+    async def _race(work: Awaitable[Any], exited: asyncio.Future[int],
+                    stopping: asyncio.Future[Any],
+                    timeout: float | None = None) -> tuple[str, Any]:
+        """Await `work` unless the process exits or a stop is asked for first:
+        ("done", result) | ("exit", None) | ("stop", None) | ("timeout", None)."""
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task, exited, stopping}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+        if exited in done:
+            return "exit", None
+        if stopping in done:
+            return "stop", None
+        if task in done:
+            return "done", task.result()
+        return "timeout", None
+
+    async def _drained(self, svc: _Service) -> None:
+        """Let the output thread reach the end of the pipe (bounded: a process that left the
+        group may hold the pipe open for ever; its output still goes to the log)."""
+        thread = svc.drainer
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_WAIT
+        while thread is not None and thread.is_alive() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    # ---- spawning ------------------------------------------------------------------------------
+
+    async def _spawn(self, svc: _Service) -> asyncio.subprocess.Process:
+        cfg = svc.cfg
+        port = svc.port
+
+        def fill(text: str) -> str:
+            return text.replace("{port}", str(port)) if port is not None else text
+
+        if cfg.command:
+            argv = [fill(word) for word in cfg.command]
+        elif cfg.shell:
+            line = fill(cfg.shell)
+            argv = ["/bin/sh", "-c", f"exec {line}" if simple_command(line) else line]
+        else:
+            raise _CannotStart("no command")
+        cwd = self.folder if cfg.cwd is None else (
+            cfg.cwd if cfg.cwd.is_absolute() else self.folder / cfg.cwd)
+        if not cwd.is_dir():
+            raise _CannotStart(f"cwd is not a folder: {cwd}")
+        svc.cwd = cwd
+        svc.env = self._environment(svc, fill)
+        try:
+            read_end, write_end = os.pipe()
+        except OSError as exc:
+            raise _CannotStart(f"cannot make a pipe: {exc.strerror or exc}") from None
+        try:
+            async with _spawning():  # one fork at a time keeps the loop answering
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=write_end,
+                    stderr=write_end, cwd=cwd, env=svc.env, start_new_session=True)
+        except FileNotFoundError:
+            os.close(read_end)
+            raise _CannotStart(f"command not found: {argv[0]}") from None
+        except PermissionError:
+            os.close(read_end)
+            raise _CannotStart(f"permission denied: {argv[0]}") from None
+        except (OSError, ValueError) as exc:
+            os.close(read_end)
+            raise _CannotStart(f"{argv[0]}: {getattr(exc, 'strerror', None) or exc}") from None
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name} started, pid {proc.pid}"
+                     + (f", port {port}" if port is not None else "")
+                     + f": {shlex.join(argv)}")
+        svc.drainer = drain(read_end, svc.log, name=f"service log {svc.name}")
+        return proc
+
+    def _environment(self, svc: _Service, fill: Callable[[str], str]) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("MARROW_SESSION", None)  # a service is not part of a run of ours
+        env["SERVICE_NAME"] = svc.name
+        if svc.port is not None:
+            url = f"http://{HOST}:{svc.port}"
+            env.update(PORT=str(svc.port), MARKPACT_PORT=str(svc.port), SERVICE_URL=url,
+                       SERVICE_HOST=HOST)
+        for dep in svc.cfg.depends_on:
+            other = self._svcs.get(dep.name)
+            if other is None or other.port is None:
+                continue
+            url = f"http://{HOST}:{other.port}"
+            prefix = other.cfg.env_name
+            env.update({f"{prefix}_HOST": HOST, f"{prefix}_PORT": str(other.port),
+                        f"{prefix}_URL": url})
+            if dep.env:
+                env[dep.env] = url
+        env.update({key: fill(value) for key, value in svc.cfg.env})
+        env[ENV_TAG] = svc.name
+        env[ENV_HOME] = str(self.logs.absolute())
+        return env
+
+    def _ensure_port(self, svc: _Service) -> None:
+        wanted = svc.cfg.port
+        if wanted is None:
+            svc.port = None
+            return
+        if wanted > 0:
+            svc.port = wanted
+            return
+        taken = {s.port for s in self._svcs.values() if s is not svc and s.port}
+        taken |= {s.cfg.port for s in self._svcs.values() if s.cfg.port}
+        for candidate in (svc.port, self._remembered.get(svc.name)):
+            if candidate and candidate not in taken and port_free(candidate):
+                svc.port = candidate
+                break
+        else:
+            svc.port = pick_port(taken)
+        self.ports[svc.name] = svc.port
+
+    def _stamp(self) -> str:
+        return datetime.fromtimestamp(self._clock()).isoformat(timespec="seconds")
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def backoff_delay(cfg: ServiceConfig, n: int) -> float:
+    """The wait before restart `n` in a row (1-based): initial * 2**(n-1), at most the max."""
+    initial = max(0.0, cfg.backoff_initial)
+    return min(initial * 2 ** max(0, n - 1), max(initial, cfg.backoff_max))
+
+
+def dependency_waves(
+    services: Sequence[ServiceConfig],
+) -> tuple[list[list[str]], dict[str, str]]:
+    """(waves, cycles): wave 0 has no dependencies among `services`, wave k depends only on
+    earlier waves, config order within a wave (graph.waves, without raising on a cycle).
+    Dependencies on names not in `services` are not ordered (the service waits for them, and
+    says so). `cycles` maps each service on a dependency cycle to the cycle as the loader
+    writes it ("a -> b -> a"); services that depend on a cycle without being on one are in
+    no wave and no cycle (they wait, blocked, for a service that failed)."""
+    deps = edges(services)
+    placed: set[str] = set()
+    waves: list[list[str]] = []
+    remaining = list(deps)
+    while remaining:
+        wave = [n for n in remaining if all(d in placed for d in deps[n])]
+        if not wave:
+            break
+        waves.append(wave)
+        placed.update(wave)
+        remaining = [n for n in remaining if n not in placed]
+    cycles: dict[str, str] = {}
+    stuck = {n: deps[n] for n in remaining}
+    while (path := cycle_in(stuck)) is not None:
+        for member in path[:-1]:
+            cycles[member] = cycle_text(path)
+        stuck = {n: [d for d in ds if d not in cycles] for n, ds in stuck.items()
+                 if n not in cycles}
+    return waves, cycles
+
+
+#: words that make a shell line more than one plain command (keywords and builtins)
+_NOT_EXECUTABLE = frozenset(
+    "! { } if then else elif fi case esac for while until do done function select time "
+    "exec cd export set unset source . eval trap exit return shift read wait ulimit umask "
+    "alias unalias readonly local command builtin".split())
+
+
+def simple_command(line: str) -> bool:
+    """Whether a shell line is one plain command (`prog args...`: no `;`, `&`, `|`,
+    redirection, subshell, keyword, builtin or leading assignment), which `exec` can prefix
+    so the service replaces the shell and its pid is the one we track."""
+    if "\n" in line or "\r" in line or not line.strip():
+        return False
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: leave it to the shell to complain
+        return False
+    if not words or any(w and all(c in "();<>|&" for c in w) for w in words):
+        return False
+    first = words[0]
+    return first not in _NOT_EXECUTABLE and "=" not in first
+
+
+def left_behind(home: Path) -> dict[str, list[int]]:
+    """Live processes tagged as services of the supervisor whose log folder is `home`, by
+    service name: what a killed marrow-tui left running. Read from /proc/<pid>/environ, so
+    a reused pid is never mistaken for one of ours; {} where there is no /proc."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    mine = f"{ENV_HOME}={Path(home).absolute()}".encode()
+    tag = f"{ENV_TAG}=".encode()
+    me = os.getpid()
+    found: dict[str, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        if mine not in environ or stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X"):
+            continue
+        name = next((item[len(tag):].decode("utf-8", "replace") for item in environ
+                     if item.startswith(tag)), "?")
+        found.setdefault(name, []).append(int(entry.name))
+    return found
+
+
+async def stop_left_behind(home: Path, grace: float = LEFT_BEHIND_GRACE) -> dict[str, list[int]]:
+    """SIGTERM every process `left_behind(home)` finds, SIGKILL what is left after `grace`."""
+    found = left_behind(home)
+    pids = [pid for group in found.values() for pid in group]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while pids and loop.time() < deadline:
+        alive = left_behind(home)
+        if not any(pid in alive.get(name, ()) for name, group in found.items()
+                   for pid in group):
+            break
+        await asyncio.sleep(0.05)
+    alive = left_behind(home)
+    for name, group in found.items():
+        for pid in group:
+            if pid in alive.get(name, ()):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+    return found
+
+
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:`port` can be bound now (a listener anywhere on it says no)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(taken: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free port on 127.0.0.1, chosen by the kernel, not one of `taken`."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
+    raise _CannotStart("no free port found")
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "ended"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def _seconds(value: float) -> str:
+    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"
+
+
+def _file_name(name: str) -> str:
+    """A service name as a file name (no separators, no leading dot)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
+    return safe or "service"
