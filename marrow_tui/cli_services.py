@@ -22,14 +22,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List the helper services (state, pid, port, health, restarts), or start, "
                     "stop or restart one, on the running marrow-tui.")
     p.add_argument("action", nargs="?", choices=ACTIONS, default="list")
-    p.add_argument("name", nargs="?", default="", metavar="NAME")
+    p.add_argument("service", nargs="?", default="", metavar="NAME")
     p.add_argument("--graph", action="store_true", help="also print the dependency graph")
     cli_hub._add_common(p)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.action != "list" and not args.name:
+    if args.action != "list" and not args.service:
         import sys
 
         print(f"marrow-tui: services {args.action} needs a service NAME", file=sys.stderr)
@@ -47,7 +47,7 @@ async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
 async def _do_action(hub: HubClient, args: argparse.Namespace) -> Frame:
     reply = {"start": "service_starting", "stop": "service_stopping",
              "restart": "service_restarting"}[args.action]
-    return await hub._request({"type": f"service_{args.action}", "name": args.name},
+    return await hub._request({"type": f"service_{args.action}", "name": args.service},
                               build_matcher(lambda f: f.get("type") == reply), None)
 
 

@@ -66,8 +66,10 @@ class ConsoleApp(MarrowApp):
 
     def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
                  sessions: bool = False, config: Any = None, asks: bool = False,
-                 issues: bool = False, **kwargs: Any) -> None:
+                 issues: bool = False, services: bool = False, **kwargs: Any) -> None:
         self.sessions = sessions
+        #: helper services' states (no supervisor runs)
+        self.services = services
         #: an orchestrator's issues and workflow status (no orchestrator runs)
         self.issues = issues
         #: agents waiting on answers (steering requests) when the console opens
@@ -94,6 +96,8 @@ class ConsoleApp(MarrowApp):
             seed_asks(self.runtime)
         if self.issues:
             seed_issues(self.runtime)
+        if self.services:
+            seed_services(self.runtime)
         if self.config is not None:
             from marrow_tui.scheduler.heartbeat import Scheduler
 
@@ -237,3 +241,24 @@ def seed_issues(runtime: Runtime, ok: bool = True) -> None:
         runtime.state.apply(event)
     runtime.submit(Outcome(events=events))
 
+
+
+def seed_services(runtime: Runtime) -> None:
+    """Three helper services as the supervisor would report them: two well, one restarting."""
+    from marrow_tui.core.events import Event
+    from marrow_tui.hub.protocol import Outcome
+
+    rows = [
+        {"name": "db", "state": "healthy", "pid": 4101, "port": 42359, "health": "HTTP 200",
+         "restarts": 1, "reason": "", "since": T0 - 125},
+        {"name": "cache", "state": "backoff", "pid": None, "port": 44637,
+         "health": "connection refused", "restarts": 2,
+         "reason": "killed by SIGKILL; restart 2 of 5 in 2s", "since": T0 - 1},
+        {"name": "api", "state": "healthy", "pid": 4188, "port": 33795, "health": "HTTP 200",
+         "restarts": 0, "reason": "cache is backoff: killed by SIGKILL", "since": T0 - 3600},
+    ]
+    events = [Event("service_state", row | {"url": f"http://127.0.0.1:{row['port']}",
+                                            "at": T0}) for row in rows]
+    for event in events:
+        runtime.state.apply(event)
+    runtime.submit(Outcome(events=events))

@@ -189,3 +189,8 @@ def test_issue_detail(snap_compare) -> None:  # type: ignore[no-untyped-def]
 def test_issues_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
     """Issues share the bottom row with the sessions (their runs)."""
     assert snap_compare(ConsoleApp(issues=True), terminal_size=WIDE, run_before=_on_issues())
+
+
+def test_services_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(seeded=False, services=True), terminal_size=MEDIUM,
+                        run_before=after())

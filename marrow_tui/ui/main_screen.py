@@ -178,9 +178,14 @@ class MainScreen(Screen[None]):
             "services": ServicesTable(state, clock, id="services-table"),
         }
         # With agents to run, their sessions are what the operator looks at first.
-        self.scheduled = bool(state.sessions.config or state.sessions.by_id)
+        # Agents configured (or runs in the history): their sessions are a pane of their own.
+        # A config with services only opens on the services.
+        self.scheduled = bool(state.sessions.agents or state.sessions.by_id
+                              or state.sessions.config and not state.services.services)
         if self.scheduled:
             self.set_reactive(MainScreen.pane, "sessions")
+        elif state.services.services:
+            self.set_reactive(MainScreen.pane, "services")
         # With an orchestrator, its issues come first (their runs are in Sessions).
         self._orchestrating = bool(state.issues.workflow)
         if self._orchestrating:
@@ -791,8 +796,8 @@ class MainScreen(Screen[None]):
                                                stderr=str(log), state=view.state)))
 
     def action_service_graph(self) -> None:
-        self.session.send(type="services_list")  # the reply carries the graph (see below)
-        self._want_graph = True
+        self._want_graph = True  # before sending: the reply may come back at once
+        self.session.send(type="services_list")  # it carries the graph (operator_reply)
 
     # ---- the scheduler's runs --------------------------------------------------------------
 
