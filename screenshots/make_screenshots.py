@@ -25,12 +25,14 @@ from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.orchestrator.dispatcher import Orchestrator
 from marrow_tui.runtime import Runtime, RuntimeOptions
 from marrow_tui.scheduler.heartbeat import Scheduler
+from marrow_tui.services.hosting import Services
 from marrow_tui.scheduler.tasks import add_task
 from marrow_tui.ui.app import MarrowApp
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "scheduled"
 TRACKER = HERE.parent / "examples" / "tracker"
+SERVICES = HERE.parent / "examples" / "services"
 WAIT = 60.0
 
 
@@ -98,6 +100,14 @@ async def main() -> None:
     orchestrator = Orchestrator(runtime, tracker / "WORKFLOW.md", hub_uri=server.uri,
                                 watch=False)
     await orchestrator.start()
+    helpers = state_dir / "services"
+    shutil.copytree(SERVICES, helpers, ignore=shutil.ignore_patterns(".marrow"))
+    config = helpers / "marrow.toml"
+    config.write_text(config.read_text().replace('"python3"', f'"{sys.executable}"'))
+    services_config = load_config(config).config
+    assert services_config is not None
+    services = Services(runtime, services_config, state_dir / "state" / "services")
+    await services.start()
     state = runtime.state
     try:
         print("waiting for the demo team:", file=sys.stderr)
@@ -111,6 +121,8 @@ async def main() -> None:
         await until(lambda: any(s.agent == "scout" and s.running and s.last_line
                                 for s in state.sessions.by_id.values()), "a run in progress")
         await until(lambda: bool(state.steering.open), "an issue's agent asking a question")
+        await until(lambda: sum(v.state == "healthy" for v in state.services.services.values())
+                    == 3, "three healthy services")
         print("taking screenshots:", file=sys.stderr)
         await shoot(runtime, server.uri, (100, 30), [
             ("main-claims", keys(pane="2")),
@@ -123,6 +135,7 @@ async def main() -> None:
             ("pane-steering", keys(pane="0")),
             ("dialog-answer", keys("a")),
             ("pane-issues", keys(pane="6")),
+            ("pane-services", keys(pane="7")),
             ("dialog-handoff", keys("h", pane="2")),
             ("dialog-release", keys("r", pane="2")),
             ("dialog-force-release", keys("R", pane="2")),
@@ -137,6 +150,7 @@ async def main() -> None:
         await shoot(runtime, server.uri, (80, 24), [("tmux-80x24", keys(pane="2"))])
         await shoot(runtime, server.uri, (170, 46), [("wide", keys())])
     finally:
+        await services.stop()
         await orchestrator.stop()
         await scheduler.stop()
         await team.stop()
