@@ -110,3 +110,40 @@ def test_the_services_command_against_a_running_marrow_tui(tmp_path: Path) -> No
     output = "".join(hub.output)
     assert "service   api healthy" in output
     assert "service   api stopped" in output  # stopped on the way out
+
+
+async def test_rows_of_the_last_run_are_not_shown_as_live(tmp_path: Path) -> None:
+    """After a restart the log still holds the last run's states: every configured service
+    starts out stopped, and one no longer in the config is gone from the list."""
+    from marrow_tui.core.events import Event
+    from marrow_tui.hub.protocol import Outcome
+
+    hub = await start_hub(tmp_path / "state")
+    old = [Event("service_state", {"name": n, "state": "healthy", "pid": 99999, "port": p,
+                                   "since": 1.0, "at": 1.0})
+           for n, p in (("db", 41000), ("gone", 41001))]
+    for event in old:
+        hub.runtime.state.apply(event)
+    hub.runtime.submit(Outcome(events=old))
+    await hub.stop()
+
+    loaded = load_config(example(tmp_path))
+    assert loaded.config is not None
+    disabled = loaded.config.services[1].__class__(
+        **{**{f: getattr(loaded.config.services[1], f)
+              for f in loaded.config.services[1].__dataclass_fields__}, "enabled": False})
+    config = loaded.config.__class__(
+        **{**{f: getattr(loaded.config, f) for f in loaded.config.__dataclass_fields__},
+           "services": (loaded.config.services[0], disabled)})
+    hub = await start_hub(tmp_path / "state")
+    services = Services(hub.runtime, config, tmp_path / "state" / "services")
+    try:
+        await services.start()
+        book = hub.runtime.state.services.services
+        assert "gone" not in book
+        assert book["cache"].state == "disabled"
+        assert book["db"].pid != 99999
+        await until(lambda: states(hub.runtime).get("db") == "healthy")
+    finally:
+        await services.stop()
+        await hub.stop()

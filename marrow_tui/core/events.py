@@ -36,7 +36,7 @@ DURABLE_KINDS = frozenset(
 TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_schedule",
                              "agent_removed", "config_status", "wake", "task_queued",
                              "issue_status", "issue_removed", "workflow_status",
-                             "service_health"})
+                             "service_health", "service_removed"})
 
 
 @dataclass(slots=True, frozen=True)

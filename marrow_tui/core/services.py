@@ -11,7 +11,8 @@ from typing import Any
 
 from .events import Event
 
-SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port"})
+SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port",
+                           "service_removed"})
 
 
 @dataclass(slots=True)
@@ -46,6 +47,8 @@ class ServiceBook:
                 if key in d:
                     setattr(view, key, d[key])
             self.services[view.name] = view
+        elif event.kind == "service_removed":
+            self.services.pop(d["name"], None)
         elif event.kind == "service_port":
             self.ports[d["name"]] = int(d["port"])
 

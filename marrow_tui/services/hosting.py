@@ -52,6 +52,7 @@ class Services:
         for verb, action in (("service_start", "start"), ("service_stop", "stop"),
                              ("service_restart", "restart")):
             protocol.register(verb, self._verb_action(action))
+        self._forget_the_last_run()
         services = [s for s in self.config.services if s.enabled]
         if not services:
             return
@@ -62,6 +63,22 @@ class Services:
             on_change=self._changed, clock=self.runtime.clock,
             ports=dict(self.runtime.state.services.ports))
         self._starting = asyncio.create_task(self._start_all(), name="services")
+
+    def _forget_the_last_run(self) -> None:
+        """What the log remembers of the last run's services is not true any more: every
+        configured one starts out stopped (or disabled), and the others are gone."""
+        configured = {s.name: s for s in self.config.services}
+        events = [Event("service_removed", {"name": name})
+                  for name in self.runtime.state.services.services if name not in configured]
+        events += [Event("service_state", {
+            "name": s.name, "state": "stopped" if s.enabled else "disabled", "pid": None,
+            "health": "", "reason": "" if s.enabled else "disabled in the config",
+            "since": self.runtime.clock(), "at": self.runtime.clock()})
+            for s in self.config.services]
+        for event in events:
+            self.runtime.state.apply(event)
+        if events:
+            self.runtime.submit(Outcome(events=events))
 
     async def _start_all(self) -> None:
         assert self.supervisor is not None
@@ -126,6 +143,10 @@ class Services:
             if self.supervisor is None:
                 call.deny("error", Refusal("not_running",
                                            f"'{name}' is disabled in the config."))
+                return
+            refusal = getattr(self.supervisor, "refusal", lambda *_: None)(name, action)
+            if refusal:  # said now, so `marrow-tui services` shows it too
+                call.deny("error", Refusal("refused", refusal), name=name)
                 return
             method: Callable[[str], Awaitable[None]] = getattr(
                 self.supervisor, f"{action}_service")
