@@ -194,3 +194,8 @@ def test_issues_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
 def test_services_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(ConsoleApp(seeded=False, services=True), terminal_size=MEDIUM,
                         run_before=after())
+
+
+def test_services_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """A config with services only: four panes and the services' row."""
+    assert snap_compare(ConsoleApp(services=True), terminal_size=WIDE, run_before=after())
