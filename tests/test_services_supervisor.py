@@ -11,7 +11,9 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -75,6 +77,18 @@ if mode == "stubborn":        # ignores SIGTERM, and so does a child in its grou
     if child == 0:
         time.sleep(3600)
         os._exit(0)
+    with open(os.path.join(out, name + ".child"), "w") as f:
+        f.write(str(child))
+if mode == "slowstop":        # takes half a second to go on SIGTERM
+    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), os._exit(0)))
+if mode in ("escape", "hide"):  # a child leaves the group (setsid) and keeps the output pipe
+    child = os.fork()
+    if child == 0:
+        os.setsid()
+        env = dict(os.environ)
+        if mode == "hide":    # and drops our tag: nothing can find it
+            env.pop("MARROW_SERVICE")
+        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)"], env)
     with open(os.path.join(out, name + ".child"), "w") as f:
         f.write(str(child))
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -177,6 +191,19 @@ def env_of(tmp_path: Path, name: str) -> dict[str, str]:
 
 def gone(pgid: int) -> bool:
     return not group_members(pgid)
+
+
+def dead(pid: int) -> bool:
+    """No such process, or a zombie (where nothing reaps orphans)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return True
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")
+
+
+def drain_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("service log ")]
 
 
 def disk_use(folder: Path) -> int:
@@ -304,10 +331,20 @@ async def test_never_healthy_gives_up_and_blocks_dependents(tmp_path: Path,
     assert state(sup, "api")["state"] == "stopped"
 
 
-async def test_could_not_start_fails_at_once(tmp_path: Path, script: Path) -> None:
-    services = [ServiceConfig(name="ghost", command=("/nonexistent/ghostd", "{port}"), port=0),
-                service("api", script, "ghost")]
-    sup, _ = supervisor(tmp_path, services)
+async def test_could_not_start_is_final_only_when_retrying_cannot_help(
+        tmp_path: Path, script: Path) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    missing = ("/nonexistent/ghostd", "{port}")
+    services = [ServiceConfig(name="ghost", command=missing, port=0, restart="no"),
+                service("api", script, "ghost"),
+                ServiceConfig(name="flaky", command=missing, port=0, restart="on-failure",
+                              max_restarts=2, backoff_initial=1.0),
+                ServiceConfig(name="empty", restart="always")]
+    sup, rec = supervisor(tmp_path, services, sleep=sleep)
     try:
         await sup.start()
         ghost = state(sup, "ghost")
@@ -316,6 +353,18 @@ async def test_could_not_start_fails_at_once(tmp_path: Path, script: Path) -> No
         assert state(sup, "api")["reason"] == (
             "waiting for ghost, which failed: could not start: command not found: "
             "/nonexistent/ghostd")
+        # on-failure / always: a binary briefly missing, EAGAIN... is worth trying again
+        await until(lambda: state(sup, "flaky")["state"] == "failed", "flaky to give up")
+        assert rec.states("flaky") == ["starting", "backoff", "starting", "backoff",
+                                       "starting", "failed"]
+        assert state(sup, "flaky")["reason"] == (
+            "gave up after 2 restarts in a row: could not start: command not found: "
+            "/nonexistent/ghostd")
+        assert waits == [1.0, 2.0]
+        # no command at all: final under any policy
+        assert state(sup, "empty")["state"] == "failed"
+        assert state(sup, "empty")["reason"] == "could not start: no command"
+        assert "backoff" not in rec.states("empty")
     finally:
         await sup.stop()
 
@@ -351,6 +400,7 @@ async def test_killed_service_restarts_on_its_port_and_dependents_are_told(
         assert again["restarts"] == 1 and again["port"] == db["port"]
         backoff = next(c for c in rec.of("db") if c["state"] == "backoff")
         assert backoff["reason"].startswith("killed by SIGKILL; restart 1 of 3 in 0.05s")
+        assert backoff["health"] == ""  # no process, no health
         told = [c["reason"] for c in rec.of("api") if c["state"] == "healthy"]
         assert told[-2].startswith("db is backoff: killed by SIGKILL")
         assert told[-1] == "db restarted"
@@ -582,6 +632,7 @@ async def test_operator_actions(tmp_path: Path, script: Path) -> None:
         await sup.stop_service("db")
         assert state(sup, "db")["state"] == "stopped"
         assert state(sup, "db")["reason"] == "stopped by operator"
+        assert state(sup, "db")["health"] == ""  # was "HTTP 200"
         assert state(sup, "api")["reason"] == "db is stopped: stopped by operator"
         assert state(sup, "api")["state"] == "healthy"  # told, still running
         with pytest.raises(ServiceError, match="cannot restart api: waiting for db, which is "
@@ -596,6 +647,148 @@ async def test_operator_actions(tmp_path: Path, script: Path) -> None:
         assert state(sup, "api")["restarts"] == 0  # an operator's restart is not the policy's
     finally:
         await sup.stop()
+
+
+async def test_refusal_says_why_an_action_would_be_refused(tmp_path: Path,
+                                                            script: Path) -> None:
+    services = [service("db", script), service("cache", script, enabled=False),
+                service("api", script, "db", "cache")]
+    sup, _ = supervisor(tmp_path, services)
+    try:
+        await sup.start()
+        assert sup.refusal("nope", "stop") == "no service named 'nope'"
+        assert sup.refusal("db", "frob") == "unknown action 'frob' (start, stop or restart)"
+        assert sup.refusal("db", "start") == "db is already healthy"
+        assert sup.refusal("db", "stop") is None and sup.refusal("db", "restart") is None
+        assert sup.refusal("cache", "start") is None
+        assert sup.refusal("api", "start") == (
+            "cannot start api: waiting for cache, which is stopped (disabled)")
+        await sup.stop_service("db")
+        both = ("waiting for db, which is stopped (stopped by operator); "
+                "waiting for cache, which is stopped (disabled)")
+        assert sup.refusal("api", "start") == f"cannot start api: {both}"
+        assert sup.refusal("api", "restart") == f"cannot restart api: {both}"
+        with pytest.raises(ServiceError) as refused:
+            await sup.start_service("api")
+        assert str(refused.value) == f"cannot start api: {both}"
+        assert sup.refusal("db", "start") is None and sup.refusal("db", "stop") is None
+    finally:
+        await sup.stop()
+    assert sup.refusal("db", "start") == "the services are shutting down"
+
+
+async def test_an_operator_stop_during_an_operator_restart_wins(tmp_path: Path,
+                                                                 script: Path) -> None:
+    sup, _ = supervisor(tmp_path, [service("s", script, mode="slowstop")])
+    try:
+        await sup.start()
+        restart = asyncio.create_task(sup.restart_service("s"))
+        await until(lambda: state(sup, "s")["state"] == "stopping", "the restart to stop s")
+        await sup.stop_service("s")
+        with pytest.raises(ServiceError, match="s was stopped by the operator while "
+                                               "restarting; not started again"):
+            await restart
+        assert state(sup, "s")["state"] == "stopped"
+        assert state(sup, "s")["reason"] == "stopped by operator"
+        # two restarts at once: the later one starts it, once
+        await sup.start_service("s")
+        pid = state(sup, "s")["pid"]
+        first = asyncio.create_task(sup.restart_service("s"))
+        await until(lambda: state(sup, "s")["state"] == "stopping", "the restart to stop s")
+        await sup.restart_service("s")
+        await first
+        assert state(sup, "s")["state"] == "healthy" and state(sup, "s")["pid"] != pid
+    finally:
+        await sup.stop()
+
+
+async def test_an_auto_port_busy_at_restart_is_waited_for_not_replaced(
+        tmp_path: Path, script: Path) -> None:
+    squatter = socket.socket()
+    waits: list[float] = []
+    held: dict[str, int] = {}
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:  # someone takes the port while db is down
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", held["port"]))
+            squatter.listen()
+        elif len(waits) == 2:
+            squatter.close()
+
+    sup, rec = supervisor(tmp_path, [service("db", script), service("api", script, "db")],
+                          sleep=sleep)
+    try:
+        await sup.start()
+        db = state(sup, "db")
+        held["port"] = db["port"]
+        os.kill(db["pid"], signal.SIGKILL)
+        await until(lambda: state(sup, "db")["state"] == "healthy"
+                    and state(sup, "db")["pid"] != db["pid"], "db to come back")
+        assert state(sup, "db")["port"] == db["port"] == sup.ports["db"]
+        backoffs = [c["reason"] for c in rec.of("db") if c["state"] == "backoff"]
+        assert backoffs[1] == f"could not start: port {db['port']} in use; restart 2 of 3 in 0.1s"
+        assert env_of(tmp_path, "api")["DB_URL"] == db["url"]
+    finally:
+        squatter.close()
+        await sup.stop()
+
+
+async def test_unhealthy_without_restart_is_reported_once(tmp_path: Path,
+                                                          script: Path) -> None:
+    checks = HealthCheck(kind="http", path="/health", interval=0.05, timeout=2.0, failures=2)
+    sup, rec = supervisor(tmp_path, [service("db", script, health=checks, restart="no")])
+    try:
+        await sup.start()
+        (tmp_path / "db.sick").touch()
+        await until(lambda: state(sup, "db")["state"] == "unhealthy", "db to be unhealthy")
+        seen = len(rec.of("db"))
+        await asyncio.sleep(0.5)  # some ten more failed checks: nothing new to say
+        assert len(rec.of("db")) == seen
+        assert state(sup, "db")["reason"] == (
+            "unhealthy: 2 checks failed in a row (HTTP 503 (expected 200))")
+        (tmp_path / "db.sick").unlink()
+        await until(lambda: state(sup, "db")["state"] == "healthy", "db to recover")
+        assert state(sup, "db")["reason"] == "recovered"
+    finally:
+        await sup.stop()
+
+
+async def test_processes_that_leave_the_group_are_stopped_and_threads_do_not_pile_up(
+        tmp_path: Path, script: Path) -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    sup, _ = supervisor(tmp_path, [service("esc", script, mode="escape"),
+                                   service("hide", script, mode="hide")])
+    hidden: list[int] = []
+    stray = None
+    try:
+        await sup.start()
+        hidden.append(int((tmp_path / "hide.child").read_text()))
+        first = int((tmp_path / "esc.child").read_text())
+        await sup.restart_service("esc")
+        assert dead(first)
+        second = int((tmp_path / "esc.child").read_text())
+        assert second != first and not dead(second)
+        assert "stopped 1 process(es) that left its group" in (
+            tmp_path / "logs" / "esc.log").read_text()
+        # untagged: nothing finds it, yet the output thread does not wait for it for ever
+        await sup.stop_service("hide")
+        assert not dead(hidden[0])
+        assert drain_threads() == ["service log esc"]
+        # tagged with a service that is not running: only the shutdown's sweep finds it
+        env = dict(os.environ, MARROW_SERVICE="hide", MARROW_SERVICE_DIR=str(tmp_path / "logs"))
+        stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+                                 env=env, start_new_session=True)
+        await until(lambda: "hide" in left_behind(tmp_path / "logs"), "the stray's environment")
+    finally:
+        await sup.stop()
+        for pid in hidden:
+            os.kill(pid, signal.SIGKILL)
+    assert dead(second)
+    assert stray is not None and await asyncio.to_thread(stray.wait, 5) == -signal.SIGTERM
+    assert drain_threads() == []
+    assert len(os.listdir("/proc/self/fd")) <= fds
 
 
 async def test_a_blocked_service_starts_when_its_dependency_comes_back(
@@ -615,8 +808,6 @@ async def test_a_blocked_service_starts_when_its_dependency_comes_back(
 
 async def test_processes_a_killed_run_left_behind_are_stopped_at_start(
         tmp_path: Path, script: Path) -> None:
-    import subprocess
-
     logs = tmp_path / "logs"
     env = dict(os.environ, MARROW_SERVICE="db", MARROW_SERVICE_DIR=str(logs))
     stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], env=env,
@@ -735,3 +926,10 @@ async def test_health_checks(tmp_path: Path) -> None:
     assert await health.check(slow, None) == (False, "timed out after 0.5s")
     assert time.monotonic() - began < 5
     assert await health.check(ServiceConfig(name="n"), None) == (True, "running")
+    background = command("import subprocess, sys; print(subprocess.Popen([sys.executable, "
+                         "'-c', 'import time; time.sleep(60)'], stdout=subprocess.DEVNULL, "
+                         "stderr=subprocess.DEVNULL).pid)")
+    ok, detail = await health.check(background, None)
+    assert ok and detail.startswith("exit 0: ")
+    left = int(detail.removeprefix("exit 0: "))
+    await until(lambda: dead(left), "the check's background process to be killed", 5)

@@ -283,9 +283,10 @@ async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]
             await asyncio.wait_for(proc.wait(), max(0.0, grace))
         except TimeoutError:
             pass
-    while group_alive(pgid) and loop.time() < deadline:
+    # (group_alive reads /proc: off the event loop, which serves the hub meanwhile)
+    while await asyncio.to_thread(group_alive, pgid) and loop.time() < deadline:
         await asyncio.sleep(POLL)
-    if proc.returncode is None or group_alive(pgid):
+    if proc.returncode is None or await asyncio.to_thread(group_alive, pgid):
         signal_group(pgid, signal.SIGKILL)
         warnings.append(f"still running {_seconds(grace)} after SIGTERM; sent SIGKILL")
     try:

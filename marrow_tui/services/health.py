@@ -124,12 +124,12 @@ async def _command(
         while chunk := await proc.stdout.read(65536):  # drained: a chatty check never blocks
             tail = (tail + chunk)[-OUTPUT_TAIL:]
         code = await proc.wait()
-    except BaseException:  # the timeout (or a cancellation): the check and its children go
+    finally:  # whatever the check started goes with it (its group outlives a reaped leader)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await proc.wait()
-        raise
+        if proc.returncode is None:  # the timeout (or a cancellation)
+            with contextlib.suppress(Exception):
+                await proc.wait()
     last = _last_line(tail)
     if code == 0:
         return True, "exit 0" + (f": {last}" if last else "")

@@ -20,17 +20,24 @@ restarts, reason, since, at}`). pactown and marrow-core get this wrong in the wa
   line (`a && b`, pipes, ...) the shell. When the leader exits, whatever it left in its group
   is ended the same way. Each process carries `MARROW_SERVICE=<name>` and
   `MARROW_SERVICE_DIR=<logs>` in its environment: `start()` first stops whatever a killed
-  marrow-tui left running with the same log folder (found in /proc, never by a stale pid).
+  marrow-tui left running with the same log folder (found in /proc, never by a stale pid);
+  once a service's group is gone, what still carries its tag (it left the group: setsid,
+  daemonised) is stopped too, and `stop()` ends with a sweep for all of them.
 * **Output.** stdout and stderr share one pipe, drained by a thread into `<logs>/<name>.log`,
   rotated by size (logs.py says why this and not copy-truncate): bounded disk, bounded memory,
-  never a blocked service, nothing on the event loop.
+  never a blocked service, nothing on the event loop. When the group is gone the thread gets
+  `DRAIN_WAIT` to reach the end of the pipe, then is told to stop (an untagged process may
+  hold the pipe for ever): no thread or fd outlives the process.
 * **Health.** Polled every `START_POLL` seconds from the start until healthy (the process
   exiting ends the wait at once, it does not burn the timeout), then every `interval` for as
   long as it runs. `failures` failed checks in a row make it "unhealthy"; "on-failure" and
-  "always" then restart it.
+  "always" then restart it; with "no" it stays unhealthy, said once (only `health` follows
+  the checks). `health` is "" whenever no process runs.
 * **Restarts.** "no": an exit is final ("failed", or "stopped" after exit 0). "on-failure":
-  restart after a non-zero exit, a signal, a failed start or unhealthiness; exit 0 is final.
-  "always": restart after any exit. Never after an operator's stop or during shutdown. The
+  restart after a non-zero exit, a signal, a failed start (could not spawn, not healthy in
+  time, auto port busy; only "no command" is final) or unhealthiness; exit 0 is final.
+  "always": restart after any exit. Never after an operator's stop or during shutdown (an
+  operator's stop that comes while an operator's restart is stopping the service wins). The
   wait before restart n (n restarts in a row) is `backoff_initial * 2**(n-1)`, at most
   `backoff_max`; a service healthy for `STABLE_AFTER` seconds (by the injected clock) starts
   counting again from 0; after `max_restarts` restarts in a row (when > 0) it is "failed".
@@ -42,7 +49,8 @@ restarts, reason, since, at}`). pactown and marrow-core get this wrong in the wa
   dependent that cannot live without its dependency should say so in its health check; its
   own policy then restarts it, and that restart waits for the dependency.
 * **Ports.** A fixed port is used as given. `port = 0` ("auto"): the port remembered from a
-  previous run (`ports=`) if it is free, else one the kernel picks; kept across restarts.
+  previous run (`ports=`) if it is free, else one the kernel picks; then kept for the whole
+  run: busy at a restart, that attempt fails ("port N in use") and the policy backs off.
 
 Timeouts and polling use the event loop's monotonic time; the injected `clock` only stamps
 the reported changes and measures the healthy stretch that resets the restart count, and the
@@ -55,6 +63,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import shlex
 import signal
 import socket
@@ -70,7 +79,7 @@ from ..config import ServiceConfig
 from ..scheduler.runner import _spawning, end_group, group_alive, signal_group, tail_line
 from . import health as health_checks
 from .graph import cycle_in, cycle_text, edges
-from .logs import BACKUPS, MAX_BYTES, RotatingLog, drain
+from .logs import BACKUPS, CHUNK, MAX_BYTES, RotatingLog
 
 log = logging.getLogger("marrow.services")
 
@@ -91,6 +100,8 @@ STABLE_AFTER = 60.0
 DRAIN_WAIT = 1.0
 #: the states in which a service's process is (or is about to be) up
 RUNNING = frozenset({"starting", "healthy", "unhealthy", "stopping"})
+#: the operator actions `Supervisor.refusal` knows
+ACTIONS = ("start", "stop", "restart")
 
 
 class ServiceError(Exception):
@@ -98,7 +109,12 @@ class ServiceError(Exception):
 
 
 class _CannotStart(Exception):
-    """Why a service could not be spawned (follows "could not start: ")."""
+    """Why a service could not be spawned (follows "could not start: "). `final`: trying
+    again cannot help (no command), so no restart policy retries it."""
+
+    def __init__(self, message: str, *, final: bool = False) -> None:
+        super().__init__(message)
+        self.final = final
 
 
 @dataclass(eq=False)
@@ -126,7 +142,11 @@ class _Service:
     healthy_since: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-    drainer: threading.Thread | None = None
+    drainer: _Drainer | None = None
+    #: operator stops and restarts so far: a restart starts the service again only if no
+    #: other operator action came while it was stopping it
+    ops: int = 0
+    last_op: str = ""
     dependents: list[_Service] = field(default_factory=list)
     last: dict[str, Any] | None = None
 
@@ -221,25 +241,25 @@ class Supervisor:
         groups.append([s for s in self._order if not any(s.name in w for w in self.waves)])
         for group in reversed(groups):
             await asyncio.gather(*(self._stop_one(s, "stopped (shutting down)") for s in group))
+        found = await stop_left_behind(self.logs, names=set(self._svcs))
+        for name, pids in sorted(found.items()):
+            log.warning("service %s: stopped %d process(es) left after shutdown: %s",
+                        name, len(pids), ", ".join(map(str, pids)))
         for svc in self._order:
             svc.log.close()
 
     async def start_service(self, name: str) -> None:
         """Start one service (operator). Refused while its dependencies are not healthy.
         Returns once it is healthy or its first attempt failed."""
-        svc = self._get(name)
-        if self._closing:
-            raise ServiceError("the services are shutting down")
-        if svc.task is not None:
-            if svc.state == "backoff":  # do not wait out the backoff: try now
-                svc.in_row = 0
-                svc.kick.set()
-                await self._until(lambda: svc.state not in ("backoff", "starting"))
-                return
-            raise ServiceError(f"{name} is already {svc.state}")
-        why = self._waiting_for(svc)
+        why = self.refusal(name, "start")
         if why:
-            raise ServiceError(f"cannot start {name}: {why}")
+            raise ServiceError(why)
+        svc = self._svcs[name]
+        if svc.task is not None:  # in backoff: do not wait it out, try now
+            svc.in_row = 0
+            svc.kick.set()
+            await self._until(lambda: svc.state not in ("backoff", "starting"))
+            return
         svc.in_row = 0
         self._started = True
         self._launch(svc)
@@ -249,17 +269,50 @@ class Supervisor:
         """Stop one service (operator); it stays stopped until started again. Its dependents
         are told, not stopped."""
         svc = self._get(name)
+        svc.ops += 1
+        svc.last_op = "stop"
         await self._stop_one(svc, "stopped by operator")
 
     async def restart_service(self, name: str) -> None:
         """Stop and start one service (operator). Refused while its dependencies are not
         healthy (it would not start again)."""
-        svc = self._get(name)
-        why = self._waiting_for(svc)
+        why = self.refusal(name, "restart")
         if why:
-            raise ServiceError(f"cannot restart {name}: {why}")
+            raise ServiceError(why)
+        svc = self._svcs[name]
+        svc.ops += 1
+        svc.last_op = "restart"
+        ticket = svc.ops
         await self._stop_one(svc, "restarting (operator)")
+        if svc.ops != ticket:  # another operator action came meanwhile: the later one wins
+            if svc.last_op == "stop":
+                raise ServiceError(f"{name} was stopped by the operator while restarting; "
+                                   "not started again")
+            return  # a later restart starts it
         await self.start_service(name)
+
+    def refusal(self, name: str, action: str) -> str | None:
+        """The sentence `action` ("start" | "stop" | "restart") on service `name` would be
+        refused with right now, or None if it would be done. Synchronous, no side effect:
+        ask before acting to show the operator why not (the action itself may still raise
+        ServiceError if things change in between)."""
+        if action not in ACTIONS:
+            return f"unknown action {action!r} (start, stop or restart)"
+        svc = self._svcs.get(name)
+        if svc is None:
+            return f"no service named {name!r}"
+        if self._closing:
+            return "the services are shutting down"
+        if action == "stop":
+            return None
+        if action == "start" and svc.task is not None:
+            if svc.state == "backoff":  # a start cuts the backoff short
+                return None
+            if svc.state == "stopping":
+                return f"{name} is still stopping"
+            return f"{name} is already {svc.state}"
+        why = "; ".join(self._unready(svc))
+        return f"cannot {action} {name}: {why}" if why else None
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every service's current state, in config order (the dict `on_change` gets)."""
@@ -328,6 +381,8 @@ class Supervisor:
             svc.reason = reason
         for key, value in fields.items():
             setattr(svc, key, value)
+        if svc.state not in RUNNING:  # no process: no health to show
+            svc.health = ""
         self._emit(svc)
         if state is not None and state != old:
             self._tell_dependents(svc, old)
@@ -348,23 +403,32 @@ class Supervisor:
                 self._emit(dependent)
 
     def _waiting_for(self, svc: _Service) -> str:
-        """Why `svc` cannot start now ("" when all its dependencies are healthy)."""
+        """Why `svc` cannot start now ("" when all its dependencies are healthy): the first
+        dependency that is not healthy."""
+        unready = self._unready(svc)
+        return unready[0] if unready else ""
+
+    def _unready(self, svc: _Service) -> list[str]:
+        """One sentence for each dependency of `svc` that is not healthy, in config order."""
+        found: list[str] = []
         for dep in svc.cfg.depends_on:
             other = self._svcs.get(dep.name)
             if other is None:
-                return f"waiting for {dep.name}, which is not configured (or is disabled)"
-            if other is svc:
-                return f"{svc.name} depends on itself"
-            if other.state == "healthy":
+                why = f"waiting for {dep.name}, which is not configured (or is disabled)"
+            elif other is svc:
+                why = f"{svc.name} depends on itself"
+            elif other.state == "healthy":
                 continue
-            if other.state == "failed":
-                return f"waiting for {dep.name}, which failed: {other.reason}"
-            if other.state in ("stopped", "blocked"):
-                return f"waiting for {dep.name}, which is {other.state}" + (
+            elif other.state == "failed":
+                why = f"waiting for {dep.name}, which failed: {other.reason}"
+            elif other.state in ("stopped", "blocked"):
+                why = f"waiting for {dep.name}, which is {other.state}" + (
                     f" ({other.reason})" if other.reason else "")
-            return f"waiting for {dep.name} ({other.state}" + (
-                f": {other.reason})" if other.reason and other.state != "starting" else ")")
-        return ""
+            else:
+                why = f"waiting for {dep.name} ({other.state}" + (
+                    f": {other.reason})" if other.reason and other.state != "starting" else ")")
+            found.append(why)
+        return found
 
     def _reconcile(self) -> None:
         """Start every wanted service whose dependencies are healthy; say why the others wait."""
@@ -436,7 +500,7 @@ class Supervisor:
                 self._set(svc, "stopped", reason=svc.stop_reason or "stopped", pid=None)
                 return
             kind, reason, code = await self._attempt(svc)
-            if kind == "cannot":
+            if kind in ("final", "cannot") and (kind == "final" or cfg.restart == "no"):
                 svc.wanted = False
                 self._set(svc, "failed", reason=reason, pid=None)
                 return
@@ -506,29 +570,34 @@ class Supervisor:
         except _CannotStart as exc:
             reason = f"could not start: {exc}"
             svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name} {reason}")
-            return "cannot", reason, None
+            return "final" if exc.final else "cannot", reason, None
         svc.spawns += 1
         self._set(svc, pid=proc.pid)
         exited = asyncio.ensure_future(proc.wait())
         stopping = asyncio.ensure_future(svc.stop.wait())
         try:
             kind, reason = await self._watch(svc, exited, stopping)
-            if kind == "exit" and group_alive(proc.pid):  # the leader left members behind
-                await end_group(proc, svc.cfg.stop_grace)
+            if kind == "exit" and await asyncio.to_thread(group_alive, proc.pid):
+                await end_group(proc, svc.cfg.stop_grace)  # the leader left members behind
             elif kind != "exit":
                 if kind == "stop":
                     reason = svc.stop_reason or "stopped"
                 self._set(svc, "stopping", reason=reason)
                 warnings = await end_group(proc, svc.cfg.stop_grace)
+                if kind == "stop":  # a later stop (operator, after a restart) has the last word
+                    reason = svc.stop_reason or "stopped"
                 if warnings:
                     reason += f" ({'; '.join(warnings)})"
         except BaseException:  # cancelled: no time for a grace period
             signal_group(proc.pid, signal.SIGKILL)
+            if svc.drainer is not None:
+                svc.drainer.stop()
             raise
         finally:
             stopping.cancel()
             if not exited.done():
                 exited.cancel()
+        await self._stop_escaped(svc)
         await self._drained(svc)
         code = proc.returncode
         if kind == "exit":
@@ -588,6 +657,9 @@ class Supervisor:
             if failures < checks.failures:
                 self._set(svc, health=f"{detail} ({failures} of {checks.failures} failed)")
                 continue
+            if svc.state == "unhealthy":  # restart = "no": said once, only the health moves
+                self._set(svc, health=detail)
+                continue
             reason = f"unhealthy: {failures} checks failed in a row ({detail})"
             self._set(svc, "unhealthy", reason=reason, health=detail)
             if cfg.restart in ("on-failure", "always"):
@@ -619,14 +691,34 @@ class Supervisor:
             return "done", task.result()
         return "timeout", None
 
+    async def _stop_escaped(self, svc: _Service) -> None:
+        """Once the group is gone: stop what still carries this service's tag (processes
+        that left the group: setsid, daemonised), as a previous run's leftovers are."""
+        found = await stop_left_behind(self.logs, svc.cfg.stop_grace, names={svc.name})
+        pids = found.get(svc.name, [])
+        if pids:
+            text = ", ".join(map(str, pids))
+            log.warning("service %s: stopped %d process(es) that left its group: %s",
+                        svc.name, len(pids), text)
+            svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name}: stopped "
+                         f"{len(pids)} process(es) that left its group: {text}")
+
     async def _drained(self, svc: _Service) -> None:
-        """Let the output thread reach the end of the pipe (bounded: a process that left the
-        group may hold the pipe open for ever; its output still goes to the log)."""
-        thread = svc.drainer
+        """Let the output thread reach the end of the pipe, bounded: a process we could not
+        find (it left the group and dropped our tag) may hold the pipe open for ever. Then
+        the thread is told to stop, and closes its end: no thread nor fd outlives the run."""
+        drainer, svc.drainer = svc.drainer, None
+        if drainer is None:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_WAIT
-        while thread is not None and thread.is_alive() and loop.time() < deadline:
+        while drainer.is_alive() and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        if drainer.is_alive():
+            drainer.stop()
+            deadline = loop.time() + DRAIN_WAIT
+            while drainer.is_alive() and loop.time() < deadline:
+                await asyncio.sleep(0.01)
 
     # ---- spawning ------------------------------------------------------------------------------
 
@@ -643,7 +735,7 @@ class Supervisor:
             line = fill(cfg.shell)
             argv = ["/bin/sh", "-c", f"exec {line}" if simple_command(line) else line]
         else:
-            raise _CannotStart("no command")
+            raise _CannotStart("no command", final=True)
         cwd = self.folder if cfg.cwd is None else (
             cfg.cwd if cfg.cwd.is_absolute() else self.folder / cfg.cwd)
         if not cwd.is_dir():
@@ -676,7 +768,7 @@ class Supervisor:
         svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name} started, pid {proc.pid}"
                      + (f", port {port}" if port is not None else "")
                      + f": {shlex.join(argv)}")
-        svc.drainer = drain(read_end, svc.log, name=f"service log {svc.name}")
+        svc.drainer = _Drainer(read_end, svc.log, name=f"service log {svc.name}")
         return proc
 
     def _environment(self, svc: _Service, fill: Callable[[str], str]) -> dict[str, str]:
@@ -710,18 +802,77 @@ class Supervisor:
         if wanted > 0:
             svc.port = wanted
             return
+        if svc.port:  # assigned in this run: dependents have its address, it must not move
+            if not port_free(svc.port):
+                raise _CannotStart(f"port {svc.port} in use")
+            return
         taken = {s.port for s in self._svcs.values() if s is not svc and s.port}
         taken |= {s.cfg.port for s in self._svcs.values() if s.cfg.port}
-        for candidate in (svc.port, self._remembered.get(svc.name)):
-            if candidate and candidate not in taken and port_free(candidate):
-                svc.port = candidate
-                break
+        remembered = self._remembered.get(svc.name)
+        if remembered and remembered not in taken and port_free(remembered):
+            svc.port = remembered
         else:
             svc.port = pick_port(taken)
         self.ports[svc.name] = svc.port
 
     def _stamp(self) -> str:
         return datetime.fromtimestamp(self._clock()).isoformat(timespec="seconds")
+
+
+class _Drainer:
+    """logs.drain that can be told to stop: a thread reads a pipe's read end into the log
+    until end of file, or until `stop()` (then it takes what is already there and goes), and
+    closes the read end itself, so the fd is never closed under a blocked read."""
+
+    #: milliseconds between looks at the stop flag while the pipe is quiet
+    POLL_MS = 200
+    #: chunks still read after `stop()` (a writer that never pauses must not keep it)
+    LAST_CHUNKS = 16
+
+    def __init__(self, fd: int, log: RotatingLog, name: str) -> None:
+        self._fd = fd
+        self._log = log
+        self._quit = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._quit.set()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        left = self.LAST_CHUNKS
+        try:
+            while True:
+                quitting = self._quit.is_set()
+                if quitting:
+                    left -= 1
+                    if left < 0:
+                        break
+                try:
+                    ready = poller.poll(0 if quitting else self.POLL_MS)
+                except InterruptedError:
+                    continue
+                if not ready:
+                    if quitting:
+                        break
+                    continue
+                try:
+                    data = os.read(self._fd, CHUNK)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._log.write(data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -815,9 +966,16 @@ def left_behind(home: Path) -> dict[str, list[int]]:
     return found
 
 
-async def stop_left_behind(home: Path, grace: float = LEFT_BEHIND_GRACE) -> dict[str, list[int]]:
-    """SIGTERM every process `left_behind(home)` finds, SIGKILL what is left after `grace`."""
-    found = left_behind(home)
+async def stop_left_behind(home: Path, grace: float = LEFT_BEHIND_GRACE, *,
+                           names: set[str] | None = None) -> dict[str, list[int]]:
+    """SIGTERM every process `left_behind(home)` finds (only those of the services `names`,
+    when given), SIGKILL what is left after `grace`. The /proc scans run in a thread."""
+
+    async def scan() -> dict[str, list[int]]:
+        found = await asyncio.to_thread(left_behind, home)
+        return {n: pids for n, pids in found.items() if names is None or n in names}
+
+    found = await scan()
     pids = [pid for group in found.values() for pid in group]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -825,12 +983,14 @@ async def stop_left_behind(home: Path, grace: float = LEFT_BEHIND_GRACE) -> dict
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while pids and loop.time() < deadline:
-        alive = left_behind(home)
+        alive = await scan()
         if not any(pid in alive.get(name, ()) for name, group in found.items()
                    for pid in group):
             break
         await asyncio.sleep(0.05)
-    alive = left_behind(home)
+    if not pids:
+        return found
+    alive = await scan()
     for name, group in found.items():
         for pid in group:
             if pid in alive.get(name, ()):
