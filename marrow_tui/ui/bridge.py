@@ -145,7 +145,8 @@ class Bridge:
                 self._run_event(kind, data, pending)
             elif kind in ("service_state", "service_health"):
                 pending.services.add(data["name"])
-                if data.get("state") in ("failed", "unhealthy", "blocked"):
+                # (blocked is how every dependent starts out: not worth a bell)
+                if data.get("state") in ("failed", "unhealthy"):
                     pending.alerts.append(Alert(
                         f"service:{data['name']}:{data.get('state')}",
                         f"service {data['name']} {data.get('state')}"
