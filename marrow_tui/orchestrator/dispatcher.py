@@ -136,6 +136,8 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._call: Call | None = None
+        #: set on stop: the file watches end (their threads would keep the loop from closing)
+        self._watch_stop = asyncio.Event()
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class Orchestrator:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._watch_stop.set()
         tasks, self._tasks = list(self._tasks), []
         for task in tasks:
             task.cancel()
@@ -225,14 +228,16 @@ class Orchestrator:
         assert self.workflow is not None
         # Two watches: WORKFLOW.md's folder (not recursive: workspaces and their clones often
         # live below it) and the tracker root (recursive). Rebuilt when either moves.
-        while True:
+        while not self._watch_stop.is_set():
             workflow = self.workflow
             root = workflow.tracker.root.resolve()
             watches = [awatch(self.path.parent, debounce=200, step=50, recursive=False,
-                              watch_filter=lambda _c, p: Path(p).name == self.path.name)]
+                              watch_filter=lambda _c, p: Path(p).name == self.path.name,
+                              stop_event=self._watch_stop, rust_timeout=1000)]
             if root.is_dir():
                 watches.append(awatch(root, debounce=200, step=50, recursive=True,
-                                      watch_filter=self._relevant))
+                                      watch_filter=self._relevant,
+                                      stop_event=self._watch_stop, rust_timeout=1000))
             try:
                 await self._follow(watches, root)
             except Exception as exc:
@@ -258,6 +263,7 @@ class Orchestrator:
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.wait(tasks, timeout=5.0)
 
     def _relevant(self, _change: object, changed: str) -> bool:
         path = Path(changed)

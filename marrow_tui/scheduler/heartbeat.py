@@ -94,6 +94,8 @@ class Scheduler:
         self._stopping = False
         #: the verb being handled: events go into its outcome, so its reply follows them
         self._call: Call | None = None
+        #: set on stop: the config watch ends (its thread would keep the loop from closing)
+        self._watch_stop = asyncio.Event()
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class Scheduler:
         """Stop the loops, stop every run (SIGTERM, then SIGKILL after its grace), and return
         only once each run has ended and said so in the log."""
         self._stopping = True
+        self._watch_stop.set()
         tasks, self._tasks = list(self._tasks), []
         for task in tasks:
             task.cancel()
@@ -225,16 +228,18 @@ class Scheduler:
 
         # Editors replace files by renaming; watch the folder, keep the one name. If watching
         # fails (the folder went away, no inotify watches left), say so and try again.
-        while True:
+        while not self._watch_stop.is_set():
             try:
                 async for _changes in awatch(path.parent, watch_filter=only_config,
-                                             debounce=200, step=50, recursive=False):
+                                             debounce=200, step=50, recursive=False,
+                                             stop_event=self._watch_stop, rust_timeout=1000):
                     if path.exists():
                         self.reload()
             except Exception as exc:
                 log.warning("cannot watch %s (%s); trying again in %gs", path, exc,
                             WATCH_RETRY)
-            await asyncio.sleep(WATCH_RETRY)
+            if not self._watch_stop.is_set():
+                await asyncio.sleep(WATCH_RETRY)
 
     # ---- the heartbeat driver ------------------------------------------------------------
 
