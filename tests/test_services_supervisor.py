@@ -39,6 +39,8 @@ from marrow_tui.services.supervisor import (
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc (Linux)")
 
 WAIT = 20.0
+#: a process that does nothing until a signal ends it
+IDLE = "import signal\nwhile True: signal.pause()"
 
 #: one server for every test: argv = name, port, out folder, mode
 SERVER = r'''
@@ -55,6 +57,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"ok"
         if self.path == "/health":
+            with open(os.path.join(out, name + ".checks"), "a") as f:  # one byte a check
+                f.write(".")
             sick = os.path.exists(os.path.join(out, name + ".sick"))
             self.send_response(503 if sick else 200)
         elif self.path == "/written":
@@ -69,18 +73,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+def idle():                   # does nothing until a signal ends it
+    while True:
+        signal.pause()
+
 if mode == "silent":          # runs, never answers
-    time.sleep(3600)
+    idle()
 if mode == "stubborn":        # ignores SIGTERM, and so does a child in its group
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child = os.fork()
     if child == 0:
-        time.sleep(3600)
-        os._exit(0)
+        idle()
     with open(os.path.join(out, name + ".child"), "w") as f:
         f.write(str(child))
-if mode == "slowstop":        # takes half a second to go on SIGTERM
-    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), os._exit(0)))
+if mode == "slowstop":        # on SIGTERM, stays "stopping" until the test opens its gate
+    def gated_exit(*_):
+        with open(os.path.join(out, name + ".gate")) as gate:  # a FIFO: blocks for a writer
+            gate.read()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, gated_exit)
 if mode in ("escape", "hide"):  # a child leaves the group (setsid) and keeps the output pipe
     child = os.fork()
     if child == 0:
@@ -88,7 +99,8 @@ if mode in ("escape", "hide"):  # a child leaves the group (setsid) and keeps th
         env = dict(os.environ)
         if mode == "hide":    # and drops our tag: nothing can find it
             env.pop("MARROW_SERVICE")
-        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)"], env)
+        os.execve(sys.executable, [sys.executable, "-c",
+                                   "import signal\nwhile True: signal.pause()"], env)
     with open(os.path.join(out, name + ".child"), "w") as f:
         f.write(str(child))
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
@@ -462,7 +474,7 @@ async def test_a_healthy_stretch_resets_the_backoff(tmp_path: Path) -> None:
 
     clock = Clock()
     sleeper = ServiceConfig(name="s", command=(sys.executable, "-c",
-                                               "import time; time.sleep(3600)"),
+                                               IDLE),
                             restart="on-failure", max_restarts=3, backoff_initial=1.0)
     sup, _ = supervisor(tmp_path, [sleeper], clock=clock, sleep=sleep)
 
@@ -677,14 +689,24 @@ async def test_refusal_says_why_an_action_would_be_refused(tmp_path: Path,
     assert sup.refusal("db", "start") == "the services are shutting down"
 
 
+def open_gate(gate: Path) -> None:
+    """Let a "slowstop" service finish stopping: write its FIFO from a thread of its own
+    (the write waits for the service to be reading)."""
+    threading.Thread(target=gate.write_text, args=("go",), daemon=True).start()
+
+
 async def test_an_operator_stop_during_an_operator_restart_wins(tmp_path: Path,
                                                                  script: Path) -> None:
+    gate = tmp_path / "s.gate"
+    os.mkfifo(gate)
     sup, _ = supervisor(tmp_path, [service("s", script, mode="slowstop")])
     try:
         await sup.start()
         restart = asyncio.create_task(sup.restart_service("s"))
         await until(lambda: state(sup, "s")["state"] == "stopping", "the restart to stop s")
-        await sup.stop_service("s")
+        stop = asyncio.create_task(sup.stop_service("s"))  # comes while it is stopping
+        open_gate(gate)
+        await stop
         with pytest.raises(ServiceError, match="s was stopped by the operator while "
                                                "restarting; not started again"):
             await restart
@@ -695,10 +717,13 @@ async def test_an_operator_stop_during_an_operator_restart_wins(tmp_path: Path,
         pid = state(sup, "s")["pid"]
         first = asyncio.create_task(sup.restart_service("s"))
         await until(lambda: state(sup, "s")["state"] == "stopping", "the restart to stop s")
-        await sup.restart_service("s")
+        second = asyncio.create_task(sup.restart_service("s"))
+        open_gate(gate)
+        await second
         await first
         assert state(sup, "s")["state"] == "healthy" and state(sup, "s")["pid"] != pid
     finally:
+        open_gate(gate)  # for the last stop
         await sup.stop()
 
 
@@ -744,7 +769,10 @@ async def test_unhealthy_without_restart_is_reported_once(tmp_path: Path,
         (tmp_path / "db.sick").touch()
         await until(lambda: state(sup, "db")["state"] == "unhealthy", "db to be unhealthy")
         seen = len(rec.of("db"))
-        await asyncio.sleep(0.5)  # some ten more failed checks: nothing new to say
+        checks = tmp_path / "db.checks"
+        answered = checks.stat().st_size
+        await until(lambda: checks.stat().st_size >= answered + 10, "ten more failed checks")
+        # ten more failed checks: nothing new to say
         assert len(rec.of("db")) == seen
         assert state(sup, "db")["reason"] == (
             "unhealthy: 2 checks failed in a row (HTTP 503 (expected 200))")
@@ -778,7 +806,7 @@ async def test_processes_that_leave_the_group_are_stopped_and_threads_do_not_pil
         assert drain_threads() == ["service log esc"]
         # tagged with a service that is not running: only the shutdown's sweep finds it
         env = dict(os.environ, MARROW_SERVICE="hide", MARROW_SERVICE_DIR=str(tmp_path / "logs"))
-        stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+        stray = subprocess.Popen([sys.executable, "-c", IDLE],
                                  env=env, start_new_session=True)
         await until(lambda: "hide" in left_behind(tmp_path / "logs"), "the stray's environment")
     finally:
@@ -810,9 +838,9 @@ async def test_processes_a_killed_run_left_behind_are_stopped_at_start(
         tmp_path: Path, script: Path) -> None:
     logs = tmp_path / "logs"
     env = dict(os.environ, MARROW_SERVICE="db", MARROW_SERVICE_DIR=str(logs))
-    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], env=env,
+    stray = subprocess.Popen([sys.executable, "-c", IDLE], env=env,
                              start_new_session=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+    other = subprocess.Popen([sys.executable, "-c", IDLE],
                              env=env | {"MARROW_SERVICE_DIR": str(tmp_path / "elsewhere")},
                              start_new_session=True)
     try:
@@ -922,7 +950,7 @@ async def test_health_checks(tmp_path: Path) -> None:
     assert await health.check(command("print('no'); raise SystemExit(2)"), None) == (
         False, "exit 2: no")
     began = time.monotonic()
-    slow = command("import time, os; print(os.getpid(), flush=True); time.sleep(60)", 0.5)
+    slow = command("import os; print(os.getpid(), flush=True)\n" + IDLE, 0.5)
     assert await health.check(slow, None) == (False, "timed out after 0.5s")
     assert time.monotonic() - began < 5
     assert await health.check(ServiceConfig(name="n"), None) == (True, "running")
