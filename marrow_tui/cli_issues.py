@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from . import cli_hub
+from .core.text import ago
 from .hub.client import Frame, HubClient, _is_type, build_matcher
 
 #: the order `issues` lists them in (the console's Issues pane sorts the same way)
@@ -146,15 +147,9 @@ def _status(issue: dict[str, Any], now: float) -> str:
     status = str(issue.get("status", ""))
     reason = " ".join(str(issue.get("reason") or "").split())
     if status == "retrying" and issue.get("next_at") is not None:
-        return f"retrying in {_short_time(issue['next_at'] - now)}"
+        return f"retrying in {ago(issue['next_at'] - now)}"
     if status in ("parked", "blocked") and reason:
         return reason if reason.startswith(status) else f"{status}: {reason}"
     return status
 
 
-def _short_time(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

@@ -311,6 +311,19 @@ def _chosen(config: Config, names: list[str]) -> list[AgentConfig] | None:
     return enabled
 
 
+def _config_and_agents(args: argparse.Namespace, what: str = "nothing was started"
+                       ) -> tuple[Config, list[Any]] | None:
+    """The config and the agents `--agent` names (else the enabled ones); None, with the
+    reason on stderr, when either is not there."""
+    path = config_path(args, required=True)
+    assert path is not None
+    config = load_or_report(path, what=what)
+    if config is None:
+        return None
+    agents = _chosen(config, args.agent)
+    return None if agents is None else (config, agents)
+
+
 def cmd_dry_run(args: argparse.Namespace) -> int:
     from datetime import datetime
 
@@ -318,14 +331,10 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     from .scheduler.runner import session_id
     from .scheduler.tasks import list_tasks
 
-    path = config_path(args, required=True)
-    assert path is not None
-    config = load_or_report(path, what="nothing was assembled")
-    if config is None:
+    chosen = _config_and_agents(args, what="nothing was assembled")
+    if chosen is None:
         return EXIT_CONFIG
-    agents = _chosen(config, args.agent)
-    if agents is None:
-        return EXIT_CONFIG
+    config, agents = chosen
 
     async def main() -> None:
         for agent in agents:
@@ -356,14 +365,10 @@ def cmd_run_once(args: argparse.Namespace) -> int:
     from .runtime import RuntimeOptions
     from .store.eventlog import StoreError
 
-    path = config_path(args, required=True)
-    assert path is not None
-    config = load_or_report(path)
-    if config is None:
+    chosen = _config_and_agents(args)
+    if chosen is None:
         return EXIT_CONFIG
-    agents = _chosen(config, args.agent)
-    if agents is None:
-        return EXIT_CONFIG
+    config, agents = chosen
     state_dir = _state_dir(args, config).resolve()
     holder = _lock_holder(state_dir)
     if holder is not None:

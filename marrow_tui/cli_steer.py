@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from . import cli_hub
+from .core.text import ago
 from .hub.client import Frame, HubClient, HubConnectionError, Refused
 
 EXIT_OK = 0
@@ -213,19 +214,11 @@ def render_requests(frame: Frame, args: argparse.Namespace) -> str:
     for r in requests:
         waited = (r.get("ended") or now) - r["created"]
         state = r["state"] if r["state"] != "open" else (
-            f"open, {_short_time(r['timeout_at'] - now)} left" if r.get("timeout_at")
+            f"open, {ago(r['timeout_at'] - now)} left" if r.get("timeout_at")
             else "open")
-        rows.append([r["id"], r["asker"], _short_time(waited), state, r.get("task_id") or "-",
+        rows.append([r["id"], r["asker"], ago(waited), state, r.get("task_id") or "-",
                      " ".join(r["question"].split())[:70]])
     return cli_hub.table(["ID", "ASKER", "WAITED", "STATE", "ABOUT", "QUESTION"], rows)
-
-
-def _short_time(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

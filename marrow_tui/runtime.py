@@ -24,7 +24,7 @@ from typing import Protocol as TypingProtocol
 
 from .core.events import Event
 from .core.state import OFFLINE_TTL, State
-from .hub.protocol import ALL, Delivery, Outcome, Protocol
+from .hub.protocol import ALL, Call, Delivery, Outcome, Protocol
 from .scheduler.orphans import stop_left_behind
 from .scheduler.runner import tail_line
 from .store.eventlog import EventLog, StoreError
@@ -294,3 +294,34 @@ class LocalSession:
 
     def close(self) -> None:
         self.runtime._leave(self)
+
+
+class Producer:
+    """A part of the runtime that makes events itself and serves verbs (the scheduler, the
+    orchestrator). Its events take the command path like everyone's: applied to the state,
+    then submitted, so the log has them before anyone hears of them. While it serves a verb
+    they go into that verb's outcome instead, so the reply follows them."""
+
+    runtime: Runtime
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        #: the verb being served, if any
+        self._call: Call | None = None
+
+    def _emit(self, event: Event) -> None:
+        if self._call is not None:
+            self._call.emit(event)
+            return
+        self.runtime.state.apply(event)
+        self.runtime.submit(Outcome(events=[event]))
+
+    def _serving(self, handler: Callable[[Call], None]) -> Callable[[Call], None]:
+        """`handler` as a verb: the events it emits go with its reply."""
+        def serve(call: Call) -> None:
+            self._call = call
+            try:
+                handler(call)
+            finally:
+                self._call = None
+        return serve

@@ -227,22 +227,22 @@ class SteeringBook:
             if request.timeout_at is not None:
                 heapq.heappush(self._deadlines, (request.timeout_at, request.id))
         elif event.kind == "steer_end":
-            request = self.open.pop(d["id"], None)
-            if request is None:
+            ended = self.open.pop(d["id"], None)
+            if ended is None:
                 return
-            request.state = d["state"]
-            request.answer = d.get("answer")
-            request.answered_by = d.get("by", "")
-            request.ended = d.get("at")
-            request.default_used = bool(d.get("default_used"))
-            self._retire(request)
+            ended.state = d["state"]
+            ended.answer = d.get("answer")
+            ended.answered_by = d.get("by", "")
+            ended.ended = d.get("at")
+            ended.default_used = bool(d.get("default_used"))
+            self._retire(ended)
         elif event.kind == "steer_delivered":
-            request = self.get(d["id"])
-            if request is not None and not request.delivered:
-                request.delivered = True
+            found = self.get(d["id"])
+            if found is not None and not found.delivered:
+                found.delivered = True
                 # an event from before acks were timed says nothing: count from the end
                 at = d.get("at")
-                request.delivered_at = at if at is not None else request.ended
+                found.delivered_at = at if at is not None else found.ended
 
     def _retire(self, request: Request) -> None:
         self.ended[request.id] = request

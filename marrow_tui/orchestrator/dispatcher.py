@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import AgentConfig
 from ..core.events import Event, Refusal
-from ..hub.protocol import Call, Outcome, text_field
+from ..hub.protocol import Call, text_field
+from ..runtime import Producer
 from ..scheduler.runner import RunResult, prune_logs, run_session, session_id, tail_line
 from . import rules
 from .tracker import Issue, ScanResult, TrackerError, create_issue, move_issue, scan
@@ -107,11 +108,11 @@ class _Retry:
     error: str | None
 
 
-class Orchestrator:
+class Orchestrator(Producer):
     def __init__(self, runtime: Runtime, workflow_path: Path, *, hub_uri: str = "",
                  token: str | None = None, clock: Callable[[], float] | None = None,
                  watch: bool = True) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.path = workflow_path.resolve()
         self.hub_uri = hub_uri
         self.token = token
@@ -135,7 +136,6 @@ class Orchestrator:
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
-        self._call: Call | None = None
         #: set on stop: the file watches end (their threads would keep the loop from closing)
         self._watch_stop = asyncio.Event()
 
@@ -791,22 +791,6 @@ class Orchestrator:
 
     # ---- the command path ----------------------------------------------------------------
 
-    def _emit(self, event: Event) -> None:
-        if self._call is not None:
-            self._call.emit(event)
-            return
-        self.runtime.state.apply(event)
-        self.runtime.submit(Outcome(events=[event]))
-
-    def _serving(self, handler: Callable[[Call], None]) -> Callable[[Call], None]:
-        def serve(call: Call) -> None:
-            self._call = call
-            try:
-                handler(call)
-            finally:
-                self._call = None
-        return serve
-
     def _entry_for(self, call: Call) -> _Running | None:
         wanted = text_field(call.frame, "issue").strip()
         session = text_field(call.frame, "session").strip()
@@ -881,12 +865,19 @@ class Orchestrator:
             return False
         return True
 
-    def _verb_dispatch(self, call: Call) -> None:
+    def _operator_issue(self, call: Call) -> Issue | None:
+        """The issue an operator verb names; None (and the frame refused) if the caller is
+        not the operator or the tracker has no such issue."""
         if not self._operator_only(call):
-            return
+            return None
         issue = self._find(call)
         if issue is None:
             call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
+        return issue
+
+    def _verb_dispatch(self, call: Call) -> None:
+        issue = self._operator_issue(call)
+        if issue is None:
             return
         if issue.id in self.running:
             call.deny("error", Refusal("already_running", f"{issue.identifier} is running."))
@@ -906,11 +897,8 @@ class Orchestrator:
                    identifier=issue.identifier)
 
     def _verb_cancel(self, call: Call) -> None:
-        if not self._operator_only(call):
-            return
-        issue = self._find(call)
+        issue = self._operator_issue(call)
         if issue is None:
-            call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
             return
         entry = self.running.get(issue.id)
         self.retries.pop(issue.id, None)
@@ -924,11 +912,8 @@ class Orchestrator:
                    identifier=issue.identifier)
 
     def _verb_retry(self, call: Call) -> None:
-        if not self._operator_only(call):
-            return
-        issue = self._find(call)
+        issue = self._operator_issue(call)
         if issue is None:
-            call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
             return
         self._unpark(issue)
         retry = self.retries.get(issue.id)

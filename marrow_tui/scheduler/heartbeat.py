@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
-from ..hub.protocol import Call, Outcome, text_field
+from ..hub.protocol import Call, text_field
+from ..runtime import Producer
 from .prompt import assemble
 from .runner import RunResult, prune_logs, run_session, session_id, tail_line
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
@@ -69,7 +70,7 @@ class _Run:
     stdout: Path | None = None
 
 
-class Scheduler:
+class Scheduler(Producer):
     def __init__(
         self,
         runtime: Runtime,
@@ -80,7 +81,7 @@ class Scheduler:
         watch: bool = True,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.config = config
         self.hub_uri = hub_uri
         self.token = token
@@ -92,8 +93,6 @@ class Scheduler:
         self._tasks: list[asyncio.Task[Any]] = []
         self._retiring: set[str] = set()
         self._stopping = False
-        #: the verb being handled: events go into its outcome, so its reply follows them
-        self._call: Call | None = None
         #: set on stop: the config watch ends (its thread would keep the loop from closing)
         self._watch_stop = asyncio.Event()
 
@@ -470,22 +469,6 @@ class Scheduler:
                 self._publish(name)
 
     # ---- the command path ----------------------------------------------------------------
-
-    def _emit(self, event: Event) -> None:
-        if self._call is not None:
-            self._call.emit(event)
-            return
-        self.runtime.state.apply(event)
-        self.runtime.submit(Outcome(events=[event]))
-
-    def _serving(self, handler: Callable[[Call], None]) -> Callable[[Call], None]:
-        def serve(call: Call) -> None:
-            self._call = call
-            try:
-                handler(call)
-            finally:
-                self._call = None
-        return serve
 
     def _publish(self, name: str | None = None) -> None:
         names = [name] if name is not None else list(self.schedules)

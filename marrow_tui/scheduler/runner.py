@@ -163,12 +163,12 @@ async def run_session(
 
     code = proc.returncode
     if ended_by == "timeout":
-        return result("timeout", f"timed out after {_seconds(limit)}", proc.pid, code)
+        return result("timeout", f"timed out after {seconds_text(limit)}", proc.pid, code)
     if ended_by == "stopped":
         return result("stopped", "stopped by operator", proc.pid, code)
     if code == 0:
         return result("ok", "exit 0", proc.pid, code)
-    return result("failed", _describe_exit(code), proc.pid, code)
+    return result("failed", describe_exit(code), proc.pid, code)
 
 
 def tail_line(path: Path) -> str:
@@ -288,7 +288,7 @@ async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]
         await asyncio.sleep(POLL)
     if proc.returncode is None or await asyncio.to_thread(group_alive, pgid):
         signal_group(pgid, signal.SIGKILL)
-        warnings.append(f"still running {_seconds(grace)} after SIGTERM; sent SIGKILL")
+        warnings.append(f"still running {seconds_text(grace)} after SIGTERM; sent SIGKILL")
     try:
         await asyncio.wait_for(proc.wait(), KILL_WAIT)
     except TimeoutError:
@@ -480,8 +480,11 @@ def _append(path: Path, text: str) -> None:
         pass
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
+def describe_exit(code: int | None) -> str:
+    """How a process ended, for people: "exit 7", "killed by SIGKILL", "ended" (unknown)."""
+    if code is None:
+        return "ended"
+    if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
@@ -489,5 +492,6 @@ def _describe_exit(code: int | None) -> str:
     return f"exit {code}"
 
 
-def _seconds(value: float) -> str:
+def seconds_text(value: float) -> str:
+    """0.5 -> "0.5s", 10.0 -> "10s"."""
     return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"

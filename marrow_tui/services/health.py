@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..config import ServiceConfig
+from ..scheduler.runner import describe_exit, seconds_text
 
 HOST = "127.0.0.1"
 #: the longest status line we read
@@ -51,7 +52,7 @@ async def check(
             if kind == "command":
                 return await _command(health.command, port, cwd, env, limit)
     except TimeoutError:
-        return False, f"timed out after {_seconds(limit)}"
+        return False, f"timed out after {seconds_text(limit)}"
     return False, f"unknown health check kind {kind!r}"
 
 
@@ -133,17 +134,8 @@ async def _command(
     last = _last_line(tail)
     if code == 0:
         return True, "exit 0" + (f": {last}" if last else "")
-    what = _describe_exit(code)
+    what = describe_exit(code)
     return False, what + (f": {last}" if last else "")
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit {code}"
 
 
 def _last_line(data: bytes) -> str:
@@ -162,5 +154,3 @@ def _oserror(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
-def _seconds(value: float) -> str:
-    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 from pathlib import Path
 
@@ -126,26 +127,57 @@ class RotatingLog:
         self._open()
 
 
-def drain(fd: int, log: RotatingLog, name: str = "drain") -> threading.Thread:
-    """Start a daemon thread that reads `fd` (a pipe's read end) until end of file into `log`,
-    then closes `fd`. End of file comes when every process holding the write end is gone."""
+class Drainer:
+    """The thread that drains one pipe into a log: it reads the pipe's read end until end of
+    file, or until `stop()` (then it takes what is already there and goes), and closes the
+    read end itself, so the fd is never closed under a blocked read."""
 
-    def run() -> None:
+    #: milliseconds between looks at the stop flag while the pipe is quiet
+    POLL_MS = 200
+    #: chunks still read after `stop()` (a writer that never pauses must not keep it)
+    LAST_CHUNKS = 16
+
+    def __init__(self, fd: int, log: RotatingLog, name: str) -> None:
+        self._fd = fd
+        self._log = log
+        self._quit = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._quit.set()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        left = self.LAST_CHUNKS
         try:
             while True:
+                quitting = self._quit.is_set()
+                if quitting:
+                    left -= 1
+                    if left < 0:
+                        break
                 try:
-                    data = os.read(fd, CHUNK)
+                    ready = poller.poll(0 if quitting else self.POLL_MS)
+                except InterruptedError:
+                    continue
+                if not ready:
+                    if quitting:
+                        break
+                    continue
+                try:
+                    data = os.read(self._fd, CHUNK)
                 except InterruptedError:
                     continue
                 except OSError:
                     break
                 if not data:
                     break
-                log.write(data)
+                self._log.write(data)
         finally:
             with contextlib.suppress(OSError):
-                os.close(fd)
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
+                os.close(self._fd)

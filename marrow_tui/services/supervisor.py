@@ -63,11 +63,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import shlex
 import signal
 import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,10 +74,18 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ServiceConfig
-from ..scheduler.runner import _spawning, end_group, group_alive, signal_group, tail_line
+from ..scheduler.runner import (
+    _spawning,
+    describe_exit,
+    end_group,
+    group_alive,
+    seconds_text,
+    signal_group,
+    tail_line,
+)
 from . import health as health_checks
 from .graph import cycle_in, cycle_text, edges
-from .logs import BACKUPS, CHUNK, MAX_BYTES, RotatingLog
+from .logs import BACKUPS, MAX_BYTES, Drainer, RotatingLog
 
 log = logging.getLogger("marrow.services")
 
@@ -142,7 +148,7 @@ class _Service:
     healthy_since: float | None = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
-    drainer: _Drainer | None = None
+    drainer: Drainer | None = None
     #: operator stops and restarts so far: a restart starts the service again only if no
     #: other operator action came while it was stopping it
     ops: int = 0
@@ -530,7 +536,7 @@ class Supervisor:
             delay = backoff_delay(cfg, n)
             of = f" of {cfg.max_restarts}" if cfg.max_restarts > 0 else ""
             self._set(svc, "backoff", pid=None,
-                      reason=f"{reason}; restart {n}{of} in {_seconds(delay)}")
+                      reason=f"{reason}; restart {n}{of} in {seconds_text(delay)}")
             waited = await self._backoff(svc, delay)
             if waited == "stop":
                 self._set(svc, "stopped", reason=svc.stop_reason or "stopped", pid=None)
@@ -601,7 +607,7 @@ class Supervisor:
         await self._drained(svc)
         code = proc.returncode
         if kind == "exit":
-            reason = _describe_exit(code) + (" before it was healthy"
+            reason = describe_exit(code) + (" before it was healthy"
                                               if svc.healthy_since is None else "")
             last = tail_line(svc.log.path) if code is not None and code >= 0 else ""
             if last and not last.startswith("--- marrow-tui"):  # its last words, if any
@@ -620,7 +626,7 @@ class Supervisor:
         while True:  # starting: poll until healthy
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return "timeout", f"not healthy within {_seconds(cfg.start_timeout)}" + (
+                return "timeout", f"not healthy within {seconds_text(cfg.start_timeout)}" + (
                     f" (last check: {detail})" if detail else "")
             what, result = await self._race(self._check(svc, remaining), exited, stopping,
                                             remaining)
@@ -768,7 +774,7 @@ class Supervisor:
         svc.log.note(f"--- marrow-tui {self._stamp()}: {svc.name} started, pid {proc.pid}"
                      + (f", port {port}" if port is not None else "")
                      + f": {shlex.join(argv)}")
-        svc.drainer = _Drainer(read_end, svc.log, name=f"service log {svc.name}")
+        svc.drainer = Drainer(read_end, svc.log, name=f"service log {svc.name}")
         return proc
 
     def _environment(self, svc: _Service, fill: Callable[[str], str]) -> dict[str, str]:
@@ -817,62 +823,6 @@ class Supervisor:
 
     def _stamp(self) -> str:
         return datetime.fromtimestamp(self._clock()).isoformat(timespec="seconds")
-
-
-class _Drainer:
-    """logs.drain that can be told to stop: a thread reads a pipe's read end into the log
-    until end of file, or until `stop()` (then it takes what is already there and goes), and
-    closes the read end itself, so the fd is never closed under a blocked read."""
-
-    #: milliseconds between looks at the stop flag while the pipe is quiet
-    POLL_MS = 200
-    #: chunks still read after `stop()` (a writer that never pauses must not keep it)
-    LAST_CHUNKS = 16
-
-    def __init__(self, fd: int, log: RotatingLog, name: str) -> None:
-        self._fd = fd
-        self._log = log
-        self._quit = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self._quit.set()
-
-    def is_alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def _run(self) -> None:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        left = self.LAST_CHUNKS
-        try:
-            while True:
-                quitting = self._quit.is_set()
-                if quitting:
-                    left -= 1
-                    if left < 0:
-                        break
-                try:
-                    ready = poller.poll(0 if quitting else self.POLL_MS)
-                except InterruptedError:
-                    continue
-                if not ready:
-                    if quitting:
-                        break
-                    continue
-                try:
-                    data = os.read(self._fd, CHUNK)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    break
-                if not data:
-                    break
-                self._log.write(data)
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -1019,21 +969,6 @@ def pick_port(taken: set[int] | frozenset[int] = frozenset()) -> int:
         if port not in taken:
             return port
     raise _CannotStart("no free port found")
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "ended"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit {code}"
-
-
-def _seconds(value: float) -> str:
-    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"
 
 
 def _file_name(name: str) -> str:

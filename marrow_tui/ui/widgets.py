@@ -28,6 +28,7 @@ from textual.widgets import RichLog
 
 from ..core.claims import Claim
 from ..core.state import State
+from ..core.text import ago
 from .bridge import Activity
 
 FILL_CHUNK = 500
@@ -36,15 +37,6 @@ ACTIVITY_LINES = 2000
 #: rendered lines the activity log keeps (each holds render caches the collector must scan);
 #: every entry up to ACTIVITY_LINES is still kept for the filter
 RENDERED_LINES = 200
-
-
-def ago(seconds: float) -> str:
-    """A short, stable duration: 45s, 12m, 3h, 2d."""
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 class KeyedTable(ScrollView):
