@@ -215,12 +215,11 @@ class Diagnostic:
         return f"{where}:{key} {self.severity}: {self.message}"
 
 
-@dataclass(slots=True)
-class Loaded:
-    """What `load_config` found. `config` is None when there is any error."""
+class Findings:
+    """`errors` and `warnings` of something that has `diagnostics` (a loaded file)."""
 
-    config: Config | None
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    __slots__ = ()
+    diagnostics: list[Diagnostic]
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -229,6 +228,14 @@ class Loaded:
     @property
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+@dataclass(slots=True)
+class Loaded(Findings):
+    """What `load_config` found. `config` is None when there is any error."""
+
+    config: Config | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

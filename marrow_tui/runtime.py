@@ -12,11 +12,12 @@ also only once they are durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,30 @@ class Producer:
         self.runtime = runtime
         #: the verb being served, if any
         self._call: Call | None = None
+        #: its background tasks (loops, watches), stopped by _stop_tasks
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A background task that is stopped with its producer and never fails silently."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.append(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            if task in self._tasks:
+                self._tasks.remove(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s: the %s task failed", type(self).__name__, name,
+                          exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def _stop_tasks(self) -> None:
+        tasks, self._tasks = list(self._tasks), []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     def _emit(self, event: Event) -> None:
         if self._call is not None:

@@ -28,7 +28,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -134,7 +134,6 @@ class Orchestrator(Producer):
         self.last_scan: ScanResult | None = None
         self._shown: dict[str, dict[str, Any]] = {}
         self._poke = asyncio.Event()
-        self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         #: set on stop: the file watches end (their threads would keep the loop from closing)
         self._watch_stop = asyncio.Event()
@@ -165,12 +164,7 @@ class Orchestrator(Producer):
     async def stop(self) -> None:
         self._stopping = True
         self._watch_stop.set()
-        tasks, self._tasks = list(self._tasks), []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._stop_tasks()
         runs = [r.task for r in self.running.values() if r.task is not None]
         for entry in self.running.values():
             entry.stopped_for = entry.stopped_for or "shutdown"
@@ -184,18 +178,6 @@ class Orchestrator(Producer):
 
     def poke(self) -> None:
         self._poke.set()
-
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        self._tasks.append(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            if task in self._tasks:
-                self._tasks.remove(task)
-            if not task.cancelled() and task.exception() is not None:
-                log.error("the orchestrator's %s task failed", name, exc_info=task.exception())
-
-        task.add_done_callback(done)
 
     # ---- the workflow --------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ from liquid import Environment, StrictUndefined
 from liquid.exceptions import LiquidError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from ..config import Diagnostic
+from ..config import Diagnostic, Findings
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
 
 WORKFLOW_FILE = "WORKFLOW.md"
@@ -223,21 +223,13 @@ class Workflow:
 
 
 @dataclass(slots=True)
-class LoadedWorkflow:
+class LoadedWorkflow(Findings):
     """What `load_workflow` found. `workflow` is None when there is any error."""
 
     workflow: Workflow | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     #: the spec's error class of the first error (missing_workflow_file, ...), else None
     code: str | None = None
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "warning"]
 
     @property
     def ok(self) -> bool:

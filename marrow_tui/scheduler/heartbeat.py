@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -90,7 +90,6 @@ class Scheduler(Producer):
         self.schedules: dict[str, Schedule] = {}
         self.runs: dict[str, _Run] = {}  # by agent name
         self._poke = asyncio.Event()
-        self._tasks: list[asyncio.Task[Any]] = []
         self._retiring: set[str] = set()
         self._stopping = False
         #: set on stop: the config watch ends (its thread would keep the loop from closing)
@@ -119,30 +118,12 @@ class Scheduler(Producer):
             if self.watch and self.config is not None:
                 self._spawn(self._watch(), "config-watch")
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        """A background task that is stopped with the scheduler and never fails silently."""
-        task = asyncio.create_task(work, name=name)
-        self._tasks.append(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            if task in self._tasks:
-                self._tasks.remove(task)
-            if not task.cancelled() and task.exception() is not None:
-                log.error("the scheduler's %s task failed", name, exc_info=task.exception())
-
-        task.add_done_callback(done)
-
     async def stop(self, grace: float | None = None) -> None:
         """Stop the loops, stop every run (SIGTERM, then SIGKILL after its grace), and return
         only once each run has ended and said so in the log."""
         self._stopping = True
         self._watch_stop.set()
-        tasks, self._tasks = list(self._tasks), []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._stop_tasks()
         runs = [run.task for run in self.runs.values() if run.task is not None]
         for run in self.runs.values():
             run.stop.set()
