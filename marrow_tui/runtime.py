@@ -105,13 +105,14 @@ class Runtime:
         self.protocol = Protocol(self.state, self.log.hub_id, self.clock)
         self.log.start()
         # Runs the last process left running ended with it; say so in the log at once, and
-        # stop whatever processes they left behind.
+        # stop whatever processes they left behind (by their tag, and in the process groups
+        # and sessions the log recorded for them).
         running = self.state.sessions.running()
-        stopped = await stop_left_behind({s.id for s in running}) if running else set()
+        stopped = await stop_left_behind(running) if running else {}
         for session in running:  # what it said last, from its log (progress is not logged)
             if session.stdout and not session.last_line:
                 session.last_line = tail_line(Path(session.stdout))
-        ended = self.state.sessions.interrupt(self.clock(), frozenset(stopped))
+        ended = self.state.sessions.interrupt(self.clock(), stopped)
         for event in ended:
             self.state.apply(event)
         self.interrupted = [event.data for event in ended]

@@ -27,6 +27,8 @@ from marrow_tui.scheduler.orphans import processes_of
 
 from .conftest import WAIT, FakeClock, Hub, start_hub
 from .hubproc import clean_env
+from .leftover_procs import Leftovers, escape_line, leftovers  # noqa: F401 (a fixture)
+from .test_prompt import gone, until
 
 
 def script(path: Path, body: str) -> Path:
@@ -293,11 +295,99 @@ async def test_after_a_kill_the_history_is_intact_and_the_orphan_is_stopped(
     run = await make(config, state=state)
     session = run.hub.runtime.state.sessions.by_id[sid]
     assert session.state == "interrupted"
-    assert "stopped the process group it left" in session.reason
+    assert session.reason == ("marrow-tui stopped while it ran; "
+                              "stopped the 1 process it left behind")
     assert _gone(pid)
     # Its task went back to the queue and was handed to the first run after the restart.
     [first] = await run.until(lambda: run.of("session_start"))
     assert [Path(p).name for p in first["tasks"]] == ["20260101-000000-000-x.md"]
+
+
+async def test_a_shutdown_stops_what_the_run_left_and_says_shutdown(
+        tmp_path: Path, make: Any, leftovers: Leftovers) -> None:
+    """A normal quit: the run ends "stopped at shutdown" (not "by operator"), and its
+    processes go with it: one that left for a session of its own (found by MARROW_SESSION)
+    and one with a wiped environment in a group of its own (found by its session id)."""
+    ws = tmp_path / "ws" / "a"
+    ws.mkdir(parents=True)
+    escaped, job = leftovers.watch(ws / "escaped.pid", ws / "job.pid")
+    body = (escape_line(ws, "setsid", "escaped.pid", "kept")
+            + escape_line(ws, "setpgid", "job.pid", "wiped") + "echo busy; exec sleep 600\n")
+    run = await make(write_config(tmp_path, {"a": body}))
+    [start] = await run.until(lambda: run.of("session_start"))
+    pids = await leftovers.pids_of(escaped, job)
+    await run.until(lambda: run.of("session_pid", id=start["id"]))
+    await run.scheduler.stop()
+    for pid in pids:
+        assert await until(lambda: gone(pid)), f"pid {pid} outlived the shutdown"
+    [end] = await run.until(lambda: run.of("session_end", id=start["id"]))
+    assert end["state"] == "stopped"
+    assert end["reason"] == ("stopped at shutdown; "
+                             "stopped the 1 process that had left its process group")
+
+
+async def test_after_a_kill_the_stripped_and_escaped_processes_are_stopped_too(
+        tmp_path: Path, make: Any, leftovers: Leftovers) -> None:
+    """SIGKILL the real program mid-run. Its run left four processes: the agent itself, one
+    that left for a session of its own with MARROW_SESSION, and two with no environment at all
+    (one in the run's group, one in a group of its own in the run's session). The restart
+    stops all four, and the log says exactly that."""
+    ws = tmp_path / "ws" / "a"
+    ws.mkdir(parents=True)
+    files = leftovers.watch(ws / "escaped.pid", ws / "bare.pid", ws / "job.pid")
+    body = (escape_line(ws, "setsid", "escaped.pid", "kept")
+            + escape_line(ws, "stay", "bare.pid", "wiped")
+            + escape_line(ws, "setpgid", "job.pid", "wiped")
+            + "echo busy; exec sleep 600\n")
+    config = write_config(tmp_path, {"a": body})
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marrow_tui", "--no-ui", "--port", "0", "--config", str(config),
+         "--state-dir", str(state)], stdout=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        line = ""
+        assert proc.stdout is not None
+        while " started " not in line:
+            line = proc.stdout.readline()
+            assert line, "marrow-tui exited before the run started"
+        sid = line.split()[2]
+        pids = await leftovers.pids_of(*files)
+        async with asyncio.timeout(WAIT):  # the leader is up and its group is in the log
+            while not (_logged_group(state, sid) and processes_of({sid}).get(sid)):
+                await asyncio.sleep(0.01)
+        leader = _logged_group(state, sid)
+        leftovers.pids.append(leader)
+    finally:
+        proc.kill()
+        proc.wait(timeout=WAIT)
+    for pid in [leader, *pids]:
+        os.kill(pid, 0)  # all outlived the kill
+    run = await make(config, state=state)
+    for pid in [leader, *pids]:
+        assert _gone(pid), f"pid {pid} outlived the restart"
+    session = run.hub.runtime.state.sessions.by_id[sid]
+    assert session.state == "interrupted"
+    assert session.reason == ("marrow-tui stopped while it ran; "
+                              "stopped the 4 processes it left behind")
+
+
+def _logged_group(state: Path, sid: str) -> int:
+    """The process group the log recorded for `sid` (0 while it has none)."""
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{state / 'events.db'}?mode=ro", uri=True, timeout=1)
+    try:
+        rows = db.execute("SELECT data FROM events WHERE kind = 'session_pid'").fetchall()
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+    for (data,) in rows:
+        event = json.loads(data)
+        if event.get("id") == sid:
+            return int(event.get("pgid") or event["pid"])
+    return 0
 
 
 def _gone(pid: int) -> bool:

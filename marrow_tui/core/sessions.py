@@ -11,12 +11,14 @@ drive them with any clock:
 
 `SessionBook` is the history the console shows: every run is a session, begun and ended by
 events in the log, so a restart shows past sessions, and a session that was running when the
-process died is ended as `interrupted` on the next start.
+process died is ended as `interrupted` on the next start. The log also records each run's
+process group and session ids (`session_pid`), so that start can stop what the run left behind.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -128,6 +130,14 @@ class Session:
     #: the task files handed to this run
     tasks: list[str] = field(default_factory=list)
     pid: int | None = None
+    #: the leader's process group and (Unix) session ids: the same as `pid`, as the leader
+    #: starts both; recorded so a restart after a crash can find a group that lost its tag
+    pgid: int | None = None
+    psid: int | None = None
+    #: the leader's start time (clock ticks after boot, /proc/<pid>/stat) and the boot's id:
+    #: a recorded group is only ours while its leader still matches (pids are reused)
+    pid_start: int | None = None
+    boot: str = ""
     ended: float | None = None
     #: "running" or one of END_STATES
     state: str = "running"
@@ -141,6 +151,31 @@ class Session:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Cleanup:
+    """What stopping the processes a run left behind achieved."""
+
+    #: how many ended
+    stopped: int = 0
+    #: the pids still running after SIGKILL (another user's, or stuck in the kernel)
+    survivors: tuple[int, ...] = ()
+
+    def text(self, what: str = "it left behind") -> str:
+        """"stopped the 2 processes it left behind", and which could not be stopped."""
+        parts = []
+        if self.stopped:
+            parts.append(f"stopped the {_processes(self.stopped)} {what}")
+        if self.survivors:
+            pids = ", ".join(map(str, self.survivors))
+            parts.append(f"{_processes(len(self.survivors))} {what} could not be stopped "
+                         f"(pid{'s' if len(self.survivors) > 1 else ''} {pids})")
+        return "; ".join(parts)
+
+
+def _processes(count: int) -> str:
+    return f"{count} process{'' if count == 1 else 'es'}"
 
 
 @dataclass(slots=True)
@@ -193,6 +228,10 @@ class SessionBook:
             session = self.by_id.get(d["id"])
             if session is not None and session.running:
                 session.pid = d["pid"]
+                session.pgid = d.get("pgid")
+                session.psid = d.get("psid")
+                session.pid_start = d.get("pid_start")
+                session.boot = d.get("boot", "")
         elif kind == "session_progress":
             session = self.by_id.get(d["id"])
             if session is not None and session.running:
@@ -232,21 +271,25 @@ class SessionBook:
         """Every kept session, newest first."""
         return sorted(self.by_id.values(), key=lambda s: (s.started, s.id), reverse=True)
 
-    def interrupt(self, now: float, stopped: frozenset[str] = frozenset()) -> list[Event]:
+    def interrupt(self, now: float,
+                  cleanups: Mapping[str, Cleanup] | None = None) -> list[Event]:
         """End, as interrupted, every session the last process left running.
 
-        `stopped` names the sessions whose left-behind processes were found and stopped.
+        `cleanups` says, by session, what stopping its left-behind processes achieved (a
+        session with none found is not in it); the reason repeats it, and claims no more.
         """
-        return [
-            Event("session_end", {
+        cleanups = cleanups or {}
+        ends = []
+        for s in self.running():
+            cleanup = cleanups.get(s.id)
+            said = cleanup.text() if cleanup is not None else ""
+            ends.append(Event("session_end", {
                 "id": s.id, "agent": s.agent, "started": s.started, "ended": now,
                 "state": "interrupted", "code": None,
-                "reason": "marrow-tui stopped while it ran"
-                          + ("; stopped the process group it left" if s.id in stopped else ""),
+                "reason": "marrow-tui stopped while it ran" + (f"; {said}" if said else ""),
                 "last_line": s.last_line, "tasks": list(s.tasks),
-            })
-            for s in self.running()
-        ]
+            }))
+        return ends
 
     # ---- snapshots -----------------------------------------------------------------------
 

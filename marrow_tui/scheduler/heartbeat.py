@@ -31,8 +31,9 @@ from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.protocol import Call, text_field
 from ..runtime import Producer
+from .orphans import leader_fields
 from .prompt import assemble
-from .runner import RunResult, prune_logs, run_session, session_id, tail_line
+from .runner import RunResult, StopRequest, prune_logs, run_session, session_id, tail_line
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ FAILED = frozenset({"failed", "timeout", "error"})
 class _Run:
     agent: AgentConfig
     session: str
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: StopRequest = field(default_factory=StopRequest)
     task: asyncio.Task[RunResult | None] | None = None
     last_line: str = ""
     stdout: Path | None = None
@@ -119,14 +120,15 @@ class Scheduler(Producer):
                 self._spawn(self._watch(), "config-watch")
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop the loops, stop every run (SIGTERM, then SIGKILL after its grace), and return
-        only once each run has ended and said so in the log."""
+        """Stop the loops, stop every run (SIGTERM, then SIGKILL after its grace; with the
+        processes that left its session carrying its tag), and return only once each run has
+        ended, "stopped at shutdown", and said so in the log."""
         self._stopping = True
         self._watch_stop.set()
         await self._stop_tasks()
         runs = [run.task for run in self.runs.values() if run.task is not None]
         for run in self.runs.values():
-            run.stop.set()
+            run.stop.shutdown()
         if not runs:
             return
         longest = max(run.agent.stop_grace for run in self.runs.values())
@@ -299,14 +301,15 @@ class Scheduler(Producer):
                 handed = await asyncio.to_thread(_hand_over, queued)
             result = await self._assemble_and_run(run, handed)
             if result is None:
-                state, reason = "stopped", "stopped by operator before it started"
+                who = "at shutdown" if run.stop.at_shutdown else "by operator"
+                state, reason = "stopped", f"stopped {who} before it started"
             else:
                 state, code, reason = result.state, result.code, result.reason
                 last = result.last_line
                 for warning in result.warnings:
                     log.warning("%s: %s", sid, warning)
         except asyncio.CancelledError:
-            state, reason = "stopped", "marrow-tui stopped"
+            state, reason = "stopped", "stopped at shutdown"
             raise
         except Exception as exc:  # a bug of ours, or a broken task folder: this run only
             log.exception("run %s could not run", sid)
@@ -338,8 +341,10 @@ class Scheduler(Producer):
             log.warning("%s: %s", sid, warning)
         return await run_session(
             agent, assembled.prompt, sid, env_extra=self._env(agent, sid),
+            # The group and session ids go in the log: after a crash, the next start stops
+            # what is left in them (orphans.py).
             on_start=lambda pid: self._emit(Event("session_pid", {
-                "id": sid, "agent": agent.name, "pid": pid})),
+                "id": sid, "agent": agent.name, "pid": pid, **leader_fields(pid)})),
             stop=run.stop, clock=self.clock,
         )
 

@@ -12,10 +12,14 @@ never reports a start failure. Here:
 * stdout and stderr go straight to `<log_dir>/<sid>.{stdout,stderr}.log`: the child holds the
   file descriptors, we never read a pipe, so a chatty agent can neither block nor cost us memory;
 * a timeout or a stop request sends SIGTERM to the whole group, waits `stop_grace`, then sends
-  SIGKILL to whatever is left;
+  SIGKILL to whatever is left. "The group" here also takes in the processes that moved to a
+  group of their own within the run's session (as a shell with job control puts its jobs);
 * when the leader exits by itself and members of its group are still running, they get the
   same SIGTERM, grace, SIGKILL treatment, so no session leaves orphans behind. A process that
-  must outlive its session has to leave the group (setsid), as any daemon does anyway;
+  must outlive its session has to leave the session (setsid), as any daemon does anyway;
+* nothing of a run outlives marrow-tui itself: a stop at shutdown (`StopRequest.shutdown`)
+  or a cancelled run also ends, after the group, the processes that left the session but
+  still carry the run's `MARROW_SESSION` (orphans.py; after a crash, the next start does);
 * every outcome is a `RunResult` with a state and a human reason; `run_session` never raises
   for a failure of the agent (only cancellation propagates, after the group is ended).
 """
@@ -37,6 +41,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import AgentConfig
+from ..core.sessions import Cleanup
+from .orphans import stop_tagged
 
 #: Linux MAX_ARG_STRLEN: the longest single argv string, its NUL included
 MAX_ARG_STRLEN = 128 * 1024
@@ -50,6 +56,8 @@ STATES = ("ok", "failed", "timeout", "stopped", "error")
 KILL_WAIT = 5.0
 #: how often group membership is polled while waiting for a group to empty
 POLL = 0.05
+#: how a shutdown's reason names the processes that had left the run's group
+LEFT_THE_GROUP = "that had left its process group"
 
 
 @dataclass(slots=True)
@@ -66,7 +74,7 @@ class RunResult:
     #: exit status; negative for a signal (-9 = SIGKILL); None when nothing was started
     code: int | None
     #: for people: "exit 0", "exit 7", "killed by SIGSEGV", "timed out after 10s",
-    #: "stopped by operator", "could not start: command not found: foo", ...
+    #: "stopped by operator", "stopped at shutdown", "could not start: command not found: foo"
     reason: str
     stdout_path: Path
     stderr_path: Path
@@ -81,6 +89,24 @@ class RunResult:
     @property
     def duration(self) -> float:
         return max(0.0, self.ended - self.started)
+
+
+class StopRequest(asyncio.Event):
+    """Set to stop a run (by the operator); `shutdown()` to stop it because marrow-tui quits,
+    which also ends the processes that left the run's group, and says so in the reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_shutdown = False
+
+    def shutdown(self) -> None:
+        self.at_shutdown = True
+        self.set()
+
+
+def _stopper(stop: asyncio.Event | None) -> str:
+    """Who a stop came from, for the reason: "at shutdown" or "by operator"."""
+    return "at shutdown" if isinstance(stop, StopRequest) and stop.at_shutdown else "by operator"
 
 
 def session_id(name: str, now: datetime | None = None) -> str:
@@ -104,8 +130,9 @@ async def run_session(
     """Run `agent.agent_command` once with `prompt`; see the module docstring for the rules.
 
     `timeout` overrides `agent.heartbeat_timeout` (0 or less: no limit). Setting `stop` ends
-    the run the same way a timeout does, with state "stopped". Cancelling the call ends the
-    process group (SIGTERM, `stop_grace`, SIGKILL) before the CancelledError propagates.
+    the run the same way a timeout does, with state "stopped"; a `StopRequest` set with
+    `shutdown()` ends, after the group, the processes carrying the run's tag as well. Cancelling
+    the call does both (SIGTERM, `stop_grace`, SIGKILL) before the CancelledError propagates.
     """
     started = clock()
     out_path = agent.log_dir / f"{sid}.stdout.log"
@@ -128,7 +155,7 @@ async def run_session(
     except _CannotStart as exc:
         return result("error", f"could not start: {exc}")
     if stop is not None and stop.is_set():
-        return result("stopped", "stopped by operator (before it started)")
+        return result("stopped", f"stopped {_stopper(stop)} (before it started)")
 
     try:
         proc = await _spawn(agent, launch, out_path, err_path)
@@ -144,17 +171,24 @@ async def run_session(
             warnings.append(f"on_start callback failed: {exc!r}")
 
     feeder = _start_feeder(proc, launch.stdin_data)
+    escaped = ""
     try:
         ended_by = await _wait(proc, stop, limit if limit and limit > 0 else None)
-        if ended_by is not None or group_alive(proc.pid):
+        # (group_alive reads /proc: off the event loop)
+        if ended_by is not None or await asyncio.to_thread(group_alive, proc.pid):
             if ended_by is None:
                 warnings.append(
                     "the agent exited but left processes in its group; sent them SIGTERM"
                 )
-            warnings.extend(await end_group(proc, agent.stop_grace))
+            if ended_by == "stopped" and _stopper(stop) == "at shutdown":
+                ended, cleanup = await _end_all(proc, sid, agent.stop_grace)
+                escaped = cleanup.text(LEFT_THE_GROUP)
+            else:
+                ended = await end_group(proc, agent.stop_grace)
+            warnings.extend(ended)
     except asyncio.CancelledError:
         try:
-            await end_group(proc, agent.stop_grace)
+            await _end_all(proc, sid, agent.stop_grace)
         except asyncio.CancelledError:
             signal_group(proc.pid, signal.SIGKILL)
         raise
@@ -165,7 +199,8 @@ async def run_session(
     if ended_by == "timeout":
         return result("timeout", f"timed out after {seconds_text(limit)}", proc.pid, code)
     if ended_by == "stopped":
-        return result("stopped", "stopped by operator", proc.pid, code)
+        why = f"stopped {_stopper(stop)}" + (f"; {escaped}" if escaped else "")
+        return result("stopped", why, proc.pid, code)
     if code == 0:
         return result("ok", "exit 0", proc.pid, code)
     return result("failed", describe_exit(code), proc.pid, code)
@@ -239,17 +274,30 @@ def signal_group(pgid: int, sig: int) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether a process group has a live member. Zombies do not count: where PID 1 does not
-    reap orphans (some containers), a dead grandchild stays a zombie in the group for ever."""
-    if not signal_group(pgid, 0):
-        return False
+    """Whether a process group, or the session of the same id, has a live member. Zombies do
+    not count: where PID 1 does not reap orphans (some containers), a dead grandchild stays a
+    zombie in the group for ever."""
     if not os.path.isdir("/proc/self"):
-        return True
+        return signal_group(pgid, 0)
     return bool(group_members(pgid))
 
 
+def signal_strays(pgid: int, *sigs: int) -> None:
+    """Send `sigs` to the members of session `pgid` outside group `pgid` (a job-control shell
+    puts its jobs in groups of their own); `signal_group` does not reach them. Reads /proc."""
+    for pid in group_members(pgid):
+        try:
+            if os.getpgid(pid) != pgid:
+                for sig in sigs:
+                    os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def group_members(pgid: int) -> list[int]:
-    """The live (non-zombie) processes in a group, from /proc (Linux); [] elsewhere."""
+    """The live (non-zombie) processes in the group `pgid` or in the session of that id (a
+    leader started with its own session gives both its pid), from /proc (Linux); [] elsewhere.
+    """
     members = []
     try:
         names = os.listdir("/proc")
@@ -264,20 +312,23 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+        if (len(fields) > 3 and pgid in (int(fields[2]), int(fields[3]))
+                and fields[0] not in (b"Z", b"X")):
             members.append(int(name))
     return members
 
 
 async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]:
-    """SIGTERM the process group led by `proc`, wait up to `grace` seconds for it to empty,
-    SIGKILL whatever is left, reap the leader. Returns warnings (empty when all went well)."""
+    """SIGTERM the process group led by `proc` (and the strays of its session), wait up to
+    `grace` seconds for them to end, SIGKILL whatever is left, reap the leader. Returns
+    warnings (empty when all went well)."""
     pgid = proc.pid
     warnings: list[str] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0.0, grace)
     signal_group(pgid, signal.SIGTERM)
     signal_group(pgid, signal.SIGCONT)  # a stopped process only sees SIGTERM once continued
+    await asyncio.to_thread(signal_strays, pgid, signal.SIGTERM, signal.SIGCONT)
     if proc.returncode is None:
         try:
             await asyncio.wait_for(proc.wait(), max(0.0, grace))
@@ -288,12 +339,21 @@ async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]
         await asyncio.sleep(POLL)
     if proc.returncode is None or await asyncio.to_thread(group_alive, pgid):
         signal_group(pgid, signal.SIGKILL)
+        await asyncio.to_thread(signal_strays, pgid, signal.SIGKILL)
         warnings.append(f"still running {seconds_text(grace)} after SIGTERM; sent SIGKILL")
     try:
         await asyncio.wait_for(proc.wait(), KILL_WAIT)
     except TimeoutError:
         warnings.append(f"pid {pgid} did not exit after SIGKILL")
     return warnings
+
+
+async def _end_all(proc: asyncio.subprocess.Process, sid: str,
+                   grace: float) -> tuple[list[str], Cleanup]:
+    """`end_group`, and at the same time (so within the one grace) the processes that left
+    the run's session with its tag."""
+    return await asyncio.gather(end_group(proc, grace),
+                                stop_tagged(sid, grace, outside=proc.pid))
 
 
 # ---- internals --------------------------------------------------------------------------------
