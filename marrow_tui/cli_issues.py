@@ -8,7 +8,10 @@ the orchestrator sets to the issue's identifier) and names the issue from `MARRO
 unless `--issue` says otherwise; without either the hub takes the sender's own run.
 
 `marrow-tui issues` lists what the orchestrator knows: each issue's tracker state and what it
-does with it (running, retrying, parked ...), and the workflow's status.
+does with it (running, retrying, parked ...), the workflow's status, the tracker files it
+refused (and why), and the workspaces it kept because removing them would lose git work.
+`marrow-tui issues --remove-workspace ID` is the operator's confirmation that such a workspace
+may go (an issue's own run is refused).
 
 Exit codes are the hub subcommands' (see cli_hub): 0 done, 1 the hub refused (the issue is not
 running, the tracker could not move the file ...), 2 bad usage found before sending (an empty
@@ -56,8 +59,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "issues", help="list the orchestrator's issues and the workflow's status",
         description="List the issues the orchestrator tracks (running and waiting first, then "
                     "retries, then the rest by priority) and the status of its WORKFLOW.md.")
+    p.add_argument("--remove-workspace", metavar="ID", default=None,
+                   help="remove the workspace kept for issue ID (it had uncommitted or "
+                        "unpushed git work): you confirm that work may be lost")
     cli_hub._add_common(p)
-    p.set_defaults(func=lambda a: cli_hub.run(a, _do_list, render_issues))
+    p.set_defaults(func=cmd_issues)
 
 
 # ---- done ------------------------------------------------------------------------------------
@@ -94,6 +100,25 @@ def render_done(frame: Frame, args: argparse.Namespace) -> str:
 # ---- issues ----------------------------------------------------------------------------------
 
 
+def cmd_issues(args: argparse.Namespace) -> int:
+    if args.remove_workspace is not None:
+        if not args.remove_workspace.strip():
+            print(f"{cli_hub.PROG}: --remove-workspace needs an issue id", file=sys.stderr)
+            return cli_hub.EXIT_USAGE
+        return cli_hub.run(args, _do_remove, render_removing)
+    return cli_hub.run(args, _do_list, render_issues)
+
+
+async def _do_remove(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub._request({"type": "issue_remove_workspace",
+                               "identifier": args.remove_workspace.strip()},
+                              build_matcher(_is_type("workspace_removing")), None)
+
+
+def render_removing(frame: Frame, args: argparse.Namespace) -> str:
+    return f"removing the workspace of {frame.get('identifier')}: {frame.get('path')}"
+
+
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
     return await hub._request({"type": "issue_list"}, build_matcher(_is_type("issues")), None)
 
@@ -108,6 +133,7 @@ def render_issues(frame: Frame, args: argparse.Namespace) -> str:
     issues = sorted(frame.get("issues") or [], key=_order)
     if not issues:
         lines.append("no issues")
+        lines += _kept_and_refused(frame)
         return "\n".join(lines)
     now = time.time()
     rows = [[i.get("identifier", ""), i.get("state", ""), _status(i, now),
@@ -117,7 +143,29 @@ def render_issues(frame: Frame, args: argparse.Namespace) -> str:
     lines.append("")
     lines.append(cli_hub.table(["ID", "STATE", "STATUS", "ATTEMPT", "PRIORITY", "TITLE"],
                                rows))
+    lines += _kept_and_refused(frame)
     return "\n".join(lines)
+
+
+def _kept_and_refused(frame: Frame) -> list[str]:
+    """The workspaces kept for their unsaved work, and the tracker files not read as issues."""
+    lines: list[str] = []
+    kept = frame.get("kept") or []
+    if kept:
+        lines += ["", "kept workspaces (removing them would lose work; confirm with "
+                      "`marrow-tui issues --remove-workspace ID`):"]
+        lines += [f"  {k.get('identifier')}  {k.get('path')}: {_line(k.get('lost'))}"
+                  for k in kept]
+    refused = frame.get("refused") or []
+    if refused:
+        lines += ["", f"refused tracker files ({len(refused)}, not read as issues):"]
+        lines += [f"  {_line(f.get('path'))}: {_line(f.get('reason'))}" for f in refused]
+    return lines
+
+
+def _line(text: Any) -> str:
+    """One line with no control characters (a hostile file name must not drive the terminal)."""
+    return " ".join("".join(c if c.isprintable() else "?" for c in str(text or "")).split())
 
 
 def _workflow_line(workflow: dict[str, Any]) -> str:

@@ -50,10 +50,13 @@ class FakeOrchestrator:
         self.running = running
         self.frames: list[tuple[str, dict[str, Any]]] = []
         self.workflow = dict(WORKFLOW)
+        self.refused: list[dict[str, str]] = []
+        self.kept: list[dict[str, str]] = []
         protocol = hub.runtime.protocol
         assert protocol is not None
         protocol.register("issue_done", self._done)
         protocol.register("issue_list", self._list)
+        protocol.register("issue_remove_workspace", self._remove)
 
     def _done(self, call: Call) -> None:
         self.frames.append((call.sender, dict(call.frame)))
@@ -67,7 +70,14 @@ class FakeOrchestrator:
 
     def _list(self, call: Call) -> None:
         self.frames.append((call.sender, dict(call.frame)))
-        call.reply("issues", "Issues", issues=ISSUES, workflow=self.workflow)
+        call.reply("issues", "Issues", issues=ISSUES, workflow=self.workflow,
+                   refused=self.refused, kept=self.kept)
+
+    def _remove(self, call: Call) -> None:
+        self.frames.append((call.sender, dict(call.frame)))
+        identifier = call.frame.get("identifier")
+        call.reply("workspace_removing", f"Removing /t/ws/{identifier}.",
+                   identifier=identifier, path=f"/t/ws/{identifier}")
 
 
 @pytest.fixture
@@ -301,3 +311,30 @@ async def test_the_example_agent_stops_when_its_question_is_cancelled(
     assert "agent: could not get an answer from the operator (marrow-tui ask exited 1)" \
         in err.decode()
     assert not list(tmp_path.glob("NOTES-*")) and orchestrator.frames == []
+
+
+async def test_issues_lists_refused_files_and_kept_workspaces(
+        hub: Hub, orchestrator: FakeOrchestrator, capsys: pytest.CaptureFixture[str]) -> None:
+    orchestrator.refused = [
+        {"path": "/t/issues/Todo/BOMB.md",
+         "reason": "invalid front matter (line 3): aliases expand to more than 100000 nodes"},
+        {"path": "/t/issues/Todo/ctl\x07.md", "reason": "unsafe file name 'ctl\\x07'"}]
+    orchestrator.kept = [{"identifier": "G-1", "path": "/t/ws/G-1",
+                          "lost": "1 uncommitted file (draft.txt)"}]
+    code, out, _ = await cli(capsys, "issues", "--uri", hub.uri)
+    assert code == 0
+    assert "  /t/issues/Todo/BOMB.md: invalid front matter (line 3): aliases expand" in out
+    assert "refused tracker files (2, not read as issues):" in out
+    assert "/t/issues/Todo/ctl?.md" in out and "\x07" not in out
+    assert "  G-1  /t/ws/G-1: 1 uncommitted file (draft.txt)" in out
+    assert "--remove-workspace ID" in out
+
+
+async def test_remove_workspace_sends_the_operators_confirmation(
+        hub: Hub, orchestrator: FakeOrchestrator, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = await cli(capsys, "issues", "--remove-workspace", "G-1", "--uri", hub.uri,
+                               "--name", "cli/test")
+    assert (code, out, err) == (0, "removing the workspace of G-1: /t/ws/G-1\n", "")
+    [(sender, frame)] = orchestrator.frames
+    assert sender == "cli/test" and frame["type"] == "issue_remove_workspace"
+    assert frame["identifier"] == "G-1"

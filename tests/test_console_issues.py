@@ -225,3 +225,39 @@ async def test_the_pane_appears_when_an_orchestrator_starts_later() -> None:
         await pilot.pause()
         assert app.main.query_one("#issues-pane").display
         assert app.main.query_one("#sessions-pane").display
+
+
+def cells_of(app: ConsoleApp, name: str) -> list[str]:
+    """The row whose first cell is `name`, as text."""
+    assert app.main is not None
+    table = app.main.tables["issues"]
+    for key in table.keys:
+        cells = table.cells(key)
+        if cells is not None and str(cells[0]) == name:
+            return [str(c) for c in cells]
+    raise AssertionError(f"no row {name!r}")
+
+
+async def test_refused_files_and_a_kept_workspace_show_in_the_pane() -> None:
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=(150, 32)) as pilot:
+        await started(pilot, app)
+        files = [{"path": "/srv/tracker/issues/Todo/BOMB.md",
+                  "reason": "invalid front matter (line 3): aliases expand (skipped)"},
+                 {"path": "/srv/tracker/issues/Todo/ctl\x1f\x07.md",
+                  "reason": "unsafe file name (skipped)"}]
+        emit(app.runtime, "tracker_refused", root="/srv/tracker/issues", files=files,
+             new=[f["path"] for f in files], gone=[], at=0.0)
+        await until(pilot, lambda: len(rows(app)) == 10)
+        bomb = cells_of(app, "BOMB.md")
+        assert bomb[1:3] == ["Todo", "refused"] and "aliases expand" in bomb[5]
+        assert cells_of(app, "ctl??.md")[2] == "refused"
+        emit(app.runtime, "tracker_refused", root="/srv/tracker/issues", files=files[:1],
+             new=[], gone=[files[1]["path"]], at=1.0)
+        await until(pilot, lambda: len(rows(app)) == 9)
+        emit(app.runtime, "workspace_kept", identifier="OPS-1", path="/srv/ws/OPS-1",
+             lost="1 uncommitted file (draft.txt)", at=2.0)
+        emit(app.runtime, "issue_status", identifier="OPS-1", title="Pin the toolchain",
+             state="Done", status="done", reason="workspace kept: 1 uncommitted file "
+                                                  "(draft.txt)")
+        await until(pilot, lambda: "workspace kept" in cells_of(app, "OPS-1")[2])

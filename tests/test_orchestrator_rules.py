@@ -348,7 +348,7 @@ def test_workspace_symlinks_are_refused(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError) as caught:
         ensure_workspace(root, "IN-1")
     assert caught.value.code == "workspace_path_is_symlink"
-    assert remove_workspace(root, "OUT-1") is False
+    assert remove_workspace(root, "OUT-1").removed is False
     assert (tmp_path / "elsewhere").is_dir()
 
 
@@ -363,9 +363,9 @@ def test_ensure_and_remove_workspace(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError) as caught:
         ensure_workspace(root, "FILE-1")
     assert caught.value.code == "workspace_path_not_directory"
-    assert remove_workspace(root, "web/1") is True and not first.path.exists()
-    assert remove_workspace(root, "web/1") is False
-    assert remove_workspace(root, "FILE-1") is False and (root / "FILE-1").exists()
+    assert remove_workspace(root, "web/1").removed is True and not first.path.exists()
+    assert remove_workspace(root, "web/1").removed is False
+    assert remove_workspace(root, "FILE-1").removed is False and (root / "FILE-1").exists()
 
 
 def test_mark_done_file(tmp_path: Path) -> None:

@@ -31,9 +31,23 @@ from marrow_tui.orchestrator.tracker import (
 TERMINAL = ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]
 
 
-def write(root: Path, rel: str, text: str | bytes) -> Path:
+def titled(text: str) -> str:
+    """`text` as an issue needs it: with a title in its front matter (an issue without one is
+    refused). A body alone gets front matter; a title goes last, so line numbers stay."""
+    if "title:" in text:
+        return text
+    if not text.startswith("---\n"):
+        return f"---\ntitle: t\n---\n{text}"
+    end = text.find("\n---", 3)
+    return text if end < 0 else f"{text[:end]}\ntitle: t{text[end:]}"
+
+
+def write(root: Path, rel: str, text: str | bytes, *, raw: bool = False) -> Path:
+    """Write an issue file; a str gets a title unless `raw` (see `titled`)."""
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str) and not raw:
+        text = titled(text)
     if isinstance(text, bytes):
         path.write_bytes(text)
     else:
@@ -114,14 +128,19 @@ def test_priority(tmp_path: Path, value: str, expected: int | None) -> None:
     assert only(tmp_path).priority == expected
 
 
-def test_no_front_matter_and_unterminated(tmp_path: Path) -> None:
-    write(tmp_path, "Todo/A-1.md", "Just a body\n")
-    write(tmp_path, "Todo/A-2.md", "---\ntitle: never closed\nbody\n")
-    write(tmp_path, "Todo/A-3.md", "")
-    issues = {i.id: i for i in scan(tmp_path).issues}
-    assert issues["A-1"].description == "Just a body" and issues["A-1"].title == "A-1"
-    assert issues["A-2"].description == "---\ntitle: never closed\nbody"
-    assert issues["A-3"].description is None
+def test_no_front_matter_unterminated_or_no_title_is_refused(tmp_path: Path) -> None:
+    """The docs say an issue has a title: a file without one is not work for an agent."""
+    write(tmp_path, "Todo/A-1.md", "Just a body\n", raw=True)
+    write(tmp_path, "Todo/A-2.md", "---\ntitle: never closed\nbody\n", raw=True)
+    write(tmp_path, "Todo/A-3.md", "", raw=True)
+    write(tmp_path, "Todo/A-4.md", "---\npriority: 1\n---\nbody\n", raw=True)
+    write(tmp_path, "Todo/A-5.md", "---\ntitle: fine\n---\n", raw=True)
+    result = scan(tmp_path)
+    assert [i.id for i in result.issues] == ["A-5"]
+    assert result.issues[0].description is None
+    reasons = {p.ref: p.message for p in result.errors}
+    assert "no front matter" in reasons["A-1"] and "no front matter" in reasons["A-3"]
+    assert "never closed" in reasons["A-2"] and "no title" in reasons["A-4"]
 
 
 def test_fences_crlf_trailing_blanks_bom_and_indented(tmp_path: Path) -> None:
@@ -129,7 +148,7 @@ def test_fences_crlf_trailing_blanks_bom_and_indented(tmp_path: Path) -> None:
     write(tmp_path, "Todo/C-2.md", " ---\ntitle: no\n---\n")
     issues = {i.id: i for i in scan(tmp_path).issues}
     assert issues["C-1"].title == "Windows" and issues["C-1"].description == "body"
-    assert issues["C-2"].title == "C-2"  # an indented fence is not a fence
+    assert "C-2" not in issues  # an indented fence is not a fence: no front matter
 
 
 def test_split_front_matter_lines() -> None:
@@ -178,13 +197,13 @@ def test_labels_and_blockers_shapes_warn(tmp_path: Path) -> None:
     pytest.param("k: " + "[" * 200 + "]" * 200, "nesting deeper", id="deep"),
     pytest.param("n: " + "9" * 5000, "invalid front matter", id="huge-int"),
     ("? [a, b]\n: 1", "invalid front matter"),
-    ("a: 1\n---\nb: 2", "never"),  # the second fence ends the front matter: 'b: 2' is body
+    ("title: t\n---\nb: 2", "never"),  # the second fence ends the front matter: 'b: 2' is body
 ])
 def test_broken_front_matter_is_one_problem(
     tmp_path: Path, front: str, words: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    write(tmp_path, "issues/Todo/B-1.md", f"---\n{front}\n---\nbody\n")
+    write(tmp_path, "issues/Todo/B-1.md", f"---\n{front}\n---\nbody\n", raw=True)
     result = scan(tmp_path / "issues")
     if words == "never":
         assert result.issues and result.issues[0].description == "b: 2\n---\nbody"
@@ -403,7 +422,7 @@ def test_move_ambiguous_then_narrowed_by_from_state(tmp_path: Path) -> None:
         move_issue(tmp_path, "A-1", "Backlog", "Done")
     assert caught.value.code == "local_issue_ambiguous"
     target = move_issue(tmp_path, "A-1", "in progress", "Done")
-    assert target.read_text() == "y\n" and (tmp_path / "Todo" / "A-1.md").exists()
+    assert target.read_text().endswith("y\n") and (tmp_path / "Todo" / "A-1.md").exists()
 
 
 def test_move_never_clobbers(tmp_path: Path) -> None:

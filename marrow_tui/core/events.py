@@ -130,6 +130,13 @@ def describe(event: Event) -> str | None:
         return f"unpark    {d['identifier']}"
     if kind == "issue_done":
         return f"done      {d['identifier']} -> {d['to_state']}: {_short(d['title'], 100)}"
+    if kind == "tracker_refused":
+        return _refused_line(d)
+    if kind == "workspace_kept":
+        return (f"kept      {d['identifier']} workspace {d['path']}: removing it would lose "
+                f"{_short(d['lost'], 200)} (the operator may remove it)")
+    if kind == "workspace_removed":
+        return f"removed   {d['identifier']} workspace {d['path']} (by {d.get('by', '?')})"
     if kind == "workflow_status":
         if d.get("ok"):
             return f"workflow  {d['path']}: tracker {d.get('root', '')}"
@@ -142,6 +149,18 @@ def describe(event: Event) -> str | None:
             return f"config    {d['path']}: {len(d.get('agents', []))} agent(s)"
         return f"config    {d['path']}: {len(d.get('errors', []))} error(s), last good kept"
     return None
+
+
+def _refused_line(d: dict[str, Any]) -> str:
+    """The tracker files newly refused (each with why), or that none are any more."""
+    files = d.get("files", [])
+    new = set(d.get("new", []))
+    listed = "; ".join(f"{f['path']}: {_short(f['reason'], 120)}" for f in files
+                       if f["path"] in new)
+    gone = len(d.get("gone", []))
+    head = f"refused   {len(files)} tracker file(s) not read as issues"
+    tail = f" ({gone} fixed or gone)" if gone else ""
+    return _short(f"{head}{tail}" + (f": {listed}" if listed else ""), 4000)
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -5,6 +5,7 @@ the runs themselves are sessions, see sessions.py).
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,17 @@ from .events import Event
 DONE_KEPT = 200
 
 ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done",
-                         "issue_park"})
+                         "issue_park", "tracker_refused", "workspace_kept",
+                         "workspace_removed"})
+
+
+#: the prefix of a refused tracker file's row id (never an issue id: those have no `:`)
+REFUSED = "refused:"
+
+
+def refused_id(path: str) -> str:
+    """A refused file's row id: stable, and safe whatever bytes its name holds."""
+    return REFUSED + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 @dataclass(slots=True)
@@ -44,6 +55,11 @@ class IssueBook:
     done: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DONE_KEPT))
     #: issue id -> why the operator stopped it (kept in the log: it outlives a restart)
     parked: dict[str, str] = field(default_factory=dict)
+    #: the tracker files the last scan could not read as issues: {path, reason}, by path
+    refused: list[dict[str, str]] = field(default_factory=list)
+    #: identifier -> {identifier, path, lost}: a workspace kept because removing it would
+    #: lose git work; it goes when the operator confirms (`issue_remove_workspace`)
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def apply(self, event: Event) -> None:
         d = event.data
@@ -60,6 +76,12 @@ class IssueBook:
             self.workflow = dict(d)
         elif event.kind == "issue_done":
             self.done.append(dict(d))
+        elif event.kind == "tracker_refused":
+            self.refused = [dict(f) for f in d.get("files", [])]
+        elif event.kind == "workspace_kept":
+            self.kept[d["identifier"]] = dict(d)
+        elif event.kind == "workspace_removed":
+            self.kept.pop(d["identifier"], None)
         elif event.kind == "issue_park":
             if d.get("reason"):
                 self.parked[d["id"]] = d["reason"]

@@ -232,6 +232,7 @@ class State:
             "sessions": self.sessions.to_snapshot(),
             "steering": self.steering.to_snapshot(),
             "issue_parks": dict(self.issues.parked),
+            "kept_workspaces": dict(self.issues.kept),
             "services": self.services.to_snapshot(),
         }
 
@@ -254,6 +255,7 @@ class State:
         self.sessions.load_snapshot(snap.get("sessions", []))
         self.steering.load_snapshot(snap.get("steering", {}))
         self.issues.parked.update(snap.get("issue_parks", {}))
+        self.issues.kept.update(snap.get("kept_workspaces", {}))
         self.services.load_snapshot(snap.get("services", {}))
 
     def after_restore(self) -> None:

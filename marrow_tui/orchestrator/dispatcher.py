@@ -16,6 +16,11 @@ the spec's backoff. An agent waiting on a human (an open steering request) is ne
 
 An invalid WORKFLOW.md stops new dispatches but not reconciliation, and is shown to the
 operator; the last good one stays in force for everything else.
+
+Safety: only workspaces marrow-tui created are used or removed (see workspaces.py), one with
+unsaved git work is kept until the operator confirms (`issue_remove_workspace`); the tracker
+files the scan refused are reported when that set changes; and an issue whose run marked it
+done is never dispatched from a scan that began before the move (the scan's view is stale).
 """
 
 from __future__ import annotations
@@ -38,7 +43,15 @@ from ..config import AgentConfig
 from ..core.events import Event, Refusal
 from ..hub.protocol import Call, text_field
 from ..runtime import Producer
-from ..scheduler.runner import RunResult, prune_logs, run_session, session_id, tail_line
+from ..scheduler.orphans import leader_fields
+from ..scheduler.runner import (
+    RunResult,
+    StopRequest,
+    prune_logs,
+    run_session,
+    session_id,
+    tail_line,
+)
 from . import rules
 from .tracker import Issue, ScanResult, TrackerError, create_issue, move_issue, scan
 from .workflow import (
@@ -50,10 +63,13 @@ from .workflow import (
     validate_dispatch,
 )
 from .workspaces import (
+    Removal,
     WorkspaceError,
+    check_removal,
     ensure_workspace,
     git_head,
     hook_env,
+    note_base,
     remove_workspace,
     write_mark_done,
 )
@@ -84,7 +100,7 @@ class _Running:
     started: float
     #: the settings the run started with (a WORKFLOW.md edit applies to the next runs)
     workflow: Workflow
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: StopRequest = field(default_factory=StopRequest)
     task: asyncio.Task[None] | None = None
     #: set by `issue_done` during the run
     done: dict[str, Any] | None = None
@@ -135,6 +151,12 @@ class Orchestrator(Producer):
         self._shown: dict[str, dict[str, Any]] = {}
         self._poke = asyncio.Event()
         self._stopping = False
+        #: counts `done` moves; issue id -> the count when its run marked it done. A scan
+        #: started before that still shows the file where it was: its view of the issue is
+        #: stale and never dispatched (dropped once a scan started after it completes)
+        self._dones = 0
+        self._done_at: dict[str, int] = {}
+        self._last_scan_dones = 0
         #: set on stop: the file watches end (their threads would keep the loop from closing)
         self._watch_stop = asyncio.Event()
 
@@ -149,7 +171,8 @@ class Orchestrator(Producer):
                               ("issue_dispatch", self._verb_dispatch),
                               ("issue_cancel", self._verb_cancel),
                               ("issue_retry", self._verb_retry),
-                              ("issue_create", self._verb_create)):
+                              ("issue_create", self._verb_create),
+                              ("issue_remove_workspace", self._verb_remove_workspace)):
             protocol.register(verb, self._serving(handler))
         # What the operator cancelled stays cancelled across a restart.
         self.parked.update(self.runtime.state.issues.parked)
@@ -168,7 +191,7 @@ class Orchestrator(Producer):
         runs = [r.task for r in self.running.values() if r.task is not None]
         for entry in self.running.values():
             entry.stopped_for = entry.stopped_for or "shutdown"
-            entry.stop.set()
+            entry.stop.shutdown()  # also ends what left the run's group with its tag
         if runs:
             _, late = await asyncio.wait(runs, timeout=STOP_GRACE + KILL_WAIT)
             for task in late:
@@ -284,11 +307,15 @@ class Orchestrator(Producer):
             log.warning("tracker root %s is not there; nothing reconciled or dispatched",
                         workflow.tracker.root)
             return
+        dones = self._dones
         result = await asyncio.to_thread(scan, workflow.tracker.root)
-        self.last_scan = result
+        self.last_scan, self._last_scan_dones = result, dones
+        self._report_refused(result)
         policy = rules.Policy.from_workflow(workflow)
         by_id = result.by_id()
         unreadable = {p.ref for p in result.problems if p.ref and p.severity == "error"}
+        # Marked done after this scan began: the scan may still show it in Todo.
+        stale = self._done_since(dones)
         counts: dict[str, int] = {}
         for item in result.issues:
             counts[item.id] = counts.get(item.id, 0) + 1
@@ -319,7 +346,8 @@ class Orchestrator(Producer):
                             key=lambda r: r.due):
             if self.retries.get(retry.issue_id) is not retry or retry.issue_id in self.running:
                 continue  # changed while this tick waited
-            if retry.issue_id in unreadable or retry.issue_id in duplicated:
+            if retry.issue_id in unreadable or retry.issue_id in duplicated or \
+                    retry.issue_id in stale:
                 continue
             fresh = by_id.get(retry.issue_id)
             action, reason = rules.retry_action(fresh, policy, running=running_states,
@@ -338,13 +366,38 @@ class Orchestrator(Producer):
                     await self._remove_workspace(retry.identifier)
         if self.dispatching:
             candidates = [i for i in result.in_states(workflow.tracker.active_states)
-                          if i.id not in self.retries and i.id not in duplicated]
+                          if i.id not in self.retries and i.id not in duplicated
+                          and i.id not in stale]
             plan = rules.plan_dispatch(candidates, policy, running=running_states,
                                        claimed=set(self.retries), issues_by_id=by_id,
                                        parked=self.parked)
             for issue in plan.dispatch:
                 self._launch(issue, None, "dispatch")
-        self._publish(result, duplicated)
+        self._publish(result, duplicated, stale)
+
+    def _done_since(self, dones: int) -> set[str]:
+        """The issues marked done after a scan that began at `dones` started (that scan's
+        view of them is stale); older marks are forgotten, since this scan saw their move."""
+        stale = {i for i, at in self._done_at.items() if at > dones}
+        self._done_at = {i: at for i, at in self._done_at.items() if i in stale}
+        return stale
+
+    def _report_refused(self, result: ScanResult) -> None:
+        """Say which tracker files were not read as issues, and why: an event (so the log,
+        the console and `marrow-tui issues` show it) only when that set changes."""
+        files = [{"path": str(p.path), "reason": p.message} for p in result.errors]
+        before = self.runtime.state.issues.refused
+        if files == before:
+            return
+        old = {f["path"] for f in before}
+        now = {f["path"] for f in files}
+        changed = {f["path"] for f in files if f not in before}
+        for item in files:
+            if item["path"] in changed:
+                log.warning("tracker file refused: %s: %s", item["path"], item["reason"])
+        self._emit(Event("tracker_refused", {
+            "root": str(result.root), "files": files, "new": sorted(changed),
+            "gone": sorted(old - now), "at": self.clock()}))
 
     def _same_file(self, entry: _Running, result: ScanResult) -> Issue | None:
         """The issue as read from the very file that was dispatched, if it is readable."""
@@ -357,9 +410,7 @@ class Orchestrator(Producer):
         """At start: the workspaces of issues already in a terminal state go (spec §8.6)."""
         for item in result.issues:
             if workflow.is_terminal(item.state) and item.id not in self.running:
-                with contextlib.suppress(OSError, WorkspaceError):
-                    await asyncio.to_thread(remove_workspace, workflow.workspace_root,
-                                            item.identifier)
+                await self._remove_workspace(item.identifier, hook=False)
 
     def _resume_parked(self, result: ScanResult) -> None:
         """An issue the breaker parked runs again once someone edits or moves its file."""
@@ -376,6 +427,8 @@ class Orchestrator(Producer):
     def _launch(self, issue: Issue, attempt: int | None, kind: str) -> None:
         workflow = self.workflow
         assert workflow is not None
+        if issue.id in self.running:
+            return
         now = self.clock()
         sid = session_id(issue.identifier, datetime.fromtimestamp(now))
         known = self.runtime.state.sessions.by_id
@@ -417,26 +470,35 @@ class Orchestrator(Producer):
                 try:
                     await self._hook(workflow, "after_create", entry, env, fatal=True)
                 except _HookFailed:
-                    # A half-made workspace would be reused as if it were whole: it goes.
+                    # A half-made workspace would be reused as if it were whole: it goes
+                    # (ours, made this minute: nothing in it is anyone's work yet).
                     with contextlib.suppress(OSError, WorkspaceError):
                         await asyncio.to_thread(remove_workspace, workflow.workspace_root,
-                                                issue.identifier)
+                                                issue.identifier,
+                                                protected=self._protected(workflow),
+                                                force=True)
                     raise
             await self._hook(workflow, "before_run", entry, env, fatal=True)
             if entry.stop.is_set():
                 raise _HookFailed("stopped before the agent started")
-            entry.before = rules.Fingerprint.of(issue, git_head(entry.workspace))
+            head = git_head(entry.workspace)
+            entry.before = rules.Fingerprint.of(issue, head)
+            await asyncio.to_thread(note_base, entry.workspace, head)
             extra = {"retry_kind": kind if kind != "dispatch" else None}
             prompt = render_prompt(workflow, issue, entry.attempt, extra)
             agent = self._agent(workflow, entry, env)
             # No wall-clock limit here: prompt_timeout_ms is enforced in _watch_runs, without
             # the time spent waiting on a human.
-            result = await run_session(agent, prompt, entry.session, env_extra=env,
-                                       stop=entry.stop, clock=self.clock, timeout=0)
+            # The group and session ids go in the log, for the next start after a crash.
+            result = await run_session(
+                agent, prompt, entry.session, env_extra=env, stop=entry.stop, clock=self.clock,
+                timeout=0, on_start=lambda pid: self._emit(Event("session_pid", {
+                    "id": entry.session, "agent": issue.identifier, "pid": pid,
+                    **leader_fields(pid)})))
             state, code, reason, last = result.state, result.code, result.reason, \
                 result.last_line
         except asyncio.CancelledError:
-            state, reason = "stopped", "marrow-tui stopped"
+            state, reason = "stopped", "stopped at shutdown"
             raise
         except _HookFailed as exc:
             reason = str(exc)
@@ -483,7 +545,7 @@ class Orchestrator(Producer):
             "reconcile": ("stopped", "stopped: the issue left the active states"),
             "reconcile_clean": ("stopped", "stopped: the issue reached a terminal state"),
             "cancel": ("stopped", "cancelled by the operator"),
-            "shutdown": ("stopped", "marrow-tui stopped"),
+            "shutdown": ("stopped", "stopped at shutdown"),
         }.get(entry.stopped_for)
         if why is not None and state in ("stopped", "timeout", "error", "failed"):
             return why
@@ -501,7 +563,8 @@ class Orchestrator(Producer):
             self.breaker.reset(issue.id)
             self.continuations.pop(issue.id, None)
             self._status(issue, "done" if entry.done else "inactive",
-                         state=entry.done["to_state"] if entry.done else issue.state)
+                         state=entry.done["to_state"] if entry.done else issue.state,
+                         reason=self._kept_reason(issue.identifier))
         elif entry.stopped_for == "reconcile":
             self._status(issue, "inactive")
         elif entry.stopped_for == "cancel":
@@ -662,16 +725,47 @@ class Orchestrator(Producer):
             raise _HookFailed(f"hook {name} failed (exit {proc.returncode}): "
                               f"{text.splitlines()[-1] if text else ''}")
 
-    async def _remove_workspace(self, identifier: str, entry: _Running | None = None) -> None:
+    def _protected(self, workflow: Workflow) -> tuple[Path, ...]:
+        """What no workspace removal may take with it (nor any folder holding them)."""
+        return (workflow.tracker.root.resolve(), self.path.parent)
+
+    def _kept_reason(self, identifier: str) -> str:
+        kept = self.runtime.state.issues.kept.get(identifier)
+        return f"workspace kept: {kept['lost']}" if kept else ""
+
+    async def _remove_workspace(self, identifier: str, entry: _Running | None = None, *,
+                                hook: bool = True, force: bool = False,
+                                by: str = "orchestrator") -> Removal | None:
+        """The issue is over: its workspace goes, if it is ours and nothing would be lost
+        (else it stays, and a kept one with unsaved git work is reported to the operator)."""
         workflow = entry.workflow if entry is not None else self.workflow
         if workflow is None:
-            return
-        if entry is not None:
+            return None
+        root, protected = workflow.workspace_root, self._protected(workflow)
+        verdict = await asyncio.to_thread(check_removal, root, identifier, protected=protected)
+        if verdict.path is None or verdict.reason:
+            if verdict.reason:
+                log.info("%s: workspace left alone: %s", identifier, verdict.reason)
+            return verdict
+        if entry is not None and hook:
             with contextlib.suppress(Exception):
                 await self._hook(workflow, "before_remove", entry,
                                  self._env(entry, workflow), fatal=False)
-        with contextlib.suppress(OSError, WorkspaceError):
-            await asyncio.to_thread(remove_workspace, workflow.workspace_root, identifier)
+        try:
+            outcome = await asyncio.to_thread(remove_workspace, root, identifier,
+                                              protected=protected, force=force)
+        except (OSError, WorkspaceError) as exc:
+            log.warning("%s: could not remove workspace %s: %s", identifier, verdict.path, exc)
+            return None
+        if outcome.removed and identifier in self.runtime.state.issues.kept:
+            self._emit(Event("workspace_removed", {
+                "identifier": identifier, "path": str(outcome.path), "by": by,
+                "at": self.clock()}))
+        elif outcome.lost:
+            self._emit(Event("workspace_kept", {
+                "identifier": identifier, "path": str(outcome.path), "lost": outcome.lost,
+                "at": self.clock()}))
+        return outcome
 
     async def _watch_runs(self) -> None:
         """Each second: the runs' latest output line, the stall check and the run time limit
@@ -732,8 +826,8 @@ class Orchestrator(Producer):
         self._shown[issue.identifier] = data
         self._emit(Event("issue_status", data))
 
-    def _publish(self, result: ScanResult, duplicated: frozenset[str] | set[str] = frozenset()
-                 ) -> None:
+    def _publish(self, result: ScanResult, duplicated: frozenset[str] | set[str] = frozenset(),
+                 stale: frozenset[str] | set[str] = frozenset()) -> None:
         workflow = self.workflow
         if workflow is None:
             return
@@ -741,8 +835,8 @@ class Orchestrator(Producer):
         by_id = result.by_id()
         for issue in result.issues:
             seen.add(issue.identifier)
-            if issue.id in self.running:
-                continue
+            if issue.id in self.running or issue.id in stale:
+                continue  # a stale view of a done issue would undo its "done" row
             if issue.id in duplicated:
                 self._status(issue, "blocked", reason="the same id is in two states; "
                                                       "not dispatched until one goes")
@@ -754,7 +848,7 @@ class Orchestrator(Producer):
             elif issue.id in self.parked:
                 self._status(issue, "parked", reason=self.parked[issue.id])
             elif workflow.is_terminal(issue.state):
-                self._status(issue, "done")
+                self._status(issue, "done", reason=self._kept_reason(issue.identifier))
             elif not workflow.is_active(issue.state):
                 self._status(issue, "inactive")
             elif rules.eligibility(issue, rules.Policy.from_workflow(workflow), running={},
@@ -818,6 +912,8 @@ class Orchestrator(Producer):
         except (OSError, ValueError) as exc:
             log.warning("%s: could not write mark_done.md: %s", entry.issue.identifier, exc)
         entry.done = {"title": title, "summary": summary, "to_state": target, "path": str(path)}
+        self._dones += 1
+        self._done_at[entry.issue.id] = self._dones
         self._emit(Event("issue_done", {
             "identifier": entry.issue.identifier, "title": title, "summary": summary,
             "to_state": target, "by": call.sender, "at": self.clock(), "path": str(path),
@@ -827,9 +923,11 @@ class Orchestrator(Producer):
                    identifier=entry.issue.identifier, state=target, path=str(path))
 
     def _verb_list(self, call: Call) -> None:
-        issues = [vars_of(v) for v in self.runtime.state.issues.issues.values()]
+        book = self.runtime.state.issues
+        issues = [vars_of(v) for v in book.issues.values()]
         call.reply("issues", f"{len(issues)} issue(s)", issues=issues,
-                   workflow=self.runtime.state.issues.workflow)
+                   workflow=book.workflow, refused=list(book.refused),
+                   kept=list(book.kept.values()))
 
     def _find(self, call: Call) -> Issue | None:
         identifier = text_field(call.frame, "identifier").strip()
@@ -871,6 +969,10 @@ class Orchestrator(Producer):
         if not self.dispatching:
             call.deny("error", Refusal("dispatch_paused", "WORKFLOW.md is not valid; fix it "
                                                           "first."))
+            return
+        if issue.id in self._done_since(self._last_scan_dones):
+            call.deny("error", Refusal("already_done", f"{issue.identifier} was just marked "
+                                                       "done."))
             return
         self._unpark(issue)
         self.retries.pop(issue.id, None)
@@ -930,6 +1032,39 @@ class Orchestrator(Producer):
         self.poke()
         call.reply("issue_created", f"Created {issue.identifier}.",
                    identifier=issue.identifier, path=str(issue.path))
+
+
+    def _verb_remove_workspace(self, call: Call) -> None:
+        """The operator confirms: a kept workspace goes, unsaved git work and all. Only a
+        workspace marrow-tui made (the same checks as always), never an issue's while it runs,
+        and never at an issue's own request (an agent cannot throw away its work)."""
+        identifier = text_field(call.frame, "identifier").strip()
+        workflow = self.workflow
+        if not call.operator and self._is_issue_agent(call.sender):
+            call.deny("error", Refusal("forbidden", "An issue's run cannot remove workspaces."))
+            return
+        if workflow is None or not identifier:
+            call.deny("error", Refusal("unknown_issue", "Name the issue whose workspace goes."))
+            return
+        if any(identifier in (e.issue.id, e.issue.identifier) for e in self.running.values()):
+            call.deny("error", Refusal("already_running", f"{identifier} is running; its "
+                                                          "workspace is in use."))
+            return
+        verdict = check_removal(workflow.workspace_root, identifier,
+                                protected=self._protected(workflow))
+        if verdict.path is None or verdict.reason:
+            why = verdict.reason or "there is no workspace"
+            call.deny("error", Refusal("not_removed", f"{identifier}: not removed: {why}."))
+            return
+        self._spawn(self._remove_workspace(identifier, hook=False, force=True,
+                                           by=call.sender), f"remove {identifier}")
+        call.reply("workspace_removing", f"Removing {verdict.path}.", identifier=identifier,
+                   path=str(verdict.path))
+
+    def _is_issue_agent(self, sender: str) -> bool:
+        names = {e.issue.identifier for e in self.running.values()}
+        names |= set(self.runtime.state.issues.issues)
+        return any(_own(sender, name) for name in names)
 
 
 class _HookFailed(Exception):

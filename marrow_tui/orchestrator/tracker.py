@@ -12,7 +12,9 @@ folder swapped for a symlink between listing and reading cannot redirect us.
 Front matter fields (exactly the ones smol reads; unknown keys are ignored):
 
     id, identifier   non-blank string (or integer); default: the file name without `.md`
-    title            string; default: the identifier (smol's fallback)
+    title            string; required (smol falls back to the identifier; our docs and the
+                     spec's tracker say an issue has one): no title, or no front matter at
+                     all, is a Problem and the file is not an issue
     priority         integer, or a string of digits; anything else is None
     labels           list of strings: trimmed, lowercased, blanks dropped, deduplicated
                      (smol only lowercases; the spec asks for all four)
@@ -435,19 +437,23 @@ def parse_issue(
         problem(f"unsafe file name {basename!r} (skipped)")
         return None, problems
     parts = split_front_matter(text)
-    meta: Any = {}
-    if parts.yaml is not None:
-        try:
-            meta, _ = load_yaml(parts.yaml)
-        except YamlError as exc:
-            where = f" (line {exc.line + parts.yaml_line})" if exc.line is not None else ""
-            problem(f"invalid front matter{where}: {exc.message} (skipped)")
-            return None, problems
-        if meta is None:
-            meta = {}
-        if not isinstance(meta, dict):
-            problem(f"front matter is a {type(meta).__name__}, not a map (skipped)")
-            return None, problems
+    if parts.yaml is None:
+        # An issue needs a title, which lives in the front matter: a stray note in a state
+        # folder is not work to hand to an agent.
+        problem("front matter never closed (skipped)" if parts.unterminated
+                else "no front matter (skipped): an issue starts with `---`, its title, `---`")
+        return None, problems
+    try:
+        meta, _ = load_yaml(parts.yaml)
+    except YamlError as exc:
+        where = f" (line {exc.line + parts.yaml_line})" if exc.line is not None else ""
+        problem(f"invalid front matter{where}: {exc.message} (skipped)")
+        return None, problems
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        problem(f"front matter is a {type(meta).__name__}, not a map (skipped)")
+        return None, problems
 
     def text_field(key: str) -> str | None:
         value = meta.get(key)
@@ -465,7 +471,10 @@ def parse_issue(
         if not is_safe_name(value):
             problem(f"{key} {value!r} is not a safe name (skipped)")
             return None, problems
-    title = text_field("title") or identifier
+    title = text_field("title")
+    if title is None:
+        problem("no title in the front matter (skipped)")
+        return None, problems
     body = parts.body.strip()
 
     stamps: dict[str, dt.datetime | None] = {}

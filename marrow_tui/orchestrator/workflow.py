@@ -722,13 +722,22 @@ def validate_dispatch(workflow: Workflow) -> list[Diagnostic]:
     """What must hold before anything is dispatched (spec §6.3, smol's validateDispatch).
 
     Run it at startup and before every dispatch tick: the tracker root exists and is a folder,
-    and there is an agent command.
+    the workspace root does not hold it (a workspace must never be a tracker folder), and
+    there is an agent command.
     """
     found: list[Diagnostic] = []
     root = workflow.tracker.root
     if not root.is_dir():
         found.append(Diagnostic(workflow.path, "tracker.root", None,
                                 f"tracker root {root} is not an existing folder"))
+    tracker = Path(os.path.abspath(root)).resolve()
+    spaces = Path(os.path.abspath(workflow.workspace_root)).resolve()
+    if spaces == tracker or spaces in tracker.parents:
+        # Each workspace is a folder directly inside workspace.root: the tracker's own
+        # folders (an issue named like one) would be taken for a workspace.
+        found.append(Diagnostic(workflow.path, "workspace.root", None,
+                                f"workspace root {spaces} holds the tracker root {tracker}; "
+                                "put the workspaces in a folder of their own"))
     if not workflow.agent.command:
         found.append(Diagnostic(workflow.path, "agent.command", None,
                                 "no agent command: set agent.command (acp.command and "

@@ -8,6 +8,15 @@ has no suffix and they do). Keys longer than 120 characters are cut and always g
 `.`, `..` and the empty key are refused. Every path is checked to sit directly inside the
 resolved root, including when the workspace itself is a symlink.
 
+Nothing a user made is ever removed: a workspace is used and removed only when marrow-tui
+created it. Creating one records the folder's (device, inode) in a ledger beside the workspaces,
+`<root>/.marrow-workspaces/<key>.json` (beside, not inside: after_create hooks clone into `.`,
+which needs an empty folder, and a file inside would end up in the agent's commits). A folder
+that was already there, or that replaced ours, has no matching record: it is refused as a
+workspace and never removed. Removal also refuses the tracker root, the WORKFLOW.md folder and
+their parents, and keeps a workspace whose git repository holds work that would be lost
+(uncommitted changes, commits on no remote) until the operator confirms (`force`).
+
 Also here: where mark_done writes `mark_done.md` (smol's staging folder, which the after_run hook
 reads to title the patch or PR), the environment hooks get (the variables smol documents but
 never set, plus the ones its patch-bundle hook reads) and the workspace's git HEAD for the
@@ -18,11 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +45,12 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 #: the longest key kept as it is (a file name stops at 255 bytes; leave room for the suffix)
 MAX_KEY_CHARS = 120
 MARK_DONE_FILE = "mark_done.md"
+#: the folder, inside the workspace root, that records which workspaces marrow-tui created
+LEDGER = ".marrow-workspaces"
+#: how long a git command asked "what would be lost" may take
+GIT_TIMEOUT = 30.0
+#: the most file names or commits named in a "what would be lost" sentence
+NAMED = 3
 
 
 class WorkspaceError(Exception):
@@ -83,11 +101,68 @@ class Workspace:
     created_now: bool
 
 
+def _ledger_file(path: Path) -> Path:
+    return path.parent / LEDGER / f"{path.name}.json"
+
+
+def _record(path: Path) -> None:
+    """Note that marrow-tui created `path` (its device and inode, so a folder that replaces
+    it later does not count as ours)."""
+    info = os.lstat(path)
+    ledger = path.parent / LEDGER
+    ledger.mkdir(exist_ok=True)
+    data = {"key": path.name, "dev": info.st_dev, "ino": info.st_ino}
+    fd, temp = tempfile.mkstemp(dir=ledger, prefix=".rec-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temp, _ledger_file(path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _read_record(path: Path) -> dict[str, object] | None:
+    try:
+        with open(_ledger_file(path), encoding="utf-8") as handle:
+            data = json.loads(handle.read(4096))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_ours(path: Path) -> bool:
+    """Whether marrow-tui created this very folder (not merely one of the same name).
+
+    A folder made in its place later has another inode, unless the file system hands the
+    freed inode straight back (then it cannot be told apart from ours)."""
+    record = _read_record(path)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (record is not None and stat.S_ISDIR(info.st_mode)
+            and record.get("dev") == info.st_dev and record.get("ino") == info.st_ino)
+
+
+def note_base(path: Path, head: str | None) -> None:
+    """Remember the commit the workspace started from: what came with the clone is not the
+    agent's work, so only commits after it count as "would be lost". Set once."""
+    record = _read_record(path)
+    if record is None or record.get("base") or not head or not is_ours(path):
+        return
+    record["base"] = head
+    with contextlib.suppress(OSError):
+        _ledger_file(path).write_text(json.dumps(record), encoding="utf-8")
+
+
 def ensure_workspace(root: Path | str, identifier: str) -> Workspace:
     """Create or reuse the issue's workspace (smol's `ensureFor`, minus the hook).
 
     A symlink or a non-folder at the path is refused (`workspace_path_is_symlink`,
-    `workspace_path_not_directory`); the dispatcher runs after_create when `created_now`.
+    `workspace_path_not_directory`), and so is a folder marrow-tui did not create
+    (`workspace_not_ours`): someone's files are never handed to an agent, nor removed later.
+    The dispatcher runs after_create when `created_now`.
     """
     path = workspace_path(root, identifier)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,33 +173,118 @@ def ensure_workspace(root: Path | str, identifier: str) -> Workspace:
             path.mkdir()
         except FileExistsError:
             return ensure_workspace(root, identifier)
+        _record(path)
         return Workspace(path, path.name, True)
     if stat.S_ISLNK(info.st_mode):
         raise WorkspaceError("workspace_path_is_symlink", f"{path} is a symlink")
     if not stat.S_ISDIR(info.st_mode):
         raise WorkspaceError("workspace_path_not_directory", f"{path} is not a folder")
+    if not is_ours(path):
+        raise WorkspaceError("workspace_not_ours",
+                             f"{path} already exists and was not created by marrow-tui; it "
+                             "is neither used nor removed (move it away to run this issue)")
     return Workspace(path, path.name, False)
 
 
-def remove_workspace(root: Path | str, identifier: str) -> bool:
-    """Delete the issue's workspace (after the before_remove hook). False if nothing to do.
+@dataclass(slots=True, frozen=True)
+class Removal:
+    """What became of a workspace asked to go: removed, or kept and why."""
 
-    A symlink or a non-folder is left alone (smol's `remove`), never followed.
-    """
+    path: Path | None
+    removed: bool = False
+    #: why it was kept ("" when removed or when there was nothing to remove)
+    reason: str = ""
+    #: the unsaved git work that kept it, as a sentence ("" if none)
+    lost: str = ""
+
+
+def check_removal(root: Path | str, identifier: str, *,
+                  protected: Iterable[Path] = ()) -> Removal:
+    """Whether the workspace may go, without touching it. `removed` stays False: a Removal
+    with no `reason` means "go ahead"; one without a `path` means nothing is there."""
     try:
         path = workspace_path(root, identifier)
     except WorkspaceError as exc:
-        if exc.code in ("workspace_symlink_escape", "workspace_path_is_symlink"):
-            return False
-        raise
+        return Removal(None, reason=exc.message)
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        return False
+        return Removal(None)
     if not stat.S_ISDIR(info.st_mode):
-        return False
+        return Removal(None)
+    if not is_ours(path):
+        return Removal(path, reason=f"{path} was not created by marrow-tui")
+    for keep in protected:
+        target = Path(os.path.abspath(keep))
+        if target == path or path in target.parents:
+            return Removal(path, reason=f"{path} holds {target}")
+    return Removal(path)
+
+
+def remove_workspace(root: Path | str, identifier: str, *, protected: Iterable[Path] = (),
+                     force: bool = False) -> Removal:
+    """Delete the issue's workspace (after the before_remove hook), only if it is ours.
+
+    A symlink, a non-folder, a folder marrow-tui did not create, one that is (or holds) a
+    `protected` path, is left alone. So is one with unsaved git work (see `unsaved_work`)
+    unless `force` (the operator confirmed).
+    """
+    protected = tuple(protected)
+    verdict = check_removal(root, identifier, protected=protected)
+    if verdict.path is None or verdict.reason:
+        return verdict
+    path = verdict.path
+    if not force:
+        record = _read_record(path) or {}
+        base = record.get("base")
+        lost = unsaved_work(path, base if isinstance(base, str) else None)
+        if lost:
+            return Removal(path, reason="unsaved work", lost=lost)
     shutil.rmtree(path)
-    return True
+    with contextlib.suppress(FileNotFoundError):
+        _ledger_file(path).unlink()
+    return Removal(path, removed=True)
+
+
+def _git(path: Path, *args: str) -> str:
+    """A read-only git command in the workspace; its hooks and fsmonitor are off."""
+    done = subprocess.run(
+        ["git", "-c", "core.fsmonitor=", "-c", "core.hooksPath=/dev/null", *args],
+        cwd=path, capture_output=True, text=True, timeout=GIT_TIMEOUT, check=True,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
+    return done.stdout
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:NAMED])
+    return shown + (f", +{len(names) - NAMED} more" if len(names) > NAMED else "")
+
+
+def unsaved_work(path: Path, base: str | None = None) -> str:
+    """What removing the workspace would lose from its own git repository, as a sentence:
+    changes not committed, and commits that no remote-tracking branch has (after `base`, the
+    commit the workspace started from). "" when nothing (or no repository of its own)."""
+    if not os.path.lexists(path / ".git"):
+        return ""
+    try:
+        status = _git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+        files = [entry[3:] for entry in status.split("\0") if len(entry) > 3]
+        heads = ["--branches"]
+        with contextlib.suppress(subprocess.CalledProcessError):
+            heads.append(_git(path, "rev-parse", "--verify", "-q", "HEAD").strip())
+        exclude = [f"^{base}"] if base else []
+        commits = _git(path, "log", "--format=%h %s", *heads, *exclude, "--not",
+                       "--remotes", "--").splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "git could not say what would be lost"
+    parts = []
+    if files:
+        parts.append(f"{len(files)} uncommitted file{'s' * (len(files) != 1)} "
+                     f"({_some(files)})")
+    if commits:
+        parts.append(f"{len(commits)} commit{'s' * (len(commits) != 1)} on no remote "
+                     f"({_some(commits)})")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from ..core.events import Event, describe
+from ..core.orchestration import refused_id
 from ..runtime import Runtime
 
 #: at most this many `Changed` messages a second
@@ -31,7 +32,8 @@ RUN_KINDS = frozenset({"session_start", "session_end", "session_progress", "agen
 CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
                          "extend"})
 #: the orchestrator's issues (one identifier each) and its workflow's status (every issue)
-ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "issue_done", "workflow_status"})
+ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "issue_done", "workflow_status",
+                         "tracker_refused", "workspace_kept", "workspace_removed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +187,10 @@ class Bridge:
                 f"{data['agent']}: run {data['state']} ({data.get('reason', '')})"))
 
     def _issue_event(self, kind: str, data: dict, pending: _Pending) -> None:
+        if kind == "tracker_refused":  # rows for the refused files, and for the gone ones
+            pending.issues.update(refused_id(f["path"]) for f in data.get("files", ()))
+            pending.issues.update(refused_id(path) for path in data.get("gone", ()))
+            return
         if kind != "workflow_status":
             pending.issues.add(data["identifier"])
             if kind == "issue_done":

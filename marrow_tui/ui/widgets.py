@@ -27,6 +27,7 @@ from textual.strip import Strip
 from textual.widgets import RichLog
 
 from ..core.claims import Claim
+from ..core.orchestration import REFUSED, refused_id
 from ..core.state import State
 from ..core.text import ago
 from .bridge import Activity
@@ -624,9 +625,10 @@ class SteeringTable(KeyedTable):
 #: the Issues pane's groups, top to bottom: what runs (or waits on a human), what retries soon,
 #: what is up next (by priority), then what needs a hand or is out of play
 ISSUE_RANKS = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3, "blocked": 4,
-               "inactive": 5, "done": 6}
+               "inactive": 5, "done": 6, "refused": 7}
 _ISSUE_STYLES = {"running": "bold cyan", "waiting": "bold magenta", "retrying": "yellow",
-                 "parked": "bold red", "blocked": "dim", "done": "green", "inactive": "dim"}
+                 "parked": "bold red", "blocked": "dim", "done": "green", "inactive": "dim",
+                 "refused": "red"}
 #: an issue without a priority sorts after every one with one (as in smol-symphony)
 _NO_PRIORITY = 2 * 10**6
 
@@ -637,15 +639,22 @@ def _natural(identifier: str) -> str:
                    for part in re.split(r"(\d+)", identifier))
 
 
-def issue_key(identifier: str, status: str, priority: int | None) -> str:
+def issue_key(identifier: str, status: str, priority: int | None,
+              sort_as: str | None = None) -> str:
     """An issue's row key: its group, then its priority, then its id (naturally sorted).
 
     The key changes with the status, so a row moves when its issue starts, retries or parks;
-    the identifier is the key's last part.
+    the identifier is the key's last part. A refused file's row sorts by its path (`sort_as`).
     """
     rank = ISSUE_RANKS.get(status, len(ISSUE_RANKS))
     prio = _NO_PRIORITY if priority is None else min(max(priority + 10**6, 0), _NO_PRIORITY - 1)
-    return f"{rank}\x1f{prio:07d}\x1f{_natural(identifier)}\x1f{identifier}"
+    order = _natural(sort_as if sort_as is not None else identifier).replace("\x1f", "?")
+    return f"{rank}\x1f{prio:07d}\x1f{order}\x1f{identifier}"
+
+
+def _printable(text: str) -> str:
+    """A file name or reason as shown: a hostile name's control characters become `?`."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 class IssuesTable(KeyedTable):
@@ -655,14 +664,29 @@ class IssuesTable(KeyedTable):
     COLUMNS = (("id", "Id"), ("state", "State"), ("status", "Status"), ("attempt", "Attempt"),
                ("priority", "Priority"), ("title", "Title"))
     MAX_WIDTH = 30
+    _refused_of: list[dict[str, str]] | None = None
+    _refused_rows: dict[str, dict[str, str]]
 
     @staticmethod
     def identifier(key: str | None) -> str | None:
         return None if key is None else key.rsplit("\x1f", 1)[-1]
 
     def _wanted(self, identifier: str) -> str | None:
+        if identifier.startswith(REFUSED):
+            found = self._refused().get(identifier)
+            return None if found is None else issue_key(
+                identifier, "refused", None, _printable(found["path"]))
         view = self.state.issues.issues.get(identifier)
         return None if view is None else issue_key(identifier, view.status, view.priority)
+
+    def _refused(self) -> dict[str, dict[str, str]]:
+        """The tracker files the orchestrator refused, by row id (rebuilt when they change:
+        each `tracker_refused` event brings a new list)."""
+        files = self.state.issues.refused
+        if getattr(self, "_refused_of", None) is not files:
+            self._refused_of = files
+            self._refused_rows = {refused_id(f["path"]): f for f in files}
+        return self._refused_rows
 
     def keys_of(self, identifier: str) -> list[str]:
         """The row the issue should have now, plus the one it shows (to move or drop it)."""
@@ -675,11 +699,19 @@ class IssuesTable(KeyedTable):
     def all_keys(self) -> Iterable[str]:
         for view in self.state.issues.issues.values():
             yield issue_key(view.identifier, view.status, view.priority)
+        for identifier, found in self._refused().items():
+            yield issue_key(identifier, "refused", None, _printable(found["path"]))
 
     def cells(self, key: str) -> tuple[Any, ...] | None:
         identifier = self.identifier(key) or ""
         if key != self._wanted(identifier):
             return None
+        if identifier.startswith(REFUSED):
+            found = self._refused()[identifier]
+            path = _printable(found["path"])
+            folder, _, name = path.rpartition("/")
+            return (name, folder.rpartition("/")[2], Text("refused", style="red"), "-", "-",
+                    _printable(found["reason"]))
         view = self.state.issues.issues[identifier]
         status = Text(view.status, style=_ISSUE_STYLES.get(view.status, ""))
         if view.status == "retrying" and view.next_at is not None:
@@ -692,6 +724,8 @@ class IssuesTable(KeyedTable):
                 status = Text(reason, style=status.style)
             else:
                 status.append(f": {reason}")
+        elif view.status == "done" and reason:  # e.g. its workspace was kept, and why
+            status.append(f": {reason}", style="yellow")
         return (identifier, view.state, status, str(view.attempt) if view.attempt else "-",
                 "-" if view.priority is None else str(view.priority), view.title)
 
