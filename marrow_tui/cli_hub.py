@@ -30,6 +30,7 @@ import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Final, TextIO
 
 from websockets.exceptions import InvalidURI
@@ -80,6 +81,39 @@ def default_name() -> str:
     return f"cli/{user or 'operator'}"
 
 
+def operator_token(args: argparse.Namespace) -> str | None:
+    """The operator token to present: ``--operator-token``, else ``$MARROW_OPERATOR_TOKEN``,
+    else the one the local marrow-tui keeps in its state dir (``--state-dir``,
+    ``$MARROW_STATE_DIR``, else ``.marrow`` beside ``$MARROW_CONFIG`` or ``./marrow.toml``,
+    else ``./.marrow``). A run the runtime started (it has ``$MARROW_AGENT_KEY``) is an
+    agent, never an operator: it does not go looking in the state dir."""
+    given = getattr(args, "operator_token", None) or os.environ.get("MARROW_OPERATOR_TOKEN")
+    if given:
+        return str(given)
+    if os.environ.get("MARROW_AGENT_KEY"):
+        return None
+    from .hub.secrets import read_operator_token
+
+    return read_operator_token(local_state_dir(getattr(args, "state_dir", None)))
+
+
+def local_state_dir(given: str | None = None) -> Path:
+    """Where the marrow-tui started from here keeps its state (as `marrow-tui` decides)."""
+    given = given or os.environ.get("MARROW_STATE_DIR")
+    if given:
+        return Path(given).expanduser()
+    config = os.environ.get("MARROW_CONFIG")
+    if config:
+        return Path(config).expanduser().parent / ".marrow"
+    return Path(".marrow")
+
+
+def agent_key(name: str) -> str | None:
+    """``$MARROW_AGENT_KEY`` when we act as the agent it was made for (``$MARROW_AGENT``)."""
+    key = os.environ.get("MARROW_AGENT_KEY")
+    return key if key and name == os.environ.get("MARROW_AGENT") else None
+
+
 def _positive_float(text: str) -> float:
     """argparse type: a finite number above zero (seconds)."""
     try:
@@ -110,6 +144,12 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool = False) -> None
                        help="agent name to act as (env MARROW_AGENT; default cli/<user>)")
     group.add_argument("--token", default=default(os.environ.get("MARROW_TOKEN")),
                        help="connect token of a secured hub (env MARROW_TOKEN)")
+    group.add_argument("--operator-token", default=default(None),
+                       help="act as an operator (env MARROW_OPERATOR_TOKEN; default: the "
+                            "token in the local marrow-tui's state dir, when readable)")
+    group.add_argument("--state-dir", default=default(None),
+                       help="the local marrow-tui's state dir, to read its operator token "
+                            "(env MARROW_STATE_DIR; default .marrow beside ./marrow.toml)")
     group.add_argument("--cafile", default=default(None),
                        help="CA bundle to verify a wss:// hub (default: system trust)")
     group.add_argument("--json", action="store_true", default=default(False),
@@ -183,6 +223,10 @@ def _register_release(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("task_id", metavar="TASK_ID")
     parser.add_argument("--epoch", type=int, default=None,
                         help="fencing epoch from the grant; refused if stale")
+    parser.add_argument("--force", action="store_true",
+                        help="release another agent's lease (operators only)")
+    parser.add_argument("--keep-checkpoint", action="store_true",
+                        help="with --force: leave the lease's checkpoint for the next claimant")
 
 
 def _register_handoff(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -253,7 +297,8 @@ def run(args: argparse.Namespace, action: Action, render: Render,
         context = _ssl_context(args.cafile)
         frame = run_request(
             args.uri, args.name, lambda hub: action(hub, args), token=args.token,
-            timeout=args.timeout, ssl=context,
+            timeout=args.timeout, ssl=context, operator_token=operator_token(args),
+            agent_key=agent_key(args.name),
         )
     except HubConnectionError as exc:
         print(f"{PROG}: {exc.message}", file=err)
@@ -316,6 +361,20 @@ async def _do_claim(hub: HubClient, args: argparse.Namespace) -> Frame:
 
 
 async def _do_release(hub: HubClient, args: argparse.Namespace) -> Frame:
+    if args.force:
+        return await hub.force_release(args.task_id, keep_checkpoint=args.keep_checkpoint)
+    if not hub.operator_token:  # the hub itself refuses another agent's lease
+        return await hub.release(args.task_id, epoch=args.epoch)
+    # An operator's session may end anyone's lease: without --force, only our own.
+    state = await hub.state()
+    claims = state.get("snapshot", {}).get("active_claims") or []
+    owner = next((c.get("owner") for c in claims if c.get("task_id") == args.task_id), None)
+    if owner is not None and owner != hub.name:
+        raise Refused({"type": "release_denied", "task_id": args.task_id,
+                       "reason_code": "NOT_OWNER",
+                       "payload": f"Task '{args.task_id}' is held by {owner}, not "
+                                  f"{hub.name}; --force releases another agent's lease "
+                                  "(operators only)."})
     return await hub.release(args.task_id, epoch=args.epoch)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from . import cli_hub
 from .core.text import ago
-from .hub.client import Frame, HubClient, HubConnectionError, Refused
+from .hub.client import Frame, HubClient, HubConnectionError, HubRefused, Refused
 
 EXIT_OK = 0
 EXIT_NO_ANSWER = 1
@@ -87,10 +87,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("steering", help="list the questions agents are waiting on",
-                       description="List open steering requests, the longest-waiting first.")
+                       description="List open steering requests, the longest-waiting first; "
+                                   "`steering cancel ID` ends one unanswered (its asker, or "
+                                   "an operator).")
+    p.add_argument("action", nargs="?", choices=("list", "cancel"), default="list")
+    p.add_argument("id", nargs="?", default="", metavar="ID",
+                   help="the request to cancel")
     p.add_argument("--all", action="store_true", help="also the recently ended ones")
     cli_hub._add_common(p)
-    p.set_defaults(func=lambda a: cli_hub.run(a, _do_list, render_requests))
+    p.set_defaults(func=cmd_steering)
 
     p = sub.add_parser("answer", help="answer an agent's question",
                        description="Answer a steering request; its agent gets the answer at "
@@ -177,7 +182,9 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
         try:
             async with HubClient(args.uri, args.name, token=args.token, ssl=ssl,
                                  open_timeout=args.timeout_connect,
-                                 request_timeout=args.timeout_connect) as hub:
+                                 request_timeout=args.timeout_connect,
+                                 operator_token=cli_hub.operator_token(args),
+                                 agent_key=cli_hub.agent_key(args.name)) as hub:
                 away_since, delay = None, 0.5
                 if told:
                     print("marrow-tui: connected again; still waiting", file=sys.stderr)
@@ -186,6 +193,8 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
         except Refused:
             raise
         except HubConnectionError as exc:
+            if isinstance(exc, HubRefused) and exc.code in (4010, 4016):
+                raise  # a wrong secret, or a name only its agent may take: waiting won't help
             now = time.monotonic()
             away_since = away_since or now
             if now - away_since >= args.give_up_after:
@@ -199,6 +208,16 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
 
 
 # ---- steering, answer ----------------------------------------------------------------------
+
+
+def cmd_steering(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return cli_hub.run(args, _do_list, render_requests)
+    if not args.id.strip():
+        print("marrow-tui: steering cancel needs the request ID", file=sys.stderr)
+        return EXIT_USAGE
+    return cli_hub.run(args, lambda hub, a: hub.steer_cancel(a.id.strip()),
+                       lambda f, a: f"cancelled {f.get('id')}")
 
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:

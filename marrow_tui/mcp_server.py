@@ -123,6 +123,8 @@ class Settings:
     uri: str
     name: str
     token: str | None = None
+    agent_key: str | None = None
+    """MARROW_AGENT_KEY: proof that we are the run's agent (it covers `<agent>/mcp`)."""
     ssl: ssl.SSLContext | None = None
     connect_timeout: float = 10.0
     give_up_after: float = 3600.0
@@ -142,11 +144,16 @@ class Settings:
             "uri": cli_hub.default_uri(),
             "name": default_name(),
             "token": os.environ.get("MARROW_TOKEN") or None,
+            "agent_key": os.environ.get("MARROW_AGENT_KEY") or None,
             "session": os.environ.get("MARROW_SESSION", ""),
             "scope": os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION", ""),
             "issue": os.environ.get("MARROW_ISSUE", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        agent = os.environ.get("MARROW_AGENT", "")
+        name = str(values["name"])
+        if not agent or (name != agent and not name.startswith(agent + "/")):
+            values["agent_key"] = None  # the key proves the run's agent, not another name
         return cls(**values)
 
 
@@ -171,7 +178,7 @@ class HubLink:
                 await self._client.close()
                 self._client = None
             s = self.settings
-            client = HubClient(s.uri, s.name, token=s.token, ssl=s.ssl,
+            client = HubClient(s.uri, s.name, token=s.token, ssl=s.ssl, agent_key=s.agent_key,
                                open_timeout=s.connect_timeout,
                                request_timeout=s.connect_timeout)
             await client.connect()

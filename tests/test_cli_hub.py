@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from marrow_tui.hub.client import Frame, HubClient
+from marrow_tui.hub.secrets import agent_key
 
 from .hubproc import REPO, RunningHub, clean_env, free_port, hub_command, running_hub
 
@@ -81,6 +82,12 @@ async def cli(*args: str, uri: str | None = None, name: str | None = None,
     return result
 
 
+def as_agent(state: Path, name: str) -> dict[str, str]:
+    """The environment a run of ours gets: its name and its agent key, so a later call takes
+    back the name it left holding a lease (docs/protocol.md §2.7)."""
+    return {"MARROW_AGENT": name, "MARROW_AGENT_KEY": agent_key(state, name)}
+
+
 def _claims(frame: Frame) -> dict[str, Frame]:
     return {c["task_id"]: c for c in frame["snapshot"]["active_claims"]}
 
@@ -97,8 +104,10 @@ def _row(text: str, first: str) -> list[str]:
 # --------------------------------------------------------------------------- claims
 
 
-async def test_claim_conflict_handoff_release_journey(hub: RunningHub, bob: HubClient) -> None:
+async def test_claim_conflict_handoff_release_journey(hub: RunningHub, bob: HubClient,
+                                                      tmp_path: Path) -> None:
     seen = bob.subscribe()
+    alice = as_agent(tmp_path / "state", "e2e/alice")
 
     claimed = await cli("claim", "T1", "src/auth.py", "src/util/", "--worktree", "main",
                         "--ttl", "600", "--note", "edit auth", uri=hub.uri, name="e2e/alice")
@@ -119,14 +128,14 @@ async def test_claim_conflict_handoff_release_journey(hub: RunningHub, bob: HubC
     assert set(_claims(await bob.state())) == {"T1"}
 
     handed = await cli("handoff", "T1", "e2e/bob", "--note", "please finish",
-                       uri=hub.uri, name="e2e/alice")
+                       uri=hub.uri, name="e2e/alice", env=alice)
     assert handed.code == 0, handed.err
     assert "e2e/bob" in handed.out
     moved = await bob.next_matching(seen, lambda f: f.get("type") == "handoff_granted")
     assert moved["owner"] == "e2e/bob" and moved["previous_owner"] == "e2e/alice"
     assert _claims(await bob.state())["T1"]["owner"] == "e2e/bob"
 
-    not_yours = await cli("release", "T1", uri=hub.uri, name="e2e/alice")
+    not_yours = await cli("release", "T1", uri=hub.uri, name="e2e/alice", env=alice)
     assert not_yours.code == 1 and not_yours.err.strip()
     assert "T1" in _claims(await bob.state())
 
@@ -135,22 +144,24 @@ async def test_claim_conflict_handoff_release_journey(hub: RunningHub, bob: HubC
     assert empty.code == 0 and "no active claims" in empty.out
 
 
-async def test_release_uses_epoch_fencing(hub: RunningHub) -> None:
+async def test_release_uses_epoch_fencing(hub: RunningHub, tmp_path: Path) -> None:
+    alice = as_agent(tmp_path / "state", "e2e/alice")
     grant = await cli("claim", "T9", "docs/", "--json", uri=hub.uri, name="e2e/alice")
     assert grant.code == 0, grant.err
     epoch = grant.json()["epoch"]
     assert isinstance(epoch, int)
 
-    stale = await cli("release", "T9", "--epoch", str(epoch + 1000), uri=hub.uri, name="e2e/alice")
+    stale = await cli("release", "T9", "--epoch", str(epoch + 1000), uri=hub.uri,
+                      name="e2e/alice", env=alice)
     assert stale.code == 1 and "T9" in stale.err
 
     released = await cli("release", "T9", "--epoch", str(epoch), "--json",
-                         uri=hub.uri, name="e2e/alice")
+                         uri=hub.uri, name="e2e/alice", env=alice)
     assert released.code == 0, released.err
     frame = released.json()
     assert (frame["type"], frame["task_id"], frame["owner"]) == ("release_granted", "T9",
                                                                  "e2e/alice")
-    state = await cli("state", "--json", uri=hub.uri, name="e2e/alice")
+    state = await cli("state", "--json", uri=hub.uri, name="e2e/alice", env=alice)
     assert _claims(state.json()) == {}
 
 

@@ -33,6 +33,7 @@ from marrow_tui.hub.client import (
     declaration_reply,
     run_request,
 )
+from marrow_tui.hub.secrets import agent_key
 
 from .hubproc import REPO, free_port, hub_command, running_hub
 
@@ -79,11 +80,13 @@ async def test_duplicate_name_is_refused_with_4009(hub_uri: str, alice: HubClien
     assert "t/alice" in (await alice.who())["online_agents"]
 
 
-async def test_takeover_evicts_the_old_session(hub_uri: str) -> None:
+async def test_takeover_evicts_the_old_session(hub_uri: str, tmp_path: Path) -> None:
     old = HubClient(hub_uri, "t/seat")
     await old.connect()
     try:
-        async with HubClient(hub_uri, "t/seat", takeover=True) as new:
+        # a takeover proves it is the agent (its key): an online name is not free to take
+        async with HubClient(hub_uri, "t/seat", takeover=True,
+                             agent_key=agent_key(tmp_path / "state", "t/seat")) as new:
             assert "t/seat" in (await new.who())["online_agents"]
             with pytest.raises(HubConnectionError):
                 await old.who()
@@ -397,3 +400,17 @@ def test_a_declaration_reply_must_carry_our_content() -> None:
                        depends_on=["P0", "P1"], suggested_owner="t/bob")
     assert ours(mine) == "ok"
     assert ours({**mine, "type": "ledger_task_updated"}) is None
+
+
+async def test_an_operator_client_ends_another_agents_lease(hub_uri: str, alice: HubClient,
+                                                            tmp_path: Path) -> None:
+    await alice.claim("T1", ["src"])
+    token = (tmp_path / "state" / "operator_token").read_text().strip()
+    async with HubClient(hub_uri, "t/ops", operator_token=token) as ops:
+        released = await ops.force_release("T1", keep_checkpoint=True)
+    assert (released["owner"], released["released_by"]) == ("t/alice", "t/ops")
+    async with HubClient(hub_uri, "t/mallory") as mallory:
+        await alice.claim("T2", ["lib"])
+        with pytest.raises(Refused) as refused:
+            await mallory.force_release("T2")
+    assert "owned by t/alice" in refused.value.text

@@ -8,7 +8,9 @@ import sqlite3
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from marrow_tui.hub.secrets import agent_key
 from marrow_tui.hub.server import ConfigError, HubOptions
 
 from .conftest import Agent, Hub, start_hub
@@ -54,7 +56,9 @@ async def test_reserved_names_are_refused(hub: Hub, name: str) -> None:
 
 async def test_takeover_evicts_the_old_connection(hub: Hub) -> None:
     old = await hub.agent("demo/alice")
-    new = await Agent.join(hub.uri, "demo/alice", takeover=True)
+    # a takeover proves it is the agent (its key); without proof see test_operator.py
+    new = await Agent.join(hub.uri, "demo/alice", takeover=True,
+                           agent_key=agent_key(hub.state_dir, "demo/alice"))
     assert await old.closed() == (4010, "superseded")
     who = await new.request(("who_snapshot",), type="who_request")
     assert who["online_agents"] == ["demo/alice"]
@@ -72,6 +76,45 @@ async def test_token_is_required_and_checked(tmp_path) -> None:
         good = await h.agent("t/c", token="s3cret")
         who = await good.request(("who_snapshot",), type="who_request")
         assert who["online_agents"] == ["t/c"]
+    finally:
+        await h.stop()
+
+
+@pytest.mark.parametrize("token", ["\ud800", "s3cret\udfff"])
+async def test_a_token_that_is_not_utf8_text_is_refused_with_4010(tmp_path, token) -> None:
+    h = await start_hub(tmp_path / "s", token="s3cret")
+    try:
+        odd = await Agent.join(h.uri, "t/a", expect_welcome=False, token=token)
+        refusal = await odd.until("auth_denied")
+        assert refusal["payload"] == "Invalid authentication token: it is not valid UTF-8 text."
+        assert await odd.closed() == (4010, "auth denied")
+        good = await h.agent("t/c", token="s3cret")  # the hub is still serving
+        assert (await good.request(("who_snapshot",), type="who_request"))["online_agents"] \
+            == ["t/c"]
+    finally:
+        await h.stop()
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+async def test_malformed_frames_do_not_restart_the_registration_deadline(tmp_path,
+                                                                         token) -> None:
+    """The deadline counts from the connect: a socket that keeps sending junk is still closed."""
+    h = await start_hub(tmp_path / "s", token=token, registration_timeout=0.3)
+    try:
+        async with connect(h.uri, compression=None) as ws:
+            closed = False
+            async with asyncio.timeout(10):
+                while not closed:
+                    try:
+                        await ws.send("{not json")
+                        while json.loads(await ws.recv())["type"] != "error":
+                            pass  # the welcome of an open hub
+                    except ConnectionClosed:
+                        closed = True
+            rcvd = ws.protocol.close_rcvd
+            assert rcvd is not None
+            reason = "auth timeout" if token else "registration timeout"
+            assert (rcvd.code, rcvd.reason) == (4012, reason)
     finally:
         await h.stop()
 
@@ -346,7 +389,8 @@ async def test_restart_restores_leases_board_chat_and_idempotency(tmp_path) -> N
         assert claim is not None
         assert (claim.owner, claim.epoch, claim.checkpoint) == ("demo/alice", grant["epoch"], "c1")
         assert claim.lease_expires_at == grant["lease_expires_at"]
-        alice = await second.agent("demo/alice")
+        # alice still holds T1, so taking her name back takes her key
+        alice = await second.agent("demo/alice", agent_key=agent_key(state_dir, "demo/alice"))
         again = await alice.request(("claim_granted",), type="claim", task_id="T1",
                                     worktree="main", paths=["src"], idem_key="k1")
         assert again["epoch"] == grant["epoch"] and again["timestamp"] == grant["timestamp"]

@@ -14,6 +14,7 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.types import CallToolResult, TextContent
 
+from marrow_tui.hub.secrets import agent_key
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.runtime import Runtime, RuntimeOptions
 
@@ -63,7 +64,8 @@ def open_request(hub: Hub) -> Any:
 
 
 def answer(hub: Hub, request_id: str, text: str) -> None:
-    hub.runtime.handle("ops", {"type": "steer_answer", "id": request_id, "answer": text}, None)
+    hub.runtime.handle("ops", {"type": "steer_answer", "id": request_id, "answer": text}, None,
+                       operator=True)
 
 
 # ---- tools over stdio ---------------------------------------------------------------------
@@ -206,7 +208,10 @@ async def test_a_pending_question_survives_a_hub_restart(tmp_path: Path) -> None
     state = tmp_path / "state"
     hub = await start_hub(state)
     port = hub.server.address[1]
-    async with mcp_client(hub.uri, tmp_path) as session:
+    # as a run of ours starts it: with its agent's key, so it takes its name back after the
+    # restart (the name still has an open request)
+    async with mcp_client(hub.uri, tmp_path,
+                          MARROW_AGENT_KEY=agent_key(state, "agent")) as session:
         asking = asyncio.create_task(call(session, "ask_human", question="Ship it?"))
         request = await until(lambda: open_request(hub))
         await hub.stop()
@@ -219,7 +224,7 @@ async def test_a_pending_question_survives_a_hub_restart(tmp_path: Path) -> None
             # The server connects again and asks again by key: still one request.
             await until(lambda: "agent/mcp" in runtime.state.presence.online, timeout=WAIT * 2)
             runtime.handle("ops", {"type": "steer_answer", "id": request.id, "answer": "yes"},
-                           None)
+                           None, operator=True)
             result = await asyncio.wait_for(asking, WAIT * 2)
             assert not result.is_error, text(result)
             assert text(result) == "yes"

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .conftest import Agent, Hub
+import pytest
+
+from marrow_tui.hub.secrets import agent_key
+
+from .conftest import Agent, Hub, start_hub
 
 
 def _operator(hub: Hub) -> tuple[Any, list[dict[str, Any]]]:
@@ -88,3 +93,219 @@ async def test_remote_agents_cannot_claim_operator_rights(hub: Hub) -> None:
     assert "owned by demo/alice" in denied["payload"]
     refused = await mallory.request(("error",), type="extend", task_id="T1")
     assert "owned by demo/alice" in refused["payload"]
+
+
+# ---- the operator role over the wire (docs/protocol.md §2.7) ------------------------------
+
+
+def operator_token(hub: Hub) -> str:
+    return (hub.state_dir / "operator_token").read_text().strip()
+
+
+async def test_the_operator_token_is_made_in_the_state_dir_readable_by_its_owner_only(
+        hub: Hub) -> None:
+    path = hub.state_dir / "operator_token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(operator_token(hub)) >= 32
+    again = await start_hub(hub.state_dir.parent / "other")
+    try:
+        assert operator_token(again) != operator_token(hub)  # one per hub, not a constant
+    finally:
+        await again.stop()
+
+
+async def test_a_connection_with_the_operator_token_has_operator_rights(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    ops = await hub.agent("ops/ann", operator_token=operator_token(hub))
+    assert hub.runtime.state.presence.online["ops/ann"].operator
+    assert not hub.runtime.state.presence.online["demo/alice"].operator
+    for task in ("T1", "T2", "T3"):
+        await alice.request(("claim_granted",), type="claim", task_id=task, paths=[task])
+    released = await ops.request(("release_granted", "release_denied"), type="release",
+                                 task_id="T1")
+    assert (released["type"], released["owner"], released["released_by"]) == \
+        ("release_granted", "demo/alice", "ops/ann")
+    moved = await ops.request(("handoff_granted", "handoff_denied"), type="handoff",
+                              task_id="T2", to_agent="demo/bob")
+    assert (moved["type"], moved["owner"]) == ("handoff_granted", "demo/bob")
+    extended = await ops.request(("lease_extended", "error"), type="extend", task_id="T3",
+                                 ttl_seconds=7200)
+    assert extended["type"] == "lease_extended"
+    # the rights belong to the connection, not to a frame: bob's own flags change nothing
+    denied = await bob.request(("release_denied",), type="release", task_id="T3",
+                               operator_token=operator_token(hub))
+    assert "owned by demo/alice" in denied["payload"]
+
+
+@pytest.mark.parametrize(("token", "text"), [
+    ("nope", "Invalid operator token."),
+    ("\ud800", "Invalid operator token: it is not valid UTF-8 text."),
+])
+async def test_a_wrong_operator_token_is_refused_with_4010(hub: Hub, token: str,
+                                                           text: str) -> None:
+    mallory = await Agent.join(hub.uri, "ops/mallory", expect_welcome=False,
+                               operator_token=token)
+    assert (await mallory.until("auth_denied"))["payload"] == text
+    assert await mallory.closed() == (4010, "auth denied")
+    assert "ops/mallory" not in hub.runtime.state.presence.online
+
+
+async def test_secrets_in_frames_are_never_stored_or_relayed(hub: Hub) -> None:
+    ops = await hub.agent("ops/ann", operator_token=operator_token(hub))
+    bob = await hub.agent("demo/bob")
+    await ops.send(type="chat", payload="hi", operator_token="x", agent_key="y", token="z")
+    heard = await bob.until("chat")
+    assert not {"operator_token", "agent_key", "token"} & heard.keys()
+    assert not {"operator_token", "agent_key", "token"} & hub.runtime.state.chat.history[-1].keys()
+
+
+async def test_only_an_operator_answers_and_never_the_asker(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    ops = await hub.agent("ops/ann", operator_token=operator_token(hub))
+    rid = (await alice.request(("steer_opened",), type="steer_ask", question="ship?"))["id"]
+    refused = await bob.request(("error",), type="steer_answer", id=rid, answer="yes")
+    assert refused["error_code"] == "not_operator"
+    assert refused["payload"] == f"Only an operator may answer {rid}."
+    own = await alice.request(("error",), type="steer_answer", id=rid, answer="yes")
+    assert own["error_code"] == "own_request"
+    # an operator that asks cannot answer itself either
+    mine = (await ops.request(("steer_opened",), type="steer_ask", question="mine?"))["id"]
+    self_answer = await ops.request(("error",), type="steer_answer", id=mine, answer="yes")
+    assert self_answer["error_code"] == "own_request"
+    assert hub.runtime.state.steering.get(rid).open  # type: ignore[union-attr]
+    answered = await ops.request(("steer_answered", "error"), type="steer_answer", id=rid,
+                                 answer="yes")
+    assert answered["type"] == "steer_answered"
+    reply = await alice.until("steer_reply", id=rid)
+    assert (reply["answer"], reply["answered_by"]) == ("yes", "ops/ann")
+
+
+async def test_cancelling_someone_elses_request_takes_an_operator(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    bob = await hub.agent("demo/bob")
+    ops = await hub.agent("ops/ann", operator_token=operator_token(hub))
+    rid = (await alice.request(("steer_opened",), type="steer_ask", question="ship?"))["id"]
+    refused = await bob.request(("error",), type="steer_cancel", id=rid)
+    assert refused["error_code"] == "not_asker"
+    cancelled = await ops.request(("steer_cancelled", "error"), type="steer_cancel", id=rid)
+    assert cancelled["type"] == "steer_cancelled"
+    assert (await alice.until("steer_reply", id=rid))["state"] == "cancelled"
+
+
+# ---- names: online ones cannot be taken, offline ones only with proof ---------------------
+
+
+async def test_an_online_name_is_not_taken_over_without_proof(hub: Hub) -> None:
+    alice = await hub.agent("demo/alice")
+    thief = await Agent.join(hub.uri, "demo/alice", expect_welcome=False, takeover=True)
+    refusal = await thief.until("name_conflict")
+    assert "agent key" in refusal["payload"] and "operator" in refusal["payload"]
+    assert await thief.closed() == (4009, "name conflict")
+    # alice kept her seat
+    assert (await alice.request(("who_snapshot",), type="who_request"))["online_agents"] \
+        == ["demo/alice"]
+    bad_key = await Agent.join(hub.uri, "demo/alice", expect_welcome=False, takeover=True,
+                               agent_key=agent_key(hub.state_dir, "demo/bob"))
+    assert (await bad_key.until("auth_denied"))["payload"] == \
+        "Invalid agent key for 'demo/alice'."
+    assert await bad_key.closed() == (4010, "auth denied")
+
+
+async def test_an_online_name_is_taken_over_with_its_key_or_by_an_operator(hub: Hub) -> None:
+    old = await hub.agent("demo/alice")
+    new = await Agent.join(hub.uri, "demo/alice", takeover=True,
+                           agent_key=agent_key(hub.state_dir, "demo/alice"))
+    assert await old.closed() == (4010, "superseded")
+    hub.agents.append(new)
+    again = await Agent.join(hub.uri, "demo/alice", takeover=True,
+                             operator_token=operator_token(hub))
+    hub.agents.append(again)
+    assert await new.closed() == (4010, "superseded")
+    assert (await again.request(("who_snapshot",), type="who_request"))["online_agents"] \
+        == ["demo/alice"]
+
+
+async def test_an_offline_agents_name_and_leases_are_reclaimed_only_with_proof(
+        hub: Hub) -> None:
+    watcher = await hub.agent("demo/watcher")
+    alice = await hub.agent("demo/alice")
+    await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    await alice.ws.close()
+    await watcher.until("presence_update", agent="demo/alice", event="left")
+    impostor = await Agent.join(hub.uri, "demo/alice", expect_welcome=False)
+    refusal = await impostor.until("name_conflict")
+    assert refusal["payload"].startswith("Name 'demo/alice' belongs to an offline agent")
+    assert await impostor.closed() == (4016, "name owned")
+    assert hub.runtime.state.claims.get("T1").owner == "demo/alice"  # type: ignore[union-attr]
+    back = await hub.agent("demo/alice", agent_key=agent_key(hub.state_dir, "demo/alice"))
+    released = await back.request(("release_granted",), type="release", task_id="T1")
+    assert released["owner"] == "demo/alice"
+
+
+async def test_a_name_that_holds_nothing_is_free_to_reuse(hub: Hub) -> None:
+    """Unmodified synapse clients: join, claim and release their own work, leave, come back."""
+    watcher = await hub.agent("demo/watcher")
+    bob = await hub.agent("demo/bob")
+    await bob.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    await bob.request(("release_granted",), type="release", task_id="T1")
+    await bob.ws.close()
+    await watcher.until("presence_update", agent="demo/bob", event="left")
+    again = await hub.agent("demo/bob")
+    assert (await again.request(("who_snapshot",), type="who_request"))["online_agents"] \
+        == ["demo/bob", "demo/watcher"]
+
+
+async def test_an_offline_askers_name_with_an_unread_answer_needs_proof(hub: Hub) -> None:
+    watcher = await hub.agent("demo/watcher")
+    alice = await hub.agent("demo/alice")
+    await alice.request(("steer_opened",), type="steer_ask", question="ship?")
+    await alice.ws.close()
+    await watcher.until("presence_update", agent="demo/alice", event="left")
+    impostor = await Agent.join(hub.uri, "demo/alice", expect_welcome=False)
+    await impostor.until("name_conflict")
+    assert await impostor.closed() == (4016, "name owned")
+    ops = await hub.agent("demo/alice", operator_token=operator_token(hub))
+    assert (await ops.request(("who_snapshot",), type="who_request"))["online_agents"] \
+        == ["demo/alice", "demo/watcher"]
+
+
+# ---- verbs other parts serve: services ------------------------------------------------------
+
+
+async def test_starting_stopping_and_restarting_services_takes_an_operator(
+        hub: Hub, tmp_path: Path) -> None:
+    from marrow_tui.config import load_config
+    from marrow_tui.services.hosting import Services
+
+    path = tmp_path / "marrow.toml"
+    path.write_text('[[services]]\nname = "db"\ncommand = ["true"]\nenabled = false\n')
+    loaded = load_config(path)
+    assert loaded.config is not None, loaded.diagnostics
+    services = Services(hub.runtime, loaded.config, tmp_path / "services")
+    await services.start()
+    try:
+        bob = await hub.agent("demo/bob")
+        for verb in ("service_start", "service_stop", "service_restart"):
+            refused = await bob.request(("error",), type=verb, name="db")
+            assert refused["error_code"] == "forbidden", refused
+        listed = await bob.request(("services",), type="services_list")  # reading is open
+        assert [r["name"] for r in listed["services"]] == ["db"]
+        ops = await hub.agent("ops/ann", operator_token=operator_token(hub))
+        passed = await ops.request(("error",), type="service_stop", name="db")
+        assert passed["error_code"] == "not_running"  # past the rights check, to the service
+    finally:
+        await services.stop()
+
+
+async def test_an_agent_key_covers_the_names_under_the_agent_only(hub: Hub) -> None:
+    """The MCP server a run starts joins as `<agent>/mcp` with its agent's key."""
+    alice = await hub.agent("demo/alice")
+    await alice.request(("claim_granted",), type="claim", task_id="T1", paths=["a"])
+    mcp = await hub.agent("demo/alice/mcp", agent_key=agent_key(hub.state_dir, "demo/alice"))
+    assert "demo/alice/mcp" in hub.runtime.state.presence.online
+    await mcp.ws.close()
+    other = await Agent.join(hub.uri, "demo/bob", expect_welcome=False,
+                             agent_key=agent_key(hub.state_dir, "demo/alice"))
+    assert (await other.until("auth_denied"))["payload"] == "Invalid agent key for 'demo/bob'."

@@ -223,7 +223,7 @@ async def test_the_agent_asks_the_operator_and_uses_the_answer(tmp_path: Path,
     [request] = await run.until(lambda: list(book.open.values()))
     assert (request.asker, request.task_id) == ("G-1", "G-1")
     run.hub.runtime.handle("ops", {"type": "steer_answer", "id": request.id,
-                                   "answer": "blue"}, None)
+                                   "answer": "blue"}, None, operator=True)
     [ended] = await run.until(lambda: run.ended("G-1"))
     assert ended.reason == "marked done: painted blue"
     assert run.hub.runtime.state.issues.done[-1]["title"] == "painted blue"

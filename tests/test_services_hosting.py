@@ -55,7 +55,8 @@ async def test_services_start_in_order_report_events_and_keep_their_ports(
                                                     "api": "healthy"})
         healthy = [d["name"] for d in seen if d["state"] == "healthy"]
         assert healthy.index("api") > max(healthy.index("db"), healthy.index("cache"))
-        ops = await hub.agent("ops")
+        token = (tmp_path / "state" / "operator_token").read_text().strip()
+        ops = await hub.agent("ops", operator_token=token)  # restarting takes an operator
         listed = await ops.request(("services",), type="services_list")
         assert [r["name"] for r in listed["services"]] == ["db", "cache", "api"]
         assert "api" in listed["graph"] and "<- db, cache" in listed["graph"]
@@ -84,7 +85,8 @@ def test_the_services_command_against_a_running_marrow_tui(tmp_path: Path) -> No
     command = [sys.executable, "-m", "marrow_tui", "--no-ui", "--host", "127.0.0.1",
                "--port", "0", "--config", str(config), "--state-dir", str(tmp_path / "st")]
     with running_hub(command, tmp_path) as hub:
-        env = clean_env() | {"MARROW_HUB_URI": hub.uri}
+        # the operator on the hub's machine: the CLI reads the token from the state dir
+        env = clean_env() | {"MARROW_HUB_URI": hub.uri, "MARROW_STATE_DIR": str(tmp_path / "st")}
 
         def marrow(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "-m", "marrow_tui", *args], env=env,

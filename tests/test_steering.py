@@ -13,6 +13,7 @@ from marrow_tui.core.events import Event, Refusal
 from marrow_tui.core.state import State
 from marrow_tui.core.steering import MAX_OPEN_PER_ASKER, REUSE_WINDOW, Request, SteeringBook
 from marrow_tui.hub.client import HubClient
+from marrow_tui.hub.secrets import agent_key, operator_token
 
 from .conftest import WAIT, Agent, FakeClock, start_hub
 from .hubproc import clean_env, running_hub
@@ -40,13 +41,13 @@ def test_a_request_ends_once_with_its_answer() -> None:
     request = book.get(rid)
     assert request is not None and request.open
     assert (request.question, request.choices) == ("Deploy now?", ["yes", "no"])
-    end(book, book.decide_answer(rid, " yes ", "operator/me", 130.0))
+    end(book, book.decide_answer(rid, " yes ", "operator/me", 130.0, operator=True))
     request = book.get(rid)
     assert request is not None
     assert (request.state, request.answer, request.answered_by, request.ended) == (
         "answered", "yes", "operator/me", 130.0)
     assert book.undelivered("alice") == [request]
-    again = book.decide_answer(rid, "no", "someone", 131.0)
+    again = book.decide_answer(rid, "no", "someone", 131.0, operator=True)
     assert isinstance(again, Refusal) and again.reason == "not_open"
     book.apply(Event("steer_delivered", {"id": rid}))
     assert book.undelivered("alice") == []
@@ -73,7 +74,7 @@ def test_a_timeout_ends_it_with_the_default_and_says_so() -> None:
 def test_an_answer_before_the_deadline_wins() -> None:
     book = SteeringBook()
     rid = ask(book, timeout=60, default="no")
-    end(book, book.decide_answer(rid, "yes", "op", 120.0))
+    end(book, book.decide_answer(rid, "yes", "op", 120.0, operator=True))
     assert book.sweep(1000.0) == [] and book.next_deadline() is None
 
 
@@ -101,9 +102,9 @@ def test_bad_requests_are_refused() -> None:
         ask(book)
     refused = book.decide_ask("alice", 1.0, question="one more")
     assert isinstance(refused, Refusal) and refused.reason == "too_many_open"
-    empty = book.decide_answer("S1", "   ", "op", 2.0)
+    empty = book.decide_answer("S1", "   ", "op", 2.0, operator=True)
     assert isinstance(empty, Refusal) and empty.reason == "empty_answer"
-    unknown = book.decide_answer("S999", "x", "op", 2.0)
+    unknown = book.decide_answer("S999", "x", "op", 2.0, operator=True)
     assert isinstance(unknown, Refusal) and unknown.reason == "unknown_request"
 
 
@@ -125,7 +126,8 @@ def test_requests_survive_a_snapshot() -> None:
     answered = state.steering.decide_ask("bob", 100.0, question="R?")
     assert isinstance(answered, Event)
     state.apply(answered)
-    state.apply(state.steering.decide_answer("S2", "fine", "op", 110.0))  # type: ignore[arg-type]
+    state.apply(state.steering.decide_answer(  # type: ignore[arg-type]
+        "S2", "fine", "op", 110.0, operator=True))
     restored = State()
     restored.load_snapshot(state.to_snapshot())
     assert restored.steering.next_deadline() == 160.0
@@ -145,7 +147,7 @@ async def test_ask_answer_over_the_wire(tmp_path: Path) -> None:
                                      question="Deploy now?", choices=["yes", "no"],
                                      task_id="T1")
         rid = opened["id"]
-        ops = await hub.agent("ops")
+        ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
         listed = await ops.request(("steer_requests",), type="steer_list")
         assert [r["id"] for r in listed["requests"]] == [rid]
         answered = await ops.request(("steer_answered", "error"), type="steer_answer", id=rid,
@@ -179,11 +181,12 @@ async def test_an_answer_waits_for_an_absent_asker(tmp_path: Path) -> None:
         async with asyncio.timeout(WAIT):  # until the hub has seen alice go
             while "alice" in hub.runtime.state.presence.online:
                 await asyncio.sleep(0.01)
-        ops = await hub.agent("ops")
+        ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
         answered = await ops.request(("steer_answered",), type="steer_answer", id=rid,
                                      answer="later is fine")
         assert answered["sent"] is False
-        back = await Agent.join(hub.uri, "alice", expect_welcome=False)
+        back = await Agent.join(hub.uri, "alice", expect_welcome=False,
+                                agent_key=agent_key(hub.state_dir, "alice"))
         hub.agents.append(back)
         reply = await back.until("steer_reply", id=rid)
         assert reply["answer"] == "later is fine"
@@ -220,7 +223,7 @@ async def test_requests_and_answers_survive_a_restart(tmp_path: Path) -> None:
     second = (await alice.request(("steer_opened",), type="steer_ask", question="B?"))["id"]
     await alice.ws.close()
     hub.agents.remove(alice)
-    ops = await hub.agent("ops")
+    ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
     await ops.request(("steer_answered",), type="steer_answer", id=first, answer="yes")
     await hub.stop()
 
@@ -228,11 +231,12 @@ async def test_requests_and_answers_survive_a_restart(tmp_path: Path) -> None:
     try:
         book = hub.runtime.state.steering
         assert book.get(second).open  # type: ignore[union-attr]
-        alice = await Agent.join(hub.uri, "alice", expect_welcome=False)
+        alice = await Agent.join(hub.uri, "alice", expect_welcome=False,
+                                 agent_key=agent_key(hub.state_dir, "alice"))
         hub.agents.append(alice)
         reply = await alice.until("steer_reply", id=first)  # kept across the restart
         assert reply["answer"] == "yes"
-        ops = await hub.agent("ops")
+        ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
         await ops.request(("steer_answered",), type="steer_answer", id=second, answer="no")
         assert (await alice.until("steer_reply", id=second))["answer"] == "no"
     finally:
@@ -242,14 +246,22 @@ async def test_requests_and_answers_survive_a_restart(tmp_path: Path) -> None:
 # ---- marrow-tui ask, a real process ------------------------------------------------------
 
 
+def _op(state_dir: Path) -> str:
+    """The operator token the hub made in its state dir (answering takes an operator)."""
+    return operator_token(state_dir)
+
+
 def _ours(state: Path, port: str = "0") -> list[str]:
     """Our hub (steering is our own vocabulary, so never another hub here)."""
     return [sys.executable, "-m", "marrow_tui", "--no-ui", "--host", "127.0.0.1", "--port", port,
             "--state-dir", str(state)]
 
 
-def _ask(uri: str, *args: str) -> subprocess.Popen[str]:
+def _ask(uri: str, *args: str, state: Path | None = None) -> subprocess.Popen[str]:
+    """`marrow-tui ask` as a run of ours would call it (with its agent key, when `state`)."""
     env = clean_env() | {"MARROW_HUB_URI": uri, "MARROW_AGENT": "scripted"}
+    if state is not None:
+        env["MARROW_AGENT_KEY"] = agent_key(state, "scripted")
     return subprocess.Popen([sys.executable, "-m", "marrow_tui", "ask", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -278,7 +290,8 @@ async def test_ask_prints_the_answer_even_across_a_hub_restart(tmp_path: Path) -
     state = tmp_path / "state"
     with running_hub(_ours(state), tmp_path) as hub:
         port = hub.uri.rsplit(":", 1)[1]
-        proc = _ask(hub.uri, "Ship it?", "--choices", "yes,no", "--context", "all green")
+        proc = _ask(hub.uri, "Ship it?", "--choices", "yes,no", "--context", "all green",
+                    state=state)
         try:
             request = await _open_request(hub.uri)
             assert (request["question"], request["choices"]) == ("Ship it?", ["yes", "no"])
@@ -288,7 +301,7 @@ async def test_ask_prints_the_answer_even_across_a_hub_restart(tmp_path: Path) -
     try:
         # The hub is gone; the question is still asked. Start it again on the same port.
         with running_hub(_ours(state, port), tmp_path) as hub:
-            ops = await Agent.join(hub.uri, "ops")
+            ops = await Agent.join(hub.uri, "ops", operator_token=_op(state))
             answered = await ops.request(("steer_answered",), type="steer_answer",
                                          id=request["id"], answer="yes")
             assert answered["type"] == "steer_answered"
@@ -316,7 +329,7 @@ def test_a_key_finds_a_pending_request_but_not_one_already_received() -> None:
     book = SteeringBook()
     key = "issue/A-1:q"
     rid = ask(book, key=key, session="run-1")
-    end(book, book.decide_answer(rid, "yes", "op", 120.0))
+    end(book, book.decide_answer(rid, "yes", "op", 120.0, operator=True))
     # answered, not yet received: any run of the issue picks it up (a restart)
     again = book.decide_ask("alice", 130.0, question="Deploy?", key=key, session="run-2")
     assert isinstance(again, Request) and again.id == rid
@@ -338,7 +351,7 @@ def test_a_key_finds_a_pending_request_but_not_one_already_received() -> None:
     # an old `steer_delivered` with no time counts from the end
     old = SteeringBook()
     rid = ask(old, key=key, session="run-1")
-    end(old, old.decide_answer(rid, "yes", "op", 120.0))
+    end(old, old.decide_answer(rid, "yes", "op", 120.0, operator=True))
     old.apply(Event("steer_delivered", {"id": rid}))
     assert old.get(rid).delivered_at == 120.0  # type: ignore[union-attr]
 
@@ -348,7 +361,7 @@ def test_only_the_asker_acknowledges_an_ended_request_and_twice_is_once() -> Non
     rid = ask(book)
     still = book.decide_ack(rid, "alice", 101.0)
     assert isinstance(still, Refusal) and still.reason == "still_open"
-    end(book, book.decide_answer(rid, "yes", "op", 110.0))
+    end(book, book.decide_answer(rid, "yes", "op", 110.0, operator=True))
     other = book.decide_ack(rid, "bob", 111.0)
     assert isinstance(other, Refusal) and other.reason == "not_asker"
     unknown = book.decide_ack("S99", "alice", 111.0)
@@ -387,13 +400,14 @@ async def test_an_answer_survives_a_late_reconnect_of_the_next_run(tmp_path: Pat
         await asyncio.gather(asking, return_exceptions=True)
         await first.close()
         await _gone(hub, "alice")
-        ops = await hub.agent("ops")
+        ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
         answered = await ops.request(("steer_answered",), type="steer_answer", id=rid,
                                      answer="yes, deploy")
         assert answered["sent"] is False
         clock.advance(600)
         hub.runtime.tick()
-        async with HubClient(hub.uri, "alice", heartbeat_interval=None) as second:
+        async with HubClient(hub.uri, "alice", heartbeat_interval=None,
+                             agent_key=agent_key(hub.state_dir, "alice")) as second:
             reply = await asyncio.wait_for(
                 second.ask_and_wait("Deploy?", request_key=key, session="run-2"), WAIT)
         assert (reply["id"], reply["state"], reply["answer"]) == (rid, "answered",
@@ -415,7 +429,8 @@ async def test_ask_and_wait_acknowledges_a_reply_it_waited_for(tmp_path: Path) -
                 while not hub.runtime.state.steering.open:
                     await asyncio.sleep(0.01)
             [rid] = hub.runtime.state.steering.open
-            hub.runtime.handle("ops", {"type": "steer_answer", "id": rid, "answer": "A"}, None)
+            hub.runtime.handle("ops", {"type": "steer_answer", "id": rid, "answer": "A"}, None,
+                               operator=True)
             reply = await asyncio.wait_for(asking, WAIT)
             assert reply["answer"] == "A"
         assert hub.runtime.state.steering.get(rid).delivered  # type: ignore[union-attr]
@@ -432,12 +447,13 @@ async def test_a_dropped_reply_is_sent_again_on_the_next_join_until_acked(
         await alice.ws.close()
         hub.agents.remove(alice)
         await _gone(hub, "alice")
-        ops = await hub.agent("ops")
+        ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
         await ops.request(("steer_answered",), type="steer_answer", id=rid, answer="fine")
 
         async def join_and_see() -> list[dict[str, Any]]:
             """Join as alice, read up to a reply of ours, leave; the steer_replies seen."""
-            agent = await Agent.join(hub.uri, "alice", expect_welcome=False)
+            agent = await Agent.join(hub.uri, "alice", expect_welcome=False,
+                                     agent_key=agent_key(hub.state_dir, "alice"))
             try:
                 await agent.request(("steer_requests",), type="steer_list")  # a barrier
                 return [f for f in agent.seen if f.get("type") == "steer_reply"]
@@ -455,7 +471,7 @@ async def test_a_dropped_reply_is_sent_again_on_the_next_join_until_acked(
         assert (refused["type"], refused["error_code"]) == ("error", "not_asker")
         assert not hub.runtime.state.steering.get(rid).delivered  # type: ignore[union-attr]
 
-        alice = await hub.agent("alice")
+        alice = await hub.agent("alice", agent_key=agent_key(hub.state_dir, "alice"))
         for _ in range(2):  # idempotent
             acked = await alice.request(("steer_acked", "error"), type="steer_ack", id=rid)
             assert acked["type"] == "steer_acked"
@@ -478,7 +494,8 @@ async def test_a_received_answer_is_reused_by_its_own_run_only(tmp_path: Path) -
                                        session=session)
 
         rid = (await asks("run-1"))["id"]
-        hub.runtime.handle("ops", {"type": "steer_answer", "id": rid, "answer": "A"}, None)
+        hub.runtime.handle("ops", {"type": "steer_answer", "id": rid, "answer": "A"}, None,
+                           operator=True)
         await alice.until("steer_reply", id=rid)
         await alice.request(("steer_acked",), type="steer_ack", id=rid)
         again = await asks("run-1")  # the same run retrying: the same request

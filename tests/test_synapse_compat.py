@@ -16,6 +16,7 @@ from .conftest import Hub
 
 SYNAPSE_PYTHON = os.environ.get("MARROW_SYNAPSE_PYTHON")
 JOURNEY = Path(__file__).parent / "compat" / "synapse_journey.py"
+GOLDEN_DEMO = Path(__file__).parent / "compat" / "synapse_golden_demo.py"
 
 pytestmark = pytest.mark.skipif(
     not SYNAPSE_PYTHON, reason="set MARROW_SYNAPSE_PYTHON to a python with synapse-channel"
@@ -34,3 +35,25 @@ async def test_synapse_agent_class_runs_the_core_journey(hub: Hub) -> None:
     assert proc.returncode == 0, text
     assert "all steps passed" in text
     assert hub.runtime.state.board.ready() == ["P2"]
+
+
+async def test_synapse_golden_demo_runs_against_our_hub(hub: Hub) -> None:
+    """synapse-channel's own packaged demo (`synapse_channel.demo.run_coordination_demo`):
+    claims, a refused conflict, the file-claim guard, a handoff, and releases whose receipts
+    the hub must grade `unverified`, then a dashboard read, all against our hub."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        str(SYNAPSE_PYTHON), str(GOLDEN_DEMO), hub.uri,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "golden demo: completed, 7 steps" in text
+    board = hub.runtime.state.board
+    assert {board.tasks[t]["status"] for t in ("DEMO-CLAUDE", "DEMO-CODEX")} == {"done"}
+    graded = [note for note in board.progress if note["kind"] == "assessment"]
+    assert sorted(note["task_id"] for note in graded) == ["DEMO-CLAUDE", "DEMO-CODEX"]
+    assert all("epistemic_status=unverified" in note["text"] for note in graded)
+    assert hub.runtime.state.claims.claims == {}

@@ -1,8 +1,8 @@
 """Steering requests: an agent asks a human and waits. Pure: no clock, no I/O.
 
-A request is opened by its asker, and ends exactly once: `answered` (by someone, with text),
-`timed_out` (its deadline passed; its default, if it had one, is the answer, and the end says
-a default was used), or `cancelled` (by the asker or the operator). Until the asker acknowledges
+A request is opened by its asker, and ends exactly once: `answered` (by an operator other than
+the asker, with text), `timed_out` (its deadline passed; its default, if it had one, is the
+answer, and the end says a default was used), or `cancelled` (by the asker or an operator). Until the asker acknowledges
 it (`steer_ack`, or a `steer_get` of the ended request), the end is `undelivered`: an answer
 given while the agent is disconnected or between turns is kept and handed over (again) whenever
 it comes back. Sending is not receiving: a reply the hub pushed to a client that dropped it is
@@ -157,12 +157,20 @@ class SteeringBook:
             "task_id": task_id, "session": session, "key": key,
         })
 
-    def decide_answer(self, request_id: str, text: str, by: str, now: float) -> Event | Refusal:
+    def decide_answer(self, request_id: str, text: str, by: str, now: float,
+                      operator: bool = False) -> Event | Refusal:
+        """An answer ends a request. Only an operator answers, and never its own question
+        (an agent cannot approve what it asked a human to decide)."""
         request = self.get(request_id)
         if request is None:
             return Refusal("unknown_request", f"No steering request '{request_id}'.")
         if not request.open:
             return Refusal("not_open", f"Request {request_id} is already {request.state}.")
+        if by == request.asker:
+            return Refusal("own_request", f"{request_id} was asked by {by}; the asker cannot "
+                                          "answer its own request.")
+        if not operator:
+            return Refusal("not_operator", f"Only an operator may answer {request_id}.")
         text = text.strip()
         if not text:
             return Refusal("empty_answer", "An answer cannot be empty.")

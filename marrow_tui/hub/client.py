@@ -63,7 +63,8 @@ CLOSE_REASONS: Final[dict[int, str]] = {
     4013: "the hub is at capacity, or identity binding failed",
     4014: "too many unauthenticated clients, or the name is in takeover cooldown",
     4015: "too many connections from this host",
-    4016: "the name is owned by a lease held elsewhere",
+    4016: "the name belongs to an offline agent that still holds work (its agent key or "
+          "an operator may take it), or to a name lease held elsewhere",
     4017: "the identity pin was reclaimed",
     4018: "the identity key was rotated",
     4020: "delivery registration was refused",
@@ -220,6 +221,8 @@ class HubClient:
         token: str | None = None,
         roles: Sequence[str] | None = None,
         takeover: bool = False,
+        operator_token: str | None = None,
+        agent_key: str | None = None,
         open_timeout: float = DEFAULT_TIMEOUT,
         request_timeout: float = DEFAULT_TIMEOUT,
         ssl: ssl_module.SSLContext | None = None,
@@ -231,6 +234,10 @@ class HubClient:
         self.token = token
         self.roles = list(roles or [])
         self.takeover = takeover
+        #: act as an operator (the hub's operator token), and prove we are `name` (the agent
+        #: key a run gets in $MARROW_AGENT_KEY): both sent once, at registration
+        self.operator_token = operator_token
+        self.agent_key = agent_key
         self.open_timeout = open_timeout
         self.request_timeout = request_timeout
         self.ssl = ssl
@@ -366,6 +373,10 @@ class HubClient:
             frame["token"] = self.token
         if self.takeover:
             frame["takeover"] = True
+        if self.operator_token:
+            frame["operator_token"] = self.operator_token
+        if self.agent_key:
+            frame["agent_key"] = self.agent_key
         return frame
 
     async def close(self) -> None:
@@ -731,6 +742,24 @@ class HubClient:
         match = build_matcher(self._owned("release_granted", task_id), ["release_denied"], task_id)
         return await self._request(fields, match, timeout)
 
+    async def force_release(
+        self, task_id: str, keep_checkpoint: bool = False, timeout: float | None = None,
+    ) -> Frame:
+        """End anyone's lease (an operator's right); ``release_granted`` or Refused.
+
+        ``keep_checkpoint`` leaves its checkpoint for the next claimant, as expiry does.
+        """
+        fields: Frame = {"type": "release", "task_id": task_id}
+        if keep_checkpoint:
+            fields["keep_checkpoint"] = True
+
+        def ours(frame: Frame) -> bool:
+            return (frame.get("type") == "release_granted" and frame.get("task_id") == task_id
+                    and self.name in (frame.get("owner"), frame.get("released_by")))
+
+        return await self._request(fields, build_matcher(ours, ["release_denied"], task_id),
+                                   timeout)
+
     async def handoff(
         self, task_id: str, to_agent: str, note: str = "", epoch: int | None = None,
         idem_key: str | None = None, timeout: float | None = None,
@@ -976,6 +1005,8 @@ def run_request(
     timeout: float = DEFAULT_TIMEOUT,
     ssl: ssl_module.SSLContext | None = None,
     max_size: int | None = DEFAULT_MAX_SIZE,
+    operator_token: str | None = None,
+    agent_key: str | None = None,
 ) -> T:
     """Connect, run ``call(client)``, disconnect: one request for a one-shot CLI.
 
@@ -986,6 +1017,7 @@ def run_request(
         client = HubClient(
             uri, name, token=token, roles=roles, open_timeout=timeout,
             request_timeout=timeout, ssl=ssl, max_size=max_size, heartbeat_interval=None,
+            operator_token=operator_token, agent_key=agent_key,
         )
         async with client:
             return await call(client)

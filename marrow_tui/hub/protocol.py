@@ -291,8 +291,11 @@ class Protocol:
     def handle(self, sender: str, frame: dict[str, Any], operator: bool = False) -> Outcome:
         """One frame from the bound session `sender` (envelope already validated).
 
-        `operator` is true only for the in-process console session: it may release, hand off
-        and extend anyone's lease. No remote connection can ask for it.
+        `operator` is true for the in-process console session and for a connection that
+        registered with the operator token (the server decides, once, at registration; a
+        frame's own fields never grant it). An operator may release, hand off and extend
+        anyone's lease, answer and cancel others' steering requests, and use the verbs other
+        parts serve for operators only (they read `call.operator`). See docs/protocol.md §2.7.
         """
         outcome = Outcome()
         kind = frame.get("type") or "chat"
@@ -391,6 +394,7 @@ class Protocol:
         owner = result.data["owner"]
         if owner != call.sender:
             binding["released_by"] = call.sender
+        receipt = self._receipt(call.frame, task_id, owner)
         call.broadcast(
             "release_granted",
             f"Task '{task_id}' released by {call.sender}.",
@@ -398,9 +402,21 @@ class Protocol:
             task_id=task_id,
             owner=owner,
             epoch=result.data["epoch"],
-            receipt=self._receipt(call.frame, task_id, owner),
+            receipt=receipt,
             **binding,
         )
+        # As synapse does: a release that said anything about its work also records the
+        # receipt on the board, as an `assessment` note broadcast after the grant.
+        from ..core.receipts import receipt_has_evidence, receipt_note
+
+        if receipt_has_evidence(receipt):
+            note = self.state.board.decide_progress(
+                call.sender, task_id, receipt_note(receipt), kind="assessment", now=self.clock(),
+            )
+            if isinstance(note, Event):
+                call.emit(note)
+                call.broadcast("ledger_progress_posted", f"Release receipt from {call.sender}",
+                               task_id=task_id, note=note.data)
 
     def _extend(self, call: _Call) -> None:
         task_id = _task_id(call.frame)
@@ -443,25 +459,10 @@ class Protocol:
 
     @staticmethod
     def _receipt(frame: dict[str, Any], task_id: str, owner: str) -> dict[str, Any]:
-        lists = {
-            name: [str(item)[:500] for item in frame.get(name) or []][:50]
-            if isinstance(frame.get(name), list)
-            else []
-            for name in (
-                "evidence",
-                "artifacts",
-                "known_failures",
-                "changed_files",
-                "generated_artifacts",
-                "approvals",
-            )
-        }
-        status = "needs_freshness" if lists["evidence"] else "unsupported"
-        receipt: dict[str, Any] = {"task_id": task_id, "owner": owner, "released": True, **lists}
-        receipt["epistemic_status"] = status
-        if frame.get("confidence") is not None:
-            receipt["confidence"] = str(frame["confidence"])
-        return receipt
+        """The graded close-out receipt for a granted release (core/receipts.py, §3.2)."""
+        from ..core.receipts import build_receipt
+
+        return build_receipt(frame, task_id, owner)
 
     def _task_update(self, call: _Call) -> None:
         f = call.frame

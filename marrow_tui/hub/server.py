@@ -1,6 +1,8 @@
 """The WebSocket side of the hub: connections, names, auth, limits and fan-out.
 
-One connection is one agent name for life, bound by its first frame. Frames from one connection
+One connection is one agent name for life, bound by its first frame, and so are its rights:
+the first frame may carry the operator token (an operator for every frame it sends) and an
+agent key (proof that it is the agent it names, to take its name back); see `_refusal`. Frames from one connection
 are handled in order; what they change is decided by `Protocol` and made durable by the runtime,
 which then hands the frames back here to send. A frame is serialised once and queued on every socket that gets it, without a task per socket;
 the frames released by one group commit then leave in one write per socket. A socket whose
@@ -11,7 +13,6 @@ than allowed to eat memory.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import logging
@@ -28,7 +29,9 @@ from websockets.protocol import State
 from websockets.typing import Origin
 
 from ..runtime import Runtime
+from . import secrets
 from .protocol import encode
+from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")
 
@@ -44,6 +47,9 @@ RESERVED_NAMES = frozenset({"synapsehub", "system", "hub", "all", "self"})
 CLOSE_NAME = 4009
 CLOSE_AUTH = 4010
 CLOSE_REGISTRATION_TIMEOUT = 4012
+CLOSE_NAME_OWNED = 4016
+#: registration fields that carry secrets: checked once, then dropped from every frame
+SECRET_FIELDS = ("token", "operator_token", "agent_key")
 CLOSE_OVERLOADED = 1013
 
 
@@ -74,6 +80,9 @@ class HubOptions:
     #: browser origins allowed to connect; handshakes from any other web page are refused
     allow_origins: tuple[str, ...] = ()
     registration_timeout: float = REGISTRATION_TIMEOUT
+    #: the secret that makes a connection an operator; None = the one in the state dir
+    #: (made on first start, see hub/secrets.py)
+    operator_token: str | None = None
 
     def effective_rate(self) -> float:
         if self.rate is not None:
@@ -86,6 +95,9 @@ class HubOptions:
                 f"refusing to listen on {self.host} without a token: anyone who can reach it "
                 "could take and release leases. Set --token or MARROW_TOKEN, or bind 127.0.0.1"
             )
+        if self.token is not None and not is_text(self.token):
+            raise ConfigError("the hub token (--token or MARROW_TOKEN) is not valid UTF-8 "
+                              "text; no client could send it")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both --tls-cert and --tls-key")
 
@@ -157,6 +169,13 @@ class HubServer:
         options.check()
         self.runtime = runtime
         self.options = options
+        self._state_dir = runtime.options.state_dir
+        try:
+            self._operator_token = options.operator_token or secrets.operator_token(
+                self._state_dir)
+            secrets.agent_key(self._state_dir, "")  # make the agent secret now, not mid-run
+        except secrets.SecretError as exc:
+            raise ConfigError(str(exc)) from None
         self.sessions: dict[str, ServerConnection] = {}
         self.connected = 0
         self._server: Server | None = None
@@ -308,9 +327,13 @@ class HubServer:
         protocol = self.runtime.protocol
         assert protocol is not None
         reply = self._reply_to(conn)
+        # One deadline from the connect, not one per frame: a socket that keeps sending junk
+        # before it registers is closed as surely as a silent one.
+        deadline = asyncio.get_running_loop().time() + self.options.registration_timeout
         while True:
             try:
-                raw = await asyncio.wait_for(conn.recv(), self.options.registration_timeout)
+                async with asyncio.timeout_at(deadline):
+                    raw = await conn.recv()
             except TimeoutError:
                 reason = "auth timeout" if self.options.token else "registration timeout"
                 await conn.close(CLOSE_REGISTRATION_TIMEOUT, reason)
@@ -327,6 +350,7 @@ class HubServer:
             await conn.send(encode(protocol.frame(kind, sender, text)))
             await conn.close(code, reason)
             return None
+        operator = frame.get("operator_token") is not None  # _refusal checked it: valid
         holder = self.sessions.get(sender)
         if holder is not None:
             log.info("%s taken over by a new connection", sender)
@@ -335,38 +359,96 @@ class HubServer:
         roles = frame.get("roles")
         roles = tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
         conn.marrow_name = sender  # type: ignore[attr-defined]
+        conn.marrow_operator = operator  # type: ignore[attr-defined]
         self.sessions[sender] = conn
         if self.options.token:
             await conn.send(protocol.welcome(self.connected))
-        self.runtime.submit(protocol.joined(sender, roles))
-        frame.pop("token", None)
+        self.runtime.submit(protocol.joined(sender, roles, operator=operator))
+        for name in SECRET_FIELDS:
+            frame.pop(name, None)
         if (frame.get("type") or "chat") != "heartbeat":
-            self.runtime.handle(sender, frame, reply)
+            self.runtime.handle(sender, frame, reply, operator=operator)
         return sender
 
     def _refusal(self, sender: str, frame: dict[str, Any]) -> tuple[str, str, int, str] | None:
-        """Why a registration frame may not bind `sender`: (frame type, text, close code, reason)."""
+        """Why a registration frame may not bind `sender`: (frame type, text, close code, reason).
+
+        The rights model (docs/protocol.md §2.7): the hub token lets a connection in; the
+        operator token makes it an operator; an agent key proves it is the agent it names.
+        A name online elsewhere is taken over (`takeover: true`) only with proof or by an
+        operator, and so is an offline name that still holds leases or steering requests.
+        """
+        denied = "auth_denied", CLOSE_AUTH, "auth denied"
         if self.options.token:
             given = frame.get("token")
             if not isinstance(given, str) or not given:
                 return "auth_denied", "Authentication token required.", CLOSE_AUTH, "auth denied"
-            if not hmac.compare_digest(given.encode(), self.options.token.encode()):
+            if not is_text(given):
+                return ("auth_denied", "Invalid authentication token: it is not valid UTF-8 "
+                        "text.", CLOSE_AUTH, "auth denied")
+            if not same_secret(given, self.options.token):
                 return "auth_denied", "Invalid authentication token.", CLOSE_AUTH, "auth denied"
         if sender.lower() in RESERVED_NAMES or "@" in sender or not sender.isprintable():
             return ("name_conflict", f"Name '{sender}' is reserved.", CLOSE_NAME,
                     "reserved identity")
-        if sender in self.runtime.local or (
-            sender in self.sessions and frame.get("takeover") is not True
-        ):
+        operator = False
+        if frame.get("operator_token") is not None:
+            given = frame["operator_token"]
+            if isinstance(given, str) and given and not is_text(given):
+                return (denied[0], "Invalid operator token: it is not valid UTF-8 text.",
+                        *denied[1:])
+            if not same_secret(given, self._operator_token):
+                return denied[0], "Invalid operator token.", *denied[1:]
+            operator = True
+        proven = False
+        if frame.get("agent_key") is not None:
+            if not self._proves(frame["agent_key"], sender):
+                return denied[0], f"Invalid agent key for '{sender}'.", *denied[1:]
+            proven = True
+        if sender in self.runtime.local:
             return ("name_conflict",
                     f"Name '{sender}' is already online from another session. "
                     "Use a unique --name.", CLOSE_NAME, "name conflict")
+        if sender in self.sessions:
+            if frame.get("takeover") is not True:
+                return ("name_conflict",
+                        f"Name '{sender}' is already online from another session. "
+                        "Use a unique --name.", CLOSE_NAME, "name conflict")
+            if not (operator or proven):
+                return ("name_conflict",
+                        f"Name '{sender}' is already online from another session; taking it "
+                        "over needs its agent key (agent_key, $MARROW_AGENT_KEY) or the "
+                        "operator token.", CLOSE_NAME, "name conflict")
+        elif not (operator or proven) and self._holds_something(sender):
+            return ("name_conflict",
+                    f"Name '{sender}' belongs to an offline agent that still holds leases or "
+                    "steering requests; only that agent (with its agent key, "
+                    "$MARROW_AGENT_KEY) or an operator may take it back.",
+                    CLOSE_NAME_OWNED, "name owned")
         return None
+
+    def _proves(self, given: object, name: str) -> bool:
+        """Whether `given` is the key of `name` or of a name it is under (`a/b` for `a/b/mcp`:
+        the MCP server a run starts joins as `<agent>/mcp` with its agent's key)."""
+        parts = name.split("/")
+        return any(same_secret(given, secrets.agent_key(self._state_dir, "/".join(parts[:n])))
+                   for n in range(len(parts), 0, -1))
+
+    def _holds_something(self, name: str) -> bool:
+        """Whether an offline `name` still owns something another connection could act on:
+        live leases, or steering requests open or with an end it has not read."""
+        state = self.runtime.state
+        if state.claims.by_owner.get(name):
+            return True
+        steering = state.steering
+        return any(r.asker == name for r in steering.open.values()) or bool(
+            steering.undelivered(name))
 
     async def _serve(self, conn: ServerConnection, name: str) -> None:
         protocol = self.runtime.protocol
         assert protocol is not None
         reply = self._reply_to(conn)
+        operator = bool(getattr(conn, "marrow_operator", False))
         bucket = _Bucket(self._rate, self.options.burst, self.options.burst) if self._rate else None
         async for raw in conn:
             frame = parse_frame(raw)
@@ -385,8 +467,9 @@ class HubServer:
             if bucket is not None and kind != "heartbeat" and not bucket.take():
                 reply(protocol.error(name, "Rate limit exceeded.", error_code="RATE_LIMITED").text)
                 continue
-            frame.pop("token", None)
-            self.runtime.handle(name, frame, reply)
+            for field_name in SECRET_FIELDS:
+                frame.pop(field_name, None)
+            self.runtime.handle(name, frame, reply, operator=operator)
             if self.runtime.failed.is_set():
                 await conn.close(1011, "event log failed")
                 return

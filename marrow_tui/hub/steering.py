@@ -1,8 +1,8 @@
 """The steering verbs: an agent asks a human over the wire, and gets the answer back.
 
-`steer_ask` opens a request and answers `steer_opened` at once (the asker then waits). Whoever
-answers (`steer_answer`, the console or `marrow-tui answer`), a cancel (`steer_cancel`) or a
-timeout ends it, and the asker gets `steer_reply`: at once if it is connected, and again each
+`steer_ask` opens a request and answers `steer_opened` at once (the asker then waits). An
+operator's answer (`steer_answer`, the console or `marrow-tui answer`; never the asker's own),
+a cancel (`steer_cancel`, by the asker or an operator) or a timeout ends it, and the asker gets `steer_reply`: at once if it is connected, and again each
 time it connects under the same name or asks again with the same key, until it acknowledges
 the reply with `steer_ack` (a pushed frame may be dropped by a client that was not listening
 yet, so only the asker's ack marks the end delivered). `steer_get` tells an asker where its
@@ -134,7 +134,8 @@ def _opened(call: Call, request: Request, again: bool) -> None:
 def _answer(protocol: Protocol, call: Call) -> None:
     request_id = _text(call, "id").strip()
     decided = protocol.state.steering.decide_answer(
-        request_id, _text(call, "answer") or _text(call, "text"), call.sender, protocol.clock())
+        request_id, _text(call, "answer") or _text(call, "text"), call.sender, protocol.clock(),
+        operator=call.operator)
     if isinstance(decided, Refusal):
         call.deny("error", decided, id=request_id)
         return

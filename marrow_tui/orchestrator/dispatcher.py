@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import AgentConfig
 from ..core.events import Event, Refusal
 from ..hub.protocol import Call, text_field
+from ..hub.secrets import agent_key
 from ..runtime import Producer
 from ..scheduler.orphans import leader_fields
 from ..scheduler.runner import (
@@ -655,6 +656,10 @@ class Orchestrator(Producer):
             env["MARROW_HUB_URI"] = self.hub_uri
         if self.token:
             env["MARROW_TOKEN"] = self.token
+        # Proof that the run is the issue's agent, and never the operator's token.
+        env["MARROW_AGENT_KEY"] = agent_key(self.runtime.options.state_dir,
+                                            entry.issue.identifier)
+        env["MARROW_OPERATOR_TOKEN"] = ""
         # A login shell (`bash -lc`) may set PATH afresh, dropping this virtualenv's folder:
         # say outright which Python and marrow-tui run this orchestrator.
         env["PYTHON"] = sys.executable
@@ -941,7 +946,8 @@ class Orchestrator(Producer):
 
     def _operator_only(self, call: Call) -> bool:
         if not call.operator:
-            call.deny("error", Refusal("forbidden", "Only the console operator does that."))
+            call.deny("error", Refusal("forbidden", "Only an operator does that (connect "
+                                                    "with the operator token)."))
             return False
         return True
 

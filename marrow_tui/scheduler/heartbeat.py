@@ -30,6 +30,7 @@ from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.protocol import Call, text_field
+from ..hub.secrets import agent_key
 from ..runtime import Producer
 from .orphans import leader_fields
 from .prompt import assemble
@@ -395,6 +396,10 @@ class Scheduler(Producer):
             env["MARROW_HUB_URI"] = self.hub_uri
         if self.token:
             env["MARROW_TOKEN"] = self.token
+        # Proof that the run is this agent (it may take its name back), and never the
+        # operator's token, even if this marrow-tui was started with one in its environment.
+        env["MARROW_AGENT_KEY"] = agent_key(self.runtime.options.state_dir, agent.name)
+        env["MARROW_OPERATOR_TOKEN"] = ""
         # The folder of this `marrow-tui` goes at the end of PATH, so an agent script can call
         # the subcommands even when marrow-tui lives in a virtualenv (nothing else shadowed).
         ours = str(Path(sys.executable).parent)
@@ -566,7 +571,7 @@ class Scheduler(Producer):
     def _verb_stop(self, call: Call) -> None:
         session = _field(call, "id") or _field(call, "session")
         if not call.operator:
-            call.deny("error", Refusal("forbidden", "Only the console operator stops runs."))
+            call.deny("error", Refusal("forbidden", "Only an operator stops runs."))
             return
         refusal = self.stop_session(session)
         if refusal is not None:
@@ -580,7 +585,7 @@ class Scheduler(Producer):
         name = _field(call, "agent")
         enabled = call.frame.get("enabled")
         if not call.operator:
-            call.deny("error", Refusal("forbidden", "Only the console operator edits the config."))
+            call.deny("error", Refusal("forbidden", "Only an operator edits the config."))
             return
         if not isinstance(enabled, bool):
             call.deny("error", Refusal("bad_frame", "'enabled' must be true or false."))

@@ -137,6 +137,10 @@ class Services:
     def _verb_action(self, action: str) -> Callable[[Call], None]:
         def serve(call: Call) -> None:
             name = text_field(call.frame, "name").strip()
+            if not call.operator:
+                call.deny("error", Refusal("forbidden", f"Only an operator may {action} "
+                                                        "services."), name=name)
+                return
             if self.config is None or all(s.name != name for s in self.config.services):
                 call.deny("error", Refusal("unknown_service", f"No service named '{name}'."))
                 return
