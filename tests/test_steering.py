@@ -11,7 +11,15 @@ from typing import Any
 
 from marrow_tui.core.events import Event, Refusal
 from marrow_tui.core.state import State
-from marrow_tui.core.steering import MAX_OPEN_PER_ASKER, REUSE_WINDOW, Request, SteeringBook
+from marrow_tui.core.steering import (
+    MAX_ENDED,
+    MAX_OPEN_PER_ASKER,
+    MAX_UNRECEIVED,
+    MAX_UNRECEIVED_PER_ASKER,
+    REUSE_WINDOW,
+    Request,
+    SteeringBook,
+)
 from marrow_tui.hub.client import HubClient
 from marrow_tui.hub.secrets import agent_key, operator_token
 
@@ -369,6 +377,38 @@ def test_only_the_asker_acknowledges_an_ended_request_and_twice_is_once() -> Non
     end(book, book.decide_ack(rid, "alice", 112.0))
     assert book.decide_ack(rid, "alice", 113.0) is None  # nothing more to record
     assert book.get(rid).delivered_at == 112.0  # type: ignore[union-attr]
+
+
+def answered(book: SteeringBook, asker: str, now: float) -> str:
+    rid = ask(book, asker, now)
+    end(book, book.decide_answer(rid, "yes", "op", now, operator=True))
+    return rid
+
+
+def test_an_answer_not_received_outlives_thousands_received_by_others() -> None:
+    """Answers that were received make room first, however old the unreceived one is."""
+    book = SteeringBook()
+    waiting = answered(book, "alice", 1.0)
+    for n in range(4 * MAX_ENDED + 100):
+        rid = answered(book, "bob", 2.0 + n)
+        book.apply(Event("steer_delivered", {"id": rid}))
+    assert [r.id for r in book.undelivered("alice")] == [waiting]
+    # (the newest is marked received after it was retired: trimmed at the next end)
+    assert sum(1 for r in book.ended.values() if r.delivered) == MAX_ENDED + 1
+
+
+def test_an_asker_that_never_acknowledges_cannot_push_out_others_answers() -> None:
+    book = SteeringBook()
+    patient = [answered(book, f"agent{i}", 1.0 + i) for i in range(10)]
+    for n in range(MAX_UNRECEIVED + 500):
+        answered(book, f"careless{n % 40}", 100.0 + n)
+    for i, rid in enumerate(patient):
+        assert [r.id for r in book.undelivered(f"agent{i}")] == [rid]
+    assert sum(1 for r in book.ended.values() if not r.delivered) <= MAX_UNRECEIVED
+    own = book.undelivered("careless0")
+    assert 0 < len(own) <= MAX_UNRECEIVED_PER_ASKER
+    # the newest of its own answers are the ones kept
+    assert own[-1].created == max(r.created for r in book.ended.values() if r.asker == "careless0")
 
 
 # ---- receipt: sent is not received ----------------------------------------------------------

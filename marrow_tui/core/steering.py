@@ -25,8 +25,13 @@ MAX_CONTEXT = 64 * 1024
 MAX_CHOICES = 20
 MAX_CHOICE = 200
 MAX_ANSWER = 64 * 1024
-#: ended requests kept in memory (the log keeps them all)
+#: ended requests kept in memory once their asker has received them (the log keeps them all)
 MAX_ENDED = 500
+#: ended requests whose asker has not received them yet, kept in memory in all, and per asker:
+#: past these the asker with the most loses its oldest, so one asker that never acknowledges
+#: cannot push out everyone else's answers
+MAX_UNRECEIVED = 2000
+MAX_UNRECEIVED_PER_ASKER = 64
 #: open requests one asker may have at once
 MAX_OPEN_PER_ASKER = 16
 END_STATES = ("answered", "timed_out", "cancelled")
@@ -71,7 +76,7 @@ class Request:
 class SteeringBook:
     def __init__(self) -> None:
         self.open: dict[str, Request] = {}
-        #: ended requests, oldest first (bounded)
+        #: ended requests, oldest first (bounded: see `_retire`)
         self.ended: OrderedDict[str, Request] = OrderedDict()
         self.counter = 0
         self._deadlines: list[tuple[float, str]] = []
@@ -254,11 +259,20 @@ class SteeringBook:
 
     def _retire(self, request: Request) -> None:
         self.ended[request.id] = request
-        while len(self.ended) > MAX_ENDED:
-            oldest = next(iter(self.ended.values()))
-            if not oldest.delivered and len(self.ended) <= 4 * MAX_ENDED:
-                break  # an answer nobody has received yet is kept a good while longer
-            self.ended.popitem(last=False)
+        received = [r.id for r in self.ended.values() if r.delivered]
+        for request_id in received[:max(0, len(received) - MAX_ENDED)]:
+            del self.ended[request_id]
+        waiting: dict[str, list[str]] = {}  # asker -> ids not yet received, oldest first
+        for r in self.ended.values():
+            if not r.delivered:
+                waiting.setdefault(r.asker, []).append(r.id)
+        mine = waiting.get(request.asker, [])
+        while len(mine) > MAX_UNRECEIVED_PER_ASKER:
+            del self.ended[mine.pop(0)]
+        total = sum(len(ids) for ids in waiting.values())
+        while total > MAX_UNRECEIVED:
+            del self.ended[max(waiting.values(), key=len).pop(0)]
+            total -= 1
 
     # ---- snapshots -----------------------------------------------------------------------
 
