@@ -36,6 +36,7 @@ from typing import Any, Final, TextIO
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
+from marrow_tui.core.text import printable
 from marrow_tui.hub.client import (
     BOARD_STATUSES,
     DEFAULT_URI,
@@ -301,20 +302,23 @@ def run(args: argparse.Namespace, action: Action, render: Render,
             agent_key=agent_key(args.name),
         )
     except HubConnectionError as exc:
-        print(f"{PROG}: {exc.message}", file=err)
+        print(printable(f"{PROG}: {exc.message}"), file=err)
         return EXIT_UNREACHABLE
     except Refused as exc:
         if args.json:
             print(json.dumps(exc.frame), file=out)
-        print(f"{PROG}: refused: {exc.text} [{exc.code or exc.type}]", file=err)
+        print(printable(f"{PROG}: refused: {exc.text} [{exc.code or exc.type}]"), file=err)
         return EXIT_REFUSED
     except UsageError as exc:
-        print(f"{PROG}: {exc}", file=err)
+        print(printable(f"{PROG}: {exc}"), file=err)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=err)
         return EXIT_INTERRUPTED
-    print(json.dumps(frame) if args.json else render(frame, args), file=out)
+    # JSON is escaped by json.dumps (ASCII only: controls and lone surrogates as \uXXXX);
+    # text for people goes through `printable`, whatever the hub (or an old log) sent.
+    print(json.dumps(frame) if args.json else printable(render(frame, args), lines=True),
+          file=out)
     return EXIT_OK
 
 
@@ -412,10 +416,13 @@ async def _do_progress(hub: HubClient, args: argparse.Namespace) -> Frame:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    """Left-aligned columns two spaces apart; the last column is not padded.
+
+    Each cell is one line, made safe to print (a line break or ESC in a cell is escaped)."""
+    cells_of = [[printable(str(cell)) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells_of) for i in range(len(headers))]
     lines = []
-    for row in [headers, *rows]:
+    for row in cells_of:
         cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)

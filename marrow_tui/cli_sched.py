@@ -661,7 +661,8 @@ def cmd_task_list(args: argparse.Namespace) -> int:
              for a in agents for state in ("queue", "delegated")
              for t in list_tasks(a.tasks_dir, state)]
     frame = {"type": "tasks", "tasks": tasks, "direct": True}
-    print(json.dumps(frame) if args.json else _render_tasks(frame, args))
+    print(json.dumps(frame) if args.json else cli_hub.printable(_render_tasks(frame, args),
+                                                                 lines=True))
     return EXIT_OK
 
 

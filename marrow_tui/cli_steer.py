@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from . import cli_hub
-from .core.text import ago
+from .core.text import ago, printable
 from .hub.client import Frame, HubClient, HubConnectionError, HubRefused, Refused
 
 EXIT_OK = 0
@@ -149,26 +149,29 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except Refused as exc:
-        print(f"marrow-tui: refused: {exc.text} [{exc.code or exc.type}]", file=sys.stderr)
+        print(printable(f"marrow-tui: refused: {exc.text} [{exc.code or exc.type}]"),
+              file=sys.stderr)
         return EXIT_NO_ANSWER
     except HubConnectionError as exc:
-        print(f"marrow-tui: {exc.message}", file=sys.stderr)
+        print(printable(f"marrow-tui: {exc.message}"), file=sys.stderr)
         return EXIT_UNREACHABLE
     if args.json:
         print(json.dumps(reply))
     state = reply.get("state")
+    # The answer keeps its lines (a script reads them) but no escape sequence reaches the
+    # terminal it may be shown on.
     if state == "answered":
         if not args.json:
-            print(reply.get("answer", ""))
+            print(printable(str(reply.get("answer", "")), lines=True))
         return EXIT_OK
     if state == "timed_out" and reply.get("default_used"):
-        print(f"marrow-tui: no answer to {reply.get('id')} in time; using the default",
-              file=sys.stderr)
+        print(printable(f"marrow-tui: no answer to {reply.get('id')} in time; using the "
+                        "default"), file=sys.stderr)
         if not args.json:
-            print(reply.get("answer", ""))
+            print(printable(str(reply.get("answer", "")), lines=True))
         return EXIT_OK
     why = "timed out with no answer" if state == "timed_out" else f"was {state}"
-    print(f"marrow-tui: request {reply.get('id')} {why}", file=sys.stderr)
+    print(printable(f"marrow-tui: request {reply.get('id')} {why}"), file=sys.stderr)
     return EXIT_NO_ANSWER
 
 
@@ -200,8 +203,8 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
             if now - away_since >= args.give_up_after:
                 raise
             if not told:
-                print(f"marrow-tui: {exc.message}; trying again (the question stays open)",
-                      file=sys.stderr)
+                print(printable(f"marrow-tui: {exc.message}; trying again (the question "
+                                "stays open)"), file=sys.stderr)
                 told = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

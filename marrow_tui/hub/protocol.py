@@ -21,6 +21,7 @@ from .. import __version__
 from ..core.chat import BROADCAST_TARGETS, addressed_to
 from ..core.events import Event, Refusal
 from ..core.state import State
+from ..core.text import identifier_problem
 from . import steering
 
 HUB_SENDER = "SynapseHub"
@@ -74,6 +75,30 @@ class BadFrame(Exception):
     """A frame whose fields have the wrong shape; answered with an `error` and otherwise ignored."""
 
 
+#: Fields that name something (a task, a worktree, a path, an agent, a request, a state):
+#: they are printed in logs and tables and matched by equality, so they are one line of
+#: visible text. Every verb reads them through `_text`/`_strings`, which refuse a value with
+#: a control character, an unpaired surrogate or a bidi control (docs/protocol.md §1.3).
+#: Free text (payload, note, title, description, question, answer, text, body, ...) may hold
+#: line breaks; it is escaped where it is printed (core/text.py `printable`).
+IDENTIFIER_FIELDS = frozenset({
+    "task_id", "id", "worktree", "paths", "target", "to_agent", "history_target",
+    "depends_on", "suggested_owner", "project", "status", "kind", "resource_kind",
+    "resource_name", "name", "model", "skills", "task_classes", "session", "request_key",
+    "agent", "issue", "identifier", "state",
+})
+
+
+def _identifier(name: str, value: str) -> str:
+    """`value` unchanged if it is fit to be the identifier field `name`, else a BadFrame."""
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise BadFrame(f"Malformed frame: '{name}' holds {problem}; identifiers may not "
+                       "contain control characters, line breaks, bidi controls or unpaired "
+                       "surrogates.")
+    return value
+
+
 def _text(frame: dict[str, Any], name: str, default: str = "") -> str:
     value = frame.get(name, default)
     if value is None:
@@ -82,7 +107,7 @@ def _text(frame: dict[str, Any], name: str, default: str = "") -> str:
         return str(value)
     if not isinstance(value, str):
         raise BadFrame(f"Malformed frame: '{name}' must be a string.")
-    return value
+    return _identifier(name, value) if name in IDENTIFIER_FIELDS else value
 
 
 #: the public name for other parts of the runtime that serve verbs (`Protocol.register`)
@@ -98,9 +123,12 @@ def _strings(frame: dict[str, Any], name: str) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [part for part in value.split(",") if part.strip()]
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        value = [part for part in value.split(",") if part.strip()]
+    elif not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise BadFrame(f"Malformed frame: '{name}' must be a list of strings.")
+    if name in IDENTIFIER_FIELDS:
+        for item in value:
+            _identifier(name, item)
     return value
 
 
@@ -118,7 +146,7 @@ def _task_id(frame: dict[str, Any]) -> str:
     task_id = _text(frame, "task_id") or _text(frame, "id")
     if not task_id:
         payload = frame.get("payload")
-        task_id = payload if isinstance(payload, str) else ""
+        task_id = _identifier("payload", payload) if isinstance(payload, str) else ""
     return task_id.strip()
 
 
