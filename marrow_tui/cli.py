@@ -22,7 +22,7 @@ from . import __version__, cli_hub, cli_issues, cli_sched, cli_services, cli_ste
 from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
 from .runtime import RuntimeOptions
 from .services import cli as services_cli
-from .store.eventlog import StoreError
+from .store.eventlog import StoreError, set_aside
 
 EXIT_CONFIG = 2
 
@@ -57,6 +57,13 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="let a web page from ORIGIN connect (browsers are refused otherwise)")
     group.add_argument("--max-claims-per-agent", type=int, default=128,
                        help="live claims one agent may hold, 0 for no limit (default 128)")
+    group.add_argument("--chat-history-mib", type=int,
+                       default=os.environ.get("MARROW_CHAT_HISTORY_MIB", "16"), metavar="MIB",
+                       help="how much chat history the hub keeps, in MiB, besides its "
+                            "10,000-message bound (default: $MARROW_CHAT_HISTORY_MIB, else 16)")
+    group.add_argument("--new-state", action="store_true",
+                       help="start a new event log on purpose: the state folder is moved "
+                            "aside to <folder>.old-<time> (nothing is deleted) first")
     group.add_argument("--operator", default=os.environ.get("MARROW_OPERATOR"),
                        help="the console's name on the hub (default: operator/<your user>)")
     group.add_argument("--no-bell", action="store_true",
@@ -92,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     cli_services.register(sub)
     services_cli.register(sub)
     return parser
+
+
+def runtime_options(args: argparse.Namespace, state_dir: Path) -> RuntimeOptions:
+    """The runtime's settings from the flags (and their environment defaults)."""
+    mib = args.chat_history_mib
+    if mib < 1:
+        raise ConfigError(f"--chat-history-mib (or MARROW_CHAT_HISTORY_MIB) must be at least 1, "
+                          f"not {mib}")
+    return RuntimeOptions(state_dir=state_dir.resolve(),
+                          max_claims_per_agent=max(0, args.max_claims_per_agent),
+                          chat_history_bytes=mib * 1024 * 1024)
 
 
 def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
@@ -136,10 +154,14 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         tls_key=args.tls_key, rate=args.rate, burst=args.burst,
         allow_origins=tuple(args.allow_origin),
     )
-    runtime = RuntimeOptions(state_dir=state_dir.resolve(),
-                             max_claims_per_agent=max(0, args.max_claims_per_agent))
     try:
+        runtime = runtime_options(args, state_dir)
         hub.check()
+        if args.new_state:
+            aside = set_aside(runtime.state_dir)
+            if aside is not None:
+                print(f"marrow-tui: --new-state: moved the old state {runtime.state_dir} aside "
+                      f"to {aside}; starting a new event log", file=sys.stderr, flush=True)
         if args.no_ui:
             from .headless import serve
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from typing import Protocol as TypingProtocol
 
+from .core.chat import MAX_HISTORY_BYTES
 from .core.events import Event
 from .core.state import OFFLINE_TTL, State
 from .hub.protocol import ALL, Call, Delivery, Outcome, Protocol
@@ -57,6 +58,9 @@ class RuntimeOptions:
     offline_ttl: float = OFFLINE_TTL
     snapshot_every: int = SNAPSHOT_EVERY
     max_claims_per_agent: int = 128
+    #: the chat history's bound in bytes (as well as its 10,000 frames); one chat is capped at
+    #: the smaller of this and 256 KiB
+    chat_history_bytes: int = MAX_HISTORY_BYTES
 
 
 class Runtime:
@@ -64,7 +68,8 @@ class Runtime:
         self.options = options
         self.clock = clock
         self.log = EventLog(options.state_dir, on_commit=self._committed)
-        self.state = State(started_at=clock(), offline_ttl=options.offline_ttl)
+        self.state = State(started_at=clock(), offline_ttl=options.offline_ttl,
+                           chat_history_bytes=options.chat_history_bytes)
         self.state.claims.max_claims_per_agent = options.max_claims_per_agent
         self.protocol: Protocol | None = None
         self.transport: Transport | None = None

@@ -426,3 +426,54 @@ def test_agents_that_leave_holding_nothing_are_forgotten() -> None:
         state.apply(_Event("presence", {"event": "left", "agent": name, "at": float(n)}))
     assert state.presence.offline_since == {}
     assert state.presence.online == {}
+
+
+def _frame(msg_id: int, payload: str) -> dict[str, Any]:
+    return {"type": "chat", "sender": "a", "target": "all", "payload": payload, "msg_id": msg_id}
+
+
+def test_chat_history_is_bounded_by_bytes_as_well_as_count() -> None:
+    size = len(json.dumps(_frame(10, "x" * 200), separators=(",", ":")))  # two-digit ids
+    log = ChatLog(limit=100, max_bytes=size * 4 + size // 2)
+    for i in range(1, 21):
+        log.apply(_frame(i, "x" * 200))
+    assert [f["msg_id"] for f in log.history] == [17, 18, 19, 20]
+    assert log.bytes == size * 4 <= log.max_bytes
+    assert log.msg_id == 20
+    # the count bound still holds for small frames
+    small = ChatLog(limit=3, max_bytes=1 << 20)
+    for i in range(1, 6):
+        small.apply(_frame(i, "y"))
+    assert [f["msg_id"] for f in small.history] == [3, 4, 5]
+
+
+def test_chat_size_is_the_encoded_frame_when_given() -> None:
+    log = ChatLog(limit=10, max_bytes=100)
+    log.apply(_frame(1, "a"), size=60)
+    log.apply(_frame(2, "b"), size=60)  # 120 > 100: the oldest goes
+    assert [f["msg_id"] for f in log.history] == [2] and log.bytes == 60
+    log.apply(_frame(3, "c"), size=500)  # over the whole budget: not kept, msg_id still moves
+    assert list(log.history) == [] and log.bytes == 0 and log.msg_id == 3
+
+
+def test_one_chat_is_capped_below_the_history_budget() -> None:
+    from marrow_tui.core.chat import MAX_CHAT_BYTES
+
+    assert ChatLog().max_message_bytes == MAX_CHAT_BYTES < 1024 * 1024  # below the frame limit
+    assert ChatLog(max_bytes=1000).max_message_bytes == 1000
+
+
+def test_state_bounds_chat_by_bytes_through_replay_and_snapshot() -> None:
+    big = State()
+    for i in range(50):
+        chat(big, "a", "all", "z" * 1000)
+    snap = json.loads(json.dumps(big.to_snapshot()))
+    small = State(chat_history_bytes=10_000)
+    small.load_snapshot(snap)
+    assert 0 < small.chat.bytes <= 10_000
+    assert len(small.chat.history) < 10 and small.chat.msg_id == 50
+    assert small.chat.history[-1]["msg_id"] == 50
+    for i in range(50):
+        small.apply(Event("chat", {"type": "chat", "sender": "b", "target": "all",
+                                   "payload": "q" * 1000, "msg_id": small.chat.msg_id + 1}))
+    assert small.chat.bytes <= 10_000 and small.chat.msg_id == 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -123,3 +124,36 @@ async def test_lease_groups_are_fsynced_and_chat_groups_may_not_be(tmp_path: Pat
         assert await synchronous() == 2  # FULL: the group held a lease event
     finally:
         await hub.stop()
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1000, 10**6])
+def test_snapshot_parts_join_back_to_the_json(size: int) -> None:
+    from marrow_tui.store.eventlog import _encode_parts
+
+    state = {"chat": [{"payload": "é" * 300 + str(n), "n": n} for n in range(200)],
+             "claims": [], "nested": {"a": [1, 2.5, None, True]}}
+    parts = _encode_parts(state, size)
+    assert all(0 < len(part) <= size for part in parts)
+    assert "".join(parts) == json.dumps(state, separators=(",", ":"))
+    assert "".join(_encode_parts({}, size)) == "{}"
+
+
+async def test_a_first_start_killed_while_creating_the_log_starts_again(tmp_path: Path) -> None:
+    state_dir = tmp_path / "s"
+    state_dir.mkdir()
+    (state_dir / "lock").write_text("12345")  # the dead run's lock
+    (state_dir / "events.db.new").write_bytes(b"half a database")  # what it was building
+    runtime = Runtime(RuntimeOptions(state_dir=state_dir))
+    await runtime.start()
+    await runtime.stop()
+    assert not (state_dir / "events.db.new").exists()
+    assert (state_dir / "events.db").stat().st_size > 0
+
+
+async def test_a_refused_first_start_leaves_no_lock_behind(tmp_path: Path) -> None:
+    state_dir = tmp_path / "s"
+    state_dir.mkdir()
+    (state_dir / "services").mkdir()  # state from an earlier run, but no log and no lock
+    with pytest.raises(StoreError, match="missing"):
+        await Runtime(RuntimeOptions(state_dir=state_dir)).start()
+    assert sorted(p.name for p in state_dir.iterdir()) == ["services"]

@@ -1,7 +1,14 @@
-"""Chat: a numbered history and the rules for who a message is addressed to."""
+"""Chat: a numbered history and the rules for who a message is addressed to.
+
+History is bounded twice: by count (`MAX_HISTORY` frames) and by bytes (`max_bytes`, the
+encoded frames' total, `MAX_HISTORY_BYTES` unless the runtime is told otherwise), so a burst of
+large messages cannot pin memory or grow the snapshot without bound. One chat is capped at
+`max_message_bytes`, below the WebSocket frame limit and never above the history budget.
+"""
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
@@ -9,6 +16,10 @@ from functools import lru_cache
 from typing import Any
 
 MAX_HISTORY = 10_000
+#: the default bound on the history's encoded size
+MAX_HISTORY_BYTES = 16 * 1024 * 1024
+#: the largest chat frame the hub keeps, as it serialises it (a quarter of the 1 MiB frame limit)
+MAX_CHAT_BYTES = 256 * 1024
 BROADCAST_TARGETS = frozenset({"", "all", "*"})
 
 
@@ -37,14 +48,38 @@ def addressed_to(target: str, name: str, roles: Iterable[str] = ()) -> bool:
     return False
 
 
-class ChatLog:
-    def __init__(self, limit: int = MAX_HISTORY) -> None:
-        self.msg_id = 0
-        self.history: deque[dict[str, Any]] = deque(maxlen=limit)
+def frame_size(frame: dict[str, Any]) -> int:
+    """The bytes of `frame` as the hub serialises it (ASCII JSON, so characters are bytes)."""
+    return len(json.dumps(frame, separators=(",", ":")))
 
-    def apply(self, frame: dict[str, Any]) -> None:
-        self.history.append(frame)
+
+class ChatLog:
+    def __init__(self, limit: int = MAX_HISTORY, max_bytes: int = MAX_HISTORY_BYTES) -> None:
+        self.msg_id = 0
+        self.limit = limit
+        self.max_bytes = max_bytes
+        #: the encoded size of what `history` holds now
+        self.bytes = 0
+        self.history: deque[dict[str, Any]] = deque()
+        self._sizes: deque[int] = deque()
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest chat frame accepted: below the frame limit, and never over the budget."""
+        return min(MAX_CHAT_BYTES, self.max_bytes)
+
+    def apply(self, frame: dict[str, Any], size: int | None = None) -> None:
+        """Keep `frame` (of `size` encoded bytes, measured when not given), dropping the oldest
+        frames until both bounds hold; the numbering never goes back."""
         self.msg_id = max(self.msg_id, int(frame["msg_id"]))
+        if size is None:
+            size = frame_size(frame)
+        self.history.append(frame)
+        self._sizes.append(size)
+        self.bytes += size
+        while self.history and (len(self.history) > self.limit or self.bytes > self.max_bytes):
+            self.history.popleft()
+            self.bytes -= self._sizes.popleft()
 
     def since(self, msg_id: int) -> list[dict[str, Any]]:
         return [frame for frame in self.history if frame["msg_id"] > msg_id]

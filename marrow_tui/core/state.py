@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .board import Board
-from .chat import ChatLog
+from .chat import MAX_HISTORY_BYTES, ChatLog
 from .claims import ClaimBook
 from .events import Event
 from .orchestration import ISSUE_KINDS, IssueBook
@@ -72,10 +72,11 @@ class IdempotencyCache:
 
 
 class State:
-    def __init__(self, *, started_at: float = 0.0, offline_ttl: float = OFFLINE_TTL) -> None:
+    def __init__(self, *, started_at: float = 0.0, offline_ttl: float = OFFLINE_TTL,
+                 chat_history_bytes: int = MAX_HISTORY_BYTES) -> None:
         self.claims = ClaimBook()
         self.board = Board()
-        self.chat = ChatLog()
+        self.chat = ChatLog(max_bytes=chat_history_bytes)
         self.idem = IdempotencyCache()
         self.presence = Presence()
         self.sessions = SessionBook()
@@ -112,7 +113,7 @@ class State:
         elif kind == "progress":
             self.board.apply_progress(data)
         elif kind == "chat":
-            self.chat.apply(data)
+            self.chat.apply(data, len(event.encoded) if event.encoded is not None else None)
         elif kind == "idem":
             self.idem.apply(data)
         elif kind == "wait":

@@ -697,6 +697,16 @@ class Protocol:
         )
         msg.setdefault("payload", "")
         text = encode(msg)
+        limit = self.state.chat.max_message_bytes
+        if len(text) > limit:  # ASCII JSON: characters are bytes
+            cid = f.get("client_msg_id")
+            echo = {"client_msg_id": cid} if isinstance(cid, str) and len(cid) <= 256 else {}
+            call.deny("error", Refusal(
+                "chat_too_large",
+                f"Chat refused: the message is {len(text):,} bytes as the hub stores it, "
+                f"over the {limit:,}-byte limit for one chat; send it in parts or as a file.",
+            ), **echo)
+            return
         call.emit(Event("chat", msg, text))
         if target in BROADCAST_TARGETS:
             call.outcome.deliveries.append(Delivery(text, ALL))

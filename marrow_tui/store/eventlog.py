@@ -10,14 +10,29 @@ for those events sent.
 Start-up reads the newest snapshot and the events after it, never the whole history. The file
 carries a schema version: a file from a newer version, or a file that is not our database, is
 refused with a clear error instead of being reset.
+
+A log is never started over silently: an `events.db` that is empty (zero bytes, or no tables),
+or missing while the folder holds what an earlier run left (the lock, the services' logs, a
+write-ahead log: `EARLIER_STATE`), is refused; `set_aside` is how `--new-state` starts fresh
+on purpose, by moving the old folder to a timestamped sibling. A new database is built under a
+temporary name and renamed into place, so a crash while creating it never leaves an empty
+`events.db`.
+
+Snapshots are written in pieces (`snapshot_parts` rows of at most `SNAPSHOT_PART_CHARS`), so no
+single value can reach SQLite's string limit however large the state grows; schema 1 kept the
+whole snapshot in `snapshots.data`, and such rows still load. A snapshot that cannot be written
+is logged with its cause and skipped: the events it would have summarised are in the log, so
+nothing is lost and the hub goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -30,10 +45,23 @@ import aiosqlite
 
 from ..core.events import Event
 
-SCHEMA_VERSION = 1
+log = logging.getLogger("marrow.eventlog")
+
+#: 1: snapshots in one value; 2: snapshots in `snapshot_parts` rows (schema 1 files are upgraded)
+SCHEMA_VERSION = 2
 DB_NAME = "events.db"
 LOCK_NAME = "lock"
 KEEP_SNAPSHOTS = 2
+#: characters (bytes: the JSON is ASCII) per snapshot row, far below SQLite's 1e9 string limit
+SNAPSHOT_PART_CHARS = 1024 * 1024
+#: what only a run that opened the log leaves in a state folder (every run leaves the lock; the
+#: services' logs; the demo team's work): any of them beside a missing events.db means the log
+#: was lost, not that the folder is new. Not here: the console's marrow-tui.log (opened before
+#: the runtime starts) and the hub's secrets (an operator may put a token there in advance).
+EARLIER_STATE = ("lock", "events.db-wal", "events.db-shm", "events.db-journal",
+                 "services", "demo")
+_START_FRESH = ("start fresh on purpose with --new-state (the old folder is moved aside, "
+                "nothing is deleted) or by moving {directory} away")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +75,12 @@ CREATE TABLE IF NOT EXISTS snapshots (
     seq INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
     data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot_parts (
+    seq INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (seq, part)
 );
 """
 
@@ -68,6 +102,94 @@ class StoreError(Exception):
     """The state directory or its database cannot be used; the message says why and where."""
 
 
+def earlier_state(directory: Path) -> list[str]:
+    """The names in `directory` that an earlier run left behind (see `EARLIER_STATE`)."""
+    return [name for name in EARLIER_STATE if (directory / name).exists()]
+
+
+def set_aside(directory: Path, now: float | None = None) -> Path | None:
+    """Move a used state folder to `<name>.old-<UTC time>` beside it, for `--new-state`.
+
+    Nothing is copied or deleted: one rename in the same parent. Returns where it went, or
+    None when there was nothing to move (no folder, or an empty one). A folder in use by a
+    running marrow-tui is refused.
+    """
+    try:
+        if not any(directory.iterdir()):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read state directory {directory}: {exc.strerror}") from None
+    lock = StateLock(directory)
+    lock.acquire()  # a running marrow-tui keeps its folder
+    try:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        target = directory.with_name(f"{directory.name}.old-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = directory.with_name(f"{directory.name}.old-{stamp}-{n}")
+        try:
+            os.rename(directory, target)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot move {directory} aside to {target} ({exc.strerror}); move it yourself "
+                "or pass a different --state-dir"
+            ) from None
+    finally:
+        lock.release()
+    return target
+
+
+def _encode_parts(state: dict[str, Any], size: int) -> list[str]:
+    """`state` as JSON in pieces of at most `size` characters, never one giant string."""
+    parts: list[str] = []
+    buffer: list[str] = []
+    held = 0
+    for piece in json.JSONEncoder(separators=(",", ":")).iterencode(state):
+        buffer.append(piece)
+        held += len(piece)
+        if held >= size:
+            text = "".join(buffer)
+            cut = len(text) - len(text) % size
+            parts.extend(text[i : i + size] for i in range(0, cut, size))
+            rest = text[cut:]
+            buffer = [rest] if rest else []
+            held = len(rest)
+    if buffer or not parts:
+        parts.append("".join(buffer))
+    return parts
+
+
+def _create_database(path: Path, hub_id: str) -> None:
+    """Build a new log under a temporary name, then rename it into place (in a thread)."""
+    building = path.with_name(path.name + ".new")
+    building.unlink(missing_ok=True)  # our own half-built file from a crash while creating
+    db = sqlite3.connect(building, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(
+            "BEGIN;" + _SCHEMA
+            + "INSERT INTO meta(key, value) VALUES ('schema_version', '%d'), ('hub_id', '%s'),"
+            " ('created_at', '%r'); COMMIT;" % (SCHEMA_VERSION, hub_id, time.time())
+        )
+    finally:
+        db.close()  # the last connection checkpoints the WAL into the file
+    os.chmod(building, 0o600)
+    fd = os.open(building, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(building, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class StateLock:
     """An exclusive lock on a state directory, so two runtimes never write one log."""
 
@@ -75,7 +197,9 @@ class StateLock:
         self.path = directory / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, write_pid: bool = True) -> None:
+        """Lock the directory; with `write_pid`, record our pid (else call `write_pid` later,
+        so a start that is refused leaves the file as it found it)."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,9 +212,14 @@ class StateLock:
                     "stop it or pass a different --state-dir"
                 ) from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+        if write_pid:
+            self.write_pid()
+
+    def write_pid(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, str(os.getpid()).encode())
 
     def release(self) -> None:
         if self._fd is not None:
@@ -108,6 +237,8 @@ class EventLog:
         self.snapshot_seq = 0
         #: how many group commits have been made (events / commits = the grouping achieved)
         self.commits = 0
+        #: snapshots that could not be written (each is logged with its cause)
+        self.snapshot_failures = 0
         self.hub_id = ""
         self._db: aiosqlite.Connection | None = None
         self._lock = StateLock(directory)
@@ -126,15 +257,53 @@ class EventLog:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StoreError(f"cannot create state directory {self.directory}: {exc}") from None
-        self._lock.acquire()
+        # Whether an earlier run left the lock: acquiring it makes the file, so look first.
+        lock_was_there = self._lock.path.exists()
+        self._lock.acquire(write_pid=False)
         try:
-            await self._connect()
+            await self._connect(lock_was_there)
+            self._lock.write_pid()
         except BaseException:
             self._lock.release()
+            if not lock_was_there and not self.path.exists():
+                # A brand-new folder that could not be set up: leave no lock that would make
+                # the next start take it for a folder whose log was lost.
+                with contextlib.suppress(OSError):
+                    self._lock.path.unlink()
             raise
 
-    async def _connect(self) -> None:
-        fresh = not self.path.exists()
+    def _refuse_lost_log(self, lock_was_there: bool) -> None:
+        """Refuse to begin a new log where one was lost: an empty or missing events.db."""
+        directory = self.directory
+        if self.path.exists():
+            if self.path.stat().st_size == 0:
+                raise StoreError(
+                    f"{self.path} is empty (0 bytes), so its events are gone and starting "
+                    "would begin a new log (new hub id, acknowledged leases and epochs lost); "
+                    "restore it from a backup, or " + _START_FRESH.format(directory=directory)
+                )
+            return
+        # The lock alone is no proof of a lost log when this run made it, or when the run that
+        # made it died while building the first database (its half-built file is still there).
+        building = self.path.with_name(self.path.name + ".new").exists()
+        found = [name for name in earlier_state(directory)
+                 if name != LOCK_NAME or (lock_was_there and not building)]
+        if found:
+            raise StoreError(
+                f"{self.path} is missing but {directory} holds state from an earlier run "
+                f"({', '.join(found)}), so starting would begin a new log and lose its "
+                "acknowledged leases; restore events.db, or "
+                + _START_FRESH.format(directory=directory)
+            )
+
+    async def _connect(self, lock_was_there: bool = False) -> None:
+        self._refuse_lost_log(lock_was_there)
+        if not self.path.exists():
+            self.hub_id = "mrw-" + os.urandom(4).hex()
+            try:
+                await asyncio.to_thread(_create_database, self.path, self.hub_id)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot create {self.path}: {exc}") from None
         try:
             # Autocommit: each group is one multi-row INSERT, so a commit costs one hop to
             # aiosqlite's thread instead of an execute plus a commit.
@@ -143,8 +312,7 @@ class EventLog:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
         self._db = db
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=FULL")
+            # Look before setting anything, so a file that is not ours is left as it was.
             tables = {
                 row[0]
                 async for row in await db.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -155,20 +323,19 @@ class EventLog:
                 f"{self.path} is not a marrow-tui event log ({exc}); "
                 "move it aside or pass a different --state-dir"
             ) from None
-        if tables and "meta" not in tables:
+        if not tables:
+            await db.close()
+            raise StoreError(
+                f"{self.path} is empty (a database with no tables), so starting would begin a "
+                "new log; restore it from a backup, or "
+                + _START_FRESH.format(directory=self.directory)
+            )
+        if "meta" not in tables:
             await db.close()
             raise StoreError(f"{self.path} is not a marrow-tui event log (no meta table)")
-        if "meta" in tables:
-            await self._check_schema(db)
-        else:
-            self.hub_id = "mrw-" + os.urandom(4).hex()
-            await db.executescript(
-                "BEGIN;" + _SCHEMA
-                + "INSERT INTO meta(key, value) VALUES ('schema_version', '%d'), ('hub_id', '%s'),"
-                " ('created_at', '%r'); COMMIT;" % (SCHEMA_VERSION, self.hub_id, time.time())
-            )
-            if fresh:
-                os.chmod(self.path, 0o600)
+        await self._check_schema(db)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
         row = await (await db.execute("SELECT COALESCE(MAX(seq), 0) FROM events")).fetchone()
         self.last_seq = self.durable_seq = int(row[0]) if row else 0
 
@@ -185,7 +352,21 @@ class EventLog:
                 f"{self.path} was written by a newer marrow-tui (schema {version}; this version "
                 f"reads up to {SCHEMA_VERSION}); upgrade marrow-tui to open it"
             )
-        self.hub_id = meta.get("hub_id", "") or "mrw-" + os.urandom(4).hex()
+        self.hub_id = meta.get("hub_id", "")
+        if version < SCHEMA_VERSION or not self.hub_id:
+            # Upgrade in place (schema 1 lacks snapshot_parts; its snapshots still load), and
+            # keep a hub id once made, so it does not change on every start.
+            self.hub_id = self.hub_id or "mrw-" + os.urandom(4).hex()
+            try:
+                await db.executescript(
+                    "BEGIN;" + _SCHEMA
+                    + "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '%d'),"
+                    " ('hub_id', '%s'); COMMIT;" % (SCHEMA_VERSION, self.hub_id)
+                )
+            except sqlite3.Error as exc:
+                await db.close()
+                raise StoreError(f"cannot upgrade {self.path} to schema {SCHEMA_VERSION}: "
+                                 f"{exc}") from None
 
     async def load(self) -> tuple[dict[str, Any] | None, AsyncIterator[Event]]:
         """The newest snapshot (or None) and an iterator over the events after it."""
@@ -197,10 +378,26 @@ class EventLog:
             snapshot = None
             if row is not None:
                 self.snapshot_seq = int(row[0])
-                snapshot = json.loads(row[1])
+                snapshot = await self._read_snapshot(db, self.snapshot_seq, row[1])
         except (sqlite3.DatabaseError, ValueError) as exc:
             raise StoreError(f"cannot read the snapshot in {self.path}: {exc}") from None
         return snapshot, self._tail(self.snapshot_seq)
+
+    async def _read_snapshot(self, db: aiosqlite.Connection, seq: int,
+                             head: str) -> dict[str, Any]:
+        value = json.loads(head)
+        if not (isinstance(value, dict) and "parts" in value and "format" not in value):
+            return value  # schema 1: the whole snapshot in one value
+        cursor = await db.execute(
+            "SELECT part, data FROM snapshot_parts WHERE seq = ? ORDER BY part", (seq,))
+        parts = [data for _, data in await cursor.fetchall()]
+        text = "".join(parts)
+        if len(parts) != value["parts"] or len(text) != value["chars"]:
+            raise ValueError(f"snapshot {seq} has {len(parts)} of its {value['parts']} parts")
+        snapshot = await asyncio.to_thread(json.loads, text)
+        if not isinstance(snapshot, dict):
+            raise ValueError(f"snapshot {seq} is not an object")
+        return snapshot
 
     async def _tail(self, after: int) -> AsyncIterator[Event]:
         db = self._require()
@@ -211,7 +408,7 @@ class EventLog:
             while rows := await cursor.fetchmany(10_000):
                 for seq, kind, data in rows:
                     try:
-                        yield Event(kind, json.loads(data))
+                        yield Event(kind, json.loads(data), data)
                     except ValueError as exc:
                         raise StoreError(f"event {seq} in {self.path} is corrupt: {exc}") from None
         except sqlite3.DatabaseError as exc:
@@ -256,7 +453,7 @@ class EventLog:
                     # A snapshot goes in as soon as the events it covers are durable, so a
                     # steady stream of new events cannot starve it.
                     if self._snapshot and self._snapshot[0] <= self.durable_seq:
-                        await self._write_snapshot(db)
+                        await self._try_snapshot(db)
                     else:
                         await self._commit(db)
                 if self._closing and not self._queue:
@@ -288,23 +485,50 @@ class EventLog:
         self.durable_seq = batch[-1][0]
         self.on_commit(self.durable_seq)
 
+    async def _try_snapshot(self, db: aiosqlite.Connection) -> None:
+        """Write the requested snapshot; if that fails, say why and carry on without it.
+
+        A snapshot only shortens the next start: the events it covers are already in the log,
+        so a failure here loses nothing, and must not stop the hub. (If the disk itself is
+        failing, the next commit fails too, and that stops the hub as it should.)
+        """
+        assert self._snapshot is not None
+        seq = self._snapshot[0]
+        try:
+            await self._write_snapshot(db)
+        except Exception as exc:
+            self.snapshot_failures += 1
+            if db.in_transaction:
+                # Nothing of it may stay half-written; and a transaction left open would hold
+                # back the commits that follow, so if it cannot be rolled back, the log fails.
+                await db.execute("ROLLBACK")
+            log.error("the snapshot at event %d was not written to %s (%s: %s); the log keeps "
+                      "every event and the next snapshot will try again", seq, self.path,
+                      type(exc).__name__, exc, exc_info=exc)
+
     async def _write_snapshot(self, db: aiosqlite.Connection) -> None:
         assert self._snapshot is not None
         seq, state = self._snapshot
         self._snapshot = None
         if seq <= self.snapshot_seq:
             return
-        text = await asyncio.to_thread(json.dumps, state, separators=(",", ":"))
+        parts = await asyncio.to_thread(_encode_parts, state, SNAPSHOT_PART_CHARS)
+        head = json.dumps({"parts": len(parts), "chars": sum(map(len, parts))})
         if not self._full:
             await db.execute("PRAGMA synchronous=FULL")
             self._full = True
+        await db.execute("BEGIN")
+        await db.executemany("INSERT INTO snapshot_parts(seq, part, data) VALUES (?, ?, ?)",
+                             [(seq, n, part) for n, part in enumerate(parts)])
         await db.execute("INSERT INTO snapshots(seq, ts, data) VALUES (?, ?, ?)",
-                         (seq, time.time(), text))
+                         (seq, time.time(), head))
         await db.execute(
             "DELETE FROM snapshots WHERE seq NOT IN "
             "(SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)",
             (KEEP_SNAPSHOTS,),
         )
+        await db.execute("DELETE FROM snapshot_parts WHERE seq NOT IN (SELECT seq FROM snapshots)")
+        await db.execute("COMMIT")
         self.snapshot_seq = seq
 
     async def close(self) -> None:
