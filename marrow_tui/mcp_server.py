@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 from . import __version__, cli_hub, cli_steer
+from .core.text import SafeFormatter
 from .hub.client import (
     PROGRESS_KINDS,
     ConnectionLost,
@@ -739,6 +740,11 @@ def run(args: argparse.Namespace) -> int:
                 or "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="marrow-tui mcp %(levelname)s %(name)s: %(message)s")
+    # Records quote the hub and the agent (names, ids, questions): each stays one line with no
+    # escape sequence, whichever handler writes it.
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, SafeFormatter):
+            handler.setFormatter(SafeFormatter(handler.formatter))
     try:
         context = cli_hub._ssl_context(args.cafile)
     except cli_hub.UsageError as exc:

@@ -66,8 +66,15 @@ class ConsoleApp(MarrowApp):
 
     def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
                  sessions: bool = False, config: Any = None, asks: bool = False,
-                 issues: bool = False, services: bool = False, **kwargs: Any) -> None:
+                 issues: bool = False, services: bool = False, hub: bool = False,
+                 seed_with: Any = None, **kwargs: Any) -> None:
+        #: a test's own seed, `seed_with(runtime)`, after the others
+        self.seed_with = seed_with
         self.sessions = sessions
+        #: a real hub on 127.0.0.1 (a free port), as `run_console` embeds one: agents then
+        #: join over WebSockets (`app.server.uri`)
+        self.hub = hub
+        self.server: Any = None
         #: helper services' states (no supervisor runs)
         self.services = services
         #: an orchestrator's issues and workflow status (no orchestrator runs)
@@ -98,6 +105,14 @@ class ConsoleApp(MarrowApp):
             seed_issues(self.runtime)
         if self.services:
             seed_services(self.runtime)
+        if self.seed_with is not None:
+            self.seed_with(self.runtime)
+        if self.hub:
+            from marrow_tui.hub.server import HubOptions, HubServer
+
+            self.server = HubServer(self.runtime, HubOptions(host="127.0.0.1", port=0))
+            await self.server.start()
+            self.hub_uri = self.server.uri
         if self.config is not None:
             from marrow_tui.scheduler.heartbeat import Scheduler
 
@@ -111,6 +126,8 @@ class ConsoleApp(MarrowApp):
             self.session = None
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.server is not None:
+            await self.server.stop()
         await self.runtime.stop()
 
 

@@ -54,6 +54,30 @@ async def test_reserved_names_are_refused(hub: Hub, name: str) -> None:
     assert await agent.closed() == (4009, "reserved identity")
 
 
+@pytest.mark.parametrize(("name", "shown", "problem"), [
+    ("demo/eve\x1b]0;pwned\x07", "demo/eve\\x1b]0;pwned\\x07",
+     "a control character (U+001B)"),
+    ("demo/eve\nforged", "demo/eve\\nforged", "a control character (U+000A)"),
+    ("demo/\u202eeve", "demo/\\u202eeve", "a bidirectional control (U+202E)"),
+    ("demo/\ud800eve", "demo/\\ud800eve", "an unpaired surrogate (U+D800)"),
+])
+async def test_a_name_with_a_control_character_is_refused_at_registration(
+        hub: Hub, name: str, shown: str, problem: str) -> None:
+    agent = await Agent.join(hub.uri, name, expect_welcome=False)
+    refusal = await agent.until("name_conflict")
+    assert refusal["payload"] == (
+        f"Name '{shown}' holds {problem}; an agent name must be one line of visible text, "
+        "without control characters, line breaks, bidi controls or unpaired surrogates.")
+    assert await agent.closed() == (4009, "invalid name")
+    assert name not in hub.runtime.state.presence.online
+
+
+async def test_a_name_with_brackets_or_any_script_is_fine(hub: Hub) -> None:
+    agent = await hub.agent("demo/[/x] ünïcödé 日本 😀")
+    who = await agent.request(("who_snapshot",), type="who_request")
+    assert who["online_agents"] == ["demo/[/x] ünïcödé 日本 😀"]
+
+
 async def test_takeover_evicts_the_old_connection(hub: Hub) -> None:
     old = await hub.agent("demo/alice")
     # a takeover proves it is the agent (its key); without proof see test_operator.py

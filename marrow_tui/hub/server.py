@@ -28,6 +28,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Origin
 
+from ..core.text import identifier_problem, printable
 from ..runtime import Runtime
 from . import secrets
 from .protocol import encode
@@ -133,6 +134,21 @@ def _depth_ok(value: Any, limit: int) -> bool:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def name_problem(name: str) -> str | None:
+    """What makes `name` unfit to be an agent's name, as a phrase, or None.
+
+    Names are printed in logs, tables and the console, so they are identifiers
+    (`identifier_problem`: no control character, bidi control or unpaired surrogate); and, as
+    before, no other invisible character (a no-break or zero-width space, a private-use or
+    unassigned code point), which would make two names look the same.
+    """
+    problem = identifier_problem(name)
+    if problem is not None:
+        return problem
+    hidden = next((c for c in name if not c.isprintable()), None)
+    return None if hidden is None else f"a non-printable character (U+{ord(hidden):04X})"
 
 
 def parse_frame(text: str | bytes) -> dict[str, Any] | str:
@@ -388,7 +404,12 @@ class HubServer:
                         "text.", CLOSE_AUTH, "auth denied")
             if not same_secret(given, self.options.token):
                 return "auth_denied", "Invalid authentication token.", CLOSE_AUTH, "auth denied"
-        if sender.lower() in RESERVED_NAMES or "@" in sender or not sender.isprintable():
+        problem = name_problem(sender)
+        if problem is not None:
+            return ("name_conflict", f"Name '{printable(sender)}' holds {problem}; an agent "
+                    "name must be one line of visible text, without control characters, line "
+                    "breaks, bidi controls or unpaired surrogates.", CLOSE_NAME, "invalid name")
+        if sender.lower() in RESERVED_NAMES or "@" in sender:
             return ("name_conflict", f"Name '{sender}' is reserved.", CLOSE_NAME,
                     "reserved identity")
         operator = False
@@ -459,7 +480,7 @@ class HubServer:
             if sender and sender.strip() != name:
                 await conn.send(encode(protocol.frame(
                     "name_conflict", name,
-                    f"Sender name switch denied: '{name}' -> '{sender}'. "
+                    f"Sender name switch denied: '{name}' -> '{printable(sender)}'. "
                     "One connection is one name.")))
                 await conn.close(CLOSE_NAME, "name switch")
                 return

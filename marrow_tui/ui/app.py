@@ -19,6 +19,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from ..config import Config
+from ..core.text import SafeFormatter
 from ..host import hosted
 from ..hub.server import HubOptions
 from ..runtime import LocalSession, Runtime, RuntimeOptions
@@ -87,7 +88,9 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
     for handler in list(root.handlers):  # the screen is ours: diagnostics go to a file
         root.removeHandler(handler)
     file_handler = logging.FileHandler(log_path)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Records quote agents (names, ids, frames): each stays one line with no escape sequence.
+    file_handler.setFormatter(SafeFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")))
     root.addHandler(file_handler)
     async with hosted(runtime_options, hub_options, demo=demo, config=config,
                       workflow=workflow) as unit:

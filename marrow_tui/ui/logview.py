@@ -2,7 +2,9 @@
 
 Agent logs can be huge, so the view never reads a whole file: it opens on the last
 `TAIL_BYTES`, then reads only what was appended, a bounded amount per look. Textual's `Log`
-widget draws only the lines on screen and keeps at most `MAX_LINES`.
+widget draws only the lines on screen and keeps at most `MAX_LINES`. Output may hold escape
+sequences (colours, a window title, clear screen): each line is shown with its controls
+written out (`printable`), and the title (a run id) is never read as markup.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Log
 
 from ..core.sessions import Session
+from .literal import literal, printable
 
 #: how much of an existing log is shown on opening
 TAIL_BYTES = 256 * 1024
@@ -78,7 +81,7 @@ class LogScreen(Screen[None]):
             size = os.path.getsize(self.path)
         except OSError:
             size = 0
-            log.write_line(f"({self.path} does not exist yet)")
+            log.write_line(printable(f"({self.path} does not exist yet)"))
         self._pos = max(0, size - TAIL_BYTES)
         if self._pos:
             self._skipped = self._pos
@@ -96,7 +99,7 @@ class LogScreen(Screen[None]):
         if self._skipped:
             parts.append(f" · earlier {_size(self._skipped)} not shown")
         parts.append("" if self._follow else " · paused")
-        self.query_one("#log-title", Label).update("".join(parts))
+        self.query_one("#log-title", Label).update(literal("".join(parts)))
 
     def _read_more(self, first: bool = False) -> None:
         if not first and self.session.state != self._shown_state:
@@ -129,7 +132,8 @@ class LogScreen(Screen[None]):
         if first and self._skipped and lines:
             lines = lines[1:]  # the first line was cut by the seek
         if lines:
-            self.query_one(Log).write_lines(lines, scroll_end=self._follow)
+            self.query_one(Log).write_lines([printable(line, lines=True) for line in lines],
+                                            scroll_end=self._follow)
         self._title()
 
     def action_close(self) -> None:

@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
 from textual.events import Resize
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
@@ -29,6 +30,7 @@ from ..core.sessions import Session
 from ..core.steering import Request
 from ..runtime import LocalSession, Runtime
 from .bridge import Activity, Bridge, Changed, workflow_error
+from .literal import literal, printable
 from .logview import LogScreen
 from .modals import (
     AnswerModal,
@@ -166,6 +168,8 @@ class MainScreen(Screen[None]):
         self.bell = bell
         self.bridge: Bridge | None = None
         self.latest_alert = ""
+        #: each pane's border title as last set (the widget gives it back as markup)
+        self._titles: dict[str, str] = {}
         clock = runtime.clock
         state = runtime.state
         self.tables: dict[str, KeyedTable] = {
@@ -313,8 +317,8 @@ class MainScreen(Screen[None]):
         if message.activity:
             self.activity.add(message.activity, visible=self.shown("activity"))
         for alert in message.alerts:
-            self.latest_alert = alert.text
-            self.app.notify(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
+            self.latest_alert = printable(alert.text)
+            self.toast(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
             if self.bell and alert.severity != "information":
                 self.app.bell()
         self._refresh_status()
@@ -359,9 +363,7 @@ class MainScreen(Screen[None]):
             # The error itself stays on the Sessions pane until a good config replaces it.
             title = (f"config not applied (last good kept): {(config.get('errors') or [''])[0]}"
                      if broken else "")
-            pane = self.query_one("#sessions-pane")
-            if pane.border_title != title:
-                pane.border_title = title
+            self._set_border_title("sessions", title)
         self._refresh_issues(text)
         services = self.runtime.state.services.services
         if services:
@@ -373,6 +375,18 @@ class MainScreen(Screen[None]):
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
         self.query_one(StatusLine).text = text
+
+    def _set_border_title(self, pane: str, title: str) -> None:
+        """A pane's border title, which quotes config and workflow errors: shown literally."""
+        if self._titles.get(pane) != title:
+            self._titles[pane] = title
+            self.query_one(f"#{pane}-pane").border_title = literal(title)
+
+    def toast(self, text: str, *, severity: SeverityLevel = "information",
+              timeout: float | None = None) -> None:
+        """A notification; its text often quotes agents (names, task ids, refusals), so it is
+        shown literally: never read as markup, controls written out."""
+        self.app.notify(printable(text), severity=severity, timeout=timeout, markup=False)
 
     # ---- what is selected ----------------------------------------------------------------
 
@@ -470,7 +484,7 @@ class MainScreen(Screen[None]):
         key = self._selected("claims")
         if key:
             self.session.send(type="extend", task_id=key, ttl_seconds=EXTEND_SECONDS)
-            self.app.notify(f"Extending {key} by {ago(EXTEND_SECONDS)}", timeout=3)
+            self.toast(f"Extending {key} by {ago(EXTEND_SECONDS)}", timeout=3)
 
     def action_declare(self) -> None:
         fields = [Field("task_id", "Task id", "e.g. P7"), Field("title", "Title"),
@@ -754,7 +768,7 @@ class MainScreen(Screen[None]):
             try:
                 table.move_cursor(table.get_row_index(key))
             except KeyError:
-                self.app.notify("Not on the screen any more.", timeout=3)
+                self.toast("Not on the screen any more.", timeout=3)
 
         self.call_after_refresh(select)
 
@@ -927,9 +941,7 @@ class MainScreen(Screen[None]):
             title = "not dispatching new issues"
         else:
             title = ""
-        pane = self.query_one("#issues-pane")
-        if pane.border_title != title:
-            pane.border_title = title
+        self._set_border_title("issues", title)
 
     def _open_issue(self, key: str) -> None:
         view = self.runtime.state.issues.issues.get(IssuesTable.identifier(key) or "")
@@ -998,7 +1010,7 @@ class MainScreen(Screen[None]):
             try:
                 priority = int(text) if text else None
             except ValueError:
-                self.app.notify(f"Priority must be a whole number, not {text!r}.",
+                self.toast(f"Priority must be a whole number, not {text!r}.",
                                 severity="error", timeout=6)
                 self.action_new_issue(got)  # again, with what was typed
                 return
@@ -1024,24 +1036,24 @@ class MainScreen(Screen[None]):
         """A private frame for the operator: refusals become toasts, chats go to activity."""
         kind = frame.get("type", "")
         if kind.endswith("_denied") or kind == "error":
-            self.app.notify(str(frame.get("payload", kind)), severity="error", timeout=8)
+            self.toast(str(frame.get("payload", kind)), severity="error", timeout=8)
         elif kind == "services" and getattr(self, "_want_graph", False):
             self._want_graph = False
             self.app.push_screen(DetailModal("Services: start order and dependencies",
                                              Text(str(frame.get("graph", "")))))
         elif kind in ("service_starting", "service_stopping", "service_restarting"):
-            self.app.notify(str(frame.get("payload")), timeout=3)
+            self.toast(str(frame.get("payload")), timeout=3)
         elif kind in ("agent_updating", "wake_result", "steer_answered"):
-            self.app.notify(str(frame.get("payload")), timeout=4)
+            self.toast(str(frame.get("payload")), timeout=4)
         elif kind in ("issue_dispatching", "issue_cancelling", "issue_retrying"):
-            self.app.notify(str(frame.get("payload") or f"{kind}: {frame.get('identifier')}"),
+            self.toast(str(frame.get("payload") or f"{kind}: {frame.get('identifier')}"),
                             timeout=4)
         elif kind == "issue_created":
-            self.app.notify(f"Created {frame.get('identifier')}"
+            self.toast(f"Created {frame.get('identifier')}"
                             + (f": {frame.get('path')}" if frame.get("path") else ""), timeout=6)
         elif kind == "task_added":
             name = frame.get("file", "").rsplit("/", 1)[-1]
-            self.app.notify(f"Queued for {frame.get('agent')}: {name}", timeout=4)
+            self.toast(f"Queued for {frame.get('agent')}: {name}", timeout=4)
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,4 +1,8 @@
-"""Dialogs: each a typed ModalScreen that returns its answer through `dismiss`."""
+"""Dialogs: each a typed ModalScreen that returns its answer through `dismiss`.
+
+Titles, bodies, choices and questions often quote agents (a name, a task id, a question), so
+every one is shown literally (`literal`): never read as markup, controls written out.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
+
+from .literal import literal, safe_text
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -28,10 +34,10 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
-            yield Label(self.title_text, classes="title")
-            yield Static(self.body, classes="body")
+            yield Label(literal(self.title_text), classes="title")
+            yield Static(literal(self.body, lines=True), classes="body")
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} (y)", variant="error", id="yes")
+                yield Button(literal(f"{self.yes} (y)"), variant="error", id="yes")
                 yield Button("Cancel (n)", id="no")
 
     def action_answer(self, value: bool) -> None:
@@ -53,11 +59,12 @@ class ChoiceModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
-            yield Label(self.title_text, classes="title")
+            yield Label(literal(self.title_text), classes="title")
             if self.choices:
-                yield OptionList(*(Option(label, id=value) for value, label in self.choices))
+                yield OptionList(*(Option(literal(label), id=value)
+                                   for value, label in self.choices))
             else:
-                yield Static(self.empty, classes="body")
+                yield Static(literal(self.empty, lines=True), classes="body")
             yield Label("Enter to choose, Esc to cancel", classes="hint")
 
     @on(OptionList.OptionSelected)
@@ -88,11 +95,11 @@ class FormModal(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box"):
-            yield Label(self.title_text, classes="title")
+            yield Label(literal(self.title_text), classes="title")
             for field in self.fields:
-                yield Label(field.label, classes="field-label")
+                yield Label(literal(field.label), classes="field-label")
                 yield Input(value=field.value, placeholder=field.placeholder, id=field.name)
-            yield Label("", id="form-error", classes="error")
+            yield Label("", id="form-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(self.submit, variant="primary", id="submit")
                 yield Button("Cancel", id="cancel")
@@ -138,9 +145,11 @@ class DetailModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box wide"):
-            yield Label(self.title_text, classes="title")
+            yield Label(literal(self.title_text), classes="title")
             with VerticalScroll():
-                yield Static(self.body, classes="body")
+                body = self.body
+                yield Static(safe_text(body, lines=True) if isinstance(body, Text)
+                             else literal(body, lines=True), classes="body")
             yield Label("Esc to close", classes="hint")
 
     def action_close(self) -> None:
@@ -180,22 +189,24 @@ class AnswerModal(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="box wide answer"):
             where = f" about {self.about}" if self.about else ""
-            yield Label(f"{self.asker} asks{where} (waiting {self.waited})", classes="title")
-            yield Static(self.question, classes="body question")
+            yield Label(literal(f"{self.asker} asks{where} (waiting {self.waited})"),
+                        classes="title")
+            yield Static(literal(self.question, lines=True), classes="body question")
             if self.context:
                 yield Label("Context", classes="field-label")
                 with VerticalScroll(classes="context"):
-                    yield Static(self.context, markup=False)
+                    yield Static(literal(self.context, lines=True))
             if self.choices:
                 with Horizontal(classes="choices"):
                     for index, choice in enumerate(self.choices):
-                        yield Button(choice, id=f"choice-{index}", classes="choice")
+                        yield Button(literal(choice), id=f"choice-{index}", classes="choice")
             yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
                                     if self.choices else ""), classes="field-label")
             yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
             if self.default is not None:
-                yield Label(f"If nobody answers in time: {self.default}", classes="hint")
-            yield Label("", id="answer-error", classes="error")
+                yield Label(literal(f"If nobody answers in time: {self.default}"),
+                            classes="hint")
+            yield Label("", id="answer-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Send (ctrl+s)", variant="primary", id="send")
                 yield Button("Cancel (esc)", id="cancel")

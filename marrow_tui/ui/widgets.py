@@ -3,6 +3,9 @@
 Tables never clear and refill on an event: `sync(keys)` changes only the rows whose keys
 changed, and a table draws only the rows on screen, so opening the console on 10,000 live
 claims takes a moment and keeps answering keys.
+
+Cells hold agent text (names, task ids, questions, output lines): a cell is drawn as a `Text`,
+never read as markup, and its control characters are written out (`_shown_cells`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..core.orchestration import REFUSED, refused_id
 from ..core.state import State
 from ..core.text import ago
 from .bridge import Activity
+from .literal import printable, safe_text
 
 FILL_CHUNK = 500
 EXPIRING_SOON = 300.0
@@ -106,6 +110,16 @@ class KeyedTable(ScrollView):
 
     def cells(self, key: str) -> tuple[Any, ...] | None:
         raise NotImplementedError
+
+    def _shown_cells(self, key: str) -> tuple[Any, ...] | None:
+        """The row's cells as drawn: agent text with its controls escaped (an ESC in a
+        question or an output line must not reach the terminal)."""
+        cells = self.cells(key)
+        if cells is None:
+            return None
+        return tuple(safe_text(cell) if isinstance(cell, Text)
+                     else printable(cell) if isinstance(cell, str) else cell
+                     for cell in cells)
 
     def matches(self, cells: tuple[Any, ...]) -> bool:
         if not self.filter_text:
@@ -190,7 +204,7 @@ class KeyedTable(ScrollView):
         self.widths = [cell_len(label) for _, label in self.COLUMNS]
         rows: list[tuple[str, tuple[Any, ...]]] = []
         for count, key in enumerate(self.all_keys(), 1):
-            cells = self.cells(key)
+            cells = self._shown_cells(key)
             if cells is not None and self.matches(cells):
                 rows.append((key, cells))
                 self._measure(cells)
@@ -210,7 +224,7 @@ class KeyedTable(ScrollView):
         visible = set(self.visible_keys())
         touched = False
         for key in keys:
-            cells = self.cells(key)
+            cells = self._shown_cells(key)
             before = shown.get(key)
             if cells is None or not self.matches(cells):
                 if before is not None:
@@ -443,7 +457,7 @@ class ActivityLog(RichLog):
         stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
         style = {"chat": "cyan", "expire": "bold red", "handoff": "magenta",
                  "presence": "dim"}.get(entry.kind, "")
-        return Text.assemble((stamp + " ", "dim"), (entry.text, style))
+        return Text.assemble((stamp + " ", "dim"), (printable(entry.text), style))
 
 
 #: finished sessions per agent the Sessions pane lists (the state keeps more)
