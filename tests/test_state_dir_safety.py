@@ -319,3 +319,36 @@ def test_a_bad_chat_history_budget_is_refused_in_one_sentence(tmp_path: Path) ->
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--chat-history-mib" in lines[0] and "at least 1" in lines[0]
     assert not (tmp_path / "s").exists()
+
+
+async def test_history_and_resume_replies_fit_a_clients_frame_limit(tmp_path: Path) -> None:
+    """Eight chats near the one-chat cap are 2 MiB: a reply with all of them would close a
+    client that accepts 1 MiB frames (websockets' default), so replies carry what fits and say
+    so, and a resume from the last message got brings the rest."""
+    hub = await start_hub(tmp_path / "s")
+    try:
+        alice = await hub.agent("demo/alice")
+        for n in range(8):
+            await alice.send(type="chat", payload=f"{n}" + "p" * 250_000)
+        await alice.until("chat", msg_id=8)
+        await alice.send(type="history_request", limit=100)
+        history = await alice.until("history_snapshot")
+        assert history["complete"] is False
+        got = [m["msg_id"] for m in history["history"]]
+        assert got and got == list(range(9 - len(got), 9))  # the newest, oldest first
+        assert len(json.dumps(history)) < 1024 * 1024
+        seen: list[int] = []
+        since = 0
+        while True:
+            await alice.send(type="resume_request", since=since)
+            resume = await alice.until("resume_snapshot", since=since)
+            assert len(json.dumps(resume)) < 1024 * 1024
+            seen += [m["msg_id"] for m in resume["messages"]]
+            if resume["complete"]:
+                break
+            since = seen[-1]
+        assert seen == list(range(1, 9))
+        await alice.send(type="history_request", limit=2)
+        assert (await alice.until("history_snapshot"))["complete"] is True
+    finally:
+        await hub.stop()

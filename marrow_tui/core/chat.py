@@ -20,6 +20,9 @@ MAX_HISTORY = 10_000
 MAX_HISTORY_BYTES = 16 * 1024 * 1024
 #: the largest chat frame the hub keeps, as it serialises it (a quarter of the 1 MiB frame limit)
 MAX_CHAT_BYTES = 256 * 1024
+#: the chat frames one `history_snapshot` or `resume_snapshot` carries at most, in bytes: with
+#: the reply's own fields it stays under the 1 MiB that clients (websockets' default) accept
+MAX_REPLY_BYTES = 768 * 1024
 BROADCAST_TARGETS = frozenset({"", "all", "*"})
 
 
@@ -51,6 +54,21 @@ def addressed_to(target: str, name: str, roles: Iterable[str] = ()) -> bool:
 def frame_size(frame: dict[str, Any]) -> int:
     """The bytes of `frame` as the hub serialises it (ASCII JSON, so characters are bytes)."""
     return len(json.dumps(frame, separators=(",", ":")))
+
+
+def within(frames: list[dict[str, Any]], budget: int = MAX_REPLY_BYTES, *,
+           newest: bool) -> list[dict[str, Any]]:
+    """As many of `frames` as fit in `budget` bytes, from the newest end or the oldest end,
+    in their order. At least one frame is kept (one chat is capped well below the budget)."""
+    order = reversed(frames) if newest else iter(frames)
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for frame in order:
+        used += frame_size(frame) + 1
+        if kept and used > budget:
+            break
+        kept.append(frame)
+    return kept[::-1] if newest else kept
 
 
 class ChatLog:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..core.chat import BROADCAST_TARGETS, addressed_to
+from ..core.chat import BROADCAST_TARGETS, addressed_to, within
 from ..core.events import Event, Refusal
 from ..core.state import State
 from ..core.text import identifier_problem
@@ -752,19 +752,26 @@ class Protocol:
             m for m in self.state.chat.history
             if self._visible(call.sender, m) and (not only or m.get("target") == only)
         ]
+        wanted = visible[-max(0, min(limit, len(visible))):] if limit > 0 else []
+        history = within(wanted, newest=True)
         call.reply(
             "history_snapshot",
             "History snapshot",
-            history=visible[-max(0, min(limit, len(visible))):] if limit > 0 else [],
+            history=history,
             requested_limit=limit,
+            # older messages left out to keep the reply under the clients' frame limit
+            complete=len(history) == len(wanted),
         )
 
     def _resume(self, call: _Call) -> None:
         since = call.frame.get("since", 0)
         if isinstance(since, bool) or not isinstance(since, int):
             raise BadFrame("Malformed frame: 'since' must be an integer.")
-        messages = [m for m in self.state.chat.since(since) if self._visible(call.sender, m)]
-        call.reply("resume_snapshot", "Resume snapshot", since=since, messages=messages)
+        wanted = [m for m in self.state.chat.since(since) if self._visible(call.sender, m)]
+        messages = within(wanted, newest=False)
+        # A client that gets `complete: false` asks again from the last msg_id it got.
+        call.reply("resume_snapshot", "Resume snapshot", since=since, messages=messages,
+                   complete=len(messages) == len(wanted))
 
     # ---- queries -------------------------------------------------------------------------
 
