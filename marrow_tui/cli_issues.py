@@ -11,7 +11,8 @@ unless `--issue` says otherwise; without either the hub takes the sender's own r
 does with it (running, retrying, parked ...), the workflow's status, the tracker files it
 refused (and why), and the workspaces it kept because removing them would lose git work.
 `marrow-tui issues --remove-workspace ID` is the operator's confirmation that such a workspace
-may go (an issue's own run is refused).
+may go: it presents the operator token (cli_hub.operator_token), and the orchestrator refuses
+anyone without it (an issue's own run never has it).
 
 Exit codes are the hub subcommands' (see cli_hub): 0 done, 1 the hub refused (the issue is not
 running, the tracker could not move the file ...), 2 bad usage found before sending (an empty

@@ -56,6 +56,7 @@ from marrow_tui.orchestrator.workspaces import (
     git_head,
     hook_env,
     mark_done_staging,
+    mark_ready,
     remove_workspace,
     workspace_key,
     workspace_path,
@@ -356,6 +357,7 @@ def test_ensure_and_remove_workspace(tmp_path: Path) -> None:
     root = tmp_path / "a" / "ws"
     first = ensure_workspace(root, "web/1")
     assert first.created_now and first.path.is_dir() and first.key == workspace_key("web/1")
+    mark_ready(first.path)  # after_create finished: the workspace is whole
     (first.path / "keep.txt").write_text("x")
     again = ensure_workspace(root, "web/1")
     assert not again.created_now and (again.path / "keep.txt").exists()

@@ -5,8 +5,12 @@ real agent processes over the real hub."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,17 @@ from marrow_tui.core.events import Event
 from marrow_tui.orchestrator import dispatcher
 from marrow_tui.orchestrator.tracker import scan as real_scan
 from marrow_tui.orchestrator.workflow import load_workflow, validate_dispatch
-from marrow_tui.orchestrator.workspaces import ensure_workspace, remove_workspace
+from marrow_tui.orchestrator.workspaces import (
+    LEDGER,
+    WorkspaceError,
+    check_removal,
+    ensure_workspace,
+    is_ours,
+    mark_ready,
+    remove_workspace,
+)
 
-from .conftest import WAIT
+from .conftest import WAIT, FakeClock
 from .test_orchestrator import MARROW, issue, make, workflow  # noqa: F401 (make: a fixture)
 
 DONE = f'{MARROW} done --title "did $SYMPHONY_ISSUE_IDENTIFIER" --summary "all good"\n'
@@ -112,12 +124,14 @@ async def test_unsaved_git_work_is_kept_until_the_operator_confirms(tmp_path: Pa
     assert space.is_dir() and (space / "draft.txt").exists()
     assert "1 uncommitted file (draft.txt)" in kept["lost"]
     assert "1 commit on no remote" in kept["lost"] and "work" in kept["lost"]
-    assert any(e.kind == "workspace_kept" for e in seen)
-    assert "workspace kept" in book.issues["G-1"].reason
+    # listeners hear an event once it is durable, after the state has applied it
+    await run.until(lambda: any(e.kind == "workspace_kept" for e in seen))
+    await run.until(lambda: "workspace kept" in book.issues["G-1"].reason)
     ops.send(type="issue_remove_workspace", identifier="G-1")
     await run.until(lambda: not space.exists())
     await run.until(lambda: "G-1" not in book.kept)
-    assert any(e.kind == "workspace_removed" for e in seen)
+    # listeners hear an event once it is durable, after the state has applied it
+    await run.until(lambda: any(e.kind == "workspace_removed" for e in seen))
 
 
 async def test_a_clean_git_workspace_goes_once_done(tmp_path: Path, make: Any) -> None:
@@ -239,3 +253,257 @@ async def test_a_scan_taken_before_done_does_not_dispatch_it_again(
     await run.tick()
     assert "R-1" not in run.orchestrator.running
     assert len([s for s in run.sessions if s.agent == "R-1"]) == 1
+
+
+# ---- review findings: who may remove, what counts as ours, what would be lost ------------------
+
+
+async def test_only_an_operator_may_force_the_removal_of_a_kept_workspace(
+        tmp_path: Path, make: Any) -> None:
+    """Any participant that is not the operator is refused (not only one named like an issue);
+    the CLI presents the operator token (here read from the hub's state dir) and succeeds."""
+    issue(tmp_path, "Todo", "G-1", "commits and leaves a draft")
+    run = await make(workflow(tmp_path, GIT_AGENT, extra=GIT_HOOK))
+    await run.tick()
+    await run.until(lambda: run.ended("G-1"))
+    book = run.hub.runtime.state.issues
+    await run.until(lambda: book.kept.get("G-1"))
+    space = tmp_path / "ws" / "G-1"
+    stranger = await run.hub.agent("someone")
+    await stranger.send(type="issue_remove_workspace", identifier="G-1")
+    refused = await stranger.until("error", "workspace_removing")
+    assert refused["type"] == "error" and refused.get("error_code") == "forbidden"
+    assert space.is_dir() and (space / "draft.txt").exists()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MARROW_") and k != "SYMPHONY_WORKSPACE"}
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "marrow_tui", "issues", "--remove-workspace", "G-1",
+        "--uri", run.hub.uri, "--state-dir", str(run.hub.state_dir), "--name", "cli/test",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(done.communicate(), WAIT * 4)
+    assert done.returncode == 0, err.decode()
+    assert "removing the workspace of G-1" in out.decode()
+    await run.until(lambda: not space.exists())
+
+
+async def test_commits_of_an_agent_that_made_the_repository_are_never_its_base(
+        tmp_path: Path, make: Any) -> None:
+    """No repository when the workspace was made: whatever repository appears later is the
+    agent's, all of it; a later run must not record the agent's commit as where it began."""
+    issue(tmp_path, "Todo", "N-1", "starts from nothing")
+    body = ('if [ "$SYMPHONY_ATTEMPT" = 0 ] && [ ! -d .git ]; then\n'
+            "  git init -q && echo x > a && git add a\n"
+            "  git -c user.name=a -c user.email=a@a commit -qm 'agent work run 1'\n"
+            "  exit 0\nfi\n" + DONE)
+    clock = FakeClock()
+    run = await make(workflow(tmp_path, body), clock)
+    await run.tick()
+    await run.until(lambda: len(run.ended("N-1")) == 1)
+    clock.advance(1.0)
+    await run.tick()
+    await run.until(lambda: len(run.ended("N-1")) == 2)
+    book = run.hub.runtime.state.issues
+    kept = await run.until(lambda: book.kept.get("N-1"))
+    assert "1 commit on no remote" in kept["lost"] and "agent work run 1" in kept["lost"]
+    assert (tmp_path / "ws" / "N-1" / "a").exists()
+
+
+def _reuse_same_inode(root: Path, key: str) -> Path:
+    """Our workspace is deleted by hand and someone makes their own folder of that name, with
+    the freed inode handed straight back (ext4 does; where it did not, the record is made to
+    name the new folder's inode, which is what reuse looks like to marrow-tui)."""
+    path = ensure_workspace(root, key).path
+    mark_ready(path)
+    before = os.stat(path)
+    os.rmdir(path)
+    os.mkdir(path)
+    after = os.stat(path)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+        ledger = root / LEDGER / f"{key}.json"
+        record = json.loads(ledger.read_text())
+        record.update(dev=after.st_dev, ino=after.st_ino)
+        ledger.write_text(json.dumps(record))
+    (path / "thesis.tex").write_text("my work")
+    return path
+
+
+def test_a_folder_made_again_in_the_same_inode_is_not_ours(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    path = _reuse_same_inode(root, "FOO-1")
+    assert not is_ours(path)
+    outcome = remove_workspace(root, "FOO-1", force=True)
+    assert outcome.removed is False and (path / "thesis.tex").read_text() == "my work"
+    with pytest.raises(WorkspaceError) as caught:
+        ensure_workspace(root, "FOO-1")
+    assert caught.value.code == "workspace_not_ours"
+
+
+def test_the_marker_survives_a_clone_into_the_workspace(tmp_path: Path) -> None:
+    """The in-folder marker is no file: `git clone … .` into the new workspace works, and the
+    marker is in none of the agent's commits."""
+    source = tmp_path / "src"
+    source.mkdir()
+    git(source, "init", "-q")
+    git(source, "commit", "-q", "--allow-empty", "-m", "base")
+    root = tmp_path / "ws"
+    path = ensure_workspace(root, "C-1").path
+    git(path, "clone", "-q", str(source), ".")
+    mark_ready(path)
+    assert is_ours(path) and git(path, "status", "--porcelain", "--untracked-files=all") == ""
+    assert remove_workspace(root, "C-1").removed is True
+
+
+def test_without_extended_attributes_a_workspace_is_used_but_never_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the file system keeps no extended attributes there is no in-folder marker: the
+    workspace is still used, but nothing proves it is ours, so it is never removed (and the
+    reason says so)."""
+    def unsupported(*_args: Any, **_kw: Any) -> Any:
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", unsupported)
+    monkeypatch.setattr(os, "getxattr", unsupported)
+    root = tmp_path / "ws"
+    path = ensure_workspace(root, "X-1").path
+    mark_ready(path)
+    assert ensure_workspace(root, "X-1").created_now is False
+    outcome = remove_workspace(root, "X-1", force=True)
+    assert outcome.removed is False and path.is_dir()
+    assert "extended attributes" in outcome.reason
+
+
+def _cloned(tmp_path: Path, key: str) -> tuple[Path, Path]:
+    """A workspace cloned from a source repository (its commits are on origin)."""
+    source = tmp_path / "src"
+    if not source.exists():
+        source.mkdir()
+        git(source, "init", "-q")
+        (source / "file.txt").write_text("one\n")
+        git(source, "add", "file.txt")
+        git(source, "commit", "-q", "-m", "base")
+    root = tmp_path / "ws"
+    path = ensure_workspace(root, key).path
+    git(path, "clone", "-q", str(source), ".")
+    mark_ready(path)
+    return root, path
+
+
+def test_a_stash_tags_and_untracked_files_count_as_unsaved_work(tmp_path: Path) -> None:
+    root, stashed = _cloned(tmp_path, "S-1")
+    (stashed / "file.txt").write_text("two\n")
+    git(stashed, "stash", "-q")
+    assert git(stashed, "status", "--porcelain") == ""
+    outcome = remove_workspace(root, "S-1")
+    assert outcome.removed is False and stashed.is_dir()
+    assert "1 stash" in outcome.lost, outcome.lost
+
+    root, tagged = _cloned(tmp_path, "T-1")
+    git(tagged, "checkout", "-q", "--detach")
+    git(tagged, "commit", "-q", "--allow-empty", "-m", "only a tag has me")
+    git(tagged, "tag", "keepme")
+    git(tagged, "checkout", "-q", "-")
+    outcome = remove_workspace(root, "T-1")
+    assert outcome.removed is False and "1 commit on no remote" in outcome.lost
+    assert "only a tag has me" in outcome.lost
+
+    root, untracked = _cloned(tmp_path, "U-1")
+    (untracked / "notes.txt").write_text("draft")
+    (untracked / ".git" / "info" / "exclude").write_text("*.log\n")
+    (untracked / "build.log").write_text("ignored")
+    outcome = remove_workspace(root, "U-1")
+    assert outcome.removed is False and outcome.lost == "1 uncommitted file (notes.txt)"
+
+    root, clean = _cloned(tmp_path, "K-1")
+    (clean / "build.log").write_text("ignored")
+    (clean / ".git" / "info" / "exclude").write_text("*.log\n")
+    assert remove_workspace(root, "K-1").removed is True
+
+
+DIE = """\
+import os, signal, sys
+from marrow_tui.orchestrator import workspaces
+root, when = sys.argv[1], sys.argv[2]
+if when == "after mkdir":
+    real = os.mkdir
+    def mkdir(path, *args, **kw):
+        real(path, *args, **kw)
+        if os.path.basename(path) == "K-1":
+            os.kill(os.getpid(), signal.SIGKILL)
+    os.mkdir = mkdir
+    workspaces.ensure_workspace(root, "K-1")
+else:  # during after_create: half a clone is there
+    made = workspaces.ensure_workspace(root, "K-1")
+    (made.path / "partial").write_text("half a clone")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed(tmp_path: Path, root: Path, when: str) -> None:
+    script = tmp_path / "die.py"
+    script.write_text(DIE)
+    done = subprocess.run([sys.executable, str(script), str(root), when], timeout=WAIT * 4,
+                          capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def test_killed_between_mkdir_and_the_record_nothing_leaks(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    _killed(tmp_path, root, "after mkdir")
+    assert (root / "K-1").is_dir()
+    made = ensure_workspace(root, "K-1")
+    assert made.created_now and list(made.path.iterdir()) == []
+    assert check_removal(root, "K-1").reason == ""
+
+
+def test_killed_during_after_create_the_half_made_workspace_is_made_again(
+        tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    _killed(tmp_path, root, "during after_create")
+    assert (root / "K-1" / "partial").exists()
+    made = ensure_workspace(root, "K-1")
+    assert made.created_now, "after_create must run again on a half-made workspace"
+    assert list(made.path.iterdir()) == []
+    mark_ready(made.path)
+    (made.path / "whole").write_text("x")
+    again = ensure_workspace(root, "K-1")
+    assert not again.created_now and (again.path / "whole").exists()
+
+
+async def test_a_dispatch_waits_while_the_workspace_is_being_removed(
+        tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator removes a failed issue's workspace; its retry falls due while the removal
+    runs (held at a gate): the retry waits, and runs in a fresh workspace once it is gone."""
+    issue(tmp_path, "Todo", "W-1", "fails once")
+    body = ('if [ "$SYMPHONY_ATTEMPT" = 0 ]; then echo first > first.txt; exit 3; fi\n'
+            "ls -A > seen.txt\nexec sleep 600\n")
+    clock = FakeClock()
+    run = await make(workflow(tmp_path, body), clock)
+    await run.tick()
+    await run.until(lambda: run.ended("W-1"))
+    space = tmp_path / "ws" / "W-1"
+    assert (space / "first.txt").exists()
+    entered, release = threading.Event(), threading.Event()
+    real_remove = dispatcher.remove_workspace
+
+    def held(*args: Any, **kw: Any) -> Any:
+        entered.set()
+        release.wait(WAIT * 4)
+        return real_remove(*args, **kw)
+
+    monkeypatch.setattr(dispatcher, "remove_workspace", held)
+    frames: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", frames.append)
+    try:
+        ops.send(type="issue_remove_workspace", identifier="W-1")
+        assert await asyncio.to_thread(entered.wait, WAIT * 2)
+        clock.advance(3600)
+        await run.tick()
+        assert "W-1" not in run.orchestrator.running, "dispatched into a workspace going away"
+    finally:
+        release.set()
+    await run.until(lambda: not space.exists())
+    await run.until(lambda: "W-1" not in run.orchestrator.removing)
+    await run.tick()
+    await run.until(lambda: (space / "seen.txt").exists()
+                    and (space / "seen.txt").read_text().strip())
+    assert "first.txt" not in (space / "seen.txt").read_text()

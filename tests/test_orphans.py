@@ -126,3 +126,61 @@ def test_our_own_group_is_never_a_left_behind_one() -> None:
     session = Session(id="x", agent="a", started=0.0, pgid=group, psid=os.getsid(0),
                       pid_start=0, boot=me.boot)
     assert os.getpid() not in orphans.find([session]).get("x", [])
+
+
+def _group_without_leader(leftovers: Leftovers, env: dict[str, str],
+                          line: str) -> tuple[int, list[int]]:
+    """A group (and session) whose leader has exited, its members still running: `line` starts
+    them in the background and prints their pids."""
+    proc = subprocess.Popen(["sh", "-c", line], env=env, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    out, _ = proc.communicate(timeout=10)
+    members = [int(p) for p in out.split()]
+    leftovers.pids.extend(members)
+    assert orphans.stat_of(proc.pid) is None  # the leader is gone (reaped)
+    for pid in members:
+        stat = orphans.stat_of(pid)
+        assert stat is not None and stat.pgrp == stat.session == proc.pid
+    return proc.pid, members
+
+
+def test_a_reused_group_without_its_leader_is_not_the_runs() -> None:
+    """The log recorded run R's leader X. After the crash, X was reused by an unrelated
+    job-control leader whose pipeline outlives it: group X, leader gone, no tag. None of it is
+    R's; but a group that still holds a process with R's tag was never freed, so it is R's."""
+    left = Leftovers()
+    try:
+        me = orphans.stat_of(os.getpid())
+        assert me is not None
+        clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        group, members = _group_without_leader(
+            left, clean, "sleep 600 >/dev/null 2>&1 & echo $!")
+
+        def run(sid: str, ident: int) -> Session:
+            return Session(id=sid, agent="a", started=0.0, pid=ident, pgid=ident, psid=ident,
+                           pid_start=me.start, boot=orphans.boot_id())
+
+        assert orphans.find([run("R-1", group)]) == {}
+        sid = "R-2"
+        tagged, wiped = _group_without_leader(
+            left, {**clean, "MARROW_SESSION": sid},
+            "sleep 600 >/dev/null 2>&1 & echo $!; "
+            "env -i sleep 600 >/dev/null 2>&1 & echo $!")[1]
+        group2 = orphans.stat_of(tagged).pgrp  # type: ignore[union-attr]
+        assert sorted(orphans.find([run(sid, group2)]).get(sid, [])) == sorted([tagged, wiped])
+        assert members[0] not in orphans.find([run(sid, group2)]).get(sid, [])
+    finally:
+        left.kill_all()
+        for pid in left.pids:
+            assert until_gone(pid)
+
+
+def until_gone(pid: int) -> bool:
+    """Reap-free wait (bounded) until `pid` is no longer a live process."""
+    import time as _time
+    deadline = _time.monotonic() + 10
+    while _time.monotonic() < deadline:
+        if gone(pid):
+            return True
+        _time.sleep(0.01)
+    return False

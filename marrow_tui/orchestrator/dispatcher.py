@@ -70,7 +70,7 @@ from .workspaces import (
     ensure_workspace,
     git_head,
     hook_env,
-    note_base,
+    mark_ready,
     remove_workspace,
     write_mark_done,
 )
@@ -147,6 +147,9 @@ class Orchestrator(Producer):
         #: continuations in a row without `done`, per issue (max_turns caps them)
         self.continuations: dict[str, int] = {}
         self._cleaned = False
+        #: the issues (by identifier) whose workspace is being removed: not dispatched until
+        #: that is over, so a run never starts in a folder about to go
+        self.removing: set[str] = set()
         self.breaker = rules.ContinuationBreaker()
         self.last_scan: ScanResult | None = None
         self._shown: dict[str, dict[str, Any]] = {}
@@ -348,8 +351,8 @@ class Orchestrator(Producer):
             if self.retries.get(retry.issue_id) is not retry or retry.issue_id in self.running:
                 continue  # changed while this tick waited
             if retry.issue_id in unreadable or retry.issue_id in duplicated or \
-                    retry.issue_id in stale:
-                continue
+                    retry.issue_id in stale or retry.identifier in self.removing:
+                continue  # (a removal ends with a poke: the retry fires then)
             fresh = by_id.get(retry.issue_id)
             action, reason = rules.retry_action(fresh, policy, running=running_states,
                                                 issues_by_id=by_id, parked=self.parked)
@@ -368,7 +371,7 @@ class Orchestrator(Producer):
         if self.dispatching:
             candidates = [i for i in result.in_states(workflow.tracker.active_states)
                           if i.id not in self.retries and i.id not in duplicated
-                          and i.id not in stale]
+                          and i.id not in stale and not self._being_removed(i)]
             plan = rules.plan_dispatch(candidates, policy, running=running_states,
                                        claimed=set(self.retries), issues_by_id=by_id,
                                        parked=self.parked)
@@ -428,7 +431,7 @@ class Orchestrator(Producer):
     def _launch(self, issue: Issue, attempt: int | None, kind: str) -> None:
         workflow = self.workflow
         assert workflow is not None
-        if issue.id in self.running:
+        if issue.id in self.running or self._being_removed(issue):
             return
         now = self.clock()
         sid = session_id(issue.identifier, datetime.fromtimestamp(now))
@@ -479,12 +482,13 @@ class Orchestrator(Producer):
                                                 protected=self._protected(workflow),
                                                 force=True)
                     raise
+                # Whole now: what is in it is where it started (the base of "would be lost").
+                await asyncio.to_thread(mark_ready, entry.workspace)
             await self._hook(workflow, "before_run", entry, env, fatal=True)
             if entry.stop.is_set():
                 raise _HookFailed("stopped before the agent started")
             head = git_head(entry.workspace)
             entry.before = rules.Fingerprint.of(issue, head)
-            await asyncio.to_thread(note_base, entry.workspace, head)
             extra = {"retry_kind": kind if kind != "dispatch" else None}
             prompt = render_prompt(workflow, issue, entry.attempt, extra)
             agent = self._agent(workflow, entry, env)
@@ -740,9 +744,23 @@ class Orchestrator(Producer):
 
     async def _remove_workspace(self, identifier: str, entry: _Running | None = None, *,
                                 hook: bool = True, force: bool = False,
-                                by: str = "orchestrator") -> Removal | None:
+                                by: str = "orchestrator",
+                                claimed: bool = False) -> Removal | None:
         """The issue is over: its workspace goes, if it is ours and nothing would be lost
-        (else it stays, and a kept one with unsaved git work is reported to the operator)."""
+        (else it stays, and a kept one with unsaved git work is reported to the operator).
+        While this runs the issue is in `removing` (not dispatched); `claimed` says the caller
+        put it there already."""
+        if not claimed and identifier in self.removing:
+            return None  # another removal of it is under way
+        self.removing.add(identifier)
+        try:
+            return await self._removing(identifier, entry, hook=hook, force=force, by=by)
+        finally:
+            self.removing.discard(identifier)
+            self.poke()
+
+    async def _removing(self, identifier: str, entry: _Running | None, *, hook: bool,
+                        force: bool, by: str) -> Removal | None:
         workflow = entry.workflow if entry is not None else self.workflow
         if workflow is None:
             return None
@@ -968,6 +986,11 @@ class Orchestrator(Producer):
         if issue.id in self.running:
             call.deny("error", Refusal("already_running", f"{issue.identifier} is running."))
             return
+        if self._being_removed(issue):
+            call.deny("error", Refusal("workspace_removing", f"{issue.identifier}'s workspace "
+                                                             "is being removed; try again "
+                                                             "once it is gone."))
+            return
         if self.workflow is None or not self.workflow.is_active(issue.state):
             call.deny("error", Refusal("not_active", f"{issue.identifier} is in "
                                                      f"{issue.state}, not an active state."))
@@ -1041,14 +1064,14 @@ class Orchestrator(Producer):
 
 
     def _verb_remove_workspace(self, call: Call) -> None:
-        """The operator confirms: a kept workspace goes, unsaved git work and all. Only a
-        workspace marrow-tui made (the same checks as always), never an issue's while it runs,
-        and never at an issue's own request (an agent cannot throw away its work)."""
+        """The operator confirms: a kept workspace goes, unsaved git work and all. Only the
+        operator (like dispatch, cancel and retry: an agent cannot throw away anyone's work),
+        only a workspace marrow-tui made (the same checks as always), never an issue's while
+        it runs; and no run of the issue starts until the removal is over."""
+        if not self._operator_only(call):
+            return
         identifier = text_field(call.frame, "identifier").strip()
         workflow = self.workflow
-        if not call.operator and self._is_issue_agent(call.sender):
-            call.deny("error", Refusal("forbidden", "An issue's run cannot remove workspaces."))
-            return
         if workflow is None or not identifier:
             call.deny("error", Refusal("unknown_issue", "Name the issue whose workspace goes."))
             return
@@ -1056,21 +1079,26 @@ class Orchestrator(Producer):
             call.deny("error", Refusal("already_running", f"{identifier} is running; its "
                                                           "workspace is in use."))
             return
+        if identifier in self.removing:
+            call.deny("error", Refusal("workspace_removing", f"{identifier}'s workspace is "
+                                                             "already being removed."))
+            return
         verdict = check_removal(workflow.workspace_root, identifier,
                                 protected=self._protected(workflow))
         if verdict.path is None or verdict.reason:
             why = verdict.reason or "there is no workspace"
             call.deny("error", Refusal("not_removed", f"{identifier}: not removed: {why}."))
             return
+        # Claimed now, in the same turn of the loop as the checks: no dispatch can come between.
+        self.removing.add(identifier)
         self._spawn(self._remove_workspace(identifier, hook=False, force=True,
-                                           by=call.sender), f"remove {identifier}")
+                                           by=call.sender, claimed=True),
+                    f"remove {identifier}")
         call.reply("workspace_removing", f"Removing {verdict.path}.", identifier=identifier,
                    path=str(verdict.path))
 
-    def _is_issue_agent(self, sender: str) -> bool:
-        names = {e.issue.identifier for e in self.running.values()}
-        names |= set(self.runtime.state.issues.issues)
-        return any(_own(sender, name) for name in names)
+    def _being_removed(self, issue: Issue) -> bool:
+        return issue.identifier in self.removing or issue.id in self.removing
 
 
 class _HookFailed(Exception):

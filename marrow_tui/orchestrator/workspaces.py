@@ -9,13 +9,22 @@ has no suffix and they do). Keys longer than 120 characters are cut and always g
 resolved root, including when the workspace itself is a symlink.
 
 Nothing a user made is ever removed: a workspace is used and removed only when marrow-tui
-created it. Creating one records the folder's (device, inode) in a ledger beside the workspaces,
-`<root>/.marrow-workspaces/<key>.json` (beside, not inside: after_create hooks clone into `.`,
-which needs an empty folder, and a file inside would end up in the agent's commits). A folder
-that was already there, or that replaced ours, has no matching record: it is refused as a
-workspace and never removed. Removal also refuses the tracker root, the WORKFLOW.md folder and
+created it. Creating one writes a record beside the workspaces,
+`<root>/.marrow-workspaces/<key>.json` (a random nonce, the folder's device and inode, its state
+and base), and a marker inside the folder: the nonce in its extended attribute
+`user.marrow-workspace`. No file goes inside: after_create hooks clone into `.`, which needs an
+empty folder, and a file would end up in the agent's commits. Record and marker must both
+match; a folder made in place of ours has no marker, even if it got our inode back. Where the
+file system keeps no extended attributes, the record alone lets a workspace be used, but it is
+never removed.
+
+The record is written before the folder is made and is `making` until the dispatcher calls
+`mark_ready` after after_create succeeded, which also records the base (the commit HEAD is at,
+or none): so a kill at any point leaves nothing unrecognised, and a half-made workspace is made
+again rather than reused. Removal also refuses the tracker root, the WORKFLOW.md folder and
 their parents, and keeps a workspace whose git repository holds work that would be lost
-(uncommitted changes, commits on no remote) until the operator confirms (`force`).
+(uncommitted changes, stashes, commits on no remote after the base) until the operator
+confirms (`force`).
 
 Also here: where mark_done writes `mark_done.md` (smol's staging folder, which the after_run hook
 reads to title the patch or PR), the environment hooks get (the variables smol documents but
@@ -26,10 +35,12 @@ circuit breaker's progress check (read from files, no subprocess).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import subprocess
@@ -47,6 +58,10 @@ MAX_KEY_CHARS = 120
 MARK_DONE_FILE = "mark_done.md"
 #: the folder, inside the workspace root, that records which workspaces marrow-tui created
 LEDGER = ".marrow-workspaces"
+#: the extended attribute on a workspace folder holding the nonce its record names
+MARKER_ATTR = "user.marrow-workspace"
+#: a record's states: the folder is being made (after_create has not finished), or whole
+MAKING, READY = "making", "ready"
 #: how long a git command asked "what would be lost" may take
 GIT_TIMEOUT = 30.0
 #: the most file names or commits named in a "what would be lost" sentence
@@ -105,17 +120,16 @@ def _ledger_file(path: Path) -> Path:
     return path.parent / LEDGER / f"{path.name}.json"
 
 
-def _record(path: Path) -> None:
-    """Note that marrow-tui created `path` (its device and inode, so a folder that replaces
-    it later does not count as ours)."""
-    info = os.lstat(path)
+def _write_record(path: Path, data: dict[str, object]) -> None:
+    """Replace the workspace's record at once (a reader sees the old one or the new one)."""
     ledger = path.parent / LEDGER
     ledger.mkdir(exist_ok=True)
-    data = {"key": path.name, "dev": info.st_dev, "ino": info.st_ino}
     fd, temp = tempfile.mkstemp(dir=ledger, prefix=".rec-", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(temp, _ledger_file(path))
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -131,29 +145,89 @@ def _read_record(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_ours(path: Path) -> bool:
-    """Whether marrow-tui created this very folder (not merely one of the same name).
+def _drop_record(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _ledger_file(path).unlink()
 
-    A folder made in its place later has another inode, unless the file system hands the
-    freed inode straight back (then it cannot be told apart from ours)."""
-    record = _read_record(path)
+
+#: what `_marker` says when the file system keeps no extended attributes
+UNSUPPORTED = object()
+
+
+def _set_marker(path: Path, nonce: str) -> bool:
+    """Write the nonce into the folder itself (an extended attribute: no file, so a clone into
+    `.` works and no commit can hold it). False where the file system has none."""
+    try:
+        os.setxattr(path, MARKER_ATTR, nonce.encode(), follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
+
+
+def _marker(path: Path) -> object:
+    """The nonce in the folder; None if it has none; UNSUPPORTED if it cannot have one."""
+    try:
+        value = os.getxattr(path, MARKER_ATTR, follow_symlinks=False)
+    except OSError as exc:
+        return UNSUPPORTED if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) else None
+    return value.decode(errors="replace")
+
+
+def _ownership(path: Path, record: dict[str, object] | None) -> tuple[bool, bool, str]:
+    """(usable, removable, why not) for the folder at `path` as `record` describes it.
+
+    Ours means the record (beside the folder) and the marker (in it) both match: the record's
+    nonce is the folder's, and its (device, inode) too. Where the file system keeps no
+    extended attributes the record alone lets the workspace be used, but never removed."""
     try:
         info = os.lstat(path)
     except OSError:
-        return False
-    return (record is not None and stat.S_ISDIR(info.st_mode)
-            and record.get("dev") == info.st_dev and record.get("ino") == info.st_ino)
+        return False, False, f"{path} is not there"
+    if record is None or not stat.S_ISDIR(info.st_mode):
+        return False, False, f"{path} was not created by marrow-tui"
+    nonce = record.get("nonce")
+    if not isinstance(nonce, str) or not nonce:
+        return False, False, (f"{path} was not created by marrow-tui (or by a version that "
+                              "left no marker in it; move it away by hand)")
+    if "ino" in record and (record.get("dev"), record.get("ino")) != (info.st_dev,
+                                                                        info.st_ino):
+        return False, False, f"{path} was not created by marrow-tui (it replaced ours)"
+    found = _marker(path)
+    if found == nonce:
+        return True, True, ""
+    if found is UNSUPPORTED and record.get("marker") is False and "ino" in record:
+        return True, False, (f"{path} cannot be proved to be marrow-tui's: its file system "
+                             "keeps no extended attributes, so it holds no marker; remove it "
+                             "by hand")
+    return False, False, (f"{path} was not created by marrow-tui (its marker is missing: the "
+                          "folder was replaced)")
 
 
-def note_base(path: Path, head: str | None) -> None:
-    """Remember the commit the workspace started from: what came with the clone is not the
-    agent's work, so only commits after it count as "would be lost". Set once."""
+def is_ours(path: Path) -> bool:
+    """Whether marrow-tui provably created this very folder (not merely one of the same
+    name): its record and the marker inside it match. Only such a folder is ever removed."""
+    return _ownership(path, _read_record(path))[1]
+
+
+def mark_ready(path: Path) -> None:
+    """after_create finished: the workspace is whole, and what is in it now is where it
+    started. The commit HEAD is at (or "no repository") is its base, recorded once: only
+    commits after it are the agent's work, and with no base every commit is."""
     record = _read_record(path)
-    if record is None or record.get("base") or not head or not is_ours(path):
+    if record is None or not _ownership(path, record)[0]:
+        raise WorkspaceError("workspace_not_ours", f"{path} is no longer the workspace "
+                                                   "marrow-tui made")
+    if record.get("state") == READY:
         return
-    record["base"] = head
-    with contextlib.suppress(OSError):
-        _ledger_file(path).write_text(json.dumps(record), encoding="utf-8")
+    record.update(state=READY, base=git_head(path))
+    _write_record(path, record)
+
+
+def _empty(path: Path) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 def ensure_workspace(root: Path | str, identifier: str) -> Workspace:
@@ -162,28 +236,69 @@ def ensure_workspace(root: Path | str, identifier: str) -> Workspace:
     A symlink or a non-folder at the path is refused (`workspace_path_is_symlink`,
     `workspace_path_not_directory`), and so is a folder marrow-tui did not create
     (`workspace_not_ours`): someone's files are never handed to an agent, nor removed later.
-    The dispatcher runs after_create when `created_now`.
+    The dispatcher runs after_create when `created_now`, then `mark_ready`.
+
+    The record is written before the folder is made (its intent, with the nonce), so a kill
+    at any point leaves a record to recognise the folder by. A workspace whose after_create
+    never finished (no `mark_ready`: marrow-tui was killed during it) is half-made: it is
+    removed and made afresh, so after_create runs again on an empty folder.
     """
     path = workspace_path(root, identifier)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
+    for _ in range(3):
         try:
-            path.mkdir()
-        except FileExistsError:
-            return ensure_workspace(root, identifier)
-        _record(path)
-        return Workspace(path, path.name, True)
-    if stat.S_ISLNK(info.st_mode):
-        raise WorkspaceError("workspace_path_is_symlink", f"{path} is a symlink")
-    if not stat.S_ISDIR(info.st_mode):
-        raise WorkspaceError("workspace_path_not_directory", f"{path} is not a folder")
-    if not is_ours(path):
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return _create(path)
+        if stat.S_ISLNK(info.st_mode):
+            raise WorkspaceError("workspace_path_is_symlink", f"{path} is a symlink")
+        if not stat.S_ISDIR(info.st_mode):
+            raise WorkspaceError("workspace_path_not_directory", f"{path} is not a folder")
+        record = _read_record(path)
+        usable, removable, why = _ownership(path, record)
+        if record is not None and record.get("state") != READY and \
+                isinstance(record.get("nonce"), str):
+            # Half-made. An empty folder holds nobody's work, whoever made it.
+            if _empty(path):
+                os.rmdir(path)
+            elif removable:
+                shutil.rmtree(path)
+            else:
+                raise WorkspaceError("workspace_not_ours",
+                                     f"{path} is a half-made workspace (after_create did not "
+                                     f"finish) and not provably ours: {why}")
+            continue
+        if not usable:
+            raise WorkspaceError("workspace_not_ours",
+                                 f"{path} already exists and was not created by marrow-tui; "
+                                 "it is neither used nor removed (move it away to run this "
+                                 "issue)")
+        return Workspace(path, path.name, False)
+    raise WorkspaceError("workspace_busy", f"{path} keeps changing; try again")
+
+
+def _create(path: Path) -> Workspace:
+    nonce = secrets.token_hex(16)
+    record: dict[str, object] = {"key": path.name, "nonce": nonce, "state": MAKING}
+    _write_record(path, record)  # the intent first: a kill after mkdir leaves no stranger
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        _drop_record(path)
         raise WorkspaceError("workspace_not_ours",
-                             f"{path} already exists and was not created by marrow-tui; it "
-                             "is neither used nor removed (move it away to run this issue)")
-    return Workspace(path, path.name, False)
+                             f"{path} was made by someone else just now; it is neither used "
+                             "nor removed") from None
+    try:
+        record["marker"] = _set_marker(path, nonce)
+        info = os.lstat(path)
+        record.update(dev=info.st_dev, ino=info.st_ino)
+        _write_record(path, record)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+        _drop_record(path)
+        raise
+    return Workspace(path, path.name, True)
 
 
 @dataclass(slots=True, frozen=True)
@@ -212,8 +327,9 @@ def check_removal(root: Path | str, identifier: str, *,
         return Removal(None)
     if not stat.S_ISDIR(info.st_mode):
         return Removal(None)
-    if not is_ours(path):
-        return Removal(path, reason=f"{path} was not created by marrow-tui")
+    _usable, removable, why = _ownership(path, _read_record(path))
+    if not removable:
+        return Removal(path, reason=why)
     for keep in protected:
         target = Path(os.path.abspath(keep))
         if target == path or path in target.parents:
@@ -241,8 +357,7 @@ def remove_workspace(root: Path | str, identifier: str, *, protected: Iterable[P
         if lost:
             return Removal(path, reason="unsaved work", lost=lost)
     shutil.rmtree(path)
-    with contextlib.suppress(FileNotFoundError):
-        _ledger_file(path).unlink()
+    _drop_record(path)
     return Removal(path, removed=True)
 
 
@@ -262,25 +377,32 @@ def _some(names: list[str]) -> str:
 
 def unsaved_work(path: Path, base: str | None = None) -> str:
     """What removing the workspace would lose from its own git repository, as a sentence:
-    changes not committed, and commits that no remote-tracking branch has (after `base`, the
-    commit the workspace started from). "" when nothing (or no repository of its own)."""
+    changes not committed (untracked files that are not ignored count), stashes, and commits
+    that no remote-tracking branch has, reachable from any ref (every branch, tag, a detached
+    HEAD ...) but not from `base`, the commit the workspace started from. "" when nothing (or
+    no repository of its own)."""
     if not os.path.lexists(path / ".git"):
         return ""
     try:
         status = _git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all")
         files = [entry[3:] for entry in status.split("\0") if len(entry) > 3]
-        heads = ["--branches"]
-        with contextlib.suppress(subprocess.CalledProcessError):
-            heads.append(_git(path, "rev-parse", "--verify", "-q", "HEAD").strip())
-        exclude = [f"^{base}"] if base else []
-        commits = _git(path, "log", "--format=%h %s", *heads, *exclude, "--not",
-                       "--remotes", "--").splitlines()
+        stashes = _git(path, "stash", "list", "--format=%gd %gs").splitlines()
+        exclude = []
+        if base and _SHA.fullmatch(base):
+            # A base the repository no longer has (the agent made a new one): all is theirs.
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _git(path, "cat-file", "-e", f"{base}^{{commit}}")
+                exclude.append(f"^{base}")
+        commits = _git(path, "log", "--format=%h %s", "--exclude=refs/stash", "--all",
+                       *exclude, "--not", "--remotes", "--").splitlines()
     except (OSError, subprocess.SubprocessError):
         return "git could not say what would be lost"
     parts = []
     if files:
         parts.append(f"{len(files)} uncommitted file{'s' * (len(files) != 1)} "
                      f"({_some(files)})")
+    if stashes:
+        parts.append(f"{len(stashes)} stash{'es' * (len(stashes) != 1)} ({_some(stashes)})")
     if commits:
         parts.append(f"{len(commits)} commit{'s' * (len(commits) != 1)} on no remote "
                      f"({_some(commits)})")
@@ -440,3 +562,4 @@ def git_head(workspace: Path | str) -> str | None:
                 if name.strip() == ref and _SHA.fullmatch(sha):
                     return sha
     return None
+

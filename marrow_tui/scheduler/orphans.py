@@ -10,9 +10,13 @@ both. Two things find the run's processes again, and each misses what the other 
 * the process group and session ids, written to the log in the `session_pid` event once the
   leader runs: they follow a child with a wiped environment, but not one that called setsid.
 
-Pids are reused, so a recorded group is trusted only when the log also holds the leader's
-start time and this boot's id, and the leader is either gone or still the same process; even
-then, only the members that started after the leader are stopped. Nothing in marrow-tui's own
+Pids are reused, so a recorded group (or session) is trusted only when the log also holds the
+leader's start time and this boot's id, and either the leader is still the same process, or it
+is gone but a member still carries the run's tag (Linux reuses a pid only once no process has
+it as its pid, group or session, so such a witness proves the id was never free); even then,
+only the members that started after the leader are stopped. A group whose leader is gone and
+that holds no tagged process may be someone else's that reused the id: only tagged processes
+are stopped then. Nothing in marrow-tui's own
 process group or session is ever touched. All of it reads /proc: where there is none (macOS),
 nothing is found, and a run killed with marrow-tui is still ended as interrupted.
 """
@@ -114,13 +118,8 @@ def find(sessions: Iterable[Session]) -> dict[str, list[int]]:
     ours = {os.getpgid(0), os.getsid(0)}
     tags = {f"MARROW_SESSION={s.id}".encode(): s.id for s in sessions}
     boot = boot_id()
-    groups: dict[int, tuple[str, int]] = {}
-    for s in sessions:
-        if _trusted(s, boot):
-            assert s.pid_start is not None
-            for ident in {s.pgid, s.psid} - {None} - ours:
-                groups[ident] = (s.id, s.pid_start)  # type: ignore[index]
-    found: dict[str, list[int]] = {}
+    # Every live process once: its stat, and whose tag it carries.
+    procs: list[tuple[int, Stat, str | None]] = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -128,6 +127,20 @@ def find(sessions: Iterable[Session]) -> dict[str, list[int]]:
         stat = stat_of(pid)
         if pid == me or stat is None or not stat.alive or {stat.pgrp, stat.session} & ours:
             continue
+        procs.append((pid, stat, _tagged(entry, tags)))
+    # A group or session id holding a process with the run's tag (a witness).
+    witnessed = {(ident, owner) for _pid, stat, owner in procs if owner is not None
+                 for ident in (stat.pgrp, stat.session)}
+    groups: dict[int, tuple[str, int]] = {}
+    for s in sessions:
+        if s.pid_start is None or not boot or s.boot != boot:
+            continue
+        for ident in {s.pgid, s.psid} - {None} - ours:
+            assert ident is not None
+            if _trusted(ident, s, witnessed):
+                groups[ident] = (s.id, s.pid_start)
+    found: dict[str, list[int]] = {}
+    for pid, stat, tagged in procs:
         owner = None
         for ident in (stat.pgrp, stat.session):
             hit = groups.get(ident)
@@ -135,22 +148,25 @@ def find(sessions: Iterable[Session]) -> dict[str, list[int]]:
                 owner = hit[0]
                 break
         if owner is None:
-            owner = _tagged(entry, tags)
+            owner = tagged
         if owner is not None:
             found.setdefault(owner, []).append(pid)
     return found
 
 
-def _trusted(session: Session, boot: str) -> bool:
-    """Whether the group and session the log recorded for `session` are still its own."""
-    if session.pgid is None or session.pid_start is None or not boot or session.boot != boot:
-        return False
-    for ident in {session.pgid, session.psid} - {None}:
-        assert ident is not None
-        holder = stat_of(ident)  # the leader, or whoever has its pid now
-        if holder is not None and holder.start != session.pid_start:
-            return False
-    return True
+def _trusted(ident: int, session: Session, witnessed: set[tuple[int, str]]) -> bool:
+    """Whether the group or session `ident` the log recorded for `session` is still its own.
+
+    Linux hands out a pid again only once no process has it as its pid, group or session.
+    So the id is the run's while its leader is still the process the log recorded (the same
+    start time), or while a process carrying the run's tag is a member (then the id was never
+    free since the run began). With the leader gone and no such witness, the id may have been
+    reused by an unrelated group whose own leader has exited: it is not trusted, and only the
+    processes carrying the tag are stopped."""
+    holder = stat_of(ident)  # the leader (perhaps a zombie), or whoever has its pid now
+    if holder is not None:
+        return holder.start == session.pid_start
+    return (ident, session.id) in witnessed
 
 
 def _tagged(entry: Path, tags: dict[bytes, str]) -> str | None:
