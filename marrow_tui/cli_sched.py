@@ -327,7 +327,7 @@ def _config_and_agents(args: argparse.Namespace, what: str = "nothing was starte
 def cmd_dry_run(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from .scheduler.prompt import assemble
+    from .scheduler.prompt import PromptError, assemble
     from .scheduler.runner import session_id
     from .scheduler.tasks import list_tasks
 
@@ -356,6 +356,9 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except PromptError as exc:  # a rules or role file that changed since the config loaded
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

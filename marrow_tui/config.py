@@ -28,6 +28,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
+from . import userfile
 from .services.graph import cycle_in, cycle_text
 
 try:
@@ -44,6 +45,12 @@ PROMPT_MODES = ("stdin", "argv", "file")
 SERVICE_MODES = ("single_user", "supervisor")
 
 PLUGIN_KINDS = ("dashboard", "background_service")
+
+#: the deepest nesting of arrays and inline tables a config may have (tomlkit's own limit;
+#: tomllib would recurse until Python gives up). A real config needs three or four.
+MAX_NESTING = 100
+#: the most parts a dotted key may have (a.b.c has three)
+MAX_KEY_PARTS = 100
 
 
 @dataclass(slots=True, frozen=True)
@@ -263,6 +270,81 @@ KeyPath = tuple[str | int, ...]
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
+# A string's body up to its closing quote, found by a regular expression rather than one
+# character at a time (a 50 MB string took that walk 20 s). Escapes count in basic strings.
+_STRING_BODY = {
+    '"""': re.compile(r'[^"\\]*(?:(?:\\[\s\S]|"(?!""))[^"\\]*)*'),
+    "'''": re.compile(r"[^']*(?:'(?!'')[^']*)*"),
+    '"': re.compile(r'[^"\\\n]*(?:\\[\s\S][^"\\\n]*)*'),
+    "'": re.compile(r"[^'\n]*"),
+}
+_QUOTES = ('"""', "'''", '"', "'")
+_WS = re.compile(r"[ \t]*")
+#: blank lines and comments, in one step
+_BLANKS = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
+_BARE_VALUE = re.compile(r"[^,\]}\n\r#]*")
+_SHAPE_TOKENS = re.compile(r"""[\[\]{}#"'\n.=,]""")
+#: the locator records key paths up to this length (no check asks about deeper ones)
+_RECORD_DEPTH = 8
+
+
+def _string_end(text: str, start: int) -> int | None:
+    """Just past the closing quote of the string that opens at `start`; None if it is not
+    closed (a one-line string at the end of its line, any string at the end of the text)."""
+    quote = next(q for q in _QUOTES if text.startswith(q, start))
+    body = _STRING_BODY[quote].match(text, start + len(quote))
+    assert body is not None  # each pattern matches the empty string
+    end = body.end()
+    if not text.startswith(quote, end):
+        return None
+    end += len(quote)
+    if len(quote) == 3:  # up to two more quotes belong to the string
+        for _ in range(2):
+            if text.startswith(quote[0], end):
+                end += 1
+    return end
+
+
+def shape_problem(text: str, *, nesting: int = MAX_NESTING,
+                  key_parts: int = MAX_KEY_PARTS) -> tuple[int, str] | None:
+    """(line, why) when arrays and inline tables nest deeper than `nesting`, or a dotted key
+    has more than `key_parts` parts; else None. Run before parsing: tomllib recurses once per
+    level until Python gives up, and its time and memory grow with the square of a key's parts.
+
+    Brackets in strings and comments do not count; a table header counts one or two and
+    closes on its line. Dots count from one separator (= , a bracket, a new line) to the
+    next, so the dots of two floats never add up.
+    """
+    depth, dots, line, i = 0, 0, 1, 0
+    while match := _SHAPE_TOKENS.search(text, i):
+        c, i = match.group(), match.end()
+        if c == ".":
+            dots += 1
+            if dots >= key_parts:
+                return line, f"a dotted key with more than {key_parts} parts"
+            continue
+        if c in "\"'":  # a quoted part of a key, or a string value: skipped whole
+            end = _string_end(text, match.start())
+            if end is None:  # the parser will say where; go on after this line
+                end = text.find("\n", i)
+                end = len(text) if end < 0 else end
+            line += text.count("\n", i, end)
+            i = end
+            continue
+        dots = 0
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif c in "[{":
+            depth += 1
+            if depth > nesting:
+                return line, f"arrays or inline tables nested more than {nesting} levels deep"
+        elif c in "]}":
+            depth = max(0, depth - 1)
+    return None
+
 
 class _Locator:
     """Maps key paths such as ("agents", 1, "name") to the line the key is written on."""
@@ -274,7 +356,7 @@ class _Locator:
         self._i = 0
         self._line = 1
         # The text has already parsed with tomllib; a surprise here only loses positions.
-        with contextlib.suppress(ValueError, IndexError):
+        with contextlib.suppress(ValueError, IndexError, RecursionError):
             self._document()
 
     def line(self, path: Iterable[str | int]) -> int | None:
@@ -300,28 +382,18 @@ class _Locator:
         self._i += n
 
     def _skip_ws(self) -> None:
-        while self._peek() in (" ", "\t"):
-            self._i += 1
-
-    def _skip_comment(self) -> None:
-        if self._peek() == "#":
-            end = self._text.find("\n", self._i)
-            self._i = len(self._text) if end < 0 else end
+        match = _WS.match(self._text, self._i)
+        assert match is not None
+        self._i = match.end()
 
     def _skip_blank(self) -> None:
         """Whitespace, newlines and comments (inside arrays and inline tables)."""
-        while True:
-            self._skip_ws()
-            c = self._peek()
-            if c == "#":
-                self._skip_comment()
-            elif c in ("\n", "\r"):
-                self._advance()
-            else:
-                return
+        match = _BLANKS.match(self._text, self._i)
+        assert match is not None
+        self._advance(match.end() - self._i)
 
     def _record(self, path: KeyPath, line: int) -> None:
-        for n in range(1, len(path) + 1):
+        for n in range(1, min(len(path), _RECORD_DEPTH) + 1):
             self.lines.setdefault(path[:n], line)
 
     # -- grammar --
@@ -332,10 +404,8 @@ class _Locator:
             start = self._i
             self._skip_ws()
             c = self._peek()
-            if c in ("\n", "\r"):
-                self._advance()
-            elif c == "#":
-                self._skip_comment()
+            if c in ("\n", "\r", "#"):
+                self._skip_blank()
             elif self._at("[["):
                 line = self._line
                 self._advance(2)
@@ -366,12 +436,13 @@ class _Locator:
         self._value(path)
 
     def _resolve(self, segments: tuple[str, ...]) -> KeyPath:
-        path: KeyPath = ()
-        for segment in segments:
-            path = path + (segment,)
-            if path in self._arrays:
-                path = path + (self._arrays[path] - 1,)
-        return path
+        path: list[str | int] = []
+        for segment in segments[:_RECORD_DEPTH]:  # a key of 100,000 parts stays linear
+            path.append(segment)
+            count = self._arrays.get(tuple(path))
+            if count is not None:
+                path.append(count - 1)
+        return (*path, *segments[_RECORD_DEPTH:])
 
     def _array_header(self, segments: tuple[str, ...], line: int) -> KeyPath:
         base = self._resolve(segments[:-1]) + (segments[-1],)
@@ -389,7 +460,11 @@ class _Locator:
             if c in ('"', "'"):
                 start = self._i
                 self._string()
-                segments.append(tomllib.loads("k = " + self._text[start:self._i])["k"])
+                quoted = self._text[start:self._i]
+                if c == "'" or "\\" not in quoted:
+                    segments.append(quoted[1:-1])
+                else:  # escapes: tomllib reads them
+                    segments.append(tomllib.loads("k = " + quoted)["k"])
             else:
                 match = _BARE_KEY.match(self._text, self._i)
                 if match is None:
@@ -402,25 +477,10 @@ class _Locator:
             self._advance()
 
     def _string(self) -> None:
-        for quote, escapes in (('"""', True), ("'''", False), ('"', True), ("'", False)):  # noqa: B007
-            if self._at(quote):
-                break
-        self._advance(len(quote))
-        while True:
-            c = self._peek()
-            if not c:
-                raise ValueError("unterminated string")
-            if escapes and c == "\\":
-                self._advance(2)
-            elif self._at(quote):
-                self._advance(len(quote))
-                if len(quote) == 3:  # up to two quotes may close a multi-line string
-                    for _ in range(2):
-                        if self._peek() == quote[0]:
-                            self._advance()
-                return
-            else:
-                self._advance()
+        end = _string_end(self._text, self._i)
+        if end is None:
+            raise ValueError("unterminated string")
+        self._advance(end - self._i)
 
     def _value(self, path: KeyPath) -> None:
         c = self._peek()
@@ -431,8 +491,9 @@ class _Locator:
         elif c == "{":
             self._inline_table(path)
         else:
-            while (c := self._peek()) and c not in ",]}\n\r#":
-                self._advance()
+            match = _BARE_VALUE.match(self._text, self._i)
+            assert match is not None
+            self._advance(match.end() - self._i)
 
     def _array(self, path: KeyPath) -> None:
         self._advance()
@@ -688,6 +749,7 @@ class _Checker:
         self.base = path.absolute().parent
         self.locator = _Locator(text)
         self.diagnostics: list[Diagnostic] = []
+        self._errors = 0  # counted as reported: a file of 90,000 tables asks per table
         self.ignored: list[str] = []
 
     # -- reporting --
@@ -695,12 +757,13 @@ class _Checker:
     def report(self, at: KeyPath, message: str, severity: str = "error") -> None:
         self.diagnostics.append(
             Diagnostic(self.path, dotted(at), self.locator.line(at), message, severity))
+        self._errors += severity == "error"
 
     def warn(self, at: KeyPath, message: str) -> None:
         self.report(at, message, "warning")
 
     def error_count(self) -> int:
-        return sum(d.severity == "error" for d in self.diagnostics)
+        return self._errors
 
     def resolve(self, raw: str, base: Path | None = None) -> Path:
         """A path from the file: `~` expanded, relative ones joined to the config's folder."""
@@ -991,14 +1054,17 @@ class _Checker:
         role_file = None
         if values.get("role_file", "").strip():
             role_file = self.resolve(values["role_file"].strip())
-            if not role_file.is_file():
-                self.warn(at + ("role_file",), f"role file not found: {role_file}")
+            self._prompt_file(at + ("role_file",), role_file, "role file")
         if command:
             command = self._command(at + ("agent_command",), command,
                                     dict(values.get("env", ())), values.get("enabled", True))
         if self.error_count() > errors_before or workspace is None:
             return name, None
         dirs = [self.resolve(d) for d in values.get("context_dirs", [])]
+        for folder in dirs:
+            if folder.exists() and not folder.is_dir():
+                self.warn(at + ("context_dirs",), f"context dir {folder} is not a folder "
+                                                  f"(no context scripts from it)")
         optional = {key: values[key] for key in (
             "heartbeat_interval", "heartbeat_timeout", "log_retention_days", "log_max_count",
             "env", "enabled", "role", "context_timeout", "stop_grace") if key in values}
@@ -1077,9 +1143,19 @@ class _Checker:
         if not raw:
             return None
         path = self.resolve(raw)
-        if not path.is_file():
-            self.warn(("profile", "rules_path"), f"rules file not found: {path}")
+        self._prompt_file(("profile", "rules_path"), path, "rules file")
         return path
+
+    def _prompt_file(self, at: KeyPath, path: Path, what: str) -> None:
+        """A file that goes into every prompt: missing is a warning (it may appear before
+        the first run); a FIFO, a device, a folder, too large or not UTF-8 is an error."""
+        try:
+            userfile.read_text(path, userfile.PROMPT_FILE_CAP)
+        except userfile.RefusedFile as exc:
+            if exc.kind == "missing":
+                self.warn(at, f"{what} not found: {path}")
+            else:
+                self.report(at, f"{what} {path} {exc.reason}")
 
     # -- [[services]] --
 
@@ -1323,29 +1399,54 @@ def _syntax_error(path: Path, exc: tomllib.TOMLDecodeError, text: str) -> Diagno
 
 def load_config_text(text: str, path: Path, *, check_commands: bool = True) -> Loaded:
     """`load_config` for text that claims to be the file at `path` (which need not exist)."""
+    problem = _text_problem(path, text)
+    if problem is not None:
+        return Loaded(None, [problem])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return Loaded(None, [_syntax_error(path, exc, text)])
+    except RecursionError:  # shape_problem says no; kept so that nothing escapes
+        return Loaded(None, [_too_complex(path, text)])
     checker = _Checker(path, text, check_commands=check_commands)
     config = checker.check(data)
     return Loaded(config, _sorted(checker.diagnostics))
 
 
+def _text_problem(path: Path, text: str) -> Diagnostic | None:
+    """A config over the size cap, nested too deeply or with a key of too many parts:
+    refused before it is parsed."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > userfile.CONFIG_FILE_CAP:
+        return Diagnostic(path, "", None, _too_large(size))
+    shape = shape_problem(text)
+    if shape is not None:
+        return Diagnostic(path, "", shape[0], f"invalid TOML: {shape[1]}")
+    return None
+
+
+def _too_large(size: int | None) -> str:
+    return userfile.too_large(size, userfile.CONFIG_FILE_CAP) + " for a config file"
+
+
+def _too_complex(path: Path, text: str) -> Diagnostic:
+    line = (shape_problem(text) or (1, ""))[0]
+    return Diagnostic(path, "", line, "invalid TOML: nested too deeply to read")
+
+
 def load_config(path: Path, *, check_commands: bool = True) -> Loaded:
     """Reads and checks the config at `path`. Never raises for a bad file: see `Loaded`.
 
-    `check_commands=False` skips the "command not found" check (for tools that only want the
-    structure, on a machine without the agents installed).
+    Only a regular file of at most CONFIG_FILE_CAP bytes is read (a FIFO is refused, never
+    waited on). `check_commands=False` skips the "command not found" check (for tools that
+    only want the structure, on a machine without the agents installed).
     """
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return Loaded(None, [Diagnostic(path, "", None, "no such file")])
-    except IsADirectoryError:
-        return Loaded(None, [Diagnostic(path, "", None, "is a folder, not a file")])
-    except OSError as exc:
-        return Loaded(None, [Diagnostic(path, "", None, f"cannot read: {exc.strerror}")])
+        raw = userfile.read_bytes(path, userfile.CONFIG_FILE_CAP)
+    except userfile.RefusedFile as exc:
+        message = {"missing": "no such file", "large": _too_large(exc.size)}.get(
+            exc.kind, exc.reason)
+        return Loaded(None, [Diagnostic(path, "", None, message)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -1364,12 +1465,21 @@ def edit_agent(path: Path, agent: str, key: str, value: object) -> None:
     Comments, key order and formatting of everything else survive byte for byte. The result
     is checked with `load_config` first: an edit that would leave the file with errors raises
     ValueError (with the diagnostics) and the file is not touched. The write is atomic and
-    keeps the file's mode; a symlinked config is edited where it points.
+    keeps the file's mode; a symlinked config is edited where it points. A file `load_config`
+    would refuse unread (not a regular file, over the size cap, not UTF-8, nested too deeply)
+    is a ValueError too.
     """
     if key not in AGENT_KEYS:
         raise ValueError(_unknown_key_message(key, AGENT_KEYS) + " for an agent")
     target = Path(os.path.realpath(path))
-    text = target.read_bytes().decode("utf-8")
+    try:
+        text = userfile.read_text(target, userfile.CONFIG_FILE_CAP)
+    except userfile.RefusedFile as exc:
+        reason = exc.reason + (" for a config file" if exc.kind == "large" else "")
+        raise ValueError(f"{path}: {reason}") from None
+    problem = _text_problem(path, text)
+    if problem is not None:
+        raise ValueError(str(problem))
     doc = tomlkit.parse(text)
     table = _find_agent_table(doc, agent, path)
     if key in ("user", "run_as_user"):  # edit the spelling the file already uses

@@ -75,6 +75,7 @@ from liquid import Environment, StrictUndefined
 from liquid.exceptions import LiquidError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from .. import userfile
 from ..config import Diagnostic, Findings
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
 
@@ -451,13 +452,12 @@ def load_workflow(path: Path | str) -> LoadedWorkflow:
     def fail(code: str, message: str, line: int | None = None, key: str = "") -> LoadedWorkflow:
         return LoadedWorkflow(None, [Diagnostic(path, key, line, message)], code)
 
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_WORKFLOW_BYTES + 1)
-    except OSError as exc:
-        return fail(MISSING_WORKFLOW_FILE, f"cannot read the workflow file: {exc.strerror}")
-    if len(data) > MAX_WORKFLOW_BYTES:
-        return fail(WORKFLOW_PARSE_ERROR, f"larger than {MAX_WORKFLOW_BYTES} bytes")
+    try:  # a regular file only: a FIFO would block the open, /dev/zero never end
+        data = userfile.read_bytes(path, MAX_WORKFLOW_BYTES)
+    except userfile.RefusedFile as exc:
+        if exc.kind == "large":
+            return fail(WORKFLOW_PARSE_ERROR, f"larger than {MAX_WORKFLOW_BYTES} bytes")
+        return fail(MISSING_WORKFLOW_FILE, f"cannot read the workflow file: it {exc.reason}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -756,9 +756,9 @@ def workflow_stamp(path: Path | str) -> tuple[int, int, str] | None:
     """(mtime_ns, size, sha256) of the file, for change detection; None if unreadable."""
     try:
         info = os.stat(path)
-        with open(path, "rb") as handle:
-            digest = hashlib.sha256(handle.read(MAX_WORKFLOW_BYTES + 1)).hexdigest()
-    except OSError:
+        head = userfile.read_head(Path(path), MAX_WORKFLOW_BYTES + 1)  # a FIFO never blocks
+        digest = hashlib.sha256(head).hexdigest()
+    except (OSError, userfile.RefusedFile):
         return None
     return info.st_mtime_ns, info.st_size, digest
 

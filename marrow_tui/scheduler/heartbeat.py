@@ -33,7 +33,7 @@ from ..hub.protocol import Call, text_field
 from ..hub.secrets import agent_key
 from ..runtime import Producer
 from .orphans import leader_fields
-from .prompt import assemble
+from .prompt import PromptError, assemble
 from .runner import RunResult, StopRequest, prune_logs, run_session, session_id, tail_line
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
 
@@ -312,6 +312,9 @@ class Scheduler(Producer):
         except asyncio.CancelledError:
             state, reason = "stopped", "stopped at shutdown"
             raise
+        except PromptError as exc:  # a rules or role file the user broke: one line says which
+            log.warning("run %s could not run: %s", sid, exc)
+            reason = f"could not run: {exc}"
         except Exception as exc:  # a bug of ours, or a broken task folder: this run only
             log.exception("run %s could not run", sid)
             reason = f"could not run: {exc}"

@@ -12,6 +12,10 @@ stdin from /dev/null, in their own process group, under `agent.context_timeout`.
 overruns is killed with its whole group, and its block says so. A script's leftover background
 processes are killed when it exits: a context script's job is to print and be done. Output
 beyond 256 KiB is dropped (and the block says that too).
+
+The rules and role files are read off the event loop, and only when they are regular UTF-8
+files of at most 1 MiB (`userfile`): a missing one is a warning, anything else (a FIFO,
+/dev/zero, a huge file) fails the assembly with a `PromptError` that says which file and why.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import userfile
 from ..config import AgentConfig
 from .runner import KILL_WAIT, group_alive, signal_group
 from .tasks import Task
@@ -39,6 +44,10 @@ OUTPUT_CAP = 256 * 1024
 STDERR_CAP = 16 * 1024
 #: after a script's group is gone, how long its pipes may take to report end of file
 READ_GRACE = 1.0
+
+
+class PromptError(Exception):
+    """A file the prompt is made of cannot be used; the message is one sentence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +124,7 @@ async def gather_context(agent: AgentConfig) -> list[ContextBlock]:
 
     Blocks whose `text` is "" (no output, or could not start) add nothing to the prompt.
     """
-    scripts = scan_context(agent.context_dirs).scripts
+    scripts = (await asyncio.to_thread(scan_context, agent.context_dirs)).scripts
     if not scripts:
         return []
     if not agent.workspace.is_dir():
@@ -165,14 +174,19 @@ def build_prompt(
 async def assemble(
     agent: AgentConfig, rules_path: Path | None, *, tasks: Sequence[Task] = ()
 ) -> Assembled:
-    """Read the rules and role, run the context scripts, build the prompt."""
+    """Read the rules and role, run the context scripts, build the prompt.
+
+    Raises PromptError when the rules or role file is there but cannot be used.
+    """
     warnings: list[str] = []
-    rules = _read_text(rules_path, "rules file", warnings) if rules_path else ""
+    rules = ""
+    if rules_path is not None:
+        rules = await asyncio.to_thread(_read_part, rules_path, "rules file", warnings)
     role = agent.role.strip()
     if agent.role_file is not None:
-        role_text = _read_text(agent.role_file, "role file", warnings)
+        role_text = await asyncio.to_thread(_read_part, agent.role_file, "role file", warnings)
         role = "\n\n".join(part for part in (role, role_text) if part)
-    scan = scan_context(agent.context_dirs)
+    scan = await asyncio.to_thread(scan_context, agent.context_dirs)
     blocks = await gather_context(agent)
     warnings += [b.problem for b in blocks if b.problem]
     prompt = build_prompt(rules=rules, role=role, blocks=blocks, tasks=tasks)
@@ -190,14 +204,15 @@ def _task_text(task: Task) -> str:
     return "\n\n".join(lines)
 
 
-def _read_text(path: Path, what: str, warnings: list[str]) -> str:
+def _read_part(path: Path, what: str, warnings: list[str]) -> str:
+    """The stripped text of a rules or role file ("" and a warning when it is missing)."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except FileNotFoundError:
-        warnings.append(f"{what} not found: {path}")
-    except OSError as exc:
-        warnings.append(f"cannot read the {what} {path}: {exc.strerror or exc}")
-    return ""
+        return userfile.read_text(path, userfile.PROMPT_FILE_CAP).strip()
+    except userfile.RefusedFile as exc:
+        if exc.kind == "missing":
+            warnings.append(f"{what} not found: {path}")
+            return ""
+        raise PromptError(f"the {what} {path} {exc.reason}") from None
 
 
 class _Capture:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .. import userfile
+
 #: the three folders under `tasks_dir`, in the order a task normally moves through them
 TASK_STATES = ("queue", "delegated", "done")
 
@@ -158,11 +160,12 @@ def _natural_key(stem: str) -> tuple[tuple[int, int, str], ...]:
 
 
 def _read_task(path: Path, state: str) -> Task | None:
+    """The task in `path`; None when it is gone or not a regular file (a FIFO or a symlink
+    put there after the folder was listed is never opened for good, never followed)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(READ_CAP + 1)
-            created = os.fstat(f.fileno()).st_mtime
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raw = userfile.read_head(path, READ_CAP + 1, follow_symlinks=False)
+        created = os.stat(path, follow_symlinks=False).st_mtime
+    except (userfile.RefusedFile, OSError):
         return None
     text = raw[:READ_CAP].decode("utf-8", errors="replace")
     first, _, rest = text.partition("\n")
