@@ -507,3 +507,26 @@ async def test_a_dispatch_waits_while_the_workspace_is_being_removed(
     await run.until(lambda: (space / "seen.txt").exists()
                     and (space / "seen.txt").read_text().strip())
     assert "first.txt" not in (space / "seen.txt").read_text()
+
+
+async def test_only_the_issues_own_run_or_an_operator_marks_it_done(tmp_path: Path,
+                                                                    make: Any) -> None:
+    """A stranger naming the issue (or its session) is told no run of its own matches, and the
+    issue file stays where it is; the operator may mark it done."""
+    issue(tmp_path, "Todo", "A-1", "waits")
+    run = await make(workflow(tmp_path, "exec sleep 600\n"))
+    await run.tick()
+    [entry] = await run.until(lambda: list(run.orchestrator.running.values()))
+    todo = tmp_path / "issues" / "Todo" / "A-1.md"
+    for name in ("evil", "B-1", "A-10"):
+        stranger = await run.hub.agent(name)
+        for target in ({"issue": "A-1"}, {"session": entry.session}):
+            await stranger.send(type="issue_done", title="x", summary="y", **target)
+            refused = await stranger.until("error", "issue_done_ok")
+            assert refused["type"] == "error" and refused.get("error_code") == "not_running"
+    assert todo.exists() and entry.done is None
+    frames: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", frames.append)
+    ops.send(type="issue_done", issue="A-1", title="done by hand", summary="checked")
+    await run.until(lambda: any(f.get("type") == "issue_done_ok" for f in frames))
+    await run.until(lambda: not todo.exists())

@@ -891,9 +891,13 @@ class Orchestrator(Producer):
     # ---- the command path ----------------------------------------------------------------
 
     def _entry_for(self, call: Call) -> _Running | None:
+        """The running issue a call is about: one of the caller's own (its run's name, or a
+        name under it) unless the caller is an operator, whatever issue or session it names."""
         wanted = text_field(call.frame, "issue").strip()
         session = text_field(call.frame, "session").strip()
         for entry in self.running.values():
+            if not call.operator and not _own(call.sender, entry.issue.identifier):
+                continue
             if session and entry.session == session:
                 return entry
             if wanted and wanted in (entry.issue.id, entry.issue.identifier):
