@@ -46,7 +46,8 @@ IDLE = "import signal\nwhile True: signal.pause()"
 SERVER = r'''
 import http.server, json, os, signal, sys, threading, time
 name, port, out, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-keep = ("PORT", "SERVICE_NAME", "SERVICE_URL", "MARROW_SERVICE", "EXTRA")
+keep = ("PORT", "SERVICE_NAME", "SERVICE_URL", "MARROW_SERVICE", "EXTRA", "MARROW_OPERATOR_TOKEN",
+        "MARROW_AGENT_KEY")
 env = {k: v for k, v in os.environ.items()
        if k in keep or k.endswith(("_URL", "_HOST", "_PORT", "_ENDPOINT"))}
 with open(os.path.join(out, name + ".env.json"), "w") as f:
@@ -283,6 +284,22 @@ async def test_line_starts_in_order_with_dependency_env_and_stops_in_reverse(
     assert all(gone(pid) for pid in pids.values())
     log = (tmp_path / "logs" / "a.log").read_text()
     assert "a listening on" in log and "started, pid" in log and "ended (stopped" in log
+
+
+async def test_services_never_inherit_the_operator_token_or_an_agent_key(
+        tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper process is neither an operator nor one of our agents, whatever the environment
+    marrow-tui was started with."""
+    monkeypatch.setenv("MARROW_OPERATOR_TOKEN", "operator-secret")
+    monkeypatch.setenv("MARROW_AGENT_KEY", "agent-secret")
+    sup, _ = supervisor(tmp_path, [service("a", script)])
+    try:
+        await sup.start()
+        env = env_of(tmp_path, "a")
+        assert env["SERVICE_NAME"] == "a"
+        assert "MARROW_OPERATOR_TOKEN" not in env and "MARROW_AGENT_KEY" not in env
+    finally:
+        await sup.stop()
 
 
 async def test_diamond_waits_for_both_branches(tmp_path: Path, script: Path) -> None:

@@ -780,6 +780,8 @@ class Supervisor:
     def _environment(self, svc: _Service, fill: Callable[[str], str]) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("MARROW_SESSION", None)  # a service is not part of a run of ours
+        for secret in ("MARROW_OPERATOR_TOKEN", "MARROW_AGENT_KEY"):  # nor an operator or agent
+            env.pop(secret, None)
         env["SERVICE_NAME"] = svc.name
         if svc.port is not None:
             url = f"http://{HOST}:{svc.port}"
