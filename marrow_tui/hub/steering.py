@@ -180,7 +180,7 @@ def _get(protocol: Protocol, call: Call) -> None:
                   id=request_id)
         return
     call.reply("steer_state", f"Request {request.id} is {request.state}.",
-               request=request.to_dict())
+               request=_seen_by(call, request))
     if request.asker == call.sender and not request.open and not request.delivered:
         # the asker read the end: as good as an ack
         call.emit(Event("steer_delivered", {"id": request.id, "at": protocol.clock()}))
@@ -188,7 +188,17 @@ def _get(protocol: Protocol, call: Call) -> None:
 
 def _list(protocol: Protocol, call: Call) -> None:
     book = protocol.state.steering
-    requests = [r.to_dict() for r in book.waiting()]
+    requests = [_seen_by(call, r) for r in book.waiting()]
     if call.frame.get("ended"):
-        requests += [r.to_dict() for r in list(book.ended.values())[-50:]]
+        requests += [_seen_by(call, r) for r in list(book.ended.values())[-50:]]
     call.reply("steer_requests", f"{len(book.open)} open request(s)", requests=requests)
+
+
+def _seen_by(call: Call, request: Request) -> dict[str, Any]:
+    """A request as `call`'s sender may see it: an answer is for its asker and the operators
+    (a person's decision for one agent is not every participant's to read)."""
+    shown = request.to_dict()
+    if request.answer is not None and not call.operator and call.sender != request.asker:
+        shown["answer"] = None
+        shown["answer_withheld"] = True
+    return shown
