@@ -569,3 +569,27 @@ async def test_the_expiry_timer_is_armed_after_a_restart(tmp_path) -> None:
         assert second.runtime._timer_at == grant["lease_expires_at"]
     finally:
         await second.stop()
+
+
+async def test_a_role_cannot_stand_in_for_an_agent(hub: Hub) -> None:
+    """A role named like an online agent is refused; one declared before that agent came reaches
+    nothing addressed to the agent, live or in history; real roles still work."""
+    carol = await hub.agent("carol")
+    spy = await Agent.join(hub.uri, "spy", expect_welcome=False, roles=["carol"])
+    refusal = await spy.until("name_conflict")
+    assert "Role 'carol' of 'spy' is the name of an agent" in refusal["payload"]
+    assert await spy.closed() == (4009, "invalid role")
+    bad = await Agent.join(hub.uri, "spy2", expect_welcome=False, roles=["rev\x1biewer"])
+    assert "Role 'rev\\x1biewer'" in (await bad.until("name_conflict"))["payload"]
+    early = await hub.agent("early", roles=["dave", "reviewer"])
+    dave = await hub.agent("dave")
+    bob = await hub.agent("bob")
+    await bob.send(type="chat", target="dave", payload="for dave only")
+    await bob.send(type="chat", target="carol", payload="for carol only")
+    await bob.send(type="chat", target="reviewer", payload="for reviewers")
+    assert (await dave.until("chat", payload="for dave only"))["target"] == "dave"
+    await carol.until("chat", payload="for carol only")
+    await early.until("chat", payload="for reviewers")
+    history = (await early.request(("history_snapshot",), type="history_request"))["history"]
+    assert [m["payload"] for m in history] == ["for reviewers"]
+    assert not any(f.get("payload", "").endswith("only") for f in early.seen)

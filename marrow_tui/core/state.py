@@ -46,8 +46,16 @@ class Presence:
     offline_since: dict[str, float] = field(default_factory=dict)
 
     def roles_of(self, name: str) -> tuple[str, ...]:
+        """`name`'s roles that are not another agent's name: a role never stands in for a
+        known agent, so declaring one cannot read what is addressed to that agent."""
         agent = self.online.get(name)
-        return agent.roles if agent else ()
+        if agent is None:
+            return ()
+        return tuple(r for r in agent.roles if not self.known(r))
+
+    def known(self, name: str) -> bool:
+        """Whether `name` is an agent the hub knows: online, or gone but remembered."""
+        return name in self.online or name in self.offline_since
 
 
 class IdempotencyCache:

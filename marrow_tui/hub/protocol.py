@@ -713,8 +713,9 @@ class Protocol:
             return
         recipients = sorted(
             name
-            for name, agent in self.state.presence.online.items()
-            if name != call.sender and addressed_to(target, name, agent.roles)
+            for name in self.state.presence.online
+            if name != call.sender
+            and addressed_to(target, name, self.state.presence.roles_of(name))
         )
         call.outcome.deliveries.append(Delivery(text, frozenset((*recipients, call.sender))))
         if f.get("receipt_requested") is True:

@@ -412,6 +412,19 @@ class HubServer:
         if sender.lower() in RESERVED_NAMES or "@" in sender:
             return ("name_conflict", f"Name '{sender}' is reserved.", CLOSE_NAME,
                     "reserved identity")
+        roles = frame.get("roles")
+        for role in roles if isinstance(roles, list) else ():
+            if not isinstance(role, str):
+                continue
+            problem = name_problem(role)
+            if problem is not None:
+                return ("name_conflict", f"Role '{printable(role)}' of '{sender}' holds "
+                        f"{problem}; a role must be one line of visible text.", CLOSE_NAME,
+                        "invalid role")
+            if role != sender and self.runtime.state.presence.known(role):
+                return ("name_conflict", f"Role '{role}' of '{sender}' is the name of an agent; "
+                        "a role cannot stand in for an agent (choose another role).",
+                        CLOSE_NAME, "invalid role")
         operator = False
         if frame.get("operator_token") is not None:
             given = frame["operator_token"]
