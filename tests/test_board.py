@@ -257,6 +257,9 @@ def test_progress_refusals() -> None:
     for bad in ("bogus", "", "Note"):
         refused(board.decide_progress("a", "P", "x", kind=bad, now=T0), "BAD_KIND")
     refused(board.decide_progress("a", "  ", "x", now=T0), "MALFORMED")
+    # one note is bounded, so the ledger's count bound is a bound on its memory too
+    ok(board.decide_progress("a", "P", "x" * 16 * 1024, now=T0))
+    refused(board.decide_progress("a", "P", "x" * (16 * 1024 + 1), now=T0), "too_long")
     assert PROGRESS_KINDS == ("note", "blocked", "assessment", "usage", "approval")
 
 

@@ -20,6 +20,8 @@ PROGRESS_KINDS = ("note", "blocked", "assessment", "usage", "approval")
 MAX_PROGRESS = 5000
 MAX_PROGRESS_PER_AUTHOR = 1000
 MAX_PROGRESS_PER_TASK = 1000
+#: one note's text, in characters: the ledger holds at most MAX_PROGRESS of them
+MAX_NOTE = 16 * 1024
 
 
 def _version_guard(expected: object, current: int, task_id: str) -> Refusal | None:
@@ -237,6 +239,9 @@ class Board:
                 "BAD_KIND",
                 f"Unknown progress kind '{kind}' (use one of {', '.join(PROGRESS_KINDS)}).",
             )
+        if len(text) > MAX_NOTE:
+            return Refusal("too_long", f"A progress note is at most {MAX_NOTE:,} characters; "
+                                       f"this one is {len(text):,} (post a summary, or a path).")
         note = {"task_id": task_id, "author": who, "kind": kind, "text": text, "posted_at": now}
         return Event("progress", note)
 

@@ -435,11 +435,14 @@ class Protocol:
         )
         # As synapse does: a release that said anything about its work also records the
         # receipt on the board, as an `assessment` note broadcast after the grant.
+        from ..core.board import MAX_NOTE
         from ..core.receipts import receipt_has_evidence, receipt_note
 
         if receipt_has_evidence(receipt):
             note = self.state.board.decide_progress(
-                call.sender, task_id, receipt_note(receipt), kind="assessment", now=self.clock(),
+                # the whole receipt is in the grant; the note is its summary, within bounds
+                call.sender, task_id, receipt_note(receipt)[:MAX_NOTE], kind="assessment",
+                now=self.clock(),
             )
             if isinstance(note, Event):
                 call.emit(note)
