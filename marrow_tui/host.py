@@ -43,7 +43,11 @@ async def hosted(
     """
     runtime = Runtime(runtime_options)
     await runtime.start()
-    server = HubServer(runtime, hub_options)
+    try:
+        server = HubServer(runtime, hub_options)
+    except BaseException:  # its settings cannot work: the log is closed before the error is said
+        await runtime.stop()
+        raise
     scheduler: Scheduler | None = None
     services = None
     orchestrator = None

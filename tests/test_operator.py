@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marrow_tui.hub.secrets import agent_key
+from marrow_tui.hub.server import ConfigError
 
 from .conftest import Agent, Hub, start_hub
+from .hubproc import clean_env, hub_command
 
 
 def _operator(hub: Hub) -> tuple[Any, list[dict[str, Any]]]:
@@ -112,6 +115,43 @@ async def test_the_operator_token_is_made_in_the_state_dir_readable_by_its_owner
         assert operator_token(again) != operator_token(hub)  # one per hub, not a constant
     finally:
         await again.stop()
+
+
+async def test_a_token_file_others_could_read_is_replaced_and_a_short_one_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Tightening the mode would not unread a secret: it is replaced (the old file kept aside,
+    private) and the log says so. A secret too short to be one is refused in one sentence."""
+    state = tmp_path / "s"
+    state.mkdir()
+    leaked = state / "operator_token"
+    leaked.write_text("x" * 43 + "\n")
+    leaked.chmod(0o644)
+    hub = await start_hub(state)
+    try:
+        assert operator_token(hub) != "x" * 43
+        assert leaked.stat().st_mode & 0o777 == 0o600
+        aside = state / "operator_token.exposed"
+        assert aside.read_text().strip() == "x" * 43 and aside.stat().st_mode & 0o777 == 0o600
+        assert "could be read by other users" in caplog.text
+    finally:
+        await hub.stop()
+    short = tmp_path / "t"
+    short.mkdir()
+    (short / "operator_token").write_text("tok\n")
+    (short / "operator_token").chmod(0o600)
+    with pytest.raises(ConfigError, match="3 characters, too short"):
+        await start_hub(short)
+
+
+def test_a_start_refused_for_its_secrets_exits_with_one_sentence(tmp_path: Path) -> None:
+    """The event log was open when the hub's settings were refused: it is closed, so the
+    process ends (it hung) with exit code 2 and the sentence."""
+    (tmp_path / "operator_token").write_text("tok\n")
+    (tmp_path / "operator_token").chmod(0o600)
+    done = subprocess.run(hub_command(tmp_path), env=clean_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "too short to be one" in done.stderr and "Traceback" not in done.stderr
 
 
 async def test_a_connection_with_the_operator_token_has_operator_rights(hub: Hub) -> None:

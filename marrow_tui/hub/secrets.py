@@ -16,12 +16,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import stat
 from pathlib import Path
 
+log = logging.getLogger("marrow.secrets")
+
 OPERATOR_TOKEN_FILE = "operator_token"
+#: the shortest secret a file may hold (ours are 43 characters)
+MIN_SECRET = 16
 AGENT_SECRET_FILE = "agent_secret"
 
 
@@ -49,6 +54,8 @@ def _load_or_create(path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if _exposed(path):
+            return _replace(path)
         return _read(path)
     except OSError as exc:
         raise SecretError(f"cannot create {path}: {exc.strerror or exc}") from None
@@ -58,16 +65,41 @@ def _load_or_create(path: Path) -> str:
     return value
 
 
+def _exposed(path: Path) -> bool:
+    """Whether others than its owner could read the secret file (then it may have leaked)."""
+    try:
+        return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+    except OSError:
+        return False
+
+
+def _replace(path: Path) -> str:
+    """A new secret in place of one others could read: tightening the mode would not unread
+    it. The old file is kept beside it (nothing of the user's is deleted), made private."""
+    old = path.with_name(f"{path.name}.exposed")
+    try:
+        os.replace(path, old)
+        os.chmod(old, 0o600)
+    except OSError as exc:
+        raise SecretError(f"{path} can be read by other users and cannot be replaced: "
+                          f"{exc.strerror or exc}") from None
+    log.warning("%s could be read by other users, so it may have leaked: a new one was made "
+                "(the old one is in %s; give the new one to whoever needs it)", path, old)
+    return _load_or_create(path)
+
+
 def _read(path: Path) -> str:
     try:
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            os.chmod(path, 0o600)  # a secret readable by others is no secret: tighten it
         value = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise SecretError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if not value:
         raise SecretError(f"{path} is empty; delete it and start marrow-tui again to make a "
                           "new one")
+    if len(value) < MIN_SECRET:
+        raise SecretError(f"{path} holds a secret of {len(value)} characters, too short to be "
+                          f"one (at least {MIN_SECRET}); delete it and start marrow-tui again to "
+                          "make a new one, or write a longer one")
     return value
 
 
