@@ -349,3 +349,31 @@ async def test_an_agent_key_covers_the_names_under_the_agent_only(hub: Hub) -> N
     other = await Agent.join(hub.uri, "demo/bob", expect_welcome=False,
                              agent_key=agent_key(hub.state_dir, "demo/alice"))
     assert (await other.until("auth_denied"))["payload"] == "Invalid agent key for 'demo/bob'."
+
+
+async def test_a_name_once_proven_with_its_key_needs_it_from_then_on(tmp_path: Path) -> None:
+    """A run's name, once it proved itself, is not free for a keyless connection even when it
+    holds nothing (its private chat history goes with the name), across a restart; plain
+    names stay free to reuse as synapse clients expect."""
+    state = tmp_path / "s"
+    hub = await start_hub(state)
+    try:
+        run = await hub.agent("A-1", agent_key=agent_key(state, "A-1"))
+        plain = await hub.agent("plain")
+        await run.ws.close()
+        await plain.ws.close()
+        hub.agents.remove(run)
+        hub.agents.remove(plain)
+        await hub.runtime.settled()
+    finally:
+        await hub.stop()
+    hub = await start_hub(state)
+    try:
+        thief = await Agent.join(hub.uri, "A-1", expect_welcome=False)
+        refused = await thief.until("name_conflict")
+        assert "belongs to an agent marrow-tui started" in refused["payload"]
+        assert await thief.closed() == (4016, "name owned")
+        await hub.agent("plain")  # never keyed: free, as before
+        await hub.agent("A-1", operator_token=operator_token(hub))  # an operator may
+    finally:
+        await hub.stop()

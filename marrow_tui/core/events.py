@@ -26,6 +26,7 @@ DURABLE_KINDS = frozenset(
         "idem",
         "steer_ask",
         "steer_end",
+        "name_keyed",
     }
 )
 

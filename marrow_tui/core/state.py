@@ -44,6 +44,9 @@ class Presence:
     online: dict[str, Agent] = field(default_factory=dict)
     #: name -> when it went offline (or when the hub started, for restored holders)
     offline_since: dict[str, float] = field(default_factory=dict)
+    #: names that once proved themselves with an agent key (runs marrow-tui started): from then
+    #: on only that proof or an operator binds them
+    keyed: set[str] = field(default_factory=set)
 
     def roles_of(self, name: str) -> tuple[str, ...]:
         """`name`'s roles that are not another agent's name: a role never stands in for a
@@ -55,7 +58,7 @@ class Presence:
 
     def known(self, name: str) -> bool:
         """Whether `name` is an agent the hub knows: online, or gone but remembered."""
-        return name in self.online or name in self.offline_since
+        return name in self.online or name in self.offline_since or name in self.keyed
 
 
 class IdempotencyCache:
@@ -128,6 +131,8 @@ class State:
             self.claims.apply_wait(data)
         elif kind == "presence":
             self._apply_presence(data)
+        elif kind == "name_keyed":
+            self.presence.keyed.add(data["name"])
         elif kind in SESSION_KINDS:
             self.sessions.apply(event)
         elif kind in STEERING_KINDS:
@@ -241,6 +246,7 @@ class State:
             "sessions": self.sessions.to_snapshot(),
             "steering": self.steering.to_snapshot(),
             "issue_parks": dict(self.issues.parked),
+            "keyed_names": sorted(self.presence.keyed),
             "kept_workspaces": dict(self.issues.kept),
             "services": self.services.to_snapshot(),
         }
@@ -264,6 +270,7 @@ class State:
         self.sessions.load_snapshot(snap.get("sessions", []))
         self.steering.load_snapshot(snap.get("steering", {}))
         self.issues.parked.update(snap.get("issue_parks", {}))
+        self.presence.keyed.update(snap.get("keyed_names", []))
         self.issues.kept.update(snap.get("kept_workspaces", {}))
         self.services.load_snapshot(snap.get("services", {}))
 

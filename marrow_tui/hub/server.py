@@ -28,10 +28,11 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.typing import Origin
 
+from ..core.events import Event
 from ..core.text import identifier_problem, printable
 from ..runtime import Runtime
 from . import secrets
-from .protocol import encode
+from .protocol import Outcome, encode
 from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")
@@ -367,6 +368,11 @@ class HubServer:
             await conn.close(code, reason)
             return None
         operator = frame.get("operator_token") is not None  # _refusal checked it: valid
+        if frame.get("agent_key") is not None and sender not in self.runtime.state.presence.keyed:
+            # proven once (a run we started): from now on the name needs its proof
+            keyed = Event("name_keyed", {"name": sender})
+            self.runtime.state.apply(keyed)
+            self.runtime.submit(Outcome(events=[keyed]))
         holder = self.sessions.get(sender)
         if holder is not None:
             log.info("%s taken over by a new connection", sender)
@@ -458,6 +464,11 @@ class HubServer:
                     f"Name '{sender}' belongs to an offline agent that still holds leases or "
                     "steering requests; only that agent (with its agent key, "
                     "$MARROW_AGENT_KEY) or an operator may take it back.",
+                    CLOSE_NAME_OWNED, "name owned")
+        elif not (operator or proven) and sender in self.runtime.state.presence.keyed:
+            return ("name_conflict",
+                    f"Name '{sender}' belongs to an agent marrow-tui started; only that agent "
+                    "(with its agent key, $MARROW_AGENT_KEY) or an operator may use it.",
                     CLOSE_NAME_OWNED, "name owned")
         return None
 
