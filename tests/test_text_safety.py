@@ -65,6 +65,9 @@ def test_identifier_problem_names_what_is_wrong() -> None:
     assert identifier_problem(f"x{ESC}") == "a control character (U+001B)"
     assert identifier_problem("\ud800") == "an unpaired surrogate (U+D800)"
     assert identifier_problem("a\u202eb") == "a bidirectional control (U+202E)"
+    # invisible: two ids that look alike are alike
+    assert identifier_problem("fz\ufeff342") == "an invisible format character (U+FEFF)"
+    assert identifier_problem("T\u200b1") == "an invisible format character (U+200B)"
 
 
 def test_safe_formatter_keeps_one_record_on_one_line() -> None:
@@ -193,6 +196,8 @@ async def test_no_ui_hub_refuses_bad_ids_and_keeps_printing_everyone_else(tmp_pa
     ({"type": "steer_ask", "question": "ok?", "task_id": "T\ud800"}, "task_id"),
     ({"type": "steer_cancel", "id": f"s-1{ESC}"}, "id"),
     ({"type": "resource_offer", "kind": "gpu", "name": "a\tb"}, "name"),
+    ({"type": "claim", "task_id": "T\ufeff1"}, "task_id"),
+    ({"type": "steer_ask", "question": "ok?", "session": "\u200brun-1"}, "session"),
 ])
 async def test_identifiers_with_controls_or_surrogates_are_refused_naming_the_field(
         hub: Hub, frame: dict[str, Any], field: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 
 
 def ago(seconds: float) -> str:
@@ -65,10 +66,18 @@ def printable(text: str, *, lines: bool = False) -> str:
 def identifier_problem(value: str) -> str | None:
     """What makes `value` unfit to be an identifier (a task id, a worktree, a path, a name),
     as a phrase, or None. Identifiers are one line of visible text: no control character
-    (line breaks, tabs and ESC included), no unpaired surrogate, no bidi control."""
+    (line breaks, tabs and ESC included), no unpaired surrogate, no bidi control, no invisible
+    format character."""
     found = _UNSAFE.search(value)
     if found is None:
-        return None
+        if value.isascii():
+            return None
+        # invisible format characters (a zero-width space, a byte-order mark, a word joiner):
+        # two identifiers that look the same must be the same
+        hidden = next((c for c in value if unicodedata.category(c) == "Cf"), None)
+        if hidden is None:
+            return None
+        return f"an invisible format character (U+{ord(hidden):04X})"
     char = found.group()
     point = ord(char)
     if 0xD800 <= point <= 0xDFFF:

@@ -94,8 +94,8 @@ def _identifier(name: str, value: str) -> str:
     problem = identifier_problem(value)
     if problem is not None:
         raise BadFrame(f"Malformed frame: '{name}' holds {problem}; identifiers may not "
-                       "contain control characters, line breaks, bidi controls or unpaired "
-                       "surrogates.")
+                       "contain control characters, line breaks, bidi controls, invisible "
+                       "format characters or unpaired surrogates.")
     return value
 
 
