@@ -370,10 +370,19 @@ async def read_state(peer: Peer, timeout: float = 60.0) -> dict[str, Any]:
     return {c["task_id"]: c for c in claims if isinstance(c, dict) and "task_id" in c}
 
 
-async def read_history(peer: Peer, limit: int = 10_000, timeout: float = 60.0) -> list[dict]:
-    got = await peer.request("history_request", '"history_snapshot"', ("history_snapshot",),
-                             timeout=timeout, target="SynapseHub", limit=limit)
-    return [m for m in got.get("history", []) if isinstance(m, dict)]
+async def read_history(peer: Peer, timeout: float = 60.0) -> list[dict]:
+    """Every retained chat frame the peer may see, oldest first: `resume_request` pages, each
+    under the clients' frame limit, followed until the hub says `complete`."""
+    frames: list[dict] = []
+    since = 0
+    while True:
+        got = await peer.request("resume_request", '"resume_snapshot"', ("resume_snapshot",),
+                                 timeout=timeout, target="SynapseHub", since=since)
+        page = [m for m in got.get("messages", []) if isinstance(m, dict)]
+        frames.extend(page)
+        if got.get("complete", True) or not page:
+            return frames
+        since = int(page[-1].get("msg_id") or since)
 
 
 async def read_board(peer: Peer, timeout: float = 60.0) -> dict[str, Any]:

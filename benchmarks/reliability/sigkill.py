@@ -185,9 +185,10 @@ async def operator_loop(peer: Peer, book: Book, answers: asyncio.Queue[str]) -> 
             book.refuse("steer_answer", got)
 
 
-async def verify(uri: str, book: Book, who: str) -> dict[str, Any]:
-    """Everything acked so far, against the restarted hub."""
-    peer = await Peer.open(uri, who)
+async def verify(uri: str, book: Book, who: str, token: str | None) -> dict[str, Any]:
+    """Everything acked so far, against the restarted hub (as an operator when there is an
+    operator token: answers are shown only to their askers and operators)."""
+    peer = await Peer.open(uri, who, extra={"operator_token": token} if token else None)
     try:
         live = await read_state(peer)
         history = await read_history(peer)
@@ -290,7 +291,8 @@ async def run(args: argparse.Namespace, result: dict[str, Any], tmp: Path) -> No
             ready_s = time.perf_counter() - t0
             head = hub.stdout_text().splitlines()[:1]
             if rnd > 0:
-                check = await verify(uri, book, f"rel/check{rnd}")
+                check = await verify(uri, book, f"rel/check{rnd}",
+                                     operator_token(hub.state_dir))
                 check.update(after=("kill" if rnd <= args.rounds else "clean stop"),
                              start_line=head[0] if head else "", ready_s=round(ready_s, 2))
                 checks.append(check)
