@@ -28,17 +28,15 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from relcommon import (
-    RESULTS_DIR, WORK_DIR, Hub, Peer, PeerClosed, ReplyTimeout, base_result, count_tracebacks,
-    hub_kind, install_cleanup, log, proc_rss_kib, read_history, read_state, write_result,
+    add_run_options, count_tracebacks, execute, Hub, hub_kind, log, Peer, PeerClosed,
+    proc_rss_kib, read_history, read_state, ReplyTimeout, write_result,
 )
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -673,30 +671,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=4, help="fuzzing connections (default 4)")
     p.add_argument("--witness-ops", type=int, default=2000, help="witness loop bound")
     p.add_argument("--max-seconds", type=float, default=600, help="stop sending after this")
-    p.add_argument("--python", default=None, help="python that runs marrow_tui (default: this)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    p.add_argument("--tag", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (state, hub output)")
-    p.add_argument("--no-report", action="store_true", help="do not regenerate the markdown")
+    add_run_options(p)
     p.add_argument("--no-save", action="store_true", help="print the result, write nothing")
     args = p.parse_args(argv)
-    install_cleanup()
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="fuzz-", dir=WORK_DIR))
-    result = base_result("fuzz", sys.argv, {k: (str(v) if isinstance(v, Path) else v)
-                                            for k, v in vars(args).items()})
-    try:
-        asyncio.run(asyncio.wait_for(run(args, result, tmp), args.max_seconds + 300))
-    except BaseException as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"run failed: {result['error']}")
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-    finally:
-        if args.keep:
-            result["kept"] = str(tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    result = execute("fuzz", args, run, args.max_seconds + 300)
     s = result.get("summary", {})
     log(f"tried {result.get('tried')} survived {result.get('survived')} lost {result.get('lost')}"
         f" | {json.dumps(s)}")

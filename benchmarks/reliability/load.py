@@ -23,9 +23,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -33,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from relcommon import (
-    RESULTS_DIR, WORK_DIR, Hub, Peer, PeerClosed, ReplyTimeout, base_result, check_chats,
-    count_tracebacks, hub_kind, install_cleanup, latency_summary_ms, log, proc_rss_kib,
-    read_board, read_history, read_state, write_result,
+    add_run_options, check_chats, count_tracebacks, execute, Hub, hub_kind, latency_summary_ms,
+    log, Peer, PeerClosed, proc_rss_kib, read_board, read_history, read_state, ReplyTimeout,
+    write_result,
 )
 
 from hubbench.procinfo import CpuSample, window_load  # noqa: E402 (relcommon set the path)
@@ -275,29 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--think", type=float, default=1.0,
                    help="mean think time between an agent's operations, s (default 1.0)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--python", default=None, help="python that runs marrow_tui (default: this)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    p.add_argument("--tag", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (state, hub output)")
-    p.add_argument("--no-report", action="store_true", help="do not regenerate the markdown")
+    add_run_options(p)
     args = p.parse_args(argv)
-    install_cleanup()
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="load-", dir=WORK_DIR))
-    result = base_result("load", sys.argv, {k: (str(v) if isinstance(v, Path) else v)
-                                            for k, v in vars(args).items()})
-    try:
-        asyncio.run(asyncio.wait_for(run(args, result, tmp), args.seconds + 600))
-    except BaseException as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"run failed: {result['error']}")
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-    finally:
-        if args.keep:
-            result["kept"] = str(tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    result = execute("load", args, run, args.seconds + 600)
     log(f"tried {result.get('tried')} acked {result.get('acked')} lost {result.get('lost')} | "
         f"{json.dumps(result.get('summary'))}")
     write_result("load", result, args.results_dir, args.tag, report=not args.no_report)

@@ -12,6 +12,7 @@ also when a run fails or is interrupted.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import atexit
 import contextlib
@@ -19,11 +20,13 @@ import datetime as _dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -454,3 +457,41 @@ def base_result(kind: str, argv: list[str], settings: dict[str, Any]) -> dict[st
         "machine": machine_description(REPO),
         "git": git_info(),
     }
+
+
+# --------------------------------------------------------------------------- one run, from the CLI
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every reliability run takes, after its own."""
+    p.add_argument("--python", default=None, help="python that runs marrow_tui (default: this)")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--tag", default=None)
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (state, hub output)")
+    p.add_argument("--no-report", action="store_true", help="do not regenerate the markdown")
+
+
+def execute(kind: str, args: argparse.Namespace,
+            run: Callable[[argparse.Namespace, dict[str, Any], Path], Awaitable[None]],
+            bound: float) -> dict[str, Any]:
+    """Run `run` in a temp dir under WORK_DIR within `bound` seconds: the result, with the
+    error if it failed; the hub is stopped and the temp dir removed (unless --keep) whatever
+    happens."""
+    install_cleanup()
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=WORK_DIR))
+    result = base_result(kind, sys.argv, {k: (str(v) if isinstance(v, Path) else v)
+                                          for k, v in vars(args).items()})
+    try:
+        asyncio.run(asyncio.wait_for(run(args, result, tmp), bound))
+    except BaseException as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"run failed: {result['error']}")
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        if args.keep:
+            result["kept"] = str(tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return result

@@ -25,9 +25,7 @@ import argparse
 import asyncio
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,9 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from relcommon import (
-    RESULTS_DIR, WORK_DIR, Hub, Peer, PeerClosed, ReplyTimeout, base_result, check_chats,
-    count_tracebacks, hub_kind, install_cleanup, log, operator_token, read_history, read_state,
-    write_result,
+    add_run_options, check_chats, count_tracebacks, execute, Hub, hub_kind, log,
+    operator_token, Peer, PeerClosed, read_history, read_state, ReplyTimeout, write_result,
 )
 
 KINDS = ("claim", "release", "chat", "steer_ask", "steer_answer", "steer_ack")
@@ -342,29 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-ops", type=int, default=20_000, help="bound per agent per round")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=900, help="bound for the whole run")
-    p.add_argument("--python", default=None, help="python that runs marrow_tui (default: this)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    p.add_argument("--tag", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (state, hub output)")
-    p.add_argument("--no-report", action="store_true", help="do not regenerate the markdown")
+    add_run_options(p)
     args = p.parse_args(argv)
-    install_cleanup()
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="sigkill-", dir=WORK_DIR))
-    result = base_result("sigkill", sys.argv, {k: (str(v) if isinstance(v, Path) else v)
-                                               for k, v in vars(args).items()})
-    try:
-        asyncio.run(asyncio.wait_for(run(args, result, tmp), args.max_seconds))
-    except BaseException as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"run failed: {result['error']}")
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-    finally:
-        if args.keep:
-            result["kept"] = str(tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    result = execute("sigkill", args, run, args.max_seconds)
     log(f"tried {result.get('tried')} acked {result.get('acked')} lost {result.get('lost')} | "
         f"{json.dumps(result.get('per_kind'))}")
     write_result("sigkill", result, args.results_dir, args.tag, report=not args.no_report)
