@@ -110,9 +110,14 @@ def local_state_dir(given: str | None = None) -> Path:
 
 
 def agent_key(name: str) -> str | None:
-    """``$MARROW_AGENT_KEY`` when we act as the agent it was made for (``$MARROW_AGENT``)."""
+    """``$MARROW_AGENT_KEY`` when we act as the agent it was made for (``$MARROW_AGENT``), or
+    under a name below it (``<agent>/helper``: the hub takes the agent's key for those, and
+    once the agent has proven itself they need it)."""
     key = os.environ.get("MARROW_AGENT_KEY")
-    return key if key and name == os.environ.get("MARROW_AGENT") else None
+    agent = os.environ.get("MARROW_AGENT")
+    if not key or not agent:
+        return None
+    return key if name == agent or name.startswith(agent + "/") else None
 
 
 def _positive_float(text: str) -> float:

@@ -155,9 +155,9 @@ class Runtime:
             self.log.request_snapshot(self.state.to_snapshot())
 
     def handle(self, sender: str, frame: dict[str, Any], reply: Reply | None,
-               operator: bool = False) -> None:
+               operator: bool = False, proven: bool = False) -> None:
         assert self.protocol is not None
-        self.submit(self.protocol.handle(sender, frame, operator), reply)
+        self.submit(self.protocol.handle(sender, frame, operator, proven), reply)
 
     def join(self, name: str, on_frame: Callable[[dict[str, Any]], None],
              roles: tuple[str, ...] = ("operator",)) -> LocalSession:

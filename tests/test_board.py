@@ -343,6 +343,30 @@ def test_ledger_default_bounds() -> None:
     assert sum(len(q) for q in ledger._by_task.values()) == 5000
 
 
+def test_ledger_bounds_its_bytes_as_well_as_its_notes() -> None:
+    """Notes of the largest size fill the ledger's byte budget long before its 5,000 notes:
+    the oldest go first, and one author's big notes push out only its own."""
+    from marrow_tui.core.board import MAX_NOTE, MAX_PROGRESS_BYTES, MAX_PROGRESS_BYTES_PER_AUTHOR
+
+    assert (MAX_PROGRESS_BYTES, MAX_PROGRESS_BYTES_PER_AUTHOR) == (8 << 20, 2 << 20)
+    board = Board()
+    ledger = board.progress
+    quiet = {"task_id": "q", "author": "quiet", "kind": "note", "text": "small", "posted_at": 0}
+    board.apply_progress(quiet)
+    big = "\u00e9" * MAX_NOTE  # two bytes a character in UTF-8, six in ASCII JSON
+    for i in range(200):
+        board.apply_progress({"task_id": "t", "author": "noisy", "kind": "note", "text": big,
+                              "posted_at": i})
+    assert ledger.bytes <= MAX_PROGRESS_BYTES_PER_AUTHOR + 1024
+    assert quiet in list(ledger)
+    for i in range(2000):
+        board.apply_progress({"task_id": f"t{i}", "author": f"a{i % 20}", "kind": "note",
+                              "text": big, "posted_at": i})
+    assert ledger.bytes <= MAX_PROGRESS_BYTES
+    assert ledger.bytes == sum(ledger.size(n) for n in ledger)
+    assert len(ledger) < 200
+
+
 # ---- property: the board stays a DAG and ready() is right ----------------------------------------
 
 IDS = ["A", "B", "C", "D", "E", "F"]

@@ -267,6 +267,18 @@ async def test_environment_supplies_uri_and_name(hub: RunningHub, bob: HubClient
 # --------------------------------------------------------------------------- failures
 
 
+async def test_a_run_may_act_under_a_name_below_its_own(hub: RunningHub,
+                                                        tmp_path: Path) -> None:
+    """A run's name, once proven, owns the names under it; the CLI sends the run's key for
+    them too (as the MCP server does for `<agent>/mcp`), and nothing else gets it."""
+    run = as_agent(tmp_path / "state", "e2e/run")
+    assert (await cli("who", uri=hub.uri, name="e2e/run", env=run)).code == 0
+    sub = await cli("who", uri=hub.uri, name="e2e/run/helper", env=run)
+    assert sub.code == 0, sub.err
+    keyless = await cli("who", uri=hub.uri, name="e2e/run/other")
+    assert keyless.code != 0 and "belongs to an agent marrow-tui started" in keyless.err
+
+
 async def test_unreachable_hub_exits_3_naming_the_uri() -> None:
     uri = f"ws://127.0.0.1:{free_port()}"
     result = await cli("state", uri=uri, name="e2e/alice")

@@ -593,3 +593,31 @@ async def test_a_role_cannot_stand_in_for_an_agent(hub: Hub) -> None:
     history = (await early.request(("history_snapshot",), type="history_request"))["history"]
     assert [m["payload"] for m in history] == ["for reviewers"]
     assert not any(f.get("payload", "").endswith("only") for f in early.seen)
+
+
+async def test_a_role_under_an_agents_name_reaches_nothing_of_it(hub: Hub) -> None:
+    """A role under an agent's name (`carol/x`, which a target `carol` would reach) is refused
+    while the agent is known, and one declared before the agent came (`dave/x`) stops
+    matching once it is; a role under a name that is no agent (`proj/reviewer`) still works,
+    by its whole name, a glob or its prefix (`proj`)."""
+    carol = await hub.agent("carol")
+    spy = await Agent.join(hub.uri, "spy", expect_welcome=False, roles=["carol/x"])
+    refusal = await spy.until("name_conflict")
+    assert "Role 'carol/x' of 'spy'" in refusal["payload"]
+    assert await spy.closed() == (4009, "invalid role")
+    early = await hub.agent("early", roles=["dave/x", "proj/reviewer"])
+    dave = await hub.agent("dave")
+    bob = await hub.agent("bob")
+    await bob.send(type="chat", target="dave", payload="for dave only")
+    await bob.send(type="chat", target="carol", payload="for carol only")
+    await bob.send(type="chat", target="proj/reviewer", payload="for reviewers")
+    await bob.send(type="chat", target="proj/*", payload="for proj")
+    await bob.send(type="chat", target="proj", payload="for the project")
+    await dave.until("chat", payload="for dave only")
+    await carol.until("chat", payload="for carol only")
+    await early.until("chat", payload="for reviewers")
+    await early.until("chat", payload="for proj")
+    await early.until("chat", payload="for the project")
+    history = (await early.request(("history_snapshot",), type="history_request"))["history"]
+    assert [m["payload"] for m in history] == ["for reviewers", "for proj", "for the project"]
+    assert not any(f.get("payload", "").endswith("only") for f in early.seen)

@@ -377,3 +377,18 @@ async def test_a_name_once_proven_with_its_key_needs_it_from_then_on(tmp_path: P
         await hub.agent("A-1", operator_token=operator_token(hub))  # an operator may
     finally:
         await hub.stop()
+
+
+async def test_the_names_under_a_keyed_name_need_its_key_too(hub: Hub) -> None:
+    """Once `A-1` proved itself, `A-1/anything` (which a bare `A-1` target reaches, and which
+    could act for the run) binds only with the run's key or as an operator."""
+    run = await hub.agent("A-1", agent_key=agent_key(hub.state_dir, "A-1"))
+    thief = await Agent.join(hub.uri, "A-1/x", expect_welcome=False)
+    refused = await thief.until("name_conflict")
+    assert "belongs to an agent marrow-tui started" in refused["payload"]
+    assert await thief.closed() == (4016, "name owned")
+    await hub.agent("A-1/mcp", agent_key=agent_key(hub.state_dir, "A-1"))
+    await hub.agent("A-1/y", operator_token=operator_token(hub))
+    await hub.agent("A-10")  # not under A-1
+    await hub.agent("plain/x")  # under no keyed name: free
+    assert run.name == "A-1"

@@ -533,3 +533,30 @@ async def test_only_the_issues_own_run_or_an_operator_marks_it_done(tmp_path: Pa
     ops.send(type="issue_done", issue="A-1", title="done by hand", summary="checked")
     await run.until(lambda: any(f.get("type") == "issue_done_ok" for f in frames))
     await run.until(lambda: not todo.exists())
+
+
+async def test_marking_done_needs_the_runs_proof_not_just_its_name(tmp_path: Path,
+                                                                   make: Any) -> None:
+    """A connection without the run's agent key may not mark the issue done, even under the
+    issue's own name (taken before the run ever connected) or a name under it; with the key
+    (as `marrow-tui done` and the MCP server send it) the run may, under `<issue>/mcp` too."""
+    from marrow_tui.hub.secrets import agent_key
+
+    issue(tmp_path, "Todo", "A-1", "waits")
+    run = await make(workflow(tmp_path, "exec sleep 600\n"))
+    await run.tick()
+    [entry] = await run.until(lambda: list(run.orchestrator.running.values()))
+    todo = tmp_path / "issues" / "Todo" / "A-1.md"
+    for name in ("A-1", "A-1/x"):
+        squatter = await run.hub.agent(name)
+        for target in ({}, {"issue": "A-1"}, {"session": entry.session}):
+            await squatter.send(type="issue_done", title="x", summary="y", **target)
+            refused = await squatter.until("error", "issue_done_ok")
+            assert refused["type"] == "error" and refused.get("error_code") == "not_running"
+        await squatter.ws.close()
+    assert todo.exists() and entry.done is None
+    key = agent_key(run.hub.state_dir, "A-1")
+    mcp = await run.hub.agent("A-1/mcp", agent_key=key)
+    await mcp.send(type="issue_done", title="did it", summary="all of it")
+    assert (await mcp.until("error", "issue_done_ok"))["type"] == "issue_done_ok"
+    await run.until(lambda: not todo.exists())

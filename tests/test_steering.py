@@ -550,17 +550,23 @@ async def test_an_answer_is_read_only_by_its_asker_and_operators(tmp_path: Path)
     hub = await start_hub(tmp_path / "state")
     try:
         alice = await hub.agent("alice")
-        rid = (await alice.request(("steer_opened",), type="steer_ask", question="Key?"))["id"]
+        rid = (await alice.request(("steer_opened",), type="steer_ask", question="Key?",
+                                   context="the diff: token=abc"))["id"]
+        spy = await hub.agent("spy")
+        listed = await spy.request(("steer_requests",), type="steer_list")
+        [seen] = [r for r in listed["requests"] if r["id"] == rid]
+        assert seen["question"] == "Key?" and seen["context"] == "" and seen["context_withheld"]
         ops = await hub.agent("ops", operator_token=_op(hub.state_dir))
         await ops.request(("steer_answered",), type="steer_answer", id=rid, answer="s3cret")
-        spy = await hub.agent("spy")
         got = (await spy.request(("steer_state",), type="steer_get", id=rid))["request"]
         assert got["state"] == "answered" and got["answer"] is None and got["answer_withheld"]
+        assert got["context"] == "" and got["context_withheld"]
         listed = (await spy.request(("steer_requests",), type="steer_list", ended=True))
         [seen] = [r for r in listed["requests"] if r["id"] == rid]
-        assert seen["answer"] is None
+        assert seen["answer"] is None and seen["context"] == ""
         for reader in (alice, ops):
             got = (await reader.request(("steer_state",), type="steer_get", id=rid))["request"]
             assert got["answer"] == "s3cret" and "answer_withheld" not in got
+            assert got["context"] == "the diff: token=abc" and "context_withheld" not in got
     finally:
         await hub.stop()

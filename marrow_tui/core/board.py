@@ -8,6 +8,7 @@ refused, so the plan is always a DAG.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -22,6 +23,10 @@ MAX_PROGRESS_PER_AUTHOR = 1000
 MAX_PROGRESS_PER_TASK = 1000
 #: one note's text, in characters: the ledger holds at most MAX_PROGRESS of them
 MAX_NOTE = 16 * 1024
+#: the ledger's notes, as the hub encodes them (ASCII JSON), in bytes: in all and per author,
+#: so notes of the largest size cannot pin 5,000 x 16 KiB, and one author's push out its own
+MAX_PROGRESS_BYTES = 8 << 20
+MAX_PROGRESS_BYTES_PER_AUTHOR = 2 << 20
 
 
 def _version_guard(expected: object, current: int, task_id: str) -> Refusal | None:
@@ -38,37 +43,64 @@ def _version_guard(expected: object, current: int, task_id: str) -> Refusal | No
 
 
 class _Ledger:
-    """Progress notes with three retention bounds: in all, per author and per task."""
+    """Progress notes with retention bounds: in all, per author and per task, by count; in
+    all and per author, by bytes. The oldest note that breaks a bound goes first (never the
+    note just added: one note is at most MAX_NOTE, far below either byte bound)."""
 
     def __init__(
         self,
         limit: int = MAX_PROGRESS,
         per_author: int = MAX_PROGRESS_PER_AUTHOR,
         per_task: int = MAX_PROGRESS_PER_TASK,
+        limit_bytes: int = MAX_PROGRESS_BYTES,
+        per_author_bytes: int = MAX_PROGRESS_BYTES_PER_AUTHOR,
     ) -> None:
         self.limit, self.per_author, self.per_task = limit, per_author, per_task
+        self.limit_bytes, self.per_author_bytes = limit_bytes, per_author_bytes
         self._notes: dict[int, dict[str, Any]] = {}
         self._by_author: dict[str, deque[int]] = {}
         self._by_task: dict[str, deque[int]] = {}
+        self._sizes: dict[int, int] = {}
+        self._author_bytes: dict[str, int] = {}
+        #: the encoded size of every note held
+        self.bytes = 0
         self._next = 0
+
+    @staticmethod
+    def size(note: dict[str, Any]) -> int:
+        """A note's bytes as the hub sends and snapshots it (ASCII JSON)."""
+        return len(json.dumps(note, separators=(",", ":")))
 
     def add(self, note: dict[str, Any]) -> None:
         number = self._next
         self._next += 1
         self._notes[number] = note
-        author = self._by_author.setdefault(note["author"], deque())
+        size = self._sizes[number] = self.size(note)
+        self.bytes += size
+        who = note["author"]
+        self._author_bytes[who] = self._author_bytes.get(who, 0) + size
+        author = self._by_author.setdefault(who, deque())
         task = self._by_task.setdefault(note["task_id"], deque())
         author.append(number)
         task.append(number)
-        while len(author) > self.per_author:
+        while len(author) > self.per_author or (
+                self._author_bytes[who] > self.per_author_bytes and len(author) > 1):
             self._evict(author[0])
         while len(task) > self.per_task:
             self._evict(task[0])
-        while len(self._notes) > self.limit:
+        while len(self._notes) > self.limit or (
+                self.bytes > self.limit_bytes and len(self._notes) > 1):
             self._evict(next(iter(self._notes)))
 
     def _evict(self, number: int) -> None:
         note = self._notes.pop(number)
+        size = self._sizes.pop(number)
+        self.bytes -= size
+        left = self._author_bytes[note["author"]] - size
+        if left:
+            self._author_bytes[note["author"]] = left
+        else:
+            del self._author_bytes[note["author"]]
         for index, key in ((self._by_author, note["author"]), (self._by_task, note["task_id"])):
             queue = index[key]
             if queue and queue[0] == number:

@@ -54,7 +54,21 @@ class Presence:
         agent = self.online.get(name)
         if agent is None:
             return ()
-        return tuple(r for r in agent.roles if not self.known(r))
+        return tuple(r for r in agent.roles
+                     if not self.taken(r) or r == name or r.startswith(name + "/"))
+
+    def taken(self, role: str) -> bool:
+        """Whether `role` may not be a role: it is a known agent's name or a name under one
+        (`carol/x`: a target `carol` reaches the roles under it as it reaches the names)."""
+        parts = role.split("/")
+        return any(self.known("/".join(parts[:n])) for n in range(len(parts), 0, -1))
+
+    def keyed_over(self, name: str) -> bool:
+        """Whether `name` is a keyed name or under one (`A-1/x` when `A-1` is keyed)."""
+        if not self.keyed:
+            return False
+        parts = name.split("/")
+        return any("/".join(parts[:n]) in self.keyed for n in range(len(parts), 0, -1))
 
     def known(self, name: str) -> bool:
         """Whether `name` is an agent the hub knows: online, or gone but remembered."""

@@ -316,14 +316,18 @@ class Protocol:
 
     # ---- dispatch ------------------------------------------------------------------------
 
-    def handle(self, sender: str, frame: dict[str, Any], operator: bool = False) -> Outcome:
+    def handle(self, sender: str, frame: dict[str, Any], operator: bool = False,
+               proven: bool = False) -> Outcome:
         """One frame from the bound session `sender` (envelope already validated).
 
         `operator` is true for the in-process console session and for a connection that
         registered with the operator token (the server decides, once, at registration; a
         frame's own fields never grant it). An operator may release, hand off and extend
         anyone's lease, answer and cancel others' steering requests, and use the verbs other
-        parts serve for operators only (they read `call.operator`). See docs/protocol.md §2.7.
+        parts serve for operators only (they read `call.operator`). `proven` is true for a
+        connection whose first frame carried a valid agent key for its name (or a name it is
+        under): it is that agent, not just a connection using its name (`call.proven`). See
+        docs/protocol.md §2.7.
         """
         outcome = Outcome()
         kind = frame.get("type") or "chat"
@@ -333,7 +337,7 @@ class Protocol:
             outcome.deliveries.append(self.error(sender, f"Unknown message type '{kind}'."))
             return outcome
         now = self.clock()
-        call = _Call(self, outcome, sender, frame, operator=operator)
+        call = _Call(self, outcome, sender, frame, operator=operator, proven=proven)
         self.state.touch(sender, now)
         self._sweep_into(call, now)
         key = None
@@ -888,6 +892,8 @@ class _Call:
     sender: str
     frame: dict[str, Any]
     operator: bool = False
+    #: the connection proved with an agent key that it is the agent it names (§2.7)
+    proven: bool = False
     idem: tuple[str, str] | None = None
 
     def emit(self, event: Event) -> None:

@@ -368,7 +368,8 @@ class HubServer:
             await conn.close(code, reason)
             return None
         operator = frame.get("operator_token") is not None  # _refusal checked it: valid
-        if frame.get("agent_key") is not None and sender not in self.runtime.state.presence.keyed:
+        proven = frame.get("agent_key") is not None  # and this one: the name's key, or its parent's
+        if proven and sender not in self.runtime.state.presence.keyed:
             # proven once (a run we started): from now on the name needs its proof
             keyed = Event("name_keyed", {"name": sender})
             self.runtime.state.apply(keyed)
@@ -382,6 +383,7 @@ class HubServer:
         roles = tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else ()
         conn.marrow_name = sender  # type: ignore[attr-defined]
         conn.marrow_operator = operator  # type: ignore[attr-defined]
+        conn.marrow_proven = proven  # type: ignore[attr-defined]
         self.sessions[sender] = conn
         if self.options.token:
             await conn.send(protocol.welcome(self.connected))
@@ -389,7 +391,7 @@ class HubServer:
         for name in SECRET_FIELDS:
             frame.pop(name, None)
         if (frame.get("type") or "chat") != "heartbeat":
-            self.runtime.handle(sender, frame, reply, operator=operator)
+            self.runtime.handle(sender, frame, reply, operator=operator, proven=proven)
         return sender
 
     def _refusal(self, sender: str, frame: dict[str, Any]) -> tuple[str, str, int, str] | None:
@@ -427,9 +429,11 @@ class HubServer:
                 return ("name_conflict", f"Role '{printable(role)}' of '{sender}' holds "
                         f"{problem}; a role must be one line of visible text.", CLOSE_NAME,
                         "invalid role")
-            if role != sender and self.runtime.state.presence.known(role):
-                return ("name_conflict", f"Role '{role}' of '{sender}' is the name of an agent; "
-                        "a role cannot stand in for an agent (choose another role).",
+            if (role != sender and not role.startswith(sender + "/")
+                    and self.runtime.state.presence.taken(role)):
+                return ("name_conflict", f"Role '{role}' of '{sender}' is the name of an agent "
+                        "(or under one); a role cannot stand in for an agent (choose another "
+                        "role).",
                         CLOSE_NAME, "invalid role")
         operator = False
         if frame.get("operator_token") is not None:
@@ -465,7 +469,7 @@ class HubServer:
                     "steering requests; only that agent (with its agent key, "
                     "$MARROW_AGENT_KEY) or an operator may take it back.",
                     CLOSE_NAME_OWNED, "name owned")
-        elif not (operator or proven) and sender in self.runtime.state.presence.keyed:
+        elif not (operator or proven) and self.runtime.state.presence.keyed_over(sender):
             return ("name_conflict",
                     f"Name '{sender}' belongs to an agent marrow-tui started; only that agent "
                     "(with its agent key, $MARROW_AGENT_KEY) or an operator may use it.",
@@ -494,6 +498,7 @@ class HubServer:
         assert protocol is not None
         reply = self._reply_to(conn)
         operator = bool(getattr(conn, "marrow_operator", False))
+        proven = bool(getattr(conn, "marrow_proven", False))
         bucket = _Bucket(self._rate, self.options.burst, self.options.burst) if self._rate else None
         async for raw in conn:
             frame = parse_frame(raw)
@@ -514,7 +519,7 @@ class HubServer:
                 continue
             for field_name in SECRET_FIELDS:
                 frame.pop(field_name, None)
-            self.runtime.handle(name, frame, reply, operator=operator)
+            self.runtime.handle(name, frame, reply, operator=operator, proven=proven)
             if self.runtime.failed.is_set():
                 await conn.close(1011, "event log failed")
                 return

@@ -195,10 +195,16 @@ def _list(protocol: Protocol, call: Call) -> None:
 
 
 def _seen_by(call: Call, request: Request) -> dict[str, Any]:
-    """A request as `call`'s sender may see it: an answer is for its asker and the operators
-    (a person's decision for one agent is not every participant's to read)."""
+    """A request as `call`'s sender may see it: its answer and its context are for its asker
+    and the operators (a person's decision for one agent, and what the agent showed the person
+    to get it, are not every participant's to read); the question stays public."""
     shown = request.to_dict()
-    if request.answer is not None and not call.operator and call.sender != request.asker:
+    if call.operator or call.sender == request.asker:
+        return shown
+    if request.answer is not None:
         shown["answer"] = None
         shown["answer_withheld"] = True
+    if request.context:
+        shown["context"] = ""
+        shown["context_withheld"] = True
     return shown

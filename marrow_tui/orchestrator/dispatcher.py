@@ -892,11 +892,14 @@ class Orchestrator(Producer):
 
     def _entry_for(self, call: Call) -> _Running | None:
         """The running issue a call is about: one of the caller's own (its run's name, or a
-        name under it) unless the caller is an operator, whatever issue or session it names."""
+        name under it, on a connection that proved it with the run's agent key) unless the
+        caller is an operator, whatever issue or session it names. The name alone proves
+        nothing: a keyless connection may take it before the run ever connects."""
         wanted = text_field(call.frame, "issue").strip()
         session = text_field(call.frame, "session").strip()
         for entry in self.running.values():
-            if not call.operator and not _own(call.sender, entry.issue.identifier):
+            if not call.operator and not (call.proven
+                                          and _own(call.sender, entry.issue.identifier)):
                 continue
             if session and entry.session == session:
                 return entry
