@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,12 +19,18 @@ from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.runtime import Runtime, RuntimeOptions
 
 WAIT = 5.0
+#: Where a FakeClock starts. Session ids are made from the clock (`<name>-YYYYmmdd-HHMMSS-mmm`),
+#: every agent carries its id as a tag (MARROW_SESSION), and a shutdown stops whatever carries
+#: its runs' tags on the whole machine. Test processes running side by side (the same tests at
+#: the same fake time) would make the same ids and stop each other's agents: each starts at a
+#: millisecond of its own.
+START = 1_800_000_000.0 + (os.getpid() % 1000) / 1000
 
 
 class FakeClock:
     """Wall-clock time that only moves when a test says so."""
 
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
+    def __init__(self, start: float = START) -> None:
         self.now = start
 
     def __call__(self) -> float:
