@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from marrow_tui.config import AgentConfig
 from marrow_tui.scheduler.prompt import (
     RUNTIME_PROMPT,
@@ -146,6 +148,15 @@ async def test_cwd_env_and_stdin(tmp_path: Path) -> None:
     assert block.text == (
         f"--- [env] ---\ncwd={agent.workspace}\nagent=orch ws={agent.workspace} extra=yes\nstdin="
     )
+
+
+async def test_context_scripts_never_get_the_operator_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARROW_OPERATOR_TOKEN", "operator-secret")
+    agent = make_agent(tmp_path)
+    script(agent.context_dirs[0], "env", 'echo "token=${MARROW_OPERATOR_TOKEN-unset}"')
+    (block,) = await gather_context(agent)
+    assert block.text == "--- [env] ---\ntoken=unset"
 
 
 async def test_failing_script_keeps_stdout_and_notes_the_code(tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ async def gather_context(agent: AgentConfig) -> list[ContextBlock]:
         error = f"could not start: workspace does not exist: {agent.workspace}"
         return [ContextBlock(name=s.stem, script=s, error=error) for s in scripts]
     env = {**os.environ, **dict(agent.env)}
+    env.pop("MARROW_OPERATOR_TOKEN", None)  # a context script is part of a run, not an operator
     env.update(MARROW_AGENT=agent.name, MARROW_WORKSPACE=str(agent.workspace))
     runs = [_run_script(s, agent.workspace, env, agent.context_timeout) for s in scripts]
     results = await asyncio.gather(*runs, return_exceptions=True)
