@@ -972,7 +972,7 @@ async def test_health_checks(tmp_path: Path) -> None:
     assert time.monotonic() - began < 5
     assert await health.check(ServiceConfig(name="n"), None) == (True, "running")
     background = command("import subprocess, sys; print(subprocess.Popen([sys.executable, "
-                         "'-c', 'import time; time.sleep(60)'], stdout=subprocess.DEVNULL, "
+                         "'-c', 'import signal; signal.pause()'], stdout=subprocess.DEVNULL, "
                          "stderr=subprocess.DEVNULL).pid)")
     ok, detail = await health.check(background, None)
     assert ok and detail.startswith("exit 0: ")
