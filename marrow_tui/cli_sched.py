@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from . import cli_hub
-from .config import DEFAULT_CONFIG, AgentConfig, Config, Diagnostic, Loaded, load_config
+from .config.diagnostics import Diagnostic
+from .config.load import Loaded, load_config
+from .config.model import DEFAULT_CONFIG, AgentConfig, Config
 from .hub.client import Frame, HubClient, HubConnectionError, Refused
 from .hub.server import DEFAULT_PORT
 
@@ -213,7 +215,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import format_summary
+    from .config.summary import format_summary
 
     path = config_path(args, required=True)
     assert path is not None

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .config import Config
+from .config.model import Config
 from .core.events import Event, describe
 from .core.text import SafeFormatter, printable
 from .host import Hosted, hosted

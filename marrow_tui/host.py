@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
+from .config.model import Config
 from .hub.server import HubOptions, HubServer
 from .runtime import Runtime, RuntimeOptions
 from .scheduler.heartbeat import Scheduler

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from marrow_tui.config import DEFAULT_CONFIG
+from marrow_tui.config.model import DEFAULT_CONFIG
 
 WROTE = "wrote"
 KEPT = "kept (exists)"

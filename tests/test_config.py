@@ -13,17 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marrow_tui.config import (
-    AgentConfig,
-    Config,
-    Diagnostic,
-    Loaded,
-    dotted,
-    edit_agent,
-    format_summary,
-    load_config,
-    load_config_text,
-)
+from marrow_tui.config.diagnostics import Diagnostic, dotted
+from marrow_tui.config.edit import edit_agent
+from marrow_tui.config.load import Loaded, load_config, load_config_text
+from marrow_tui.config.model import AgentConfig, Config
+from marrow_tui.config.summary import format_summary
 
 CMD = "sh -c 'cat >/dev/null'"
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from marrow_tui.config import Loaded, edit_agent, load_config, load_config_text
+from marrow_tui.config.edit import edit_agent
+from marrow_tui.config.load import Loaded, load_config, load_config_text
 from marrow_tui.orchestrator.workflow import load_workflow, workflow_stamp
 from marrow_tui.scheduler import tasks
 from marrow_tui.scheduler.prompt import PromptError, assemble

@@ -316,7 +316,7 @@ async def test_an_offline_askers_name_with_an_unread_answer_needs_proof(hub: Hub
 
 async def test_starting_stopping_and_restarting_services_takes_an_operator(
         hub: Hub, tmp_path: Path) -> None:
-    from marrow_tui.config import load_config
+    from marrow_tui.config.load import load_config
     from marrow_tui.services.hosting import Services
 
     path = tmp_path / "marrow.toml"

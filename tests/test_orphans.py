@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from marrow_tui.config import AgentConfig
+from marrow_tui.config.model import AgentConfig
 from marrow_tui.core.events import Event
 from marrow_tui.core.sessions import Cleanup, Session, SessionBook
 from marrow_tui.scheduler import orphans

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marrow_tui.config import AgentConfig
+from marrow_tui.config.model import AgentConfig
 from marrow_tui.scheduler.prompt import (
     RUNTIME_PROMPT,
     ContextBlock,

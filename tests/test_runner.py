@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from marrow_tui.config import AgentConfig
+from marrow_tui.config.model import AgentConfig
 from marrow_tui.scheduler.runner import (
     RunResult,
     prune_logs,

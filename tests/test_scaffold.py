@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from marrow_tui.config import AGENT_KEYS, load_config
+from marrow_tui.config.agents import AGENT_KEYS
+from marrow_tui.config.load import load_config
 from marrow_tui.scaffold import CONFIG_TEXT, CREATED, KEPT, WROTE, scaffold
 
 FILES = ("marrow.toml", "rules.md", "agent.sh", "workspace/context.d/10-date.sh")

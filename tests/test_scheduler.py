@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from marrow_tui.config import Config, load_config
+from marrow_tui.config.load import load_config
+from marrow_tui.config.model import Config
 from marrow_tui.core.events import Event
 from marrow_tui.scheduler.heartbeat import Scheduler
 from marrow_tui.scheduler.orphans import processes_of

@@ -15,16 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marrow_tui.config import (
-    Dependency,
-    Diagnostic,
-    HealthCheck,
-    Loaded,
-    ServiceConfig,
-    format_summary,
-    load_config,
-)
-from marrow_tui.services.graph import (
+from marrow_tui.config.diagnostics import Diagnostic
+from marrow_tui.config.load import Loaded, load_config
+from marrow_tui.config.model import Dependency, HealthCheck, ServiceConfig
+from marrow_tui.config.summary import format_summary
+from marrow_tui.core.graph import (
     cycle_in,
     dependents,
     find_cycle,

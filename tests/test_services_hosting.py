@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from marrow_tui.config import load_config
+from marrow_tui.config.load import load_config
 from marrow_tui.services.hosting import Services
 
 from .conftest import WAIT, start_hub

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from marrow_tui.config import Dependency, HealthCheck, ServiceConfig
+from marrow_tui.config.model import Dependency, HealthCheck, ServiceConfig
 from marrow_tui.scheduler.runner import group_members
 from marrow_tui.services import health
 from marrow_tui.services.logs import RotatingLog
@@ -884,7 +884,7 @@ async def test_the_example_starts_in_order_survives_a_kill_and_stops_cleanly(
         tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from marrow_tui.config import load_config
+    from marrow_tui.config.load import load_config
 
     root = Path(__file__).resolve().parent.parent / "examples" / "services"
     loaded = load_config(root / "marrow.toml")

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from marrow_tui.config import load_config
+from marrow_tui.config.load import load_config
 from marrow_tui.core.events import Event
 from marrow_tui.headless import EventPrinter
 from marrow_tui.host import Hosted, hosted

@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import AgentConfig
+from ..config.model import AgentConfig
 from ..core.events import Event, Refusal
 from ..hub.protocol import Call, text_field
 from ..hub.secrets import agent_key

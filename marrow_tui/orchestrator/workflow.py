@@ -1,61 +1,9 @@
 """WORKFLOW.md: YAML front matter (the orchestrator's settings) plus a strict Liquid prompt.
 
 One file holds everything a run needs, so it can be versioned with the code it works on and
-re-read live. This module turns it into a typed, validated `Workflow`, reports every problem as a
-`Diagnostic` (file, dotted key, line, message, severity, the same style as `marrow.toml`), and
-renders the prompt for one issue with python-liquid in strict mode.
-
-Format (Symphony spec §5, smol-symphony 0.1.0): a file that starts with a `---` line has YAML
-front matter up to the next `---` line; the rest, trimmed, is the prompt template. A file that
-does not start with `---` is all prompt and its config is `{}`. An unterminated front matter is
-an error here (smol's workflow parser throws too; only its tracker parser is lenient).
-
-Every key, its default and its check:
-
-| key | default | check |
-|---|---|---|
-| tracker.kind | (required) | must be `local` |
-| tracker.root | `<workflow dir>/issues` | path (~, $VAR, relative to the file's folder) |
-| tracker.active_states | [Todo, In Progress] | list of strings |
-| tracker.terminal_states | [Closed, Cancelled, Canceled, Duplicate, Done] | list of strings |
-| tracker.required_labels | [] | list of strings, trimmed + lowercased (spec §5.3.1) |
-| tracker.provider | {} | map, kept as written (spec); endpoint/api_key/project_slug: Linear only |
-| polling.interval_ms | 30000 | integer > 0 |
-| workspace.root | `<tmp>/symphony_workspaces` | path (~, $VAR, relative to the file's folder) |
-| hooks.after_create / before_run / after_run / before_remove | null | shell script |
-| hooks.timeout_ms | 60000 | integer > 0 |
-| agent.command | null | non-empty shell string; aliases acp.command, codex.command |
-| agent.shell | bash | the command runs as `<shell> -lc <command>`; alias acp.shell |
-| agent.prompt | stdin | how the prompt reaches the command: stdin, argv or file (ours) |
-| agent.max_concurrent_agents | 10 | integer >= 0 (0 dispatches nothing: a warning) |
-| agent.max_concurrent_agents_by_state | {} | keys trimmed + lowercased; bad entries dropped |
-| agent.max_turns | 20 | integer > 0 |
-| agent.max_retry_backoff_ms | 300000 | integer > 0 |
-| agent.max_idle_continuations | 5 | integer >= 0; 0 turns the circuit breaker off (ours) |
-| agent.stall_timeout_ms | 300000 | integer; <= 0 disables; aliases acp.*, codex.* |
-| agent.turn_timeout_ms | 3600000 | silence limit per turn (spec codex.*); <= 0 disables |
-| agent.prompt_timeout_ms | 3600000 | wall-clock limit per turn (smol acp.*); <= 0 disables |
-| agent.read_timeout_ms | 30000 | integer > 0; startup handshakes (smol's value; spec 5000) |
-| server.port / server.host | null / 127.0.0.1 | 0..65535 (0: ephemeral) / string |
-| mcp.enabled / mcp.host / mcp.host_url | true / 127.0.0.1 / null | smol's MCP endpoint settings |
-
-Decisions:
-
-* Aliases. `agent.*` is ours and wins, then smol's `acp.*`, then the spec's `codex.*`. Two of
-  them set to different values is a warning naming the winner; equal values are fine.
-* There is no default agent command (the spec's `codex app-server` speaks a protocol our runner
-  does not); `validate_dispatch` reports it missing. smol's `acp.adapter` profiles (credential
-  staging into a microVM) are not supported: set a command.
-* Unknown keys are warnings, with a "did you mean" when one is close: the spec says to ignore
-  them, but a silent typo (`max_turn`) is worse than a line in `validate`. Keys we recognise
-  and do not act on (`smolvm.*`, `codex.approval_policy`, `worker.*`, ...) are warnings that say
-  so; `smolvm.*` in particular means the agent runs on this host, not in a microVM.
-* Wrong values are errors with their line (smol silently falls back to the default). A digit
-  string such as "30000" and an integral float are accepted as integers, like smol.
-* `~` and `$VAR` / `${VAR}` are expanded in path values only (never in commands or hooks); an
-  unset variable is an error (smol throws too). YAML timestamps stay strings.
-* A template that does not parse is a *warning* at load (the spec: template errors fail the
-  attempt, not the config); `render_prompt` raises PromptError for it on every attempt.
+re-read live. `load_workflow` turns it into a typed `Workflow` and reports every problem as a
+`Diagnostic` (file, dotted key, line), as marrow.toml's are; `render_prompt` renders the prompt
+for one issue with python-liquid in strict mode. docs/orchestrator.md lists the keys.
 """
 
 from __future__ import annotations
@@ -76,7 +24,8 @@ from liquid.exceptions import LiquidError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from .. import userfile
-from ..config import Diagnostic, Findings
+from ..config.diagnostics import Diagnostic, Findings, KeyPath, Reporter
+from ..config.model import PROMPT_MODES
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
 
 WORKFLOW_FILE = "WORKFLOW.md"
@@ -88,7 +37,6 @@ MAX_WORKFLOW_YAML_BYTES = 256 * 1024
 DEFAULT_ACTIVE_STATES = ("Todo", "In Progress")
 DEFAULT_TERMINAL_STATES = ("Closed", "Cancelled", "Canceled", "Duplicate", "Done")
 SUPPORTED_TRACKER_KINDS = ("local",)
-PROMPT_MODES = ("stdin", "argv", "file")
 
 #: the prompt when the template body is empty (the spec's text, as in the Elixir reference)
 DEFAULT_PROMPT = (
@@ -294,16 +242,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _INT_TEXT = re.compile(r"-?\d{1,15}")
 
-KeyPath = tuple[str | int, ...]
-
-
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
 def _lines(node: Node | None, offset: int) -> dict[KeyPath, int]:
     """Key path -> 1-based file line, from the composed YAML (keys and list items)."""
     found: dict[KeyPath, int] = {}
@@ -343,24 +281,14 @@ def expand_path(value: str, base: Path) -> Path:
     return Path(os.path.abspath(base / text))
 
 
-class _Reader:
+class _Reader(Reporter):
+    """Reads the front matter's values; each bad one is reported and its default used."""
+
+    quote_keys = False  # YAML keys are shown as written
+
     def __init__(self, path: Path, config: dict[str, Any], lines: dict[KeyPath, int]) -> None:
-        self.path = path
+        super().__init__(path, lines)
         self.config = config
-        self._lines = lines
-        self.diagnostics: list[Diagnostic] = []
-
-    def line(self, path: KeyPath) -> int | None:
-        while path:
-            if path in self._lines:
-                return self._lines[path]
-            path = path[:-1]
-        return None
-
-    def report(self, path: KeyPath, message: str, severity: str = "error") -> None:
-        self.diagnostics.append(
-            Diagnostic(self.path, _dotted(path), self.line(path), message, severity)
-        )
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.config.get(name)

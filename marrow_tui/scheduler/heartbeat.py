@@ -26,7 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
+from ..config.edit import edit_agent
+from ..config.load import Loaded, load_config
+from ..config.model import AgentConfig, Config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.protocol import Call, text_field

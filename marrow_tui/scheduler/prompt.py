@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import userfile
-from ..config import AgentConfig
+from ..config.model import AgentConfig
 from .runner import KILL_WAIT, group_alive, signal_group
 from .tasks import Task
 

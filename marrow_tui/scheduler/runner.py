@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ..config import AgentConfig
+from ..config.model import AgentConfig
 from ..core.sessions import Cleanup
 from .orphans import stop_tagged
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from .. import cli_sched
-from .graph import render
+from ..core.graph import render
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,7 +16,7 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import ServiceConfig
+from ..config.model import ServiceConfig
 from ..scheduler.runner import describe_exit, seconds_text
 
 HOST = "127.0.0.1"

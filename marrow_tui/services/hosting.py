@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
+from ..config.model import Config
 from ..core.events import Event, Refusal
+from ..core.graph import render
 from ..hub.protocol import Call, Outcome, text_field
 
 if TYPE_CHECKING:
@@ -120,8 +121,6 @@ class Services:
         self.runtime.submit(Outcome(events=events))
 
     def _verb_list(self, call: Call) -> None:
-        from .graph import render
-
         rows = [{k: getattr(v, k) for k in FIELDS if k != "log"}
                 for v in self.runtime.state.services.services.values()]
         known = {r["name"] for r in rows}

@@ -73,7 +73,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..config import ServiceConfig
+from ..config.model import ServiceConfig
 from ..scheduler.runner import (
     _spawning,
     describe_exit,
@@ -84,7 +84,7 @@ from ..scheduler.runner import (
     tail_line,
 )
 from . import health as health_checks
-from .graph import cycle_in, cycle_text, edges
+from ..core.graph import cycle_in, cycle_text, edges
 from .logs import BACKUPS, MAX_BYTES, Drainer, RotatingLog
 
 log = logging.getLogger("marrow.services")

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
-from ..config import Config
+from ..config.model import Config
 from ..core.text import SafeFormatter
 from ..host import hosted
 from ..hub.server import HubOptions

@@ -1,4 +1,4 @@
-"""The services' dependency graph: start waves, stop order, cycles, and `marrow-tui graph`'s text.
+"""A dependency graph: start waves, stop order, cycles, and `marrow-tui graph`'s text.
 
 Pure functions over services (`ServiceConfig`, or anything with `.name` and `.depends_on` whose
 items have `.name`). Everything is deterministic: within a wave services keep the order they
