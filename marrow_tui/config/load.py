@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ _TOP_KEYS = {
     "ipc": Spec("table"),
     "sync": Spec("table"),
     "self_check": Spec("table"),
+    # ours
+    "keys": Spec("table"),
 }
 
 
@@ -76,6 +79,7 @@ class _Checker(AgentChecks, ServiceChecks):
         profile = sections["profile"]
         rules_path = self._rules_path(profile)
         profile_root, source_context_dir = self._profile_paths(profile)
+        keys = self._keys(top.get("keys", {}))
         if self.error_count():
             return None
         return Config(
@@ -87,7 +91,27 @@ class _Checker(AgentChecks, ServiceChecks):
             mode=mode,
             profile_root=profile_root,
             source_context_dir=source_context_dir,
+            keys=keys,
+            lines=self.lines,
         )
+
+    def _keys(self, table: Mapping[str, Any]) -> dict[str, str]:
+        """[keys]: action id -> key. Whether an id names an action, and whether two keys of
+        one pane collide, the console's table of actions decides."""
+        keys: dict[str, str] = {}
+        for action, key in table.items():
+            at = ("keys", action)
+            if isinstance(key, dict):
+                example = f"{action}.{next(iter(key))}" if key else "claims.handoff"
+                self.report(at, f'expected a key such as "ctrl+h", found a table (write an '
+                                f'action id that has a dot in quotes: "{example}" = "ctrl+h")')
+            elif not isinstance(key, str):
+                self._type_error(at, 'a key such as "ctrl+h"', key)
+            elif not key.strip():
+                self.report(at, "must not be empty (delete the line to keep the default key)")
+            else:
+                keys[action] = key.strip()
+        return keys
 
 
 def _syntax_error(path: Path, exc: tomllib.TOMLDecodeError, text: str) -> Diagnostic:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .diagnostics import KeyPath, line_of
 
 DEFAULT_CONFIG = "marrow.toml"
 
@@ -159,6 +162,11 @@ class Config:
     profile_root: Path | None = None
     #: profile.source_context_dir, resolved (default <profile_root>/context.d)
     source_context_dir: Path | None = None
+    # ---- ours ----
+    #: [keys]: action id ("claims.handoff") -> key ("ctrl+h"), in the order written
+    keys: Mapping[str, str] = field(default_factory=dict)
+    #: the line of every key of the file, so a later check can still say FILE:LINE
+    lines: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
 
     def agent(self, name: str) -> AgentConfig | None:
         for agent in self.agents:
@@ -174,3 +182,8 @@ class Config:
     @property
     def has_agents(self) -> bool:
         return bool(self.agents)
+
+    def line(self, path: Iterable[str | int]) -> int | None:
+        """The line `path` (("keys", "claims.handoff")) is written on, else its table's."""
+        return line_of(self.lines, path)
+
