@@ -32,7 +32,7 @@ from ..core.events import Event
 from ..core.text import identifier_problem, printable
 from ..runtime import Runtime
 from . import secrets
-from .protocol import Outcome, encode
+from ..protocol.decider import Outcome, encode
 from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")

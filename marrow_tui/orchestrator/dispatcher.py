@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import AgentConfig
 from ..core.events import Event, Refusal
-from ..hub.protocol import Call, text_field
+from ..protocol.decider import Call, text_field
 from ..hub.secrets import agent_key
 from ..runtime import Producer
 from ..scheduler.orphans import leader_fields

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
-from ..hub.protocol import Call, text_field
+from ..protocol.decider import Call, text_field
 from ..hub.secrets import agent_key
 from ..runtime import Producer
 from .orphans import leader_fields

@@ -18,7 +18,7 @@ from ..core.events import Event, Refusal
 from ..core.steering import Request
 
 if TYPE_CHECKING:
-    from .protocol import Call, Delivery, Protocol
+    from .decider import Call, Delivery, Protocol
 
 
 def register(protocol: Protocol) -> None:
@@ -48,7 +48,7 @@ def deliver_ended(protocol: Protocol, request_id: str) -> Delivery | None:
     """The reply frame for an ended request the asker has not acknowledged yet, when its asker
     is connected now; None while it is away (it gets the reply when it is back). Sending it
     records nothing: the request counts as delivered only once the asker acks it."""
-    from .protocol import Delivery, encode
+    from .decider import Delivery, encode
 
     request = protocol.state.steering.get(request_id)
     if request is None or request.open or request.delivered:
@@ -68,13 +68,13 @@ def _emit_end(protocol: Protocol, call: Call, event: Event) -> bool:
 
 
 def _text(call: Call, name: str, default: str = "") -> str:
-    from .protocol import text_field
+    from .decider import text_field
 
     return text_field(call.frame, name, default)
 
 
 def _number(call: Call, name: str) -> float | None:
-    from .protocol import BadFrame
+    from .decider import BadFrame
 
     value = call.frame.get(name)
     if value is None:
@@ -85,7 +85,7 @@ def _number(call: Call, name: str) -> float | None:
 
 
 def _choices(call: Call) -> list[str]:
-    from .protocol import BadFrame
+    from .decider import BadFrame
 
     value = call.frame.get("choices")
     if value is None:
@@ -101,7 +101,7 @@ def _ask(protocol: Protocol, call: Call) -> None:
     book = protocol.state.steering
     default = call.frame.get("default")
     if default is not None and not isinstance(default, str):
-        from .protocol import BadFrame
+        from .decider import BadFrame
 
         raise BadFrame("Malformed frame: 'default' must be a string.")
     decided = book.decide_ask(
