@@ -2,35 +2,25 @@
 
 `steer_ask` opens a request and answers `steer_opened` at once (the asker then waits). An
 operator's answer (`steer_answer`, the console or `marrow-tui answer`; never the asker's own),
-a cancel (`steer_cancel`, by the asker or an operator) or a timeout ends it, and the asker gets `steer_reply`: at once if it is connected, and again each
-time it connects under the same name or asks again with the same key, until it acknowledges
-the reply with `steer_ack` (a pushed frame may be dropped by a client that was not listening
-yet, so only the asker's ack marks the end delivered). `steer_get` tells an asker where its
-request stands (and counts as an ack of an ended one), and `steer_list` shows what is waiting.
-See docs/protocol.md §6.4.
+a cancel (`steer_cancel`, by the asker or an operator) or a timeout ends it, and the asker gets
+`steer_reply`: at once if it is connected, and again each time it connects under the same name
+or asks again with the same key, until it acknowledges the reply with `steer_ack` (a pushed
+frame may be dropped by a client that was not listening yet, so only the asker's ack marks the
+end delivered). `steer_get` tells an asker where its request stands (and counts as an ack of an
+ended one), and `steer_list` shows what is waiting. See docs/protocol.md §6.4.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.events import Event, Refusal
 from ..core.steering import Request
-
-if TYPE_CHECKING:
-    from .decider import Call, Delivery, Protocol
-
-
-def register(protocol: Protocol) -> None:
-    protocol.register("steer_ask", lambda call: _ask(protocol, call))
-    protocol.register("steer_answer", lambda call: _answer(protocol, call))
-    protocol.register("steer_cancel", lambda call: _cancel(protocol, call))
-    protocol.register("steer_ack", lambda call: _ack(protocol, call))
-    protocol.register("steer_get", lambda call: _get(protocol, call))
-    protocol.register("steer_list", lambda call: _list(protocol, call))
+from .frames import BadFrame, Call, Context, Delivery, encode, number_field, strings_field, \
+    text_field
 
 
-def reply_frame(protocol: Protocol, request: Request) -> dict[str, Any]:
+def reply_frame(context: Context, request: Request) -> dict[str, Any]:
     """The `steer_reply` an asker gets when its request ends."""
     texts = {
         "answered": f"{request.answered_by} answered {request.id}.",
@@ -38,85 +28,58 @@ def reply_frame(protocol: Protocol, request: Request) -> dict[str, Any]:
             "; the default answer applies." if request.default_used else " with no answer."),
         "cancelled": f"{request.id} was cancelled by {request.answered_by}.",
     }
-    return protocol.frame("steer_reply", request.asker, texts.get(request.state, request.state),
-                          id=request.id, state=request.state, answer=request.answer,
-                          answered_by=request.answered_by, default_used=request.default_used,
-                          question=request.question)
+    return context.frame("steer_reply", request.asker, texts.get(request.state, request.state),
+                         id=request.id, state=request.state, answer=request.answer,
+                         answered_by=request.answered_by, default_used=request.default_used,
+                         question=request.question)
 
 
-def deliver_ended(protocol: Protocol, request_id: str) -> Delivery | None:
+def deliver_ended(context: Context, request_id: str) -> Delivery | None:
     """The reply frame for an ended request the asker has not acknowledged yet, when its asker
     is connected now; None while it is away (it gets the reply when it is back). Sending it
     records nothing: the request counts as delivered only once the asker acks it."""
-    from .decider import Delivery, encode
-
-    request = protocol.state.steering.get(request_id)
+    request = context.state.steering.get(request_id)
     if request is None or request.open or request.delivered:
         return None
-    if request.asker not in protocol.state.presence.online:
+    if request.asker not in context.state.presence.online:
         return None
-    return Delivery(encode(reply_frame(protocol, request)), frozenset({request.asker}))
+    return Delivery(encode(reply_frame(context, request)), frozenset({request.asker}))
 
 
-def _emit_end(protocol: Protocol, call: Call, event: Event) -> bool:
-    """Apply an end and push the reply to a connected asker; whether it was sent."""
-    call.emit(event)
-    delivery = deliver_ended(protocol, event.data["id"])
+def push_end(call: Call, request_id: str) -> bool:
+    """Add the reply for an ended request to `call`'s outcome if its asker is connected now;
+    whether it was added."""
+    delivery = deliver_ended(call.context, request_id)
     if delivery is not None:
         call.outcome.deliveries.append(delivery)
     return delivery is not None
 
 
-def _text(call: Call, name: str, default: str = "") -> str:
-    from .decider import text_field
-
-    return text_field(call.frame, name, default)
-
-
-def _number(call: Call, name: str) -> float | None:
-    from .decider import BadFrame
-
-    value = call.frame.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadFrame(f"Malformed frame: '{name}' must be a number.")
-    return float(value)
+def _emit_end(call: Call, event: Event) -> bool:
+    """Apply an end and push the reply to a connected asker; whether it was sent."""
+    call.emit(event)
+    return push_end(call, event.data["id"])
 
 
-def _choices(call: Call) -> list[str]:
-    from .decider import BadFrame
-
-    value = call.frame.get("choices")
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [c for c in value.split(",") if c.strip()]
-    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise BadFrame("Malformed frame: 'choices' must be a list of strings.")
-    return value
-
-
-def _ask(protocol: Protocol, call: Call) -> None:
-    book = protocol.state.steering
-    default = call.frame.get("default")
+def steer_ask(call: Call) -> None:
+    context = call.context
+    book = context.state.steering
+    f = call.frame
+    default = f.get("default")
     if default is not None and not isinstance(default, str):
-        from .decider import BadFrame
-
         raise BadFrame("Malformed frame: 'default' must be a string.")
     decided = book.decide_ask(
-        call.sender, protocol.clock(), question=_text(call, "question") or _text(call, "payload"),
-        context=_text(call, "context"), choices=_choices(call), default=default,
-        timeout=_number(call, "timeout_seconds"), task_id=_text(call, "task_id"),
-        session=_text(call, "session"), key=_text(call, "request_key"))
+        call.sender, context.clock(),
+        question=text_field(f, "question") or text_field(f, "payload"),
+        context=text_field(f, "context"), choices=strings_field(f, "choices"), default=default,
+        timeout=number_field(f, "timeout_seconds"), task_id=text_field(f, "task_id"),
+        session=text_field(f, "session"), key=text_field(f, "request_key"))
     if isinstance(decided, Refusal):
         call.deny("error", decided)
         return
     if isinstance(decided, Request):  # the same key again: the same request
         _opened(call, decided, again=True)
-        delivery = deliver_ended(protocol, decided.id)  # its end again, if not yet acked
-        if delivery is not None:
-            call.outcome.deliveries.append(delivery)
+        push_end(call, decided.id)  # its end again, if not yet acked
         return
     call.emit(decided)
     request = book.get(decided.data["id"])
@@ -131,36 +94,39 @@ def _opened(call: Call, request: Request, again: bool) -> None:
                created=request.created, timeout_at=request.timeout_at)
 
 
-def _answer(protocol: Protocol, call: Call) -> None:
-    request_id = _text(call, "id").strip()
-    decided = protocol.state.steering.decide_answer(
-        request_id, _text(call, "answer") or _text(call, "text"), call.sender, protocol.clock(),
-        operator=call.operator)
+def steer_answer(call: Call) -> None:
+    context = call.context
+    request_id = text_field(call.frame, "id").strip()
+    decided = context.state.steering.decide_answer(
+        request_id, text_field(call.frame, "answer") or text_field(call.frame, "text"),
+        call.sender, context.clock(), operator=call.operator)
     if isinstance(decided, Refusal):
         call.deny("error", decided, id=request_id)
         return
-    sent = _emit_end(protocol, call, decided)
-    request = protocol.state.steering.get(request_id)
+    sent = _emit_end(call, decided)
+    request = context.state.steering.get(request_id)
     assert request is not None
     told = "told" if sent else "will be told when it is back"
     call.reply("steer_answered", f"{request.asker} {told}.", id=request_id,
                asker=request.asker, sent=sent)
 
 
-def _cancel(protocol: Protocol, call: Call) -> None:
-    request_id = _text(call, "id").strip()
-    decided = protocol.state.steering.decide_cancel(request_id, call.sender, protocol.clock(),
-                                                    operator=call.operator)
+def steer_cancel(call: Call) -> None:
+    context = call.context
+    request_id = text_field(call.frame, "id").strip()
+    decided = context.state.steering.decide_cancel(request_id, call.sender, context.clock(),
+                                                   operator=call.operator)
     if isinstance(decided, Refusal):
         call.deny("error", decided, id=request_id)
         return
-    _emit_end(protocol, call, decided)
+    _emit_end(call, decided)
     call.reply("steer_cancelled", f"Request {request_id} cancelled.", id=request_id)
 
 
-def _ack(protocol: Protocol, call: Call) -> None:
-    request_id = _text(call, "id").strip()
-    decided = protocol.state.steering.decide_ack(request_id, call.sender, protocol.clock())
+def steer_ack(call: Call) -> None:
+    context = call.context
+    request_id = text_field(call.frame, "id").strip()
+    decided = context.state.steering.decide_ack(request_id, call.sender, context.clock())
     if isinstance(decided, Refusal):
         call.deny("error", decided, id=request_id)
         return
@@ -170,11 +136,12 @@ def _ack(protocol: Protocol, call: Call) -> None:
                delivered=True)
 
 
-def _get(protocol: Protocol, call: Call) -> None:
-    book = protocol.state.steering
-    request_id = _text(call, "id").strip()
+def steer_get(call: Call) -> None:
+    context = call.context
+    book = context.state.steering
+    request_id = text_field(call.frame, "id").strip()
     request = book.get(request_id) if request_id else book.by_key(
-        call.sender, _text(call, "request_key"))
+        call.sender, text_field(call.frame, "request_key"))
     if request is None:
         call.deny("error", Refusal("unknown_request", "No such steering request."),
                   id=request_id)
@@ -183,11 +150,11 @@ def _get(protocol: Protocol, call: Call) -> None:
                request=_seen_by(call, request))
     if request.asker == call.sender and not request.open and not request.delivered:
         # the asker read the end: as good as an ack
-        call.emit(Event("steer_delivered", {"id": request.id, "at": protocol.clock()}))
+        call.emit(Event("steer_delivered", {"id": request.id, "at": context.clock()}))
 
 
-def _list(protocol: Protocol, call: Call) -> None:
-    book = protocol.state.steering
+def steer_list(call: Call) -> None:
+    book = call.context.state.steering
     requests = [_seen_by(call, r) for r in book.waiting()]
     if call.frame.get("ended"):
         requests += [_seen_by(call, r) for r in list(book.ended.values())[-50:]]

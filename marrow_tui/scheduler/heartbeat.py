@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from ..config import AgentConfig, Config, Loaded, edit_agent, load_config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
-from ..protocol.decider import Call, text_field
 from ..hub.secrets import agent_key
+from ..protocol.frames import Call, text_field
 from ..runtime import Producer
 from .orphans import leader_fields
 from .prompt import PromptError, assemble

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..core.events import Event, Refusal
-from ..protocol.decider import Call, Outcome, text_field
+from ..protocol.frames import Call, Outcome, text_field
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
