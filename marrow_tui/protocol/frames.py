@@ -165,7 +165,8 @@ class Call:
     sender: str
     frame: dict[str, Any]
     operator: bool = False
-    #: the connection proved with an agent key that it is the agent it names (§2.7)
+    #: the connection proved with an agent key that it is the agent it names
+    #: (docs/protocol.md §2.7)
     proven: bool = False
     idem: tuple[str, str] | None = None
 
