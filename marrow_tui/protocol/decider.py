@@ -171,7 +171,8 @@ class Decider(Context):
         self.state.touch(sender, now)
         self._sweep_into(call, now)
         key = None
-        if kind in REPLAY_PROTECTED and isinstance(frame.get("idem_key"), str) and frame["idem_key"]:
+        if (kind in REPLAY_PROTECTED and isinstance(frame.get("idem_key"), str)
+                and frame["idem_key"]):
             key = f"{sender}\0{kind}\0{frame['idem_key']}"
             digest = request_digest(frame)
             seen = self.state.idem.get(key)
