@@ -21,12 +21,13 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from typing import Protocol as TypingProtocol
+from typing import Protocol
 
 from .core.chat import MAX_HISTORY_BYTES
 from .core.events import Event
 from .core.state import OFFLINE_TTL, State
-from .hub.protocol import ALL, Call, Delivery, Outcome, Protocol
+from .protocol.decider import Decider
+from .protocol.frames import ALL, Call, Delivery, Outcome
 from .scheduler.orphans import stop_left_behind
 from .scheduler.runner import tail_line
 from .store.eventlog import EventLog, StoreError
@@ -36,7 +37,7 @@ log = logging.getLogger("marrow.runtime")
 SNAPSHOT_EVERY = 10_000
 
 
-class Transport(TypingProtocol):
+class Transport(Protocol):
     """Where deliveries go: the WebSocket server (and later, in-process sessions)."""
 
     def begin(self) -> None: ...
@@ -71,7 +72,7 @@ class Runtime:
         self.state = State(started_at=clock(), offline_ttl=options.offline_ttl,
                            chat_history_bytes=options.chat_history_bytes)
         self.state.claims.max_claims_per_agent = options.max_claims_per_agent
-        self.protocol: Protocol | None = None
+        self.protocol: Decider | None = None
         self.transport: Transport | None = None
         self.restored_events = 0
         #: sessions found running in the log at start, ended as interrupted
@@ -107,7 +108,7 @@ class Runtime:
         self.restored_events = count
         self._since_snapshot = count
         self.state.after_restore()
-        self.protocol = Protocol(self.state, self.log.hub_id, self.clock)
+        self.protocol = Decider(self.state, self.log.hub_id, self.clock)
         self.log.start()
         # Runs the last process left running ended with it; say so in the log at once, and
         # stop whatever processes they left behind (by their tag, and in the process groups

@@ -145,7 +145,7 @@ def seed_sessions(runtime: Runtime, logs: Path) -> None:
     whose content is fixed, so the Sessions pane and the output view are stable pictures.
     """
     from marrow_tui.core.events import Event
-    from marrow_tui.hub.protocol import Outcome
+    from marrow_tui.protocol.frames import Outcome
 
     logs.mkdir(parents=True, exist_ok=True)
     events = [Event("config_status", {"path": "/srv/agents/marrow.toml", "ok": True, "at": T0,
@@ -223,7 +223,7 @@ def seed_issues(runtime: Runtime, ok: bool = True) -> None:
     run is a session named after it, as the orchestrator's runs are.
     """
     from marrow_tui.core.events import Event
-    from marrow_tui.hub.protocol import Outcome
+    from marrow_tui.protocol.frames import Outcome
 
     errors = [] if ok else [f"{WORKFLOW}:19: agent.command: error: must be a non-empty string"]
     run = "DEMO-1-20270115-075800-000"
@@ -263,7 +263,7 @@ def seed_issues(runtime: Runtime, ok: bool = True) -> None:
 def seed_services(runtime: Runtime) -> None:
     """Three helper services as the supervisor would report them: two well, one restarting."""
     from marrow_tui.core.events import Event
-    from marrow_tui.hub.protocol import Outcome
+    from marrow_tui.protocol.frames import Outcome
 
     rows = [
         {"name": "db", "state": "healthy", "pid": 4101, "port": 42359, "health": "HTTP 200",

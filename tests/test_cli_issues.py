@@ -24,7 +24,7 @@ import pytest
 
 from marrow_tui import cli_issues
 from marrow_tui.core.events import Refusal
-from marrow_tui.hub.protocol import Call
+from marrow_tui.protocol.frames import Call
 
 from .conftest import Hub
 

@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 from marrow_tui.core.events import Event
-from marrow_tui.hub.protocol import Call, Outcome
+from marrow_tui.protocol.frames import Call, Outcome
 from marrow_tui.runtime import Runtime
 from marrow_tui.ui.modals import ConfirmModal, DetailModal, FormModal
 from marrow_tui.ui.widgets import IssuesTable

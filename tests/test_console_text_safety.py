@@ -16,7 +16,7 @@ from textual.widgets import Button, Label, Static
 
 from marrow_tui.core.events import Event
 from marrow_tui.core.text import printable
-from marrow_tui.hub.protocol import Outcome
+from marrow_tui.protocol.frames import Outcome
 from marrow_tui.runtime import Runtime
 from marrow_tui.ui.main_screen import StatusLine
 from marrow_tui.ui.modals import AnswerModal, ConfirmModal, DetailModal

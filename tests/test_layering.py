@@ -7,7 +7,7 @@ import sys
 
 MODULES = [
     "marrow_tui.core.state",
-    "marrow_tui.hub.protocol",
+    "marrow_tui.protocol.decider",
     "marrow_tui.hub.server",
     "marrow_tui.hub.client",
     "marrow_tui.store.eventlog",

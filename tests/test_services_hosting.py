@@ -118,7 +118,7 @@ async def test_rows_of_the_last_run_are_not_shown_as_live(tmp_path: Path) -> Non
     """After a restart the log still holds the last run's states: every configured service
     starts out stopped, and one no longer in the config is gone from the list."""
     from marrow_tui.core.events import Event
-    from marrow_tui.hub.protocol import Outcome
+    from marrow_tui.protocol.frames import Outcome
 
     hub = await start_hub(tmp_path / "state")
     old = [Event("service_state", {"name": n, "state": "healthy", "pid": 99999, "port": p,

@@ -22,7 +22,7 @@ from marrow_tui.core.events import Event
 from marrow_tui.core.text import SafeFormatter, identifier_problem, printable
 from marrow_tui.headless import EventPrinter
 from marrow_tui.hub.client import HubClient
-from marrow_tui.hub.protocol import Outcome
+from marrow_tui.protocol.frames import Outcome
 
 from .conftest import Agent, Hub
 from .hubproc import REPO, clean_env, hub_command, running_hub

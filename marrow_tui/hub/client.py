@@ -41,8 +41,9 @@ Frame = dict[str, Any]
 
 T = TypeVar("T")
 
-PROTOCOL_VERSION: Final = 7
-"""The wire version we announce at registration (synapse-channel 0.99.x says 7)."""
+REQUESTED_WIRE_REVISION: Final = 7
+"""The synapse wire revision we announce at registration (synapse-channel 0.99.x says 7), so a
+synapse hub serves us all it has; ours serves 2 whatever we say (docs/protocol.md §1.5)."""
 
 DEFAULT_URI: Final = "ws://127.0.0.1:8876"
 DEFAULT_TIMEOUT: Final = 10.0
@@ -366,7 +367,7 @@ class HubClient:
             "type": "heartbeat",
             "payload": "online",
             "timestamp": time.time(),
-            "protocol_version": PROTOCOL_VERSION,
+            "protocol_version": REQUESTED_WIRE_REVISION,
             "roles": list(self.roles),
         }
         if self.token is not None:

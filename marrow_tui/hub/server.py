@@ -3,7 +3,7 @@
 One connection is one agent name for life, bound by its first frame, and so are its rights:
 the first frame may carry the operator token (an operator for every frame it sends) and an
 agent key (proof that it is the agent it names, to take its name back); see `_refusal`. Frames from one connection
-are handled in order; what they change is decided by `Protocol` and made durable by the runtime,
+are handled in order; what they change is decided by `Decider` and made durable by the runtime,
 which then hands the frames back here to send. A frame is serialised once and queued on every socket that gets it, without a task per socket;
 the frames released by one group commit then leave in one write per socket. A socket whose
 outbound buffer grows past `MAX_OUTBOUND_BYTES` (a peer that stopped reading) is dropped rather
@@ -30,9 +30,9 @@ from websockets.typing import Origin
 
 from ..core.events import Event
 from ..core.text import identifier_problem, printable
+from ..protocol.frames import Outcome, encode
 from ..runtime import Runtime
 from . import secrets
-from .protocol import Outcome, encode
 from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")

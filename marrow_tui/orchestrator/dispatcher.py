@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import AgentConfig
 from ..core.events import Event, Refusal
-from ..hub.protocol import Call, text_field
 from ..hub.secrets import agent_key
+from ..protocol.frames import Call, text_field
 from ..runtime import Producer
 from ..scheduler.orphans import leader_fields
 from ..scheduler.runner import (

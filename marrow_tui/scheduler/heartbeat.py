@@ -31,8 +31,8 @@ from ..config.load import Loaded, load_config
 from ..config.model import AgentConfig, Config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
-from ..hub.protocol import Call, text_field
 from ..hub.secrets import agent_key
+from ..protocol.frames import Call, text_field
 from ..runtime import Producer
 from .orphans import leader_fields
 from .prompt import PromptError, assemble

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.model import Config
 from ..core.events import Event, Refusal
 from ..core.graph import render
-from ..hub.protocol import Call, Outcome, text_field
+from ..protocol.frames import Call, Outcome, text_field
 
 if TYPE_CHECKING:
     from ..runtime import Runtime

@@ -1,0 +1,1 @@
+"""The decider: frames in, decisions through the core, frames out; no I/O."""
