@@ -11,34 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Event kinds whose loss would break a promise made to an agent (a lease, a fence, a plan):
-#: their commit group is fsynced (synchronous=FULL). Others (chat, progress) may ride NORMAL.
-DURABLE_KINDS = frozenset(
-    {
-        "claim",
-        "release",
-        "expire",
-        "task_update",
-        "checkpoint",
-        "handoff",
-        "extend",
-        "board_task",
-        "idem",
-        "steer_ask",
-        "steer_end",
-        "name_keyed",
-    }
-)
-
-#: Event kinds that describe the moment, not the state: published to the change feed but never
-#: written to the log. Presence is rebuilt from live connections after a restart; wait edges
-#: are advisory and, as in synapse, not kept across one. The scheduler's view of its agents
-#: (next run, queue length, the config's status) is rebuilt from the config when it starts.
-TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_schedule",
-                             "agent_removed", "config_status", "wake", "task_queued",
-                             "issue_status", "issue_removed", "workflow_status",
-                             "service_health", "service_removed"})
-
+from .kinds import DURABLE_KINDS, TRANSIENT_KINDS
 
 @dataclass(slots=True, frozen=True)
 class Event:

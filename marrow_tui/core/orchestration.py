@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
+from .kinds import ISSUE_KINDS
 
 #: finished issues remembered for the console (the log keeps every `issue_done`)
 DONE_KEPT = 200
-
-ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done",
-                         "issue_park", "tracker_refused", "workspace_kept",
-                         "workspace_removed"})
 
 
 #: the prefix of a refused tracker file's row id (never an issue id: those have no `:`)

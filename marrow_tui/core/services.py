@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
-
-SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port",
-                           "service_removed"})
+from .kinds import SERVICE_KINDS
 
 
 @dataclass(slots=True)

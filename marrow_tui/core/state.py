@@ -15,16 +15,13 @@ from .board import Board
 from .chat import MAX_HISTORY_BYTES, ChatLog
 from .claims import ClaimBook
 from .events import Event
-from .orchestration import ISSUE_KINDS, IssueBook
-from .services import SERVICE_KINDS, ServiceBook
+from .kinds import ISSUE_KINDS, SERVICE_KINDS, SESSION_KINDS, STEERING_KINDS
+from .orchestration import IssueBook
+from .services import ServiceBook
 from .sessions import SessionBook
 from .steering import SteeringBook
 
 SNAPSHOT_FORMAT = 1
-STEERING_KINDS = frozenset({"steer_ask", "steer_end", "steer_delivered"})
-SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "session_progress",
-                           "agent_schedule", "agent_removed", "config_status", "wake",
-                           "task_queued"})
 #: How long a disconnected agent keeps its leases before the hub releases them.
 OFFLINE_TTL = 3600.0
 MAX_IDEMPOTENCY_KEYS = 100_000

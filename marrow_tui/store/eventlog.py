@@ -2,7 +2,7 @@
 
 `append` gives events their sequence numbers at once and queues them; one writer task commits
 whatever has queued up in a single transaction, so many concurrent mutations share one fsync.
-A group that holds a lease-family event (see `core.events.DURABLE_KINDS`) commits with
+A group that holds a lease-family event (see `core.kinds.DURABLE_KINDS`) commits with
 `synchronous=FULL`; a group of chat and progress alone may commit with NORMAL. After each commit
 `on_commit(seq)` tells the runtime how far the log is durable, and only then are the replies
 for those events sent.
