@@ -1,46 +1,11 @@
 """The local Markdown issue tracker: `<root>/<State>/<ID>.md`, as smol-symphony 0.1.0 reads it.
 
-Why this shape: the tracker *is* a folder people edit by hand, commit, sync and review. Every
-immediate sub-folder of the root is a state, named as on disk; moving a file is the state change.
-A file is YAML front matter between `---` fences plus a Markdown body (the description). Reading
-it must never take the orchestrator down, so everything that can be wrong with a file (bad YAML,
-YAML that is not a map, a YAML bomb, a huge or binary file, a symlink, a FIFO, an unsafe name)
-becomes one `Problem` for that file and the scan goes on. Nothing is ever read outside the root:
-state folders and files are opened relative to directory descriptors with O_NOFOLLOW, so even a
-folder swapped for a symlink between listing and reading cannot redirect us.
-
-Front matter fields (exactly the ones smol reads; unknown keys are ignored):
-
-    id, identifier   non-blank string (or integer); default: the file name without `.md`
-    title            string; required (smol falls back to the identifier; our docs and the
-                     spec's tracker say an issue has one): no title, or no front matter at
-                     all, is a Problem and the file is not an issue
-    priority         integer, or a string of digits; anything else is None
-    labels           list of strings: trimmed, lowercased, blanks dropped, deduplicated
-                     (smol only lowercases; the spec asks for all four)
-    blocked_by       list of references (identifier, id or file name) resolved against every
-                     issue in every state; a single string is taken as a one-item list
-    branch_name, url string or None
-    created_at, updated_at  RFC 3339 instants (a YAML timestamp or a string); a date alone is
-                     midnight UTC, a naive time is UTC; anything else is None plus a warning
-                     (smol keeps the raw string; the spec requires a parsed instant)
-
-States compare after trim + lowercase (`norm_state`); `Issue.state` keeps the disk spelling.
-
-Decisions where smol and the spec differ, or where smol leaves a hole:
-
-* identifiers must be safe single file-name components (`is_safe_name`): no `/`, `\\`, `..`,
-  leading dot, control characters, surrounding blanks, at most 200 UTF-8 bytes. A file whose
-  name, `id` or `identifier` breaks that is a Problem, not an issue.
-* hidden `.md` files and symlinked files or state folders are Problems (smol silently skips
-  symlinks); hidden folders (`.git`, `.obsidian`) are skipped silently.
-* the same id or identifier in two files is a warning; both issues are returned and
-  `ScanResult.by_id` keeps the first in (state folder, file name) order.
-* the Todo blocker rule is smol's: an issue whose state is `Todo` is blocked while any blocker
-  is unresolved (no such issue) or not terminal (`is_blocked`).
-* `create_issue` writes a fresh `<PREFIX>-<N>` id (N = 1 + the highest used with that prefix in
-  any state) and never overwrites: the file is linked into place, which fails if the name exists.
-  smol 0.1.0 has no id scheme (the caller names the issue; smol's later versions number them).
+The tracker is a folder people edit by hand, so reading it must never take the orchestrator
+down: everything that can be wrong with a file becomes one `Problem` for that file and the scan
+goes on. Nothing is read outside the root: state folders and files are opened relative to
+directory descriptors with O_NOFOLLOW, so a folder swapped for a symlink between listing and
+reading cannot redirect us. The front matter fields and where we differ from smol are in
+docs/orchestrator.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The file contract is marrow-core's, so its agents and profile scripts (which lis
 `tasks/queue/*.md` and move files to `delegated/` or `done/`) keep working: the name is
 `<timestamp>-<safe title>.md`, the content `# {title}\\n\\n{body}\\n` (or `# {title}\\n`).
 
-Two things differ on purpose (marrow-core A18 item 7):
+Two things differ from marrow-core on purpose:
 
 * the timestamp has milliseconds (`YYYYmmdd-HHMMSS-mmm`), and
 * a file is never overwritten: it is written to a hidden temp file and then hard-linked to its

@@ -1,6 +1,6 @@
 """A service's output, drained from its pipe into size-rotated log files.
 
-pactown never reads its services' pipes (reference B14 3), so a chatty service blocks as soon
+pactown never reads its services' pipes, so a chatty service blocks as soon
 as the pipe buffer fills. Here a service's stdout and stderr share one pipe, and a thread per
 running service reads it to the end and writes it to `<logs>/<name>.log`:
 
