@@ -44,7 +44,7 @@ from ..core.events import Event, Refusal
 from ..hub.protocol import Call, text_field
 from ..hub.secrets import agent_key
 from ..runtime import Producer
-from ..scheduler.orphans import leader_fields
+from ..proc import leader_fields
 from ..scheduler.runner import (
     RunResult,
     StopRequest,

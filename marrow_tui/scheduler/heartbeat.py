@@ -32,7 +32,7 @@ from ..core.sessions import Schedule
 from ..hub.protocol import Call, text_field
 from ..hub.secrets import agent_key
 from ..runtime import Producer
-from .orphans import leader_fields
+from ..proc import leader_fields
 from .prompt import PromptError, assemble
 from .runner import RunResult, StopRequest, prune_logs, run_session, session_id, tail_line
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks

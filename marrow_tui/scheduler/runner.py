@@ -42,7 +42,7 @@ from typing import BinaryIO
 
 from ..config import AgentConfig
 from ..core.sessions import Cleanup
-from .orphans import stop_tagged
+from ..proc import stop_tagged
 
 #: Linux MAX_ARG_STRLEN: the longest single argv string, its NUL included
 MAX_ARG_STRLEN = 128 * 1024

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.sessions import Cleanup, Session
+from .core.sessions import Cleanup, Session
 
 PROC = Path("/proc")
 #: how long the left-behind processes get between SIGTERM and SIGKILL
