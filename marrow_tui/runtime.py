@@ -27,8 +27,7 @@ from .core.chat import MAX_HISTORY_BYTES
 from .core.events import Event
 from .core.state import OFFLINE_TTL, State
 from .hub.protocol import ALL, Call, Delivery, Outcome, Protocol
-from .proc import stop_left_behind
-from .scheduler.runner import tail_line
+from .proc import stop_left_behind, tail_line
 from .store.eventlog import EventLog, StoreError
 
 log = logging.getLogger("marrow.runtime")
