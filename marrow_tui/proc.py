@@ -478,7 +478,7 @@ async def _until_exit(proc: asyncio.subprocess.Process, out: Capture, err: Captu
         readers.append(asyncio.create_task(err.drain(proc.stderr)))
     try:
         waiter = asyncio.ensure_future(proc.wait())
-        ended_by = await _first(waiter, stop, timeout)
+        ended_by = await first_ending(waiter, stop, timeout)
         if ended_by is not None or (end_leftovers and group_alive(proc.pid)):
             if grace > 0:
                 signal_group(proc.pid, signal.SIGTERM)
@@ -512,7 +512,7 @@ async def _until_output_ends(proc: asyncio.subprocess.Process, out: Capture,
     finished = asyncio.ensure_future(finish())
     ended_by = None
     try:
-        ended_by = await _first(finished, stop, timeout)
+        ended_by = await first_ending(finished, stop, timeout)
     finally:
         if proc.returncode is None:  # timed out, stopped or cancelled
             steps = [(signal.SIGTERM, grace)] if grace > 0 else []
@@ -528,9 +528,10 @@ async def _until_output_ends(proc: asyncio.subprocess.Process, out: Capture,
     return ended_by
 
 
-async def _first(over: asyncio.Future[Any], stop: asyncio.Event | None,
-                 timeout: float | None) -> str | None:
-    """Wait for `over`; "timeout" or "stopped" when that came first instead."""
+async def first_ending(over: asyncio.Future[Any], stop: asyncio.Event | None,
+                       timeout: float | None) -> str | None:
+    """Wait for `over`: None when it is done, else "timeout" or "stopped" (`stop` was set),
+    whichever came first."""
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
     watched = {over} if stopper is None else {over, stopper}
     try:

@@ -43,6 +43,7 @@ from ..core.sessions import Cleanup
 from ..proc import (
     describe_exit,
     end_group,
+    first_ending,
     group_alive,
     seconds_text,
     signal_group,
@@ -352,16 +353,10 @@ async def _wait(
 ) -> str | None:
     """Wait for the leader to exit; "timeout" or "stopped" when that came first instead."""
     waiter = asyncio.ensure_future(proc.wait())
-    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    watched = {waiter} if stopper is None else {waiter, stopper}
     try:
-        done, _ = await asyncio.wait(watched, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        return await first_ending(waiter, stop, limit)
     finally:
-        for fut in watched:
-            fut.cancel()
-    if waiter in done:
-        return None
-    return "stopped" if stopper is not None and stopper in done else "timeout"
+        waiter.cancel()
 
 
 def _start_feeder(
