@@ -26,10 +26,9 @@ from typing import Protocol
 from .core.chat import MAX_HISTORY_BYTES
 from .core.events import Event
 from .core.state import OFFLINE_TTL, State
+from .proc import stop_left_behind, tail_line
 from .protocol.decider import Decider
 from .protocol.frames import ALL, Call, Delivery, Outcome
-from .scheduler.orphans import stop_left_behind
-from .scheduler.runner import tail_line
 from .store.eventlog import EventLog, StoreError
 
 log = logging.getLogger("marrow.runtime")

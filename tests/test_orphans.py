@@ -16,7 +16,7 @@ import pytest
 from marrow_tui.config.model import AgentConfig
 from marrow_tui.core.events import Event
 from marrow_tui.core.sessions import Cleanup, Session, SessionBook
-from marrow_tui.scheduler import orphans
+from marrow_tui.proc import boot_id, find, leader_of, stat_of, stop_left_behind
 from marrow_tui.scheduler.runner import run_session
 
 from .leftover_procs import SLEEP, Leftovers, escape_line, leftovers  # noqa: F401 (a fixture)
@@ -70,7 +70,7 @@ async def test_a_recorded_group_is_stopped_only_while_its_leader_is_ours(
     log says it did (and on this boot); otherwise it belongs to someone else now."""
     proc = _stopped_sleep(leftovers)
     try:
-        leader = orphans.leader_of(proc.pid)
+        leader = leader_of(proc.pid)
         assert leader is not None and leader.pgid == leader.psid == proc.pid
         assert leader.start is not None and leader.boot
 
@@ -81,10 +81,10 @@ async def test_a_recorded_group_is_stopped_only_while_its_leader_is_ours(
 
         for other in (session(pid_start=leader.start - 1), session(boot="another-boot"),
                       session(pid_start=None)):
-            cleanup = await orphans.stop_left_behind([other], grace=0.5)
+            cleanup = await stop_left_behind([other], grace=0.5)
             assert cleanup == {} and not gone(proc.pid)
 
-        cleanup = await orphans.stop_left_behind([session(id="ours")], grace=0.5)
+        cleanup = await stop_left_behind([session(id="ours")], grace=0.5)
         assert cleanup == {"ours": Cleanup(stopped=1)}
         assert await until(lambda: proc.poll() is not None)
     finally:
@@ -113,19 +113,19 @@ def test_the_pid_event_records_the_group_and_the_end_says_what_was_stopped() -> 
 
 async def test_without_proc_nothing_is_found(monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
-    monkeypatch.setattr(orphans, "PROC", tmp_path / "no-proc")
+    monkeypatch.setattr("marrow_tui.proc.PROC", tmp_path / "no-proc")
     session = Session(id="x", agent="a", started=0.0, pgid=1, psid=1, pid_start=1, boot="b")
-    assert await orphans.stop_left_behind([session]) == {}
-    assert orphans.leader_of(os.getpid()) is None
+    assert await stop_left_behind([session]) == {}
+    assert leader_of(os.getpid()) is None
 
 
 def test_our_own_group_is_never_a_left_behind_one() -> None:
-    me = orphans.leader_of(os.getpid())
+    me = leader_of(os.getpid())
     assert me is not None
     group = os.getpgid(0)
     session = Session(id="x", agent="a", started=0.0, pgid=group, psid=os.getsid(0),
                       pid_start=0, boot=me.boot)
-    assert os.getpid() not in orphans.find([session]).get("x", [])
+    assert os.getpid() not in find([session]).get("x", [])
 
 
 def _group_without_leader(leftovers: Leftovers, env: dict[str, str],
@@ -137,9 +137,9 @@ def _group_without_leader(leftovers: Leftovers, env: dict[str, str],
     out, _ = proc.communicate(timeout=10)
     members = [int(p) for p in out.split()]
     leftovers.pids.extend(members)
-    assert orphans.stat_of(proc.pid) is None  # the leader is gone (reaped)
+    assert stat_of(proc.pid) is None  # the leader is gone (reaped)
     for pid in members:
-        stat = orphans.stat_of(pid)
+        stat = stat_of(pid)
         assert stat is not None and stat.pgrp == stat.session == proc.pid
     return proc.pid, members
 
@@ -150,7 +150,7 @@ def test_a_reused_group_without_its_leader_is_not_the_runs() -> None:
     R's; but a group that still holds a process with R's tag was never freed, so it is R's."""
     left = Leftovers()
     try:
-        me = orphans.stat_of(os.getpid())
+        me = stat_of(os.getpid())
         assert me is not None
         clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         group, members = _group_without_leader(
@@ -158,17 +158,17 @@ def test_a_reused_group_without_its_leader_is_not_the_runs() -> None:
 
         def run(sid: str, ident: int) -> Session:
             return Session(id=sid, agent="a", started=0.0, pid=ident, pgid=ident, psid=ident,
-                           pid_start=me.start, boot=orphans.boot_id())
+                           pid_start=me.start, boot=boot_id())
 
-        assert orphans.find([run("R-1", group)]) == {}
+        assert find([run("R-1", group)]) == {}
         sid = "R-2"
         tagged, wiped = _group_without_leader(
             left, {**clean, "MARROW_SESSION": sid},
             "sleep 600 >/dev/null 2>&1 & echo $!; "
             "env -i sleep 600 >/dev/null 2>&1 & echo $!")[1]
-        group2 = orphans.stat_of(tagged).pgrp  # type: ignore[union-attr]
-        assert sorted(orphans.find([run(sid, group2)]).get(sid, [])) == sorted([tagged, wiped])
-        assert members[0] not in orphans.find([run(sid, group2)]).get(sid, [])
+        group2 = stat_of(tagged).pgrp  # type: ignore[union-attr]
+        assert sorted(find([run(sid, group2)]).get(sid, [])) == sorted([tagged, wiped])
+        assert members[0] not in find([run(sid, group2)]).get(sid, [])
     finally:
         left.kill_all()
         for pid in left.pids:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from marrow_tui.config.model import AgentConfig
+from marrow_tui.proc import tail_line
 from marrow_tui.scheduler.runner import (
     RunResult,
     prune_logs,
     run_session,
     session_id,
-    tail_line,
 )
 
 from .test_prompt import gone, until

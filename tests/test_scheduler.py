@@ -23,8 +23,8 @@ import pytest
 from marrow_tui.config.load import load_config
 from marrow_tui.config.model import Config
 from marrow_tui.core.events import Event
+from marrow_tui.proc import processes_of
 from marrow_tui.scheduler.heartbeat import Scheduler
-from marrow_tui.scheduler.orphans import processes_of
 
 from .conftest import WAIT, FakeClock, Hub, start_hub
 from .hubproc import clean_env

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from marrow_tui.config.model import Dependency, HealthCheck, ServiceConfig
-from marrow_tui.scheduler.runner import group_members
+from marrow_tui.proc import group_members
 from marrow_tui.services import health
 from marrow_tui.services.logs import RotatingLog
 from marrow_tui.services.supervisor import (

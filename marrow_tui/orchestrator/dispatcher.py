@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import shlex
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -42,16 +41,15 @@ from typing import TYPE_CHECKING, Any
 from ..config.model import AgentConfig
 from ..core.events import Event, Refusal
 from ..hub.secrets import agent_key
+from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
 from ..protocol.frames import Call, text_field
 from ..runtime import Producer
-from ..scheduler.orphans import leader_fields
 from ..scheduler.runner import (
     RunResult,
     StopRequest,
     prune_logs,
     run_session,
     session_id,
-    tail_line,
 )
 from . import rules
 from .tracker import Issue, ScanResult, TrackerError, create_issue, move_issue, scan
@@ -84,7 +82,6 @@ log = logging.getLogger("marrow.orchestrator")
 #: this is how often that (and the output line) is looked at
 WATCH_EVERY = 1.0
 STOP_GRACE = 10.0
-KILL_WAIT = 5.0
 #: issue run logs kept: days, files (stdout and stderr count as two)
 LOG_DAYS = 7
 LOG_FILES = 1000
@@ -684,54 +681,25 @@ class Orchestrator(Producer):
         timeout = workflow.hooks.timeout_ms / 1000
         if limit is not None:
             timeout = min(timeout, limit)
-        proc = await asyncio.create_subprocess_exec(
-            "sh", "-lc", script, cwd=entry.workspace,
-            env={**os.environ, **env, "SYMPHONY_HOOK": name},
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
-        output = bytearray()
-
-        async def drain() -> None:
-            assert proc.stdout is not None
-            while chunk := await proc.stdout.read(65536):
-                output.extend(chunk)
-                del output[:-HOOK_OUTPUT]
-            await proc.wait()
-
-        draining = asyncio.ensure_future(drain())
-        waits: set[asyncio.Future[Any]] = {draining}
-        stopped = asyncio.ensure_future(entry.stop.wait()) if fatal else None
-        if stopped is not None:
-            waits.add(stopped)
-        problem = ""
-        try:
-            done, _ = await asyncio.wait(waits, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if draining not in done:
-                problem = ("stopped while hook {name} ran" if stopped in done
-                           else f"hook {name} timed out after {timeout:g}s").format(name=name)
-        finally:
-            if stopped is not None:
-                stopped.cancel()
-            if proc.returncode is None:
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, sig)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(draining), KILL_WAIT / 2)
-                    if proc.returncode is not None:
-                        break
-            draining.cancel()
-        text = output.decode(errors="replace").strip()
-        log.info("%s: hook %s exited %s%s", entry.issue.identifier, name, proc.returncode,
+        output = Capture(HOOK_OUTPUT, tail=True)
+        # Each of SIGTERM and SIGKILL gets half of KILL_WAIT to end the hook and its output.
+        run = await run_bounded(
+            ["sh", "-lc", script], out=output, cwd=entry.workspace,
+            env={**os.environ, **env, "SYMPHONY_HOOK": name}, timeout=timeout,
+            stop=entry.stop if fatal else None, until_output_ends=True,
+            grace=KILL_WAIT / 2, kill_wait=KILL_WAIT / 2, end_leftovers=False)
+        problem = {None: "", "stopped": f"stopped while hook {name} ran",
+                   "timeout": f"hook {name} timed out after {timeout:g}s"}[run.ended_by]
+        text = output.text()
+        log.info("%s: hook %s exited %s%s", entry.issue.identifier, name, run.code,
                  f": {text[-500:]}" if text else "")
         if problem:
             log.warning("%s: %s", entry.issue.identifier, problem)
             if fatal:
                 raise _HookFailed(problem)
             return
-        if proc.returncode != 0 and fatal:
-            raise _HookFailed(f"hook {name} failed (exit {proc.returncode}): "
+        if run.code != 0 and fatal:
+            raise _HookFailed(f"hook {name} failed (exit {run.code}): "
                               f"{text.splitlines()[-1] if text else ''}")
 
     def _protected(self, workflow: Workflow) -> tuple[Path, ...]:

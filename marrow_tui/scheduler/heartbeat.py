@@ -32,11 +32,11 @@ from ..config.model import AgentConfig, Config
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.secrets import agent_key
+from ..proc import KILL_WAIT, leader_fields, tail_line
 from ..protocol.frames import Call, text_field
 from ..runtime import Producer
-from .orphans import leader_fields
 from .prompt import PromptError, assemble
-from .runner import RunResult, StopRequest, prune_logs, run_session, session_id, tail_line
+from .runner import RunResult, StopRequest, prune_logs, run_session, session_id
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
 
 if TYPE_CHECKING:
@@ -50,8 +50,6 @@ OUTPUT_POLL = 1.0
 QUEUE_POLLS = 5
 #: seconds before watching the config again after the watch failed
 WATCH_RETRY = 5.0
-#: after a run's stop_grace, how long a shutdown waits for SIGKILL to finish it
-KILL_WAIT = 5.0
 #: the most queued tasks one run is handed (the rest wait for the next run)
 MAX_TASKS_PER_RUN = 20
 #: a queue this long refuses new tasks
@@ -348,7 +346,7 @@ class Scheduler(Producer):
         return await run_session(
             agent, assembled.prompt, sid, env_extra=self._env(agent, sid),
             # The group and session ids go in the log: after a crash, the next start stops
-            # what is left in them (orphans.py).
+            # what is left in them (proc.py).
             on_start=lambda pid: self._emit(Event("session_pid", {
                 "id": sid, "agent": agent.name, "pid": pid, **leader_fields(pid)})),
             stop=run.stop, clock=self.clock,

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import userfile
 from ..config.model import AgentConfig
-from .runner import KILL_WAIT, group_alive, signal_group
+from ..proc import Capture, run_bounded
 from .tasks import Task
 
 RUNTIME_PROMPT = (
@@ -42,8 +41,6 @@ RUNTIME_PROMPT = (
 OUTPUT_CAP = 256 * 1024
 #: the most stderr kept from one context script (for diagnostics only, never in the prompt)
 STDERR_CAP = 16 * 1024
-#: after a script's group is gone, how long its pipes may take to report end of file
-READ_GRACE = 1.0
 
 
 class PromptError(Exception):
@@ -216,60 +213,17 @@ def _read_part(path: Path, what: str, warnings: list[str]) -> str:
         raise PromptError(f"the {what} {path} {exc.reason}") from None
 
 
-class _Capture:
-    """Reads a pipe to its end, keeping at most `cap` bytes (the rest is read and dropped, so
-    the writer never blocks). What was read survives the reader being cancelled."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.data = bytearray()
-        self.truncated = False
-
-    async def drain(self, stream: asyncio.StreamReader | None) -> None:
-        if stream is None:
-            return
-        while chunk := await stream.read(65536):
-            room = self.cap - len(self.data)
-            if room > 0:
-                self.data += chunk[:room]
-            if len(chunk) > room:
-                self.truncated = True
-
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace").strip()
-
-
 async def _run_script(script: Path, cwd: Path, env: dict[str, str], timeout: float) -> ContextBlock:
     loop = asyncio.get_running_loop()
     begun = loop.time()
+    out, err = Capture(OUTPUT_CAP), Capture(STDERR_CAP)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            str(script),
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        run = await run_bounded([str(script)], out=out, err=err, cwd=cwd, env=env,
+                                timeout=timeout if timeout > 0 else None)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         return ContextBlock(name=script.stem, script=script, error=f"could not start: {reason}")
-    out, err = _Capture(OUTPUT_CAP), _Capture(STDERR_CAP)
-    readers = [asyncio.create_task(out.drain(proc.stdout)),
-               asyncio.create_task(err.drain(proc.stderr))]
-    try:
-        timed_out = await _wait_or_kill(proc, timeout)
-        _, pending = await asyncio.wait(readers, timeout=READ_GRACE)
-        if pending:  # a process that left the group still holds the pipe: stop listening
-            _close_transport(proc)
-    except asyncio.CancelledError:
-        signal_group(proc.pid, signal.SIGKILL)
-        _close_transport(proc)
-        raise
-    finally:
-        for reader in readers:
-            reader.cancel()
+    timed_out = run.ended_by == "timeout"
     text = out.text()
     if out.truncated:
         text += f"\n[output truncated at {OUTPUT_CAP // 1024} KiB]"
@@ -280,29 +234,9 @@ async def _run_script(script: Path, cwd: Path, env: dict[str, str], timeout: flo
         name=script.stem,
         script=script,
         text=f"--- [{script.stem}] ---\n{text}" if text else "",
-        code=proc.returncode,
+        code=run.code,
         timed_out=timed_out,
         truncated=out.truncated,
         stderr=err.text(),
         duration=loop.time() - begun,
     )
-
-
-async def _wait_or_kill(proc: asyncio.subprocess.Process, timeout: float) -> bool:
-    """Wait for the script; on timeout, or if it left processes behind, SIGKILL its group.
-    Returns whether it timed out."""
-    waiter = asyncio.ensure_future(proc.wait())
-    done, _ = await asyncio.wait([waiter], timeout=timeout if timeout > 0 else None)
-    timed_out = not done
-    if timed_out or group_alive(proc.pid):
-        signal_group(proc.pid, signal.SIGKILL)
-    done, _ = await asyncio.wait([waiter], timeout=KILL_WAIT)
-    if not done:
-        waiter.cancel()
-    return timed_out
-
-
-def _close_transport(proc: asyncio.subprocess.Process) -> None:
-    transport = getattr(proc, "_transport", None)  # asyncio offers no public way to do this
-    if transport is not None:
-        transport.close()

@@ -19,7 +19,7 @@ never reports a start failure. Here:
   must outlive its session has to leave the session (setsid), as any daemon does anyway;
 * nothing of a run outlives marrow-tui itself: a stop at shutdown (`StopRequest.shutdown`)
   or a cancelled run also ends, after the group, the processes that left the session but
-  still carry the run's `MARROW_SESSION` (orphans.py; after a crash, the next start does);
+  still carry the run's `MARROW_SESSION` (proc.py; after a crash, the next start does);
 * every outcome is a `RunResult` with a state and a human reason; `run_session` never raises
   for a failure of the agent (only cancellation propagates, after the group is ended).
 """
@@ -27,14 +27,12 @@ never reports a start failure. Here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
-import re
 import shlex
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,20 +40,22 @@ from typing import BinaryIO
 
 from ..config.model import AgentConfig
 from ..core.sessions import Cleanup
-from .orphans import stop_tagged
+from ..proc import (
+    describe_exit,
+    end_group,
+    first_ending,
+    group_alive,
+    seconds_text,
+    signal_group,
+    spawning,
+    stop_tagged,
+    tail_line,
+)
 
 #: Linux MAX_ARG_STRLEN: the longest single argv string, its NUL included
 MAX_ARG_STRLEN = 128 * 1024
-#: how much of a log's end `tail_line` reads
-TAIL_BYTES = 4096
-#: the longest line `tail_line` returns
-TAIL_LINE_MAX = 500
 #: the possible `RunResult.state` values
 STATES = ("ok", "failed", "timeout", "stopped", "error")
-#: how long to wait for a process to die after SIGKILL before giving up on it
-KILL_WAIT = 5.0
-#: how often group membership is polled while waiting for a group to empty
-POLL = 0.05
 #: how a shutdown's reason names the processes that had left the run's group
 LEFT_THE_GROUP = "that had left its process group"
 
@@ -206,26 +206,6 @@ async def run_session(
     return result("failed", describe_exit(code), proc.pid, code)
 
 
-def tail_line(path: Path) -> str:
-    """The last non-empty line of a file, read from its last 4 KiB only (cheap on any size).
-
-    Terminal escape sequences and control characters are removed; "" when there is none.
-    """
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - TAIL_BYTES))
-            data = f.read(TAIL_BYTES)
-    except OSError:
-        return ""
-    text = _ANSI.sub("", data.decode("utf-8", errors="replace"))
-    for line in reversed(text.splitlines()):
-        line = "".join(c for c in line if c.isprintable() or c == "\t").strip()
-        if line:
-            return line[:TAIL_LINE_MAX]
-    return ""
-
-
 def prune_logs(log_dir: Path, max_age_days: int, max_count: int, now: float | None = None) -> int:
     """marrow-core's exec-log pruning: files older than `max_age_days` go first, then the oldest
     beyond `max_count`. Subfolders are left alone; 0 disables either rule. Returns how many
@@ -259,95 +239,6 @@ def prune_logs(log_dir: Path, max_age_days: int, max_count: int, now: float | No
     return deleted
 
 
-# ---- process groups (also used by prompt.py for context scripts) ------------------------------
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """Send `sig` to a process group; False if the group is gone."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed user; nothing we may do about it
-        return True
-    return True
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a process group, or the session of the same id, has a live member. Zombies do
-    not count: where PID 1 does not reap orphans (some containers), a dead grandchild stays a
-    zombie in the group for ever."""
-    if not os.path.isdir("/proc/self"):
-        return signal_group(pgid, 0)
-    return bool(group_members(pgid))
-
-
-def signal_strays(pgid: int, *sigs: int) -> None:
-    """Send `sigs` to the members of session `pgid` outside group `pgid` (a job-control shell
-    puts its jobs in groups of their own); `signal_group` does not reach them. Reads /proc."""
-    for pid in group_members(pgid):
-        try:
-            if os.getpgid(pid) != pgid:
-                for sig in sigs:
-                    os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (non-zombie) processes in the group `pgid` or in the session of that id (a
-    leader started with its own session gives both its pid), from /proc (Linux); [] elsewhere.
-    """
-    members = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if (len(fields) > 3 and pgid in (int(fields[2]), int(fields[3]))
-                and fields[0] not in (b"Z", b"X")):
-            members.append(int(name))
-    return members
-
-
-async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]:
-    """SIGTERM the process group led by `proc` (and the strays of its session), wait up to
-    `grace` seconds for them to end, SIGKILL whatever is left, reap the leader. Returns
-    warnings (empty when all went well)."""
-    pgid = proc.pid
-    warnings: list[str] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(0.0, grace)
-    signal_group(pgid, signal.SIGTERM)
-    signal_group(pgid, signal.SIGCONT)  # a stopped process only sees SIGTERM once continued
-    await asyncio.to_thread(signal_strays, pgid, signal.SIGTERM, signal.SIGCONT)
-    if proc.returncode is None:
-        try:
-            await asyncio.wait_for(proc.wait(), max(0.0, grace))
-        except TimeoutError:
-            pass
-    # (group_alive reads /proc: off the event loop, which serves the hub meanwhile)
-    while await asyncio.to_thread(group_alive, pgid) and loop.time() < deadline:
-        await asyncio.sleep(POLL)
-    if proc.returncode is None or await asyncio.to_thread(group_alive, pgid):
-        signal_group(pgid, signal.SIGKILL)
-        await asyncio.to_thread(signal_strays, pgid, signal.SIGKILL)
-        warnings.append(f"still running {seconds_text(grace)} after SIGTERM; sent SIGKILL")
-    try:
-        await asyncio.wait_for(proc.wait(), KILL_WAIT)
-    except TimeoutError:
-        warnings.append(f"pid {pgid} did not exit after SIGKILL")
-    return warnings
-
-
 async def _end_all(proc: asyncio.subprocess.Process, sid: str,
                    grace: float) -> tuple[list[str], Cleanup]:
     """`end_group`, and at the same time (so within the one grace) the processes that left
@@ -368,9 +259,6 @@ class _Launch:
     argv: list[str]
     env: dict[str, str]
     stdin_data: bytes | None
-
-
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 
 
 def _prepare(
@@ -420,30 +308,8 @@ async def _spawn(
     its own copies)."""
     argv0 = launch.argv[0]
     stdin = asyncio.subprocess.DEVNULL if launch.stdin_data is None else asyncio.subprocess.PIPE
-    # asyncio forks on the event loop's thread, and the fork returns only once the child has
-    # exec'd: tens of ms each when the CPUs are busy. One spawn at a time, with a turn of the
-    # loop between them, keeps the hub and the console answering while 50 agents start
-    # (measured in benchmarks/results/SCHEDULER.md: a 2.4 s freeze became short pauses).
-    async with _spawning():
+    async with spawning():
         return await _exec(agent, launch, argv0, stdin, out_path, err_path)
-
-
-_SPAWN_LOCKS: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-
-
-@contextlib.asynccontextmanager
-async def _spawning() -> AsyncIterator[None]:
-    loop = asyncio.get_running_loop()
-    lock = _SPAWN_LOCKS.get(loop)
-    if lock is None:
-        for old in [other for other in _SPAWN_LOCKS if other.is_closed()]:
-            del _SPAWN_LOCKS[old]
-        lock = _SPAWN_LOCKS[loop] = asyncio.Lock()
-    async with lock:
-        try:
-            yield
-        finally:
-            await asyncio.sleep(0)
 
 
 async def _exec(agent: AgentConfig, launch: _Launch, argv0: str, stdin: int, out_path: Path,
@@ -487,16 +353,10 @@ async def _wait(
 ) -> str | None:
     """Wait for the leader to exit; "timeout" or "stopped" when that came first instead."""
     waiter = asyncio.ensure_future(proc.wait())
-    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    watched = {waiter} if stopper is None else {waiter, stopper}
     try:
-        done, _ = await asyncio.wait(watched, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        return await first_ending(waiter, stop, limit)
     finally:
-        for fut in watched:
-            fut.cancel()
-    if waiter in done:
-        return None
-    return "stopped" if stopper is not None and stopper in done else "timeout"
+        waiter.cancel()
 
 
 def _start_feeder(
@@ -538,20 +398,3 @@ def _append(path: Path, text: str) -> None:
             f.write(text)
     except OSError:
         pass
-
-
-def describe_exit(code: int | None) -> str:
-    """How a process ended, for people: "exit 7", "killed by SIGKILL", "ended" (unknown)."""
-    if code is None:
-        return "ended"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit {code}"
-
-
-def seconds_text(value: float) -> str:
-    """0.5 -> "0.5s", 10.0 -> "10s"."""
-    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"

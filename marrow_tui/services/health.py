@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 
 from ..config.model import ServiceConfig
-from ..scheduler.runner import describe_exit, seconds_text
+from ..proc import Capture, describe_exit, run_bounded, seconds_text
 
 HOST = "127.0.0.1"
 #: the longest status line we read
@@ -108,29 +106,20 @@ async def _command(
     if not argv:
         return False, "no health command"
     words = [w.replace("{port}", str(port)) if port else w for w in argv]
+    output = Capture(OUTPUT_TAIL, tail=True)  # drained: a chatty check never blocks
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *words, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, cwd=cwd, env=dict(env) if env is not None else None,
-            start_new_session=True)
+        # whatever the check started goes with it (its group outlives a reaped leader)
+        run = await run_bounded(words, out=output, cwd=cwd,
+                                env=dict(env) if env is not None else None,
+                                until_output_ends=True)
     except FileNotFoundError:
         return False, f"health command not found: {words[0]}"
     except PermissionError:
         return False, f"health command not executable: {words[0]}"
     except OSError as exc:
         return False, f"health command: {exc.strerror or exc}"
-    tail = b""
-    try:
-        assert proc.stdout is not None
-        while chunk := await proc.stdout.read(65536):  # drained: a chatty check never blocks
-            tail = (tail + chunk)[-OUTPUT_TAIL:]
-        code = await proc.wait()
-    finally:  # whatever the check started goes with it (its group outlives a reaped leader)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.returncode is None:  # the timeout (or a cancellation)
-            with contextlib.suppress(Exception):
-                await proc.wait()
+    code = run.code
+    tail = bytes(output.data)
     last = _last_line(tail)
     if code == 0:
         return True, "exit 0" + (f": {last}" if last else "")

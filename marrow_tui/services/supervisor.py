@@ -60,7 +60,6 @@ injected `sleep` is only used for the backoff waits, so tests can check the sequ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import shlex
@@ -74,17 +73,20 @@ from pathlib import Path
 from typing import Any
 
 from ..config.model import ServiceConfig
-from ..scheduler.runner import (
-    _spawning,
+from ..core.graph import cycle_in, cycle_text, edges
+from ..proc import (
     describe_exit,
     end_group,
+    environ,
     group_alive,
+    processes,
     seconds_text,
     signal_group,
+    spawning,
+    stop_found,
     tail_line,
 )
 from . import health as health_checks
-from ..core.graph import cycle_in, cycle_text, edges
 from .logs import BACKUPS, MAX_BYTES, Drainer, RotatingLog
 
 log = logging.getLogger("marrow.services")
@@ -220,7 +222,7 @@ class Supervisor:
         self._started = True
         if not self._reaped:
             self._reaped = True
-            found = await stop_left_behind(self.logs)
+            found = await stop_services_left_behind(self.logs)
             for name, pids in sorted(found.items()):
                 log.warning("service %s: stopped %d process(es) a previous run left behind: %s",
                             name, len(pids), ", ".join(map(str, pids)))
@@ -247,7 +249,7 @@ class Supervisor:
         groups.append([s for s in self._order if not any(s.name in w for w in self.waves)])
         for group in reversed(groups):
             await asyncio.gather(*(self._stop_one(s, "stopped (shutting down)") for s in group))
-        found = await stop_left_behind(self.logs, names=set(self._svcs))
+        found = await stop_services_left_behind(self.logs, names=set(self._svcs))
         for name, pids in sorted(found.items()):
             log.warning("service %s: stopped %d process(es) left after shutdown: %s",
                         name, len(pids), ", ".join(map(str, pids)))
@@ -700,7 +702,8 @@ class Supervisor:
     async def _stop_escaped(self, svc: _Service) -> None:
         """Once the group is gone: stop what still carries this service's tag (processes
         that left the group: setsid, daemonised), as a previous run's leftovers are."""
-        found = await stop_left_behind(self.logs, svc.cfg.stop_grace, names={svc.name})
+        found = await stop_services_left_behind(self.logs, svc.cfg.stop_grace,
+                                                names={svc.name})
         pids = found.get(svc.name, [])
         if pids:
             text = ", ".join(map(str, pids))
@@ -753,7 +756,7 @@ class Supervisor:
         except OSError as exc:
             raise _CannotStart(f"cannot make a pipe: {exc.strerror or exc}") from None
         try:
-            async with _spawning():  # one fork at a time keeps the loop answering
+            async with spawning():  # one fork at a time keeps the loop answering
                 proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=write_end,
                     stderr=write_end, cwd=cwd, env=svc.env, start_new_session=True)
@@ -895,59 +898,31 @@ def left_behind(home: Path) -> dict[str, list[int]]:
     """Live processes tagged as services of the supervisor whose log folder is `home`, by
     service name: what a killed marrow-tui left running. Read from /proc/<pid>/environ, so
     a reused pid is never mistaken for one of ours; {} where there is no /proc."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return {}
     mine = f"{ENV_HOME}={Path(home).absolute()}".encode()
     tag = f"{ENV_TAG}=".encode()
-    me = os.getpid()
     found: dict[str, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for pid, _stat in processes():
+        items = environ(pid)
+        if mine not in items:
             continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_bytes()
-        except OSError:
-            continue
-        if mine not in environ or stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X"):
-            continue
-        name = next((item[len(tag):].decode("utf-8", "replace") for item in environ
+        name = next((item[len(tag):].decode("utf-8", "replace") for item in items
                      if item.startswith(tag)), "?")
-        found.setdefault(name, []).append(int(entry.name))
+        found.setdefault(name, []).append(pid)
     return found
 
 
-async def stop_left_behind(home: Path, grace: float = LEFT_BEHIND_GRACE, *,
-                           names: set[str] | None = None) -> dict[str, list[int]]:
+async def stop_services_left_behind(home: Path, grace: float = LEFT_BEHIND_GRACE, *,
+                                    names: set[str] | None = None) -> dict[str, list[int]]:
     """SIGTERM every process `left_behind(home)` finds (only those of the services `names`,
-    when given), SIGKILL what is left after `grace`. The /proc scans run in a thread."""
+    when given), SIGKILL what is left after `grace`; what was found. The /proc scans run in
+    a thread."""
 
-    async def scan() -> dict[str, list[int]]:
-        found = await asyncio.to_thread(left_behind, home)
-        return {n: pids for n, pids in found.items() if names is None or n in names}
+    def scan() -> dict[str, list[int]]:
+        return {n: pids for n, pids in left_behind(home).items() if names is None or n in names}
 
-    found = await scan()
-    pids = [pid for group in found.values() for pid in group]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while pids and loop.time() < deadline:
-        alive = await scan()
-        if not any(pid in alive.get(name, ()) for name, group in found.items()
-                   for pid in group):
-            break
-        await asyncio.sleep(0.05)
-    if not pids:
-        return found
-    alive = await scan()
-    for name, group in found.items():
-        for pid in group:
-            if pid in alive.get(name, ()):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+    found = await asyncio.to_thread(scan)
+    if found:
+        await stop_found(found, scan, grace, kill_wait=0.0)
     return found
 
 
