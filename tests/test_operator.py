@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from marrow_tui.hub.secrets import agent_key
+from marrow_tui.hub.secrets import agent_key, new_secret
 from marrow_tui.hub.server import ConfigError
 
 from .conftest import Agent, Hub, start_hub
@@ -392,3 +392,10 @@ async def test_the_names_under_a_keyed_name_need_its_key_too(hub: Hub) -> None:
     await hub.agent("A-10")  # not under A-1
     await hub.agent("plain/x")  # under no keyed name: free
     assert run.name == "A-1"
+
+
+def test_a_new_secret_never_reads_as_a_command_line_option() -> None:
+    # token_urlsafe starts with "-" one time in 64; 2,000 draws would show it almost surely.
+    drawn = [new_secret() for _ in range(2000)]
+    assert not any(value.startswith("-") for value in drawn)
+    assert len(set(drawn)) == 2000 and all(len(value) == 43 for value in drawn)

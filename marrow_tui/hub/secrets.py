@@ -50,6 +50,14 @@ def same_secret(given: object, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8", "surrogatepass"))
 
 
+def new_secret() -> str:
+    """32 random bytes as URL-safe text that never starts with `-`, so it can follow
+    `--operator-token` on a command line without being taken for an option."""
+    while (value := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return value
+
+
 def _load_or_create(path: Path) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -59,7 +67,7 @@ def _load_or_create(path: Path) -> str:
         return _read(path)
     except OSError as exc:
         raise SecretError(f"cannot create {path}: {exc.strerror or exc}") from None
-    value = secrets.token_urlsafe(32)
+    value = new_secret()
     with os.fdopen(fd, "w", encoding="ascii") as out:
         out.write(value + "\n")
     return value
