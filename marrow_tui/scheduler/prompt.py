@@ -1,12 +1,12 @@
 """Prompt assembly: rules, role, the runtime prompt, context-script output, queued tasks.
 
-The text layout is marrow-core's (reference A6), so a profile written for it reads the same:
+The text layout is marrow-core's, so a profile written for it reads the same:
 `--- [Core Rules] ---` + rules, then RUNTIME_PROMPT, then one `--- [<stem>] ---` block per
 executable file in the agent's context dirs (sorted, empty output left out), joined by blank
 lines, with a trailing newline. We add a `--- [Role] ---` block (after the rules) and a
 `--- [Tasks] ---` block (last) when there is something to put in them.
 
-Context scripts differ from marrow-core on purpose (A18 item 5): they all run at once (their
+Context scripts differ from marrow-core on purpose: they all run at once (their
 output keeps the sorted order), in the workspace, with MARROW_AGENT and MARROW_WORKSPACE set,
 stdin from /dev/null, in their own process group, under `agent.context_timeout`. A script that
 overruns is killed with its whole group, and its block says so. A script's leftover background

@@ -1,6 +1,6 @@
 """Run one agent session: spawn the agent command, feed it the prompt, log, time out, clean up.
 
-marrow-core's runner (reference A5, A18) passes the prompt as the last argv element, lets the
+marrow-core's runner passes the prompt as the last argv element, lets the
 agent inherit marrow's stdin and cwd, kills only the direct child with SIGKILL on timeout and
 never reports a start failure. Here:
 

@@ -2,55 +2,10 @@
 
 `Supervisor` knows nothing of the runtime: it is given the `[[services]]` configs and a
 callback, and reports every change as a plain dict (`{name, state, pid, port, url, health,
-restarts, reason, since, at}`). pactown and marrow-core get this wrong in the ways the reference
-(B5-B8, B14, C2) lists; here:
-
-* **Order.** A service starts once *all* its dependencies are healthy, not merely started.
-  Services go in dependency waves (config order within a wave), and a dependent starts as soon
-  as its own dependencies are healthy, without waiting for the rest of the wave. A dependency
-  that fails (could not start, not healthy within `start_timeout`, gave up restarting) leaves
-  its dependents "blocked" with the reason ("waiting for db, which failed: ..."); they start by
-  themselves once it is healthy again. A restart is a start too: a service whose dependency is
-  down waits, blocked, before it is started again.
-* **Processes.** argv without a shell, or `/bin/sh -c <line>`, in a session and process group
-  of its own. Signals always go to the group, so a shell wrapper cannot hide the real server:
-  stopping is SIGTERM to the group, `stop_grace`, SIGKILL to what is left. The pid reported
-  is the group leader: the service itself for argv, and for a shell line that is one plain
-  command too (it is run as `exec <line>`, so the command replaces the shell); for any other
-  line (`a && b`, pipes, ...) the shell. When the leader exits, whatever it left in its group
-  is ended the same way. Each process carries `MARROW_SERVICE=<name>` and
-  `MARROW_SERVICE_DIR=<logs>` in its environment: `start()` first stops whatever a killed
-  marrow-tui left running with the same log folder (found in /proc, never by a stale pid);
-  once a service's group is gone, what still carries its tag (it left the group: setsid,
-  daemonised) is stopped too, and `stop()` ends with a sweep for all of them.
-* **Output.** stdout and stderr share one pipe, drained by a thread into `<logs>/<name>.log`,
-  rotated by size (logs.py says why this and not copy-truncate): bounded disk, bounded memory,
-  never a blocked service, nothing on the event loop. When the group is gone the thread gets
-  `DRAIN_WAIT` to reach the end of the pipe, then is told to stop (an untagged process may
-  hold the pipe for ever): no thread or fd outlives the process.
-* **Health.** Polled every `START_POLL` seconds from the start until healthy (the process
-  exiting ends the wait at once, it does not burn the timeout), then every `interval` for as
-  long as it runs. `failures` failed checks in a row make it "unhealthy"; "on-failure" and
-  "always" then restart it; with "no" it stays unhealthy, said once (only `health` follows
-  the checks). `health` is "" whenever no process runs.
-* **Restarts.** "no": an exit is final ("failed", or "stopped" after exit 0). "on-failure":
-  restart after a non-zero exit, a signal, a failed start (could not spawn, not healthy in
-  time, auto port busy; only "no command" is final) or unhealthiness; exit 0 is final.
-  "always": restart after any exit. Never after an operator's stop or during shutdown (an
-  operator's stop that comes while an operator's restart is stopping the service wins). The
-  wait before restart n (n restarts in a row) is `backoff_initial * 2**(n-1)`, at most
-  `backoff_max`; a service healthy for `STABLE_AFTER` seconds (by the injected clock) starts
-  counting again from 0; after `max_restarts` restarts in a row (when > 0) it is "failed".
-* **Dependents are told, not restarted.** When a dependency stops being healthy, each running
-  dependent gets a change with the reason ("db is backoff: killed by SIGKILL; ..."), and
-  another ("db restarted") once it is back. They are not restarted: a dependency keeps its
-  port across restarts (an auto port included), so the address in their environment stays
-  right, and restarting them would cascade one failure into many and lose their state. A
-  dependent that cannot live without its dependency should say so in its health check; its
-  own policy then restarts it, and that restart waits for the dependency.
-* **Ports.** A fixed port is used as given. `port = 0` ("auto"): the port remembered from a
-  previous run (`ports=`) if it is free, else one the kernel picks; then kept for the whole
-  run: busy at a restart, that attempt fails ("port N in use") and the policy backs off.
+restarts, reason, since, at}`). What a user sees (start order, health, restarts, ports, how a
+service is stopped) is in docs/configuration.md. Signals always go to a service's process
+group, so a shell wrapper cannot hide the real server; a service's output is drained by a
+thread (logs.py), never on the event loop.
 
 Timeouts and polling use the event loop's monotonic time; the injected `clock` only stamps
 the reported changes and measures the healthy stretch that resets the restart count, and the
