@@ -18,8 +18,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Log
 
-from ..core.sessions import Session
-from .literal import literal, printable
+from ...core.sessions import Session
+from ..literal import literal, printable
 
 #: how much of an existing log is shown on opening
 TAIL_BYTES = 256 * 1024
