@@ -108,7 +108,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("run.task", "t", "add_task", "sessions", help="Queue a task (sessions)",
            hint="add task", description="Queue a task for the selected agent"),
     Action("run.output", "o", "open_log", "sessions", help="Show the run's output",
-           hint="output", description="Show the selected run's output"),
+           description="Show the selected run's output"),
     Action("run.pause", "p", "toggle_agent", "sessions",
            help="Pause/resume the agent (sessions)", hint="pause",
            description="Pause or resume the selected agent (edits the config)"),
@@ -160,7 +160,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("view.first", "home,ctrl+home", "jump(0)"),
     Action("view.last", "end,ctrl+end", "jump(-1)"),
     Action("view.open", "enter", "open", help="Open the selected row", help_group=LAST,
-           hint="open"),
+           hint="open", description="Open the selected row"),
 )
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
@@ -220,10 +220,15 @@ def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
                                   or second.everywhere):
                 continue
             blamed, other = (second, first) if second.id in keys else (first, second)
-            where = (f"in the {first.pane} pane" if first.pane == second.pane
-                     and first.pane != GLOBAL else "everywhere")
-            problems.append((blamed.id, f"{blamed.id} and {other.id} would both be "
-                             f"{', '.join(sorted(shared))} {where}"))
+            key = ", ".join(sorted(shared))
+            if first.pane == second.pane and not first.everywhere:
+                why = f"in the {first.pane} pane"
+            elif first.everywhere and second.everywhere:
+                why = "in every pane"
+            else:
+                why = f"and {(first if first.everywhere else second).id} works in every pane"
+            problems.append((blamed.id, f"{blamed.id} and {other.id} would share the key "
+                             f"{key} {why}"))
     return problems
 
 

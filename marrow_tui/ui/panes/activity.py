@@ -11,9 +11,9 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import RichLog
 
+from ...core.text import printable
 from ..actions import Hint
 from ..bridge import Activity
-from ..literal import printable
 from .base import Console, Pane
 
 ACTIVITY_LINES = 2000

@@ -27,7 +27,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ...core.state import State
-from ..literal import printable, safe_text
+from ...core.text import printable
+from ..literal import safe_text
 
 FILL_CHUNK = 500
 

@@ -25,15 +25,16 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Label
 
 from ...core.events import Event, describe
+from ...core.text import printable
 from ...runtime import LocalSession, Runtime
 from ..actions import ACTIONS, BY_ID, BY_NAME, Action, help_rows, hint_text, shown_key
 from ..bridge import Activity, Bridge, Changed
-from ..literal import literal, printable
+from ..literal import literal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import HelpModal
 from ..panes.activity import ActivityPane
 from ..panes.agents import AgentsPane
-from ..panes.base import Pane, count
+from ..panes.base import Pane, TablePane, count
 from ..panes.board import BoardPane
 from ..panes.claims import EXPIRING_SOON, ClaimsPane
 from ..panes.issues import IssuesPane
@@ -42,9 +43,6 @@ from ..panes.sessions import SessionsPane
 from ..panes.steering import SteeringPane, steering_keys
 from ..panes.table import KeyedTable
 
-#: the panes in their tab order (Steering is 0: it comes first when something waits)
-PANES = ("steering", "agents", "claims", "board", "activity", "sessions", "issues",
-         "services")
 #: a terminal at least this big shows every pane at once
 WIDE = (150, 40)
 
@@ -84,14 +82,13 @@ class MainScreen(Screen[None]):
         self.issues_pane = IssuesPane(self)
         self.services_pane = ServicesPane(self)
         self.activity_pane = ActivityPane(self)
+        # In tab order (Steering is 0: it comes first when something waits).
         panes: list[Pane] = [SteeringPane(self), AgentsPane(self), ClaimsPane(self),
                              BoardPane(self), self.activity_pane, self.sessions_pane,
                              self.issues_pane, self.services_pane]
         self.panes: dict[str, Pane] = {pane.name: pane for pane in panes}
         self.tables: dict[str, KeyedTable] = {
-            name: self.panes[name].table  # type: ignore[attr-defined]
-            for name in ("agents", "claims", "board", "sessions", "steering", "issues",
-                         "services")}
+            pane.name: pane.table for pane in panes if isinstance(pane, TablePane)}
         self.activity = self.activity_pane.log
         state = runtime.state
         # With agents to run, their sessions are what the operator looks at first.
@@ -116,15 +113,14 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
         with Horizontal(id="tabs"):
-            for name in PANES:
+            for name, pane in self.panes.items():
                 key = shown_key(BY_ID[f"pane.{name}"], self.keys)
-                yield Label(f" {key} {self.panes[name].title} ", id=f"tab-{name}",
-                            classes="tab")
+                yield Label(f" {key} {pane.title} ", id=f"tab-{name}", classes="tab")
         with Container(id="panes"):
-            for name in PANES:
+            for name, pane in self.panes.items():
                 with Vertical(id=f"{name}-pane", classes="pane"):
-                    yield Label(self.panes[name].title, classes="pane-title")
-                    yield self.panes[name].widget
+                    yield Label(pane.title, classes="pane-title")
+                    yield pane.widget
         yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter",
                     disabled=True)
         yield Footer(compact=True)
@@ -159,7 +155,7 @@ class MainScreen(Screen[None]):
         self._catch_up()
 
     def watch_pane(self, pane: str) -> None:
-        for name in PANES:
+        for name in self.panes:
             self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
             self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
         self._catch_up()
@@ -364,8 +360,8 @@ class MainScreen(Screen[None]):
     @on(KeyedTable.RowSelected)
     def _open(self, event: KeyedTable.RowSelected) -> None:
         for pane in self.panes.values():
-            if pane.widget is event.table:
-                pane.open(event.key)  # type: ignore[attr-defined]
+            if isinstance(pane, TablePane) and pane.table is event.table:
+                pane.open(event.key)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
