@@ -8,7 +8,9 @@ import sys
 
 from textual.widgets import Input
 
-from marrow_tui.ui.modals import ChoiceModal, ConfirmModal, DetailModal, FormModal, HelpModal
+from marrow_tui.ui.modals.confirm import ChoiceModal, ConfirmModal
+from marrow_tui.ui.modals.detail import DetailModal, HelpModal
+from marrow_tui.ui.modals.form import FormModal
 
 from .console_app import ConsoleApp, filled
 
@@ -241,8 +243,10 @@ async def test_expiry_and_readiness_are_notified_once() -> None:
 def test_no_default_binding_on_keys_that_tmux_and_agents_use() -> None:
     code = (
         "from marrow_tui.ui.app import MarrowApp\n"
-        "from marrow_tui.ui.main_screen import MainScreen\n"
-        "from marrow_tui.ui.modals import ConfirmModal, ChoiceModal, FormModal, DetailModal\n"
+        "from marrow_tui.ui.screens.main import MainScreen\n"
+        "from marrow_tui.ui.modals.confirm import ConfirmModal, ChoiceModal\n"
+        "from marrow_tui.ui.modals.detail import DetailModal\n"
+        "from marrow_tui.ui.modals.form import FormModal\n"
         "keys = set()\n"
         "for cls in (MarrowApp, MainScreen, ConfirmModal, ChoiceModal, FormModal, DetailModal):\n"
         "    for b in cls.BINDINGS:\n"

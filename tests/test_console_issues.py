@@ -14,8 +14,10 @@ from typing import Any
 from marrow_tui.core.events import Event
 from marrow_tui.protocol.frames import Call, Outcome
 from marrow_tui.runtime import Runtime
-from marrow_tui.ui.modals import ConfirmModal, DetailModal, FormModal
-from marrow_tui.ui.widgets import IssuesTable
+from marrow_tui.ui.modals.confirm import ConfirmModal
+from marrow_tui.ui.modals.detail import DetailModal
+from marrow_tui.ui.modals.form import FormModal
+from marrow_tui.ui.panes.issues import IssuesTable
 
 from .console_app import ConsoleApp, filled, seed_issues
 

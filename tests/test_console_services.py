@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from marrow_tui.ui.modals import ConfirmModal, DetailModal
+from marrow_tui.ui.modals.confirm import ConfirmModal
+from marrow_tui.ui.modals.detail import DetailModal
 
 from .console_app import ConsoleApp, filled
 

@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from marrow_tui.ui.logview import LogScreen
-from marrow_tui.ui.modals import ConfirmModal, FormModal
-from marrow_tui.ui.widgets import SessionsTable
+from marrow_tui.ui.modals.confirm import ConfirmModal
+from marrow_tui.ui.modals.form import FormModal
+from marrow_tui.ui.panes.sessions import SessionsTable
+from marrow_tui.ui.screens.log import LogScreen
 
 from .console_app import ConsoleApp, filled
 from .test_scheduler import loaded, write_config

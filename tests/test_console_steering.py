@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from marrow_tui.ui.modals import AnswerModal, ConfirmModal
+from marrow_tui.ui.modals.answer import AnswerModal
+from marrow_tui.ui.modals.confirm import ConfirmModal
 
 from .console_app import ConsoleApp, filled
 

@@ -18,8 +18,10 @@ from marrow_tui.core.events import Event
 from marrow_tui.core.text import printable
 from marrow_tui.protocol.frames import Outcome
 from marrow_tui.runtime import Runtime
-from marrow_tui.ui.main_screen import StatusLine
-from marrow_tui.ui.modals import AnswerModal, ConfirmModal, DetailModal
+from marrow_tui.ui.modals.answer import AnswerModal
+from marrow_tui.ui.modals.confirm import ConfirmModal
+from marrow_tui.ui.modals.detail import DetailModal
+from marrow_tui.ui.screens.main import StatusLine
 
 from .conftest import Agent
 from .console_app import T0, ConsoleApp, filled

@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,8 +24,9 @@ from ..core.text import SafeFormatter
 from ..host import hosted
 from ..hub.server import HubOptions
 from ..runtime import LocalSession, Runtime, RuntimeOptions
+from .actions import apply_keys
 from .commands import MarrowCommands
-from .main_screen import MainScreen
+from .screens.main import MainScreen
 
 
 def styles_dir() -> Path:
@@ -54,8 +56,13 @@ class MarrowApp(App[None]):
     ]
 
     def __init__(self, runtime: Runtime, *, hub_uri: str, operator: str | None = None,
-                 bell: bool = True, **kwargs: Any) -> None:
+                 bell: bool = True, keys: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: keys remapped by action id (actions.py): refused here if two would clash
+        self.keys = dict(keys or {})
+        if self.keys:
+            apply_keys(self, self.keys)
         self.runtime = runtime
         self.hub_uri = hub_uri
         self.operator_name = operator or default_operator()
@@ -65,7 +72,8 @@ class MarrowApp(App[None]):
 
     def on_mount(self) -> None:
         self.session = self.runtime.join(self.operator_name, self._operator_frame)
-        self.main = MainScreen(self.runtime, self.session, self.hub_uri, self.bell_on_alerts)
+        self.main = MainScreen(self.runtime, self.session, self.hub_uri, self.bell_on_alerts,
+                               self.keys)
         self.push_screen(self.main)
 
     def on_unmount(self) -> None:

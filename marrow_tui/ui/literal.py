@@ -15,8 +15,6 @@ from textual.content import Content
 
 from ..core.text import printable
 
-__all__ = ["literal", "printable", "safe_text"]
-
 
 def literal(text: object, *, lines: bool = False) -> Content:
     """`text` as content that is shown as it is: no markup; with `lines`, line breaks kept."""

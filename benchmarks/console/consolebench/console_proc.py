@@ -43,7 +43,7 @@ from marrow_tui.runtime import Runtime, RuntimeOptions
 from marrow_tui.ui import bridge as bridge_mod
 from marrow_tui.ui.app import MarrowApp
 from marrow_tui.ui.bridge import Changed
-from marrow_tui.ui.main_screen import MainScreen
+from marrow_tui.ui.screens.main import MainScreen
 
 from . import patches as patch_mod
 from .instrument import (

@@ -56,15 +56,17 @@ def apply_class_patches(names: set[str]) -> None:
     """Patches on classes: before the app is built."""
     import inspect
 
-    from marrow_tui.ui import main_screen, widgets
+    from marrow_tui.ui.panes.activity import ActivityLog
+    from marrow_tui.ui.panes.table import KeyedTable
+    from marrow_tui.ui.screens.main import MainScreen
 
-    if "sync" in names and _uses(widgets.KeyedTable.sync, "_shown"):
+    if "sync" in names and _uses(KeyedTable.sync, "_shown"):
         SKIPPED["sync"] = "KeyedTable.sync already compares with the cells it shows"
         names.discard("sync")
-    if "activity" in names and "visible" in inspect.signature(widgets.ActivityLog.add).parameters:
+    if "activity" in names and "visible" in inspect.signature(ActivityLog.add).parameters:
         SKIPPED["activity"] = "ActivityLog.add already renders only when visible"
         names.discard("activity")
-    if "bindings" in names and not _uses(main_screen.MainScreen._changed, "refresh_bindings"):
+    if "bindings" in names and not _uses(MainScreen._changed, "refresh_bindings"):
         SKIPPED["bindings"] = "MainScreen._changed no longer calls refresh_bindings"
         names.discard("bindings")
 
@@ -95,7 +97,7 @@ def apply_class_patches(names: set[str]) -> None:
                 else:
                     self.add_row(*cells, key=key)
 
-        widgets.KeyedTable.sync = sync  # type: ignore[method-assign]
+        KeyedTable.sync = sync  # type: ignore[method-assign]
 
     if "fill" in names:
         async def fill(self: Any) -> None:
@@ -110,7 +112,7 @@ def apply_class_patches(names: set[str]) -> None:
                 await asyncio.sleep(0.002)  # long enough for the table's idle work to run
             self.filling = False
 
-        widgets.KeyedTable.fill = fill  # type: ignore[method-assign]
+        KeyedTable.fill = fill  # type: ignore[method-assign]
 
 
 def apply_screen_patches(names: set[str], screen: Any) -> None:
@@ -177,8 +179,8 @@ def apply_bindings_patch(names: set[str], screen: Any) -> None:
     def refresh_bindings() -> None:
         message = getattr(screen, "_bench_current_changed", None)
         if message is not None:
-            claim = screen._selected("claims")
-            task = screen._selected("board")
+            claim = screen.panes["claims"].selected()
+            task = screen.panes["board"].selected()
             if claim not in message.claims and task not in message.tasks:
                 return
         orig()

@@ -18,8 +18,9 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Log
 
-from ..core.sessions import Session
-from .literal import literal, printable
+from ...core.sessions import Session
+from ...core.text import printable
+from ..literal import literal
 
 #: how much of an existing log is shown on opening
 TAIL_BYTES = 256 * 1024

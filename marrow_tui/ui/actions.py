@@ -1,0 +1,259 @@
+"""The console's one table of actions.
+
+The main screen's bindings, each pane's border hints, the `?` help and the command palette are
+all made from `ACTIONS`, so they cannot disagree. An action's id is its binding id: Textual's
+keymap remaps a key by it (`apply_keys`), after `keymap_problems` has refused a mapping that
+would leave one key with two meanings in one pane. This module imports no Textual, so the
+config can check a `[keys]` table without loading the console.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+GLOBAL = "global"
+#: help groups: listed always, while an orchestrator runs, while services run, at the end
+ALWAYS, WITH_ISSUES, WITH_SERVICES, LAST = "always", "issues", "services", "last"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: str
+    #: Textual key names, comma-separated
+    key: str
+    #: what the screen runs: `handoff`, `pane('claims')`
+    run: str
+    #: the pane whose selection it acts on, and whose module holds its logic (or GLOBAL)
+    pane: str = GLOBAL
+    #: it runs from any pane (an answer goes to the longest-waiting question, a message to all)
+    anywhere: bool = False
+    #: the `?` help's text (also the binding's description, shown in the footer when `show`)
+    help: str = ""
+    help_group: str = ALWAYS
+    #: the command palette's text: every action that has one is in the palette
+    description: str = ""
+    #: the word after the key in a pane's border hint
+    hint: str = ""
+    show: bool = False
+    key_display: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The action method's name, without its arguments."""
+        return self.run.split("(", 1)[0]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.key.split(","))
+
+    @property
+    def binding_description(self) -> str:
+        """Help lists some keys only in some setups: their bindings carry no description, so
+        Textual's own keys panel leaves them out too."""
+        return self.help if self.help_group == ALWAYS else ""
+
+    @property
+    def everywhere(self) -> bool:
+        return self.pane == GLOBAL or self.anywhere
+
+
+def _pane(number: int, pane: str, title: str, description: str,
+          group: str = ALWAYS) -> Action:
+    return Action(f"pane.{pane}", str(number), f"pane('{pane}')", help=title, help_group=group,
+                  description=description)
+
+
+# The order is the bindings' order: a key several panes use (x, R, g, o) runs the first of its
+# actions that `check_action` allows, and only the shown pane's is ever allowed.
+ACTIONS: tuple[Action, ...] = (
+    _pane(0, "steering", "Steering", "Show the Steering pane (questions agents wait on)"),
+    _pane(1, "agents", "Agents", "Show the Agents pane"),
+    _pane(2, "claims", "Claims", "Show the Claims pane"),
+    _pane(3, "board", "Board", "Show the Blackboard pane"),
+    _pane(4, "activity", "Activity", "Show the Activity pane"),
+    _pane(5, "sessions", "Sessions", "Show the Sessions pane (agent runs)"),
+    _pane(6, "issues", "Issues", "Show the Issues pane (the orchestrator's tracker)",
+          WITH_ISSUES),
+    _pane(7, "services", "Services", "Show the Services pane", WITH_SERVICES),
+    # Keys that act on a pane's selection are shown in that pane's border, not the footer:
+    # the footer then never has to be rebuilt when the pane or the selection changes.
+    Action("lease.handoff", "h", "handoff", "claims", help="Hand off", hint="hand off",
+           description="Hand off the selected lease to an online agent"),
+    Action("lease.release", "r", "release", "claims", help="Release", hint="release",
+           description="Release the selected lease (checkpoint kept)"),
+    Action("lease.force_release", "R", "force_release", "claims", help="Force release",
+           hint="force-release",
+           description="Force-release the selected lease (checkpoint dropped)"),
+    Action("lease.extend", "e", "extend", "claims", help="Extend", hint="extend",
+           description="Extend the selected lease by an hour"),
+    Action("steer.answer", "a", "answer", "steering", anywhere=True, help="Answer",
+           hint="answer", show=True,
+           description="Answer the selected question, or the longest-waiting one"),
+    Action("steer.cancel", "c", "cancel_request", "steering",
+           help="Cancel the request (steering)", hint="cancel",
+           description="Cancel the selected request (the asker gets no answer)"),
+    Action("steer.goto", "g", "go_to_asker", "steering",
+           help="Go to the asker's run or lease (steering)", hint="go to asker",
+           description="Go to the asker's run or lease"),
+    Action("board.declare", "d", "declare", "board", anywhere=True, help="Declare", show=True,
+           description="Declare a blackboard task"),
+    Action("board.status", "s", "status", "board", help="Status", hint="status",
+           description="Change the selected task's status"),
+    Action("run.wake", "w", "wake", "sessions", help="Wake the agent (sessions)", hint="wake",
+           description="Wake the selected agent now"),
+    Action("run.stop", "x", "stop_run", "sessions", help="Stop the run (sessions)", hint="stop",
+           description="Stop the selected run"),
+    Action("run.task", "t", "add_task", "sessions", help="Queue a task (sessions)",
+           hint="add task", description="Queue a task for the selected agent"),
+    Action("run.output", "o", "open_log", "sessions", help="Show the run's output",
+           description="Show the selected run's output"),
+    Action("run.pause", "p", "toggle_agent", "sessions",
+           help="Pause/resume the agent (sessions)", hint="pause",
+           description="Pause or resume the selected agent (edits the config)"),
+    # Help lists the Issues pane's keys only while an orchestrator runs.
+    Action("issue.dispatch", "D", "dispatch_issue", "issues", hint="dispatch",
+           help="Dispatch the issue now (issues)", help_group=WITH_ISSUES,
+           description="Dispatch the selected issue now"),
+    Action("issue.cancel", "x", "cancel_issue", "issues", hint="cancel",
+           help="Cancel the issue's run and park it (issues)", help_group=WITH_ISSUES,
+           description="Cancel the selected issue's run and park the issue"),
+    Action("issue.retry", "R", "retry_issue", "issues", hint="retry",
+           help="Retry a parked issue (issues)", help_group=WITH_ISSUES,
+           description="Retry the selected parked issue"),
+    Action("issue.new", "n", "new_issue", "issues", hint="new",
+           help="New issue (issues)", help_group=WITH_ISSUES,
+           description="Create an issue in the tracker"),
+    Action("issue.goto", "g", "go_to_issue_run", "issues", hint="go to run",
+           help="Go to the issue's run (issues)", help_group=WITH_ISSUES,
+           description="Show the selected issue's run in the Sessions pane"),
+    Action("service.start", "u", "start_service", "services", hint="start",
+           help="Start the service (services)", help_group=WITH_SERVICES,
+           description="Start the selected service"),
+    Action("service.stop", "x", "stop_service", "services", hint="stop",
+           help="Stop the service (services)", help_group=WITH_SERVICES,
+           description="Stop the selected service"),
+    Action("service.restart", "R", "restart_service", "services", hint="restart",
+           help="Restart the service (services)", help_group=WITH_SERVICES,
+           description="Restart the selected service"),
+    Action("service.log", "o", "open_service_log", "services", hint="log",
+           help="The service's log (services)", help_group=WITH_SERVICES,
+           description="Show the selected service's log"),
+    Action("service.graph", "G", "service_graph", "services", hint="graph",
+           help="The services' dependency graph (services)", help_group=WITH_SERVICES,
+           description="Show the services' dependency graph"),
+    Action("chat.send", "m", "message", "agents", anywhere=True, help="Message",
+           hint="message", show=True, description="Send a chat message"),
+    Action("view.filter", "slash", "filter", help="Filter", hint="filter", show=True,
+           key_display="/", description="Filter the pane"),
+    Action("app.help", "question_mark", "help", help="Help", show=True, key_display="?",
+           description="Show the keys"),
+    Action("app.quit", "q", "quit", help="Quit", show=True, description="Quit marrow-tui"),
+    Action("view.close_filter", "escape", "close_filter"),
+    # The panes never take focus (a focus change rebuilds the footer): the screen moves the
+    # cursor of whichever pane is shown.
+    Action("view.up", "up", "move(-1)"),
+    Action("view.down", "down", "move(1)"),
+    Action("view.page_up", "pageup", "page(-1)"),
+    Action("view.page_down", "pagedown", "page(1)"),
+    Action("view.first", "home,ctrl+home", "jump(0)"),
+    Action("view.last", "end,ctrl+end", "jump(-1)"),
+    Action("view.open", "enter", "open", help="Open the selected row", help_group=LAST,
+           hint="open", description="Open the selected row"),
+)
+
+BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
+#: pane actions by method name (the navigation and pane-switching names repeat; all global)
+BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS if a.pane != GLOBAL}
+#: the App's own key, listed last in help
+PALETTE_KEY = "ctrl+p"
+
+#: a pane's border hint: action ids, or (id, word) where the word depends on the selection
+Hint = Sequence[str | tuple[str, str]]
+
+
+def shown_key(action: Action, keys: Mapping[str, str]) -> str:
+    """The key as the operator reads it: a remapped one as written, else the table's."""
+    remapped = keys.get(action.id)
+    if remapped:
+        return remapped.split(",", 1)[0].strip()
+    return action.key_display or action.key
+
+
+def hint_text(hint: Hint, keys: Mapping[str, str]) -> str:
+    parts = []
+    for item in hint:
+        action_id, word = item if isinstance(item, tuple) else (item, BY_ID[item].hint)
+        parts.append(f"{shown_key(BY_ID[action_id], keys)} {word}")
+    return " · ".join(parts)
+
+
+def help_rows(keys: Mapping[str, str], *, issues: bool,
+              services: bool) -> list[tuple[str, str]]:
+    groups = [ALWAYS] + [WITH_ISSUES] * issues + [WITH_SERVICES] * services + [LAST]
+    rows = [(shown_key(a, keys), a.help) for group in groups for a in ACTIONS
+            if a.help and a.help_group == group]
+    return rows + [(PALETTE_KEY, "Command palette")]
+
+
+def palette_entries(keys: Mapping[str, str]) -> list[tuple[Action, str]]:
+    """Every action with a description, and its key as shown."""
+    return [(a, shown_key(a, keys)) for a in ACTIONS if a.description]
+
+
+def _final_keys(keys: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    return {a.id: frozenset(k.strip() for k in keys.get(a.id, a.key).split(","))
+            for a in ACTIONS}
+
+
+def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
+    """What is wrong with a remapping by action id: unknown ids, and keys that would mean two
+    things at once (two actions of one pane, or a pane's and one that runs anywhere)."""
+    problems = [(action_id, f"{action_id!r} is not an action of the console")
+                for action_id in keys if action_id not in BY_ID]
+    final = _final_keys({k: v for k, v in keys.items() if k in BY_ID})
+    for index, first in enumerate(ACTIONS):
+        for second in ACTIONS[index + 1:]:
+            shared = final[first.id] & final[second.id]
+            if not shared or not (first.pane == second.pane or first.everywhere
+                                  or second.everywhere):
+                continue
+            blamed, other = (second, first) if second.id in keys else (first, second)
+            key = ", ".join(sorted(shared))
+            if first.pane == second.pane and not first.everywhere:
+                why = f"in the {first.pane} pane"
+            elif first.everywhere and second.everywhere:
+                why = "in every pane"
+            else:
+                why = f"and {(first if first.everywhere else second).id} works in every pane"
+            problems.append((blamed.id, f"{blamed.id} and {other.id} would share the key "
+                             f"{key} {why}"))
+    return problems
+
+
+def textual_keymap(keys: Mapping[str, str]) -> dict[str, str]:
+    """The keymap for `App.set_keymap`.
+
+    Textual drops every binding on a key that a remapped binding leaves or takes, so the
+    other panes' actions on those keys are listed again with their own keys.
+    """
+    final = {a.id: keys.get(a.id, a.key) for a in ACTIONS}
+    touched = {k.strip() for action_id, key in keys.items()
+               for k in (*BY_ID[action_id].keys, *key.split(","))}
+    return {a.id: final[a.id] for a in ACTIONS if a.id in keys or touched & set(a.keys)}
+
+
+class Keymapped(Protocol):
+    """A Textual App, as far as remapping goes."""
+
+    def set_keymap(self, keymap: dict[str, str]) -> None: ...
+
+
+def apply_keys(app: Keymapped, keys: Mapping[str, str]) -> None:
+    """Remap the console's keys by action id; refuses a mapping `keymap_problems` finds fault
+    with (the caller says which file and line)."""
+    problems = keymap_problems(keys)
+    if problems:
+        raise ValueError("; ".join(message for _, message in problems))
+    app.set_keymap(textual_keymap(keys))

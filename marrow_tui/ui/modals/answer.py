@@ -1,0 +1,83 @@
+"""Answer an agent's question: its choices as buttons, or any text."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static, TextArea
+
+from ..literal import literal
+
+
+class AnswerModal(ModalScreen[str | None]):
+    """Answer an agent's question: its choices as buttons, or any text (several lines)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="answer.cancel"),
+        Binding("ctrl+s,f2", "send", "Send", id="answer.send"),
+    ]
+
+    def __init__(self, asker: str, question: str, *, context: str = "", about: str = "",
+                 waited: str = "", choices: list[str] | None = None,
+                 default: str | None = None) -> None:
+        super().__init__(classes="dialog")
+        self.asker, self.question, self.context = asker, question, context
+        self.about, self.waited = about, waited
+        self.choices = choices or []
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="box wide answer"):
+            where = f" about {self.about}" if self.about else ""
+            yield Label(literal(f"{self.asker} asks{where} (waiting {self.waited})"),
+                        classes="title")
+            yield Static(literal(self.question, lines=True), classes="body question")
+            if self.context:
+                yield Label("Context", classes="field-label")
+                with VerticalScroll(classes="context"):
+                    yield Static(literal(self.context, lines=True))
+            if self.choices:
+                with Horizontal(classes="choices"):
+                    for index, choice in enumerate(self.choices):
+                        yield Button(literal(choice), id=f"choice-{index}", classes="choice")
+            yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
+                                    if self.choices else ""), classes="field-label")
+            yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
+            if self.default is not None:
+                yield Label(literal(f"If nobody answers in time: {self.default}"),
+                            classes="hint")
+            yield Label("", id="answer-error", classes="error", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Send (ctrl+s)", variant="primary", id="send")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        # With choices, the first one has the focus (Enter picks it, Tab moves on to
+        # the others and to the text box); without, the text box.
+        if self.choices:
+            self.query_one("#choice-0", Button).focus()
+        else:
+            self.query_one(TextArea).focus()
+
+    def action_send(self) -> None:
+        text = self.query_one(TextArea).text.strip()
+        if not text:
+            self.query_one("#answer-error", Label).update("Type an answer, or pick a choice.")
+            return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        button = event.button
+        if button.id == "send":
+            self.action_send()
+        elif button.id == "cancel":
+            self.dismiss(None)
+        elif button.id and button.id.startswith("choice-"):
+            self.dismiss(self.choices[int(button.id.removeprefix("choice-"))])

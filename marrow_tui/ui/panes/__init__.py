@@ -1,0 +1,1 @@
+"""One module per pane: its table, its actions and its border hints."""

@@ -1,0 +1,99 @@
+"""The Blackboard pane: declared tasks, their order and progress; declaring one, its status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+
+from ...core.board import TASK_STATUSES
+from ..actions import Hint
+from ..modals.confirm import ChoiceModal
+from ..modals.detail import DetailModal
+from ..modals.form import Field, FormModal
+from .base import Console, TablePane, fields
+from .table import KeyedTable
+
+
+class BoardTable(KeyedTable):
+    COLUMNS = (("task", "Task"), ("status", "Status"), ("ready", "Ready"), ("deps", "After"),
+               ("owner", "Suggested"), ("title", "Title"), ("note", "Latest note"))
+
+    def all_keys(self) -> Iterable[str]:
+        return sorted(self.state.board.tasks)
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        board = self.state.board
+        task = board.tasks.get(key)
+        if task is None:
+            return None
+        notes = board.progress.for_task(key)
+        note = f"[{notes[-1]['kind']}] {notes[-1]['text']}" if notes else ""
+        ready = Text("ready", style="bold green") if board.is_ready(task) else ""
+        return (key, task["status"], ready, ", ".join(task["depends_on"]),
+                task["suggested_owner"], task["title"], note[:60])
+
+
+class BoardPane(TablePane):
+    name = "board"
+    title = "Blackboard"
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.table = BoardTable(self.state, console.runtime.clock, id="board-table")
+
+    def allows(self, action: str) -> bool:
+        return action == "declare" or self.selected() is not None
+
+    def hint(self) -> Hint:
+        return ("board.status", "view.open") if self.table.selected_key is not None else ()
+
+    def declare(self) -> None:
+        form = [Field("task_id", "Task id", "e.g. P7"), Field("title", "Title"),
+                Field("depends_on", "Depends on", "comma-separated task ids"),
+                Field("suggested_owner", "Suggested owner", "an agent name"),
+                Field("description", "Description")]
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                deps = [d.strip() for d in values["depends_on"].split(",") if d.strip()]
+                self.send(type="ledger_task", task_id=values["task_id"],
+                          title=values["title"], depends_on=deps,
+                          suggested_owner=values["suggested_owner"],
+                          description=values["description"])
+
+        self.console.app.push_screen(FormModal("Declare a blackboard task", form, "Declare",
+                                               required=("task_id", "title")), submitted)
+
+    def status(self) -> None:
+        task = self.state.board.tasks.get(self.selected() or "")
+        if task is None:
+            return
+        choices = [(s, f"{s}{'  (now)' if s == task['status'] else ''}") for s in TASK_STATUSES]
+
+        def chosen(status: str | None) -> None:
+            if status and status != task["status"]:
+                self.send(type="ledger_task_update", task_id=task["task_id"], status=status)
+
+        self.console.app.push_screen(ChoiceModal(f"Status of {task['task_id']}", choices),
+                                     chosen)
+
+    def open(self, key: str) -> None:
+        board = self.state.board
+        task = board.tasks.get(key)
+        if task is None:
+            return
+        body = fields(((label, task[label]) for label in (
+            "title", "status", "suggested_owner", "project", "created_by", "version",
+            "description")), width=15)
+        body.append("\nDepends on (nearest first):\n", style="bold")
+        for dep in board.chain(key) or ["(nothing)"]:
+            other = board.tasks.get(dep)
+            status = other["status"] if other else "not declared"
+            body.append(f"  {dep}  [{status}]\n")
+        body.append("\nProgress:\n", style="bold")
+        for note in board.progress.for_task(key)[-20:] or [{"kind": "", "author": "",
+                                                             "text": "(none yet)"}]:
+            body.append(f"  [{note['kind']}] {note['author']}: {note['text']}\n")
+        self.console.app.push_screen(DetailModal(f"Task {key}", body))

@@ -1,0 +1,113 @@
+"""The Services pane: the helper services; starting, stopping, restarting, their logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+
+from ...core.sessions import Session
+from ...core.text import ago
+from ..actions import Hint
+from ..modals.confirm import ConfirmModal
+from ..modals.detail import DetailModal
+from ..screens.log import LogScreen
+from .base import Console, TablePane
+from .table import KeyedTable
+
+_SERVICE_STYLES = {"healthy": "green", "starting": "cyan", "stopping": "yellow",
+                   "backoff": "yellow", "unhealthy": "bold red", "failed": "bold red",
+                   "blocked": "red", "stopped": "dim", "disabled": "dim"}
+
+
+class ServicesTable(KeyedTable):
+    """The helper services: state, health, pid, port, uptime, restarts, and why."""
+
+    COLUMNS = (("name", "Service"), ("state", "State"), ("health", "Health"), ("pid", "PID"),
+               ("port", "Port"), ("up", "Up"), ("restarts", "Restarts"), ("reason", "Reason"))
+
+    def all_keys(self) -> Iterable[str]:
+        return sorted(self.state.services.services)
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        view = self.state.services.services.get(key)
+        if view is None:
+            return None
+        up = ago(self.clock() - view.since) if view.state == "healthy" and view.since else ""
+        return (key, Text(view.state, style=_SERVICE_STYLES.get(view.state, "")),
+                view.health or "", view.pid or "", view.port or "", up, view.restarts or "",
+                view.reason[:120])
+
+
+class ServicesPane(TablePane):
+    name = "services"
+    title = "Services"
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.table = ServicesTable(self.state, console.runtime.clock, id="services-table")
+        #: the graph was asked for: the next services list is shown as one
+        self.want_graph = False
+
+    def allows(self, action: str) -> bool:
+        return action == "service_graph" or self.selected() is not None
+
+    def hint(self) -> Hint:
+        if not self.table.selected_key:
+            return ()
+        return ("service.start", "service.stop", "service.restart", "service.log",
+                "service.graph")
+
+    def _act(self, verb: str, confirm: str | None = None) -> None:
+        name = self.selected()
+        if not name:
+            return
+        if confirm is None:
+            self.send(type=verb, name=name)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send(type=verb, name=name)
+
+        self.console.app.push_screen(ConfirmModal(f"{confirm} {name}?", (
+            f"{name} gets SIGTERM (its whole process group), then SIGKILL after its "
+            "stop_grace. Services that depend on it are told."), confirm), confirmed)
+
+    def start_service(self) -> None:
+        self._act("service_start")
+
+    def stop_service(self) -> None:
+        self._act("service_stop", "Stop")
+
+    def restart_service(self) -> None:
+        self._act("service_restart", "Restart")
+
+    def open_service_log(self) -> None:
+        name = self.selected()
+        if name is not None:
+            self.open(name)
+
+    def open(self, key: str) -> None:
+        view = self.state.services.services.get(key)
+        if view is None:
+            return
+        log = view.log or str(self.console.runtime.options.state_dir / "services"
+                              / f"{view.name}.log")
+        self.console.app.push_screen(LogScreen(Session(
+            id=f"service {view.name}", agent=view.name, started=view.since, stdout=str(log),
+            stderr=str(log), state=view.state)))
+
+    def service_graph(self) -> None:
+        self.want_graph = True  # before sending: the reply may come back at once
+        self.send(type="services_list")  # it carries the graph (the screen's operator_reply)
+
+    def show_graph(self, frame: dict[str, Any]) -> bool:
+        """Shows the graph a `services` reply carries, if one was asked for."""
+        if not self.want_graph:
+            return False
+        self.want_graph = False
+        self.console.app.push_screen(DetailModal("Services: start order and dependencies",
+                                                 Text(str(frame.get("graph", "")))))
+        return True

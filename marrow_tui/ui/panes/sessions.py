@@ -1,0 +1,226 @@
+"""The Sessions pane: the scheduler's runs per agent; waking, pausing, stopping, their output."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+
+from ...core.sessions import Session
+from ...core.text import ago
+from ..actions import Hint
+from ..modals.confirm import ConfirmModal
+from ..modals.form import Field, FormModal
+from ..screens.log import LogScreen
+from .base import Console, TablePane
+from .table import KeyedTable
+
+#: finished sessions per agent the Sessions pane lists (the state keeps more)
+SESSIONS_SHOWN = 10
+_STATE_STYLES = {"running": "bold cyan", "ok": "green", "failed": "bold red",
+                 "timeout": "bold red", "error": "bold red", "stopped": "yellow",
+                 "interrupted": "yellow"}
+
+
+#: end states whose reason says more than the exit code
+_SAY_WHY = frozenset({"timeout", "error", "stopped", "interrupted"})
+
+
+def session_key(agent: str, started: float, sid: str) -> str:
+    """Rows group by agent, newest first (so a running session heads its agent's rows)."""
+    return f"{agent}\x1f{1e11 - started:015.3f}\x1f{sid}"
+
+
+def placeholder_key(agent: str) -> str:
+    return f"{agent}\x1f~"
+
+
+class SessionsTable(KeyedTable):
+    """Runs per agent: the running one and the recent ones, newest first.
+
+    The first row of each agent also says what the scheduler will do next (next run in 4m,
+    disabled, a wake waiting). Keys sort by agent, then newest first; the session id is the
+    key's last part.
+    """
+
+    # What the operator reads first, first; the session id (also in the output view's
+    # title) last, where a narrow terminal may scroll it off.
+    COLUMNS = (("agent", "Agent"), ("started", "Started"), ("took", "Took"),
+               ("state", "State"), ("exit", "Exit"), ("line", "Last output"),
+               ("session", "Session"))
+    MAX_WIDTH = 60
+
+    def agent_names(self) -> list[str]:
+        book = self.state.sessions
+        names = set(book.agents)
+        names.update(s.agent for s in book.by_id.values())
+        return sorted(names)
+
+    def keys_of(self, agent: str) -> list[str]:
+        """The rows the agent should have now, plus the ones it shows (to drop old ones)."""
+        shown = [k for k in self._shown if k.split("\x1f", 1)[0] == agent]
+        return sorted(set(shown) | set(self._wanted(agent)))
+
+    def _wanted(self, agent: str) -> list[str]:
+        sessions = self.state.sessions.of_agent(agent)
+        running = [s for s in sessions if s.running]
+        recent = running + [s for s in sessions if not s.running][:SESSIONS_SHOWN]
+        if not recent:
+            return [placeholder_key(agent)] if agent in self.state.sessions.agents else []
+        return [session_key(s.agent, s.started, s.id) for s in recent]
+
+    def all_keys(self) -> Iterable[str]:
+        for agent in self.agent_names():
+            yield from self._wanted(agent)
+
+    def session_id(self, key: str | None) -> str | None:
+        if key is None:
+            return None
+        sid = key.rsplit("\x1f", 1)[-1]
+        return None if sid == "~" else sid
+
+    @staticmethod
+    def agent_of(key: str | None) -> str | None:
+        return None if key is None else key.split("\x1f", 1)[0]
+
+    def cells(self, key: str) -> tuple[Any, ...] | None:
+        agent = self.agent_of(key) or ""
+        wanted = self._wanted(agent)
+        if key not in wanted:
+            return None
+        book = self.state.sessions
+        sid = self.session_id(key)
+        head = wanted[0] == key
+        label = self._agent_label(agent) if head else Text("")
+        if sid is None:
+            return (label, "", "", Text("never run", style="dim"), "", "", "")
+        session = book.by_id[sid]
+        now = self.clock()
+        started = time.strftime("%H:%M:%S", time.localtime(session.started))
+        if time.localtime(session.started)[:3] != time.localtime(now)[:3]:
+            started = time.strftime("%m-%d %H:%M", time.localtime(session.started))
+        took = ago((session.ended or now) - session.started)
+        state = Text(session.state, style=_STATE_STYLES.get(session.state, ""))
+        code = "" if session.code is None else str(session.code)
+        short = sid[len(agent) + 1:] if sid.startswith(agent + "-") else sid
+        line = session.last_line
+        if session.state in _SAY_WHY and session.reason:
+            line = f"{session.reason} · {line}" if line else session.reason
+        return (label, started, took, state, code, line[:200], short)
+
+    def _agent_label(self, agent: str) -> Text:
+        view = self.state.sessions.agents.get(agent)
+        label = Text(agent, style="bold")
+        if view is None:
+            issue = self.state.issues.issues.get(agent)
+            if issue is not None:  # an issue's runs (the orchestrator's, not the config's)
+                return label.append(f"  issue · {issue.status}", style="dim")
+            return label.append("  (not in config)", style="dim")
+        if not view.enabled:
+            note, style = "disabled", "dim"
+        elif view.running:
+            note, style = ("wake queued" if view.wake_pending else ""), "cyan"
+        elif view.next_at is not None:
+            note, style = f"next {ago(view.next_at - self.clock())}", "dim"
+        else:
+            note, style = "", ""
+        if view.failures:
+            note = f"{note}, {view.failures} failed" if note else f"{view.failures} failed"
+            style = "red"
+        if view.queued:
+            note = f"{note}, {view.queued} queued" if note else f"{view.queued} queued"
+        return label.append(f"  {note}", style=style) if note else label
+
+
+class SessionsPane(TablePane):
+    name = "sessions"
+    title = "Sessions"
+    table: SessionsTable
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.table = SessionsTable(self.state, console.runtime.clock, id="sessions-table")
+
+    def _run(self, key: str | None) -> Session | None:
+        sid = self.table.session_id(key)
+        return self.state.sessions.by_id.get(sid) if sid else None
+
+    def _agent(self) -> str | None:
+        return SessionsTable.agent_of(self.selected())
+
+    def allows(self, action: str) -> bool:
+        if action in ("wake", "add_task", "toggle_agent"):
+            agent = self._agent()
+            return agent is not None and agent in self.state.sessions.agents
+        run = self._run(self.selected())
+        if action == "stop_run":
+            return run is not None and run.running
+        return run is not None  # open_log
+
+    def hint(self) -> Hint:
+        agent = SessionsTable.agent_of(self.table.selected_key)
+        if agent is None:
+            return ()
+        run = self._run(self.table.selected_key)
+        keys: list[str | tuple[str, str]] = []
+        view = self.state.sessions.agents.get(agent)
+        if view is not None:
+            keys += ["run.wake", "run.task",
+                     ("run.pause", "resume" if not view.enabled else "pause")]
+        if run is not None and run.running:
+            keys.append("run.stop")
+        if run is not None:
+            keys.append(("view.open", "output"))
+        return keys
+
+    def wake(self) -> None:
+        agent = self._agent()
+        if agent:
+            self.send(type="wake", agent=agent, reason="woken from the console")
+
+    def toggle_agent(self) -> None:
+        view = self.state.sessions.agents.get(self._agent() or "")
+        if view is None:
+            return
+        self.send(type="agent_enable", agent=view.agent, enabled=not view.enabled)
+
+    def stop_run(self) -> None:
+        run = self._run(self.selected())
+        if run is None or not run.running:
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send(type="session_stop", id=run.id)
+
+        self.console.app.push_screen(ConfirmModal(
+            f"Stop {run.id}?",
+            f"{run.agent}'s run gets SIGTERM (its whole process group), then SIGKILL if it "
+            "has not ended within the agent's stop_grace. Tasks handed to it go back to the "
+            "queue.", "Stop"), confirmed)
+
+    def add_task(self) -> None:
+        agent = self._agent()
+        if not agent:
+            return
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                self.send(type="task_add", agent=agent, title=values["title"],
+                          body=values["body"])
+
+        self.console.app.push_screen(FormModal(f"Add a task for {agent}", [
+            Field("title", "Title", "one line"),
+            Field("body", "Details", "optional")], "Queue it", required=("title",)), submitted)
+
+    def open_log(self) -> None:
+        key = self.selected()
+        if key is not None:
+            self.open(key)
+
+    def open(self, key: str) -> None:
+        run = self._run(key)
+        if run is not None:
+            self.console.app.push_screen(LogScreen(run))

@@ -1,0 +1,1 @@
+"""Full screens: the main one and the output view."""

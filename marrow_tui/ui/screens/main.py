@@ -1,0 +1,434 @@
+"""The main screen: status line, the panes, and the keys.
+
+The screen is the controller. It lays the panes out, switches, filters and moves the cursor;
+an action of a pane (the action table says which) runs on that pane, and only while that pane
+is shown, unless the table says it runs anywhere.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.events import Resize
+from textual.notifications import SeverityLevel
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Input, Label
+
+from ...core.events import Event, describe
+from ...core.text import printable
+from ...runtime import LocalSession, Runtime
+from ..actions import ACTIONS, BY_ID, BY_NAME, Action, help_rows, hint_text, shown_key
+from ..bridge import Activity, Bridge, Changed
+from ..literal import literal
+from ..modals.confirm import ConfirmModal
+from ..modals.detail import HelpModal
+from ..panes.activity import ActivityPane
+from ..panes.agents import AgentsPane
+from ..panes.base import Pane, TablePane, count
+from ..panes.board import BoardPane
+from ..panes.claims import EXPIRING_SOON, ClaimsPane
+from ..panes.issues import IssuesPane
+from ..panes.services import ServicesPane
+from ..panes.sessions import SessionsPane
+from ..panes.steering import SteeringPane, steering_keys
+from ..panes.table import KeyedTable
+
+#: a terminal at least this big shows every pane at once
+WIDE = (150, 40)
+
+
+class StatusLine(Widget):
+    """One line of text that repaints without asking the screen to lay itself out again."""
+
+    text: reactive[Text] = reactive(Text, layout=False)
+
+    def render(self) -> Text:
+        return self.text
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [Binding(a.key, a.run, a.binding_description, show=a.show,
+                        key_display=a.key_display, id=a.id) for a in ACTIONS]
+
+    pane: reactive[str] = reactive("claims")
+    #: nothing on this screen takes focus by itself (the hidden filter box least of all)
+    AUTO_FOCUS = None
+
+    def __init__(self, runtime: Runtime, session: LocalSession, hub_uri: str,
+                 bell: bool = True, keys: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.session = session
+        self.hub_uri = hub_uri
+        self.bell = bell
+        #: keys remapped by action id (already applied to the app's keymap): hints and help
+        #: name them
+        self.keys = dict(keys or {})
+        self.bridge: Bridge | None = None
+        self.latest_alert = ""
+        #: each pane's border title as last set (the widget gives it back as markup)
+        self._titles: dict[str, str] = {}
+        self.sessions_pane = SessionsPane(self)
+        self.issues_pane = IssuesPane(self)
+        self.services_pane = ServicesPane(self)
+        self.activity_pane = ActivityPane(self)
+        # In tab order (Steering is 0: it comes first when something waits).
+        panes: list[Pane] = [SteeringPane(self), AgentsPane(self), ClaimsPane(self),
+                             BoardPane(self), self.activity_pane, self.sessions_pane,
+                             self.issues_pane, self.services_pane]
+        self.panes: dict[str, Pane] = {pane.name: pane for pane in panes}
+        self.tables: dict[str, KeyedTable] = {
+            pane.name: pane.table for pane in panes if isinstance(pane, TablePane)}
+        self.activity = self.activity_pane.log
+        state = runtime.state
+        # With agents to run, their sessions are what the operator looks at first.
+        # Agents configured (or runs in the history): their sessions are a pane of their own.
+        # A config with services only opens on the services.
+        self.scheduled = bool(state.sessions.agents or state.sessions.by_id
+                              or state.sessions.config and not state.services.services)
+        if self.scheduled:
+            self.set_reactive(MainScreen.pane, "sessions")
+        elif state.services.services:
+            self.set_reactive(MainScreen.pane, "services")
+        # With an orchestrator, its issues come first (their runs are in Sessions).
+        self._orchestrating = bool(state.issues.workflow)
+        if self._orchestrating:
+            self.set_reactive(MainScreen.pane, "issues")
+        if state.steering.open:  # someone is waiting: that comes first
+            self.set_reactive(MainScreen.pane, "steering")
+        self._asking = len(state.steering.open)
+
+    # ---- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Horizontal(id="tabs"):
+            for name, pane in self.panes.items():
+                key = shown_key(BY_ID[f"pane.{name}"], self.keys)
+                yield Label(f" {key} {pane.title} ", id=f"tab-{name}", classes="tab")
+        with Container(id="panes"):
+            for name, pane in self.panes.items():
+                with Vertical(id=f"{name}-pane", classes="pane"):
+                    yield Label(pane.title, classes="pane-title")
+                    yield pane.widget
+        yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter",
+                    disabled=True)
+        yield Footer(compact=True)
+
+    async def on_mount(self) -> None:
+        self.bridge = Bridge(self.runtime, self.post_message, self.runtime.clock)
+        # What exists now (Textual, the app, the restored state) lives as long as the console:
+        # keep it out of the collector's generations, so a full collection scans only what
+        # came since.
+        gc.collect()
+        gc.freeze()
+        self.set_interval(1.0, self._tick)
+        self.set_class(not self.scheduled, "-no-scheduler")
+        self.set_class(bool(self._asking), "-asking")
+        self.set_class(self._orchestrating, "-orchestrating")
+        self.set_class(bool(self.runtime.state.services.services), "-servicing")
+        self.watch_pane(self.pane)
+        for table in self.tables.values():
+            self.run_worker(table.fill(), group="fill", exit_on_error=False)
+        # What was said before the console opened: the chat history's tail.
+        self.activity.add(Activity(m["timestamp"], "chat", text)
+                          for m in self.runtime.state.chat.tail(200)
+                          if (text := describe(Event("chat", m))) is not None)
+        self._refresh_status()
+
+    def on_unmount(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width >= WIDE[0] and event.size.height >= WIDE[1], "wide")
+        self._catch_up()
+
+    def watch_pane(self, pane: str) -> None:
+        for name in self.panes:
+            self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
+            self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
+        self._catch_up()
+        self._hint()
+
+    def _catch_up(self) -> None:
+        for name, table in self.tables.items():
+            if self.shown(name):
+                table.catch_up()
+        if self.shown("activity") and self.activity.stale:
+            self.activity.refilter(self.activity.filter_text)
+
+    @on(KeyedTable.RowHighlighted)
+    def _selection_moved(self) -> None:
+        self._hint()
+
+    def _hint(self) -> None:
+        """Each pane's border names the keys that act on its selection, when they can."""
+        for name, pane in self.panes.items():
+            hint = hint_text(pane.hint(), self.keys)
+            box = self.query_one(f"#{name}-pane")
+            if box.border_subtitle != hint:
+                box.border_subtitle = hint
+
+    # ---- updates from the runtime --------------------------------------------------------
+
+    def shown(self, pane: str) -> bool:
+        return self.pane == pane or self.has_class("wide")
+
+    @on(Changed)
+    def _changed(self, message: Changed) -> None:
+        started = time.perf_counter()
+        # Panes out of sight only note what changed; they catch up when shown.
+        runs = self.sessions_pane.table
+        run_keys = [key for agent in sorted(message.runs) for key in runs.keys_of(agent)]
+        asks = [key for rid in sorted(message.asks) for key in steering_keys(rid)]
+        issues = self.issues_pane.table
+        issue_keys = [key for identifier in sorted(message.issues)
+                      for key in issues.keys_of(identifier)]
+        for name, keys in (("claims", message.claims), ("agents", message.agents),
+                           ("board", message.tasks), ("sessions", run_keys),
+                           ("steering", asks), ("issues", issue_keys),
+                           ("services", message.services)):
+            if keys:
+                table = self.tables[name]
+                if self.shown(name) and not table.filling:
+                    table.sync(sorted(keys))
+                else:
+                    table.later(keys)
+        if message.activity:
+            self.activity.add(message.activity, visible=self.shown("activity"))
+        for alert in message.alerts:
+            self.latest_alert = printable(alert.text)
+            self.toast(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
+            if self.bell and alert.severity != "information":
+                self.app.bell()
+        self._refresh_status()
+        self._hint()
+        if self.bridge is not None:
+            self.bridge.handled(time.perf_counter() - started)
+
+    def _tick(self) -> None:
+        for name in ("agents", "claims", "sessions", "steering", "issues", "services"):
+            if self.pane == name or self.has_class("wide"):
+                self.tables[name].tick()
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        state = self.runtime.state
+        now = self.runtime.clock()
+        expiring = sum(1 for c in state.claims if c.lease_expires_at - now < EXPIRING_SOON)
+        online = len(state.presence.online)
+        badge = (" marrow-tui ", "bold reverse") if self.size.width >= 100 else ""
+        waiting = len(state.steering.open)
+        answer = shown_key(BY_ID["steer.answer"], self.keys)
+        asking = (f" ⚑ {waiting} waiting ({answer} to answer) ", "bold reverse magenta") \
+            if waiting else ""
+        if bool(waiting) != bool(self._asking):
+            self.set_class(bool(waiting), "-asking")
+        self._asking = waiting
+        text = Text.assemble(
+            badge, asking, " ", (self.hub_uri, "bold"),
+            f"  │ {online} online │ {count(len(state.claims), 'lease')}",
+            (f" ({expiring} expiring)" if expiring else "", "bold red"),
+            f" │ {count(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
+        )
+        if self.scheduled:
+            running = len(state.sessions.running())
+            # An orchestrator's runs are sessions too, of no configured agent: said below.
+            if state.sessions.agents or not state.issues.workflow:
+                text.append(
+                    f" │ {running} of {count(len(state.sessions.agents), 'agent')} running")
+            config = state.sessions.config
+            broken = bool(config) and not config.get("ok", True)
+            if broken:
+                text.append(" │ config error", style="bold red")
+            # The error itself stays on the Sessions pane until a good config replaces it.
+            title = (f"config not applied (last good kept): {(config.get('errors') or [''])[0]}"
+                     if broken else "")
+            self.set_border_title("sessions", title)
+        orchestrating = bool(state.issues.workflow)
+        if orchestrating != self._orchestrating:
+            self._orchestrating = orchestrating
+            self.set_class(orchestrating, "-orchestrating")
+        self.issues_pane.status(text)
+        services = self.runtime.state.services.services
+        if services:
+            if not self.has_class("-servicing"):
+                self.set_class(True, "-servicing")
+            healthy = sum(1 for v in services.values() if v.state == "healthy")
+            text.append(f" │ {healthy} of {count(len(services), 'service')} healthy",
+                        style="" if healthy == len(services) else "bold yellow")
+        if self.latest_alert:
+            text.append(f" │ {self.latest_alert}", style="yellow")
+        self.query_one(StatusLine).text = text
+
+    def set_border_title(self, pane: str, title: str) -> None:
+        """A pane's border title, which quotes config and workflow errors: shown literally."""
+        if self._titles.get(pane) != title:
+            self._titles[pane] = title
+            self.query_one(f"#{pane}-pane").border_title = literal(title)
+
+    def toast(self, text: str, *, severity: SeverityLevel = "information",
+              timeout: float | None = None) -> None:
+        """A notification; its text often quotes agents (names, task ids, refusals), so it is
+        shown literally: never read as markup, controls written out."""
+        self.app.notify(printable(text), severity=severity, timeout=timeout, markup=False)
+
+    # ---- keys ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_filter":
+            return self.query_one("#filter").has_class("-shown")
+        owner = BY_NAME.get(action)
+        if owner is None:
+            return True
+        if not owner.anywhere and self.pane != owner.pane:
+            return False  # a key several panes use is the shown pane's own
+        return self.panes[owner.pane].allows(action)
+
+    def action_pane(self, pane: str) -> None:
+        self.pane = pane
+
+    def show_row(self, pane: str, key: str) -> None:
+        """Switch to a pane and select a row of it (once the switch has been drawn)."""
+        self.pane = pane
+        table = self.tables[pane]
+
+        def select() -> None:
+            try:
+                table.move_cursor(table.get_row_index(key))
+            except KeyError:
+                self.toast("Not on the screen any more.", timeout=3)
+
+        self.call_after_refresh(select)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.disabled = False
+        box.add_class("-shown")
+        box.focus()
+
+    def action_close_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.remove_class("-shown")
+        box.disabled = True
+        self.set_focus(None)
+        self.watch_pane(self.pane)
+
+    def action_move(self, step: int) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_cursor(step)
+        elif step < 0:
+            self.activity.scroll_up(animate=False)
+        else:
+            self.activity.scroll_down(animate=False)
+
+    def action_page(self, direction: int) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_page(direction)
+        elif direction < 0:
+            self.activity.scroll_page_up(animate=False)
+        else:
+            self.activity.scroll_page_down(animate=False)
+
+    def action_jump(self, row: int) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_jump(row)
+        elif row == 0:
+            self.activity.scroll_home(animate=False)
+        else:
+            self.activity.scroll_end(animate=False)
+
+    def action_open(self) -> None:
+        table = self.tables.get(self.pane)
+        if table is not None:
+            table.action_select()
+
+    @on(KeyedTable.RowSelected)
+    def _open(self, event: KeyedTable.RowSelected) -> None:
+        for pane in self.panes.values():
+            if isinstance(pane, TablePane) and pane.table is event.table:
+                pane.open(event.key)
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        if self.pane == "activity":
+            self.activity.refilter(event.value)
+            return
+        table = self.tables[self.pane]
+        table.filter_text = event.value
+        self.run_worker(table.fill(), group=f"fill-{self.pane}", exclusive=True,
+                        exit_on_error=False)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_kept(self) -> None:
+        self.action_close_filter()
+
+    def action_help(self) -> None:
+        state = self.runtime.state
+        self.app.push_screen(HelpModal(help_rows(self.keys, issues=bool(state.issues.workflow),
+                                                 services=bool(state.services.services))))
+
+    def action_quit(self) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.app.exit()
+
+        running = len(self.runtime.state.sessions.running())
+        runs = (f" {count(running, 'agent run')} still going "
+                f"{'is' if running == 1 else 'are'} stopped." if running else "")
+        self.app.push_screen(ConfirmModal(
+            "Quit marrow-tui?",
+            "The hub stops and connected agents lose their connection." + runs + " Every "
+            "lease, task, message and run is saved and comes back on the next start.", "Quit"),
+            confirmed)
+
+    # ---- operator replies ------------------------------------------------------------------
+
+    def operator_reply(self, frame: dict[str, Any]) -> None:
+        """A private frame for the operator: refusals become toasts, chats go to activity."""
+        kind = frame.get("type", "")
+        if kind.endswith("_denied") or kind == "error":
+            self.toast(str(frame.get("payload", kind)), severity="error", timeout=8)
+        elif kind == "services" and self.services_pane.show_graph(frame):
+            pass
+        elif kind in ("service_starting", "service_stopping", "service_restarting"):
+            self.toast(str(frame.get("payload")), timeout=3)
+        elif kind in ("agent_updating", "wake_result", "steer_answered"):
+            self.toast(str(frame.get("payload")), timeout=4)
+        elif kind in ("issue_dispatching", "issue_cancelling", "issue_retrying"):
+            self.toast(str(frame.get("payload") or f"{kind}: {frame.get('identifier')}"),
+                       timeout=4)
+        elif kind == "issue_created":
+            self.toast(f"Created {frame.get('identifier')}"
+                       + (f": {frame.get('path')}" if frame.get("path") else ""), timeout=6)
+        elif kind == "task_added":
+            name = frame.get("file", "").rsplit("/", 1)[-1]
+            self.toast(f"Queued for {frame.get('agent')}: {name}", timeout=4)
+
+
+def _pane_action(action: Action) -> Callable[[MainScreen], None]:
+    def run(screen: MainScreen) -> None:
+        getattr(screen.panes[action.pane], action.name)()
+
+    run.__doc__ = action.description
+    return run
+
+
+# Textual runs a binding's action as the screen's `action_<name>`: each pane action gets one,
+# made from the table, that runs it on the pane that owns it.
+for _action in BY_NAME.values():
+    setattr(MainScreen, f"action_{_action.name}", _pane_action(_action))
