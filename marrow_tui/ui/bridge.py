@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from ..core.events import Event, describe
+from ..core.kinds import CLAIM_KINDS, ISSUE_KINDS, SESSION_KINDS, STEERING_KINDS
 from ..core.orchestration import refused_id
 from ..runtime import Runtime
 
@@ -26,14 +27,6 @@ FLUSH_HZ = 15
 ALERT_QUIET = 60.0
 #: "left holding work" is said only of an agent that had been online at least this long
 LEFT_AFTER = 10.0
-
-RUN_KINDS = frozenset({"session_start", "session_end", "session_progress", "agent_schedule",
-                       "agent_removed", "config_status", "wake", "task_queued"})
-CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
-                         "extend"})
-#: the orchestrator's issues (one identifier each) and its workflow's status (every issue)
-ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "issue_done", "workflow_status",
-                         "tracker_refused", "workspace_kept", "workspace_removed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +136,7 @@ class Bridge:
                     pending.alerts.append(Alert(
                         f"left:{data['agent']}",
                         f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
-            elif kind in RUN_KINDS:
+            elif kind in SESSION_KINDS:
                 self._run_event(kind, data, pending)
             elif kind in ("service_state", "service_health"):
                 pending.services.add(data["name"])
@@ -153,7 +146,7 @@ class Bridge:
                         f"service:{data['name']}:{data.get('state')}",
                         f"service {data['name']} {data.get('state')}"
                         + (f": {data['reason']}" if data.get("reason") else "")))
-            elif kind in ("steer_ask", "steer_end", "steer_delivered"):
+            elif kind in STEERING_KINDS:
                 pending.asks.add(data["id"])
                 if kind == "steer_ask":
                     pending.alerts.append(Alert(
