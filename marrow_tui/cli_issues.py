@@ -30,7 +30,7 @@ from typing import Any
 
 from . import cli_hub
 from .core.text import ago
-from .hub.client import Frame, HubClient, _is_type, build_matcher
+from .hub.client import Frame, HubClient
 
 #: the order `issues` lists them in (the console's Issues pane sorts the same way)
 _RANK = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3, "blocked": 4,
@@ -85,13 +85,8 @@ def cmd_done(args: argparse.Namespace) -> int:
 
 
 async def _do_done(hub: HubClient, args: argparse.Namespace) -> Frame:
-    fields: dict[str, Any] = {"type": "issue_done", "title": args.title,
-                              "summary": args.summary}
-    if args.issue:
-        fields["issue"] = args.issue
-    if args.session:
-        fields["session"] = args.session
-    return await hub._request(fields, build_matcher(_is_type("issue_done_ok")), None)
+    return await hub.issue_done(args.title, args.summary, issue=args.issue or "",
+                                session=args.session or "")
 
 
 def render_done(frame: Frame, args: argparse.Namespace) -> str:
@@ -111,9 +106,7 @@ def cmd_issues(args: argparse.Namespace) -> int:
 
 
 async def _do_remove(hub: HubClient, args: argparse.Namespace) -> Frame:
-    return await hub._request({"type": "issue_remove_workspace",
-                               "identifier": args.remove_workspace.strip()},
-                              build_matcher(_is_type("workspace_removing")), None)
+    return await hub.issue_remove_workspace(args.remove_workspace.strip())
 
 
 def render_removing(frame: Frame, args: argparse.Namespace) -> str:
@@ -121,7 +114,7 @@ def render_removing(frame: Frame, args: argparse.Namespace) -> str:
 
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
-    return await hub._request({"type": "issue_list"}, build_matcher(_is_type("issues")), None)
+    return await hub.issue_list()
 
 
 def render_issues(frame: Frame, args: argparse.Namespace) -> str:

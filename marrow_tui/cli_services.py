@@ -11,7 +11,7 @@ import argparse
 import time
 
 from . import cli_hub
-from .hub.client import Frame, HubClient, build_matcher
+from .hub.client import Frame, HubClient
 
 ACTIONS = ("list", "start", "stop", "restart")
 
@@ -40,15 +40,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
-    return await hub._request({"type": "services_list"},
-                              build_matcher(lambda f: f.get("type") == "services"), None)
+    return await hub.services_list()
 
 
 async def _do_action(hub: HubClient, args: argparse.Namespace) -> Frame:
-    reply = {"start": "service_starting", "stop": "service_stopping",
-             "restart": "service_restarting"}[args.action]
-    return await hub._request({"type": f"service_{args.action}", "name": args.service},
-                              build_matcher(lambda f: f.get("type") == reply), None)
+    verb = {"start": hub.service_start, "stop": hub.service_stop,
+            "restart": hub.service_restart}[args.action]
+    return await verb(args.service)
 
 
 def render(frame: Frame, args: argparse.Namespace) -> str:

@@ -57,7 +57,6 @@ from .hub.client import (
     HubConnectionError,
     HubRefused,
     Refused,
-    build_matcher,
 )
 
 if TYPE_CHECKING:
@@ -330,13 +329,10 @@ class Bridge:
         if not summary:
             raise ToolFailure("summary is empty: say what changed, how you verified it, and "
                               "anything left for a reviewer.")
-        fields: Frame = {"type": "issue_done", "title": title, "summary": summary}
-        if self.settings.session:
-            fields["session"] = self.settings.session
-        if self.settings.issue:
-            fields["issue"] = self.settings.issue
+        issue, session = self.settings.issue, self.settings.session
         try:
-            reply = await self.link.request(lambda hub: hub_request(hub, fields, "issue_done_ok"))
+            reply = await self.link.request(
+                lambda hub: hub.issue_done(title, summary, issue=issue, session=session))
         except Refused as exc:
             if exc.type == "error" and exc.text.startswith("Unknown message type"):
                 raise ToolFailure(
@@ -437,17 +433,6 @@ class Bridge:
         data = {"tasks": board.get("tasks") or [], "ready": board.get("ready") or [],
                 "progress": progress[-count:] if count else []}
         return Outcome(text, data)
-
-
-async def hub_request(hub: HubClient, fields: Frame, reply_type: str,
-                      timeout: float | None = None) -> Frame:
-    """A request for a verb HubClient has no method for yet: ``reply_type`` or Refused.
-
-    Like every HubClient verb it goes through the client's one-request-in-flight path
-    (``_request``), where a generic ``error`` counts as the refusal of the request in flight.
-    """
-    match = build_matcher(lambda frame: frame.get("type") == reply_type)
-    return await hub._request(fields, match, timeout)
 
 
 def _steer_outcome(reply: Frame, timeout_seconds: float | None) -> Outcome:

@@ -700,6 +700,52 @@ class HubClient:
         return await self._request({"type": "sessions_request", "limit": limit},
                                    build_matcher(_is_type("sessions")), timeout)
 
+    # ----------------------------------------------------------------- the helper services
+
+    async def services_list(self, timeout: float | None = None) -> Frame:
+        """``services_list`` → ``services``: each helper service's state, and the graph."""
+        return await self._request({"type": "services_list"},
+                                   build_matcher(_is_type("services")), timeout)
+
+    async def service_start(self, name: str, timeout: float | None = None) -> Frame:
+        """``service_start`` → ``service_starting``."""
+        return await self._request({"type": "service_start", "name": name},
+                                   build_matcher(_is_type("service_starting")), timeout)
+
+    async def service_stop(self, name: str, timeout: float | None = None) -> Frame:
+        """``service_stop`` → ``service_stopping``."""
+        return await self._request({"type": "service_stop", "name": name},
+                                   build_matcher(_is_type("service_stopping")), timeout)
+
+    async def service_restart(self, name: str, timeout: float | None = None) -> Frame:
+        """``service_restart`` → ``service_restarting``."""
+        return await self._request({"type": "service_restart", "name": name},
+                                   build_matcher(_is_type("service_restarting")), timeout)
+
+    # ----------------------------------------------------------------- the issue orchestrator
+
+    async def issue_done(self, title: str, summary: str, issue: str = "", session: str = "",
+                         timeout: float | None = None) -> Frame:
+        """``issue_done`` → ``issue_done_ok``: the orchestrator's mark_done for ``issue`` (else
+        the run of ``session``, else the sender's own run)."""
+        fields: Frame = {"type": "issue_done", "title": title, "summary": summary}
+        if issue:
+            fields["issue"] = issue
+        if session:
+            fields["session"] = session
+        return await self._request(fields, build_matcher(_is_type("issue_done_ok")), timeout)
+
+    async def issue_list(self, timeout: float | None = None) -> Frame:
+        """``issue_list`` → ``issues``: the tracked issues and the workflow's status."""
+        return await self._request({"type": "issue_list"}, build_matcher(_is_type("issues")),
+                                   timeout)
+
+    async def issue_remove_workspace(self, identifier: str,
+                                     timeout: float | None = None) -> Frame:
+        """``issue_remove_workspace`` → ``workspace_removing`` (operators only)."""
+        return await self._request({"type": "issue_remove_workspace", "identifier": identifier},
+                                   build_matcher(_is_type("workspace_removing")), timeout)
+
     # ----------------------------------------------------------------- claims
 
     def _owned(self, kind: str, task_id: str, owner_key: str = "owner") -> Callable[[Frame], bool]:
