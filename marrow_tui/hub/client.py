@@ -36,6 +36,8 @@ from typing import Any, Final, Literal, Self, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from .defaults import DEFAULT_URI
+
 Frame = dict[str, Any]
 """One decoded JSON frame, exactly as the hub sent it."""
 
@@ -44,7 +46,6 @@ T = TypeVar("T")
 PROTOCOL_VERSION: Final = 7
 """The wire version we announce at registration (synapse-channel 0.99.x says 7)."""
 
-DEFAULT_URI: Final = "ws://127.0.0.1:8876"
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_SIZE: Final = 16 * 1024 * 1024
 """Incoming frame cap. Board and state snapshots of a busy hub exceed 1 MiB."""
@@ -52,9 +53,6 @@ DEFAULT_MAX_SIZE: Final = 16 * 1024 * 1024
 HEARTBEAT_INTERVAL: Final = 20.0
 """What synapse's own client uses; the hub's minimum is 5 s."""
 
-PROGRESS_KINDS: Final = ("note", "blocked", "assessment", "usage", "approval")
-BOARD_STATUSES: Final = ("open", "in_progress", "blocked", "done", "cancelled")
-CLAIM_STATUSES: Final = ("claimed", "working", "input_required", "done", "failed")
 
 CLOSE_REASONS: Final[dict[int, str]] = {
     4009: "the name is already online, was switched, or is reserved",
