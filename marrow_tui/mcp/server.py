@@ -1,33 +1,11 @@
-"""`marrow-tui mcp`: the hub's verbs as MCP tools, for a coding agent, over stdio.
+"""The hub's verbs as MCP tools, for a coding agent over stdio (`marrow-tui mcp`).
 
-Why this exists: coding agents (Claude Code, Codex, opencode ...) call tools, not WebSocket
-verbs. Configured as an ordinary stdio MCP server, this process gives the model a handful of
-tools that map onto the hub: ask the human and wait (steering), finish an issue (the
-orchestrator's `issue_done`), lease work (claim, release, handoff), write on and read the
-blackboard. Inside a scheduled run it needs no configuration at all: the scheduler's runner sets
-MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION and MARROW_TOKEN, and the server acts as
-``<MARROW_AGENT>/mcp``: its own name next to the agent's, so the agent's shell commands
-(`marrow-tui done`, `marrow-tui ask`), which connect under MARROW_AGENT, are not refused as a
-name already online while the server holds its session.
-
-Design, in short:
-
-* One hub session for the life of the server (:class:`HubLink`): opened on the first tool call,
-  not at start (an agent that never uses a tool never touches the hub), and opened again when it
-  was lost. Mutations carry an ``idem_key``, so the one retry after a lost connection cannot
-  apply twice.
-* `ask_human` blocks until the question ends. Its request key comes from the ask scope
-  (MARROW_ASK_SCOPE, else MARROW_SESSION) and the question, so a call that was interrupted (the
-  client's tool timeout, a cancel, our own restart, a hub restart, a new run of the same issue)
-  and made again finds the same request instead of asking twice. The request also carries the
-  run (MARROW_SESSION) as its session. If the client cancels the call, nothing is cancelled on
-  the hub: the question stays for the operator.
-* stdout belongs to the MCP protocol. Logs go to stderr, and the SDK's stdio transport points
-  file descriptor 1 at stderr while it runs, so a stray print cannot corrupt the stream.
-* The SDK (mcp 2.x, ``MCPServer``) costs most of a second to import, so it is imported only in
-  :func:`build`; tests import this module without it.
-
-See docs/mcp.md for how to configure it in an agent and what each tool does.
+Coding agents call tools, not WebSocket verbs. The server acts as `<MARROW_AGENT>/mcp`, so the
+agent's own shell commands keep their name; it holds one hub session (HubLink), opened on the
+first tool call and again after a loss, and every mutation carries an `idem_key`, so its one
+retry cannot apply twice. stdout belongs to the MCP protocol: logs go to stderr. The SDK costs
+most of a second to import, so only `build` imports it. docs/mcp.md says how to configure it
+and what each tool does.
 """
 
 from __future__ import annotations
