@@ -1,3 +1,3 @@
-from .cli import main
+from marrow_tui.cli.main import main
 
 main()

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from marrow_tui.config import load_config
+from marrow_tui.config.load import load_config
 from marrow_tui.demo import DemoTeam
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.orchestrator.dispatcher import Orchestrator

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from marrow_tui import cli_issues
+from marrow_tui.cli import issues as cli_issues
 from marrow_tui.core.events import Refusal
 from marrow_tui.protocol.frames import Call
 
@@ -222,7 +222,8 @@ AGENT = REPO / "examples" / "tracker" / "agent.py"
 #: `marrow-tui` with `done` and `issues`, whether or not cli.py has them yet
 CLI = """\
 import argparse, sys
-from marrow_tui import cli, cli_issues
+from marrow_tui.cli import issues as cli_issues
+from marrow_tui.cli import main as cli
 
 build = cli.build_parser
 

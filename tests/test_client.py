@@ -359,7 +359,7 @@ async def test_wss_with_token_and_private_ca(secured_hub: tuple[str, Path]) -> N
 def test_client_and_hub_commands_import_no_console_libraries() -> None:
     """Scripts and agents import these; they must not drag textual or rich along."""
     probe = (
-        "import sys, marrow_tui.hub.client, marrow_tui.cli_hub\n"
+        "import sys, marrow_tui.hub.client, marrow_tui.cli.hub\n"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & {'textual', 'rich'})\n"
         "print(','.join(bad))\n"
     )

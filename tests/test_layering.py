@@ -15,7 +15,7 @@ MODULES = [
     "marrow_tui.headless",
     "marrow_tui.demo",
     "marrow_tui.host",
-    "marrow_tui.cli",
+    "marrow_tui.cli.main",
 ]
 
 

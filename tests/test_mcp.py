@@ -31,7 +31,7 @@ async def mcp_client(uri: str, tmp_path: Path, name: str = "agent",
     `name` is the agent's (MARROW_AGENT); the server is `<name>/mcp` on the hub."""
     server_env = clean_env() | {"MARROW_HUB_URI": uri, "MARROW_AGENT": name,
                                 "MARROW_SESSION": SESSION, **env}
-    params = StdioServerParameters(command=sys.executable, args=["-m", "marrow_tui.mcp_server"],
+    params = StdioServerParameters(command=sys.executable, args=["-m", "marrow_tui.mcp"],
                                    env=server_env, cwd=REPO)
     errlog = (tmp_path / "mcp-stderr.log").open("w")  # the server's stderr, for failures
     try:
@@ -305,7 +305,7 @@ async def test_the_agents_own_commands_connect_while_the_server_holds_its_sessio
 
 
 def test_the_name_and_the_session_come_from_the_environment(monkeypatch: Any) -> None:
-    from marrow_tui.mcp_server import Settings
+    from marrow_tui.mcp.server import Settings
 
     for var in ("MARROW_AGENT", "MARROW_SESSION", "MARROW_ASK_SCOPE", "MARROW_ISSUE"):
         monkeypatch.delenv(var, raising=False)
@@ -336,27 +336,27 @@ def test_register_adds_the_subcommand_and_the_cli_stays_light() -> None:
     import argparse
     import subprocess
 
-    from marrow_tui import mcp_server
+    from marrow_tui.cli import mcp as mcp_cli
 
     parser = argparse.ArgumentParser(prog="marrow-tui")
-    mcp_server.register(parser.add_subparsers(dest="command"))
+    mcp_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["mcp", "--uri", "ws://h:1", "--name", "a/b", "--give-up-after",
                               "5m"])
     assert (args.func, args.uri, args.name, args.give_up_after) == (
-        mcp_server.run, "ws://h:1", "a/b", 300.0)
+        mcp_cli.run, "ws://h:1", "a/b", 300.0)
     # The CLI imports this module for every command; the SDK is imported only to serve.
-    code = "import sys, marrow_tui.mcp_server; print('mcp' in sys.modules)"
+    code = "import sys, marrow_tui.mcp.server; print('mcp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=clean_env())
     assert out.stdout.strip() == "False"
 
 
 async def test_ask_human_gives_up_on_a_hub_that_stays_away() -> None:
-    from marrow_tui.mcp_server import Bridge, Settings, ToolFailure
+    from marrow_tui.mcp.server import HubTools, Settings, ToolFailure
 
     from .hubproc import free_port
 
-    bridge = Bridge(Settings(uri=f"ws://127.0.0.1:{free_port()}", name="agent/mcp",
+    bridge = HubTools(Settings(uri=f"ws://127.0.0.1:{free_port()}", name="agent/mcp",
                              give_up_after=0.0))
     try:
         await bridge.ask_human("Anyone there?")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marrow_tui.service_units import (
+from marrow_tui.cli.units import (
     LAUNCHD_PLIST,
     SYSTEMD_UNIT,
     command_line,

@@ -1049,7 +1049,7 @@ def test_render_nothing_and_a_cycle() -> None:
 
 
 def graph_wired() -> bool:
-    from marrow_tui.cli import build_parser
+    from marrow_tui.cli.main import build_parser
 
     parser = build_parser()
     return any("graph" in getattr(action, "choices", None) or ()
@@ -1058,10 +1058,10 @@ def graph_wired() -> bool:
 
 DRIVER = """
 import argparse, sys
-from marrow_tui.services.cli import register
+from marrow_tui.cli.services import register_graph
 parser = argparse.ArgumentParser(prog="marrow-tui")
 parser.add_argument("--config", "-c", default=None)
-register(parser.add_subparsers(dest="command"))
+register_graph(parser.add_subparsers(dest="command"))
 args = parser.parse_args(sys.argv[1:])
 sys.exit(args.func(args))
 """
@@ -1124,10 +1124,10 @@ def test_graph_command_with_a_cycle_exits_2(tmp_path: Path) -> None:
 
 
 def test_graph_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from marrow_tui.services.cli import cmd_graph, register
+    from marrow_tui.cli.services import cmd_graph, register_graph
 
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    register_graph(parser.add_subparsers())
     path = write(tmp_path, THREE)
     args = parser.parse_args(["graph", "-c", str(path)])
     assert args.func is cmd_graph

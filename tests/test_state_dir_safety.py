@@ -296,18 +296,19 @@ async def test_a_state_folder_written_by_the_previous_format_comes_back(tmp_path
 
 def test_the_chat_history_budget_is_a_setting(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from marrow_tui import cli
+    from marrow_tui.cli.console import runtime_options
+    from marrow_tui.cli.main import build_parser
 
     assert RuntimeOptions(state_dir=tmp_path).chat_history_bytes == 16 * 1024 * 1024
     runtime = Runtime(RuntimeOptions(state_dir=tmp_path, chat_history_bytes=100_000))
     assert runtime.state.chat.max_bytes == 100_000
     assert runtime.state.chat.max_message_bytes == 100_000
 
-    args = cli.build_parser().parse_args(["--chat-history-mib", "4"])
-    assert cli.runtime_options(args, tmp_path).chat_history_bytes == 4 * 1024 * 1024
+    args = build_parser().parse_args(["--chat-history-mib", "4"])
+    assert runtime_options(args, tmp_path).chat_history_bytes == 4 * 1024 * 1024
     monkeypatch.setenv("MARROW_CHAT_HISTORY_MIB", "2")
-    args = cli.build_parser().parse_args([])
-    assert cli.runtime_options(args, tmp_path).chat_history_bytes == 2 * 1024 * 1024
+    args = build_parser().parse_args([])
+    assert runtime_options(args, tmp_path).chat_history_bytes == 2 * 1024 * 1024
 
 
 def test_a_bad_chat_history_budget_is_refused_in_one_sentence(tmp_path: Path) -> None:

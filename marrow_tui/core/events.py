@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .kinds import DURABLE_KINDS, TRANSIENT_KINDS
+from .text import one_line
+
 
 @dataclass(slots=True, frozen=True)
 class Event:
@@ -65,27 +67,28 @@ def describe(event: Event) -> str | None:
         deps = f" after {','.join(t['depends_on'])}" if t["depends_on"] else ""
         return f"board     {t['task_id']} {t['status']} v{t['version']} by {d['by']}{deps}"
     if kind == "progress":
-        return f"progress  {d['task_id']} [{d['kind']}] {d['author']}: {_short(d['text'])}"
+        return f"progress  {d['task_id']} [{d['kind']}] {d['author']}: {one_line(d['text'])}"
     if kind == "chat":
-        return f"chat      #{d['msg_id']} {d['sender']} -> {d['target']}: {_short(str(d['payload']))}"
+        return (f"chat      #{d['msg_id']} {d['sender']} -> {d['target']}: "
+                f"{one_line(str(d['payload']))}")
     if kind == "presence":
         return f"{d['event']:<9} {d['agent']}"
     if kind == "wait":
         return f"wait      {d['waiter']} waits for {d['task_id']} held by {d['holder']}"
     if kind == "session_start":
         tasks = f" with {len(d['tasks'])} task(s)" if d.get("tasks") else ""
-        return f"run       {d['id']} started ({_short(d.get('trigger', 'heartbeat'), 80)}){tasks}"
+        return f"run       {d['id']} started ({one_line(d.get('trigger', 'heartbeat'), 80)}){tasks}"
     if kind == "session_end":
-        line = f": {_short(d['last_line'], 80)}" if d.get("last_line") else ""
-        return f"run       {d['id']} {d['state']} ({_short(d.get('reason', ''), 120)}){line}"
+        line = f": {one_line(d['last_line'], 80)}" if d.get("last_line") else ""
+        return f"run       {d['id']} {d['state']} ({one_line(d.get('reason', ''), 120)}){line}"
     if kind == "wake":
-        why = f": {_short(d['reason'], 80)}" if d.get("reason") else ""
+        why = f": {one_line(d['reason'], 80)}" if d.get("reason") else ""
         return f"wake      {d['agent']} by {d['by']}{why}"
     if kind == "steer_ask":
         about = f" [{d['task_id']}]" if d.get("task_id") else ""
-        return f"ask       {d['id']} {d['asker']}{about}: {_short(d['question'], 120)}"
+        return f"ask       {d['id']} {d['asker']}{about}: {one_line(d['question'], 120)}"
     if kind == "steer_end":
-        said = f": {_short(d['answer'], 100)}" if d.get("answer") else ""
+        said = f": {one_line(d['answer'], 100)}" if d.get("answer") else ""
         how = {"answered": f"answered by {d.get('by')}", "cancelled": f"cancelled by {d.get('by')}",
                "timed_out": "timed out" + (", default used" if d.get("default_used") else "")}
         return f"steer     {d['id']} {how.get(d['state'], d['state'])}{said}"
@@ -95,20 +98,20 @@ def describe(event: Event) -> str | None:
             extra.append(f"port {d['port']}")
         if d.get("pid"):
             extra.append(f"pid {d['pid']}")
-        why = f": {_short(d['reason'], 100)}" if d.get("reason") else ""
+        why = f": {one_line(d['reason'], 100)}" if d.get("reason") else ""
         more = f" ({', '.join(extra)})" if extra else ""
         return f"service   {d['name']} {d['state']}{more}{why}"
     if kind == "issue_park":
         if d.get("reason"):
-            return f"park      {d['identifier']}: {_short(d['reason'], 100)}"
+            return f"park      {d['identifier']}: {one_line(d['reason'], 100)}"
         return f"unpark    {d['identifier']}"
     if kind == "issue_done":
-        return f"done      {d['identifier']} -> {d['to_state']}: {_short(d['title'], 100)}"
+        return f"done      {d['identifier']} -> {d['to_state']}: {one_line(d['title'], 100)}"
     if kind == "tracker_refused":
         return _refused_line(d)
     if kind == "workspace_kept":
         return (f"kept      {d['identifier']} workspace {d['path']}: removing it would lose "
-                f"{_short(d['lost'], 200)} (the operator may remove it)")
+                f"{one_line(d['lost'], 200)} (the operator may remove it)")
     if kind == "workspace_removed":
         return f"removed   {d['identifier']} workspace {d['path']} (by {d.get('by', '?')})"
     if kind == "workflow_status":
@@ -117,7 +120,7 @@ def describe(event: Event) -> str | None:
         return (f"workflow  {d['path']}: {len(d.get('errors', []))} error(s); "
                 "no new dispatches until it is fixed")
     if kind == "task_queued":
-        return f"task      {d['agent']} <- {_short(d['title'], 80)} by {d['by']}"
+        return f"task      {d['agent']} <- {one_line(d['title'], 80)} by {d['by']}"
     if kind == "config_status":
         if d.get("ok"):
             return f"config    {d['path']}: {len(d.get('agents', []))} agent(s)"
@@ -129,15 +132,9 @@ def _refused_line(d: dict[str, Any]) -> str:
     """The tracker files newly refused (each with why), or that none are any more."""
     files = d.get("files", [])
     new = set(d.get("new", []))
-    listed = "; ".join(f"{f['path']}: {_short(f['reason'], 120)}" for f in files
+    listed = "; ".join(f"{f['path']}: {one_line(f['reason'], 120)}" for f in files
                        if f["path"] in new)
     gone = len(d.get("gone", []))
     head = f"refused   {len(files)} tracker file(s) not read as issues"
     tail = f" ({gone} fixed or gone)" if gone else ""
-    return _short(f"{head}{tail}" + (f": {listed}" if listed else ""), 4000)
-
-
-def _short(text: str, limit: int = 160) -> str:
-    """One line, no control characters (they would reach the operator's terminal), capped."""
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(f"{head}{tail}" + (f": {listed}" if listed else ""), 4000)

@@ -16,6 +16,50 @@ def ago(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def format_duration(seconds: float) -> str:
+    """A compact span that keeps the next unit: 45s, 12m, 1h05m, 3d04h."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `90`, `90s`, `30m`, `2h`, `1d`, `1h30m`; ValueError, in a sentence, if not."""
+    if re.fullmatch(r"\s*((?:\d+(?:\.\d+)?[smhd]?\s*)+)", text) is None:
+        raise ValueError(f"{text!r} is not a duration like 90s, 30m or 2h")
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text):
+        total += float(number) * _DURATION_UNITS[unit or "s"]
+    if total <= 0:
+        raise ValueError("a duration must be more than 0")
+    return total
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 error`, `2 errors`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def one_line(text: str, limit: int = 160) -> str:
+    """`text` on one line (runs of white space become one space), capped at `limit` characters
+    with an ellipsis, its control characters escaped as `printable` escapes them: a line break,
+    an ESC or a bidi control from an agent neither splits the line nor reaches a terminal."""
+    flat = " ".join(text.split())
+    cut = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return printable(cut)
+
+
 # ---- safe to print ---------------------------------------------------------------------------
 #
 # Whatever reaches a terminal or a log goes through `printable` (the `--no-ui` printer, the

@@ -36,6 +36,8 @@ from typing import Any, Final, Literal, Self, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from .defaults import DEFAULT_URI
+
 Frame = dict[str, Any]
 """One decoded JSON frame, exactly as the hub sent it."""
 
@@ -45,7 +47,6 @@ REQUESTED_WIRE_REVISION: Final = 7
 """The synapse wire revision we announce at registration (synapse-channel 0.99.x says 7), so a
 synapse hub serves us all it has; ours serves 2 whatever we say (docs/protocol.md §1.5)."""
 
-DEFAULT_URI: Final = "ws://127.0.0.1:8876"
 DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_SIZE: Final = 16 * 1024 * 1024
 """Incoming frame cap. Board and state snapshots of a busy hub exceed 1 MiB."""
@@ -53,9 +54,6 @@ DEFAULT_MAX_SIZE: Final = 16 * 1024 * 1024
 HEARTBEAT_INTERVAL: Final = 20.0
 """What synapse's own client uses; the hub's minimum is 5 s."""
 
-PROGRESS_KINDS: Final = ("note", "blocked", "assessment", "usage", "approval")
-BOARD_STATUSES: Final = ("open", "in_progress", "blocked", "done", "cancelled")
-CLAIM_STATUSES: Final = ("claimed", "working", "input_required", "done", "failed")
 
 CLOSE_REASONS: Final[dict[int, str]] = {
     4009: "the name is already online, was switched, or is reserved",
@@ -700,6 +698,52 @@ class HubClient:
         """``sessions_request`` → ``sessions``: recent runs, the agents' schedules, config."""
         return await self._request({"type": "sessions_request", "limit": limit},
                                    build_matcher(_is_type("sessions")), timeout)
+
+    # ----------------------------------------------------------------- the helper services
+
+    async def services_list(self, timeout: float | None = None) -> Frame:
+        """``services_list`` → ``services``: each helper service's state, and the graph."""
+        return await self._request({"type": "services_list"},
+                                   build_matcher(_is_type("services")), timeout)
+
+    async def service_start(self, name: str, timeout: float | None = None) -> Frame:
+        """``service_start`` → ``service_starting``."""
+        return await self._request({"type": "service_start", "name": name},
+                                   build_matcher(_is_type("service_starting")), timeout)
+
+    async def service_stop(self, name: str, timeout: float | None = None) -> Frame:
+        """``service_stop`` → ``service_stopping``."""
+        return await self._request({"type": "service_stop", "name": name},
+                                   build_matcher(_is_type("service_stopping")), timeout)
+
+    async def service_restart(self, name: str, timeout: float | None = None) -> Frame:
+        """``service_restart`` → ``service_restarting``."""
+        return await self._request({"type": "service_restart", "name": name},
+                                   build_matcher(_is_type("service_restarting")), timeout)
+
+    # ----------------------------------------------------------------- the issue orchestrator
+
+    async def issue_done(self, title: str, summary: str, issue: str = "", session: str = "",
+                         timeout: float | None = None) -> Frame:
+        """``issue_done`` → ``issue_done_ok``: the orchestrator's mark_done for ``issue`` (else
+        the run of ``session``, else the sender's own run)."""
+        fields: Frame = {"type": "issue_done", "title": title, "summary": summary}
+        if issue:
+            fields["issue"] = issue
+        if session:
+            fields["session"] = session
+        return await self._request(fields, build_matcher(_is_type("issue_done_ok")), timeout)
+
+    async def issue_list(self, timeout: float | None = None) -> Frame:
+        """``issue_list`` → ``issues``: the tracked issues and the workflow's status."""
+        return await self._request({"type": "issue_list"}, build_matcher(_is_type("issues")),
+                                   timeout)
+
+    async def issue_remove_workspace(self, identifier: str,
+                                     timeout: float | None = None) -> Frame:
+        """``issue_remove_workspace`` → ``workspace_removing`` (operators only)."""
+        return await self._request({"type": "issue_remove_workspace", "identifier": identifier},
+                                   build_matcher(_is_type("workspace_removing")), timeout)
 
     # ----------------------------------------------------------------- claims
 

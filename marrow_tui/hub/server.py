@@ -33,12 +33,11 @@ from ..core.text import identifier_problem, printable
 from ..protocol.frames import Outcome, encode
 from ..runtime import Runtime
 from . import secrets
+from .defaults import DEFAULT_HOST, DEFAULT_PORT
 from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8876
 MAX_FRAME_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
 REGISTRATION_TIMEOUT = 10.0

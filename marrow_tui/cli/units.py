@@ -1,4 +1,5 @@
-"""Service-manager files that keep `marrow-tui --no-ui` running: systemd (user) and launchd.
+"""`marrow-tui install-service`: marrow-tui's own service-manager files, which keep
+`marrow-tui --no-ui` running: a systemd user unit and a launchd plist.
 
 `render_units` only returns text; it never writes, installs or starts anything. Every value
 is escaped for its format: systemd's quoting, `%` specifiers and `$` expansion in ExecStart=
@@ -7,10 +8,15 @@ is escaped for its format: systemd's quoting, `%` specifiers and `$` expansion i
 
 from __future__ import annotations
 
+import argparse
 import os
-import plistlib
+import shlex
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from marrow_tui.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, PROG, SubParsers
+from marrow_tui.cli.project import add_config_option, config_path, load_or_report
 
 SYSTEMD_UNIT = "marrow-tui.service"
 LAUNCHD_LABEL = "com.marrow-tui"
@@ -195,6 +201,8 @@ def render_launchd(spec: _Spec) -> str:
         "StandardOutPath": spec.stdout,
         "StandardErrorPath": spec.stderr,
     }
+    import plistlib
+
     return plistlib.dumps(plist, sort_keys=False).decode("utf-8")
 
 
@@ -206,3 +214,63 @@ def _unique(items: Iterable[str]) -> list[str]:
             seen.add(item)
             out.append(item)
     return out
+
+
+def register(sub: SubParsers) -> None:
+    p = sub.add_parser("install-service",
+                       help="render a systemd user unit and a launchd plist for --no-ui",
+                       description="Render the service files that run `marrow-tui --no-ui` "
+                                   "with this config. They are printed, or written into "
+                                   "--output-dir; nothing is installed or enabled.")
+    add_config_option(p)
+    p.add_argument("--output-dir", type=Path, default=None,
+                   help="write the files here instead of printing them")
+    p.add_argument("--platform", choices=PLATFORMS, default="both",
+                   help="linux: the systemd unit, darwin: the launchd plist (default both)")
+    p.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
+                   help="pass --state-dir to the service (default: its own default, .marrow "
+                        "beside the config); its logs go there too")
+    p.set_defaults(func=cmd_install_service)
+
+
+def cmd_install_service(args: argparse.Namespace) -> int:
+    path = config_path(args, required=True)
+    assert path is not None
+    # The service would refuse an invalid config at every start: refuse it now.
+    if load_or_report(path, what="no service file was rendered") is None:
+        return EXIT_CONFIG
+    import shutil
+
+    found = shutil.which("marrow-tui")
+    executable: str | list[str] = (os.path.abspath(found) if found
+                                   else [sys.executable, "-m", "marrow_tui"])
+    state_dir = getattr(args, "state_dir", None)
+    try:
+        units = render_units(path.resolve(), executable=executable,
+                             state_dir=state_dir.resolve() if state_dir else None,
+                             platform=args.platform)
+    except ValueError as exc:
+        print(f"{PROG}: cannot render the service files: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.output_dir is None:
+        if len(units) == 1:  # bare, so `install-service --platform linux > FILE` works
+            sys.stdout.write(units[0][1])
+            return EXIT_OK
+        for name, text in units:
+            print(f"# ---- {name}")
+            print(text)
+        return EXIT_OK
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in units:
+            (args.output_dir / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"{PROG}: cannot write into {args.output_dir}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    for name, _text in units:
+        target = args.output_dir / name
+        where = INSTALL_LOCATIONS[name]
+        print(f"wrote {target}\n  install: mkdir -p {os.path.dirname(where)} && "
+              f"cp {shlex.quote(str(target))} {where} && {INSTALL_COMMANDS[name]}")
+    return EXIT_OK

@@ -1,23 +1,10 @@
 """The issue orchestrator from a shell: `done` (an agent finishes its issue) and `issues`.
 
-`marrow-tui done --title T --summary S` is the `mark_done` of smol-symphony (its §4.8
-contract) for agents that run commands rather than MCP tools: the orchestrator moves the issue
-file to the workflow's terminal state, writes `mark_done.md` into the workspace for the
-`after_run` hook, and dispatches no further turn. It runs as the agent (`MARROW_AGENT`, which
-the orchestrator sets to the issue's identifier) and names the issue from `MARROW_ISSUE`
-unless `--issue` says otherwise; without either the hub takes the sender's own run.
-
-`marrow-tui issues` lists what the orchestrator knows: each issue's tracker state and what it
-does with it (running, retrying, parked ...), the workflow's status, the tracker files it
-refused (and why), and the workspaces it kept because removing them would lose git work.
-`marrow-tui issues --remove-workspace ID` is the operator's confirmation that such a workspace
-may go: it presents the operator token (cli_hub.operator_token), and the orchestrator refuses
-anyone without it (an issue's own run never has it).
-
-Exit codes are the hub subcommands' (see cli_hub): 0 done, 1 the hub refused (the issue is not
-running, the tracker could not move the file ...), 2 bad usage found before sending (an empty
-or multi-line title, an empty summary), 3 the hub could not be reached. Nothing here imports
-textual or rich.
+`done` is smol-symphony's `mark_done` for agents that run commands rather than MCP tools; it
+acts as the run's agent and names the issue from `MARROW_ISSUE` unless `--issue` says
+otherwise. `issues` lists what the orchestrator tracks; `issues --remove-workspace ID` is the
+operator's confirmation (it presents the operator token) that a kept workspace may go.
+Exit codes are the hub subcommands' (see cli/hub.py).
 """
 
 from __future__ import annotations
@@ -26,18 +13,27 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import cli_hub
-from .core.text import ago
-from .hub.client import Frame, HubClient, _is_type, build_matcher
+from marrow_tui.cli.common import (
+    EXIT_USAGE,
+    PROG,
+    SubParsers,
+    add_hub_options,
+    run,
+    table,
+)
+from marrow_tui.core.text import ago
+
+if TYPE_CHECKING:
+    from marrow_tui.hub.client import Frame, HubClient
 
 #: the order `issues` lists them in (the console's Issues pane sorts the same way)
 _RANK = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3, "blocked": 4,
          "inactive": 5, "done": 6}
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: SubParsers) -> None:
     """Add `done` and `issues`; each parser sets ``func(args) -> exit code``."""
     p = sub.add_parser(
         "done", help="mark the issue you work on done (the orchestrator's mark_done)",
@@ -53,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="the issue (env MARROW_ISSUE; default: the run of --name)")
     p.add_argument("--session", default=os.environ.get("MARROW_SESSION") or None,
                    help=argparse.SUPPRESS)
-    cli_hub._add_common(p)
+    add_hub_options(p)
     p.set_defaults(func=cmd_done)
 
     p = sub.add_parser(
@@ -63,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--remove-workspace", metavar="ID", default=None,
                    help="remove the workspace kept for issue ID (it had uncommitted or "
                         "unpushed git work): you confirm that work may be lost")
-    cli_hub._add_common(p)
+    add_hub_options(p)
     p.set_defaults(func=cmd_issues)
 
 
@@ -78,20 +74,15 @@ def cmd_done(args: argparse.Namespace) -> int:
                else "the title must be a single line" if "\n" in title or "\r" in title
                else "the summary is empty" if not summary else "")
     if problem:
-        print(f"{cli_hub.PROG}: {problem}", file=sys.stderr)
-        return cli_hub.EXIT_USAGE
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     args.title, args.summary = title, summary
-    return cli_hub.run(args, _do_done, render_done)
+    return run(args, _do_done, render_done)
 
 
 async def _do_done(hub: HubClient, args: argparse.Namespace) -> Frame:
-    fields: dict[str, Any] = {"type": "issue_done", "title": args.title,
-                              "summary": args.summary}
-    if args.issue:
-        fields["issue"] = args.issue
-    if args.session:
-        fields["session"] = args.session
-    return await hub._request(fields, build_matcher(_is_type("issue_done_ok")), None)
+    return await hub.issue_done(args.title, args.summary, issue=args.issue or "",
+                                session=args.session or "")
 
 
 def render_done(frame: Frame, args: argparse.Namespace) -> str:
@@ -104,16 +95,14 @@ def render_done(frame: Frame, args: argparse.Namespace) -> str:
 def cmd_issues(args: argparse.Namespace) -> int:
     if args.remove_workspace is not None:
         if not args.remove_workspace.strip():
-            print(f"{cli_hub.PROG}: --remove-workspace needs an issue id", file=sys.stderr)
-            return cli_hub.EXIT_USAGE
-        return cli_hub.run(args, _do_remove, render_removing)
-    return cli_hub.run(args, _do_list, render_issues)
+            print(f"{PROG}: --remove-workspace needs an issue id", file=sys.stderr)
+            return EXIT_USAGE
+        return run(args, _do_remove, render_removing)
+    return run(args, _do_list, render_issues)
 
 
 async def _do_remove(hub: HubClient, args: argparse.Namespace) -> Frame:
-    return await hub._request({"type": "issue_remove_workspace",
-                               "identifier": args.remove_workspace.strip()},
-                              build_matcher(_is_type("workspace_removing")), None)
+    return await hub.issue_remove_workspace(args.remove_workspace.strip())
 
 
 def render_removing(frame: Frame, args: argparse.Namespace) -> str:
@@ -121,7 +110,7 @@ def render_removing(frame: Frame, args: argparse.Namespace) -> str:
 
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
-    return await hub._request({"type": "issue_list"}, build_matcher(_is_type("issues")), None)
+    return await hub.issue_list()
 
 
 def render_issues(frame: Frame, args: argparse.Namespace) -> str:
@@ -142,7 +131,7 @@ def render_issues(frame: Frame, args: argparse.Namespace) -> str:
              "-" if i.get("priority") is None else str(i["priority"]),
              " ".join(str(i.get("title", "")).split())[:70]] for i in issues]
     lines.append("")
-    lines.append(cli_hub.table(["ID", "STATE", "STATUS", "ATTEMPT", "PRIORITY", "TITLE"],
+    lines.append(table(["ID", "STATE", "STATUS", "ATTEMPT", "PRIORITY", "TITLE"],
                                rows))
     lines += _kept_and_refused(frame)
     return "\n".join(lines)

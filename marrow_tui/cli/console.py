@@ -1,33 +1,28 @@
-"""Command-line entry point: argument parsing only; the work happens in the packages below.
+"""The default command: the runtime (hub, event log, scheduler, orchestrator, services) with
+the console, or headless with `--no-ui`; `demo` adds a scripted team of agents.
 
-`marrow-tui` runs the runtime (hub, event log) with the console; `marrow-tui --no-ui` runs the
-same runtime headless. Subcommands such as `who`, `claim` and `board` talk to a running hub
-(see `cli_hub` and docs/cli.md).
-
-Exit codes for the runtime: 0 after a clean stop; 1 when the event log failed while running;
-2 for settings that cannot work (a bad flag, a busy or unreadable state directory, a port in
-use, a non-loopback bind without a token).
+Exit codes: 0 after a clean stop; 1 when the event log failed while running; 2 for settings
+that cannot work (a bad flag, a busy or unreadable state directory, a port in use, a
+non-loopback bind without a token).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import __version__, cli_hub, cli_issues, cli_sched, cli_services, cli_steer, mcp_server
-from .hub.server import DEFAULT_HOST, DEFAULT_PORT, ConfigError, HubOptions
-from .runtime import RuntimeOptions
-from .services import cli as services_cli
-from .store.eventlog import StoreError, set_aside
+from marrow_tui.cli.common import EXIT_CONFIG, SubParsers
+from marrow_tui.cli.project import config_path, load_or_report
+from marrow_tui.hub.defaults import DEFAULT_HOST, DEFAULT_PORT
 
-EXIT_CONFIG = 2
+if TYPE_CHECKING:
+    from marrow_tui.runtime import RuntimeOptions
 
 
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runtime")
     group.add_argument("--no-ui", action="store_true",
                        help="run headless: the runtime and hub only, a log line per event")
@@ -73,36 +68,23 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="diagnostics on stderr: DEBUG, INFO, WARNING (default), ERROR")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="marrow-tui",
-        description="An operator console and coordination hub for people who run several "
-                    "coding agents at once.",
-    )
-    parser.add_argument("--version", action="version", version=f"marrow-tui {__version__}")
-    _add_runtime_options(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def register(sub: SubParsers) -> None:
     demo = sub.add_parser(
         "demo", help="run with a scripted team of agents, so every pane comes alive",
         description="Start the runtime (console, or headless with --no-ui) and a small scripted "
                     "team of agents that connect over the wire: they plan, claim, collide, "
                     "post progress, hand off and finish, over and over.")
-    _add_runtime_options(demo)
+    add_runtime_options(demo)
     demo.add_argument("--pace", type=float, default=None, metavar="SECONDS",
                       help="seconds between the team's steps (default 1; 0 = as fast as possible)")
-    demo.set_defaults(func=lambda a: _run_runtime(a, demo=True))
-    cli_hub.register(sub)
-    cli_sched.register(sub)
-    cli_steer.register(sub)
-    mcp_server.register(sub)
-    cli_issues.register(sub)
-    cli_services.register(sub)
-    services_cli.register(sub)
-    return parser
+    demo.set_defaults(func=lambda a: run(a, demo=True))
 
 
 def runtime_options(args: argparse.Namespace, state_dir: Path) -> RuntimeOptions:
     """The runtime's settings from the flags (and their environment defaults)."""
+    from marrow_tui.hub.server import ConfigError
+    from marrow_tui.runtime import RuntimeOptions
+
     mib = args.chat_history_mib
     if mib < 1:
         raise ConfigError(f"--chat-history-mib (or MARROW_CHAT_HISTORY_MIB) must be at least 1, "
@@ -112,7 +94,14 @@ def runtime_options(args: argparse.Namespace, state_dir: Path) -> RuntimeOptions
                           chat_history_bytes=mib * 1024 * 1024)
 
 
-def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
+def run(args: argparse.Namespace, demo: bool = False) -> int:
+    """Start the runtime and hub with the console, or headless with `--no-ui`."""
+    import asyncio
+    import logging
+
+    from marrow_tui.hub.server import ConfigError, HubOptions
+    from marrow_tui.store.eventlog import StoreError, set_aside
+
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
         stream=sys.stderr,
@@ -126,16 +115,16 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
 
         args.state_dir = Path(tempfile.mkdtemp(prefix="marrow-demo-"))
     config = None
-    path = None if demo and args.config is None else cli_sched.config_path(args)
+    path = None if demo and args.config is None else config_path(args)
     if path is not None:
-        config = cli_sched.load_or_report(path)
+        config = load_or_report(path)
         if config is None:
             return EXIT_CONFIG
     workflow = args.workflow
     if workflow is None and not demo and Path("WORKFLOW.md").is_file():
         workflow = Path("WORKFLOW.md")
     if workflow is not None:
-        from .orchestrator.workflow import load_workflow
+        from marrow_tui.orchestrator.workflow import load_workflow
 
         loaded = load_workflow(workflow)
         for diagnostic in loaded.diagnostics:
@@ -163,11 +152,11 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
                 print(f"marrow-tui: --new-state: moved the old state {runtime.state_dir} aside "
                       f"to {aside}; starting a new event log", file=sys.stderr, flush=True)
         if args.no_ui:
-            from .headless import serve
+            from marrow_tui.headless import serve
 
             return asyncio.run(serve(runtime, hub, demo=demo, config=config,
                                      workflow=workflow))
-        from .ui.app import run_console
+        from marrow_tui.ui.app import run_console
 
         return asyncio.run(run_console(runtime, hub, demo=demo, operator=args.operator,
                                        bell=not args.no_bell, config=config,
@@ -177,22 +166,3 @@ def _run_runtime(args: argparse.Namespace, demo: bool = False) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 0
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        sys.exit(_run_runtime(args))
-    try:
-        code = args.func(args)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`marrow-tui state --json | head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
-    sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

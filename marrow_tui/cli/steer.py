@@ -14,42 +14,38 @@ hub subcommands' codes (see docs/cli.md).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
-import json
 import os
-import re
 import sys
 import time
-import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import cli_hub
-from .core.text import ago, printable
-from .hub.client import Frame, HubClient, HubConnectionError, HubRefused, Refused
+from marrow_tui.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    SubParsers,
+    UsageError,
+    add_hub_options,
+    agent_key,
+    default_name,
+    default_uri,
+    duration,
+    operator_token,
+    run,
+    ssl_context,
+    table,
+)
+from marrow_tui.core.text import ago, printable
 
-EXIT_OK = 0
+if TYPE_CHECKING:
+    from marrow_tui.hub.client import Frame, HubClient
+
+#: no answer: the request was cancelled, or timed out with no default, or the hub refused it
 EXIT_NO_ANSWER = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def duration(text: str) -> float:
-    """argparse type: `90`, `90s`, `30m`, `2h`, `1d`, `1h30m`."""
-    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?[smhd]?\s*)+)", text)
-    if parts is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m or 2h")
-    total = 0.0
-    for number, unit in re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text):
-        total += float(number) * _UNITS[unit or "s"]
-    if total <= 0:
-        raise argparse.ArgumentTypeError("a duration must be more than 0")
-    return total
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: SubParsers) -> None:
     p = sub.add_parser(
         "ask", help="ask the operator a question and print the answer",
         description="Ask the operator a question and wait for the answer, which is printed "
@@ -72,9 +68,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="if the hub cannot be reached for this long, exit 3 (default 1h)")
     # The hub options, but --timeout is the question's here (as the issue's users expect).
     group = p.add_argument_group("hub connection")
-    group.add_argument("--uri", default=cli_hub.default_uri(),
+    group.add_argument("--uri", default=default_uri(),
                        help="hub address (env MARROW_HUB_URI; default %(default)s)")
-    group.add_argument("--name", default=cli_hub.default_name(),
+    group.add_argument("--name", default=default_name(),
                        help="who asks (env MARROW_AGENT; default cli/<user>)")
     group.add_argument("--token", default=os.environ.get("MARROW_TOKEN"),
                        help="connect token of a secured hub (env MARROW_TOKEN)")
@@ -94,7 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("id", nargs="?", default="", metavar="ID",
                    help="the request to cancel")
     p.add_argument("--all", action="store_true", help="also the recently ended ones")
-    cli_hub._add_common(p)
+    add_hub_options(p)
     p.set_defaults(func=cmd_steering)
 
     p = sub.add_parser("answer", help="answer an agent's question",
@@ -102,7 +98,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "once, or as soon as it connects again.")
     p.add_argument("id", metavar="ID", help="the request, as `marrow-tui steering` shows it")
     p.add_argument("text", metavar="TEXT", help="the answer ('-' reads it from stdin)")
-    cli_hub._add_common(p)
+    add_hub_options(p)
     p.set_defaults(func=cmd_answer)
 
 
@@ -110,6 +106,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def request_key(args: argparse.Namespace) -> str:
+    import hashlib
+    import uuid
+
     if args.key:
         return str(args.key)
     # The same question from the same issue or agent (inside a run marrow-tui started), or
@@ -125,6 +124,11 @@ def request_key(args: argparse.Namespace) -> str:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from marrow_tui.hub.client import HubConnectionError, Refused
+
     if not args.question.strip():
         print("marrow-tui: the question is empty", file=sys.stderr)
         return EXIT_USAGE
@@ -132,8 +136,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("marrow-tui: --default needs --timeout", file=sys.stderr)
         return EXIT_USAGE
     try:
-        context = cli_hub._ssl_context(args.cafile)
-    except cli_hub.UsageError as exc:
+        context = ssl_context(args.cafile)
+    except UsageError as exc:
         print(f"marrow-tui: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options: dict[str, Any] = {
@@ -147,7 +151,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     try:
         reply = asyncio.run(_ask(args, request_key(args), options, context))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Refused as exc:
         print(printable(f"marrow-tui: refused: {exc.text} [{exc.code or exc.type}]"),
               file=sys.stderr)
@@ -178,6 +182,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
 async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
                ssl: Any) -> Frame:
     """Ask, and wait; across lost connections, ask again by key until there is an end."""
+    import asyncio
+
+    from marrow_tui.hub.client import HubClient, HubConnectionError, HubRefused, Refused
+
     away_since: float | None = None
     told = False
     delay = 0.5
@@ -186,8 +194,8 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
             async with HubClient(args.uri, args.name, token=args.token, ssl=ssl,
                                  open_timeout=args.timeout_connect,
                                  request_timeout=args.timeout_connect,
-                                 operator_token=cli_hub.operator_token(args),
-                                 agent_key=cli_hub.agent_key(args.name)) as hub:
+                                 operator_token=operator_token(args),
+                                 agent_key=agent_key(args.name)) as hub:
                 away_since, delay = None, 0.5
                 if told:
                     print("marrow-tui: connected again; still waiting", file=sys.stderr)
@@ -215,11 +223,11 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
 
 def cmd_steering(args: argparse.Namespace) -> int:
     if args.action == "list":
-        return cli_hub.run(args, _do_list, render_requests)
+        return run(args, _do_list, render_requests)
     if not args.id.strip():
         print("marrow-tui: steering cancel needs the request ID", file=sys.stderr)
         return EXIT_USAGE
-    return cli_hub.run(args, lambda hub, a: hub.steer_cancel(a.id.strip()),
+    return run(args, lambda hub, a: hub.steer_cancel(a.id.strip()),
                        lambda f, a: f"cancelled {f.get('id')}")
 
 
@@ -240,7 +248,7 @@ def render_requests(frame: Frame, args: argparse.Namespace) -> str:
             else "open")
         rows.append([r["id"], r["asker"], ago(waited), state, r.get("task_id") or "-",
                      " ".join(r["question"].split())[:70]])
-    return cli_hub.table(["ID", "ASKER", "WAITED", "STATE", "ABOUT", "QUESTION"], rows)
+    return table(["ID", "ASKER", "WAITED", "STATE", "ABOUT", "QUESTION"], rows)
 
 
 def cmd_answer(args: argparse.Namespace) -> int:
@@ -249,7 +257,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     if not args.text.strip():
         print("marrow-tui: the answer is empty", file=sys.stderr)
         return EXIT_USAGE
-    return cli_hub.run(args, lambda hub, a: hub.steer_answer(a.id, a.text),
+    return run(args, lambda hub, a: hub.steer_answer(a.id, a.text),
                        lambda f, a: f"answered {f.get('id')}: {f.get('asker')} "
                                     + ("is connected and was sent it" if f.get("sent")
                                        else "gets it as soon as it connects again"))

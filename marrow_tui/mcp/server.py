@@ -1,33 +1,11 @@
-"""`marrow-tui mcp`: the hub's verbs as MCP tools, for a coding agent, over stdio.
+"""The hub's verbs as MCP tools, for a coding agent over stdio (`marrow-tui mcp`).
 
-Why this exists: coding agents (Claude Code, Codex, opencode ...) call tools, not WebSocket
-verbs. Configured as an ordinary stdio MCP server, this process gives the model a handful of
-tools that map onto the hub: ask the human and wait (steering), finish an issue (the
-orchestrator's `issue_done`), lease work (claim, release, handoff), write on and read the
-blackboard. Inside a scheduled run it needs no configuration at all: the scheduler's runner sets
-MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION and MARROW_TOKEN, and the server acts as
-``<MARROW_AGENT>/mcp``: its own name next to the agent's, so the agent's shell commands
-(`marrow-tui done`, `marrow-tui ask`), which connect under MARROW_AGENT, are not refused as a
-name already online while the server holds its session.
-
-Design, in short:
-
-* One hub session for the life of the server (:class:`HubLink`): opened on the first tool call,
-  not at start (an agent that never uses a tool never touches the hub), and opened again when it
-  was lost. Mutations carry an ``idem_key``, so the one retry after a lost connection cannot
-  apply twice.
-* `ask_human` blocks until the question ends. Its request key comes from the ask scope
-  (MARROW_ASK_SCOPE, else MARROW_SESSION) and the question, so a call that was interrupted (the
-  client's tool timeout, a cancel, our own restart, a hub restart, a new run of the same issue)
-  and made again finds the same request instead of asking twice. The request also carries the
-  run (MARROW_SESSION) as its session. If the client cancels the call, nothing is cancelled on
-  the hub: the question stays for the operator.
-* stdout belongs to the MCP protocol. Logs go to stderr, and the SDK's stdio transport points
-  file descriptor 1 at stderr while it runs, so a stray print cannot corrupt the stream.
-* The SDK (mcp 2.x, ``MCPServer``) costs most of a second to import, and this module is imported
-  by the CLI for every command (``register``), so the SDK is imported only in :func:`serve`.
-
-See docs/mcp.md for how to configure it in an agent and what each tool does.
+Coding agents call tools, not WebSocket verbs. The server acts as `<MARROW_AGENT>/mcp`, so the
+agent's own shell commands keep their name; it holds one hub session (HubLink), opened on the
+first tool call and again after a loss, and every mutation carries an `idem_key`, so its one
+retry cannot apply twice. stdout belongs to the MCP protocol: logs go to stderr. The SDK costs
+most of a second to import, so only `build` imports it. docs/mcp.md says how to configure it
+and what each tool does.
 """
 
 from __future__ import annotations
@@ -40,25 +18,25 @@ import hashlib
 import inspect
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
-from . import __version__, cli_hub, cli_steer
-from .core.text import SafeFormatter
-from .hub.client import (
-    PROGRESS_KINDS,
+from marrow_tui import __version__
+from marrow_tui.cli.common import default_uri
+from marrow_tui.cli.hub import render_board, render_claim, render_state
+from marrow_tui.core.text import format_duration
+from marrow_tui.hub.client import (
     ConnectionLost,
     Frame,
     HubClient,
     HubConnectionError,
     HubRefused,
     Refused,
-    build_matcher,
 )
+from marrow_tui.hub.defaults import PROGRESS_KINDS
 
 if TYPE_CHECKING:
     import ssl
@@ -92,7 +70,7 @@ class ToolFailure(Exception):
 
 
 @dataclass
-class Outcome:
+class ToolResult:
     """What a tool returns: text blocks for the model, and structured content."""
 
     text: str
@@ -142,7 +120,7 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "uri": cli_hub.default_uri(),
+            "uri": default_uri(),
             "name": default_name(),
             "token": os.environ.get("MARROW_TOKEN") or None,
             "agent_key": os.environ.get("MARROW_AGENT_KEY") or None,
@@ -232,7 +210,7 @@ def _idem() -> str:
 # --------------------------------------------------------------------------- the tools' work
 
 
-class Bridge:
+class HubTools:
     """What the tools do, with no MCP types in sight (the SDK adapter is in :func:`build`)."""
 
     def __init__(self, settings: Settings, link: HubLink | None = None) -> None:
@@ -251,7 +229,7 @@ class Bridge:
     def question_key(self, question: str, context: str) -> str:
         """The request key: the same question in the same ask scope is the same request.
 
-        The same formula as `marrow-tui ask` (cli_steer.request_key). Keys are per asker, and
+        The same formula as `marrow-tui ask` (cli/steer.py's request_key). Keys are per asker, and
         this server asks as ``<agent>/mcp``, so it does not share requests with the agent's
         shell `ask`. Outside a scheduled run, this server's own id stands in for the scope.
         """
@@ -264,7 +242,7 @@ class Bridge:
         self, question: str, context: str = "", choices: Sequence[str] | None = None,
         timeout_seconds: float | None = None, default: str | None = None, task_id: str = "",
         on_wait: Callable[[float], Awaitable[None]] | None = None,
-    ) -> Outcome:
+    ) -> ToolResult:
         question, context = (question or "").strip(), (context or "").strip()
         if not question:
             raise ToolFailure("The question is empty: say what you need the human to decide.")
@@ -284,7 +262,7 @@ class Bridge:
         base = key.split("#", 1)[0]
         reply = await self._wait_for_end(question, key, options, on_wait)
         self._answered[base] = self._answered.get(base, 0) + 1
-        return _steer_outcome(reply, timeout_seconds)
+        return _steer_result(reply, timeout_seconds)
 
     async def _wait_for_end(self, question: str, key: str, options: dict[str, Any],
                             on_wait: Callable[[float], Awaitable[None]] | None) -> Frame:
@@ -311,7 +289,7 @@ class Bridge:
             away_since = away_since or now
             if now - away_since >= self.settings.give_up_after:
                 raise ToolFailure(
-                    f"{problem}. Gave up after {cli_hub.duration(now - away_since)} without a "
+                    f"{problem}. Gave up after {format_duration(now - away_since)} without a "
                     "hub. The question stays open on the hub: call ask_human again with the same "
                     "question to pick it up.")
             log.warning("%s; trying again in %.1f s (the question stays open)", problem, delay)
@@ -320,7 +298,7 @@ class Bridge:
 
     # ---- issues --------------------------------------------------------------------------
 
-    async def mark_done(self, title: str, summary: str) -> Outcome:
+    async def mark_done(self, title: str, summary: str) -> ToolResult:
         title, summary = (title or "").strip(), (summary or "").strip()
         if not title:
             raise ToolFailure("title is empty: give a one-line summary of the change, in the "
@@ -330,13 +308,10 @@ class Bridge:
         if not summary:
             raise ToolFailure("summary is empty: say what changed, how you verified it, and "
                               "anything left for a reviewer.")
-        fields: Frame = {"type": "issue_done", "title": title, "summary": summary}
-        if self.settings.session:
-            fields["session"] = self.settings.session
-        if self.settings.issue:
-            fields["issue"] = self.settings.issue
+        issue, session = self.settings.issue, self.settings.session
         try:
-            reply = await self.link.request(lambda hub: hub_request(hub, fields, "issue_done_ok"))
+            reply = await self.link.request(
+                lambda hub: hub.issue_done(title, summary, issue=issue, session=session))
         except Refused as exc:
             if exc.type == "error" and exc.text.startswith("Unknown message type"):
                 raise ToolFailure(
@@ -350,12 +325,12 @@ class Bridge:
             text += f" The issue file is now {path}."
         if "stop now" not in text.lower():
             text += " Stop now: no further turns will be dispatched for this issue."
-        return Outcome(text, _pick(reply, "identifier", "state", "path"))
+        return ToolResult(text, _pick(reply, "identifier", "state", "path"))
 
     # ---- leases ------------------------------------------------------------------------
 
     async def claim(self, task_id: str, paths: Sequence[str] | None = None, worktree: str = "",
-                    ttl_seconds: float | None = None, note: str = "") -> Outcome:
+                    ttl_seconds: float | None = None, note: str = "") -> ToolResult:
         task_id = _task(task_id)
         key = _idem()
         try:
@@ -363,24 +338,24 @@ class Bridge:
                 task_id, list(paths or []), worktree, ttl_seconds, note, idem_key=key))
         except Refused as exc:
             raise _refusal(f"Claim of {task_id} refused", exc) from None
-        text = cli_hub.render_claim(frame, argparse.Namespace()) + "."
+        text = render_claim(frame, argparse.Namespace()) + "."
         notes = []
         if frame.get("checkpoint"):
             notes.append("The previous holder left this checkpoint for you:\n"
                          + str(frame["checkpoint"]))
-        return Outcome(text, _pick(frame, "task_id", "owner", "epoch", "lease_expires_at",
+        return ToolResult(text, _pick(frame, "task_id", "owner", "epoch", "lease_expires_at",
                                    "worktree", "paths", "note", "checkpoint"), notes)
 
-    async def release(self, task_id: str) -> Outcome:
+    async def release(self, task_id: str) -> ToolResult:
         task_id = _task(task_id)
         key = _idem()
         try:
             frame = await self.link.request(lambda hub: hub.release(task_id, idem_key=key))
         except Refused as exc:
             raise _refusal(f"Release of {task_id} refused", exc) from None
-        return Outcome(f"released {task_id}.", _pick(frame, "task_id", "owner", "epoch"))
+        return ToolResult(f"released {task_id}.", _pick(frame, "task_id", "owner", "epoch"))
 
-    async def handoff(self, task_id: str, to_agent: str, note: str = "") -> Outcome:
+    async def handoff(self, task_id: str, to_agent: str, note: str = "") -> ToolResult:
         task_id, to_agent = _task(task_id), (to_agent or "").strip()
         if not to_agent:
             raise ToolFailure("to_agent is empty: name the online agent that takes the task "
@@ -391,25 +366,25 @@ class Bridge:
                 lambda hub: hub.handoff(task_id, to_agent, note, idem_key=key))
         except Refused as exc:
             raise _refusal(f"Handoff of {task_id} refused", exc) from None
-        return Outcome(f"handed {task_id} to {frame.get('owner', to_agent)} "
+        return ToolResult(f"handed {task_id} to {frame.get('owner', to_agent)} "
                        f"(its epoch is now {frame.get('epoch')}); it is no longer yours.",
                        _pick(frame, "task_id", "owner", "previous_owner", "epoch",
                              "lease_expires_at"))
 
-    async def state(self) -> Outcome:
+    async def state(self) -> ToolResult:
         try:
             frame = await self.link.request(lambda hub: hub.state())
         except Refused as exc:
             raise _refusal("The hub refused the state query", exc) from None
         claims = (frame.get("snapshot") or {}).get("active_claims") or []
-        text = cli_hub.render_state(frame, argparse.Namespace())
+        text = render_state(frame, argparse.Namespace())
         mine = [c.get("task_id") for c in claims if c.get("owner") == self.settings.name]
         text += f"\n\nyou are {self.settings.name}; yours: {', '.join(mine) or 'none'}"
-        return Outcome(text, {"me": self.settings.name, "claims": claims})
+        return ToolResult(text, {"me": self.settings.name, "claims": claims})
 
     # ---- the blackboard -------------------------------------------------------------------
 
-    async def post_progress(self, task_id: str, text: str, kind: str = "note") -> Outcome:
+    async def post_progress(self, task_id: str, text: str, kind: str = "note") -> ToolResult:
         task_id, body = _task(task_id), (text or "").strip()
         if not body:
             raise ToolFailure("text is empty: say what happened, in a sentence or two.")
@@ -422,44 +397,33 @@ class Bridge:
         except Refused as exc:
             raise _refusal("The note was refused", exc) from None
         note = frame.get("note") or {}
-        return Outcome(f"posted a {kind} note on {task_id}.",
+        return ToolResult(f"posted a {kind} note on {task_id}.",
                        _pick(note, "task_id", "author", "kind", "text", "posted_at"))
 
-    async def read_board(self, progress_notes: int = DEFAULT_NOTES) -> Outcome:
+    async def read_board(self, progress_notes: int = DEFAULT_NOTES) -> ToolResult:
         try:
             frame = await self.link.request(lambda hub: hub.board())
         except Refused as exc:
             raise _refusal("The hub refused the board query", exc) from None
         count = max(0, progress_notes)
         board = frame.get("board") or {}
-        text = cli_hub.render_board(frame, argparse.Namespace(notes=count))
+        text = render_board(frame, argparse.Namespace(notes=count))
         progress = sorted(board.get("progress") or [], key=lambda n: n.get("posted_at") or 0)
         data = {"tasks": board.get("tasks") or [], "ready": board.get("ready") or [],
                 "progress": progress[-count:] if count else []}
-        return Outcome(text, data)
+        return ToolResult(text, data)
 
 
-async def hub_request(hub: HubClient, fields: Frame, reply_type: str,
-                      timeout: float | None = None) -> Frame:
-    """A request for a verb HubClient has no method for yet: ``reply_type`` or Refused.
-
-    Like every HubClient verb it goes through the client's one-request-in-flight path
-    (``_request``), where a generic ``error`` counts as the refusal of the request in flight.
-    """
-    match = build_matcher(lambda frame: frame.get("type") == reply_type)
-    return await hub._request(fields, match, timeout)
-
-
-def _steer_outcome(reply: Frame, timeout_seconds: float | None) -> Outcome:
+def _steer_result(reply: Frame, timeout_seconds: float | None) -> ToolResult:
     state, rid = reply.get("state"), reply.get("id")
     data = _pick(reply, "id", "state", "answer", "answered_by", "default_used")
     if state == "answered":
-        return Outcome(str(reply.get("answer") or ""), data)
+        return ToolResult(str(reply.get("answer") or ""), data)
     if state == "timed_out" and reply.get("default_used"):
-        waited = cli_hub.duration(timeout_seconds) if timeout_seconds else "the time given"
+        waited = format_duration(timeout_seconds) if timeout_seconds else "the time given"
         note = (f"(Nobody answered request {rid} within {waited}; this is the default answer "
                 "you gave, not a human's.)")
-        return Outcome(str(reply.get("answer") or ""), data, [note])
+        return ToolResult(str(reply.get("answer") or ""), data, [note])
     if state == "timed_out":
         raise ToolFailure(f"Nobody answered request {rid} in time and there was no default. "
                           "Decide without an answer, or ask again.")
@@ -511,7 +475,7 @@ def _payload(frame: Frame) -> str:
 # --------------------------------------------------------------------------- the MCP server
 
 
-def build(bridge: Bridge) -> Any:
+def build(hub_tools: HubTools) -> Any:
     """The MCPServer with our tools (imports the SDK; mcp 2.x)."""
     from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
@@ -523,19 +487,19 @@ def build(bridge: Bridge) -> Any:
         try:
             yield None
         finally:
-            await bridge.close()
+            await hub_tools.close()
 
     server = MCPServer("marrow-tui", version=__version__, instructions=SERVER_INSTRUCTIONS,
                        lifespan=lifespan, log_level=_sdk_level())
 
-    async def result(work: Awaitable[Outcome]) -> CallToolResult:
+    async def result(work: Awaitable[ToolResult]) -> CallToolResult:
         try:
-            outcome = await work
+            got = await work
         except ToolFailure as exc:
             raise ToolError(str(exc)) from None
         blocks: list[ContentBlock] = [TextContent(type="text", text=t)
-                                      for t in (outcome.text, *outcome.notes)]
-        return CallToolResult(content=blocks, structured_content=outcome.data)
+                                      for t in (got.text, *got.notes)]
+        return CallToolResult(content=blocks, structured_content=got.data)
 
     async def ask_human(
         question: Annotated[str, Field(description=(
@@ -574,7 +538,7 @@ def build(bridge: Bridge) -> Any:
             await ctx.report_progress(waited, None,
                                       f"waiting for the operator's answer ({waited:.0f} s)")
 
-        return await result(bridge.ask_human(question, context, choices, timeout_seconds,
+        return await result(hub_tools.ask_human(question, context, choices, timeout_seconds,
                                              default, task_id, on_wait=progress))
 
     async def mark_done(
@@ -592,7 +556,7 @@ def build(bridge: Bridge) -> Any:
         title and summary for the review. After it succeeds, stop: no further turns are
         dispatched for this issue. It fails, harmlessly, when no orchestrator runs on the hub.
         """
-        return await result(bridge.mark_done(title, summary))
+        return await result(hub_tools.mark_done(title, summary))
 
     async def claim(
         task_id: Annotated[str, Field(description=(
@@ -616,7 +580,7 @@ def build(bridge: Bridge) -> Any:
         another agent's live claim covers the task or overlaps your paths: pick other work, or
         coordinate with that agent.
         """
-        return await result(bridge.claim(task_id, paths, worktree, ttl_seconds, note))
+        return await result(hub_tools.claim(task_id, paths, worktree, ttl_seconds, note))
 
     async def release(
         task_id: Annotated[str, Field(description="The task you hold and are finished with.")],
@@ -626,7 +590,7 @@ def build(bridge: Bridge) -> Any:
         Only the holder may release. Fails with the reason when the task is not claimed or is
         held by someone else.
         """
-        return await result(bridge.release(task_id))
+        return await result(hub_tools.release(task_id))
 
     async def handoff(
         task_id: Annotated[str, Field(description="The task you hold.")],
@@ -641,7 +605,7 @@ def build(bridge: Bridge) -> Any:
         board. Afterwards the task is no longer yours. Fails with the reason when the agent is
         not online, or would conflict with someone else's claim.
         """
-        return await result(bridge.handoff(task_id, to_agent, note))
+        return await result(hub_tools.handoff(task_id, to_agent, note))
 
     async def post_progress(
         task_id: Annotated[str, Field(description=(
@@ -656,7 +620,7 @@ def build(bridge: Bridge) -> Any:
 
         Keep notes short and factual: what you did, what you found, what blocks you.
         """
-        return await result(bridge.post_progress(task_id, text, kind))
+        return await result(hub_tools.post_progress(task_id, text, kind))
 
     async def read_board(
         progress_notes: Annotated[int, Field(description=(
@@ -664,12 +628,12 @@ def build(bridge: Bridge) -> Any:
     ) -> CallToolResult:
         """Read the shared blackboard: every task (status, dependencies, suggested owner), the
         ids that are ready to start, and the newest progress notes."""
-        return await result(bridge.read_board(progress_notes))
+        return await result(hub_tools.read_board(progress_notes))
 
     async def state() -> CallToolResult:
         """List the live claims on the hub: who holds which task and files, until when, and
         which of them are yours."""
-        return await result(bridge.state())
+        return await result(hub_tools.state())
 
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     tools: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations | None]] = [
@@ -693,77 +657,9 @@ def _sdk_level() -> Any:
 
 def serve(settings: Settings) -> int:
     """Run the MCP server on stdin/stdout until the client closes it."""
-    server = build(Bridge(settings))
+    server = build(HubTools(settings))
     try:
         server.run("stdio")
     except KeyboardInterrupt:
         pass
     return 0
-
-
-# --------------------------------------------------------------------------- the command line
-
-DESCRIPTION: Final = (
-    "Serve the hub's tools (ask_human, mark_done, claim, release, handoff, post_progress, "
-    "read_board, state) to a coding agent as an MCP server on stdin/stdout. Configure it in "
-    "the agent like any stdio MCP server; inside a scheduled run the environment the scheduler "
-    "sets (MARROW_HUB_URI, MARROW_AGENT, MARROW_SESSION, MARROW_TOKEN) is all it needs. "
-    "See docs/mcp.md."
-)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--uri", default=None,
-                   help="hub address (default: $MARROW_HUB_URI, else ws://127.0.0.1:8876)")
-    p.add_argument("--name", default=None,
-                   help="the name on the hub (default: $MARROW_AGENT/mcp, else mcp/<user>)")
-    p.add_argument("--token", default=None, help="connect token (default: $MARROW_TOKEN)")
-    p.add_argument("--cafile", default=None, help="CA bundle to verify a wss:// hub")
-    p.add_argument("--connect-timeout", type=cli_steer.duration, default=10.0,
-                   metavar="DURATION", help="for connecting and each request (default 10s)")
-    p.add_argument("--give-up-after", type=cli_steer.duration, default=3600.0,
-                   metavar="DURATION",
-                   help="ask_human: when the hub is gone this long, return an error "
-                        "(the question stays open; default 1h)")
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `marrow-tui mcp` to the CLI's subcommands."""
-    p = sub.add_parser("mcp", help="serve hub tools to a coding agent over MCP (stdio)",
-                       description=DESCRIPTION)
-    add_arguments(p)
-    p.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    level = str(getattr(args, "log_level", None) or os.environ.get("MARROW_LOG_LEVEL")
-                or "WARNING").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
-                        format="marrow-tui mcp %(levelname)s %(name)s: %(message)s")
-    # Records quote the hub and the agent (names, ids, questions): each stays one line with no
-    # escape sequence, whichever handler writes it.
-    for handler in logging.getLogger().handlers:
-        if not isinstance(handler.formatter, SafeFormatter):
-            handler.setFormatter(SafeFormatter(handler.formatter))
-    try:
-        context = cli_hub._ssl_context(args.cafile)
-    except cli_hub.UsageError as exc:
-        print(f"marrow-tui: {exc}", file=sys.stderr)
-        return 2
-    settings = Settings.from_env(uri=args.uri, name=args.name, token=args.token, ssl=context,
-                                 connect_timeout=args.connect_timeout,
-                                 give_up_after=args.give_up_after)
-    log.info("serving MCP on stdio for %s at %s", settings.name, settings.uri)
-    return serve(settings)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="marrow-tui mcp", description=DESCRIPTION)
-    add_arguments(parser)
-    parser.add_argument("--log-level", default=None,
-                        help="diagnostics on stderr (default: $MARROW_LOG_LEVEL, else WARNING)")
-    sys.exit(run(parser.parse_args(argv)))
-
-
-if __name__ == "__main__":
-    main()

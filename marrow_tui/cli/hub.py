@@ -1,0 +1,352 @@
+"""The hub verbs from a shell: who, state, claim, release, handoff, send, board.
+
+Each opens one short session under ``--name``, sends one request and prints the reply: aligned
+plain text for people, or the hub's reply frame as one JSON line with ``--json``. Exit codes
+(also in docs/cli.md): 0 accepted; 1 refused (the hub's sentence and reason code on stderr, the
+refusal frame on stdout with ``--json``); 2 bad usage found before sending; 3 no usable session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from marrow_tui.cli.common import SubParsers, hub_command, indent, positive_float, table
+from marrow_tui.core.text import format_duration, one_line
+from marrow_tui.hub.defaults import BOARD_STATUSES, PROGRESS_KINDS
+
+if TYPE_CHECKING:
+    from marrow_tui.hub.client import Frame, HubClient
+
+DEFAULT_NOTES: Final = 10
+
+
+def _depends(values: Sequence[str] | None) -> list[str]:
+    """``--depends-on A,B --depends-on C`` → ``[A, B, C]`` (blanks and repeats dropped)."""
+    seen: list[str] = []
+    for value in values or ():
+        for raw in value.split(","):
+            item = raw.strip()
+            if item and item not in seen:
+                seen.append(item)
+    return seen
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(subparsers: SubParsers) -> None:
+    """Add the hub subcommands; each parser sets ``func(args) -> exit code``."""
+    _register_who(subparsers)
+    _register_state(subparsers)
+    _register_claim(subparsers)
+    _register_release(subparsers)
+    _register_handoff(subparsers)
+    _register_send(subparsers)
+    _register_board(subparsers)
+
+
+def _parser(sub: SubParsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def _register_who(sub: SubParsers) -> None:
+    hub_command(_parser(sub, "who", "list the agents online on the hub"), _do_who, render_who)
+
+
+def _register_state(sub: SubParsers) -> None:
+    hub_command(_parser(sub, "state", "list the live claims (leases) on the hub"),
+                _do_state, render_state)
+
+
+def _register_claim(sub: SubParsers) -> None:
+    parser = hub_command(_parser(sub, "claim", "lease a task over a set of paths"),
+                         _do_claim, render_claim)
+    parser.add_argument("task_id", metavar="TASK_ID")
+    parser.add_argument("paths", metavar="PATH", nargs="*",
+                        help="paths the work touches (none: the whole worktree)")
+    parser.add_argument("--worktree", default="", help="worktree label (default: '')")
+    parser.add_argument("--ttl", type=positive_float, default=None, metavar="SECONDS",
+                        help="lease length (hub default 3600, clamped to 30 s .. 30 days)")
+    parser.add_argument("--note", default="", help="what the work is")
+    parser.add_argument("--idem-key", default=None,
+                        help="idempotency key: a retry with the same key is applied once")
+
+
+def _register_release(sub: SubParsers) -> None:
+    parser = hub_command(_parser(sub, "release", "drop a claim you hold"),
+                         _do_release, render_release)
+    parser.add_argument("task_id", metavar="TASK_ID")
+    parser.add_argument("--epoch", type=int, default=None,
+                        help="fencing epoch from the grant; refused if stale")
+    parser.add_argument("--force", action="store_true",
+                        help="release another agent's lease (operators only)")
+    parser.add_argument("--keep-checkpoint", action="store_true",
+                        help="with --force: leave the lease's checkpoint for the next claimant")
+
+
+def _register_handoff(sub: SubParsers) -> None:
+    parser = hub_command(_parser(sub, "handoff", "move a claim you hold to an online agent"),
+                         _do_handoff, render_handoff)
+    parser.add_argument("task_id", metavar="TASK_ID")
+    parser.add_argument("to_agent", metavar="TO_AGENT")
+    parser.add_argument("--note", default="", help="message for the recipient")
+    parser.add_argument("--epoch", type=int, default=None,
+                        help="fencing epoch from the grant; refused if stale")
+
+
+def _register_send(sub: SubParsers) -> None:
+    parser = hub_command(_parser(sub, "send", "post a chat message"), _do_send, render_send)
+    parser.add_argument("text", metavar="TEXT")
+    parser.add_argument("--to", dest="target", default="all",
+                        help="recipient: a name, a comma list, a glob or a project (default all)")
+
+
+def _register_board(sub: SubParsers) -> None:
+    board = hub_command(_parser(sub, "board", "print the shared blackboard, or change it"),
+                        _do_board, render_board)
+    board.add_argument("--notes", type=int, default=DEFAULT_NOTES, metavar="N",
+                       help="how many recent progress notes to print (default 10)")
+    nested = board.add_subparsers(dest="board_command", metavar="{declare,update,progress}",
+                                  required=False)
+
+    declare = hub_command(_parser(nested, "declare", "add or replace a task on the board"),
+                          _do_declare, render_declare, suppress=True)
+    declare.add_argument("task_id", metavar="TASK_ID")
+    declare.add_argument("title", metavar="TITLE")
+    declare.add_argument("--description", default="")
+    declare.add_argument("--depends-on", action="append", metavar="A,B",
+                         help="prerequisite task ids (comma list, or repeat the option)")
+    declare.add_argument("--suggested-owner", default="")
+    declare.add_argument("--project", default="")
+    declare.add_argument("--expected-version", type=int, default=None,
+                         help="refuse unless the board still has this version (0: new task)")
+
+    update = hub_command(
+        _parser(nested, "update", "change a board task's status or suggested owner"),
+        _do_update, render_update, suppress=True)
+    update.add_argument("task_id", metavar="TASK_ID")
+    update.add_argument("--status", required=True, choices=BOARD_STATUSES)
+    update.add_argument("--suggested-owner", default=None)
+    update.add_argument("--expected-version", type=int, default=None,
+                        help="refuse unless the board still has this version")
+
+    progress = hub_command(_parser(nested, "progress", "append a progress note to a board task"),
+                           _do_progress, render_progress, suppress=True)
+    progress.add_argument("task_id", metavar="TASK_ID")
+    progress.add_argument("text", metavar="TEXT")
+    progress.add_argument("--kind", default="note", choices=PROGRESS_KINDS)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+async def _do_who(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.who()
+
+
+async def _do_state(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.state()
+
+
+async def _do_claim(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.claim(args.task_id, args.paths, worktree=args.worktree,
+                           ttl_seconds=args.ttl, note=args.note, idem_key=args.idem_key)
+
+
+async def _do_release(hub: HubClient, args: argparse.Namespace) -> Frame:
+    if args.force:
+        return await hub.force_release(args.task_id, keep_checkpoint=args.keep_checkpoint)
+    if not hub.operator_token:  # the hub itself refuses another agent's lease
+        return await hub.release(args.task_id, epoch=args.epoch)
+    # An operator's session may end anyone's lease: without --force, only our own.
+    state = await hub.state()
+    claims = state.get("snapshot", {}).get("active_claims") or []
+    owner = next((c.get("owner") for c in claims if c.get("task_id") == args.task_id), None)
+    if owner is not None and owner != hub.name:
+        from marrow_tui.hub.client import Refused
+
+        raise Refused({"type": "release_denied", "task_id": args.task_id,
+                       "reason_code": "NOT_OWNER",
+                       "payload": f"Task '{args.task_id}' is held by {owner}, not "
+                                  f"{hub.name}; --force releases another agent's lease "
+                                  "(operators only)."})
+    return await hub.release(args.task_id, epoch=args.epoch)
+
+
+async def _do_handoff(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.handoff(args.task_id, args.to_agent, note=args.note, epoch=args.epoch)
+
+
+async def _do_send(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.send(args.text, target=args.target)
+
+
+async def _do_board(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.board()
+
+
+async def _do_declare(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.declare(
+        args.task_id, args.title, description=args.description,
+        depends_on=_depends(args.depends_on), suggested_owner=args.suggested_owner,
+        project=args.project, expected_version=args.expected_version,
+    )
+
+
+async def _do_update(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.board_update(args.task_id, status=args.status,
+                                  suggested_owner=args.suggested_owner,
+                                  expected_version=args.expected_version)
+
+
+async def _do_progress(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.progress(args.task_id, args.text, kind=args.kind)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _clock(stamp: Any) -> str:
+    """Local wall-clock time of a hub timestamp, or '-' if absent."""
+    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(stamp))
+
+
+def _expires(frame: Frame) -> str:
+    """Time left on a lease, measured against the hub's own clock when it sent it."""
+    expires = frame.get("lease_expires_at")
+    if not isinstance(expires, (int, float)):
+        return "-"
+    now = frame.get("_now") or time.time()
+    return format_duration(expires - now)
+
+
+def _joined(values: Any, empty: str = "-") -> str:
+    if isinstance(values, (list, tuple)) and values:
+        return ", ".join(str(v) for v in values)
+    return empty
+
+
+def render_who(frame: Frame, args: argparse.Namespace) -> str:
+    agents = [str(a) for a in frame.get("online_agents") or []]
+    roles = frame.get("agent_roles") or {}
+    version = frame.get("hub_version")
+    head = f"{len(agents)} agent{'s' if len(agents) != 1 else ''} online"
+    about = [f"hub {frame['hub_id']}"] if frame.get("hub_id") else []
+    if version:
+        about.append(f"version {version}" if str(version)[:1].isdigit() else str(version))
+    if about:
+        head += f" ({', '.join(about)})"
+    if not agents:
+        return head
+    rows = [[name, _joined(roles.get(name), "")] for name in agents]
+    return head + "\n" + indent(table(["AGENT", "ROLES"], rows))
+
+
+def render_state(frame: Frame, args: argparse.Namespace) -> str:
+    snapshot = frame.get("snapshot") or {}
+    claims = snapshot.get("active_claims") or []
+    if not claims:
+        return "no active claims"
+    now = snapshot.get("generated_at") or frame.get("timestamp")
+    rows = []
+    for claim in sorted(claims, key=lambda c: str(c.get("task_id", ""))):
+        owner = str(claim.get("owner", "?"))
+        if claim.get("holder_online") is False:
+            owner += " (offline)"
+        rows.append([
+            str(claim.get("task_id", "?")), owner, str(claim.get("status", "")),
+            str(claim.get("epoch", "")), _expires({**claim, "_now": now}),
+            str(claim.get("worktree") or "''"), _joined(claim.get("paths"), "(whole worktree)"),
+            one_line(str(claim.get("note") or ""), 40),
+        ])
+    headers = ["TASK", "OWNER", "STATUS", "EPOCH", "EXPIRES", "WORKTREE", "PATHS", "NOTE"]
+    return table(headers, rows)
+
+
+def render_claim(frame: Frame, args: argparse.Namespace) -> str:
+    return (
+        f"claimed {frame.get('task_id')} as {frame.get('owner')}: epoch {frame.get('epoch')}, "
+        f"expires in {_expires({**frame, '_now': frame.get('timestamp')})}, "
+        f"worktree {frame.get('worktree') or chr(39) * 2}, "
+        f"paths {_joined(frame.get('paths'), '(whole worktree)')}"
+    )
+
+
+def render_release(frame: Frame, args: argparse.Namespace) -> str:
+    return f"released {frame.get('task_id')} (held by {frame.get('owner')})"
+
+
+def render_handoff(frame: Frame, args: argparse.Namespace) -> str:
+    return (f"handed {frame.get('task_id')} from {frame.get('previous_owner')} to "
+            f"{frame.get('owner')}: new epoch {frame.get('epoch')}, status {frame.get('status')}")
+
+
+def render_send(frame: Frame, args: argparse.Namespace) -> str:
+    msg = frame.get("msg_id")
+    suffix = f" (message {msg})" if msg is not None else ""
+    return f"sent to {frame.get('target', 'all')}{suffix}"
+
+
+def render_board(frame: Frame, args: argparse.Namespace) -> str:
+    board = frame.get("board") or {}
+    tasks = board.get("tasks") or []
+    ready = set(board.get("ready") or [])
+    parts: list[str] = []
+    if not tasks:
+        parts.append("the board is empty")
+    else:
+        rows = [_board_row(task, ready) for task in tasks]
+        headers = ["TASK", "STATUS", "READY", "DEPENDS ON", "SUGGESTED", "VER", "TITLE"]
+        parts.append(table(headers, rows))
+        total = board.get("total_tasks")
+        if board.get("truncated") and total:
+            parts.append(f"(showing {len(tasks)} of {total} tasks)")
+    notes = _recent_notes(board.get("progress") or [], getattr(args, "notes", DEFAULT_NOTES))
+    if notes:
+        parts.append("\nrecent progress:\n" + indent(notes))
+    return "\n".join(parts)
+
+
+def _board_row(task: Frame, ready: set[Any]) -> list[str]:
+    task_id = task.get("task_id", "?")
+    return [
+        str(task_id), str(task.get("status", "")), "ready" if task_id in ready else "",
+        _joined(task.get("depends_on")), str(task.get("suggested_owner") or "-"),
+        str(task.get("version", "")), str(task.get("title", "")),
+    ]
+
+
+def _recent_notes(progress: Sequence[Frame], count: int) -> str:
+    """The newest ``count`` notes, oldest first, one aligned line each."""
+    if count <= 0:
+        return ""
+    notes = sorted(progress, key=lambda n: n.get("posted_at") or 0)[-count:]
+    rows = [[_clock(n.get("posted_at")), str(n.get("task_id", "")), str(n.get("author", "")),
+             str(n.get("kind", "")), one_line(str(n.get("text", "")), 100)] for n in notes]
+    return table(["TIME", "TASK", "AUTHOR", "KIND", "TEXT"], rows) if rows else ""
+
+
+def render_declare(frame: Frame, args: argparse.Namespace) -> str:
+    task = frame.get("task") or {}
+    deps = _joined(task.get("depends_on"), "")
+    return (f"declared {task.get('task_id')} (v{task.get('version')}, {task.get('status')})"
+            + (f", depends on {deps}" if deps else ""))
+
+
+def render_update(frame: Frame, args: argparse.Namespace) -> str:
+    task = frame.get("task") or {}
+    owner = task.get("suggested_owner")
+    return (f"{task.get('task_id')} is now {task.get('status')} (v{task.get('version')})"
+            + (f", suggested owner {owner}" if owner else ""))
+
+
+def render_progress(frame: Frame, args: argparse.Namespace) -> str:
+    note = frame.get("note") or {}
+    text = one_line(str(note.get("text", "")), 100)
+    return f"noted on {note.get('task_id')} [{note.get('kind')}]: {text}"

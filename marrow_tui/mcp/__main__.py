@@ -1,0 +1,3 @@
+from marrow_tui.cli.mcp import main
+
+main()
