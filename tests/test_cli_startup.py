@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .hubproc import REPO, RunningHub, clean_env, hub_command, running_hub
+from .hubproc import RunningHub, clean_env, hub_command, running_hub
 
 #: run `marrow-tui ARGS...` as the console script does, then write what was imported
 PROBE = """\
@@ -50,7 +50,7 @@ def test_who_imports_neither_the_console_nor_the_log_nor_the_server(
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(report), "who", "--json", "--uri", hub.uri,
          "--name", "e2e/startup"],
-        capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=60)
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60)
     result = json.loads(report.read_text())
     assert result["code"] == 0, done.stderr
     assert json.loads(done.stdout)["type"] == "who_snapshot"
