@@ -478,3 +478,22 @@ def test_run_once_and_doctor_beside_a_running_marrow_tui(
     elsewhere = cli("run-once", "--state-dir", "other-state", cwd=root)
     assert elsewhere.code == 0, elsewhere.out + elsewhere.err
     assert os.path.isdir(root / "other-state")
+
+
+def test_keys_that_name_no_action_or_clash_in_a_pane_are_refused_with_their_lines(
+        tmp_path: Path) -> None:
+    config = tmp_path / "marrow.toml"
+    config.write_text(
+        f'[[agents]]\nname = "a"\nagent_command = "true"\nworkspace = "{tmp_path / "ws"}"\n\n'
+        '[keys]\n"claims.handoff" = "r"\n"claims.handof" = "z"\n"sessions.stop" = "X"\n')
+    for args in (("validate",), ("--config", "marrow.toml", "--no-ui")):
+        result = cli(*args, cwd=tmp_path)
+        assert result.code == 2
+        assert result.err_lines[:2] == [
+            'marrow.toml:7: keys."claims.handoff": error: claims.handoff and claims.release '
+            "would share the key r in the claims pane",
+            "marrow.toml:8: keys.\"claims.handof\": error: 'claims.handof' is not an action of "
+            "the console (did you mean claims.handoff?)"]
+    config.write_text(config.read_text().replace('"claims.handoff" = "r"\n"claims.handof" = "z"\n',
+                                                 '"claims.handoff" = "H"\n'))
+    assert cli("validate", cwd=tmp_path).code == 0

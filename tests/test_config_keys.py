@@ -48,8 +48,8 @@ def test_no_keys_table_is_an_empty_mapping(tmp_path: Path) -> None:
 
 
 def test_an_inline_keys_table_is_read_too(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, 'keys = { "steer.answer" = "a" }\n')).config
-    assert config is not None and dict(config.keys) == {"steer.answer": "a"}
+    config = load_config(write(tmp_path, 'keys = { "steering.answer" = "a" }\n')).config
+    assert config is not None and dict(config.keys) == {"steering.answer": "a"}
 
 
 def test_keys_that_is_not_a_table_is_refused_on_its_line(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
 
@@ -35,27 +36,29 @@ def test_the_default_keys_have_no_problems() -> None:
 
 
 def test_keymap_problems_name_unknown_ids_and_clashes_in_one_pane() -> None:
-    assert keymap_problems({"lease.nothing": "z"}) == [
-        ("lease.nothing", "'lease.nothing' is not an action of the console")]
+    assert keymap_problems({"claims.nothing": "z"}) == [
+        ("claims.nothing", "'claims.nothing' is not an action of the console")]
+    [(_, message)] = keymap_problems({"claims.handof": "z"})
+    assert message.endswith("(did you mean claims.handoff?)")
     # r is the Claims pane's release already
-    [(action_id, message)] = keymap_problems({"lease.handoff": "r"})
-    assert action_id == "lease.handoff" and "lease.release" in message
+    [(action_id, message)] = keymap_problems({"claims.handoff": "r"})
+    assert action_id == "claims.handoff" and "claims.release" in message
     # q quits from every pane
-    [(action_id, message)] = keymap_problems({"lease.handoff": "q"})
-    assert action_id == "lease.handoff" and "app.quit" in message
+    [(action_id, message)] = keymap_problems({"claims.handoff": "q"})
+    assert action_id == "claims.handoff" and "app.quit" in message
     # an action that runs anywhere (answer) clashes with every pane's
-    problems = keymap_problems({"steer.answer": "x"})
-    assert [action_id for action_id, _ in problems] == ["steer.answer"] * 3
+    problems = keymap_problems({"steering.answer": "x"})
+    assert [action_id for action_id, _ in problems] == ["steering.answer"] * 3
     # other panes may share a key, and two keys may swap
-    assert keymap_problems({"lease.handoff": "x"}) == []
-    assert keymap_problems({"lease.handoff": "r", "lease.release": "h"}) == []
+    assert keymap_problems({"claims.handoff": "x"}) == []
+    assert keymap_problems({"claims.handoff": "r", "claims.release": "h"}) == []
 
 
 def test_a_remapped_key_keeps_the_other_panes_on_the_old_one() -> None:
-    keymap = textual_keymap({"run.stop": "X"})
-    assert keymap["run.stop"] == "X"
-    assert keymap["issue.cancel"] == "x" and keymap["service.stop"] == "x"
-    assert "lease.handoff" not in keymap
+    keymap = textual_keymap({"sessions.stop": "X"})
+    assert keymap["sessions.stop"] == "X"
+    assert keymap["issues.cancel"] == "x" and keymap["services.stop"] == "x"
+    assert "claims.handoff" not in keymap
 
 
 async def test_hints_are_the_panes_table_keys() -> None:
@@ -107,7 +110,7 @@ async def test_the_palette_offers_every_action_with_a_description() -> None:
         assert entries == [(a.description, f"key: {shown_key(a, {})}")
                            for a in ACTIONS if a.description]
         texts = [text for text, _ in entries]
-        for once_missing in ("steer.answer", "steer.cancel", "steer.goto", "pane.steering"):
+        for once_missing in ("steering.answer", "steering.cancel", "steering.goto", "pane.steering"):
             assert BY_ID[once_missing].description in texts
 
 
@@ -117,11 +120,11 @@ async def test_the_palette_leaves_out_what_cannot_run_now() -> None:
         await filled(pilot, app)
         texts = [text for text, _ in await palette(app)]
         assert BY_ID["pane.steering"].description in texts
-        assert BY_ID["steer.answer"].description not in texts  # nobody is waiting
+        assert BY_ID["steering.answer"].description not in texts  # nobody is waiting
 
 
 async def test_remapped_keys_act_and_are_shown_in_hints_help_and_palette() -> None:
-    keys = {"lease.handoff": "H", "run.stop": "X"}
+    keys = {"claims.handoff": "H", "sessions.stop": "X"}
     app = ConsoleApp(issues=True, keys=keys)
     async with app.run_test(size=SIZE) as pilot:
         await filled(pilot, app)
@@ -159,7 +162,14 @@ async def test_remapped_keys_act_and_are_shown_in_hints_help_and_palette() -> No
 
 
 def test_a_clashing_mapping_is_refused() -> None:
-    with pytest.raises(ValueError, match="lease.release"):
-        ConsoleApp(keys={"lease.handoff": "r"})
+    with pytest.raises(ValueError, match="claims.release"):
+        ConsoleApp(keys={"claims.handoff": "r"})
 
 
+
+
+def test_every_action_id_is_documented_with_its_key() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    missing = [a.id for a in ACTIONS
+               if f"| `{a.id}` | `{a.key_display or a.key}` |" not in doc]
+    assert missing == []

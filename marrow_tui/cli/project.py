@@ -43,9 +43,22 @@ def load_or_report(path: Path, err: Any = None, *, check_commands: bool = True,
 
     err = err or sys.stderr
     loaded = load_config(path, check_commands=check_commands)
-    if not report(loaded, path, err, what):
+    if not report(loaded, path, err, what, loaded.diagnostics + key_problems(loaded, path)):
         return None
     return loaded.config
+
+
+def key_problems(loaded: Loaded, path: Path) -> list[Diagnostic]:
+    """The `[keys]` table checked against the console's actions, each on its line."""
+    from marrow_tui.config.diagnostics import Diagnostic, by_line, dotted
+    from marrow_tui.ui.actions import keymap_problems
+
+    config = loaded.config
+    if config is None or not config.keys:
+        return []
+    return by_line([Diagnostic(path, dotted(("keys", action_id)),
+                               config.line(("keys", action_id)), message)
+                    for action_id, message in keymap_problems(config.keys)])
 
 
 def report(loaded: Loaded, path: Path, err: Any, what: str,
@@ -143,7 +156,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     path = config_path(args, required=True)
     assert path is not None
     loaded = load_config(path)
-    if not report(loaded, path, sys.stderr, "the config is not valid", loaded.validate()):
+    if not report(loaded, path, sys.stderr, "the config is not valid",
+                  loaded.validate() + key_problems(loaded, path)):
         return EXIT_CONFIG
     assert loaded.config is not None
     print(format_summary(loaded.config))

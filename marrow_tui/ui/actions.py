@@ -9,6 +9,7 @@ config can check a `[keys]` table without loading the console.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -79,68 +80,68 @@ ACTIONS: tuple[Action, ...] = (
     _pane(7, "services", "Services", "Show the Services pane", WITH_SERVICES),
     # Keys that act on a pane's selection are shown in that pane's border, not the footer:
     # the footer then never has to be rebuilt when the pane or the selection changes.
-    Action("lease.handoff", "h", "handoff", "claims", help="Hand off", hint="hand off",
+    Action("claims.handoff", "h", "handoff", "claims", help="Hand off", hint="hand off",
            description="Hand off the selected lease to an online agent"),
-    Action("lease.release", "r", "release", "claims", help="Release", hint="release",
+    Action("claims.release", "r", "release", "claims", help="Release", hint="release",
            description="Release the selected lease (checkpoint kept)"),
-    Action("lease.force_release", "R", "force_release", "claims", help="Force release",
+    Action("claims.force_release", "R", "force_release", "claims", help="Force release",
            hint="force-release",
            description="Force-release the selected lease (checkpoint dropped)"),
-    Action("lease.extend", "e", "extend", "claims", help="Extend", hint="extend",
+    Action("claims.extend", "e", "extend", "claims", help="Extend", hint="extend",
            description="Extend the selected lease by an hour"),
-    Action("steer.answer", "a", "answer", "steering", anywhere=True, help="Answer",
+    Action("steering.answer", "a", "answer", "steering", anywhere=True, help="Answer",
            hint="answer", show=True,
            description="Answer the selected question, or the longest-waiting one"),
-    Action("steer.cancel", "c", "cancel_request", "steering",
+    Action("steering.cancel", "c", "cancel_request", "steering",
            help="Cancel the request (steering)", hint="cancel",
            description="Cancel the selected request (the asker gets no answer)"),
-    Action("steer.goto", "g", "go_to_asker", "steering",
+    Action("steering.goto", "g", "go_to_asker", "steering",
            help="Go to the asker's run or lease (steering)", hint="go to asker",
            description="Go to the asker's run or lease"),
     Action("board.declare", "d", "declare", "board", anywhere=True, help="Declare", show=True,
            description="Declare a blackboard task"),
     Action("board.status", "s", "status", "board", help="Status", hint="status",
            description="Change the selected task's status"),
-    Action("run.wake", "w", "wake", "sessions", help="Wake the agent (sessions)", hint="wake",
+    Action("sessions.wake", "w", "wake", "sessions", help="Wake the agent (sessions)", hint="wake",
            description="Wake the selected agent now"),
-    Action("run.stop", "x", "stop_run", "sessions", help="Stop the run (sessions)", hint="stop",
+    Action("sessions.stop", "x", "stop_run", "sessions", help="Stop the run (sessions)", hint="stop",
            description="Stop the selected run"),
-    Action("run.task", "t", "add_task", "sessions", help="Queue a task (sessions)",
+    Action("sessions.task", "t", "add_task", "sessions", help="Queue a task (sessions)",
            hint="add task", description="Queue a task for the selected agent"),
-    Action("run.output", "o", "open_log", "sessions", help="Show the run's output",
+    Action("sessions.output", "o", "open_log", "sessions", help="Show the run's output",
            description="Show the selected run's output"),
-    Action("run.pause", "p", "toggle_agent", "sessions",
+    Action("sessions.pause", "p", "toggle_agent", "sessions",
            help="Pause/resume the agent (sessions)", hint="pause",
            description="Pause or resume the selected agent (edits the config)"),
     # Help lists the Issues pane's keys only while an orchestrator runs.
-    Action("issue.dispatch", "D", "dispatch_issue", "issues", hint="dispatch",
+    Action("issues.dispatch", "D", "dispatch_issue", "issues", hint="dispatch",
            help="Dispatch the issue now (issues)", help_group=WITH_ISSUES,
            description="Dispatch the selected issue now"),
-    Action("issue.cancel", "x", "cancel_issue", "issues", hint="cancel",
+    Action("issues.cancel", "x", "cancel_issue", "issues", hint="cancel",
            help="Cancel the issue's run and park it (issues)", help_group=WITH_ISSUES,
            description="Cancel the selected issue's run and park the issue"),
-    Action("issue.retry", "R", "retry_issue", "issues", hint="retry",
+    Action("issues.retry", "R", "retry_issue", "issues", hint="retry",
            help="Retry a parked issue (issues)", help_group=WITH_ISSUES,
            description="Retry the selected parked issue"),
-    Action("issue.new", "n", "new_issue", "issues", hint="new",
+    Action("issues.new", "n", "new_issue", "issues", hint="new",
            help="New issue (issues)", help_group=WITH_ISSUES,
            description="Create an issue in the tracker"),
-    Action("issue.goto", "g", "go_to_issue_run", "issues", hint="go to run",
+    Action("issues.goto", "g", "go_to_issue_run", "issues", hint="go to run",
            help="Go to the issue's run (issues)", help_group=WITH_ISSUES,
            description="Show the selected issue's run in the Sessions pane"),
-    Action("service.start", "u", "start_service", "services", hint="start",
+    Action("services.start", "u", "start_service", "services", hint="start",
            help="Start the service (services)", help_group=WITH_SERVICES,
            description="Start the selected service"),
-    Action("service.stop", "x", "stop_service", "services", hint="stop",
+    Action("services.stop", "x", "stop_service", "services", hint="stop",
            help="Stop the service (services)", help_group=WITH_SERVICES,
            description="Stop the selected service"),
-    Action("service.restart", "R", "restart_service", "services", hint="restart",
+    Action("services.restart", "R", "restart_service", "services", hint="restart",
            help="Restart the service (services)", help_group=WITH_SERVICES,
            description="Restart the selected service"),
-    Action("service.log", "o", "open_service_log", "services", hint="log",
+    Action("services.log", "o", "open_service_log", "services", hint="log",
            help="The service's log (services)", help_group=WITH_SERVICES,
            description="Show the selected service's log"),
-    Action("service.graph", "G", "service_graph", "services", hint="graph",
+    Action("services.graph", "G", "service_graph", "services", hint="graph",
            help="The services' dependency graph (services)", help_group=WITH_SERVICES,
            description="Show the services' dependency graph"),
     Action("chat.send", "m", "message", "agents", anywhere=True, help="Message",
@@ -210,7 +211,9 @@ def _final_keys(keys: Mapping[str, str]) -> dict[str, frozenset[str]]:
 def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
     """What is wrong with a remapping by action id: unknown ids, and keys that would mean two
     things at once (two actions of one pane, or a pane's and one that runs anywhere)."""
-    problems = [(action_id, f"{action_id!r} is not an action of the console")
+    problems = [(action_id, f"{action_id!r} is not an action of the console"
+                 + "".join(f" (did you mean {near}?)"
+                           for near in difflib.get_close_matches(action_id, BY_ID, 1, 0.8)))
                 for action_id in keys if action_id not in BY_ID]
     final = _final_keys({k: v for k, v in keys.items() if k in BY_ID})
     for index, first in enumerate(ACTIONS):

@@ -102,7 +102,8 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
     root.addHandler(file_handler)
     async with hosted(runtime_options, hub_options, demo=demo, config=config,
                       workflow=workflow) as unit:
-        app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell)
+        app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell,
+                        keys=config.keys if config is not None else None)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, app.exit)

@@ -70,7 +70,7 @@ class ClaimsPane(TablePane):
         key = self.table.selected_key
         if key is None or self.state.claims.get(key) is None:
             return ()
-        return ("lease.handoff", "lease.release", "lease.force_release", "lease.extend",
+        return ("claims.handoff", "claims.release", "claims.force_release", "claims.extend",
                 "view.open")
 
     def handoff(self) -> None:

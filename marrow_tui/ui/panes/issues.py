@@ -174,11 +174,11 @@ class IssuesPane(TablePane):
         view = self._issue(self.table.selected_key)
         keys: list[str | tuple[str, str]] = [
             action_id for action, action_id in (
-                ("dispatch_issue", "issue.dispatch"), ("cancel_issue", "issue.cancel"),
-                ("retry_issue", "issue.retry"), ("go_to_issue_run", "issue.goto"))
+                ("dispatch_issue", "issues.dispatch"), ("cancel_issue", "issues.cancel"),
+                ("retry_issue", "issues.retry"), ("go_to_issue_run", "issues.goto"))
             if self._allows(action, view)]
         if self.state.issues.workflow:
-            keys.append("issue.new")
+            keys.append("issues.new")
         if view is not None:
             keys.append("view.open")
         return keys

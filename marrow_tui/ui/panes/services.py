@@ -56,8 +56,8 @@ class ServicesPane(TablePane):
     def hint(self) -> Hint:
         if not self.table.selected_key:
             return ()
-        return ("service.start", "service.stop", "service.restart", "service.log",
-                "service.graph")
+        return ("services.start", "services.stop", "services.restart", "services.log",
+                "services.graph")
 
     def _act(self, verb: str, confirm: str | None = None) -> None:
         name = self.selected()

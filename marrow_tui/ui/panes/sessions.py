@@ -167,10 +167,10 @@ class SessionsPane(TablePane):
         keys: list[str | tuple[str, str]] = []
         view = self.state.sessions.agents.get(agent)
         if view is not None:
-            keys += ["run.wake", "run.task",
-                     ("run.pause", "resume" if not view.enabled else "pause")]
+            keys += ["sessions.wake", "sessions.task",
+                     ("sessions.pause", "resume" if not view.enabled else "pause")]
         if run is not None and run.running:
-            keys.append("run.stop")
+            keys.append("sessions.stop")
         if run is not None:
             keys.append(("view.open", "output"))
         return keys

@@ -102,8 +102,8 @@ class SteeringPane(TablePane):
         if request is None:
             return ()
         if request.open:
-            return ("steer.answer", "steer.cancel", "steer.goto")
-        return ("steer.goto",)
+            return ("steering.answer", "steering.cancel", "steering.goto")
+        return ("steering.goto",)
 
     def answer(self) -> None:
         """Answer the selected request, or (from any other pane) the longest-waiting one."""

@@ -230,7 +230,7 @@ class MainScreen(Screen[None]):
         online = len(state.presence.online)
         badge = (" marrow-tui ", "bold reverse") if self.size.width >= 100 else ""
         waiting = len(state.steering.open)
-        answer = shown_key(BY_ID["steer.answer"], self.keys)
+        answer = shown_key(BY_ID["steering.answer"], self.keys)
         asking = (f" ⚑ {waiting} waiting ({answer} to answer) ", "bold reverse magenta") \
             if waiting else ""
         if bool(waiting) != bool(self._asking):
