@@ -71,7 +71,7 @@ class Runtime:
         self.state = State(started_at=clock(), offline_ttl=options.offline_ttl,
                            chat_history_bytes=options.chat_history_bytes)
         self.state.claims.max_claims_per_agent = options.max_claims_per_agent
-        self.protocol: Decider | None = None
+        self.decider: Decider | None = None
         self.transport: Transport | None = None
         self.restored_events = 0
         #: sessions found running in the log at start, ended as interrupted
@@ -107,7 +107,7 @@ class Runtime:
         self.restored_events = count
         self._since_snapshot = count
         self.state.after_restore()
-        self.protocol = Decider(self.state, self.log.hub_id, self.clock)
+        self.decider = Decider(self.state, self.log.hub_id, self.clock)
         self.log.start()
         # Runs the last process left running ended with it; say so in the log at once, and
         # stop whatever processes they left behind (by their tag, and in the process groups
@@ -122,7 +122,7 @@ class Runtime:
             self.state.apply(event)
         self.interrupted = [event.data for event in ended]
         self.submit(Outcome(events=ended))
-        self.submit(self.protocol.sweep())
+        self.submit(self.decider.sweep())
         self._schedule()  # restored leases end on time even if nothing else happens
 
     async def stop(self) -> None:
@@ -130,7 +130,7 @@ class Runtime:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.protocol is not None and not self.failed.is_set():
+        if self.decider is not None and not self.failed.is_set():
             self.log.request_snapshot(self.state.to_snapshot())
         await self.log.close()
 
@@ -156,24 +156,24 @@ class Runtime:
 
     def handle(self, sender: str, frame: dict[str, Any], reply: Reply | None,
                operator: bool = False, proven: bool = False) -> None:
-        assert self.protocol is not None
-        self.submit(self.protocol.handle(sender, frame, operator, proven), reply)
+        assert self.decider is not None
+        self.submit(self.decider.handle(sender, frame, operator, proven), reply)
 
     def join(self, name: str, on_frame: Callable[[dict[str, Any]], None],
              roles: tuple[str, ...] = ("operator",)) -> LocalSession:
         """Put an in-process participant (the console's operator) on the hub under `name`."""
-        assert self.protocol is not None
+        assert self.decider is not None
         if name in self.state.presence.online:
             raise ValueError(f"{name} is already online")
         session = LocalSession(self, name, on_frame)
         self.local[name] = session
-        self.submit(self.protocol.joined(name, roles, operator=True))
+        self.submit(self.decider.joined(name, roles, operator=True))
         return session
 
     def _leave(self, session: LocalSession) -> None:
-        if self.local.get(session.name) is session and self.protocol is not None:
+        if self.local.get(session.name) is session and self.decider is not None:
             del self.local[session.name]
-            self.submit(self.protocol.left(session.name))
+            self.submit(self.decider.left(session.name))
 
     def _committed(self, seq: int) -> None:
         if seq < 0:
@@ -269,8 +269,8 @@ class Runtime:
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self.protocol is not None and not self.failed.is_set():
-            self.submit(self.protocol.sweep())
+        if self.decider is not None and not self.failed.is_set():
+            self.submit(self.decider.sweep())
         self._schedule()
 
     def tick(self) -> None:

@@ -30,11 +30,11 @@ def utc() -> None:
 
 
 def seed(runtime: Runtime) -> None:
-    protocol = runtime.protocol
-    assert protocol is not None
+    decider = runtime.decider
+    assert decider is not None
 
     def join(name: str, *roles: str) -> None:
-        runtime.submit(protocol.joined(name, tuple(roles)))
+        runtime.submit(decider.joined(name, tuple(roles)))
 
     def say(name: str, **frame: Any) -> None:
         runtime.handle(name, frame, None)

@@ -1,6 +1,6 @@
 """`marrow-tui done` and `marrow-tui issues` against a real hub (runtime + WebSocket server).
 
-The orchestrator's verbs are served here by small stand-ins registered on the hub's protocol,
+The orchestrator's verbs are served here by small stand-ins registered on the hub's decider,
 which record the frames they get and answer as the orchestrator's contract says. So these
 tests check the CLI: what it sends, what it prints, its exit codes, and that it refuses bad
 input before sending anything; not what the orchestrator does with an issue.
@@ -52,11 +52,11 @@ class FakeOrchestrator:
         self.workflow = dict(WORKFLOW)
         self.refused: list[dict[str, str]] = []
         self.kept: list[dict[str, str]] = []
-        protocol = hub.runtime.protocol
-        assert protocol is not None
-        protocol.register("issue_done", self._done)
-        protocol.register("issue_list", self._list)
-        protocol.register("issue_remove_workspace", self._remove)
+        decider = hub.runtime.decider
+        assert decider is not None
+        decider.register("issue_done", self._done)
+        decider.register("issue_list", self._list)
+        decider.register("issue_remove_workspace", self._remove)
 
     def _done(self, call: Call) -> None:
         self.frames.append((call.sender, dict(call.frame)))

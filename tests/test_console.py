@@ -261,12 +261,12 @@ async def test_leaving_with_work_is_notified_only_after_a_real_session() -> None
     app = ConsoleApp()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        runtime, protocol = app.runtime, app.runtime.protocol
-        runtime.submit(protocol.joined("cli/once", ()))  # type: ignore[union-attr]
+        runtime, decider = app.runtime, app.runtime.decider
+        runtime.submit(decider.joined("cli/once", ()))  # type: ignore[union-attr]
         runtime.handle("cli/once", {"type": "claim", "task_id": "T8", "paths": ["x"]}, None)
-        runtime.submit(protocol.left("cli/once"))  # type: ignore[union-attr]
+        runtime.submit(decider.left("cli/once"))  # type: ignore[union-attr]
         app.clock.advance(30)
-        runtime.submit(protocol.left("demo/alice"))  # type: ignore[union-attr]
+        runtime.submit(decider.left("demo/alice"))  # type: ignore[union-attr]
         async with asyncio.timeout(5):
             while not app._notifications:
                 await pilot.pause()
@@ -280,7 +280,7 @@ async def test_a_big_table_fills_pages_and_keeps_the_selection_on_its_row() -> N
     async with app.run_test(size=SIZE) as pilot:
         runtime = app.runtime
         runtime.state.claims.max_claims_per_agent = 0
-        runtime.submit(runtime.protocol.joined("load/a", ()))  # type: ignore[union-attr]
+        runtime.submit(runtime.decider.joined("load/a", ()))  # type: ignore[union-attr]
         for n in range(2000):
             runtime.handle("load/a", {"type": "claim", "task_id": f"K{n:05d}",
                                       "paths": [f"p/{n}"]}, None)

@@ -1,7 +1,7 @@
 """The Issues pane, driven by keys: what reaches the orchestrator's verbs, and what it shows.
 
 No orchestrator runs here: its status is seeded as events (`seed_issues`), and its operator
-verbs are served by stand-ins registered on the runtime's protocol that record each frame and
+verbs are served by stand-ins registered on the runtime's decider that record each frame and
 answer as the orchestrator does. So these tests check the console's side of the contract: the
 right verb, with the right fields, from the right key, on the right pane, and only then.
 """
@@ -30,10 +30,10 @@ class Verbs:
 
     def __init__(self, runtime: Runtime) -> None:
         self.frames: list[tuple[str, dict[str, Any], bool]] = []
-        protocol = runtime.protocol
-        assert protocol is not None
+        decider = runtime.decider
+        assert decider is not None
         for verb, reply in VERBS.items():
-            protocol.register(verb, lambda call, reply=reply: self._serve(call, reply))
+            decider.register(verb, lambda call, reply=reply: self._serve(call, reply))
 
     def _serve(self, call: Call, reply: str) -> None:
         self.frames.append((call.sender, dict(call.frame), call.operator))

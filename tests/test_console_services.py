@@ -22,8 +22,8 @@ async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
 def stand_ins(app: ConsoleApp) -> list[dict[str, Any]]:
     """Serve the services verbs with stand-ins that record what the console sent."""
     sent: list[dict[str, Any]] = []
-    protocol = app.runtime.protocol
-    assert protocol is not None
+    decider = app.runtime.decider
+    assert decider is not None
 
     def record(reply: str) -> Any:
         def serve(call: Any) -> None:
@@ -36,7 +36,7 @@ def stand_ins(app: ConsoleApp) -> list[dict[str, Any]]:
                         ("service_stop", "service_stopping"),
                         ("service_restart", "service_restarting"),
                         ("services_list", "services")):
-        protocol.register(verb, record(reply))
+        decider.register(verb, record(reply))
     return sent
 
 

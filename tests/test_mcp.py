@@ -263,8 +263,8 @@ async def test_mark_done_asks_the_orchestrator(tmp_path: Path) -> None:
                    "further turns will be dispatched.", identifier="ISSUE-7", state="Done",
                    path="/issues/Done/ISSUE-7.md")
 
-    assert hub.runtime.protocol is not None
-    hub.runtime.protocol.register("issue_done", issue_done)
+    assert hub.runtime.decider is not None
+    hub.runtime.decider.register("issue_done", issue_done)
     try:
         async with mcp_client(hub.uri, tmp_path, MARROW_ISSUE="ISSUE-7",
                               MARROW_ASK_SCOPE="issue/ISSUE-7") as session:

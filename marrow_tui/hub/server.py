@@ -179,7 +179,7 @@ def parse_frame(text: str | bytes) -> dict[str, Any] | str:
 
 
 class HubServer:
-    """Serves the runtime's protocol over WebSockets; the runtime's `Transport`."""
+    """Serves the runtime's decider over WebSockets; the runtime's `Transport`."""
 
     def __init__(self, runtime: Runtime, options: HubOptions) -> None:
         options.check()
@@ -314,13 +314,13 @@ class HubServer:
     # ---- one connection ------------------------------------------------------------------
 
     async def _connection(self, conn: ServerConnection) -> None:
-        protocol = self.runtime.protocol
-        assert protocol is not None
+        decider = self.runtime.decider
+        assert decider is not None
         self.connected += 1
         name: str | None = None
         try:
             if not self.options.token:
-                await conn.send(protocol.welcome(self.connected))
+                await conn.send(decider.welcome(self.connected))
             name = await self._register(conn)
             if name is None:
                 return
@@ -331,7 +331,7 @@ class HubServer:
             self.connected -= 1
             if name is not None and self.sessions.get(name) is conn:
                 del self.sessions[name]
-                self.runtime.submit(protocol.left(name))
+                self.runtime.submit(decider.left(name))
 
     def _reply_to(self, conn: ServerConnection) -> Callable[[str], None]:
         def reply(text: str) -> None:
@@ -340,8 +340,8 @@ class HubServer:
         return reply
 
     async def _register(self, conn: ServerConnection) -> str | None:
-        protocol = self.runtime.protocol
-        assert protocol is not None
+        decider = self.runtime.decider
+        assert decider is not None
         reply = self._reply_to(conn)
         # One deadline from the connect, not one per frame: a socket that keeps sending junk
         # before it registers is closed as surely as a silent one.
@@ -356,14 +356,14 @@ class HubServer:
                 return None
             frame = parse_frame(raw)
             if isinstance(frame, str):
-                reply(protocol.error("all", frame).text)
+                reply(decider.error("all", frame).text)
                 continue
             break
         sender = (frame.get("sender") or "").strip() or f"anon-{id(conn):x}"
         refusal = self._refusal(sender, frame)
         if refusal is not None:
             kind, text, code, reason = refusal
-            await conn.send(encode(protocol.frame(kind, sender, text)))
+            await conn.send(encode(decider.frame(kind, sender, text)))
             await conn.close(code, reason)
             return None
         operator = frame.get("operator_token") is not None  # _refusal checked it: valid
@@ -385,8 +385,8 @@ class HubServer:
         conn.marrow_proven = proven  # type: ignore[attr-defined]
         self.sessions[sender] = conn
         if self.options.token:
-            await conn.send(protocol.welcome(self.connected))
-        self.runtime.submit(protocol.joined(sender, roles, operator=operator))
+            await conn.send(decider.welcome(self.connected))
+        self.runtime.submit(decider.joined(sender, roles, operator=operator))
         for name in SECRET_FIELDS:
             frame.pop(name, None)
         if (frame.get("type") or "chat") != "heartbeat":
@@ -493,8 +493,8 @@ class HubServer:
             steering.undelivered(name))
 
     async def _serve(self, conn: ServerConnection, name: str) -> None:
-        protocol = self.runtime.protocol
-        assert protocol is not None
+        decider = self.runtime.decider
+        assert decider is not None
         reply = self._reply_to(conn)
         operator = bool(getattr(conn, "marrow_operator", False))
         proven = bool(getattr(conn, "marrow_proven", False))
@@ -502,11 +502,11 @@ class HubServer:
         async for raw in conn:
             frame = parse_frame(raw)
             if isinstance(frame, str):
-                reply(protocol.error(name, frame).text)
+                reply(decider.error(name, frame).text)
                 continue
             sender = frame.get("sender")
             if sender and sender.strip() != name:
-                await conn.send(encode(protocol.frame(
+                await conn.send(encode(decider.frame(
                     "name_conflict", name,
                     f"Sender name switch denied: '{name}' -> '{printable(sender)}'. "
                     "One connection is one name.")))
@@ -514,7 +514,7 @@ class HubServer:
                 return
             kind = frame.get("type") or "chat"
             if bucket is not None and kind != "heartbeat" and not bucket.take():
-                reply(protocol.error(name, "Rate limit exceeded.", error_code="RATE_LIMITED").text)
+                reply(decider.error(name, "Rate limit exceeded.", error_code="RATE_LIMITED").text)
                 continue
             for field_name in SECRET_FIELDS:
                 frame.pop(field_name, None)

@@ -166,15 +166,15 @@ class Orchestrator(Producer):
     async def start(self, *, loop: bool = True) -> None:
         """Serve the verbs, read WORKFLOW.md, and (with `loop`) poll, dispatch and watch.
         Without it a caller drives `tick()` itself (tests with a fake clock)."""
-        protocol = self.runtime.protocol
-        assert protocol is not None, "start the runtime first"
+        decider = self.runtime.decider
+        assert decider is not None, "start the runtime first"
         for verb, handler in (("issue_done", self._verb_done), ("issue_list", self._verb_list),
                               ("issue_dispatch", self._verb_dispatch),
                               ("issue_cancel", self._verb_cancel),
                               ("issue_retry", self._verb_retry),
                               ("issue_create", self._verb_create),
                               ("issue_remove_workspace", self._verb_remove_workspace)):
-            protocol.register(verb, self._serving(handler))
+            decider.register(verb, self._serving(handler))
         # What the operator cancelled stays cancelled across a restart.
         self.parked.update(self.runtime.state.issues.parked)
         self.reload()

@@ -101,14 +101,14 @@ class Scheduler(Producer):
 
     async def start(self, *, loop: bool = True) -> None:
         """Serve the verbs, take up the config, and (with `loop`) start the heartbeats."""
-        protocol = self.runtime.protocol
-        assert protocol is not None, "start the runtime first"
-        protocol.register("wake", self._serving(self._verb_wake))
-        protocol.register("task_add", self._serving(self._verb_task_add))
-        protocol.register("task_list", self._verb_task_list)
-        protocol.register("sessions_request", self._verb_sessions)
-        protocol.register("session_stop", self._verb_stop)
-        protocol.register("agent_enable", self._verb_enable)
+        decider = self.runtime.decider
+        assert decider is not None, "start the runtime first"
+        decider.register("wake", self._serving(self._verb_wake))
+        decider.register("task_add", self._serving(self._verb_task_add))
+        decider.register("task_list", self._verb_task_list)
+        decider.register("sessions_request", self._verb_sessions)
+        decider.register("session_stop", self._verb_stop)
+        decider.register("agent_enable", self._verb_enable)
         self._return_interrupted_tasks()
         if self.config is not None:
             # The warnings of the load that produced this config (clamps, ignored keys).

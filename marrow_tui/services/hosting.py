@@ -47,12 +47,12 @@ class Services:
     async def start(self) -> None:
         """Serve the verbs and start the services (in the background: a slow health check
         must not hold up the console or the hub)."""
-        protocol = self.runtime.protocol
-        assert protocol is not None
-        protocol.register("services_list", self._verb_list)
+        decider = self.runtime.decider
+        assert decider is not None
+        decider.register("services_list", self._verb_list)
         for verb, action in (("service_start", "start"), ("service_stop", "stop"),
                              ("service_restart", "restart")):
-            protocol.register(verb, self._verb_action(action))
+            decider.register(verb, self._verb_action(action))
         self._forget_the_last_run()
         services = [s for s in self.config.services if s.enabled]
         if not services:

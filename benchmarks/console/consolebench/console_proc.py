@@ -449,12 +449,12 @@ async def scenario_claims10k(args: argparse.Namespace, inst: Instruments,
     runtime, server = await start_stack(args.work / "state", 128)
     try:
         t = now()
-        protocol = runtime.protocol
-        assert protocol is not None
+        decider = runtime.decider
+        assert decider is not None
         n_agents = max(1, (args.claims + 99) // 100)
         names = [f"bench/a{i:03d}" for i in range(n_agents)]
         for name in names:
-            runtime.submit(protocol.joined(name, ("bench/worker",)))
+            runtime.submit(decider.joined(name, ("bench/worker",)))
         deadline = now() + args.seed_timeout
         for i in range(args.claims):
             name = names[i % n_agents]
