@@ -1,0 +1,263 @@
+"""The demo team end to end: real agent processes against a real hub on 127.0.0.1.
+
+The agents run at pace 0, so a whole round takes well under a second; every wait below is for a
+condition on what the hub committed, with a bound, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from marrow_tui.core.events import Event
+from marrow_tui.demo import DEFAULT_NAMES, PACE_ENV, DemoTeam, DemoUnavailable
+from marrow_tui.hub.client import HubClient
+from marrow_tui.runtime import Runtime
+
+from tests.support.hub import Hub, start_hub
+from tests.support.hubproc import REPO, clean_env
+
+WAIT = 30.0
+BUILDERS = DEFAULT_NAMES[1:]
+
+Check = Callable[[list[Event]], bool]
+
+
+class Seen:
+    """Every event the runtime commits, and a bounded wait for a condition on them."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.events: list[Event] = []
+        self.changed = asyncio.Event()
+        runtime.subscribe(self._add)
+
+    def _add(self, events: list[Event]) -> None:
+        self.events.extend(events)
+        self.changed.set()
+
+    async def until(self, checks: dict[str, Check], timeout: float = WAIT) -> None:
+        """Wait until every named check holds; fail naming the ones that never did."""
+        deadline = time.monotonic() + timeout
+        while missing := [name for name, check in checks.items() if not check(self.events)]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail(f"not seen within {timeout:g} s: {', '.join(missing)}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+
+def kind(name: str, **fields: object) -> Check:
+    """Some event of this kind has these data fields (a callable value is a predicate)."""
+
+    def matches(value: object, wanted: object) -> bool:
+        return bool(wanted(value)) if callable(wanted) else value == wanted
+
+    return lambda events: any(
+        e.kind == name and all(matches(e.data.get(k), v) for k, v in fields.items())
+        for e in events
+    )
+
+
+def board(predicate: Callable[[dict[str, object]], bool]) -> Check:
+    return kind("board_task", task=predicate)
+
+
+@pytest.fixture
+def seen(hub: Hub) -> Seen:
+    """Subscribed before the team starts, so no early event is missed."""
+    return Seen(hub.runtime)
+
+
+@pytest.fixture
+async def team(hub: Hub, seen: Seen, tmp_path: Path) -> AsyncIterator[DemoTeam]:
+    """The default team of four at pace 0; stopped (and checked) after the test."""
+    demo = DemoTeam(hub.uri, workdir=tmp_path / "demo", pace=0, seed=7)
+    await demo.start()
+    try:
+        await seen.until({"the team online": lambda _: set(DEFAULT_NAMES) <= set(
+            hub.runtime.state.presence.online)})
+        yield demo
+    finally:
+        await demo.stop()
+    logs = "\n".join(f"--- {a.name}\n{a.log_path.read_text()[-2000:]}" for a in demo.processes)
+    assert [a.returncode for a in demo.processes] == [0] * len(DEFAULT_NAMES), logs
+    for name in DEFAULT_NAMES:
+        assert hub.runtime.state.claims.owned_by(name) == [], f"{name} still holds claims"
+
+
+async def test_a_round_shows_every_kind_of_coordination(seen: Seen, team: DemoTeam) -> None:
+    await seen.until({
+        "tasks declared with dependencies": board(lambda t: bool(t.get("depends_on"))),
+        "a claim granted": kind("claim", owner=lambda o: o in BUILDERS),
+        "a SCOPE_CONFLICT reported as blocked": kind(
+            "progress", kind="blocked", text=lambda t: "SCOPE_CONFLICT" in str(t)),
+        "a wait_request on the holder": kind("wait", holder=lambda h: h in BUILDERS),
+        "a handoff between builders": kind(
+            "handoff", previous_owner=lambda p: p in BUILDERS, owner=lambda o: o in BUILDERS),
+        "the receiver picking it up": kind("progress", text=lambda t: "picked up" in str(t)),
+        "progress notes": kind("progress", kind="note", author=lambda a: a in BUILDERS),
+        "usage notes": kind("progress", kind="usage"),
+        "input_required": kind("task_update", status="input_required"),
+        "a checkpoint": kind("checkpoint"),
+        "a task done on the board": board(lambda t: t.get("status") == "done"),
+        "a release with evidence": kind("release"),
+        "the planner's summary": kind(
+            "chat", sender=DEFAULT_NAMES[0], payload=lambda p: str(p).startswith("Round 1 done")),
+    })
+    done = [e.data["task"] for e in seen.events if e.kind == "board_task"
+            and e.data["task"]["status"] == "done" and e.data["task"]["task_id"].endswith("-r1")]
+    assert {t["task_id"] for t in done} == {
+        f"{k}-r1" for k in ("schema", "login", "refresh", "routes", "tests", "notes")}
+
+
+async def test_an_operator_handoff_and_chat_get_a_reaction(hub: Hub, seen: Seen,
+                                                           team: DemoTeam) -> None:
+    async with HubClient(hub.uri, "test/operator") as operator:
+        await operator.claim("op-1", ["ops/runbook.md"], "main")
+        await operator.handoff("op-1", "demo/bob", note="please finish the runbook")
+        await operator.send("status?", target="demo/bob")
+        await seen.until({
+            "bob picks it up": kind("progress", task_id="op-1", author="demo/bob",
+                                    text=lambda t: "picked up op-1 from test/operator" in str(t)),
+            "bob finishes it": kind("release", task_id="op-1", owner="demo/bob"),
+            "bob answers": kind("chat", sender="demo/bob", target="test/operator",
+                                payload=lambda p: str(p).startswith("re:")),
+        })
+    statuses = [e.data["status"] for e in seen.events
+                if e.kind == "task_update" and e.data["task_id"] == "op-1"]
+    assert statuses[:1] == ["working"] and statuses[-1] == "done"
+
+
+async def test_a_secured_hub_gets_the_token_through_the_environment(tmp_path: Path) -> None:
+    hub = await start_hub(tmp_path / "state", token="s3cret-demo")
+    seen = Seen(hub.runtime)
+    team = DemoTeam(hub.uri, token="s3cret-demo", workdir=tmp_path / "demo", pace=0)
+    try:
+        await team.start()
+        command_lines = [Path(f"/proc/{a.pid}/cmdline").read_bytes() for a in team.processes]
+        assert not any(b"s3cret-demo" in line for line in command_lines)
+        await seen.until({"a claim on the secured hub": kind("claim")})
+    finally:
+        await team.stop()
+        await hub.stop()
+    assert [a.returncode for a in team.processes] == [0] * len(DEFAULT_NAMES)
+
+
+async def test_agents_exit_when_the_hub_goes_away(tmp_path: Path) -> None:
+    """No orphans: if the console dies without stopping the team, the agents end by themselves."""
+    hub = await start_hub(tmp_path / "state")
+    seen = Seen(hub.runtime)
+    team = DemoTeam(hub.uri, workdir=tmp_path / "demo", pace=0)
+    try:
+        await team.start()
+        await seen.until({"the team online": lambda _: set(DEFAULT_NAMES) <= set(
+            hub.runtime.state.presence.online)})
+        await hub.stop()
+        exits = asyncio.gather(*(a.process.wait() for a in team.processes))
+        codes = await asyncio.wait_for(exits, WAIT)
+    finally:
+        await team.stop()
+    assert codes == [1] * len(DEFAULT_NAMES)
+    assert "lost the hub" in team.processes[1].log_path.read_text()
+
+
+async def test_start_without_the_agent_script_says_what_is_missing(tmp_path: Path) -> None:
+    team = DemoTeam("ws://127.0.0.1:9", workdir=tmp_path, script=tmp_path / "agent.py")
+    with pytest.raises(DemoUnavailable, match="source checkout"):
+        await team.start()
+    await team.stop()
+    assert team.processes == []
+
+
+def test_pace_comes_from_the_environment_when_not_given(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setenv(PACE_ENV, "0.25")
+    assert DemoTeam("ws://x", workdir=tmp_path).pace == 0.25
+    assert DemoTeam("ws://x", workdir=tmp_path, pace=2).pace == 2
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _read(stream: object, lines: queue.Queue[str | None]) -> None:
+    """Drain the child's output for its whole life, so a full pipe never blocks it."""
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line)
+    lines.put(None)
+
+
+def _wait_for_lines(lines: queue.Queue[str | None], output: list[str],
+                    patterns: dict[str, str], timeout: float = WAIT) -> None:
+    """Read lines until each pattern has matched one; fail with what was printed."""
+    wanted = {name: re.compile(p) for name, p in patterns.items()}
+    deadline = time.monotonic() + timeout
+    while wanted:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None:
+            pytest.fail(f"never printed {', '.join(wanted)}:\n" + "".join(output[-60:]))
+        output.append(line)
+        wanted = {n: p for n, p in wanted.items() if not p.search(line)}
+
+
+def test_marrow_tui_demo_no_ui_prints_the_team_at_work(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    command = [sys.executable, "-m", "marrow_tui", "demo", "--no-ui", "--port", "0",
+               "--state-dir", str(state)]
+    env = {**clean_env(), PACE_ENV: "0"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, cwd=tmp_path, env=env)
+    lines: queue.Queue[str | None] = queue.Queue()
+    output: list[str] = []
+    threading.Thread(target=_read, args=(process.stdout, lines), daemon=True).start()
+    try:
+        _wait_for_lines(lines, output, {
+            "the listening line": r"listening on ws://127\.0\.0\.1:\d+",
+            "a claim": r" claim +\S+ by demo/",
+            "a blocked note": r" progress +refresh-r\d+ \[blocked\] demo/",
+            "a handoff": r" handoff +routes-r\d+ demo/\w+ -> demo/",
+        })
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT) == 0, "".join(output[-60:])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    while (line := lines.get(timeout=WAIT)) is not None:
+        output.append(line)
+    assert output[-1].startswith("marrow-tui: stopped"), "".join(output[-20:])
+    logs = sorted(p.name for p in (state / "demo").glob("*.log"))
+    assert logs == ["demo-alice.log", "demo-bob.log", "demo-carol.log", "demo-planner.log"]
+    assert "stopping; released" in (state / "demo" / "demo-bob.log").read_text()
+
+
+def test_the_agent_script_runs_from_a_checkout_without_installing(tmp_path: Path) -> None:
+    """`python examples/demo_team/agent.py --help` works as the README says."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(REPO / "examples/demo_team/agent.py"), "--help"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=WAIT)
+    assert out.returncode == 0, out.stderr
+    assert "--pace" in out.stdout
+
+
+def test_the_demo_module_imports_no_console_library() -> None:
+    """Headless mode imports marrow_tui.demo; it must not pull in Textual or Rich."""
+    code = ("import sys, marrow_tui.demo\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

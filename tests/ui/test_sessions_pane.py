@@ -1,0 +1,161 @@
+"""The Sessions pane driven by keys, on a real scheduler running real agent processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from marrow_tui.ui.modals.confirm import ConfirmModal
+from marrow_tui.ui.modals.form import FormModal
+from marrow_tui.ui.panes.sessions import SessionsTable
+from marrow_tui.ui.screens.log import LogScreen
+
+from tests.support.console_app import ConsoleApp, filled
+from tests.support.scheduler import loaded, write_config
+
+WAIT = 10.0
+
+
+async def until(pilot: Any, test: Any) -> Any:
+    async with asyncio.timeout(WAIT):
+        while not (value := test()):
+            await pilot.pause(0.02)
+    return value
+
+
+def ended(app: ConsoleApp, agent: str) -> list[Any]:
+    return [s for s in app.runtime.state.sessions.of_agent(agent) if not s.running]
+
+
+async def test_the_wake_key_starts_a_run(tmp_path: Path) -> None:
+    config = loaded(write_config(tmp_path, {"a": "echo run $MARROW_SESSION\n"}))
+    app = ConsoleApp(seeded=False, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None and app.main.pane == "sessions"
+        await until(pilot, lambda: ended(app, "a"))
+        await pilot.press("w")
+        runs = await until(pilot, lambda: len(ended(app, "a")) >= 2 and ended(app, "a"))
+        newest = runs[0]
+        assert newest.trigger == "woken from the console"
+        assert newest.state == "ok" and newest.last_line == f"run {newest.id}"
+        table = app.main.tables["sessions"]
+        assert isinstance(table, SessionsTable)
+        await until(pilot, lambda: any(table.session_id(k) == newest.id for k in table.keys))
+
+
+async def test_a_task_added_by_key_reaches_the_next_prompt(tmp_path: Path) -> None:
+    config = loaded(write_config(tmp_path, {"a": "cat > prompt.txt\n"}))
+    app = ConsoleApp(seeded=False, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: ended(app, "a"))
+        await pilot.press("t")
+        assert isinstance(app.screen, FormModal)
+        await pilot.press(*"ship the docs")
+        await pilot.press("tab", *"with examples", "enter")
+        queue = tmp_path / "ws" / "a" / "tasks" / "queue"
+        await until(pilot, lambda: list(queue.glob("*.md")))
+        await pilot.press("w")
+        await until(pilot, lambda: len(ended(app, "a")) >= 2)
+        prompt = (tmp_path / "ws" / "a" / "prompt.txt").read_text()
+        assert "## ship the docs" in prompt and "with examples" in prompt
+
+
+async def test_stop_key_asks_then_stops_the_run(tmp_path: Path) -> None:
+    config = loaded(write_config(tmp_path, {"a": "echo working; exec sleep 600\n"}))
+    app = ConsoleApp(seeded=False, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: app.runtime.state.sessions.running())
+        await pilot.pause()
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")  # not yet
+        assert app.runtime.state.sessions.running()
+        await pilot.press("x", "y")
+        [run] = await until(pilot, lambda: ended(app, "a"))
+        assert run.state == "stopped"
+
+
+async def test_enter_opens_the_output_and_follows_it(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    config = loaded(write_config(tmp_path, {
+        "a": f'echo first; while [ ! -e "{gate}" ]; do sleep 0.02; done; echo second\n'}))
+    app = ConsoleApp(seeded=False, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: app.runtime.state.sessions.running())
+        await pilot.pause()
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, LogScreen)
+        from textual.widgets import Log
+
+        log = screen.query_one(Log)
+        await until(pilot, lambda: "first" in log.lines)
+        gate.touch()
+        await until(pilot, lambda: "second" in log.lines)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, LogScreen)
+
+
+async def test_the_output_view_opens_on_the_tail_of_a_huge_log(tmp_path: Path) -> None:
+    """A 30 MB log opens on its last lines at once (only the tail is ever read)."""
+    config = loaded(write_config(tmp_path, {
+        "a": "yes | head -n 300000 | awk '{printf \"line %d %080d\\n\", NR-1, 0}'\n"}))
+    app = ConsoleApp(seeded=False, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        [run] = await until(pilot, lambda: ended(app, "a"))
+        assert Path(run.stdout).stat().st_size > 25_000_000
+        await pilot.pause()
+        await pilot.press("enter")
+        from textual.widgets import Log
+
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: log.line_count)
+        assert log.lines[-1].startswith("line 299999 ")
+        assert log.line_count < 5000
+
+
+async def test_pause_key_disables_the_agent_in_the_config_file(tmp_path: Path) -> None:
+    """`p` edits marrow.toml (comments kept), and the scheduler stops the agent's heartbeat."""
+    path = write_config(tmp_path, {"a": "echo a\n"})
+    path.write_text("# my agents, my comments\n" + path.read_text())
+    app = ConsoleApp(seeded=False, config=loaded(path))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: ended(app, "a"))
+        await pilot.press("p")
+        agents = app.runtime.state.sessions.agents
+        await until(pilot, lambda: not agents["a"].enabled)
+        text = path.read_text()
+        assert text.startswith("# my agents, my comments\n")
+        assert "enabled = false" in text
+        assert app.scheduler.schedules["a"].next_at is None
+        await pilot.press("w")  # a disabled agent is not woken
+        await pilot.pause()
+        assert len(app.runtime.state.sessions.of_agent("a")) == 1
+        await pilot.press("p")
+        await until(pilot, lambda: agents["a"].enabled)
+        await until(pilot, lambda: len(ended(app, "a")) >= 2)  # enabling runs it now
+        assert "enabled = true" in path.read_text()
+
+
+async def test_a_broken_config_is_shown_and_the_last_good_one_kept(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"a": "echo a\n"})
+    app = ConsoleApp(seeded=False, config=loaded(path))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: ended(app, "a"))
+        path.write_text(path.read_text() + "\nbogus_key = 1\n")
+        app.scheduler.reload()
+        pane = app.main.query_one("#sessions-pane")
+        await until(pilot, lambda: "bogus_key" in str(pane.border_title))
+        assert "config not applied" in str(pane.border_title)
+        assert list(app.scheduler.schedules) == ["a"]
+        path.write_text(path.read_text().replace("\nbogus_key = 1\n", "\n"))
+        app.scheduler.reload()
+        await until(pilot, lambda: not pane.border_title)

@@ -1,0 +1,201 @@
+"""Snapshot tests (pytest-textual-snapshot): the main screen, each dialog, the empty state, and
+an 80x24 and a wide layout. Fixed data, a fake clock and UTC, so the pictures are stable.
+
+A failing snapshot is looked at (snapshot_report.html) before `pytest --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.console_app import ConsoleApp, SessionsConsoleApp, filled, utc
+
+TMUX = (80, 24)
+MEDIUM = (110, 32)
+WIDE = (170, 46)
+
+
+@pytest.fixture(autouse=True)
+def _utc() -> None:
+    utc()
+
+
+def after(*keys: str, select: tuple[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """A run_before that waits for the tables to fill, optionally selects a row, then types."""
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        await filled(pilot, app)
+        if select is not None:
+            pane, key = select
+            await pilot.press({"agents": "1", "claims": "2", "board": "3"}[pane])
+            await pilot.pause()
+            table = app.main.tables[pane]
+            table.move_cursor(row=table.get_row_index(key))
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_main_screen_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=TMUX, run_before=after())
+
+
+def test_main_screen_wide_shows_every_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=WIDE, run_before=after())
+
+
+def test_empty_state(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(seeded=False), terminal_size=TMUX, run_before=after())
+
+
+@pytest.mark.parametrize("pane", ["1", "3", "4"])
+def test_each_pane(snap_compare, pane: str) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM, run_before=after(pane))
+
+
+def test_handoff_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("h", select=("claims", "T1")))
+
+
+def test_release_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("r", select=("claims", "T1")))
+
+
+def test_force_release_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("R", select=("claims", "T1")))
+
+
+def test_declare_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM, run_before=after("d"))
+
+
+def test_status_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("s", select=("board", "P2")))
+
+
+def test_message_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("m", select=("agents", "demo/bob")))
+
+
+def test_task_detail(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("enter", select=("board", "P3")))
+
+
+def test_lease_detail(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM,
+                        run_before=after("enter", select=("claims", "T1")))
+
+
+def test_help(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=MEDIUM, run_before=after("question_mark"))
+
+
+def test_quit_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(), terminal_size=TMUX, run_before=after("q"))
+
+
+def _on_sessions(*keys: str, row: int | None = None):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        await filled(pilot, app)
+        if row is not None:
+            app.main.tables["sessions"].move_cursor(row)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_sessions_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """With agents configured, the console opens on their runs."""
+    assert snap_compare(SessionsConsoleApp(), terminal_size=MEDIUM, run_before=_on_sessions())
+
+
+def test_sessions_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=WIDE, run_before=_on_sessions())
+
+
+def test_session_output_view(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
+                        run_before=_on_sessions("enter", row=2))
+
+
+def test_stop_run_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
+                        run_before=_on_sessions("x", row=2))
+
+
+def test_add_task_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(SessionsConsoleApp(), terminal_size=TMUX,
+                        run_before=_on_sessions("t", "f", "i", "x"))
+
+
+def test_steering_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Agents waiting on answers: the console opens on them."""
+    assert snap_compare(ConsoleApp(asks=True), terminal_size=TMUX, run_before=after())
+
+
+def test_answer_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(asks=True), terminal_size=MEDIUM, run_before=after("a"))
+
+
+def test_wide_while_someone_waits(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(asks=True, sessions=True), terminal_size=WIDE,
+                        run_before=after())
+
+
+def _on_issues(*keys: str, row: str | None = None):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        app = pilot.app
+        await filled(pilot, app)
+        if row is not None:
+            table = app.main.tables["issues"]
+            table.move_cursor([k.rsplit("\x1f", 1)[-1] for k in table.keys].index(row))
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_issues_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """With an orchestrator, the console opens on its issues: one in each status."""
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=MEDIUM, run_before=_on_issues())
+
+
+def test_new_issue_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=MEDIUM,
+                        run_before=_on_issues("n", *"Add a README"))
+
+
+def test_issue_detail(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=MEDIUM,
+                        run_before=_on_issues("enter", row="OPS-7"))
+
+
+def test_issues_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Issues share the bottom row with the sessions (their runs)."""
+    assert snap_compare(ConsoleApp(issues=True), terminal_size=WIDE, run_before=_on_issues())
+
+
+def test_services_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(ConsoleApp(seeded=False, services=True), terminal_size=MEDIUM,
+                        run_before=after())
+
+
+def test_services_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """A config with services only: four panes and the services' row."""
+    assert snap_compare(ConsoleApp(services=True), terminal_size=WIDE, run_before=after())

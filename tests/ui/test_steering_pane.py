@@ -1,0 +1,103 @@
+"""The Steering pane and the answer dialog, driven by keys, checked on the runtime's state."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from marrow_tui.ui.modals.answer import AnswerModal
+from marrow_tui.ui.modals.confirm import ConfirmModal
+
+from tests.support.console_app import ConsoleApp, filled
+
+
+async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
+    async with asyncio.timeout(timeout):
+        while not (value := test()):
+            await pilot.pause(0.02)
+    return value
+
+
+async def test_the_console_opens_on_waiting_questions_and_answers_by_key() -> None:
+    app = ConsoleApp(asks=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None and app.main.pane == "steering"
+        book = app.runtime.state.steering
+        assert [r.id for r in book.waiting()] == ["S1", "S2"]
+        await pilot.press("a")  # the longest-waiting one first
+        modal = app.screen
+        assert isinstance(modal, AnswerModal) and modal.asker == "demo/alice"
+        await pilot.press("tab", "tab")  # past the two choices, to the text box
+        await pilot.press(*"use staging, it is up")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not book.get("S1").open)  # type: ignore[union-attr]
+        request = book.get("S1")
+        assert request is not None
+        assert (request.state, request.answer) == ("answered", "use staging, it is up")
+        assert request.answered_by == "operator/test"
+
+
+async def test_a_choice_button_answers_at_once() -> None:
+    app = ConsoleApp(asks=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        await pilot.press("a")
+        assert isinstance(app.screen, AnswerModal)
+        await pilot.click("#choice-1")
+        book = app.runtime.state.steering
+        await until(pilot, lambda: not book.get("S1").open)  # type: ignore[union-attr]
+        assert book.get("S1").answer == "mock"  # type: ignore[union-attr]
+
+
+async def test_an_empty_answer_is_not_sent() -> None:
+    app = ConsoleApp(asks=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        await pilot.press("down", "a")  # the selected one: bob's
+        modal = app.screen
+        assert isinstance(modal, AnswerModal) and modal.asker == "demo/bob"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, AnswerModal)  # still open, says why
+        await pilot.press("escape")
+        assert app.runtime.state.steering.get("S2").open  # type: ignore[union-attr]
+
+
+async def test_a_new_question_rings_and_says_how_to_answer() -> None:
+    app = ConsoleApp()
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None and app.main.pane == "claims"
+        app.runtime.handle("demo/carol", {"type": "steer_ask", "question": "Merge now?"},
+                           None)
+        await until(pilot, lambda: "asks" in app.main.latest_alert)  # type: ignore[union-attr]
+        assert "(a to answer)" in app.main.latest_alert
+        assert app.main.has_class("-asking")
+        await pilot.press("a")
+        assert isinstance(app.screen, AnswerModal) and app.screen.asker == "demo/carol"
+
+
+async def test_cancel_asks_first_and_go_finds_the_askers_lease() -> None:
+    app = ConsoleApp(asks=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        await pilot.press("g")  # alice asks about T1, which she holds
+        assert app.main is not None
+        await until(pilot, lambda: app.main.pane == "claims"
+                    and app.main.tables["claims"].selected_key == "T1")
+        await pilot.press("0", "down", "c")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("y")
+        book = app.runtime.state.steering
+        await until(pilot, lambda: not book.get("S2").open)  # type: ignore[union-attr]
+        assert book.get("S2").state == "cancelled"  # type: ignore[union-attr]
+
+
+async def test_enter_picks_the_first_choice_from_the_keyboard() -> None:
+    app = ConsoleApp(asks=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        await pilot.press("a", "tab", "enter")  # Tab to the second choice, Enter picks it
+        book = app.runtime.state.steering
+        await until(pilot, lambda: not book.get("S1").open)  # type: ignore[union-attr]
+        assert book.get("S1").answer == "mock"  # type: ignore[union-attr]
