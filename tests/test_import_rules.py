@@ -18,6 +18,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "store": frozenset({"core", "store"}),
     "proc": frozenset({"core", "proc"}),
     "runtime": frozenset({"core", "protocol", "store", "proc", "runtime"}),
+    "config": frozenset({"core", "config", "userfile"}),
+    # the MCP server talks to a hub like any agent: the client library, never the CLI's modules
+    "mcp": frozenset({"", "core", "hub", "mcp"}),
 }
 
 
@@ -73,7 +76,7 @@ def test_lower_layers_import_only_what_is_below_them() -> None:
     bad = []
     for module, targets in graph().items():
         allowed = ALLOWED.get(layer(module))
-        if allowed is None:
+        if allowed is None or module.endswith(".__main__"):  # an entry point, like the script
             continue
         for line, target in targets:
             if target.startswith("marrow_tui.") and layer(target) not in allowed:

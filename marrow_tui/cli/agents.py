@@ -22,8 +22,8 @@ from marrow_tui.cli.common import (
     PROG,
     SubParsers,
     hub_command,
-    table,
 )
+from marrow_tui.core.text import table
 from marrow_tui.cli.project import (
     add_config_option,
     config_path,

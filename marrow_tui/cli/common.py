@@ -10,12 +10,12 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from marrow_tui.core.text import parse_duration, printable
-from marrow_tui.hub.defaults import DEFAULT_URI
+from marrow_tui.hub.defaults import default_uri
 
 if TYPE_CHECKING:
     import ssl
@@ -44,11 +44,6 @@ SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
 
 
 # --------------------------------------------------------------------------- defaults
-
-
-def default_uri() -> str:
-    """``MARROW_HUB_URI``, else the hub's default loopback address."""
-    return os.environ.get("MARROW_HUB_URI") or DEFAULT_URI
 
 
 def default_name() -> str:
@@ -247,21 +242,3 @@ def ssl_context(cafile: str | None) -> ssl.SSLContext | None:
         raise UsageError(f"cannot load the CA file {cafile!r}: {exc}") from None
 
 
-# --------------------------------------------------------------------------- output
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded.
-
-    Each cell is one line, made safe to print (a line break or ESC in a cell is escaped)."""
-    cells_of = [[printable(str(cell)) for cell in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells_of) for i in range(len(headers))]
-    lines = []
-    for row in cells_of:
-        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def indent(text: str) -> str:
-    return "\n".join("  " + line if line else line for line in text.splitlines())

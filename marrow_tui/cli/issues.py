@@ -21,9 +21,8 @@ from marrow_tui.cli.common import (
     SubParsers,
     add_hub_options,
     run,
-    table,
 )
-from marrow_tui.core.text import ago
+from marrow_tui.core.text import ago, table
 
 if TYPE_CHECKING:
     from marrow_tui.hub.client import Frame, HubClient

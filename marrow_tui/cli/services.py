@@ -17,8 +17,8 @@ from marrow_tui.cli.common import (
     SubParsers,
     add_hub_options,
     run,
-    table,
 )
+from marrow_tui.core.text import table
 from marrow_tui.cli.project import add_config_option, config_path, load_or_report
 
 if TYPE_CHECKING:

@@ -29,14 +29,13 @@ from marrow_tui.cli.common import (
     add_hub_options,
     agent_key,
     default_name,
-    default_uri,
     duration,
     operator_token,
     run,
     ssl_context,
-    table,
 )
-from marrow_tui.core.text import ago, printable
+from marrow_tui.hub.defaults import default_uri
+from marrow_tui.core.text import ago, printable, table
 
 if TYPE_CHECKING:
     from marrow_tui.hub.client import Frame, HubClient

@@ -21,8 +21,8 @@ from marrow_tui.cli.common import (
     add_hub_options,
     print_reply,
     run,
-    table,
 )
+from marrow_tui.core.text import table
 from marrow_tui.cli.project import (
     add_config_option,
     config_path,

@@ -14,10 +14,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .events import Event, Refusal
+from .kinds import PROGRESS_KINDS, TASK_STATUSES
 
-TASK_STATUSES = ("open", "in_progress", "blocked", "done", "cancelled")
 FINISHED = frozenset({"done", "cancelled"})
-PROGRESS_KINDS = ("note", "blocked", "assessment", "usage", "approval")
 MAX_PROGRESS = 5000
 MAX_PROGRESS_PER_AUTHOR = 1000
 MAX_PROGRESS_PER_TASK = 1000

@@ -1,4 +1,6 @@
-"""Event kinds, grouped by what reads them: the log's durability, the state's books, the console."""
+"""Event kinds, grouped by what reads them (the log's durability, the state's books, the console),
+and the words a board task and its progress notes accept. No imports: the command line reads
+these for its options without loading the core."""
 
 from __future__ import annotations
 
@@ -31,3 +33,7 @@ ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "is
                          "workspace_removed"})
 SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port",
                            "service_removed"})
+
+#: a board task's statuses, and the kinds of note its progress log takes
+TASK_STATUSES = ("open", "in_progress", "blocked", "done", "cancelled")
+PROGRESS_KINDS = ("note", "blocked", "assessment", "usage", "approval")

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
-from .kinds import ISSUE_KINDS
 
 #: finished issues remembered for the console (the log keeps every `issue_done`)
 DONE_KEPT = 200

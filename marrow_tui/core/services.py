@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
-from .kinds import SERVICE_KINDS
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 
 
 def ago(seconds: float) -> str:
@@ -149,3 +150,20 @@ class SafeFormatter(logging.Formatter):
             return printable(self.inner.format(record), lines=True)
         safe.msg, safe.args = printable(message), None
         return printable(self.inner.format(safe), lines=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded.
+
+    Each cell is one line, made safe to print (a line break or ESC in a cell is escaped)."""
+    cells_of = [[printable(str(cell)) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells_of) for i in range(len(headers))]
+    lines = []
+    for row in cells_of:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def indent(text: str) -> str:
+    return "\n".join("  " + line if line else line for line in text.splitlines())

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
 from marrow_tui import __version__
-from marrow_tui.cli.common import default_uri
-from marrow_tui.cli.hub import render_board, render_claim, render_state
+from marrow_tui.core.kinds import PROGRESS_KINDS
 from marrow_tui.core.text import format_duration
 from marrow_tui.hub.client import (
     ConnectionLost,
@@ -36,7 +35,8 @@ from marrow_tui.hub.client import (
     HubRefused,
     Refused,
 )
-from marrow_tui.hub.defaults import PROGRESS_KINDS
+from marrow_tui.hub.defaults import default_uri
+from marrow_tui.hub.render import render_board, render_claim, render_state
 
 if TYPE_CHECKING:
     import ssl

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ...core.board import TASK_STATUSES
+from ...core.kinds import TASK_STATUSES
 from ..actions import Hint
 from ..modals.confirm import ChoiceModal
 from ..modals.detail import DetailModal
