@@ -22,7 +22,7 @@ from marrow_tui.cli.common import (
     add_hub_options,
     run,
 )
-from marrow_tui.core.text import ago, table
+from marrow_tui.core.text import ago, masked, table
 
 if TYPE_CHECKING:
     from marrow_tui.hub.client import Frame, HubClient
@@ -154,7 +154,7 @@ def _kept_and_refused(frame: Frame) -> list[str]:
 
 def _line(text: Any) -> str:
     """One line with no control characters (a hostile file name must not drive the terminal)."""
-    return " ".join("".join(c if c.isprintable() else "?" for c in str(text or "")).split())
+    return " ".join(masked(str(text or "")).split())
 
 
 def _workflow_line(workflow: dict[str, Any]) -> str:

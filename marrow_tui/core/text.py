@@ -47,6 +47,12 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def masked(text: str) -> str:
+    """`text` with every character that is not printable shown as `?`: for file names, where an
+    escape such as `\\x1b` would read as part of the name."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def plural(count: int, noun: str) -> str:
     """`1 error`, `2 errors`."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from marrow_tui.core.text import format_duration, indent, one_line, table
+from marrow_tui.core.text import format_duration, indent, one_line, plural, table
 
 if TYPE_CHECKING:
     from marrow_tui.hub.client import Frame
@@ -42,7 +42,7 @@ def render_who(frame: Frame, args: argparse.Namespace) -> str:
     agents = [str(a) for a in frame.get("online_agents") or []]
     roles = frame.get("agent_roles") or {}
     version = frame.get("hub_version")
-    head = f"{len(agents)} agent{'s' if len(agents) != 1 else ''} online"
+    head = f"{plural(len(agents), 'agent')} online"
     about = [f"hub {frame['hub_id']}"] if frame.get("hub_id") else []
     if version:
         about.append(f"version {version}" if str(version)[:1].isdigit() else str(version))

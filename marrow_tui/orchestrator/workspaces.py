@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.text import plural
 from .tracker import Issue
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -399,12 +400,12 @@ def unsaved_work(path: Path, base: str | None = None) -> str:
         return "git could not say what would be lost"
     parts = []
     if files:
-        parts.append(f"{len(files)} uncommitted file{'s' * (len(files) != 1)} "
+        parts.append(f"{plural(len(files), 'uncommitted file')} "
                      f"({_some(files)})")
     if stashes:
         parts.append(f"{len(stashes)} stash{'es' * (len(stashes) != 1)} ({_some(stashes)})")
     if commits:
-        parts.append(f"{len(commits)} commit{'s' * (len(commits) != 1)} on no remote "
+        parts.append(f"{plural(len(commits), 'commit')} on no remote "
                      f"({_some(commits)})")
     return "; ".join(parts)
 

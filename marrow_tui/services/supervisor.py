@@ -29,6 +29,7 @@ from typing import Any
 
 from ..config.model import ServiceConfig
 from ..core.graph import cycle_in, cycle_text, edges
+from ..core.text import plural
 from ..proc import (
     describe_exit,
     end_group,
@@ -487,8 +488,7 @@ class Supervisor:
             if cfg.max_restarts > 0 and n > cfg.max_restarts:
                 svc.wanted = False
                 self._set(svc, "failed", pid=None, reason=(
-                    f"gave up after {cfg.max_restarts} restart"
-                    f"{'s' if cfg.max_restarts != 1 else ''} in a row: {reason}"))
+                    f"gave up after {plural(cfg.max_restarts, 'restart')} in a row: {reason}"))
                 return
             delay = backoff_delay(cfg, n)
             of = f" of {cfg.max_restarts}" if cfg.max_restarts > 0 else ""

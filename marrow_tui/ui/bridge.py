@@ -19,6 +19,7 @@ from textual.message import Message
 from ..core.events import Event, describe
 from ..core.kinds import CLAIM_KINDS, ISSUE_KINDS, SESSION_KINDS, STEERING_KINDS
 from ..core.orchestration import refused_id
+from ..core.text import plural
 from ..runtime import Runtime
 
 #: at most this many `Changed` messages a second
@@ -135,8 +136,8 @@ class Bridge:
                 if data["event"] == "left" and held and stayed >= LEFT_AFTER:
                     pending.alerts.append(Alert(
                         f"left:{data['agent']}",
-                        f"{data['agent']} left holding {held} lease{'s' * (held != 1)}"))
-            elif kind in SESSION_KINDS:
+                        f"{data['agent']} left holding {plural(held, 'lease')}"))
+            elif kind in SESSION_KINDS and kind != "session_pid":  # nothing shown changes
                 self._run_event(kind, data, pending)
             elif kind in ("service_state", "service_health"):
                 pending.services.add(data["name"])

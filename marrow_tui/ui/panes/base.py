@@ -92,5 +92,3 @@ def fields(rows: Iterable[tuple[str, object]], width: int = 10) -> Text:
     return body
 
 
-def count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -8,11 +8,11 @@ from typing import Any
 from rich.text import Text
 
 from ...core.claims import Claim
-from ...core.text import ago
+from ...core.text import ago, plural
 from ..actions import Hint
 from ..modals.confirm import ChoiceModal, ConfirmModal
 from ..modals.detail import DetailModal
-from .base import Console, TablePane, count, fields
+from .base import Console, TablePane, fields
 from .table import KeyedTable
 
 #: a lease with less left than this is shown in red (and counted as expiring)
@@ -78,7 +78,7 @@ class ClaimsPane(TablePane):
         if claim is None:
             return
         claims = self.state.claims
-        choices = [(name, f"{name}  ({count(len(claims.by_owner.get(name, ())), 'lease')})")
+        choices = [(name, f"{name}  ({plural(len(claims.by_owner.get(name, ())), 'lease')})")
                    for name, agent in sorted(self.state.presence.online.items())
                    if name != claim.owner and not agent.operator]
 

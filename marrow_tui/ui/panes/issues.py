@@ -10,13 +10,13 @@ from rich.text import Text
 
 from ...core.orchestration import REFUSED, IssueView, refused_id
 from ...core.sessions import Session
-from ...core.text import ago
+from ...core.text import ago, masked, plural
 from ..actions import Hint
 from ..bridge import workflow_error
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
 from ..modals.form import Field, FormModal
-from .base import Console, TablePane, count, fields
+from .base import Console, TablePane, fields
 from .sessions import session_key
 from .table import KeyedTable
 
@@ -54,11 +54,6 @@ def issue_key(identifier: str, status: str, priority: int | None,
     return f"{rank}\x1f{prio:07d}\x1f{order}\x1f{identifier}"
 
 
-def _printable(text: str) -> str:
-    """A file name or reason as shown: a hostile name's control characters become `?`."""
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
 class IssuesTable(KeyedTable):
     """The orchestrator's issues: running and waiting first, then retries, then what is next
     by priority, then parked, blocked, inactive and done ones."""
@@ -77,7 +72,7 @@ class IssuesTable(KeyedTable):
         if identifier.startswith(REFUSED):
             found = self._refused().get(identifier)
             return None if found is None else issue_key(
-                identifier, "refused", None, _printable(found["path"]))
+                identifier, "refused", None, masked(found["path"]))
         view = self.state.issues.issues.get(identifier)
         return None if view is None else issue_key(identifier, view.status, view.priority)
 
@@ -102,7 +97,7 @@ class IssuesTable(KeyedTable):
         for view in self.state.issues.issues.values():
             yield issue_key(view.identifier, view.status, view.priority)
         for identifier, found in self._refused().items():
-            yield issue_key(identifier, "refused", None, _printable(found["path"]))
+            yield issue_key(identifier, "refused", None, masked(found["path"]))
 
     def cells(self, key: str) -> tuple[Any, ...] | None:
         identifier = self.identifier(key) or ""
@@ -110,10 +105,10 @@ class IssuesTable(KeyedTable):
             return None
         if identifier.startswith(REFUSED):
             found = self._refused()[identifier]
-            path = _printable(found["path"])
+            path = masked(found["path"])
             folder, _, name = path.rpartition("/")
             return (name, folder.rpartition("/")[2], Text("refused", style="red"), "-", "-",
-                    _printable(found["reason"]))
+                    masked(found["reason"]))
         view = self.state.issues.issues[identifier]
         status = Text(view.status, style=_ISSUE_STYLES.get(view.status, ""))
         if view.status == "retrying" and view.next_at is not None:
@@ -190,7 +185,7 @@ class IssuesPane(TablePane):
         if not workflow:
             return
         running = sum(1 for v in book.issues.values() if v.status in ("running", "waiting"))
-        text.append(f" │ {running} of {count(len(book.issues), 'issue')} running")
+        text.append(f" │ {running} of {plural(len(book.issues), 'issue')} running")
         if not workflow.get("ok", True):
             text.append(" │ workflow error", style="bold red")
             title = f"workflow error, no new dispatches: {workflow_error(workflow)}"

@@ -25,7 +25,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Label
 
 from ...core.events import Event, describe
-from ...core.text import printable
+from ...core.text import plural, printable
 from ...runtime import LocalSession, Runtime
 from ..actions import ACTIONS, BY_ID, BY_NAME, Action, help_rows, hint_text, shown_key
 from ..bridge import Activity, Bridge, Changed
@@ -34,7 +34,7 @@ from ..modals.confirm import ConfirmModal
 from ..modals.detail import HelpModal
 from ..panes.activity import ActivityPane
 from ..panes.agents import AgentsPane
-from ..panes.base import Pane, TablePane, count
+from ..panes.base import Pane, TablePane
 from ..panes.board import BoardPane
 from ..panes.claims import EXPIRING_SOON, ClaimsPane
 from ..panes.issues import IssuesPane
@@ -238,16 +238,16 @@ class MainScreen(Screen[None]):
         self._asking = waiting
         text = Text.assemble(
             badge, asking, " ", (self.hub_uri, "bold"),
-            f"  │ {online} online │ {count(len(state.claims), 'lease')}",
+            f"  │ {online} online │ {plural(len(state.claims), 'lease')}",
             (f" ({expiring} expiring)" if expiring else "", "bold red"),
-            f" │ {count(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
+            f" │ {plural(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
         )
         if self.scheduled:
             running = len(state.sessions.running())
             # An orchestrator's runs are sessions too, of no configured agent: said below.
             if state.sessions.agents or not state.issues.workflow:
                 text.append(
-                    f" │ {running} of {count(len(state.sessions.agents), 'agent')} running")
+                    f" │ {running} of {plural(len(state.sessions.agents), 'agent')} running")
             config = state.sessions.config
             broken = bool(config) and not config.get("ok", True)
             if broken:
@@ -266,7 +266,7 @@ class MainScreen(Screen[None]):
             if not self.has_class("-servicing"):
                 self.set_class(True, "-servicing")
             healthy = sum(1 for v in services.values() if v.state == "healthy")
-            text.append(f" │ {healthy} of {count(len(services), 'service')} healthy",
+            text.append(f" │ {healthy} of {plural(len(services), 'service')} healthy",
                         style="" if healthy == len(services) else "bold yellow")
         if self.latest_alert:
             text.append(f" │ {self.latest_alert}", style="yellow")
@@ -388,7 +388,7 @@ class MainScreen(Screen[None]):
                 self.app.exit()
 
         running = len(self.runtime.state.sessions.running())
-        runs = (f" {count(running, 'agent run')} still going "
+        runs = (f" {plural(running, 'agent run')} still going "
                 f"{'is' if running == 1 else 'are'} stopped." if running else "")
         self.app.push_screen(ConfirmModal(
             "Quit marrow-tui?",
