@@ -43,7 +43,10 @@ MAX_JSON_DEPTH = 64
 REGISTRATION_TIMEOUT = 10.0
 MAX_OUTBOUND_BYTES = 8 * 1024 * 1024
 PING_INTERVAL = 15.0
-RESERVED_NAMES = frozenset({"synapsehub", "system", "hub", "all", "self"})
+#: names no connection may take: the hub's own, the broadcast words, and "operator", the
+#: console's role (a role never stands for an agent, so a client by that name would take
+#: what is addressed to "operator" away from the console)
+RESERVED_NAMES = frozenset({"synapsehub", "system", "hub", "all", "self", "operator"})
 
 CLOSE_NAME = 4009
 CLOSE_AUTH = 4010

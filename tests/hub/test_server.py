@@ -47,7 +47,7 @@ async def test_name_switch_is_refused_with_4009(hub: Hub) -> None:
     assert await alice.closed() == (4009, "name switch")
 
 
-@pytest.mark.parametrize("name", ["SynapseHub", "synapsehub", "bob@otherhub"])
+@pytest.mark.parametrize("name", ["SynapseHub", "synapsehub", "bob@otherhub", "operator", "Operator"])
 async def test_reserved_names_are_refused(hub: Hub, name: str) -> None:
     agent = await Agent.join(hub.uri, name, expect_welcome=False)
     await agent.until("name_conflict")
