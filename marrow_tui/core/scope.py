@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from .text import without_joiners
+
 MAX_PATH_CHARS = 4096
 MAX_PATHS_PER_CLAIM = 512
 
@@ -31,10 +33,11 @@ def normalise_path(raw: str) -> tuple[str, ...]:
     what it points at, so the safe reading is "everything".
     """
     text = raw.strip().replace("\\", "/")
-    if not text or text.startswith("/") or len(text) > MAX_PATH_CHARS or not text.isprintable():
+    if not text or text.startswith("/") or len(text) > MAX_PATH_CHARS:
         return WHOLE
     segments = tuple(part for part in text.split("/") if part not in ("", "."))
-    if ".." in segments:
+    # a joiner inside a name is part of how it is drawn (an emoji sequence, a Persian word)
+    if ".." in segments or not all(without_joiners(part).isprintable() for part in segments):
         return WHOLE
     return segments
 

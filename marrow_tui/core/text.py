@@ -114,18 +114,26 @@ def printable(text: str, *, lines: bool = False) -> str:
     return pattern.sub(_escape, text)
 
 
-def identifier_problem(value: str) -> str | None:
+#: zero-width non-joiner and joiner: they change how the characters beside them are drawn (a
+#: Persian word, an emoji sequence), so a file name may hold them between visible characters
+JOINERS = frozenset("\u200c\u200d")
+
+
+def identifier_problem(value: str, *, joiners: bool = False) -> str | None:
     """What makes `value` unfit to be an identifier (a task id, a worktree, a path, a name),
     as a phrase, or None. Identifiers are one line of visible text: no control character
     (line breaks, tabs and ESC included), no unpaired surrogate, no bidi control, no invisible
-    format character."""
+    format character. With `joiners` (paths), a joiner between two visible characters is
+    allowed."""
     found = _UNSAFE.search(value)
     if found is None:
         if value.isascii():
             return None
         # invisible format characters (a zero-width space, a byte-order mark, a word joiner):
         # two identifiers that look the same must be the same
-        hidden = next((c for c in value if unicodedata.category(c) == "Cf"), None)
+        hidden = next((c for i, c in enumerate(value) if unicodedata.category(c) == "Cf"
+                       and not (joiners and c in JOINERS and _between_visible(value, i))),
+                      None)
         if hidden is None:
             return None
         return f"an invisible format character (U+{ord(hidden):04X})"
@@ -173,3 +181,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def indent(text: str) -> str:
     return "\n".join("  " + line if line else line for line in text.splitlines())
+
+
+def _between_visible(value: str, index: int) -> bool:
+    return (0 < index < len(value) - 1
+            and unicodedata.category(value[index - 1]) != "Cf"
+            and unicodedata.category(value[index + 1]) != "Cf")
+
+
+def without_joiners(value: str) -> str:
+    """`value` without the joiners that sit between two visible characters (for a check that
+    would otherwise count them as unprintable)."""
+    if not JOINERS.intersection(value):
+        return value
+    return "".join(c for i, c in enumerate(value)
+                   if not (c in JOINERS and _between_visible(value, i)))

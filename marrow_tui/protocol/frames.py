@@ -61,7 +61,7 @@ IDENTIFIER_FIELDS = frozenset({
 
 def identifier(name: str, value: str) -> str:
     """`value` unchanged if it is fit to be the identifier field `name`, else a BadFrame."""
-    problem = identifier_problem(value)
+    problem = identifier_problem(value, joiners=name == "paths")
     if problem is not None:
         raise BadFrame(f"Malformed frame: '{name}' holds {problem}; identifiers may not "
                        "contain control characters, line breaks, bidi controls, invisible "

@@ -459,3 +459,10 @@ def test_ten_thousand_claims_in_one_worktree() -> None:
     assert len(index._worktrees["main"].root.children) == 50
     for j in range(8):
         check_answer(index, claims, "stranger", "main", (f"pkg{j * 12}",))
+
+
+def test_a_path_keeps_joiners_between_visible_characters() -> None:
+    # an emoji sequence or a Persian word is a name, not something to widen to everything
+    assert normalise_path("assets/\U0001F468\u200d\U0001F469.png") == (
+        "assets", "\U0001F468\u200d\U0001F469.png")
+    assert normalise_path("a/\u200db") == WHOLE

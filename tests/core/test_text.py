@@ -70,6 +70,21 @@ def test_identifier_problem_names_what_is_wrong() -> None:
     assert identifier_problem("T\u200b1") == "an invisible format character (U+200B)"
 
 
+def test_a_path_may_join_visible_characters_and_nothing_else_may() -> None:
+    family = "docs/\U0001F468\u200d\U0001F469\u200d\U0001F467.md"
+    persian = "src/\u0645\u06cc\u200c\u0634\u0648\u062f.py"
+    assert identifier_problem(family, joiners=True) is None
+    assert identifier_problem(persian, joiners=True) is None
+    # elsewhere, or not between two visible characters, a joiner is as invisible as any
+    assert identifier_problem(family) == "an invisible format character (U+200D)"
+    assert identifier_problem("\u200dsrc/a.py", joiners=True) == (
+        "an invisible format character (U+200D)")
+    assert identifier_problem("src/a\u200c", joiners=True) == (
+        "an invisible format character (U+200C)")
+    assert identifier_problem("a\u200d\u200bb", joiners=True) == (
+        "an invisible format character (U+200D)")
+
+
 def test_safe_formatter_keeps_one_record_on_one_line() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -209,6 +224,13 @@ async def test_identifiers_with_controls_or_surrogates_are_refused_naming_the_fi
     state = hub.runtime.state
     assert not state.claims.claims and not state.board.tasks and not state.chat.history
     assert not state.steering.open
+
+
+async def test_a_claim_on_a_path_with_joiners_is_granted(hub: Hub) -> None:
+    agent = await hub.agent("demo/alice")
+    path = "assets/\U0001F468\u200d\U0001F469.png"
+    await agent.send(type="claim", task_id="T-1", worktree="main", paths=[path])
+    assert (await agent.until("claim_granted"))["paths"] == [path]
 
 
 async def test_free_text_may_hold_line_breaks(hub: Hub) -> None:
