@@ -4,6 +4,7 @@ resume from a message id."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..core.chat import BROADCAST_TARGETS, addressed_to, within
@@ -71,13 +72,15 @@ def chat(call: Call) -> None:
         )
 
 
-def _visible(context: Context, name: str, frame: dict[str, Any]) -> bool:
-    target = frame.get("target", ALL)
-    return (
-        target in BROADCAST_TARGETS
-        or frame.get("sender") == name
-        or addressed_to(target, name, context.state.presence.roles_of(name))
-    )
+def _reader(context: Context, name: str) -> Callable[[dict[str, Any]], bool]:
+    """Whether `name` may see a chat frame; its roles are looked up once for a whole history."""
+    roles = context.state.presence.roles_of(name)
+
+    def visible(frame: dict[str, Any]) -> bool:
+        target = frame.get("target", ALL)
+        return (target in BROADCAST_TARGETS or frame.get("sender") == name
+                or addressed_to(target, name, roles))
+    return visible
 
 
 def history_request(call: Call) -> None:
@@ -85,10 +88,9 @@ def history_request(call: Call) -> None:
     if isinstance(limit, bool) or not isinstance(limit, int):
         limit = 100
     only = text_field(call.frame, "history_target")
-    visible = [
-        m for m in call.context.state.chat.history
-        if _visible(call.context, call.sender, m) and (not only or m.get("target") == only)
-    ]
+    readable = _reader(call.context, call.sender)
+    visible = [m for m in call.context.state.chat.history
+               if readable(m) and (not only or m.get("target") == only)]
     wanted = visible[-max(0, min(limit, len(visible))):] if limit > 0 else []
     history = within(wanted, newest=True)
     call.reply(
@@ -105,8 +107,7 @@ def resume_request(call: Call) -> None:
     since = call.frame.get("since", 0)
     if isinstance(since, bool) or not isinstance(since, int):
         raise BadFrame("Malformed frame: 'since' must be an integer.")
-    wanted = [m for m in call.context.state.chat.since(since)
-              if _visible(call.context, call.sender, m)]
+    wanted = list(filter(_reader(call.context, call.sender), call.context.state.chat.since(since)))
     messages = within(wanted, newest=False)
     # A client that gets `complete: false` asks again from the last msg_id it got.
     call.reply("resume_snapshot", "Resume snapshot", since=since, messages=messages,
