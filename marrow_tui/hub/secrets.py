@@ -13,6 +13,7 @@ See docs/protocol.md §3 (rights) for what each one allows.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -63,6 +64,9 @@ def _load_or_create(path: Path) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         if _exposed(path):
+            if not _modes_kept(path.parent):
+                _unprotectable(path)
+                return _read(path)
             return _replace(path)
         return _read(path)
     except OSError as exc:
@@ -81,10 +85,44 @@ def _exposed(path: Path) -> bool:
         return False
 
 
+def _modes_kept(folder: Path) -> bool:
+    """Whether files made in `folder` keep a private mode. Some filesystems (vfat, many CIFS
+    mounts) show every file as readable by all whatever it was made with: there a new secret
+    would be as exposed as the old one."""
+    probe = folder / f".mode-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return True  # cannot tell: the replacement says what goes wrong, if anything
+    try:
+        return not stat.S_IMODE(probe.stat().st_mode) & 0o077
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+@functools.lru_cache(maxsize=16)
+def _unprotectable(path: Path) -> None:
+    log.warning("%s can be read by other users and the filesystem it is on keeps no private "
+                "file modes, so a new one would be no safer: it is kept. Put the state folder "
+                "on a filesystem that keeps modes, or make sure no one else can read the "
+                "folder", path)
+
+
+def _aside(path: Path) -> Path:
+    """A name beside `path` for its exposed copy that no earlier copy holds."""
+    candidate, n = path.with_name(f"{path.name}.exposed"), 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.exposed.{n}")
+    return candidate
+
+
 def _replace(path: Path) -> str:
     """A new secret in place of one others could read: tightening the mode would not unread
-    it. The old file is kept beside it (nothing of the user's is deleted), made private."""
-    old = path.with_name(f"{path.name}.exposed")
+    it. The old file is kept beside it (nothing of the user's is deleted, earlier copies
+    neither), made private."""
+    old = _aside(path)
     try:
         os.replace(path, old)
         os.chmod(old, 0o600)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from marrow_tui.hub import secrets
 from marrow_tui.hub.secrets import agent_key, new_secret
 from marrow_tui.hub.server import ConfigError
 
@@ -141,6 +143,34 @@ async def test_a_token_file_others_could_read_is_replaced_and_a_short_one_refuse
     (short / "operator_token").chmod(0o600)
     with pytest.raises(ConfigError, match="3 characters, too short"):
         await start_hub(short)
+
+
+def test_a_second_exposure_keeps_the_first_copy_too(tmp_path: Path) -> None:
+    path = tmp_path / "operator_token"
+    path.write_text("a" * 43 + "\n")
+    path.chmod(0o644)
+    first = secrets.operator_token(tmp_path)
+    path.chmod(0o644)  # exposed again
+    second = secrets.operator_token(tmp_path)
+    assert len({"a" * 43, first, second}) == 3
+    assert (tmp_path / "operator_token.exposed").read_text().strip() == "a" * 43
+    assert (tmp_path / "operator_token.exposed.2").read_text().strip() == first
+
+
+def test_on_a_filesystem_without_private_modes_the_secret_is_kept_and_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "operator_token"
+    path.write_text("b" * 43 + "\n")
+    path.chmod(0o644)
+    # what vfat or a CIFS mount does: every file shows as readable by all, whatever it was made with
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda file, flags, mode=0o777, **kw: real_open(
+        file, flags, 0o644, **kw))
+    monkeypatch.setattr(os, "chmod", lambda *args, **kw: None)
+    assert secrets.operator_token(tmp_path) == "b" * 43
+    assert secrets.operator_token(tmp_path) == "b" * 43
+    assert not list(tmp_path.glob("*.exposed*")) and not list(tmp_path.glob(".mode-probe*"))
+    assert caplog.text.count("keeps no private file modes") == 1
 
 
 def test_a_start_refused_for_its_secrets_exits_with_one_sentence(tmp_path: Path) -> None:
