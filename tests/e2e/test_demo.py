@@ -28,6 +28,7 @@ from marrow_tui.runtime import Runtime
 
 from tests.support.hub import Hub, start_hub
 from tests.support.hubproc import REPO, clean_env
+from tests.support.waiting import until
 
 WAIT = 30.0
 BUILDERS = DEFAULT_NAMES[1:]
@@ -165,6 +166,11 @@ async def test_agents_exit_when_the_hub_goes_away(tmp_path: Path) -> None:
         await team.start()
         await seen.until({"the team online": lambda _: set(DEFAULT_NAMES) <= set(
             hub.runtime.state.presence.online)})
+        # Online at the hub is not yet joined for the agent (it still loads the board): the hub
+        # goes away once every agent has said it joined, or the log would say "cannot join".
+        assert await until(lambda: all(
+            a.log_path.is_file() and " joined " in a.log_path.read_text()
+            for a in team.processes), timeout=WAIT)
         await hub.stop()
         exits = asyncio.gather(*(a.process.wait() for a in team.processes))
         codes = await asyncio.wait_for(exits, WAIT)
