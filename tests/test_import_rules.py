@@ -21,6 +21,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "config": frozenset({"core", "config", "userfile"}),
     # the MCP server talks to a hub like any agent: the client library, never the CLI's modules
     "mcp": frozenset({"", "core", "hub", "mcp"}),
+    # the agent clients sit under the producers that will run them
+    "agents": frozenset({"", "core", "proc", "agents"}),
 }
 
 

@@ -1,0 +1,244 @@
+"""AcpRun against the scripted fake agent (tests/support/fake_acp_agent.py), a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marrow_tui.agents.acp import AcpFailure, AcpRun, PermissionRequest
+from marrow_tui.agents.view import Context, Tokens
+from tests.support.waiting import gone, until
+
+FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_acp_agent.py"
+MCP = {"name": "marrow", "command": "marrow-tui", "args": ["mcp"],
+       "env": [{"name": "MARROW_AGENT", "value": "a1"}]}
+
+
+class Harness:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.workspace = tmp / "ws"
+        self.workspace.mkdir()
+        self.asked: list[PermissionRequest] = []
+        self.answer: str | None = "allow-once"
+        self.runs: list[AcpRun] = []
+
+    async def ask(self, request: PermissionRequest) -> str | None:
+        self.asked.append(request)
+        return self.answer
+
+    def run(self, scenario: str, *, command: list[str] | None = None,
+            env: dict[str, str] | None = None, ask: Callable[..., Any] | None = None,
+            **options: Any) -> AcpRun:
+        run = AcpRun(command or [sys.executable, str(FAKE), scenario],
+                     workspace=self.workspace,
+                     env=env if env is not None else {"PATH": os.environ["PATH"]},
+                     stderr_log=self.tmp / "logs" / f"{scenario}.stderr",
+                     transcript=self.tmp / "transcripts" / f"{scenario}.jsonl",
+                     ask=ask or self.ask, mcp_servers=[MCP], **options)
+        self.runs.append(run)
+        return run
+
+    async def started(self, scenario: str, **options: Any) -> AcpRun:
+        """A started run."""
+        run = self.run(scenario, **options)
+        await run.start()
+        return run
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    for run in h.runs:
+        await run.close()
+        if run.pid is not None:
+            assert await until(lambda pid=run.pid: gone(pid))
+
+
+async def test_a_turn_gets_the_workspace_the_mcp_servers_and_the_given_environment_only(
+        harness: Harness) -> None:
+    run = await harness.started("echo", env={"PATH": os.environ["PATH"], "FAKE_GREETING": "hi"})
+    end = await run.prompt("fix the bug")
+    assert end.stop_reason == "end_turn" and end.tokens is None
+    assert run.session_id == "fake-session-1"
+    assert run.view.message == (f"cwd={harness.workspace} mcp=marrow fs=False terminal=False "
+                                "greeting=hi home=- prompt=fix the bug")
+
+
+async def test_every_update_is_a_transcript_line_with_its_receive_time(
+        harness: Harness) -> None:
+    run = await harness.started("claude")
+    await run.prompt("go")
+    records = lines(run.transcript.path)
+    assert len(records) == run.view.updates == 8
+    assert all(isinstance(r["at"], float) for r in records)
+    assert [r["update"]["sessionUpdate"] for r in records[:3]] == [
+        "agent_message_chunk", "tool_call", "tool_call"]
+
+
+async def test_claudes_repeated_tool_call_merges_into_one(harness: Harness) -> None:
+    run = await harness.started("claude")
+    end = await run.prompt("go")
+    assert end.stop_reason == "end_turn" and end.tokens is None
+    calls = run.view.tool_calls
+    assert list(calls) == ["toolu_1", "toolu_2"]
+    read = calls["toolu_1"]
+    assert (read.title, read.kind, read.status) == ("Read README.md", "read", "completed")
+    assert read.raw_input == {"path": "README.md"} and read.raw_output == "# hi"
+    assert read.locations == [{"path": "README.md"}]
+    assert calls["toolu_2"].content[0]["type"] == "diff"
+    assert run.view.message == "Done."
+
+
+async def test_codex_tool_calls_start_in_progress_and_its_plan_and_context_are_kept(
+        harness: Harness) -> None:
+    run = await harness.started("codex")
+    end = await run.prompt("go")
+    assert end.tokens is None
+    assert run.view.tool_calls["call_1"].status == "completed"
+    assert [(s.content, s.status) for s in run.view.plan] == [
+        ("Run the tests", "completed"), ("Fix the failure", "completed")]
+    # occupancy is replaced, never summed: it shrank after a compaction
+    assert run.view.context == Context(9000, 200000)
+
+
+async def test_gemini_asks_permission_before_the_tool_call_exists(harness: Harness) -> None:
+    run = await harness.started("gemini")
+    await run.prompt("go")
+    [request] = harness.asked
+    assert (request.tool_call.id, request.tool_call.title, request.tool_call.kind) == (
+        "shell-1", "make test", "execute")
+    assert [o.kind for o in request.options] == ["allow_once", "allow_always", "reject_once"]
+    assert list(run.view.tool_calls) == ["shell-1"]
+    assert run.view.tool_calls["shell-1"].status == "completed"
+
+
+async def test_opencode_reports_tokens_and_cost(harness: Harness) -> None:
+    run = await harness.started("opencode")
+    first = await run.prompt("go")
+    second = await run.prompt("again")
+    assert first.tokens == second.tokens == Tokens(1200, 300, 1500)
+    assert run.view.tokens == Tokens(2400, 600, 3000)
+    assert run.view.context == Context(1500, 128000, 0.0123, "USD")
+    assert [c.status for c in run.view.tool_calls.values()] == ["completed"]
+
+
+@pytest.mark.parametrize("answer, said", [("allow-always", "answer=allow-always"),
+                                          ("reject-once", "answer=reject-once"),
+                                          (None, "answer=cancelled"),
+                                          ("not-an-option", "answer=cancelled")])
+async def test_the_permission_callback_answer_reaches_the_agent(
+        harness: Harness, answer: str | None, said: str) -> None:
+    harness.answer = answer
+    run = await harness.started("permission")
+    await run.prompt("go")
+    assert [r.tool_call.title for r in harness.asked] == ["rm -rf build"]
+    assert harness.asked[0].tool_call.raw_input == {"command": "make test"}
+    assert run.view.message == said
+
+
+async def test_cancel_answers_an_open_permission_request_cancelled_and_ends_the_turn(
+        harness: Harness) -> None:
+    waiting = asyncio.Event()
+
+    async def never(request: PermissionRequest) -> str | None:
+        waiting.set()
+        await asyncio.Event().wait()
+        return None
+
+    run = harness.run("cancel", ask=never)
+    await run.start()
+    turn = asyncio.create_task(run.prompt("go"))
+    await asyncio.wait_for(waiting.wait(), 10)
+    await run.cancel()
+    end = await asyncio.wait_for(turn, 10)
+    assert end.stop_reason == "cancelled"
+    assert run.view.message == "answer=cancelled"
+    assert run._proc is not None and run._proc.returncode is None  # the session goes on
+
+
+async def test_an_agent_that_ignores_cancel_has_its_group_ended(harness: Harness) -> None:
+    run = await harness.started("ignore-cancel", cancel_grace=0.5)
+    turn = asyncio.create_task(run.prompt("go"))
+    assert await until(lambda: run.view.message == "working", 10)
+    await run.cancel()
+    with pytest.raises(AcpFailure) as failure:
+        await asyncio.wait_for(turn, 10)
+    assert failure.value.kind == "ignored_cancel"
+    assert str(failure.value) == (f"{run.name} did not end its turn within 0.5s of "
+                                  "session/cancel; its process group was ended")
+    assert run.pid is not None and await until(lambda: gone(run.pid or 0), 10)
+
+
+async def test_a_crash_mid_turn_says_how_it_exited_and_its_stderr_tail(
+        harness: Harness) -> None:
+    run = await harness.started("crash")
+    with pytest.raises(AcpFailure) as failure:
+        await run.prompt("go")
+    assert failure.value.kind == "exited"
+    assert str(failure.value) == (f"{run.name} exited mid-turn (exit 3): "
+                                  "fatal: the model server went away")
+    assert lines(run.transcript.path)[0]["update"]["content"]["text"] == "starting"
+    with pytest.raises(AcpFailure):  # the run is over
+        await run.prompt("again")
+
+
+async def test_malformed_output_fails_the_turn_and_ends_the_agent(harness: Harness) -> None:
+    run = await harness.started("malformed")
+    with pytest.raises(AcpFailure) as failure:
+        await asyncio.wait_for(run.prompt("go"), 10)
+    assert failure.value.kind == "malformed"
+    assert str(failure.value) == (f"{run.name} sent malformed JSON-RPC (line 4 of its output is"
+                                  " not JSON: this is not json)")
+    assert run.pid is not None and await until(lambda: gone(run.pid or 0), 10)
+
+
+async def test_an_agent_that_does_not_answer_initialize_times_out(harness: Harness) -> None:
+    run = harness.run("silent-start", read_timeout=0.5)
+    with pytest.raises(AcpFailure) as failure:
+        await run.start()
+    assert (failure.value.kind, str(failure.value)) == (
+        "timeout", f"{run.name} did not answer initialize within 0.5s")
+    assert run.pid is not None and await until(lambda: gone(run.pid or 0), 10)
+
+
+async def test_an_agent_that_exits_at_start_says_so(harness: Harness) -> None:
+    run = harness.run("exit-at-start")
+    with pytest.raises(AcpFailure) as failure:
+        await run.start()
+    assert str(failure.value) == (f"{run.name} exited before answering initialize (exit 2): "
+                                  "no model configured")
+
+
+async def test_a_command_not_on_path_names_it_and_the_path(harness: Harness) -> None:
+    run = harness.run("echo", command=["no-such-agent-xyz", "acp"],
+                      env={"PATH": "/nowhere:/neither"})
+    with pytest.raises(AcpFailure) as failure:
+        await run.start()
+    assert (failure.value.kind, str(failure.value)) == (
+        "not_found", "the agent command 'no-such-agent-xyz' was not found on the PATH searched "
+        "(/nowhere:/neither)")
+    assert run.pid is None
+
+
+async def test_the_transcript_is_capped_and_rotated_by_whole_lines(harness: Harness) -> None:
+    run = await harness.started("claude", transcript_bytes=600)
+    for _ in range(3):
+        await run.prompt("go")
+    files = run.transcript.files()
+    assert len(files) == 3
+    assert all(f.stat().st_size <= 600 for f in files)
+    for f in files:
+        lines(f)  # every file holds whole JSON lines

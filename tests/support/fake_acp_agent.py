@@ -1,0 +1,202 @@
+"""A scripted ACP agent for tests, written with the SDK's agent side and run as a real
+subprocess: `python fake_acp_agent.py SCENARIO`. Each scenario plays one turn the way a real
+agent does (docs/agents.md and the tests in tests/agents/ say which):
+
+echo            says what it was given: cwd, MCP servers, capabilities, env, the prompt
+claude          `tool_call` twice with one id, an empty text chunk, no usage
+codex           a warning chunk first, a plan, tool calls that start at in_progress,
+                `usage_update` only
+gemini          asks permission before any `tool_call`, tokens in `_meta.quota`
+opencode        pending -> in_progress -> completed, `usage_update` with a cost, prompt `usage`
+permission      asks permission and says which option came back
+cancel          asks permission, then ends the turn `cancelled` when cancelled
+ignore-cancel   streams, ignores `session/cancel` and SIGTERM
+crash           a chunk, a line on stderr, exit 3 mid-turn
+malformed       a line that is not JSON mid-turn, then waits
+silent-start    never answers `initialize`
+exit-at-start   exits 2 on `initialize`
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from acp import (
+    PROTOCOL_VERSION,
+    run_agent,
+    start_tool_call,
+    update_agent_message_text,
+    update_plan,
+    update_tool_call,
+)
+from acp.helpers import plan_entry, tool_diff_content
+from acp.schema import (
+    AgentCapabilities,
+    InitializeResponse,
+    NewSessionResponse,
+    PermissionOption,
+    PromptResponse,
+    ToolCallLocation,
+    ToolCallUpdate,
+    Usage,
+    UsageUpdate,
+)
+
+SCENARIO = sys.argv[1] if len(sys.argv) > 1 else "echo"
+SESSION = "fake-session-1"
+OPTIONS = [
+    PermissionOption(option_id="allow-once", name="Allow once", kind="allow_once"),
+    PermissionOption(option_id="allow-always", name="Always allow", kind="allow_always"),
+    PermissionOption(option_id="reject-once", name="Reject", kind="reject_once"),
+]
+
+
+class FakeAgent:
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.cwd = ""
+        self.mcp: list[str] = []
+        self.capabilities: Any = None
+        self.cancelled = asyncio.Event()
+
+    def on_connect(self, conn: Any) -> None:
+        self.client = conn
+
+    async def initialize(self, protocol_version: int, client_capabilities: Any = None,
+                         client_info: Any = None, **kwargs: Any) -> InitializeResponse:
+        if SCENARIO == "silent-start":
+            await asyncio.Event().wait()
+        if SCENARIO == "exit-at-start":
+            print("no model configured", file=sys.stderr, flush=True)
+            os._exit(2)
+        self.capabilities = client_capabilities
+        return InitializeResponse(protocol_version=PROTOCOL_VERSION,
+                                  agent_capabilities=AgentCapabilities())
+
+    async def new_session(self, cwd: str, mcp_servers: Any = None,
+                          **kwargs: Any) -> NewSessionResponse:
+        self.cwd = cwd
+        self.mcp = [server.name for server in mcp_servers or []]
+        return NewSessionResponse(session_id=SESSION)
+
+    async def cancel(self, session_id: str, **kwargs: Any) -> None:
+        if SCENARIO != "ignore-cancel":
+            self.cancelled.set()
+
+    async def prompt(self, prompt: list[Any], session_id: str, **kwargs: Any) -> PromptResponse:
+        text = "".join(getattr(block, "text", "") for block in prompt)
+        return await getattr(self, "play_" + SCENARIO.replace("-", "_"))(text)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    async def send(self, update: Any) -> None:
+        await self.client.session_update(session_id=SESSION, update=update)
+
+    async def say(self, text: str) -> None:
+        await self.send(update_agent_message_text(text))
+
+    async def ask(self, tool_call_id: str, title: str, kind: str = "execute") -> str:
+        response = await self.client.request_permission(
+            session_id=SESSION, options=OPTIONS,
+            tool_call=ToolCallUpdate(tool_call_id=tool_call_id, title=title, kind=kind,
+                                     status="pending", raw_input={"command": "make test"}))
+        outcome = response.outcome
+        return outcome.option_id if outcome.outcome == "selected" else "cancelled"
+
+    # ---- scenarios -----------------------------------------------------------------------
+
+    async def play_echo(self, text: str) -> PromptResponse:
+        fs = self.capabilities.fs
+        await self.say(f"cwd={self.cwd} mcp={','.join(self.mcp)} "
+                       f"fs={bool(fs and (fs.read_text_file or fs.write_text_file))} "
+                       f"terminal={bool(self.capabilities.terminal)} "
+                       f"greeting={os.environ.get('FAKE_GREETING', '-')} "
+                       f"home={os.environ.get('HOME', '-')} prompt={text}")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_claude(self, text: str) -> PromptResponse:
+        await self.say("")
+        await self.send(start_tool_call("toolu_1", "Read file", kind="read", status="pending"))
+        await self.send(start_tool_call("toolu_1", "Read README.md", kind="read",
+                                        status="pending", raw_input={"path": "README.md"},
+                                        locations=[ToolCallLocation(path="README.md")]))
+        await self.send(update_tool_call("toolu_1", status="in_progress"))
+        await self.send(update_tool_call("toolu_1", status="completed", raw_output="# hi"))
+        await self.send(start_tool_call("toolu_2", "Edit README.md", kind="edit",
+                                        status="pending"))
+        await self.send(update_tool_call("toolu_2", status="completed", content=[
+            tool_diff_content("README.md", "# hello\n", "# hi\n")]))
+        await self.say("Done.")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_codex(self, text: str) -> PromptResponse:
+        await self.say("warning: model metadata not found\n")
+        await self.send(update_plan([plan_entry("Run the tests", status="in_progress"),
+                                     plan_entry("Fix the failure")]))
+        await self.send(start_tool_call("call_1", "make test", kind="execute",
+                                        status="in_progress"))
+        await self.send(update_tool_call("call_1", status="completed", raw_output="ok"))
+        await self.send(update_plan([plan_entry("Run the tests", status="completed"),
+                                     plan_entry("Fix the failure", status="completed")]))
+        await self.send(UsageUpdate(session_update="usage_update", used=12000, size=200000))
+        await self.send(UsageUpdate(session_update="usage_update", used=9000, size=200000))
+        await self.say("All green.")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_gemini(self, text: str) -> PromptResponse:
+        answer = await self.ask("shell-1", "make test")
+        await self.send(start_tool_call("shell-1", "make test", kind="execute",
+                                        status="in_progress"))
+        await self.send(update_tool_call(
+            "shell-1", status="completed" if answer.startswith("allow") else "failed"))
+        return PromptResponse(stop_reason="end_turn",
+                              field_meta={"quota": {"token_count": {"input_tokens": 30,
+                                                                    "output_tokens": 4}}})
+
+    async def play_opencode(self, text: str) -> PromptResponse:
+        await self.send(start_tool_call("tool_a", "bash", kind="execute", status="pending"))
+        await self.send(update_tool_call("tool_a", status="in_progress",
+                                         raw_input={"command": "ls"}))
+        await self.send(update_tool_call("tool_a", status="completed", raw_output="README.md"))
+        await self.send(UsageUpdate(session_update="usage_update", used=1500, size=128000,
+                                    cost={"amount": 0.0123, "currency": "USD"}))
+        await self.say("Listed.")
+        return PromptResponse(stop_reason="end_turn",
+                              usage=Usage(input_tokens=1200, output_tokens=300,
+                                          total_tokens=1500))
+
+    async def play_permission(self, text: str) -> PromptResponse:
+        answer = await self.ask("perm-1", "rm -rf build")
+        await self.say(f"answer={answer}")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_cancel(self, text: str) -> PromptResponse:
+        answer = await self.ask("perm-1", "rm -rf build")
+        await self.say(f"answer={answer}")
+        await self.cancelled.wait()
+        return PromptResponse(stop_reason="cancelled")
+
+    async def play_ignore_cancel(self, text: str) -> PromptResponse:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        await self.say("working")
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def play_crash(self, text: str) -> PromptResponse:
+        await self.say("starting")
+        print("fatal: the model server went away", file=sys.stderr, flush=True)
+        os._exit(3)
+
+    async def play_malformed(self, text: str) -> PromptResponse:
+        await self.say("starting")
+        os.write(1, b"this is not json\n")
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+if __name__ == "__main__":
+    asyncio.run(run_agent(FakeAgent()))
