@@ -358,7 +358,6 @@ class AcpRun:
         tail = tail_line(self.stderr_log)
         return self._fail("exited", f"{what}: {tail}" if tail else f"{what}; its stderr is empty")
 
-
     # ---- what the agent asks of us (the SDK calls these) -------------------------------------
 
     async def session_update(self, session_id: str, update: BaseModel, **kwargs: Any) -> None:
