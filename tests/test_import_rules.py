@@ -19,10 +19,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "proc": frozenset({"core", "proc"}),
     "runtime": frozenset({"core", "protocol", "store", "proc", "runtime"}),
     "config": frozenset({"core", "config", "userfile"}),
+    "rotating": frozenset({"rotating"}),
     # the MCP server talks to a hub like any agent: the client library, never the CLI's modules
     "mcp": frozenset({"", "core", "hub", "mcp"}),
     # the agent clients sit under the producers that will run them
-    "agents": frozenset({"", "core", "proc", "agents"}),
+    "agents": frozenset({"", "core", "proc", "agents", "rotating"}),
 }
 
 

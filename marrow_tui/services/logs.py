@@ -29,6 +29,8 @@ import select
 import threading
 from pathlib import Path
 
+from ..rotating import RotatingFile
+
 #: rotate when the current file would grow past this
 MAX_BYTES = 1024 * 1024
 #: old files kept: <name>.log.1 (newest) .. <name>.log.<BACKUPS>
@@ -37,22 +39,14 @@ BACKUPS = 3
 CHUNK = 64 * 1024
 
 
-class RotatingLog:
+class RotatingLog(RotatingFile):
     """An append-only byte log that rotates by size. Safe to write from several threads."""
 
     def __init__(self, path: Path, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
-        self.path = Path(path)
-        self.max_bytes = max(1, int(max_bytes))
-        self.backups = max(0, int(backups))
+        super().__init__(path, max_bytes, backups)
         #: bytes accepted since this object was made (written or dropped on a write error)
         self.written = 0
-        #: how many times the file was rotated
-        self.rotations = 0
-        #: the last write error, if any ("" when all went well)
-        self.error = ""
         self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._size = 0
         self._line_start = True
 
     def write(self, data: bytes) -> None:
@@ -76,8 +70,7 @@ class RotatingLog:
                     self._size += done
                     view = view[done:]
                 except OSError as exc:
-                    self.error = f"{self.path}: {exc.strerror or exc}"
-                    self._close()
+                    self._failed(exc)
                     return
 
     def note(self, text: str) -> None:
@@ -87,44 +80,7 @@ class RotatingLog:
 
     def close(self) -> None:
         with self._lock:
-            self._close()
-
-    def files(self) -> list[Path]:
-        """The log and its rotated copies that exist, newest first."""
-        found = [self.path] + [self._backup(i) for i in range(1, self.backups + 1)]
-        return [p for p in found if p.exists()]
-
-    # ---- internals (called with the lock held) --------------------------------------------
-
-    def _backup(self, index: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{index}")
-
-    def _open(self) -> int:
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                               0o644)
-            self._size = os.fstat(self._fd).st_size
-        return self._fd
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
-
-    def _rotate(self) -> None:
-        self._close()
-        if self.backups == 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.truncate(self.path, 0)
-        else:
-            for index in range(self.backups, 0, -1):
-                source = self.path if index == 1 else self._backup(index - 1)
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(source, self._backup(index))
-        self.rotations += 1
-        self._open()
+            self._close_fd()
 
 
 class Drainer:
