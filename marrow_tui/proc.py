@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.sessions import Cleanup, Session
+from .core.text import seconds_text
 
 PROC = Path("/proc")
 #: how long a group's leader gets to exit after SIGKILL before it is given up on
@@ -564,11 +565,6 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit {code}"
-
-
-def seconds_text(value: float) -> str:
-    """0.5 -> "0.5s", 10.0 -> "10s"."""
-    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"
 
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")

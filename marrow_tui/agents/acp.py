@@ -31,13 +31,12 @@ from acp.schema import (
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
-from ..core.text import one_line
+from ..core.text import one_line, seconds_text
 from ..proc import (
     KILL_WAIT,
     READ_GRACE,
     describe_exit,
     end_group,
-    seconds_text,
     spawning,
     tail_line,
 )

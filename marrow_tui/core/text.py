@@ -17,6 +17,11 @@ def ago(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def seconds_text(value: float) -> str:
+    """0.5 -> "0.5s", 10.0 -> "10s"."""
+    return f"{int(value)}s" if float(value).is_integer() else f"{value:g}s"
+
+
 def format_duration(seconds: float) -> str:
     """A compact span that keeps the next unit: 45s, 12m, 1h05m, 3d04h."""
     seconds = max(0, int(seconds))

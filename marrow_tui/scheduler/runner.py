@@ -40,12 +40,12 @@ from typing import BinaryIO
 
 from ..config.model import AgentConfig
 from ..core.sessions import Cleanup
+from ..core.text import seconds_text
 from ..proc import (
     describe_exit,
     end_group,
     first_ending,
     group_alive,
-    seconds_text,
     signal_group,
     spawning,
     stop_tagged,

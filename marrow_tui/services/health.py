@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..config.model import ServiceConfig
-from ..proc import Capture, describe_exit, run_bounded, seconds_text
+from ..core.text import seconds_text
+from ..proc import Capture, describe_exit, run_bounded
 
 HOST = "127.0.0.1"
 #: the longest status line we read

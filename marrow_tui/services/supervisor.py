@@ -29,14 +29,13 @@ from typing import Any
 
 from ..config.model import ServiceConfig
 from ..core.graph import cycle_in, cycle_text, edges
-from ..core.text import plural
+from ..core.text import plural, seconds_text
 from ..proc import (
     describe_exit,
     end_group,
     environ,
     group_alive,
     processes,
-    seconds_text,
     signal_group,
     spawning,
     stop_found,
