@@ -69,7 +69,8 @@ async def test_stop_key_asks_then_stops_the_run(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await filled(pilot, app)
         await until(pilot, lambda: app.runtime.state.sessions.running())
-        await pilot.pause()
+        # the state has the run a moment before the Sessions table shows it selected
+        await until(pilot, lambda: app.main.check_action("stop_run", ()))
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmModal)
         await pilot.press("n")  # not yet
