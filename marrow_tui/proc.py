@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .core.aio import within
 from .core.sessions import Cleanup, Session
 from .core.text import seconds_text
 
@@ -342,10 +343,7 @@ async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]
     signal_group(pgid, signal.SIGCONT)  # a stopped process only sees SIGTERM once continued
     await asyncio.to_thread(signal_strays, pgid, signal.SIGTERM, signal.SIGCONT)
     if proc.returncode is None:
-        try:
-            await asyncio.wait_for(proc.wait(), max(0.0, grace))
-        except TimeoutError:
-            pass
+        await within(proc.wait(), max(0.0, grace))
     # (group_alive reads /proc: off the event loop, which serves the hub meanwhile)
     while await asyncio.to_thread(group_alive, pgid) and loop.time() < deadline:
         await asyncio.sleep(POLL)
@@ -353,9 +351,7 @@ async def end_group(proc: asyncio.subprocess.Process, grace: float) -> list[str]
         signal_group(pgid, signal.SIGKILL)
         await asyncio.to_thread(signal_strays, pgid, signal.SIGKILL)
         warnings.append(f"still running {seconds_text(grace)} after SIGTERM; sent SIGKILL")
-    try:
-        await asyncio.wait_for(proc.wait(), KILL_WAIT)
-    except TimeoutError:
+    if not await within(proc.wait(), KILL_WAIT):
         warnings.append(f"pid {pgid} did not exit after SIGKILL")
     return warnings
 
@@ -519,8 +515,7 @@ async def _until_output_ends(proc: asyncio.subprocess.Process, out: Capture,
             steps = [(signal.SIGTERM, grace)] if grace > 0 else []
             for sig, wait in [*steps, (signal.SIGKILL, kill_wait)]:
                 signal_group(proc.pid, sig)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(finished), wait)
+                await within(asyncio.shield(finished), wait)
                 if proc.returncode is not None:
                     break
         elif end_leftovers:  # its group outlives a reaped leader

@@ -12,7 +12,6 @@ also only once they are durable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -34,6 +33,9 @@ from .store.eventlog import EventLog, StoreError
 log = logging.getLogger("marrow.runtime")
 
 SNAPSHOT_EVERY = 10_000
+#: a background task is cancelled up to STOP_ATTEMPTS times, STOP_WAIT seconds apart, at stop
+STOP_ATTEMPTS = 5
+STOP_WAIT = 2.0
 
 
 class Transport(Protocol):
@@ -336,9 +338,17 @@ class Producer:
         tasks, self._tasks = list(self._tasks), []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # A task that swallows its cancellation (in a library, say) is cancelled again rather
+        # than waited on for ever, and named.
+        for attempt in range(STOP_ATTEMPTS):
+            _, pending = await asyncio.wait(tasks, timeout=STOP_WAIT) if tasks else ((), ())
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+        else:
+            log.error("%s: %s did not stop when cancelled", type(self).__name__,
+                      ", ".join(sorted(task.get_name() for task in pending)))
 
     def _emit(self, event: Event) -> None:
         if self._call is not None:

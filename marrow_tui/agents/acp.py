@@ -31,6 +31,7 @@ from acp.schema import (
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
+from ..core.aio import bounded, within
 from ..core.text import one_line, seconds_text
 from ..proc import (
     KILL_WAIT,
@@ -207,10 +208,8 @@ class AcpRun:
             asking.cancel()
         if self._conn is not None and self.session_id is not None:
             with contextlib.suppress(ConnectionError, TimeoutError, OSError):
-                await asyncio.wait_for(self._conn.cancel(session_id=self.session_id),
-                                       self.cancel_grace)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._turn_over.wait(), self.cancel_grace)
+                await bounded(self._conn.cancel(session_id=self.session_id), self.cancel_grace)
+        if await within(self._turn_over.wait(), self.cancel_grace):
             return
         self._fail("ignored_cancel", f"{self.name} did not end its turn within "
                    f"{seconds_text(self.cancel_grace)} of session/cancel; its process group "
@@ -305,8 +304,7 @@ class AcpRun:
             if warnings:
                 log.warning("%s (pid %d): %s", self.name, self._proc.pid, "; ".join(warnings))
         if self._conn is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._conn.close(), KILL_WAIT)
+            await within(self._conn.close(), KILL_WAIT)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=READ_GRACE)
             for task in pending:
@@ -327,7 +325,7 @@ class AcpRun:
 
     async def _call(self, method: str, request: Awaitable[T], timeout: float | None) -> T:
         try:
-            return await asyncio.wait_for(request, timeout)
+            return await bounded(request, timeout)
         except TimeoutError:
             raise self._fail("timeout", f"{self.name} did not answer {method} within "
                              f"{seconds_text(timeout or 0)}") from None
@@ -346,8 +344,7 @@ class AcpRun:
         if self._failure is not None:
             return self._failure
         assert self._proc is not None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._proc.wait(), KILL_WAIT)
+        await within(self._proc.wait(), KILL_WAIT)
         await asyncio.wait(self._tasks, timeout=READ_GRACE)  # its last words, into the log
         when = "mid-turn" if method == "session/prompt" else f"before answering {method}"
         if self._proc.returncode is None:

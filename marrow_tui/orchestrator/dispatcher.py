@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config.model import AgentConfig
+from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..hub.secrets import agent_key
 from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
@@ -295,8 +296,7 @@ class Orchestrator(Producer):
             interval = (workflow.polling_interval_ms / 1000) if workflow else 30.0
             due = [r.due for r in self.retries.values()]
             wait = min([interval, *(max(0.0, d - self.clock()) for d in due)])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), wait)
+            await within(self._poke.wait(), wait)
 
     async def tick(self) -> None:
         """Scan, reconcile, fire due retries, dispatch (when the workflow allows)."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.edit import edit_agent
 from ..config.load import Loaded, load_config
 from ..config.model import AgentConfig, Config
+from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.secrets import agent_key
@@ -236,8 +237,7 @@ class Scheduler(Producer):
             upcoming = [s.next_at for s in self.schedules.values()
                         if s.enabled and s.running is None and s.next_at is not None]
             timeout = max(0.0, min(upcoming) - self.clock()) if upcoming else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), timeout)
+            await within(self._poke.wait(), timeout)
 
     def _launch(self, schedule: Schedule, now: float) -> None:
         assert self.config is not None

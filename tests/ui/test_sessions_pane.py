@@ -88,7 +88,8 @@ async def test_enter_opens_the_output_and_follows_it(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 30)) as pilot:
         await filled(pilot, app)
         await until(pilot, lambda: app.runtime.state.sessions.running())
-        await pilot.pause()
+        # the state has the run a moment before the Sessions table shows it selected
+        await until(pilot, lambda: app.main.check_action("open_log", ()))
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, LogScreen)
@@ -111,7 +112,7 @@ async def test_the_output_view_opens_on_the_tail_of_a_huge_log(tmp_path: Path) -
         await filled(pilot, app)
         [run] = await until(pilot, lambda: ended(app, "a"))
         assert Path(run.stdout).stat().st_size > 25_000_000
-        await pilot.pause()
+        await until(pilot, lambda: app.main.check_action("open_log", ()))
         await pilot.press("enter")
         from textual.widgets import Log
 
@@ -129,6 +130,7 @@ async def test_pause_key_disables_the_agent_in_the_config_file(tmp_path: Path) -
     async with app.run_test(size=(120, 30)) as pilot:
         await filled(pilot, app)
         await until(pilot, lambda: ended(app, "a"))
+        await until(pilot, lambda: app.main.check_action("toggle_agent", ()))
         await pilot.press("p")
         agents = app.runtime.state.sessions.agents
         await until(pilot, lambda: not agents["a"].enabled)
