@@ -144,6 +144,16 @@ class Session:
     code: int | None = None
     reason: str = ""
     last_line: str = ""
+    #: an agent run over ACP: its transcript (JSONL of every session/update); "" otherwise
+    transcript: str = ""
+    #: ACP turns begun, and whether one is under way
+    turns: int = 0
+    in_turn: bool = False
+    #: what it does now: a tool call's title, "thinking", or "" between turns
+    doing: str = ""
+    #: the session's usage so far (see `add_usage`): input, output, total tokens; the latest
+    #: context occupancy (context_used, context_size) and cost (cost, currency) reported
+    usage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -172,6 +182,24 @@ class Cleanup:
             parts.append(f"{_processes(len(self.survivors))} {what} could not be stopped "
                          f"(pid{'s' if len(self.survivors) > 1 else ''} {pids})")
         return "; ".join(parts)
+
+
+#: usage fields that add up over turns; the others are the latest reported
+SUMMED_USAGE = ("input", "output", "total")
+LATEST_USAGE = ("context_used", "context_size", "cost", "currency")
+
+
+def add_usage(into: dict[str, Any], turn: Mapping[str, Any]) -> None:
+    """Fold one turn's usage into a running total: tokens add up; context occupancy and
+    cost are the agent's latest word (occupancy is not spend, and agents report cost as the
+    session's total so far), never summed."""
+    for key in SUMMED_USAGE:
+        value = turn.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+    for key in LATEST_USAGE:
+        if turn.get(key) is not None:
+            into[key] = turn[key]
 
 
 def _processes(count: int) -> str:
@@ -212,6 +240,7 @@ class SessionBook:
                 id=d["id"], agent=d["agent"], started=d["started"],
                 trigger=d.get("trigger", "heartbeat"), stdout=d.get("stdout", ""),
                 stderr=d.get("stderr", ""), tasks=list(d.get("tasks", ())),
+                transcript=d.get("transcript", ""),
             )
         elif kind == "session_end":
             session = self.by_id.get(d["id"])
@@ -223,7 +252,22 @@ class SessionBook:
             session.code = d.get("code")
             session.reason = d.get("reason", "")
             session.last_line = d.get("last_line", session.last_line)
+            session.in_turn, session.doing = False, ""
             self._retire(session)
+        elif kind == "session_turn":
+            session = self.by_id.get(d["id"])
+            if session is not None:
+                if d.get("phase") == "start":
+                    session.turns = max(session.turns, int(d.get("turn", session.turns + 1)))
+                    session.in_turn, session.doing = True, "thinking"
+                else:
+                    session.in_turn, session.doing = False, ""
+                    add_usage(session.usage, d.get("usage") or {})
+        elif kind == "session_tool":
+            session = self.by_id.get(d["id"])
+            if session is not None and session.in_turn:
+                ended = d.get("status") in ("completed", "failed")
+                session.doing = "thinking" if ended else (d.get("title") or "a tool call")
         elif kind == "session_pid":
             session = self.by_id.get(d["id"])
             if session is not None and session.running:
