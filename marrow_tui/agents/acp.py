@@ -42,7 +42,7 @@ from ..proc import (
     tail_line,
 )
 from .transcript import MAX_BYTES, Transcript
-from .view import SessionView, ToolCall, Tokens
+from .view import Change, SessionView, ToolCall
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,18 @@ class PermissionRequest:
 class TurnEnd:
     #: end_turn, max_tokens, max_turn_requests, refusal or cancelled
     stop_reason: str
-    #: what the prompt result reported; None when the agent reports nothing
-    tokens: Tokens | None
+    #: the turn's usage, only what the agent reported (`core.sessions.add_usage`'s keys):
+    #: input, output, total (the turn's tokens); context_used, context_size, cost, currency
+    #: (the latest `usage_update` of the turn). Empty when the agent reports nothing.
+    usage: dict[str, Any]
 
 
 #: answers a permission request with one of its option ids, or None for `cancelled`
 Ask = Callable[[PermissionRequest], Awaitable[str | None]]
+#: told what changed that a summary shows: ("tool", {tool_call_id, title, kind, status,
+#: paths}) when a tool call is first seen and when it ends, ("plan", {"entries": [{content,
+#: status}]}) when the plan changes
+OnChange = Callable[[str, dict[str, Any]], None]
 
 
 def plain(model: BaseModel) -> dict[str, Any]:
@@ -119,14 +125,18 @@ class AcpRun:
     `cancel()` from elsewhere while a turn runs, `close()` at the end. A failure ends the
     process group before it is raised, so a failed run holds no process.
 
+    What a summary shows (a tool call first seen or ended, a new plan) reaches `on_change` as
+    it happens; `last_update` says when the agent last showed signs of life; each turn's
+    usage comes back in its TurnEnd.
+
     It is also the SDK's client for its agent (`session_update`, `request_permission`); it
     has no fs or terminal methods, which the SDK answers method-not-found."""
 
     def __init__(self, command: Sequence[str], *, workspace: Path, env: Mapping[str, str],
                  stderr_log: Path, transcript: Path, ask: Ask,
                  mcp_servers: Sequence[Mapping[str, Any]] = (), name: str | None = None,
-                 read_timeout: float = READ_TIMEOUT, cancel_grace: float = CANCEL_GRACE,
-                 transcript_bytes: int = MAX_BYTES) -> None:
+                 on_change: OnChange | None = None, read_timeout: float = READ_TIMEOUT,
+                 cancel_grace: float = CANCEL_GRACE, transcript_bytes: int = MAX_BYTES) -> None:
         if not command:
             raise ValueError("an agent command needs at least a program")
         self.command = list(command)
@@ -134,6 +144,7 @@ class AcpRun:
         self.env = dict(env)
         self.stderr_log = Path(stderr_log)
         self.ask = ask
+        self.on_change = on_change
         #: stdio MCP servers in ACP's form: {name, command, args, env: [{name, value}]}
         self.mcp_servers = [McpServerStdio.model_validate(s) for s in mcp_servers]
         self.name = name or Path(self.command[0]).name
@@ -144,6 +155,9 @@ class AcpRun:
         #: the agent's session id, once `session/new` answered
         self.session_id: str | None = None
         self.pid: int | None = None
+        #: the event loop's time() of the agent's latest sign of life: start, a prompt sent, a
+        #: session/update, a permission request asked or answered (for stall detection)
+        self.last_update = 0.0
         self._proc: asyncio.subprocess.Process | None = None
         self._conn: ClientSideConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -158,6 +172,7 @@ class AcpRun:
 
     async def start(self) -> None:
         """Start the agent, `initialize` it and open its session."""
+        self._touch()
         try:
             await self._spawn()
             await self._call("initialize", self._connection().initialize(
@@ -173,6 +188,7 @@ class AcpRun:
                 mcp_servers=list(self.mcp_servers)),
                 self.read_timeout)
             self.session_id = session.session_id
+            self._touch()
         except AcpFailure:
             await self.close()
             raise
@@ -186,6 +202,7 @@ class AcpRun:
         self._cancelling = False
         self._turn_over.clear()
         self.view.turn_started()
+        self._touch()
         try:
             result = await self._call("session/prompt", self._connection().prompt(
                 session_id=self.session_id, prompt=[acp.text_block(text)]), None)
@@ -194,8 +211,7 @@ class AcpRun:
             raise
         finally:
             self._turn_over.set()
-        usage = plain(result.usage) if result.usage is not None else None
-        return TurnEnd(result.stop_reason, self.view.turn_ended(usage))
+        return TurnEnd(result.stop_reason, self.view.turn_ended(plain(result)))
 
     async def cancel(self) -> None:
         """`session/cancel` the current turn, answering open permission requests `cancelled`;
@@ -317,6 +333,20 @@ class AcpRun:
         assert self._conn is not None
         return self._conn
 
+    def _touch(self) -> None:
+        self.last_update = asyncio.get_running_loop().time()
+
+    def _report(self, change: Change | None) -> None:
+        """Tell the caller; its failure is logged, never raised into the SDK (which would
+        answer the agent with an error or drop the update)."""
+        if change is None or self.on_change is None:
+            return
+        try:
+            self.on_change(*change)
+        except Exception:
+            log.exception("%s: the on_change callback failed on a %s change", self.name,
+                          change[0])
+
     def _fail(self, kind: str, sentence: str) -> AcpFailure:
         """Record the run's failure (the first one counts) and return it."""
         if self._failure is None:
@@ -357,13 +387,16 @@ class AcpRun:
     # ---- what the agent asks of us (the SDK calls these) -------------------------------------
 
     async def session_update(self, session_id: str, update: BaseModel, **kwargs: Any) -> None:
+        self._touch()
         fields = plain(update)
         self.transcript.write(fields)
-        self.view.apply(fields)
+        self._report(self.view.apply(fields))
 
     async def request_permission(self, session_id: str, tool_call: BaseModel,
                                  options: list[Any], **kwargs: Any) -> RequestPermissionResponse:
-        call = self.view.tool_call(plain(tool_call))
+        self._touch()
+        call, change = self.view.merge_tool_call(plain(tool_call))
+        self._report(change)
         cancelled = RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
         if self._cancelling:
             return cancelled
@@ -379,6 +412,7 @@ class AcpRun:
             raise
         finally:
             self._asking.discard(asking)
+            self._touch()  # time spent waiting on a human is no stall
         if asking.cancelled():  # by cancel()
             return cancelled
         chosen = asking.result()

@@ -1,6 +1,9 @@
-"""What a session's updates add up to: its tool calls merged by id, its plan, its tokens and
-the context it reports. Built from plain dicts (an update as ACP sends it, as a transcript line
-holds it), so a transcript read back after a restart gives the same view as the live session.
+"""What a session's updates add up to: its tool calls merged by id, its plan, its usage and the
+agent's text. Built from plain dicts (an update as ACP sends it, as a transcript line holds it),
+so a transcript read back after a restart gives the same view as the live session.
+
+Applying an update also says what changed that a summary would show (a tool call first seen or
+ended, a new plan): the caller turns that into event-log lines, never one line per chunk.
 """
 
 from __future__ import annotations
@@ -9,9 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.sessions import add_usage
+
 # Updates may arrive in any order (claude repeats `tool_call`, codex starts at in_progress,
 # gemini asks permission before the tool call exists): a status only moves forward.
 STATUS_RANK = {"pending": 0, "in_progress": 1, "completed": 2, "failed": 2}
+#: the most paths a tool call's summary names
+SUMMARY_PATHS = 20
+
+#: what a summary would show changed: ("tool", ToolCall.summary()) or ("plan", {"entries"})
+Change = tuple[str, dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -52,6 +62,26 @@ class ToolCall:
     def over(self) -> bool:
         return self.status in ("completed", "failed")
 
+    @property
+    def paths(self) -> list[str]:
+        """The files it touches: its locations' and its diffs' paths, each once, at most
+        SUMMARY_PATHS."""
+        items = [*self.locations,
+                 *(c for c in self.content if isinstance(c, Mapping) and c.get("type") == "diff")]
+        found: dict[str, None] = {}
+        for item in items:
+            path = item.get("path") if isinstance(item, Mapping) else None
+            if isinstance(path, str) and path:
+                found.setdefault(path)
+                if len(found) == SUMMARY_PATHS:
+                    break
+        return list(found)
+
+    def summary(self) -> dict[str, Any]:
+        """What an event-log line says of it."""
+        return {"tool_call_id": self.id, "title": self.title, "kind": self.kind,
+                "status": self.status, "paths": self.paths}
+
 
 @dataclass(frozen=True, slots=True)
 class PlanStep:
@@ -60,28 +90,50 @@ class PlanStep:
     status: str
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """Tokens a turn consumed, as the agent reports them in its prompt result."""
+def context_usage(update: Mapping[str, Any]) -> dict[str, Any]:
+    """A `usage_update` as usage keys (`core.sessions.add_usage`'s): the context occupancy
+    and the session's cost so far, whichever it gives."""
+    usage: dict[str, Any] = {}
+    for wire, key in (("used", "context_used"), ("size", "context_size")):
+        if _count(update.get(wire)):
+            usage[key] = update[wire]
+    cost = update.get("cost")
+    if isinstance(cost, Mapping):
+        amount = cost.get("amount")
+        if isinstance(amount, int | float) and not isinstance(amount, bool):
+            usage["cost"] = float(amount)
+        if isinstance(cost.get("currency"), str) and cost["currency"]:
+            usage["currency"] = cost["currency"]
+    return usage
 
-    input: int = 0
-    output: int = 0
-    total: int = 0
 
-    def __add__(self, other: Tokens) -> Tokens:
-        return Tokens(self.input + other.input, self.output + other.output,
-                      self.total + other.total)
+def token_usage(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A turn's tokens from its `session/prompt` result, as usage keys: `usage {inputTokens,
+    outputTokens, totalTokens}` (opencode), else gemini's `_meta.quota.token_count
+    {input_tokens, output_tokens}`. Only what is reported; total = input + output when the
+    agent gives both but no total."""
+    usage: dict[str, Any] = {}
+    given = result.get("usage")
+    if isinstance(given, Mapping):
+        for wire, key in (("inputTokens", "input"), ("outputTokens", "output"),
+                          ("totalTokens", "total")):
+            if _count(given.get(wire)):
+                usage[key] = given[wire]
+    meta = result.get("_meta")
+    quota = meta.get("quota") if isinstance(meta, Mapping) else None
+    counts = quota.get("token_count") if isinstance(quota, Mapping) else None
+    if isinstance(counts, Mapping):
+        for wire, key in (("input_tokens", "input"), ("output_tokens", "output")):
+            if key not in usage and _count(counts.get(wire)):
+                usage[key] = counts[wire]
+    if "total" not in usage and "input" in usage and "output" in usage:
+        usage["total"] = usage["input"] + usage["output"]
+    return usage
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """The context window as last reported (`usage_update`): an occupancy, never a spend, so
-    it is replaced, not summed (a compaction makes it shrink)."""
-
-    used: int
-    size: int
-    cost: float | None = None
-    currency: str | None = None
+def _count(value: Any) -> bool:
+    """A token count as the wire may carry one: an int, not negative (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass(slots=True)
@@ -89,50 +141,67 @@ class SessionView:
     #: by toolCallId, in the order first seen
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
     plan: tuple[PlanStep, ...] = ()
-    context: Context | None = None
-    #: the session's tokens: the sum of its turns' reports
-    tokens: Tokens = Tokens()
+    #: the session's usage so far, folded as `core.sessions.add_usage` folds it: tokens are
+    #: the sum of the turns' reports; context occupancy and cost the latest word
+    usage: dict[str, Any] = field(default_factory=dict)
+    #: what `usage_update`s said during the current (or last) turn
+    turn_usage: dict[str, Any] = field(default_factory=dict)
     #: the agent's text in the current (or last) turn
     message: str = ""
     updates: int = 0
 
-    def apply(self, update: Mapping[str, Any]) -> None:
-        """Take one `session/update`'s `update`."""
+    def apply(self, update: Mapping[str, Any]) -> Change | None:
+        """Take one `session/update`'s `update`; what changed that a summary shows."""
         self.updates += 1
         kind = update.get("sessionUpdate")
         if kind in ("tool_call", "tool_call_update"):
-            self.tool_call(update)
-        elif kind == "agent_message_chunk":
+            return self.merge_tool_call(update)[1]
+        if kind == "agent_message_chunk":
             content = update.get("content")
             if isinstance(content, Mapping) and content.get("type") == "text":
                 self.message += str(content.get("text", ""))
         elif kind == "plan":
-            self.plan = tuple(
-                PlanStep(str(e.get("content", "")), str(e.get("priority", "")),
-                         str(e.get("status", "")))
-                for e in update.get("entries") or () if isinstance(e, Mapping))
+            entries = update.get("entries")
+            return self._set_plan(entries if isinstance(entries, list) else [])
         elif kind == "usage_update":
-            cost = update.get("cost") if isinstance(update.get("cost"), Mapping) else {}
-            self.context = Context(int(update.get("used") or 0), int(update.get("size") or 0),
-                                   cost.get("amount"), cost.get("currency"))
+            reported = context_usage(update)
+            self.turn_usage.update(reported)
+            add_usage(self.usage, reported)
+        return None
 
-    def tool_call(self, fields: Mapping[str, Any]) -> ToolCall:
-        """Merge `fields` into the tool call they name, made at its first sighting."""
+    def merge_tool_call(self, fields: Mapping[str, Any]) -> tuple[ToolCall, Change | None]:
+        """Merge `fields` into the tool call they name, made at its first sighting; the
+        change to report when this is its first sighting or the update that ends it (one
+        report when it is first seen already over)."""
         ident = str(fields.get("toolCallId", ""))
         call = self.tool_calls.get(ident)
+        first = call is None
         if call is None:
             call = self.tool_calls[ident] = ToolCall(ident)
+        was_over = call.over
         call.merge(fields)
-        return call
+        if first or (call.over and not was_over):
+            return call, ("tool", call.summary())
+        return call, None
+
+    def _set_plan(self, entries: list[Any]) -> Change | None:
+        before = self._plan_entries()
+        self.plan = tuple(PlanStep(str(e.get("content", "")), str(e.get("priority", "")),
+                                   str(e.get("status", "")))
+                          for e in entries if isinstance(e, Mapping))
+        after = self._plan_entries()
+        return None if after == before else ("plan", {"entries": after})
+
+    def _plan_entries(self) -> list[dict[str, str]]:
+        return [{"content": step.content, "status": step.status} for step in self.plan]
 
     def turn_started(self) -> None:
         self.message = ""
+        self.turn_usage = {}
 
-    def turn_ended(self, usage: Mapping[str, Any] | None) -> Tokens | None:
-        """Count a prompt result's `usage`; the turn's tokens, None when not reported."""
-        if not usage:
-            return None
-        turn = Tokens(int(usage.get("inputTokens") or 0), int(usage.get("outputTokens") or 0),
-                      int(usage.get("totalTokens") or 0))
-        self.tokens += turn
+    def turn_ended(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """Count a `session/prompt` result (as on the wire); the turn's usage: its tokens and
+        the latest context and cost it reported, only what the agent gave."""
+        turn = {**token_usage(result), **self.turn_usage}
+        add_usage(self.usage, turn)
         return turn

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from marrow_tui.agents.acp import AcpFailure, AcpRun, PermissionRequest
-from marrow_tui.agents.view import Context, Tokens
 from tests.support.waiting import gone, until
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_acp_agent.py"
@@ -29,6 +28,16 @@ class Harness:
         self.asked: list[PermissionRequest] = []
         self.answer: str | None = "allow-once"
         self.runs: list[AcpRun] = []
+        #: what on_change was told, in order
+        self.changes: list[tuple[str, dict[str, Any]]] = []
+
+    def changed(self, what: str, fields: dict[str, Any]) -> None:
+        self.changes.append((what, fields))
+
+    def tools(self) -> list[tuple[str, str, str, list[str]]]:
+        """The tool call reports as (id, title, status, paths)."""
+        return [(f["tool_call_id"], f["title"], f["status"], f["paths"])
+                for what, f in self.changes if what == "tool"]
 
     async def ask(self, request: PermissionRequest) -> str | None:
         self.asked.append(request)
@@ -42,7 +51,8 @@ class Harness:
                      env=env if env is not None else {"PATH": os.environ["PATH"]},
                      stderr_log=self.tmp / "logs" / f"{scenario}.stderr",
                      transcript=self.tmp / "transcripts" / f"{scenario}.jsonl",
-                     ask=ask or self.ask, mcp_servers=[MCP], **options)
+                     ask=ask or self.ask, mcp_servers=[MCP],
+                     on_change=options.pop("on_change", self.changed), **options)
         self.runs.append(run)
         return run
 
@@ -71,7 +81,7 @@ async def test_a_turn_gets_the_workspace_the_mcp_servers_and_the_given_environme
         harness: Harness) -> None:
     run = await harness.started("echo", env={"PATH": os.environ["PATH"], "FAKE_GREETING": "hi"})
     end = await run.prompt("fix the bug")
-    assert end.stop_reason == "end_turn" and end.tokens is None
+    assert end.stop_reason == "end_turn" and end.usage == {}
     assert run.session_id == "fake-session-1"
     assert run.view.message == (f"cwd={harness.workspace} mcp=marrow fs=False terminal=False "
                                 "greeting=hi home=- prompt=fix the bug")
@@ -91,7 +101,7 @@ async def test_every_update_is_a_transcript_line_with_its_receive_time(
 async def test_claudes_repeated_tool_call_merges_into_one(harness: Harness) -> None:
     run = await harness.started("claude")
     end = await run.prompt("go")
-    assert end.stop_reason == "end_turn" and end.tokens is None
+    assert end.stop_reason == "end_turn"
     calls = run.view.tool_calls
     assert list(calls) == ["toolu_1", "toolu_2"]
     read = calls["toolu_1"]
@@ -100,18 +110,31 @@ async def test_claudes_repeated_tool_call_merges_into_one(harness: Harness) -> N
     assert read.locations == [{"path": "README.md"}]
     assert calls["toolu_2"].content[0]["type"] == "diff"
     assert run.view.message == "Done."
+    # reported once when first seen and once when over, the repeat in between not at all
+    assert harness.tools() == [("toolu_1", "Read file", "pending", []),
+                               ("toolu_1", "Read README.md", "completed", ["README.md"]),
+                               ("toolu_2", "Edit README.md", "pending", []),
+                               ("toolu_2", "Edit README.md", "completed", ["README.md"])]
+    assert harness.changes[0] == ("tool", {"tool_call_id": "toolu_1", "title": "Read file",
+                                           "kind": "read", "status": "pending", "paths": []})
 
 
 async def test_codex_tool_calls_start_in_progress_and_its_plan_and_context_are_kept(
         harness: Harness) -> None:
     run = await harness.started("codex")
-    end = await run.prompt("go")
-    assert end.tokens is None
+    await run.prompt("go")
     assert run.view.tool_calls["call_1"].status == "completed"
     assert [(s.content, s.status) for s in run.view.plan] == [
         ("Run the tests", "completed"), ("Fix the failure", "completed")]
-    # occupancy is replaced, never summed: it shrank after a compaction
-    assert run.view.context == Context(9000, 200000)
+    # the plan sent again unchanged is not reported again
+    assert [(what, f.get("status")) for what, f in harness.changes] == [
+        ("plan", None), ("tool", "in_progress"), ("tool", "completed"), ("plan", None)]
+    assert harness.changes[0] == ("plan", {"entries": [
+        {"content": "Run the tests", "status": "in_progress"},
+        {"content": "Fix the failure", "status": "pending"}]})
+    assert harness.changes[3] == ("plan", {"entries": [
+        {"content": "Run the tests", "status": "completed"},
+        {"content": "Fix the failure", "status": "completed"}]})
 
 
 async def test_gemini_asks_permission_before_the_tool_call_exists(harness: Harness) -> None:
@@ -123,16 +146,89 @@ async def test_gemini_asks_permission_before_the_tool_call_exists(harness: Harne
     assert [o.kind for o in request.options] == ["allow_once", "allow_always", "reject_once"]
     assert list(run.view.tool_calls) == ["shell-1"]
     assert run.view.tool_calls["shell-1"].status == "completed"
+    # the permission request was its first sighting
+    assert harness.tools() == [("shell-1", "make test", "pending", []),
+                               ("shell-1", "make test", "completed", [])]
 
 
-async def test_opencode_reports_tokens_and_cost(harness: Harness) -> None:
+@pytest.mark.parametrize("scenario, usage", [
+    ("claude", {}),
+    # the latest occupancy of the turn: it shrank after a compaction, and is not summed
+    ("codex", {"context_used": 9000, "context_size": 200000}),
+    # input and output from _meta.quota; the total is their sum
+    ("gemini", {"input": 30, "output": 4, "total": 34}),
+    ("opencode", {"input": 1200, "output": 300, "total": 1500, "context_used": 1500,
+                  "context_size": 128000, "cost": 0.25, "currency": "USD"}),
+])
+async def test_each_agents_usage_is_what_it_reported_in_the_same_keys(
+        harness: Harness, scenario: str, usage: dict[str, Any]) -> None:
+    run = await harness.started(scenario)
+    end = await run.prompt("go")
+    assert end.usage == usage
+    assert run.view.usage == usage
+
+
+async def test_tokens_add_up_over_turns_and_occupancy_and_cost_are_the_latest_word(
+        harness: Harness) -> None:
     run = await harness.started("opencode")
     first = await run.prompt("go")
     second = await run.prompt("again")
-    assert first.tokens == second.tokens == Tokens(1200, 300, 1500)
-    assert run.view.tokens == Tokens(2400, 600, 3000)
-    assert run.view.context == Context(1500, 128000, 0.0123, "USD")
-    assert [c.status for c in run.view.tool_calls.values()] == ["completed"]
+    assert (first.usage["context_used"], first.usage["cost"]) == (1500, 0.25)
+    assert second.usage == {"input": 1200, "output": 300, "total": 1500,
+                            "context_used": 3000, "context_size": 128000, "cost": 0.5,
+                            "currency": "USD"}
+    # cost is the session's so far (0.5, not 0.75); occupancy is not spend
+    assert run.view.usage == {"input": 2400, "output": 600, "total": 3000,
+                              "context_used": 3000, "context_size": 128000, "cost": 0.5,
+                              "currency": "USD"}
+    assert [c.status for c in run.view.tool_calls.values()] == ["completed", "completed"]
+    assert harness.tools() == [("tool_1", "bash", "pending", []),
+                               ("tool_1", "bash", "completed", []),
+                               ("tool_2", "bash", "pending", []),
+                               ("tool_2", "bash", "completed", [])]
+
+
+async def test_follow_up_prompts_are_turns_of_the_same_session(harness: Harness) -> None:
+    run = await harness.started("echo")
+    await run.prompt("fix the bug")
+    pid, session = run.pid, run.session_id
+    end = await run.prompt("and add a test")
+    assert end.stop_reason == "end_turn"
+    assert (run.pid, run.session_id) == (pid, session)
+    assert run.view.message.endswith("prompt=and add a test")  # this turn's text only
+    assert len(lines(run.transcript.path)) == 2
+
+
+async def test_a_failing_on_change_callback_is_logged_and_the_turn_goes_on(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(what: str, fields: dict[str, Any]) -> None:
+        raise RuntimeError("the event log is gone")
+
+    run = await harness.started("codex", on_change=broken)
+    end = await run.prompt("go")
+    assert end.stop_reason == "end_turn" and run.view.message.endswith("All green.")
+    failures = [r for r in caplog.records if "on_change callback failed" in r.getMessage()]
+    assert len(failures) == 4 and failures[0].exc_info is not None
+
+
+async def test_last_update_moves_with_every_update_and_permission_request(
+        harness: Harness) -> None:
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    seen: list[float] = []
+
+    async def ask(request: PermissionRequest) -> str | None:
+        seen.append(run.last_update)
+        return "allow-once"
+
+    run = harness.run("gemini", ask=ask,
+                      on_change=lambda what, fields: seen.append(run.last_update))
+    await run.start()
+    started = run.last_update
+    assert before <= started <= loop.time()
+    await run.prompt("go")
+    # the request is seen by on_change, then by ask; then the tool call's end
+    assert len(seen) == 3 and started < seen[0] == seen[1] < seen[2] <= run.last_update
 
 
 @pytest.mark.parametrize("answer, said", [("allow-always", "answer=allow-always"),

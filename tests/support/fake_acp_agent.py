@@ -3,11 +3,14 @@ subprocess: `python fake_acp_agent.py SCENARIO`. Each scenario plays one turn th
 agent does (docs/agents.md and the tests in tests/agents/ say which):
 
 echo            says what it was given: cwd, MCP servers, capabilities, env, the prompt
-claude          `tool_call` twice with one id, an empty text chunk, no usage
-codex           a warning chunk first, a plan, tool calls that start at in_progress,
-                `usage_update` only
-gemini          asks permission before any `tool_call`, tokens in `_meta.quota`
-opencode        pending -> in_progress -> completed, `usage_update` with a cost, prompt `usage`
+claude          `tool_call` twice with one id, an empty text chunk, no usage at all
+codex           a warning chunk first, a plan (sent again unchanged), tool calls that start at
+                in_progress, `usage_update` (occupancy, no cost) only: it shrinks after a
+                compaction
+gemini          asks permission before any `tool_call`; the turn's tokens in the prompt
+                result's `_meta.quota` (input and output, no total; per model too)
+opencode        pending -> in_progress -> completed, `usage_update` with the session's cost so
+                far, the turn's tokens in the prompt result's `usage`
 permission      asks permission and says which option came back
 cancel          asks permission, then ends the turn `cancelled` when cancelled
 ignore-cancel   streams, ignores `session/cancel` and SIGTERM
@@ -62,6 +65,7 @@ class FakeAgent:
         self.mcp: list[str] = []
         self.capabilities: Any = None
         self.cancelled = asyncio.Event()
+        self.turns = 0
 
     def on_connect(self, conn: Any) -> None:
         self.client = conn
@@ -89,6 +93,7 @@ class FakeAgent:
 
     async def prompt(self, prompt: list[Any], session_id: str, **kwargs: Any) -> PromptResponse:
         text = "".join(getattr(block, "text", "") for block in prompt)
+        self.turns += 1
         return await getattr(self, "play_" + SCENARIO.replace("-", "_"))(text)
 
     # ---- helpers -------------------------------------------------------------------------
@@ -129,7 +134,8 @@ class FakeAgent:
         await self.send(start_tool_call("toolu_2", "Edit README.md", kind="edit",
                                         status="pending"))
         await self.send(update_tool_call("toolu_2", status="completed", content=[
-            tool_diff_content("README.md", "# hello\n", "# hi\n")]))
+            tool_diff_content("README.md", "# hello\n", "# hi\n")],
+            locations=[ToolCallLocation(path="README.md", line=1)]))
         await self.say("Done.")
         return PromptResponse(stop_reason="end_turn")
 
@@ -140,8 +146,10 @@ class FakeAgent:
         await self.send(start_tool_call("call_1", "make test", kind="execute",
                                         status="in_progress"))
         await self.send(update_tool_call("call_1", status="completed", raw_output="ok"))
-        await self.send(update_plan([plan_entry("Run the tests", status="completed"),
-                                     plan_entry("Fix the failure", status="completed")]))
+        done = [plan_entry("Run the tests", status="completed"),
+                plan_entry("Fix the failure", status="completed")]
+        await self.send(update_plan(done))
+        await self.send(update_plan(done))
         await self.send(UsageUpdate(session_update="usage_update", used=12000, size=200000))
         await self.send(UsageUpdate(session_update="usage_update", used=9000, size=200000))
         await self.say("All green.")
@@ -153,21 +161,26 @@ class FakeAgent:
                                         status="in_progress"))
         await self.send(update_tool_call(
             "shell-1", status="completed" if answer.startswith("allow") else "failed"))
-        return PromptResponse(stop_reason="end_turn",
-                              field_meta={"quota": {"token_count": {"input_tokens": 30,
-                                                                    "output_tokens": 4}}})
+        # gemini-cli 0.61: the turn's model calls added up, and per model
+        count = {"input_tokens": 30, "output_tokens": 4}
+        return PromptResponse(stop_reason="end_turn", field_meta={"quota": {
+            "token_count": count,
+            "model_usage": [{"model": "gemini-2.5-pro", "token_count": count}]}})
 
     async def play_opencode(self, text: str) -> PromptResponse:
-        await self.send(start_tool_call("tool_a", "bash", kind="execute", status="pending"))
-        await self.send(update_tool_call("tool_a", status="in_progress",
+        tool = f"tool_{self.turns}"  # ids are unique in the session
+        await self.send(start_tool_call(tool, "bash", kind="execute", status="pending"))
+        await self.send(update_tool_call(tool, status="in_progress",
                                          raw_input={"command": "ls"}))
-        await self.send(update_tool_call("tool_a", status="completed", raw_output="README.md"))
-        await self.send(UsageUpdate(session_update="usage_update", used=1500, size=128000,
-                                    cost={"amount": 0.0123, "currency": "USD"}))
+        await self.send(update_tool_call(tool, status="completed", raw_output="README.md"))
+        # occupancy grows with the conversation; the cost is the session's so far
+        await self.send(UsageUpdate(session_update="usage_update", used=1500 * self.turns,
+                                    size=128000,
+                                    cost={"amount": 0.25 * self.turns, "currency": "USD"}))
         await self.say("Listed.")
         return PromptResponse(stop_reason="end_turn",
                               usage=Usage(input_tokens=1200, output_tokens=300,
-                                          total_tokens=1500))
+                                          total_tokens=1500, cached_read_tokens=800))
 
     async def play_permission(self, text: str) -> PromptResponse:
         answer = await self.ask("perm-1", "rm -rf build")
