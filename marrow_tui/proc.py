@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -583,3 +584,28 @@ def tail_line(path: Path) -> str:
         if line:
             return line[:TAIL_LINE_MAX]
     return ""
+
+
+#: words that make a shell line more than one plain command (keywords and builtins)
+_NOT_EXECUTABLE = frozenset(
+    "! { } if then else elif fi case esac for while until do done function select time "
+    "exec cd export set unset source . eval trap exit return shift read wait ulimit umask "
+    "alias unalias readonly local command builtin".split())
+
+
+def simple_command(line: str) -> bool:
+    """Whether a shell line is one plain command (`prog args...`: no `;`, `&`, `|`,
+    redirection, subshell, keyword, builtin or leading assignment), which can run without a
+    shell (or with `exec` before it), so its pid is the one we track."""
+    if "\n" in line or "\r" in line or not line.strip():
+        return False
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:  # unbalanced quotes: leave it to the shell to complain
+        return False
+    if not words or any(w and all(c in "();<>|&" for c in w) for w in words):
+        return False
+    first = words[0]
+    return first not in _NOT_EXECUTABLE and "=" not in first

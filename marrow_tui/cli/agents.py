@@ -74,6 +74,20 @@ def register_operations(sub: SubParsers) -> None:
     p.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
     hub_command(p, _do_sessions, _render_sessions)
 
+    p = sub.add_parser("prompt", help="send a coding agent's session a follow-up prompt",
+                       description="Send a follow-up prompt to a running ACP session: at once "
+                                   "when the agent is idle, else when its current turn ends.")
+    p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
+    p.add_argument("text", metavar="TEXT", help="the prompt ('-' reads it from stdin)")
+    hub_command(p, _do_prompt, lambda f, a: str(f.get("payload") or "sent"))
+
+    p = sub.add_parser("cancel", help="cancel the turn a coding agent is taking",
+                       description="Cancel the current turn of a running ACP session "
+                                   "(session/cancel; its processes are ended if it does not "
+                                   "stop). The session then waits for your next prompt.")
+    p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
+    hub_command(p, _do_cancel, lambda f, a: str(f.get("payload") or "cancelling"))
+
 
 def _chosen(config: Config, names: list[str]) -> list[AgentConfig] | None:
     """The named agents (disabled ones too), else the enabled ones; None (said why) if none."""
@@ -213,6 +227,15 @@ def _render_wake(frame: Frame, args: argparse.Namespace) -> str:
     if frame.get("started"):
         return f"wake submitted for \"{frame.get('agent')}\": it runs now"
     return f"wake submitted for \"{frame.get('agent')}\": it runs again when its current run ends"
+
+
+async def _do_prompt(hub: HubClient, args: argparse.Namespace) -> Frame:
+    text = sys.stdin.read() if args.text == "-" else args.text
+    return await hub.session_prompt(args.session, text)
+
+
+async def _do_cancel(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.session_cancel(args.session)
 
 
 async def _do_sessions(hub: HubClient, args: argparse.Namespace) -> Frame:

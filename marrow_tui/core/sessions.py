@@ -257,12 +257,15 @@ class SessionBook:
         elif kind == "session_turn":
             session = self.by_id.get(d["id"])
             if session is not None:
-                if d.get("phase") == "start":
+                phase = d.get("phase")
+                if phase == "start":
                     session.turns = max(session.turns, int(d.get("turn", session.turns + 1)))
                     session.in_turn, session.doing = True, "thinking"
-                else:
+                elif phase == "end":
                     session.in_turn, session.doing = False, ""
                     add_usage(session.usage, d.get("usage") or {})
+                else:  # between turns: waiting for an answer or for the operator's prompt
+                    session.in_turn, session.doing = False, str(d.get("doing", ""))
         elif kind == "session_tool":
             session = self.by_id.get(d["id"])
             if session is not None and session.in_turn:

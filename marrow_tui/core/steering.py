@@ -56,6 +56,9 @@ class Request:
     session: str = ""
     #: the asker's own key for this request, so a retry after a reconnect finds it again
     key: str = ""
+    #: "question" (an agent asks a person), or "permission" (an ACP agent asks leave to run a
+    #: tool call: answered with one of its choices, and opened only by the run, never the wire)
+    kind: str = "question"
     state: str = "open"
     answer: str | None = None
     answered_by: str = ""
@@ -132,7 +135,7 @@ class SteeringBook:
     def decide_ask(self, asker: str, now: float, *, question: str, context: str = "",
                    choices: list[str] | None = None, default: str | None = None,
                    timeout: float | None = None, task_id: str = "", session: str = "",
-                   key: str = "") -> Event | Refusal | Request:
+                   key: str = "", kind: str = "question") -> Event | Refusal | Request:
         """A new request's event; the existing request for a repeated key; or a refusal."""
         existing = self.by_key(asker, key, now, session)
         if existing is not None:
@@ -160,6 +163,7 @@ class SteeringBook:
             "choices": choices, "default": default, "created": now,
             "timeout_at": None if timeout is None else now + timeout,
             "task_id": task_id, "session": session, "key": key,
+            **({"kind": kind} if kind != "question" else {}),
         })
 
     def decide_answer(self, request_id: str, text: str, by: str, now: float,
@@ -179,6 +183,9 @@ class SteeringBook:
         text = text.strip()
         if not text:
             return Refusal("empty_answer", "An answer cannot be empty.")
+        if request.kind == "permission" and text not in request.choices:
+            return Refusal("not_a_choice", f"{request_id} asks permission: answer with one of "
+                                           f"{', '.join(request.choices)}.")
         if len(text) > MAX_ANSWER:
             return Refusal("too_long", f"An answer is at most {MAX_ANSWER // 1024} KiB.")
         return Event("steer_end", {"id": request_id, "state": "answered", "answer": text,
@@ -233,7 +240,7 @@ class SteeringBook:
                 context=d.get("context", ""), choices=list(d.get("choices", ())),
                 default=d.get("default"), timeout_at=d.get("timeout_at"),
                 task_id=d.get("task_id", ""), session=d.get("session", ""),
-                key=d.get("key", ""),
+                key=d.get("key", ""), kind=d.get("kind", "question"),
             )
             self.open[request.id] = request
             self.counter = max(self.counter, int(request.id.lstrip("S") or 0))

@@ -666,6 +666,17 @@ class HubClient:
         return await self._request({"type": "steer_answer", "id": request_id, "answer": answer},
                                    build_matcher(_is_type("steer_answered")), timeout)
 
+    async def session_prompt(self, session: str, text: str,
+                             timeout: float | None = None) -> Frame:
+        """``session_prompt`` → ``session_prompted`` (``queued``: it waits for the turn)."""
+        return await self._request({"type": "session_prompt", "id": session, "text": text},
+                                   build_matcher(_is_type("session_prompted")), timeout)
+
+    async def session_cancel(self, session: str, timeout: float | None = None) -> Frame:
+        """``session_cancel`` → ``session_cancelling``: the turn under way is cancelled."""
+        return await self._request({"type": "session_cancel", "id": session},
+                                   build_matcher(_is_type("session_cancelling")), timeout)
+
     async def steer_cancel(self, request_id: str, timeout: float | None = None) -> Frame:
         return await self._request({"type": "steer_cancel", "id": request_id},
                                    build_matcher(_is_type("steer_cancelled")), timeout)

@@ -116,6 +116,10 @@ class Settings:
     question's key, so a run started again after a restart finds a question still pending."""
     issue: str = ""
     """MARROW_ISSUE: the issue the run was dispatched for, when there is one."""
+    ask_ends_turn: bool = False
+    """MARROW_ASK_ENDS_TURN=1 (an ACP run): ask_human opens the question and returns at once;
+    the agent ends its turn and the answer comes as its next prompt (an agent's own tool
+    timeout never cuts a long wait short)."""
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -127,6 +131,7 @@ class Settings:
             "session": os.environ.get("MARROW_SESSION", ""),
             "scope": os.environ.get("MARROW_ASK_SCOPE") or os.environ.get("MARROW_SESSION", ""),
             "issue": os.environ.get("MARROW_ISSUE", ""),
+            "ask_ends_turn": os.environ.get("MARROW_ASK_ENDS_TURN") == "1",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         agent = os.environ.get("MARROW_AGENT", "")
@@ -260,9 +265,31 @@ class HubTools:
         }
         key = self.question_key(question, context)
         base = key.split("#", 1)[0]
+        if self.settings.ask_ends_turn:
+            queued = await self._queue(question, key, options)
+            if queued is not None:
+                return queued
         reply = await self._wait_for_end(question, key, options, on_wait)
         self._answered[base] = self._answered.get(base, 0) + 1
         return _steer_result(reply, timeout_seconds)
+
+    async def _queue(self, question: str, key: str,
+                     options: dict[str, Any]) -> ToolResult | None:
+        """Open the question and say to end the turn; None when it has ended already (asked
+        before, answered since: the caller hands over that answer)."""
+        try:
+            opened = await self.link.request(
+                lambda client: client.steer_ask(question, request_key=key, **options))
+        except Refused as exc:
+            raise _refusal("The hub refused the question", exc) from None
+        except HubConnectionError as exc:
+            raise ToolFailure(_unreachable(exc, self.settings)) from None
+        if opened.get("state", "open") != "open":
+            return None
+        return ToolResult(
+            f"Question {opened['id']} is with the operator. End this turn now, without "
+            "guessing the answer: it will arrive as the prompt of your next turn.",
+            {"id": opened["id"], "state": "open"})
 
     async def _wait_for_end(self, question: str, key: str, options: dict[str, Any],
                             on_wait: Callable[[float], Awaitable[None]] | None) -> Frame:

@@ -38,11 +38,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..agent_session import AgentSession, Ending, Limits
 from ..config.model import AgentConfig
 from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..hub.secrets import agent_key
-from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
+from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, simple_command, tail_line
 from ..protocol.frames import Call, text_field
 from ..runtime import Producer
 from ..scheduler.runner import (
@@ -82,6 +83,8 @@ log = logging.getLogger("marrow.orchestrator")
 #: how long the last output may be silent before a run counts as stalled is the workflow's;
 #: this is how often that (and the output line) is looked at
 WATCH_EVERY = 1.0
+#: the longest follow-up prompt an operator may send
+MAX_PROMPT = 64 * 1024
 STOP_GRACE = 10.0
 #: issue run logs kept: days, files (stdout and stderr count as two)
 LOG_DAYS = 7
@@ -111,6 +114,10 @@ class _Running:
     last_line: str = ""
     #: seconds spent waiting on a human (not counted against prompt_timeout_ms)
     waited: float = 0.0
+    #: the ACP session of a run that speaks ACP, while it runs
+    acp: AgentSession | None = None
+    #: an ACP run used all its turns without mark_done
+    exhausted: bool = False
 
 
 @dataclass(slots=True)
@@ -174,7 +181,9 @@ class Orchestrator(Producer):
                               ("issue_cancel", self._verb_cancel),
                               ("issue_retry", self._verb_retry),
                               ("issue_create", self._verb_create),
-                              ("issue_remove_workspace", self._verb_remove_workspace)):
+                              ("issue_remove_workspace", self._verb_remove_workspace),
+                              ("session_prompt", self._verb_session_prompt),
+                              ("session_cancel", self._verb_session_cancel)):
             decider.register(verb, self._serving(handler))
         # What the operator cancelled stays cancelled across a restart.
         self.parked.update(self.runtime.state.issues.parked)
@@ -454,12 +463,16 @@ class Orchestrator(Producer):
         state, code, reason, last = "error", None, "", ""
         trigger = {"dispatch": "dispatch", "continuation": "continuation"}.get(
             kind, f"retry {entry.attempt}")
+        acp = workflow.agent.protocol == "acp"
+        logs = self._logs(workflow)
         self._emit(Event("session_start", {
             "id": entry.session, "agent": issue.identifier, "started": entry.started,
             "trigger": f"issue {issue.identifier}: {trigger}",
-            "stdout": str(self._logs(workflow) / f"{entry.session}.stdout.log"),
-            "stderr": str(self._logs(workflow) / f"{entry.session}.stderr.log"),
+            # an ACP agent's stdout is the protocol: what it says is in its transcript
+            "stdout": "" if acp else str(logs / f"{entry.session}.stdout.log"),
+            "stderr": str(logs / f"{entry.session}.stderr.log"),
             "tasks": [str(issue.path)],
+            **({"transcript": str(logs / f"{entry.session}.transcript.jsonl")} if acp else {}),
         }))
         self._status(issue, "running", session=entry.session, attempt=entry.attempt or 0)
         try:
@@ -488,6 +501,12 @@ class Orchestrator(Producer):
             entry.before = rules.Fingerprint.of(issue, head)
             extra = {"retry_kind": kind if kind != "dispatch" else None}
             prompt = render_prompt(workflow, issue, entry.attempt, extra)
+            if acp:
+                ending = await self._run_acp(entry, workflow, prompt, env)
+                state, code, reason, last = (ending.state, ending.code, ending.reason,
+                                             ending.last_line)
+                entry.exhausted = ending.exhausted
+                return
             agent = self._agent(workflow, entry, env)
             # No wall-clock limit here: prompt_timeout_ms is enforced in _watch_runs, without
             # the time spent waiting on a human.
@@ -577,7 +596,11 @@ class Orchestrator(Producer):
             after = rules.Fingerprint.of(issue, git_head(entry.workspace))
             parked = self.breaker.observe(issue.id, entry.before or after, after)
             turns = self.continuations[issue.id] = self.continuations.get(issue.id, 0) + 1
-            if parked is None and turns >= workflow.agent.max_turns:
+            if parked is None and entry.exhausted:  # an ACP run takes its turns in one go
+                parked = rules.Parked(issue.id, after, turns,
+                                      f"{workflow.agent.max_turns} turns ended without `done` "
+                                      "(agent.max_turns); edit or move the issue, or retry it")
+            elif parked is None and turns >= workflow.agent.max_turns:
                 parked = rules.Parked(issue.id, after, turns,
                                       f"{turns} runs in a row ended without `done` "
                                       "(agent.max_turns); edit or move the issue, or retry it")
@@ -639,6 +662,41 @@ class Orchestrator(Producer):
             stop_grace=STOP_GRACE,
             log_retention_days=0, log_max_count=0, logs=self._logs(workflow),
         )
+
+    async def _run_acp(self, entry: _Running, workflow: Workflow, prompt: str,
+                       env: dict[str, str]) -> Ending:
+        """The run as an ACP session: the agent gets marrow-tui's environment (its API keys
+        and base URLs pass through), acp.env, and the run's identity; our MCP server (as the
+        issue's `<issue>/mcp`) is in its session, so it can ask, claim and mark_done."""
+        agent = workflow.agent
+        command = agent.command or ""
+        argv = shlex.split(command) if simple_command(command) else [agent.shell, "-lc",
+                                                                     command]
+        logs = self._logs(workflow)
+        identity = {k: v for k, v in env.items() if k.startswith("MARROW_")}
+        identity["MARROW_ASK_ENDS_TURN"] = "1"
+        for name in ("PYTHONPATH", "HOME", "PATH"):
+            if name in os.environ or name in env:
+                identity[name] = env.get(name, os.environ.get(name, ""))
+        server = {"name": "marrow", "command": sys.executable,
+                  "args": ["-m", "marrow_tui", "mcp"],
+                  "env": [{"name": k, "value": v} for k, v in sorted(identity.items())]}
+        session = AgentSession(
+            self.runtime, self._emit, session=entry.session, agent=entry.issue.identifier,
+            task_id=entry.issue.identifier, command=argv, workspace=entry.workspace,
+            env={**os.environ, **agent.env, **env},
+            stderr_log=logs / f"{entry.session}.stderr.log",
+            transcript=logs / f"{entry.session}.transcript.jsonl", mcp_servers=[server],
+            policy=agent.permissions,
+            limits=Limits(prompt=agent.prompt_timeout_ms / 1000,
+                          stall=agent.stall_timeout_ms / 1000, max_turns=agent.max_turns),
+            read_timeout=agent.read_timeout_ms / 1000, stop=entry.stop,
+            is_done=lambda: entry.done is not None)
+        entry.acp = session
+        try:
+            return await session.run(prompt)
+        finally:
+            entry.acp = None
 
     def _logs(self, workflow: Workflow) -> Path:
         """Run logs live beside the workspaces, not in them (a workspace is committed into
@@ -773,6 +831,11 @@ class Orchestrator(Producer):
         open_requests = list(self.runtime.state.steering.open.values())
         for entry in list(self.running.values()):
             workflow = entry.workflow
+            if workflow.agent.protocol == "acp":  # its session keeps its own clocks
+                waiting = any(_asks_for(r, entry.issue.identifier) for r in open_requests)
+                self._status(entry.issue, "waiting" if waiting else "running",
+                             session=entry.session, attempt=entry.attempt or 0)
+                continue
             out = self._logs(workflow) / f"{entry.session}.stdout.log"
             err = out.with_name(f"{entry.session}.stderr.log")
             size = await asyncio.to_thread(_size, out, err)
@@ -919,6 +982,64 @@ class Orchestrator(Producer):
         call.reply("issue_done_ok", f"Marked {entry.issue.identifier} as done (moved to "
                    f"{target}). Stop now; no further turns will be dispatched.",
                    identifier=entry.issue.identifier, state=target, path=str(path))
+
+    def _acp_entry(self, call: Call) -> _Running | None:
+        """The running ACP run an operator verb names by session id (else refused)."""
+        if not self._operator_only(call):
+            return None
+        sid = text_field(call.frame, "id").strip()
+        entry = next((e for e in self.running.values() if e.session == sid), None)
+        if entry is None or entry.acp is None:
+            known = self.runtime.state.sessions.by_id.get(sid)
+            why = ("it is not running" if known is not None and not known.running else
+                   "it does not speak ACP (a plain command takes no prompts)"
+                   if known is not None else "no such session")
+            call.deny("error", Refusal("not_an_acp_run", f"Cannot reach session {sid!r}: "
+                                                         f"{why}."), id=sid)
+            return None
+        return entry
+
+    def _verb_session_prompt(self, call: Call) -> None:
+        """A follow-up prompt: sent at once to an idle agent, else when its turn ends."""
+        entry = self._acp_entry(call)
+        if entry is None or entry.acp is None:
+            return
+        text = text_field(call.frame, "text").strip()
+        if not text:
+            call.deny("error", Refusal("empty_prompt", "A prompt cannot be empty."))
+            return
+        if len(text) > MAX_PROMPT:
+            call.deny("error", Refusal("too_long", f"A prompt is at most {MAX_PROMPT // 1024} "
+                                                   "KiB."))
+            return
+        queued = entry.acp.in_turn or bool(entry.acp.queued)
+        self._emit(Event("session_prompt", {
+            "id": entry.session, "agent": entry.issue.identifier, "text": text,
+            "by": call.sender, "at": self.clock(), "queued": queued}))
+        entry.acp.follow_up(text)
+        said = (f"Queued for {entry.session}: it is sent when the current turn ends."
+                if queued else f"Sent to {entry.session}.")
+        call.reply("session_prompted", said, id=entry.session, queued=queued)
+
+    def _verb_session_cancel(self, call: Call) -> None:
+        """Cancel the turn under way (session/cancel; the group is ended after a grace).
+        The run stays, waiting for the operator's next prompt."""
+        entry = self._acp_entry(call)
+        if entry is None or entry.acp is None:
+            return
+        if not entry.acp.in_turn:
+            call.deny("error", Refusal("no_turn", f"{entry.session} is between turns: there "
+                                                  "is no turn to cancel."), id=entry.session)
+            return
+        self._emit(Event("session_cancel", {"id": entry.session,
+                                            "agent": entry.issue.identifier,
+                                            "by": call.sender, "at": self.clock()}))
+        self._spawn(self._cancel_turn(entry.acp), f"cancel {entry.session}")
+        call.reply("session_cancelling", f"Cancelling the turn of {entry.session}.",
+                   id=entry.session)
+
+    async def _cancel_turn(self, session: AgentSession) -> None:
+        await session.cancel_turn()
 
     def _verb_list(self, call: Call) -> None:
         book = self.runtime.state.issues

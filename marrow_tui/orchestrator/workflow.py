@@ -13,6 +13,7 @@ import functools
 import hashlib
 import os
 import re
+import shlex
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from .. import userfile
 from ..config.diagnostics import Diagnostic, Findings, KeyPath, Reporter
 from ..config.model import PROMPT_MODES
+from ..core.acp import PRESETS, PermissionPolicy, parse_policy
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
 
 WORKFLOW_FILE = "WORKFLOW.md"
@@ -110,6 +112,13 @@ class AgentSettings:
     #: longest wall-clock time of a turn; 0 = no limit
     prompt_timeout_ms: int = 3_600_000
     read_timeout_ms: int = 30_000
+    #: "command" (a process fed the prompt) or "acp" (an agent driven over ACP)
+    protocol: str = "command"
+    #: the ACP preset the command came from (acp.adapter), when it did
+    adapter: str | None = None
+    #: variables added to an ACP agent's environment (acp.env)
+    env: dict[str, str] = field(default_factory=dict)
+    permissions: PermissionPolicy = PermissionPolicy()
 
 
 @dataclass(slots=True, frozen=True)
@@ -207,11 +216,11 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "agent": ("command", "shell", "prompt", "max_concurrent_agents",
               "max_concurrent_agents_by_state", "max_turns", "max_retry_backoff_ms",
               "max_idle_continuations", "stall_timeout_ms", "turn_timeout_ms",
-              "prompt_timeout_ms", "read_timeout_ms"),
+              "prompt_timeout_ms", "read_timeout_ms", "protocol"),
     "codex": ("command", "stall_timeout_ms", "turn_timeout_ms", "read_timeout_ms",
               "approval_policy", "thread_sandbox", "turn_sandbox_policy"),
     "acp": ("adapter", "command", "shell", "prompt_timeout_ms", "read_timeout_ms",
-            "stall_timeout_ms"),
+            "stall_timeout_ms", "env", "permissions"),
     "server": ("host", "port"),
     "mcp": ("enabled", "host", "host_url"),
 }
@@ -239,6 +248,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
                         "codex.read_timeout_ms"),
 }
 
+PROTOCOLS = ("command", "acp")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _INT_TEXT = re.compile(r"-?\d{1,15}")
 
@@ -549,12 +560,9 @@ def _build(reader: _Reader, path: Path, prompt: str, prompt_line: int) -> Workfl
 
     command_key, command_value = _aliased(reader, "command")
     command = reader.text(at(command_key, "agent.command"), command_value)
-    if command is None and command_key is None:
-        adapter_found, adapter = reader.lookup("acp.adapter")
-        if adapter_found:
-            reader.report(("acp", "adapter"),
-                          f"acp.adapter profiles ({adapter!r}) are not supported: set "
-                          "agent.command to the command that starts the agent", "warning")
+    protocol, adapter, command = _protocol(reader, command_key, command)
+    if adapter is not None and command is not None and command_key is None:
+        command_key = "acp.adapter"
     shell_key, shell_value = _aliased(reader, "shell")
     shell = reader.text(at(shell_key, "agent.shell"), shell_value) or "bash"
     prompt_mode = reader.text(("agent", "prompt"), agent.get("prompt")) or "stdin"
@@ -593,6 +601,10 @@ def _build(reader: _Reader, path: Path, prompt: str, prompt_line: int) -> Workfl
                                               agent.get("max_idle_continuations"), 5,
                                               minimum=0),
         **timeouts,
+        protocol=protocol,
+        adapter=adapter,
+        env=_string_map(reader, ("acp", "env"), reader.section("acp").get("env")),
+        permissions=_policy(reader),
     )
 
     server = reader.section("server")
@@ -646,6 +658,58 @@ def _by_state(reader: _Reader, value: Any) -> dict[str, int]:
     return limits
 
 
+def _protocol(reader: _Reader, command_key: str | None,
+              command: str | None) -> tuple[str, str | None, str | None]:
+    """(protocol, adapter, command). An `acp:` block means ACP, as in smol-symphony's files;
+    `agent.protocol` says so outright. `acp.adapter` names a preset, which gives the command
+    unless one is set."""
+    adapter_found, adapter = reader.lookup("acp.adapter")
+    stated = reader.text(("agent", "protocol"), reader.section("agent").get("protocol"))
+    if stated is not None and stated not in PROTOCOLS:
+        reader.report(("agent", "protocol"),
+                      f"must be one of {', '.join(PROTOCOLS)}, got {stated!r}")
+        stated = None
+    protocol = stated or ("acp" if adapter_found or command_key == "acp.command"
+                          else "command")
+    preset: str | None = None
+    if adapter_found:
+        if not isinstance(adapter, str) or adapter not in PRESETS:
+            reader.report(("acp", "adapter"), f"unknown agent preset {adapter!r} (known: "
+                          f"{', '.join(PRESETS)}; or set acp.command)")
+        else:
+            preset = adapter
+    if protocol == "acp" and command is None and preset is not None:
+        command = shlex.join(PRESETS[preset])
+    return protocol, preset, command
+
+
+def _string_map(reader: _Reader, path: KeyPath, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        reader.report(path, f"expected a map of variable names to values, got {_kind(value)}")
+        return {}
+    out: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            reader.report((*path, str(name)), "not a variable name (ignored)", "warning")
+        elif isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            reader.report((*path, name), f"expected a string, got {_kind(item)} (ignored)",
+                          "warning")
+        else:
+            out[name] = str(item)
+    return out
+
+
+def _policy(reader: _Reader) -> PermissionPolicy:
+    found, value = reader.lookup("acp.permissions")
+    policy, problems = parse_policy(value if found else None, "acp.permissions")
+    for problem in problems:
+        where, _, message = problem.partition(": ")
+        reader.report(tuple(where.split(".")), message)
+    return policy
+
+
 def validate_dispatch(workflow: Workflow) -> list[Diagnostic]:
     """What must hold before anything is dispatched (spec §6.3, smol's validateDispatch).
 
@@ -666,7 +730,11 @@ def validate_dispatch(workflow: Workflow) -> list[Diagnostic]:
         found.append(Diagnostic(workflow.path, "workspace.root", None,
                                 f"workspace root {spaces} holds the tracker root {tracker}; "
                                 "put the workspaces in a folder of their own"))
-    if not workflow.agent.command:
+    if not workflow.agent.command and workflow.agent.protocol == "acp":
+        found.append(Diagnostic(workflow.path, "acp.adapter", None,
+                                "no agent to start: set acp.adapter to a preset "
+                                f"({', '.join(PRESETS)}) or acp.command"))
+    elif not workflow.agent.command:
         found.append(Diagnostic(workflow.path, "agent.command", None,
                                 "no agent command: set agent.command (acp.command and "
                                 "codex.command are accepted too)"))

@@ -37,6 +37,7 @@ from ..proc import (
     group_alive,
     processes,
     signal_group,
+    simple_command,
     spawning,
     stop_found,
     tail_line,
@@ -821,31 +822,6 @@ def dependency_waves(
         stuck = {n: [d for d in ds if d not in cycles] for n, ds in stuck.items()
                  if n not in cycles}
     return waves, cycles
-
-
-#: words that make a shell line more than one plain command (keywords and builtins)
-_NOT_EXECUTABLE = frozenset(
-    "! { } if then else elif fi case esac for while until do done function select time "
-    "exec cd export set unset source . eval trap exit return shift read wait ulimit umask "
-    "alias unalias readonly local command builtin".split())
-
-
-def simple_command(line: str) -> bool:
-    """Whether a shell line is one plain command (`prog args...`: no `;`, `&`, `|`,
-    redirection, subshell, keyword, builtin or leading assignment), which `exec` can prefix
-    so the service replaces the shell and its pid is the one we track."""
-    if "\n" in line or "\r" in line or not line.strip():
-        return False
-    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    try:
-        words = list(lexer)
-    except ValueError:  # unbalanced quotes: leave it to the shell to complain
-        return False
-    if not words or any(w and all(c in "();<>|&" for c in w) for w in words):
-        return False
-    first = words[0]
-    return first not in _NOT_EXECUTABLE and "=" not in first
 
 
 def left_behind(home: Path) -> dict[str, list[int]]:

@@ -224,12 +224,59 @@ codex:
     ]
 
 
-def test_acp_adapter_without_command(tmp_path: Path) -> None:
+def test_an_acp_adapter_is_a_preset_of_an_acp_run(tmp_path: Path) -> None:
     loaded = load(tmp_path, "tracker:\n  kind: local\nacp:\n  adapter: claude")
-    assert loaded.ok and "not supported" in loaded.warnings[0].message
+    assert loaded.ok and not loaded.warnings
     assert loaded.workflow is not None
-    assert [d.key for d in validate_dispatch(loaded.workflow)] == ["tracker.root",
-                                                                   "agent.command"]
+    agent = loaded.workflow.agent
+    assert (agent.protocol, agent.adapter, agent.command) == ("acp", "claude", "claude-code-acp")
+    assert [d.key for d in validate_dispatch(loaded.workflow)] == ["tracker.root"]
+
+
+def test_which_protocol_a_run_speaks(tmp_path: Path) -> None:
+    def agent(front: str) -> tuple[str, str | None]:
+        loaded = load(tmp_path, "tracker:\n  kind: local\n" + front)
+        assert loaded.workflow is not None, loaded.errors
+        return loaded.workflow.agent.protocol, loaded.workflow.agent.command
+
+    assert agent("agent:\n  command: ./run.sh") == ("command", "./run.sh")
+    assert agent("acp:\n  command: my-agent --acp") == ("acp", "my-agent --acp")
+    assert agent("agent:\n  protocol: acp\n  command: opencode acp") == ("acp", "opencode acp")
+    assert agent("acp:\n  adapter: gemini\n  command: gemini --acp -m x") == \
+        ("acp", "gemini --acp -m x")
+    assert agent("agent:\n  protocol: command\nacp:\n  command: ./plain.sh") == \
+        ("command", "./plain.sh")
+
+
+def test_acp_settings_that_are_wrong_say_where(tmp_path: Path) -> None:
+    loaded = load(tmp_path, "tracker:\n  kind: local\nagent:\n  protocol: grpc\nacp:\n  adapter: cursor\n"
+                            "  env:\n    1BAD: x\n    GOOD: 2\n"
+                            "  permissions:\n    mode: maybe\n    allow: [read, typing]\n")
+    found = [(d.key, d.line, d.message) for d in (*loaded.errors, *loaded.warnings)]
+    assert ("agent.protocol", 5, "must be one of command, acp, got 'grpc'") in found
+    assert ("acp.adapter", 7, "unknown agent preset 'cursor' (known: opencode, codex, claude, "
+            "gemini; or set acp.command)") in found
+    assert ("acp.env.1BAD", 9, "not a variable name (ignored)") in found
+    assert ("acp.permissions.mode", 12, "must be one of ask, allow, deny, got 'maybe'") in found
+    assert any(key == "acp.permissions.allow" and "'typing'" in message
+               for key, _, message in found)
+    assert loaded.workflow is None
+
+
+def test_a_permission_policy_by_tool_kind(tmp_path: Path) -> None:
+    loaded = load(tmp_path, "tracker:\n  kind: local\nacp:\n  adapter: opencode\n  env:\n    OPENCODE_CONFIG: /x.json\n"
+                            "  permissions:\n    mode: ask\n    allow: [read, search]\n"
+                            "    deny: [delete]\n    timeout_ms: 60000\n    default: allow\n")
+    assert loaded.ok, loaded.errors
+    assert loaded.workflow is not None
+    agent = loaded.workflow.agent
+    assert agent.env == {"OPENCODE_CONFIG": "/x.json"}
+    policy = agent.permissions
+    assert [policy.verdict(k) for k in ("read", "search", "delete", "execute")] == \
+        ["allow", "allow", "deny", "ask"]
+    assert (policy.timeout, policy.default) == (60.0, "allow")
+    assert load(tmp_path, "tracker:\n  kind: local\nacp:\n  adapter: codex\n  permissions: allow").workflow \
+        .agent.permissions.verdict("execute") == "allow"  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------------- diagnostics

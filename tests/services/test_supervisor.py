@@ -26,6 +26,7 @@ from marrow_tui.config.model import Dependency, HealthCheck, ServiceConfig
 from marrow_tui.proc import group_members
 from marrow_tui.services import health
 from marrow_tui.services.logs import RotatingLog
+from marrow_tui.proc import simple_command
 from marrow_tui.services.supervisor import (
     ServiceError,
     Supervisor,
@@ -33,7 +34,6 @@ from marrow_tui.services.supervisor import (
     dependency_waves,
     left_behind,
     pick_port,
-    simple_command,
 )
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc (Linux)")

@@ -18,6 +18,12 @@ crash           a chunk, a line on stderr, exit 3 mid-turn
 malformed       a line that is not JSON mid-turn, then waits
 silent-start    never answers `initialize`
 exit-at-start   exits 2 on `initialize`
+
+With the first MCP server session/new gives (ours, in an orchestrator's ACP run):
+worker          asks permission to run `touch made.txt`, does it if allowed, calls mark_done
+asker           asks the operator (ask_human) and ends the turn; marks done with the answer
+idler           says what it was prompted with and ends the turn, never done
+slow            a prompt saying "slowly" works until cancelled; any other is answered at once
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class FakeAgent:
         self.client: Any = None
         self.cwd = ""
         self.mcp: list[str] = []
+        self.servers: list[Any] = []
         self.capabilities: Any = None
         self.cancelled = asyncio.Event()
         self.turns = 0
@@ -85,6 +92,7 @@ class FakeAgent:
                           **kwargs: Any) -> NewSessionResponse:
         self.cwd = cwd
         self.mcp = [server.name for server in mcp_servers or []]
+        self.servers = list(mcp_servers or [])
         return NewSessionResponse(session_id=SESSION)
 
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
@@ -209,6 +217,60 @@ class FakeAgent:
         os.write(1, b"this is not json\n")
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
+
+    # ---- scenarios with our MCP server (the orchestrator's ACP runs) -----------------------
+
+    async def mcp_call(self, tool: str, **arguments: Any) -> str:
+        """Call a tool of the first MCP server session/new gave, as a real agent does."""
+        from mcp import ClientSession, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+
+        server = self.servers[0]
+        params = StdioServerParameters(command=server.command, args=list(server.args),
+                                       env={v.name: v.value for v in server.env})
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as mcp:
+            await mcp.initialize()
+            result = await mcp.call_tool(tool, arguments)
+        return "".join(getattr(block, "text", "") for block in result.content)
+
+    async def play_worker(self, text: str) -> PromptResponse:
+        """Asks to run `touch made.txt`, runs it if allowed, then calls mark_done."""
+        answer = await self.ask("touch-1", "touch made.txt")
+        allowed = answer.startswith("allow")
+        if allowed:
+            open(os.path.join(self.cwd, "made.txt"), "w").close()
+        await self.send(start_tool_call("touch-1", "touch made.txt", kind="execute",
+                                        status="completed" if allowed else "failed"))
+        said = await self.mcp_call("mark_done", title=f"made it ({answer})", summary="touched")
+        await self.say(said)
+        return PromptResponse(stop_reason="end_turn",
+                              usage=Usage(input_tokens=100, output_tokens=20, total_tokens=120))
+
+    async def play_asker(self, text: str) -> PromptResponse:
+        """Asks the operator through MCP (the turn ends); the answer's turn marks done."""
+        if "The operator's answer:" not in text:
+            said = await self.mcp_call("ask_human", question="Which colour?",
+                                       choices=["red", "blue"])
+            await self.say(said)
+            return PromptResponse(stop_reason="end_turn")
+        colour = text.split("The operator's answer:\n", 1)[1].splitlines()[0]
+        await self.mcp_call("mark_done", title=f"painted {colour}", summary="painted")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_idler(self, text: str) -> PromptResponse:
+        """Says what it was prompted with and ends the turn; never done."""
+        await self.say(f"turn {self.turns}: {text[:60]}")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_slow(self, text: str) -> PromptResponse:
+        """A prompt that says "slowly" works until cancelled (and honours it); any other is
+        answered at once."""
+        if "slowly" not in text:
+            return await self.play_idler(text)
+        await self.say("working")
+        await self.cancelled.wait()
+        self.cancelled.clear()
+        return PromptResponse(stop_reason="cancelled")
 
 
 if __name__ == "__main__":

@@ -59,12 +59,43 @@ agent:
     return path
 
 
+FAKE_ACP_AGENT = Path(__file__).resolve().parent / "fake_acp_agent.py"
+
+
+def acp_workflow(root: Path, scenario: str, acp: str = "", agent: str = "",
+                 prompt: str = "Work on {{ issue.identifier }}.") -> Path:
+    """WORKFLOW.md for ACP runs of the fake agent's `scenario` (extra `acp:` and `agent:`
+    lines as given, indented by two spaces)."""
+    path = root / "WORKFLOW.md"
+    path.write_text(f"""---
+tracker:
+  kind: local
+  root: issues
+  active_states: [Todo, In Progress]
+  terminal_states: [Done, Cancelled]
+polling:
+  interval_ms: 60000
+workspace:
+  root: ws
+agent:
+  max_idle_continuations: 5
+{agent}acp:
+  command: '"{sys.executable}" "{FAKE_ACP_AGENT}" {scenario}'
+  stall_timeout_ms: 0
+{acp}---
+{prompt}
+""")
+    return path
+
+
 MARROW = f'"{sys.executable}" -m marrow_tui'
 
 
 class Running:
     def __init__(self, hub: Hub, orchestrator: Orchestrator) -> None:
         self.hub, self.orchestrator = hub, orchestrator
+        #: how long `until` waits by default
+        self.patience = WAIT * 2
 
     @property
     def sessions(self) -> list[Any]:
@@ -74,8 +105,8 @@ class Running:
         return [s for s in self.sessions if not s.running
                 and (identifier is None or s.agent == identifier)]
 
-    async def until(self, test: Callable[[], Any], timeout: float = WAIT * 2) -> Any:
-        async with asyncio.timeout(timeout):
+    async def until(self, test: Callable[[], Any], timeout: float | None = None) -> Any:
+        async with asyncio.timeout(timeout or self.patience):
             while not (value := test()):
                 await asyncio.sleep(0.02)
         return value

@@ -1,0 +1,453 @@
+"""A coding agent's run over ACP inside the runtime: its turns, what they did (as summary events
+in the log), its permission requests (as steering requests of kind `permission`, or answered
+by the policy), its questions (the answer is the next turn's prompt), the operator's follow-up
+prompts and cancels, and the stall and prompt timeouts. The agent itself is driven by
+agents/acp.py; a producer (the orchestrator) starts one of these per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .agents.acp import AcpFailure, AcpRun, PermissionRequest, TurnEnd
+from .core.acp import PermissionPolicy, choose_option
+from .core.events import Event, Refusal
+from .core.steering import Request
+from .core.text import format_duration, one_line
+from .runtime import Runtime
+
+log = logging.getLogger("marrow.agents")
+
+#: how often a turn's clocks (stall, prompt timeout) and the stop request are looked at
+WATCH_EVERY = 0.5
+#: the most of a prompt the event log keeps (the transcript has it whole)
+PROMPT_EXCERPT = 240
+
+CONTINUATION = (
+    "Continue working on the same issue. Pick up where the last turn left off and take the "
+    "next concrete step. If the work is complete and verified, summarise what changed and "
+    "call the mark_done tool.")
+
+
+def answer_prompt(request: Request) -> str:
+    """The next turn's prompt once a question of the agent's has ended."""
+    parts = ["The operator has responded to your question.", "", "Your question was:",
+             request.question]
+    if request.context.strip():
+        parts += ["", "The context you gave:", request.context.strip()]
+    if request.state == "answered" or request.default_used:
+        said = "The operator's answer:" if not request.default_used else (
+            "Nobody answered in time; the default you set applies:")
+        parts += ["", said, request.answer or ""]
+    else:
+        parts += ["", "The question ended without an answer "
+                      f"({request.state.replace('_', ' ')}): decide yourself, or ask again."]
+    parts += ["", "Continue the work with this in mind. If it is complete, call mark_done; "
+                  "to ask something else, ask again."]
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    #: seconds a turn may take, not counting time waiting on a person; 0: no limit
+    prompt: float = 0.0
+    #: seconds without an update from the agent, not counting time waiting on a person
+    stall: float = 0.0
+    #: autonomous turns in one run (answers and follow-ups do not count)
+    max_turns: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How the run ended, as session_end says it."""
+
+    state: str
+    reason: str
+    code: int | None = None
+    last_line: str = ""
+    #: it used all its autonomous turns without being done
+    exhausted: bool = False
+
+
+class AgentSession:
+    """One run of an ACP agent: `run(first_prompt)` until it is done, fails, is stopped or
+    uses up its turns. `follow_up`, `cancel_turn` come from the operator (through verbs)."""
+
+    def __init__(self, runtime: Runtime, emit: Callable[[Event], None], *, session: str,
+                 agent: str, task_id: str, command: Sequence[str], workspace: Path,
+                 env: Mapping[str, str], stderr_log: Path, transcript: Path,
+                 mcp_servers: Sequence[Mapping[str, Any]], policy: PermissionPolicy,
+                 limits: Limits, read_timeout: float, stop: asyncio.Event,
+                 is_done: Callable[[], bool]) -> None:
+        self.runtime = runtime
+        self.emit = emit
+        self.session = session
+        self.agent = agent
+        self.task_id = task_id
+        self.policy = policy
+        self.limits = limits
+        self.stop = stop
+        self.is_done = is_done
+        self.acp = AcpRun(command, workspace=workspace, env=env, stderr_log=stderr_log,
+                          transcript=transcript, ask=self._permission,
+                          mcp_servers=mcp_servers, name=agent, read_timeout=read_timeout,
+                          on_change=self._changed)
+        self.turn = 0
+        self.autonomous = 0
+        self.in_turn = False
+        #: follow-up prompts from the operator, sent in order between turns
+        self.queued: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._operator_cancel = False
+        #: permission requests waiting on a person now, and the time spent so in this turn
+        self._asking = 0
+        self._asking_since = 0.0
+        self._waited = 0.0
+        #: when a person last answered a permission request (the agent's silence before that
+        #: was the person's)
+        self._answered_at = 0.0
+        self._waiters: dict[str, asyncio.Future[None]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self._permission_asks = 0
+
+    # ---- the operator's verbs ------------------------------------------------------------------
+
+    def follow_up(self, text: str) -> None:
+        """Send `text` as the next turn's prompt: now if the agent is idle, else after the turn."""
+        self.queued.append(text)
+        self._wake.set()
+
+    async def cancel_turn(self) -> bool:
+        """`session/cancel` the turn under way; the run then waits for the operator's prompt.
+        False when no turn is under way."""
+        if not self.in_turn:
+            return False
+        self._operator_cancel = True
+        await self.acp.cancel()
+        return True
+
+    # ---- the run -------------------------------------------------------------------------------
+
+    async def run(self, first: str) -> Ending:
+        self._unsubscribe = self.runtime.subscribe(self._heard)
+        try:
+            return await self._run(first)
+        finally:
+            self._unsubscribe()
+            for waiter in self._waiters.values():
+                waiter.cancel()
+            await self.acp.close()
+
+    async def _run(self, first: str) -> Ending:
+        try:
+            await self.acp.start()
+        except AcpFailure as exc:
+            return Ending("failed", str(exc), last_line=str(exc))
+        if self.acp.pid is not None:
+            self.emit(Event("session_pid", {"id": self.session, "agent": self.agent,
+                                            "pid": self.acp.pid}))
+        prompt: str | None = first
+        why = "task"
+        while True:
+            assert prompt is not None
+            ended = await self._turn(prompt, why)
+            if isinstance(ended, Ending):
+                return ended
+            if self.is_done():
+                return Ending("ok", "marked done", last_line=self._last_words())
+            if self._operator_cancel and ended.stop_reason == "cancelled":
+                self._operator_cancel = False
+                prompt, why = await self._idle("waiting for your prompt")
+                if prompt is None:
+                    return self._stopped()
+                continue
+            if ended.stop_reason != "end_turn":
+                return Ending("failed", f"the agent's turn ended with {ended.stop_reason}",
+                              last_line=self._last_words())
+            if why == "task" or why == "continuation":
+                self.autonomous += 1
+            questions = self._questions()
+            if questions:
+                prompt, why = await self._answers(questions)
+                if prompt is None:
+                    return self._stopped()
+                continue
+            if self.queued:
+                prompt, why = self.queued.popleft(), "follow-up"
+                continue
+            if self.autonomous >= self.limits.max_turns:
+                return Ending("ok", f"{self.autonomous} turns without mark_done "
+                              "(agent.max_turns)", last_line=self._last_words(),
+                              exhausted=True)
+            if self.stop.is_set():
+                return self._stopped()
+            prompt, why = CONTINUATION, "continuation"
+
+    def _stopped(self) -> Ending:
+        return Ending("stopped", "stopped", last_line=self._last_words())
+
+    def _last_words(self) -> str:
+        return one_line(self.acp.view.message, 200)
+
+    async def _turn(self, text: str, why: str) -> TurnEnd | Ending:
+        """One prompt and its end, watched: the stop request, the stall and prompt clocks."""
+        self.turn += 1
+        self.in_turn, self._waited = True, 0.0
+        self.emit(Event("session_turn", {
+            "id": self.session, "agent": self.agent, "turn": self.turn, "phase": "start",
+            "prompt": why, "text": one_line(text, PROMPT_EXCERPT)}))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        task = asyncio.ensure_future(self.acp.prompt(text))
+        stopper = asyncio.ensure_future(self.stop.wait())
+        verdict: Ending | None = None
+        try:
+            while not task.done():
+                await asyncio.wait({task, stopper}, timeout=WATCH_EVERY,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if task.done():
+                    break
+                verdict = self._overdue(loop.time(), started)
+                if self.stop.is_set():
+                    verdict = self._stopped()
+                if verdict is not None:
+                    await self.acp.cancel()
+                    break
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task})
+        finally:
+            stopper.cancel()
+            self.in_turn = False
+        try:
+            end = task.result()
+        except AcpFailure as exc:
+            end = None
+            verdict = verdict or Ending("failed", str(exc), last_line=self._last_words())
+        self.emit(Event("session_turn", {
+            "id": self.session, "agent": self.agent, "turn": self.turn, "phase": "end",
+            "stop_reason": end.stop_reason if end is not None else "failed",
+            "usage": dict(end.usage) if end is not None else {},
+            "seconds": round(loop.time() - started, 3)}))
+        return verdict if verdict is not None else end  # type: ignore[return-value]
+
+    def _overdue(self, now: float, started: float) -> Ending | None:
+        """A timeout verdict, if a clock ran out (time waiting on a person never counts)."""
+        if self._asking:
+            return None
+        waited = self._waited
+        stall, limit = self.limits.stall, self.limits.prompt
+        quiet = now - max(self.acp.last_update, self._answered_at, started)
+        if stall > 0 and quiet > stall:
+            return Ending("timeout", f"stalled: no update from the agent for "
+                          f"{format_duration(quiet)} (acp.stall_timeout_ms)",
+                          last_line=self._last_words())
+        if limit > 0 and now - started - waited > limit:
+            return Ending("timeout", f"the turn took longer than {format_duration(limit)} "
+                          "(acp.prompt_timeout_ms; time waiting on a person not counted)",
+                          last_line=self._last_words())
+        return None
+
+    # ---- questions, follow-ups and waiting -----------------------------------------------------
+
+    def _questions(self) -> list[Request]:
+        """The agent's questions this run has not had the answer of: open, or ended and not
+        yet received (a turn-ending ask)."""
+        book = self.runtime.state.steering
+        mine = [r for r in (*book.open.values(), *book.ended.values())
+                if r.session == self.session and r.kind == "question" and not r.delivered]
+        return sorted(mine, key=lambda r: (r.created, r.id))
+
+    async def _answers(self, questions: list[Request]) -> tuple[str | None, str]:
+        """Wait for the questions to end; the next prompt answers the first one. A follow-up
+        from the operator is sent meanwhile (the questions stay open)."""
+        for request in questions:
+            if request.open:
+                waiter = self._waiter(request.id)
+                self.emit(Event("session_turn", {
+                    "id": self.session, "agent": self.agent, "turn": self.turn,
+                    "phase": "waiting", "doing": "waiting for your answer",
+                    "request": request.id}))
+                woken = await self._first(waiter)
+                if woken == "stop":
+                    return None, ""
+                if woken == "prompt":
+                    return self.queued.popleft(), "follow-up"
+            ended = self.runtime.state.steering.get(request.id)
+            assert ended is not None
+            self._acknowledge(ended)
+            return answer_prompt(ended), "answer"
+        return CONTINUATION, "continuation"
+
+    async def _idle(self, doing: str) -> tuple[str | None, str]:
+        """Between turns with nothing to do: the operator's prompt, or None when stopped."""
+        self.emit(Event("session_turn", {"id": self.session, "agent": self.agent,
+                                         "turn": self.turn, "phase": "idle", "doing": doing}))
+        if not self.queued and await self._first(None) == "stop":
+            return None, ""
+        return self.queued.popleft(), "follow-up"
+
+    async def _first(self, waiter: asyncio.Future[None] | None) -> str:
+        """"ended" (the waiter), "prompt" (a follow-up is queued) or "stop"."""
+        while True:
+            if self.stop.is_set():
+                return "stop"
+            if waiter is not None and waiter.done():
+                return "ended"
+            if self.queued:
+                return "prompt"
+            self._wake.clear()
+            watched: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait()),
+                                                 asyncio.ensure_future(self.stop.wait())}
+            if waiter is not None:
+                watched.add(waiter)
+            try:
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for future in watched:
+                    if future is not waiter:
+                        future.cancel()
+
+    def _waiter(self, request_id: str) -> asyncio.Future[None]:
+        waiter = self._waiters.get(request_id)
+        if waiter is None:
+            waiter = self._waiters[request_id] = asyncio.get_running_loop().create_future()
+        request = self.runtime.state.steering.get(request_id)
+        if (request is None or not request.open) and not waiter.done():
+            waiter.set_result(None)
+        return waiter
+
+    def _heard(self, events: list[Event]) -> None:
+        for event in events:
+            if event.kind == "steer_end":
+                waiter = self._waiters.get(event.data.get("id", ""))
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+
+    def _acknowledge(self, request: Request) -> None:
+        """The asker has the end now (it is in the prompt): it is delivered."""
+        decided = self.runtime.state.steering.decide_ack(request.id, request.asker,
+                                                         self.runtime.clock())
+        if isinstance(decided, Event):
+            self.emit(decided)
+
+    # ---- what the agent does, for the log ------------------------------------------------------
+
+    def _changed(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "tool":
+            self.emit(Event("session_tool", {"id": self.session, "agent": self.agent, **data}))
+        elif kind == "plan":
+            self.emit(Event("session_plan", {"id": self.session, "agent": self.agent, **data}))
+
+    # ---- permission requests -------------------------------------------------------------------
+
+    async def _permission(self, request: PermissionRequest) -> str | None:
+        call = request.tool_call
+        pairs = [(o.option_id, o.kind) for o in request.options]
+        verdict = self.policy.verdict(call.kind)
+        if verdict != "ask":
+            chosen = choose_option(pairs, allow=verdict == "allow")
+            done = "allowed" if verdict == "allow" else "denied"
+            self._decided(request, chosen, f"{done} by the policy ({call.kind})")
+            return chosen
+        names = _choice_names(request)
+        default_id = choose_option(pairs, allow=self.policy.default == "allow")
+        by_name = dict(zip(names, (o.option_id for o in request.options), strict=True))
+        default = next((n for n, i in by_name.items() if i == default_id), None)
+        self._permission_asks += 1
+        book = self.runtime.state.steering
+        decided = book.decide_ask(
+            self.agent, self.runtime.clock(), question=_question(request),
+            context=_detail(request), choices=names, default=default,
+            timeout=self.policy.timeout if default is not None else None,
+            task_id=self.task_id, session=self.session,
+            key=f"permission:{self.session}:{call.id}:{self._permission_asks}",
+            kind="permission")
+        if isinstance(decided, Refusal):
+            chosen = choose_option(pairs, allow=False)
+            self._decided(request, chosen, f"rejected: could not ask ({decided.reason})")
+            return chosen
+        if isinstance(decided, Event):
+            self.emit(decided)
+            request_id = str(decided.data["id"])
+        else:
+            request_id = decided.id
+        return await self._permission_answer(request_id, by_name)
+
+    async def _permission_answer(self, request_id: str, by_name: dict[str, str]) -> str | None:
+        loop = asyncio.get_running_loop()
+        if not self._asking:
+            self._asking_since = loop.time()
+        self._asking += 1
+        try:
+            await self._waiter(request_id)
+        except asyncio.CancelledError:  # the turn was cancelled: so is the question
+            cancel = self.runtime.state.steering.decide_cancel(
+                request_id, self.agent, self.runtime.clock())
+            if isinstance(cancel, Event):
+                self.emit(cancel)
+            raise
+        finally:
+            self._asking -= 1
+            self._answered_at = loop.time()
+            if not self._asking:
+                self._waited += loop.time() - self._asking_since
+        ended = self.runtime.state.steering.get(request_id)
+        if ended is None:
+            return None
+        self._acknowledge(ended)
+        return by_name.get(ended.answer or "")
+
+    def _decided(self, request: PermissionRequest, chosen: str | None, how: str) -> None:
+        call = request.tool_call
+        self.emit(Event("session_tool", {
+            "id": self.session, "agent": self.agent, "tool_call_id": call.id,
+            "title": call.title, "kind": call.kind, "status": call.status,
+            "permission": how, "option": chosen}))
+
+
+def _choice_names(request: PermissionRequest) -> list[str]:
+    """The options' names as choices, made unique (the answer names one)."""
+    names: list[str] = []
+    for option in request.options:
+        name = option.name.strip() or option.kind.replace("_", " ")
+        while name in names:
+            name += f" ({option.kind.replace('_', ' ')})" if option.kind not in name else "'"
+        names.append(name)
+    return names
+
+
+def _question(request: PermissionRequest) -> str:
+    call = request.tool_call
+    return one_line(f"Allow {call.kind}: {call.title or call.id}?", 400)
+
+
+def _detail(request: PermissionRequest) -> str:
+    """What is asked: the command, the paths, the diffs, as Markdown."""
+    call = request.tool_call
+    lines = [f"**{call.title or call.id}** ({call.kind})"]
+    raw = call.raw_input
+    if isinstance(raw, Mapping):
+        command = raw.get("command") or raw.get("cmd")
+        if command:
+            text = " ".join(map(str, command)) if isinstance(command, list) else str(command)
+            lines += ["", "```sh", text[:4000], "```"]
+    paths = [str(loc.get("path")) for loc in call.locations
+             if isinstance(loc, Mapping) and loc.get("path")]
+    for item in call.content:
+        if isinstance(item, Mapping) and item.get("type") == "diff":
+            paths.append(str(item.get("path", "")))
+            old = str(item.get("oldText") or "").splitlines()
+            new = str(item.get("newText") or "").splitlines()
+            lines += ["", f"`{item.get('path', '')}`", "```diff",
+                      *(f"-{line}" for line in old[:40]), *(f"+{line}" for line in new[:40]),
+                      "```"]
+    if paths:
+        lines += ["", "Paths: " + ", ".join(dict.fromkeys(p for p in paths if p))]
+    return "\n".join(lines)[:16_000]

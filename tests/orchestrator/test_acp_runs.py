@@ -1,0 +1,187 @@
+"""Issue runs that speak ACP: the scripted fake agent (a real subprocess) with our real MCP
+server in its session, on a real hub: permissions through the steering queue or the policy,
+questions whose answer is the next prompt, follow-ups, cancel, turns and usage in the log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from marrow_tui.core.steering import Request
+
+from tests.support.orchestrator import Running, acp_workflow, issue, make  # noqa: F401
+
+#: each run starts a Python agent that imports the ACP SDK, and our MCP server (the MCP SDK):
+#: seconds each on a loaded machine
+PATIENCE = 60.0
+
+
+def permission(run: Running) -> list[Request]:
+    return [r for r in run.hub.runtime.state.steering.open.values() if r.kind == "permission"]
+
+
+def logged(run: Running, kind: str) -> list[dict[str, Any]]:
+    """The events of `kind` in the run's event log (the SQLite file), oldest first."""
+    path = run.hub.runtime.log.path
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT data FROM events WHERE kind = ? ORDER BY seq", (kind,))
+        return [json.loads(data) for (data,) in rows]
+
+
+async def test_a_permission_request_is_answered_by_the_operator_then_the_run_marks_done(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "A-1", "make a file")
+    run = await make(acp_workflow(tmp_path, "worker"))
+    run.patience = PATIENCE
+    await run.tick()
+    [request] = await run.until(lambda: permission(run))
+    [session] = run.sessions
+    assert (request.question, request.asker, request.task_id, request.session) == (
+        "Allow execute: touch made.txt?", "A-1", "A-1", session.id)
+    assert request.choices == ["Allow once", "Always allow", "Reject"]
+    assert "make test" in request.context  # what it wants to run
+    assert request.default == "Reject"  # what a deadline answers (the policy's default)
+    runtime = run.hub.runtime
+    replies: list[str] = []
+    runtime.handle("A-1", {"type": "steer_answer", "id": request.id, "answer": "Allow once"},
+                   replies.append)  # an agent never approves its own request
+    runtime.handle("ops", {"type": "steer_answer", "id": request.id, "answer": "maybe"},
+                   replies.append, operator=True)  # not one of the choices
+    await runtime.settled()
+    assert len(replies) == 2 and all('"error"' in r for r in replies)
+    runtime.handle("ops", {"type": "steer_answer", "id": request.id, "answer": "Allow once"},
+                   None, operator=True)
+    [ended] = await run.until(lambda: run.ended("A-1"))
+    assert (ended.state, ended.reason) == ("ok", "marked done: made it (allow-once)")
+    assert (ended.turns, ended.usage) == (1, {"input": 100, "output": 20, "total": 120})
+    lines = Path(ended.transcript).read_text().splitlines()
+    assert any(json.loads(line)["update"].get("toolCallId") == "touch-1" for line in lines)
+    await runtime.settled()
+    turns = [(t["phase"], t.get("stop_reason")) for t in logged(run, "session_turn")]
+    assert turns == [("start", None), ("end", "end_turn")]
+    tools = logged(run, "session_tool")
+    assert [(t["tool_call_id"], t["status"]) for t in tools][-1] == ("touch-1", "completed")
+
+
+async def test_the_policy_answers_by_tool_kind_without_asking(tmp_path: Path,
+                                                              make: Any) -> None:
+    issue(tmp_path, "Todo", "B-1", "allowed")
+    run = await make(acp_workflow(tmp_path, "worker", acp="  permissions:\n"
+                                                          "    allow: [execute]\n"))
+    run.patience = PATIENCE
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("B-1"))
+    assert ended.reason == "marked done: made it (allow-once)"
+    assert not run.hub.runtime.state.steering.ended  # nobody was asked
+    issue(tmp_path, "Todo", "B-2", "denied")
+    path = acp_workflow(tmp_path, "worker", acp="  permissions: deny\n")
+    run.orchestrator.path = path
+    run.orchestrator.reload()
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("B-2"))
+    assert ended.reason == "marked done: made it (reject-once)"
+    await run.hub.runtime.settled()
+    decided = [t.get("permission") for t in logged(run, "session_tool") if "permission" in t]
+    assert decided == ["allowed by the policy (execute)", "denied by the policy (execute)"]
+
+
+async def test_a_question_ends_the_turn_and_its_answer_is_the_next_prompt(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "C-1", "paint")
+    run = await make(acp_workflow(tmp_path, "asker"))
+    run.patience = PATIENCE
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [question] = await run.until(lambda: list(book.open.values()))
+    assert (question.kind, question.asker, question.choices) == ("question", "C-1/mcp",
+                                                                  ["red", "blue"])
+    [session] = run.sessions
+    await run.until(lambda: session.doing == "waiting for your answer")
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": question.id,
+                                   "answer": "blue"}, None, operator=True)
+    [ended] = await run.until(lambda: run.ended("C-1"))
+    assert ended.reason == "marked done: painted blue"
+    assert ended.turns == 2
+    assert book.get(question.id).delivered  # type: ignore[union-attr]
+
+
+async def test_the_operator_cancels_turns_and_prompts_the_session(tmp_path: Path,
+                                                                  make: Any) -> None:
+    """A cancelled turn leaves the session waiting for the operator's prompt; a prompt to an
+    idle session goes at once, one during a turn waits for its end; then the run goes on by
+    itself up to max_turns (follow-ups do not count) and the issue is parked."""
+    issue(tmp_path, "Todo", "D-1", "slow")
+    run = await make(acp_workflow(tmp_path, "slow", agent="  max_turns: 2\n",
+                                  prompt="Work on {{ issue.identifier }} slowly."))
+    run.patience = PATIENCE
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+
+    async def reply(kind: str) -> dict[str, Any]:
+        return await run.until(lambda: replies and replies[-1].get("type") == kind
+                               and replies.pop())
+
+    await run.tick()
+    [session] = await run.until(lambda: run.sessions)
+    await run.until(lambda: session.in_turn)
+    ops.send(type="session_cancel", id=session.id)
+    await reply("session_cancelling")
+    await run.until(lambda: session.doing == "waiting for your prompt")
+    ops.send(type="session_cancel", id=session.id)  # between turns: nothing to cancel
+    assert (await reply("error"))["error_code"] == "no_turn"
+    ops.send(type="session_prompt", id=session.id, text="go on slowly")
+    assert (await reply("session_prompted"))["queued"] is False
+    await run.until(lambda: session.in_turn and session.turns == 2)
+    ops.send(type="session_prompt", id=session.id, text="after this turn")
+    assert (await reply("session_prompted"))["queued"] is True
+    ops.send(type="session_cancel", id=session.id)
+    [ended] = await run.until(lambda: run.ended("D-1"))
+    assert (ended.state, ended.turns) == ("ok", 5)
+    assert "agent.max_turns" in run.orchestrator.parked["D-1"]
+    await run.hub.runtime.settled()
+    starts = [t["prompt"] for t in logged(run, "session_turn") if t["phase"] == "start"]
+    assert starts == ["task", "follow-up", "follow-up", "continuation", "continuation"]
+    ends = [t["stop_reason"] for t in logged(run, "session_turn") if t["phase"] == "end"]
+    assert ends == ["cancelled", "cancelled", "end_turn", "end_turn", "end_turn"]
+    assert [p["text"] for p in logged(run, "session_prompt")] == ["go on slowly",
+                                                                   "after this turn"]
+    assert len(logged(run, "session_cancel")) == 2
+
+
+async def test_prompts_reach_only_running_acp_sessions_from_an_operator(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "E-1", "slow")
+    run = await make(acp_workflow(tmp_path, "slow"))
+    run.patience = PATIENCE
+    replies: list[str] = []
+    await run.tick()
+    [session] = await run.until(lambda: run.sessions)
+    await run.until(lambda: session.in_turn)
+    runtime = run.hub.runtime
+    runtime.handle("E-1", {"type": "session_prompt", "id": session.id, "text": "x"},
+                   replies.append)
+    runtime.handle("ops", {"type": "session_prompt", "id": "nope", "text": "x"},
+                   replies.append, operator=True)
+    runtime.handle("ops", {"type": "session_prompt", "id": session.id, "text": "  "},
+                   replies.append, operator=True)
+    await runtime.settled()
+    assert ['"forbidden"' in replies[0], "no such session" in replies[1],
+            '"empty_prompt"' in replies[2]] == [True, True, True]
+
+
+async def test_an_agent_that_is_not_installed_fails_the_run_in_one_sentence(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "F-1", "nobody")
+    path = acp_workflow(tmp_path, "echo")
+    path.write_text(path.read_text().replace(
+        path.read_text().split("command: ", 1)[1].split("\n", 1)[0], "no-such-agent-cli acp"))
+    run = await make(path)
+    run.patience = PATIENCE
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("F-1"))
+    assert ended.state == "failed"
+    assert ended.reason.startswith("the agent command 'no-such-agent-cli' was not found on "
+                                   "the PATH searched (")
