@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .core.acp import PermissionPolicy, choose_option
 from .core.events import Event, Refusal
 from .core.steering import Request
 from .core.text import format_duration, one_line
+from .protocol.frames import Call, text_field
 from .runtime import Runtime
 
 log = logging.getLogger("marrow.agents")
@@ -29,6 +31,8 @@ log = logging.getLogger("marrow.agents")
 WATCH_EVERY = 0.5
 #: the most of a prompt the event log keeps (the transcript has it whole)
 PROMPT_EXCERPT = 240
+#: the longest follow-up prompt an operator may send
+MAX_PROMPT = 64 * 1024
 
 CONTINUATION = (
     "Continue working on the same issue. Pick up where the last turn left off and take the "
@@ -85,7 +89,7 @@ class AgentSession:
                  env: Mapping[str, str], stderr_log: Path, transcript: Path,
                  mcp_servers: Sequence[Mapping[str, Any]], policy: PermissionPolicy,
                  limits: Limits, read_timeout: float, stop: asyncio.Event,
-                 is_done: Callable[[], bool]) -> None:
+                 is_done: Callable[[], bool], continuation: str | None = CONTINUATION) -> None:
         self.runtime = runtime
         self.emit = emit
         self.session = session
@@ -95,6 +99,9 @@ class AgentSession:
         self.limits = limits
         self.stop = stop
         self.is_done = is_done
+        #: the prompt of a turn the agent takes on its own; None: the run ends when the agent
+        #: ends a turn with nothing left to answer (a scheduled agent's one task)
+        self.continuation = continuation
         self.acp = AcpRun(command, workspace=workspace, env=env, stderr_log=stderr_log,
                           transcript=transcript, ask=self._permission,
                           mcp_servers=mcp_servers, name=agent, read_timeout=read_timeout,
@@ -175,20 +182,22 @@ class AgentSession:
                 self.autonomous += 1
             questions = self._questions()
             if questions:
-                prompt, why = await self._answers(questions)
+                prompt, why = await self._answer(questions[0])
                 if prompt is None:
                     return self._stopped()
                 continue
             if self.queued:
                 prompt, why = self.queued.popleft(), "follow-up"
                 continue
+            if self.continuation is None:
+                return Ending("ok", "the agent ended its turn", last_line=self._last_words())
             if self.autonomous >= self.limits.max_turns:
                 return Ending("ok", f"{self.autonomous} turns without mark_done "
                               "(agent.max_turns)", last_line=self._last_words(),
                               exhausted=True)
             if self.stop.is_set():
                 return self._stopped()
-            prompt, why = CONTINUATION, "continuation"
+            prompt, why = self.continuation, "continuation"
 
     def _stopped(self) -> Ending:
         return Ending("stopped", "stopped", last_line=self._last_words())
@@ -264,26 +273,24 @@ class AgentSession:
                 if r.session == self.session and r.kind == "question" and not r.delivered]
         return sorted(mine, key=lambda r: (r.created, r.id))
 
-    async def _answers(self, questions: list[Request]) -> tuple[str | None, str]:
-        """Wait for the questions to end; the next prompt answers the first one. A follow-up
-        from the operator is sent meanwhile (the questions stay open)."""
-        for request in questions:
-            if request.open:
-                waiter = self._waiter(request.id)
-                self.emit(Event("session_turn", {
-                    "id": self.session, "agent": self.agent, "turn": self.turn,
-                    "phase": "waiting", "doing": "waiting for your answer",
-                    "request": request.id}))
-                woken = await self._first(waiter)
-                if woken == "stop":
-                    return None, ""
-                if woken == "prompt":
-                    return self.queued.popleft(), "follow-up"
-            ended = self.runtime.state.steering.get(request.id)
-            assert ended is not None
-            self._acknowledge(ended)
-            return answer_prompt(ended), "answer"
-        return CONTINUATION, "continuation"
+    async def _answer(self, request: Request) -> tuple[str | None, str]:
+        """Wait for the question to end; the next prompt answers it. A follow-up from the
+        operator is sent meanwhile (the question stays open)."""
+        if request.open:
+            waiter = self._waiter(request.id)
+            self.emit(Event("session_turn", {
+                "id": self.session, "agent": self.agent, "turn": self.turn,
+                "phase": "waiting", "doing": "waiting for your answer",
+                "request": request.id}))
+            woken = await self._first(waiter)
+            if woken == "stop":
+                return None, ""
+            if woken == "prompt":
+                return self.queued.popleft(), "follow-up"
+        ended = self.runtime.state.steering.get(request.id)
+        assert ended is not None
+        self._acknowledge(ended)
+        return answer_prompt(ended), "answer"
 
     async def _idle(self, doing: str) -> tuple[str | None, str]:
         """Between turns with nothing to do: the operator's prompt, or None when stopped."""
@@ -451,3 +458,94 @@ def _detail(request: PermissionRequest) -> str:
     if paths:
         lines += ["", "Paths: " + ", ".join(dict.fromkeys(p for p in paths if p))]
     return "\n".join(lines)[:16_000]
+
+
+class LiveSessions:
+    """The ACP sessions running in one runtime, whoever started them (the orchestrator, the
+    scheduler), and the operator's verbs that reach them: `session_prompt` (a follow-up,
+    sent at once to an idle agent, else when its turn ends) and `session_cancel` (the turn
+    under way). Get it with `live_sessions(runtime)`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.by_id: dict[str, AgentSession] = {}
+        self._cancels: set[asyncio.Task[bool]] = set()
+        decider = runtime.decider
+        assert decider is not None, "start the runtime first"
+        decider.register("session_prompt", self._verb_prompt)
+        decider.register("session_cancel", self._verb_cancel)
+
+    def add(self, session: AgentSession) -> None:
+        self.by_id[session.session] = session
+
+    def remove(self, session: AgentSession) -> None:
+        if self.by_id.get(session.session) is session:
+            del self.by_id[session.session]
+
+    def _session(self, call: Call) -> AgentSession | None:
+        """The running ACP session an operator verb names (else the frame is refused)."""
+        if not call.operator:
+            call.deny("error", Refusal("forbidden", "Only an operator prompts or cancels an "
+                                                    "agent's session."))
+            return None
+        sid = text_field(call.frame, "id").strip()
+        session = self.by_id.get(sid)
+        if session is None:
+            known = self.runtime.state.sessions.by_id.get(sid)
+            why = ("no such session" if known is None else "it is not running"
+                   if not known.running else
+                   "it does not speak ACP (a plain command takes no prompts)")
+            call.deny("error", Refusal("not_an_acp_run", f"Cannot reach session {sid!r}: "
+                                                         f"{why}."), id=sid)
+        return session
+
+    def _verb_prompt(self, call: Call) -> None:
+        session = self._session(call)
+        if session is None:
+            return
+        text = text_field(call.frame, "text").strip()
+        if not text:
+            call.deny("error", Refusal("empty_prompt", "A prompt cannot be empty."))
+            return
+        if len(text) > MAX_PROMPT:
+            call.deny("error", Refusal("too_long", f"A prompt is at most {MAX_PROMPT // 1024} "
+                                                   "KiB."))
+            return
+        queued = session.in_turn or bool(session.queued)
+        call.emit(Event("session_prompt", {
+            "id": session.session, "agent": session.agent, "text": text, "by": call.sender,
+            "at": self.runtime.clock(), "queued": queued}))
+        session.follow_up(text)
+        said = (f"Queued for {session.session}: it is sent when the current turn ends."
+                if queued else f"Sent to {session.session}.")
+        call.reply("session_prompted", said, id=session.session, queued=queued)
+
+    def _verb_cancel(self, call: Call) -> None:
+        """session/cancel, then the agent's processes after a grace; the run stays, waiting
+        for the operator's next prompt."""
+        session = self._session(call)
+        if session is None:
+            return
+        if not session.in_turn:
+            call.deny("error", Refusal("no_turn", f"{session.session} is between turns: there "
+                                                  "is no turn to cancel."), id=session.session)
+            return
+        call.emit(Event("session_cancel", {"id": session.session, "agent": session.agent,
+                                           "by": call.sender, "at": self.runtime.clock()}))
+        task = asyncio.ensure_future(session.cancel_turn())
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+        call.reply("session_cancelling", f"Cancelling the turn of {session.session}.",
+                   id=session.session)
+
+
+_LIVE: weakref.WeakKeyDictionary[Runtime, LiveSessions] = weakref.WeakKeyDictionary()
+
+
+def live_sessions(runtime: Runtime) -> LiveSessions:
+    """The runtime's one registry of running ACP sessions (made, and its verbs served, on
+    first use)."""
+    live = _LIVE.get(runtime)
+    if live is None:
+        live = _LIVE[runtime] = LiveSessions(runtime)
+    return live

@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..agent_session import AgentSession, Ending, Limits
+from ..agent_session import AgentSession, Ending, Limits, live_sessions
 from ..config.model import AgentConfig
 from ..core.aio import within
 from ..core.events import Event, Refusal
@@ -83,8 +83,6 @@ log = logging.getLogger("marrow.orchestrator")
 #: how long the last output may be silent before a run counts as stalled is the workflow's;
 #: this is how often that (and the output line) is looked at
 WATCH_EVERY = 1.0
-#: the longest follow-up prompt an operator may send
-MAX_PROMPT = 64 * 1024
 STOP_GRACE = 10.0
 #: issue run logs kept: days, files (stdout and stderr count as two)
 LOG_DAYS = 7
@@ -181,10 +179,9 @@ class Orchestrator(Producer):
                               ("issue_cancel", self._verb_cancel),
                               ("issue_retry", self._verb_retry),
                               ("issue_create", self._verb_create),
-                              ("issue_remove_workspace", self._verb_remove_workspace),
-                              ("session_prompt", self._verb_session_prompt),
-                              ("session_cancel", self._verb_session_cancel)):
+                              ("issue_remove_workspace", self._verb_remove_workspace)):
             decider.register(verb, self._serving(handler))
+        live_sessions(self.runtime)  # the operator's prompt and cancel verbs, served
         # What the operator cancelled stays cancelled across a restart.
         self.parked.update(self.runtime.state.issues.parked)
         self.reload()
@@ -693,9 +690,12 @@ class Orchestrator(Producer):
             read_timeout=agent.read_timeout_ms / 1000, stop=entry.stop,
             is_done=lambda: entry.done is not None)
         entry.acp = session
+        live = live_sessions(self.runtime)
+        live.add(session)
         try:
             return await session.run(prompt)
         finally:
+            live.remove(session)
             entry.acp = None
 
     def _logs(self, workflow: Workflow) -> Path:
@@ -982,64 +982,6 @@ class Orchestrator(Producer):
         call.reply("issue_done_ok", f"Marked {entry.issue.identifier} as done (moved to "
                    f"{target}). Stop now; no further turns will be dispatched.",
                    identifier=entry.issue.identifier, state=target, path=str(path))
-
-    def _acp_entry(self, call: Call) -> _Running | None:
-        """The running ACP run an operator verb names by session id (else refused)."""
-        if not self._operator_only(call):
-            return None
-        sid = text_field(call.frame, "id").strip()
-        entry = next((e for e in self.running.values() if e.session == sid), None)
-        if entry is None or entry.acp is None:
-            known = self.runtime.state.sessions.by_id.get(sid)
-            why = ("it is not running" if known is not None and not known.running else
-                   "it does not speak ACP (a plain command takes no prompts)"
-                   if known is not None else "no such session")
-            call.deny("error", Refusal("not_an_acp_run", f"Cannot reach session {sid!r}: "
-                                                         f"{why}."), id=sid)
-            return None
-        return entry
-
-    def _verb_session_prompt(self, call: Call) -> None:
-        """A follow-up prompt: sent at once to an idle agent, else when its turn ends."""
-        entry = self._acp_entry(call)
-        if entry is None or entry.acp is None:
-            return
-        text = text_field(call.frame, "text").strip()
-        if not text:
-            call.deny("error", Refusal("empty_prompt", "A prompt cannot be empty."))
-            return
-        if len(text) > MAX_PROMPT:
-            call.deny("error", Refusal("too_long", f"A prompt is at most {MAX_PROMPT // 1024} "
-                                                   "KiB."))
-            return
-        queued = entry.acp.in_turn or bool(entry.acp.queued)
-        self._emit(Event("session_prompt", {
-            "id": entry.session, "agent": entry.issue.identifier, "text": text,
-            "by": call.sender, "at": self.clock(), "queued": queued}))
-        entry.acp.follow_up(text)
-        said = (f"Queued for {entry.session}: it is sent when the current turn ends."
-                if queued else f"Sent to {entry.session}.")
-        call.reply("session_prompted", said, id=entry.session, queued=queued)
-
-    def _verb_session_cancel(self, call: Call) -> None:
-        """Cancel the turn under way (session/cancel; the group is ended after a grace).
-        The run stays, waiting for the operator's next prompt."""
-        entry = self._acp_entry(call)
-        if entry is None or entry.acp is None:
-            return
-        if not entry.acp.in_turn:
-            call.deny("error", Refusal("no_turn", f"{entry.session} is between turns: there "
-                                                  "is no turn to cancel."), id=entry.session)
-            return
-        self._emit(Event("session_cancel", {"id": entry.session,
-                                            "agent": entry.issue.identifier,
-                                            "by": call.sender, "at": self.clock()}))
-        self._spawn(self._cancel_turn(entry.acp), f"cancel {entry.session}")
-        call.reply("session_cancelling", f"Cancelling the turn of {entry.session}.",
-                   id=entry.session)
-
-    async def _cancel_turn(self, session: AgentSession) -> None:
-        await session.cancel_turn()
 
     def _verb_list(self, call: Call) -> None:
         book = self.runtime.state.issues

@@ -154,7 +154,7 @@ async def test_the_operator_cancels_turns_and_prompts_the_session(tmp_path: Path
 async def test_prompts_reach_only_running_acp_sessions_from_an_operator(
         tmp_path: Path, make: Any) -> None:
     issue(tmp_path, "Todo", "E-1", "slow")
-    run = await make(acp_workflow(tmp_path, "slow"))
+    run = await make(acp_workflow(tmp_path, "slow", prompt="Work on it slowly."))
     run.patience = PATIENCE
     replies: list[str] = []
     await run.tick()
