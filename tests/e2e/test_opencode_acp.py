@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,27 +126,23 @@ def model() -> Iterator[StubModel]:
         yield stub
 
 
-async def started(tmp_path: Path, model: StubModel, hub: Hub, answer: str) -> OpencodeRun:
-    assert BINARY is not None
-    setup = opencode_offline(tmp_path / "opencode", model.url, BINARY, permission="ask")
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    operator = Operator(answer)
-    session = f"e2e-{tmp_path.name}"
-    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
-                 stderr_log=tmp_path / "opencode.stderr", transcript=tmp_path / "t.jsonl",
-                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, session)],
-                 read_timeout=60)
-    await run.start()
-    return OpencodeRun(run, model, hub, workspace, operator, session)
-
-
 @pytest.fixture
 async def opencode_run(request: pytest.FixtureRequest, tmp_path: Path, model: StubModel,
                        hub: Hub) -> AsyncIterator[OpencodeRun]:
     """opencode started against the stub, with our MCP server; the operator answers
     permission requests with the option kind the test's parameter names."""
-    oc = await started(tmp_path, model, hub, request.param)
+    assert BINARY is not None
+    setup = opencode_offline(tmp_path / "opencode", model.url, BINARY, permission="ask")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    operator = Operator(request.param)
+    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
+    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
+                 stderr_log=tmp_path / "opencode.stderr", transcript=tmp_path / "t.jsonl",
+                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, session)],
+                 read_timeout=60)
+    oc = OpencodeRun(run, model, hub, workspace, operator, session)
+    await run.start()
     try:
         yield oc
     finally:
@@ -199,7 +196,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
 
 
 @pytest.mark.parametrize("opencode_run", ["reject_once"], indirect=True)
-async def test_a_rejected_shell_call_does_not_run_and_the_turn_still_ends(
+async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_goes_on(
         opencode_run: OpencodeRun) -> None:
     oc = opencode_run
     end = await oc.turn("Write made.txt, then note it on the board.")
@@ -214,3 +211,10 @@ async def test_a_rejected_shell_call_does_not_run_and_the_turn_still_ends(
     first = oc.model.usage.of_step(0)
     assert end.tokens == Tokens(first["prompt_tokens"], first["completion_tokens"],
                                 first["total_tokens"])
+    # A follow-up in the same session: the script goes on from the conversation it holds
+    again = await oc.turn("Never mind the file; just note it.")
+    assert again.stop_reason == "end_turn"
+    assert oc.operator.asked[1:] == []  # an MCP tool asks no permission
+    assert [n["text"] for n in oc.hub.runtime.state.board.snapshot()["progress"]] == [
+        "made.txt is written"]
+    assert oc.run.view.message == "made.txt is written and noted."
