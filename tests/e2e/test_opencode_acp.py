@@ -114,10 +114,17 @@ def statuses(run: AcpRun, call_id: str) -> list[str]:
     return seen
 
 
-def cost(usage: Usage, steps: int) -> float:
-    """What opencode reckons `steps` scripted answers cost at the config's prices."""
-    prompt = sum(usage.of_step(i)["prompt_tokens"] for i in range(steps))
-    return (prompt * INPUT_PRICE + steps * usage.completion * OUTPUT_PRICE) / 1_000_000
+def cost(usage: Usage, answers: int) -> float:
+    """What opencode reckons a session's first `answers` scripted answers cost at the config's
+    prices."""
+    prompt = sum(usage.of_step(i)["prompt_tokens"] for i in range(answers))
+    return (prompt * INPUT_PRICE + answers * usage.completion * OUTPUT_PRICE) / 1_000_000
+
+
+def last_tokens(usage: Usage, answers: int) -> Tokens:
+    """The tokens of the last of `answers` scripted answers."""
+    last = usage.of_step(answers - 1)
+    return Tokens(last["prompt_tokens"], last["completion_tokens"], last["total_tokens"])
 
 
 @pytest.fixture
@@ -183,14 +190,12 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
     assert (note["task_id"], note["author"], note["text"]) == (
         "T1", f"{AGENT}/mcp", "made.txt is written")
     # Tokens: the prompt result holds the last model request's usage, not the turn's sum;
-    # usage_update holds the context then in use and the cost of every request of the turn.
-    last = oc.model.usage.of_step(len(SCRIPT) - 1)
-    assert end.tokens == Tokens(last["prompt_tokens"], last["completion_tokens"],
-                                last["total_tokens"])
+    # usage_update holds the context then in use and the session's cost so far.
+    assert end.tokens == last_tokens(oc.model.usage, len(SCRIPT))
     context = oc.run.view.context
     assert context is not None
     assert (context.used, context.size, context.currency) == (
-        last["prompt_tokens"], CONTEXT, "USD")
+        end.tokens.input, CONTEXT, "USD")
     assert context.cost == pytest.approx(cost(oc.model.usage, len(SCRIPT)))
     assert oc.run.view.message == "made.txt is written and noted."
 
@@ -208,9 +213,7 @@ async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_
     # opencode ends the turn at once: the model is not asked again, the MCP tool never runs
     assert len(oc.model.scripted) == 1
     assert oc.hub.runtime.state.board.snapshot()["progress"] == []
-    first = oc.model.usage.of_step(0)
-    assert end.tokens == Tokens(first["prompt_tokens"], first["completion_tokens"],
-                                first["total_tokens"])
+    assert end.tokens == last_tokens(oc.model.usage, 1)
     # A follow-up in the same session: the script goes on from the conversation it holds
     again = await oc.turn("Never mind the file; just note it.")
     assert again.stop_reason == "end_turn"
@@ -218,3 +221,7 @@ async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_
     assert [n["text"] for n in oc.hub.runtime.state.board.snapshot()["progress"]] == [
         "made.txt is written"]
     assert oc.run.view.message == "made.txt is written and noted."
+    # Its two model requests: the tokens are the last one's again; the cost is the session's
+    assert again.tokens == last_tokens(oc.model.usage, 3)
+    context = oc.run.view.context
+    assert context is not None and context.cost == pytest.approx(cost(oc.model.usage, 3))
