@@ -1,0 +1,227 @@
+"""The real `opencode acp`, offline, driven through AcpRun: its model is a scripted stub
+(tests/support/stub_model.py), its MCP server is ours (`python -m marrow_tui mcp`) against a
+real hub in the test's loop. Skipped, with the reason, when there is no opencode
+(tests/support/opencode.py says where it comes from; .ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marrow_tui.agents.acp import AcpRun, PermissionRequest, TurnEnd
+from marrow_tui.agents.view import Tokens
+from tests.support.hub import Hub
+from tests.support.hubproc import REPO
+from tests.support.opencode import (
+    CONTEXT,
+    INPUT_PRICE,
+    OUTPUT_PRICE,
+    SKIP_REASON,
+    opencode_binary,
+    opencode_offline,
+)
+from tests.support.stub_model import Call, Say, Step, StubModel, Usage, offered_tools
+from tests.support.waiting import gone, until
+
+BINARY = opencode_binary()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_REASON)]
+
+#: a turn of a few model steps takes opencode seconds; this only bounds a hang
+TURN_LIMIT = 90.0
+AGENT = "opencode-1"
+COMMAND = "printf made > made.txt"
+WRITE = Call("bash", {"command": COMMAND, "description": "Write made.txt"})
+NOTE = Call("post_progress", {"task_id": "T1", "text": "made.txt is written"})
+SCRIPT: list[Step] = [WRITE, NOTE, Say("made.txt is written and noted.")]
+
+
+@dataclass
+class Operator:
+    """Answers every permission request with the option of one kind, and keeps the requests."""
+
+    kind: str
+    asked: list[PermissionRequest] = field(default_factory=list)
+
+    async def ask(self, request: PermissionRequest) -> str | None:
+        self.asked.append(request)
+        return next((o.option_id for o in request.options if o.kind == self.kind), None)
+
+
+@dataclass
+class OpencodeRun:
+    """A started opencode run, its stub model, the hub its MCP server reaches."""
+
+    run: AcpRun
+    model: StubModel
+    hub: Hub
+    workspace: Path
+    operator: Operator
+    #: the MARROW_SESSION our MCP server carries: finds its process
+    session: str
+
+    async def turn(self, text: str) -> TurnEnd:
+        return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
+
+
+def marrow_mcp_server(hub_uri: str, session: str) -> dict[str, Any]:
+    """Our MCP server in ACP's stdio form, as the agent's `mcpServers` entry."""
+    env = {"PYTHONPATH": str(REPO), "MARROW_HUB_URI": hub_uri, "MARROW_AGENT": AGENT,
+           "MARROW_SESSION": session}
+    return {"name": "marrow", "command": sys.executable, "args": ["-m", "marrow_tui", "mcp"],
+            "env": [{"name": k, "value": v} for k, v in env.items()]}
+
+
+def processes_with(variable: str) -> list[int]:
+    """The processes whose environment holds `variable` (NAME=value) exactly."""
+    wanted = variable.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and not gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def updates(run: AcpRun) -> list[dict[str, Any]]:
+    return [json.loads(line)["update"] for line in run.transcript.path.read_text().splitlines()]
+
+
+def tool_call_updates(run: AcpRun, call_id: str) -> list[dict[str, Any]]:
+    return [u for u in updates(run) if u["sessionUpdate"] in ("tool_call", "tool_call_update")
+            and u["toolCallId"] == call_id]
+
+
+def statuses(run: AcpRun, call_id: str) -> list[str]:
+    """The statuses a tool call went through, each once, in order."""
+    seen: list[str] = []
+    for update in tool_call_updates(run, call_id):
+        if "status" in update and update["status"] not in seen:
+            seen.append(update["status"])
+    return seen
+
+
+def cost(usage: Usage, answers: int) -> float:
+    """What opencode reckons a session's first `answers` scripted answers cost at the config's
+    prices."""
+    prompt = sum(usage.of_step(i)["prompt_tokens"] for i in range(answers))
+    return (prompt * INPUT_PRICE + answers * usage.completion * OUTPUT_PRICE) / 1_000_000
+
+
+def last_tokens(usage: Usage, answers: int) -> Tokens:
+    """The tokens of the last of `answers` scripted answers."""
+    last = usage.of_step(answers - 1)
+    return Tokens(last["prompt_tokens"], last["completion_tokens"], last["total_tokens"])
+
+
+@pytest.fixture
+def model() -> Iterator[StubModel]:
+    with StubModel(SCRIPT) as stub:
+        yield stub
+
+
+@pytest.fixture
+async def opencode_run(request: pytest.FixtureRequest, tmp_path: Path, model: StubModel,
+                       hub: Hub) -> AsyncIterator[OpencodeRun]:
+    """opencode started against the stub, with our MCP server; the operator answers
+    permission requests with the option kind the test's parameter names."""
+    assert BINARY is not None
+    setup = opencode_offline(tmp_path / "opencode", model.url, BINARY, permission="ask")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    operator = Operator(request.param)
+    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
+    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
+                 stderr_log=tmp_path / "opencode.stderr", transcript=tmp_path / "t.jsonl",
+                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, session)],
+                 read_timeout=60)
+    oc = OpencodeRun(run, model, hub, workspace, operator, session)
+    await run.start()
+    try:
+        yield oc
+    finally:
+        await oc.run.close()
+        # opencode and what it started (our MCP server) went with its process group
+        assert oc.run.pid is not None and await until(lambda: gone(oc.run.pid or 0), 10)
+        marker = f"MARROW_SESSION={oc.session}"
+        assert await until(lambda: not processes_with(marker), 10), processes_with(marker)
+
+
+@pytest.mark.parametrize("opencode_run", ["allow_once"], indirect=True)
+async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
+        opencode_run: OpencodeRun) -> None:
+    oc = opencode_run
+    end = await oc.turn("Write made.txt, then note it on the board.")
+    assert oc.model.problems == []
+    assert end.stop_reason == "end_turn"
+    # The shell call asked first: its title is the command; the options are opencode's own.
+    [request] = oc.operator.asked
+    assert (request.tool_call.id, request.tool_call.title, request.tool_call.kind) == (
+        "call_0", COMMAND, "execute")
+    assert request.tool_call.raw_input == {"command": COMMAND}
+    assert [(o.option_id, o.kind) for o in request.options] == [
+        ("once", "allow_once"), ("always", "allow_always"), ("reject", "reject_once")]
+    assert (oc.workspace / "made.txt").read_text() == "made"
+    # The transcript: the shell call from pending to completed, then the MCP tool's call.
+    assert statuses(oc.run, "call_0") == ["pending", "in_progress", "completed"]
+    mcp_call = tool_call_updates(oc.run, "call_1")
+    assert (mcp_call[0]["title"], mcp_call[0]["kind"]) == ("marrow_post_progress", "other")
+    assert statuses(oc.run, "call_1") == ["pending", "in_progress", "completed"]
+    assert mcp_call[1]["rawInput"] == NOTE.arguments
+    said = mcp_call[-1]["rawOutput"]["output"]
+    # The model saw both results; the note is on the hub's board, posted by our MCP server.
+    assert "marrow_post_progress" in offered_tools(oc.model.scripted[-1])
+    assert oc.model.tool_results() == ["(no output)", said]
+    assert "T1" in said
+    [note] = oc.hub.runtime.state.board.snapshot()["progress"]
+    assert (note["task_id"], note["author"], note["text"]) == (
+        "T1", f"{AGENT}/mcp", "made.txt is written")
+    # Tokens: the prompt result holds the last model request's usage, not the turn's sum;
+    # usage_update holds the context then in use and the session's cost so far.
+    assert end.tokens == last_tokens(oc.model.usage, len(SCRIPT))
+    context = oc.run.view.context
+    assert context is not None
+    assert (context.used, context.size, context.currency) == (
+        end.tokens.input, CONTEXT, "USD")
+    assert context.cost == pytest.approx(cost(oc.model.usage, len(SCRIPT)))
+    assert oc.run.view.message == "made.txt is written and noted."
+
+
+@pytest.mark.parametrize("opencode_run", ["reject_once"], indirect=True)
+async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_goes_on(
+        opencode_run: OpencodeRun) -> None:
+    oc = opencode_run
+    end = await oc.turn("Write made.txt, then note it on the board.")
+    assert end.stop_reason == "end_turn"
+    assert [r.tool_call.title for r in oc.operator.asked] == [COMMAND]
+    assert not (oc.workspace / "made.txt").exists()
+    assert statuses(oc.run, "call_0") == ["pending", "in_progress", "failed"]
+    assert oc.run.view.tool_calls["call_0"].status == "failed"
+    # opencode ends the turn at once: the model is not asked again, the MCP tool never runs
+    assert len(oc.model.scripted) == 1
+    assert oc.hub.runtime.state.board.snapshot()["progress"] == []
+    assert end.tokens == last_tokens(oc.model.usage, 1)
+    # A follow-up in the same session: the script goes on from the conversation it holds
+    again = await oc.turn("Never mind the file; just note it.")
+    assert again.stop_reason == "end_turn"
+    assert oc.operator.asked[1:] == []  # an MCP tool asks no permission
+    assert [n["text"] for n in oc.hub.runtime.state.board.snapshot()["progress"]] == [
+        "made.txt is written"]
+    assert oc.run.view.message == "made.txt is written and noted."
+    # Its two model requests: the tokens are the last one's again; the cost is the session's
+    assert again.tokens == last_tokens(oc.model.usage, 3)
+    context = oc.run.view.context
+    assert context is not None and context.cost == pytest.approx(cost(oc.model.usage, 3))
