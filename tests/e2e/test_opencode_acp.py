@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from marrow_tui.agents.acp import AcpRun, PermissionRequest, TurnEnd
-from marrow_tui.agents.view import Tokens
 from tests.support.hub import Hub
 from tests.support.hubproc import REPO
 from tests.support.opencode import (
@@ -114,17 +113,16 @@ def statuses(run: AcpRun, call_id: str) -> list[str]:
     return seen
 
 
-def cost(usage: Usage, answers: int) -> float:
-    """What opencode reckons a session's first `answers` scripted answers cost at the config's
-    prices."""
-    prompt = sum(usage.of_step(i)["prompt_tokens"] for i in range(answers))
-    return (prompt * INPUT_PRICE + answers * usage.completion * OUTPUT_PRICE) / 1_000_000
-
-
-def last_tokens(usage: Usage, answers: int) -> Tokens:
-    """The tokens of the last of `answers` scripted answers."""
+def reported(usage: Usage, answers: int) -> dict[str, Any]:
+    """The TurnEnd.usage of a turn that ends after the session's first `answers` scripted
+    answers: opencode's prompt result holds the last answer's tokens (not the turn's sum), its
+    usage_update the context that answer's request used and the session's cost so far."""
     last = usage.of_step(answers - 1)
-    return Tokens(last["prompt_tokens"], last["completion_tokens"], last["total_tokens"])
+    prompt = sum(usage.of_step(i)["prompt_tokens"] for i in range(answers))
+    cost = (prompt * INPUT_PRICE + answers * usage.completion * OUTPUT_PRICE) / 1_000_000
+    return {"input": last["prompt_tokens"], "output": last["completion_tokens"],
+            "total": last["total_tokens"], "context_used": last["prompt_tokens"],
+            "context_size": CONTEXT, "cost": pytest.approx(cost), "currency": "USD"}
 
 
 @pytest.fixture
@@ -191,12 +189,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
         "T1", f"{AGENT}/mcp", "made.txt is written")
     # Tokens: the prompt result holds the last model request's usage, not the turn's sum;
     # usage_update holds the context then in use and the session's cost so far.
-    assert end.tokens == last_tokens(oc.model.usage, len(SCRIPT))
-    context = oc.run.view.context
-    assert context is not None
-    assert (context.used, context.size, context.currency) == (
-        end.tokens.input, CONTEXT, "USD")
-    assert context.cost == pytest.approx(cost(oc.model.usage, len(SCRIPT)))
+    assert end.usage == reported(oc.model.usage, len(SCRIPT))
     assert oc.run.view.message == "made.txt is written and noted."
 
 
@@ -213,7 +206,7 @@ async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_
     # opencode ends the turn at once: the model is not asked again, the MCP tool never runs
     assert len(oc.model.scripted) == 1
     assert oc.hub.runtime.state.board.snapshot()["progress"] == []
-    assert end.tokens == last_tokens(oc.model.usage, 1)
+    assert end.usage == reported(oc.model.usage, 1)
     # A follow-up in the same session: the script goes on from the conversation it holds
     again = await oc.turn("Never mind the file; just note it.")
     assert again.stop_reason == "end_turn"
@@ -222,6 +215,4 @@ async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_
         "made.txt is written"]
     assert oc.run.view.message == "made.txt is written and noted."
     # Its two model requests: the tokens are the last one's again; the cost is the session's
-    assert again.tokens == last_tokens(oc.model.usage, 3)
-    context = oc.run.view.context
-    assert context is not None and context.cost == pytest.approx(cost(oc.model.usage, 3))
+    assert again.usage == reported(oc.model.usage, 3)
