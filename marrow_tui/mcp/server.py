@@ -424,8 +424,9 @@ class HubTools:
         except Refused as exc:
             raise _refusal("The note was refused", exc) from None
         note = frame.get("note") or {}
-        return ToolResult(f"posted a {kind} note on {task_id}.",
-                       _pick(note, "task_id", "author", "kind", "text", "posted_at"))
+        what = "a note" if kind == "note" else f"a {kind} note"
+        return ToolResult(f"posted {what} on {task_id}.",
+                          _pick(note, "task_id", "author", "kind", "text", "posted_at"))
 
     async def read_board(self, progress_notes: int = DEFAULT_NOTES) -> ToolResult:
         try:
