@@ -17,8 +17,9 @@ from marrow_tui.agents.transcript import Transcript
 
 T0 = 1_800_000_000.0
 
-WORDS = ("the login flow reads the session cookie and checks its signature before it "
-         "looks the user up; a missing cookie sends the browser to the sign-in page").split()
+SENTENCE = ("the login flow reads the session cookie and checks its signature before it "
+            "looks the user up; a missing cookie sends the browser to the sign-in page")
+WORDS = SENTENCE.split(" ")
 FILES = ("src/auth/login.py", "src/auth/session.py", "tests/test_login.py", "README.md")
 
 

@@ -15,13 +15,12 @@ from marrow_tui.ui.screens.agent import AgentScreen
 from marrow_tui.ui.screens.log import LogScreen
 from marrow_tui.ui.transcript.reader import TranscriptReader
 from marrow_tui.ui.transcript.widget import TranscriptLog
-
 from tests.support.console_app import ConsoleApp, filled
 from tests.support.transcripts import (
+    UPDATES_PER_TURN,
     acp_run_events,
     append,
     seed_acp_run,
-    UPDATES_PER_TURN,
     text,
     tool,
     write_transcript,

@@ -27,6 +27,7 @@ from ...core.text import printable
 from ..run_text import WAITING, cost_text, doing_now, tokens_text, turns_text
 from ..transcript.widget import FOLLOW_EVERY, TranscriptLog
 
+
 class RunActions(Protocol):
     """The Sessions pane, as the view sees it: what can be done to a run, and doing it."""
 

@@ -172,9 +172,10 @@ def _paths(call: ToolCall) -> list[str]:
     paths = [str(loc.get("path")) for loc in call.locations
              if isinstance(loc, Mapping) and loc.get("path")]
     for item in call.content:
-        if isinstance(item, Mapping) and item.get("type") == "diff" and item.get("path"):
-            if str(item["path"]) not in paths:
-                paths.append(str(item["path"]))
+        path = item.get("path") if isinstance(item, Mapping) and item.get("type") == "diff" \
+            else None
+        if path and str(path) not in paths:
+            paths.append(str(path))
     return paths
 
 

@@ -17,6 +17,7 @@ from bisect import bisect_right
 from pathlib import Path
 from typing import ClassVar
 
+from rich.segment import Segment
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.events import Resize
@@ -51,6 +52,8 @@ class TranscriptLog(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     TranscriptLog {
         background: $surface;
+        overflow-x: hidden;
+        scrollbar-gutter: stable;
         & > .transcript--match { background: $warning 40%; }
     }
     """
@@ -201,7 +204,10 @@ class TranscriptLog(ScrollView, can_focus=True):
                       else [line.text])
             for piece in pieces:
                 shown = indent + piece if line.indent is not None else piece
-                strip = Strip(list(shown.render(console)), shown.cell_len)
+                segments = shown.render(console)
+                if shown.style:  # a Text's own style is not in what it renders
+                    segments = Segment.apply_style(segments, console.get_style(shown.style))
+                strip = Strip(list(segments), shown.cell_len)
                 strips.append(strip.crop(0, width) if strip.cell_length > width else strip)
         return strips
 
