@@ -87,7 +87,9 @@ async def view_runs(path: Path, runs: int, expected: str) -> dict[str, Any]:
             else:
                 started = time.perf_counter()
                 log.action_top()
-                await pilot.pause()
+                async with asyncio.timeout(120):
+                    while not (log.reader.at_start and log.scroll_y == 0):
+                        await pilot.pause()
                 to_top.append((time.perf_counter() - started) * 1000)
             app.pop_screen()
             await pilot.pause()

@@ -13,6 +13,7 @@ from marrow_tui.core.events import Event
 from marrow_tui.ui.panes.sessions import SessionsTable
 from marrow_tui.ui.screens.agent import AgentScreen
 from marrow_tui.ui.screens.log import LogScreen
+from marrow_tui.ui.transcript.blocks import Blocks
 from marrow_tui.ui.transcript.reader import TranscriptReader
 from marrow_tui.ui.transcript.widget import TranscriptLog
 from tests.support.console_app import ConsoleApp, filled
@@ -160,11 +161,11 @@ async def test_search_finds_the_next_and_the_previous_match(tmp_path: Path) -> N
         log = await open_view(pilot, app)
         await pilot.press("slash", *"turn 3", "enter")
         first = await until(pilot, lambda: log.match_line is not None and log.match_line)
-        assert "turn 3" in log.line(first).text.lower()
-        assert log.line(first).text in log.visible_text() and not log.following
+        assert "turn 3" in log.line_text(first).lower()
+        assert log.line_text(first) in log.visible_text() and not log.following
         await pilot.press("n")
         second = log.match_line
-        assert second != first and "turn 3" in log.line(second).text.lower()
+        assert second != first and "turn 3" in log.line_text(second).lower()
         await pilot.press("N")
         assert log.match_line == first
 
@@ -229,3 +230,29 @@ async def test_the_sessions_pane_says_what_an_acp_run_does(tmp_path: Path) -> No
         app.runtime.handle("DEMO-1", {"type": "steer_ask", "question": "Staging or mock?",
                                       "session": SID}, None)
         await until(pilot, lambda: line(SID).startswith("waiting for you · "))
+
+
+def _shown(blocks: Blocks) -> list[tuple[str, bool, list[str]]]:
+    return [(b.kind, b.gap, [line.text.plain for line in b.lines()]) for b in blocks.blocks]
+
+
+def test_reading_back_in_pieces_shows_what_reading_in_order_shows(tmp_path: Path) -> None:
+    """Blocks put before others as the view reads back give the same picture as reading the
+    whole transcript in order: tool calls merged at their first sighting (whatever piece their
+    updates are in), one plan, text joined across the pieces."""
+    path = write_transcript(tmp_path / "t.jsonl", 200, extra=[
+        text("agent_message_chunk", "still "),
+        tool("tool_call_update", "call-1-0", status="failed"),  # a call from the first turn
+        text("agent_message_chunk", "going"),
+    ])
+    records = TranscriptReader(path).open_tail()
+    whole = Blocks()
+    whole.extend(records)
+    for cuts in ([150], [7, 60, 61, 199], list(range(10, 200, 13))):
+        pieces = [records[a:b] for a, b in zip([0, *cuts], [*cuts, len(records)], strict=True)]
+        built = Blocks()
+        built.extend(pieces[-1])
+        for piece in reversed(pieces[:-1]):
+            built.prepend(piece)
+        assert _shown(built) == _shown(whole), cuts
+    assert _shown(whole)[-1][2][-1].endswith("to still going")  # one paragraph

@@ -2,8 +2,9 @@
 thoughts, the operator's prompts, one row per tool call (at its first sighting, changed in
 place as later updates arrive, whatever their order), the plan (once, the latest), and notes.
 
-Built from transcript records in order; a block's `version` grows whenever it changes, so the
-view re-renders only the blocks that did. `lines` turns a block into styled lines for a given
+Built from transcript records in order, and from earlier records put before them (`prepend`,
+as the view reads further back): the result is the same as reading them all in order. A
+block's `version` grows whenever it changes, so the view re-renders only the blocks that did. `lines` turns a block into styled lines for a given
 width; the view wraps and draws them.
 """
 
@@ -34,6 +35,14 @@ PLAN_MARKS = {"completed": ("[x]", "green"), "in_progress": ("[~]", "bold yellow
 #: kinds of text block, and the update kinds that feed them
 TEXT_KINDS = {"agent_message_chunk": "message", "agent_thought_chunk": "thought",
               "user_message_chunk": "user"}
+TEXT_BLOCKS = frozenset(TEXT_KINDS.values())
+#: blocks drawn as rows: no blank line between two of them
+ROWS = frozenset({"tool", "note"})
+
+
+def gap_between(last: str | None, kind: str) -> bool:
+    """A blank line before a block, unless it is the first or a row after a row."""
+    return last is not None and not (kind in ROWS and last in ROWS)
 
 
 @dataclass(slots=True)
@@ -78,6 +87,8 @@ class Blocks:
     #: blocks changed or added since `take_dirty`
     dirty: set[int] = field(default_factory=set)
     _calls: dict[str, Block] = field(default_factory=dict)
+    #: every update that named each tool call, in order (to merge again when earlier ones come)
+    _call_updates: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     _plan: Block | None = None
     _index: dict[int, int] = field(default_factory=dict)
 
@@ -108,10 +119,8 @@ class Blocks:
             self._new("note", text=f"mode: {update.get('currentModeId', '?')}")
 
     def _new(self, kind: str, **fields: Any) -> Block:
-        last = self.blocks[-1].kind if self.blocks else None
-        rows = ("tool", "note")
-        gap = last is not None and not (kind in rows and last in rows)
-        block = Block(kind, gap=gap, **fields)
+        block = Block(kind, gap=gap_between(self.blocks[-1].kind if self.blocks else None,
+                                            kind), **fields)
         self._index[id(block)] = len(self.blocks)
         self.dirty.add(len(self.blocks))
         self.blocks.append(block)
@@ -140,6 +149,7 @@ class Blocks:
             self._touch(block)
         assert block.call is not None
         block.call.merge(update)
+        self._call_updates.setdefault(ident, []).append(update)
 
     def _plan_update(self, entries: Any) -> None:
         steps = tuple(PlanStep(str(e.get("content", "")), str(e.get("priority", "")),
@@ -150,6 +160,60 @@ class Blocks:
         else:
             self._plan.plan = steps
             self._touch(self._plan)
+
+
+    def prepend(self, records: Iterable[Record]) -> tuple[list[int], set[int]]:
+        """Put what earlier `records` add up to before these blocks, as if read in order: a
+        tool call seen in both stays at its first sighting, merged from all its updates; the
+        plan stays where it first was, with the latest steps; text that runs on is joined.
+
+        Returns the old indexes of the blocks kept (they follow the new ones, in order) and
+        the new indexes of the blocks to draw again.
+        """
+        head = Blocks()
+        head.extend(records)
+        dirty = set(range(len(head.blocks)))
+        dropped: set[int] = set()
+        for ident, block in self._calls.items():
+            first = head._calls.get(ident)
+            if first is None:
+                head._calls[ident] = block
+                head._call_updates[ident] = self._call_updates[ident]
+                continue
+            updates = head._call_updates[ident] + self._call_updates[ident]
+            first.call = ToolCall(ident)
+            for update in updates:
+                first.call.merge(update)
+            head._call_updates[ident] = updates
+            dropped.add(self._index[id(block)])
+        if self._plan is not None:
+            if head._plan is not None:
+                head._plan.plan = self._plan.plan
+                dropped.add(self._index[id(self._plan)])
+            else:
+                head._plan = self._plan
+        merged, kept = list(head.blocks), []
+        for old, block in enumerate(self.blocks):
+            if old in dropped:
+                continue
+            last = merged[-1] if merged else None
+            if last is not None and block.kind in TEXT_BLOCKS and last.kind == block.kind:
+                last.text += block.text  # it ran on across what moved away
+                last.version += 1
+                dirty.add(len(merged) - 1)
+                continue
+            gap = gap_between(last.kind if last else None, block.kind)
+            if gap != block.gap:
+                block.gap = gap
+                block.version += 1
+                dirty.add(len(merged))
+            merged.append(block)
+            kept.append(old)
+        self.blocks, self._calls, self._plan = merged, head._calls, head._plan
+        self._call_updates = head._call_updates
+        self._index = {id(block): index for index, block in enumerate(merged)}
+        self.dirty = set()
+        return kept, dirty
 
 
 def chunk_text(content: Any) -> str:

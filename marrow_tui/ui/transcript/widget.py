@@ -33,8 +33,9 @@ from .reader import Record, TranscriptReader
 FOLLOW_EVERY = 0.25
 #: on opening, read further back until this many screens of lines are there (or the start)
 SCREENS_AHEAD = 3
-#: the largest step back when the operator scrolls up (each step doubles, up to this)
-MAX_CHUNK = 4 * 1024 * 1024
+#: the largest step back when the operator scrolls up (each step doubles, up to this: about
+#: 3,000 updates, read, parsed and drawn in about a tenth of a second)
+MAX_CHUNK = 512 * 1024
 #: searching reads at most this many steps further back before it says "not found"
 SEARCH_STEPS = 8
 
@@ -73,8 +74,10 @@ class TranscriptLog(ScrollView, can_focus=True):
         self.records: list[Record] = []
         self.model = Blocks()
         self.following = True
-        #: each block's strips at `_width`, and the line each block starts at
-        self._strips: list[list[Strip]] = []
+        #: each block's lines at `_width` (wrapped, styled text), each drawn into a strip only
+        #: once it is on screen; and the line each block starts at
+        self._pieces: list[list[Text]] = []
+        self._strips: list[list[Strip | None]] = []
         self._starts: list[int] = []
         self._total = 0
         self._width = 0
@@ -96,7 +99,7 @@ class TranscriptLog(ScrollView, can_focus=True):
         self.model.extend(self.records)
         self.model.take_dirty()
         self.match_line = None
-        self._strips, self._starts, self._total = [], [], 0
+        self._pieces, self._strips, self._starts, self._total = [], [], [], 0
         if self._width:
             self._render_all()
             self._fill_screens()
@@ -133,10 +136,11 @@ class TranscriptLog(ScrollView, can_focus=True):
                 return False
             before = self._total
             self.records[:0] = records
-            self.model = Blocks()
-            self.model.extend(self.records)
-            self.model.take_dirty()
-            self._render_all()
+            kept, dirty = self.model.prepend(records)
+            head = len(self.model.blocks) - len(kept)
+            self._pieces = [[] for _ in range(head)] + [self._pieces[i] for i in kept]
+            self._strips = [[] for _ in range(head)] + [self._strips[i] for i in kept]
+            self._rerender(dirty)
             added = self._total - before
             if self.match_line is not None:
                 self.match_line += added
@@ -158,24 +162,27 @@ class TranscriptLog(ScrollView, can_focus=True):
             self._fill_screens()
 
     def _render_all(self) -> None:
-        self._strips = [self._render(block) for block in self.model.blocks]
+        self._pieces = [self._render(block) for block in self.model.blocks]
+        self._strips = [[None] * len(pieces) for pieces in self._pieces]
         self._restart()
 
     def _rerender(self, dirty: set[int]) -> None:
         for index in sorted(dirty):
-            strips = self._render(self.model.blocks[index])
-            if index < len(self._strips):
-                self._strips[index] = strips
+            pieces = self._render(self.model.blocks[index])
+            if index < len(self._pieces):
+                self._pieces[index] = pieces
+                self._strips[index] = [None] * len(pieces)
             else:
-                self._strips.append(strips)
+                self._pieces.append(pieces)
+                self._strips.append([None] * len(pieces))
         self._restart()
 
     def _restart(self) -> None:
         """Block start lines and the virtual size; then the tail, while following."""
         starts, total = [], 0
-        for strips in self._strips:
+        for pieces in self._pieces:
             starts.append(total)
-            total += len(strips)
+            total += len(pieces)
         self._starts, self._total = starts, total
         self.virtual_size = Size(self._width, total)
         self.refresh()
@@ -193,23 +200,26 @@ class TranscriptLog(ScrollView, can_focus=True):
         if self.following:
             self._to_end()
 
-    def _render(self, block: Block) -> list[Strip]:
+    def _render(self, block: Block) -> list[Text]:
+        """The block's lines at the width: wrapped, or cut when drawn."""
         console = self.app.console
         width = max(1, self._width)
-        strips = [Strip.blank(0)] if block.gap else []
+        shown = [Text()] if block.gap else []
         for line in block.lines():
             indent = line.indent or Text()
             room = max(1, width - indent.cell_len)
             pieces = (list(line.text.wrap(console, room)) if line.wrap and line.text.plain
                       else [line.text])
-            for piece in pieces:
-                shown = indent + piece if line.indent is not None else piece
-                segments = shown.render(console)
-                if shown.style:  # a Text's own style is not in what it renders
-                    segments = Segment.apply_style(segments, console.get_style(shown.style))
-                strip = Strip(list(segments), shown.cell_len)
-                strips.append(strip.crop(0, width) if strip.cell_length > width else strip)
-        return strips
+            shown += [indent + piece if line.indent is not None else piece for piece in pieces]
+        return shown
+
+    def _draw(self, text: Text) -> Strip:
+        console = self.app.console
+        segments = text.render(console)
+        if text.style:  # a Text's own style is not in what it renders
+            segments = Segment.apply_style(segments, console.get_style(text.style))
+        strip = Strip(list(segments), text.cell_len)
+        return strip.crop(0, self._width) if strip.cell_length > self._width else strip
 
     def render_line(self, y: int) -> Strip:
         number = int(self.scroll_y) + y
@@ -223,15 +233,24 @@ class TranscriptLog(ScrollView, can_focus=True):
 
     def line(self, number: int) -> Strip:
         index = bisect_right(self._starts, number) - 1
-        return self._strips[index][number - self._starts[index]]
+        strips, at = self._strips[index], number - self._starts[index]
+        strip = strips[at]
+        if strip is None:
+            strip = strips[at] = self._draw(self._pieces[index][at])
+        return strip
+
+    def line_text(self, number: int) -> str:
+        index = bisect_right(self._starts, number) - 1
+        return self._pieces[index][number - self._starts[index]].plain
 
     def lines_text(self) -> list[str]:
-        """Every line read so far, as plain text (what the screen shows, scrolled through)."""
-        return [strip.text for strips in self._strips for strip in strips]
+        """Every line read so far, as plain text (long rows whole: the screen cuts them)."""
+        return [piece.plain for pieces in self._pieces for piece in pieces]
 
     def visible_text(self) -> list[str]:
         top = int(self.scroll_y)
-        return [self.line(n).text for n in range(top, min(self._total, top + self.size.height))]
+        return [self.line_text(n)
+                for n in range(top, min(self._total, top + self.size.height))]
 
     # ---- following and scrolling ----------------------------------------------------------
 
@@ -253,10 +272,15 @@ class TranscriptLog(ScrollView, can_focus=True):
         self._to_end()
 
     def action_top(self) -> None:
-        while not self.reader.at_start and self.load_earlier():
-            pass
+        """Go to the first update: a chunk read back at a time, the loop free in between (a
+        long transcript takes seconds to read back whole), the top shown at every step."""
         self._follow(False)
+        more = not self.reader.at_start and self.load_earlier()
+        self._adjusting = True
         self.scroll_home(animate=False, immediate=True)
+        self._adjusting = False
+        if more:
+            self.call_later(self.action_top)
 
     # ---- search ---------------------------------------------------------------------------
 
@@ -288,7 +312,7 @@ class TranscriptLog(ScrollView, can_focus=True):
         step = 1 if forward else -1
         for offset in range(1, total + 1):
             number = (here + step * offset) % total
-            if needle in self.line(number).text.casefold():
+            if needle in self.line_text(number).casefold():
                 return number
         return None
 
