@@ -256,3 +256,41 @@ def test_reading_back_in_pieces_shows_what_reading_in_order_shows(tmp_path: Path
             built.prepend(piece)
         assert _shown(built) == _shown(whole), cuts
     assert _shown(whole)[-1][2][-1].endswith("to still going")  # one paragraph
+
+
+async def test_a_transcript_that_does_not_exist_yet_shows_once_written(tmp_path: Path) -> None:
+    path = tmp_path / "later.jsonl"
+    app = acp_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: app.main.check_action("open_log", ()))
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, AgentScreen) and app.screen)
+        assert "no transcript yet" in str(screen.query_one("#agent-title").render())
+        log = screen.query_one(TranscriptLog)
+        write_transcript(path, extra=[text("agent_message_chunk", "hello")])
+        await until(pilot, lambda: log.lines_text() == ["hello"])
+
+
+async def test_run_keys_in_the_list_and_the_view(tmp_path: Path) -> None:
+    """Stop asks first, from the list and from the view; prompt and cancel-turn stay off
+    until their command path exists."""
+    from marrow_tui.ui.modals.confirm import ConfirmModal
+
+    path = write_transcript(tmp_path / "t.jsonl", 30)
+    app = acp_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await filled(pilot, app)
+        main = app.main
+        await until(pilot, lambda: main.check_action("stop_run", ()))
+        assert not main.check_action("prompt_session", ())
+        assert not main.check_action("cancel_turn", ())
+        await pilot.press("enter")
+        screen = await until(pilot, lambda: isinstance(app.screen, AgentScreen) and app.screen)
+        assert screen.check_action("run", ("stop_run",))
+        assert not screen.check_action("run", ("prompt_session",))
+        assert not screen.check_action("run", ("cancel_turn",))
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert app.screen is screen

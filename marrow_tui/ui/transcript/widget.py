@@ -162,13 +162,13 @@ class TranscriptLog(ScrollView, can_focus=True):
             self._fill_screens()
 
     def _render_all(self) -> None:
-        self._pieces = [self._render(block) for block in self.model.blocks]
+        self._pieces = [self._lay_out(block) for block in self.model.blocks]
         self._strips = [[None] * len(pieces) for pieces in self._pieces]
         self._restart()
 
     def _rerender(self, dirty: set[int]) -> None:
         for index in sorted(dirty):
-            pieces = self._render(self.model.blocks[index])
+            pieces = self._lay_out(self.model.blocks[index])
             if index < len(self._pieces):
                 self._pieces[index] = pieces
                 self._strips[index] = [None] * len(pieces)
@@ -200,7 +200,7 @@ class TranscriptLog(ScrollView, can_focus=True):
         if self.following:
             self._to_end()
 
-    def _render(self, block: Block) -> list[Text]:
+    def _lay_out(self, block: Block) -> list[Text]:
         """The block's lines at the width: wrapped, or cut when drawn."""
         console = self.app.console
         width = max(1, self._width)
