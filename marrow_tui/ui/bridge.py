@@ -149,6 +149,7 @@ class Bridge:
                         + (f": {data['reason']}" if data.get("reason") else "")))
             elif kind in STEERING_KINDS:
                 pending.asks.add(data["id"])
+                self._asker_run(data["id"], pending)
                 if kind == "steer_ask":
                     pending.alerts.append(Alert(
                         f"ask:{data['id']}",
@@ -164,6 +165,14 @@ class Bridge:
             # Under load, fewer and larger batches: never spend more than a third of the loop
             # applying changes, so keys are still answered at once.
             asyncio.get_running_loop().call_later(max(1 / FLUSH_HZ, 3 * self.cost), self.flush)
+
+    def _asker_run(self, request_id: str, pending: _Pending) -> None:
+        """A run that asks or is answered shows "waiting for you" or stops saying it."""
+        state = self.runtime.state
+        request = state.steering.get(request_id)
+        run = state.sessions.by_id.get(request.session) if request and request.session else None
+        if run is not None:
+            pending.runs.add(run.agent)
 
     def _run_event(self, kind: str, data: dict, pending: _Pending) -> None:
         if kind == "config_status":

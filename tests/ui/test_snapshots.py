@@ -199,3 +199,34 @@ def test_services_pane(snap_compare) -> None:  # type: ignore[no-untyped-def]
 def test_services_wide(snap_compare) -> None:  # type: ignore[no-untyped-def]
     """A config with services only: four panes and the services' row."""
     assert snap_compare(ConsoleApp(services=True), terminal_size=WIDE, run_before=after())
+
+
+def _agent_view_app() -> ConsoleApp:
+    """An ACP run with a fixed transcript (the runner's writer, a fixed clock)."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.transcripts import (
+        UPDATES_PER_TURN,
+        acp_run_events,
+        seed_acp_run,
+        write_transcript,
+    )
+
+    path = write_transcript(Path(tempfile.mkdtemp(prefix="marrow-transcript-")) / "t.jsonl",
+                            2 * UPDATES_PER_TURN + 12)
+
+    def seed(runtime) -> None:  # type: ignore[no-untyped-def]
+        seed_acp_run(runtime, acp_run_events(
+            "DEMO-1-20270115-075800-000", "DEMO-1", path, turns=3,
+            doing="Edit src/auth/login.py",
+            usage={"input": 10_000, "output": 2_345, "total": 12_345, "cost": 0.42,
+                   "currency": "USD"}))
+
+    return ConsoleApp(seeded=False, seed_with=seed)
+
+
+def test_agent_view(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """An ACP run's transcript: the header, text, thoughts, tool rows, a diff, the plan."""
+    assert snap_compare(_agent_view_app(), terminal_size=MEDIUM,
+                        run_before=_on_sessions("enter"))

@@ -10,9 +10,11 @@ from rich.text import Text
 
 from ...core.sessions import Session
 from ...core.text import ago
-from ..actions import Hint
+from ..actions import BY_ID, Hint
 from ..modals.confirm import ConfirmModal
 from ..modals.form import Field, FormModal
+from ..run_text import run_summary
+from ..screens.agent import AgentScreen
 from ..screens.log import LogScreen
 from .base import Console, TablePane
 from .table import KeyedTable
@@ -23,6 +25,10 @@ _STATE_STYLES = {"running": "bold cyan", "ok": "green", "failed": "bold red",
                  "timeout": "bold red", "error": "bold red", "stopped": "yellow",
                  "interrupted": "yellow"}
 
+
+#: the keys that act on a run, in hint order (the agent view runs the same ones)
+RUN_KEYS = tuple(BY_ID[i] for i in ("sessions.prompt", "sessions.cancel_turn", "sessions.stop"))
+RUN_ACTIONS = tuple(action.name for action in RUN_KEYS)
 
 #: end states whose reason says more than the exit code
 _SAY_WHY = frozenset({"timeout", "error", "stopped", "interrupted"})
@@ -108,7 +114,16 @@ class SessionsTable(KeyedTable):
         line = session.last_line
         if session.state in _SAY_WHY and session.reason:
             line = f"{session.reason} · {line}" if line else session.reason
+        if session.transcript:  # an ACP run: what it does now, its turns, tokens and cost
+            return (label, started, took, state, code, self._acp_line(session, line), short)
         return (label, started, took, state, code, line[:200], short)
+
+    def _acp_line(self, session: Session, line: str) -> Text:
+        summary = run_summary(session, self.state.steering)
+        if line and not session.running:
+            summary = Text(line[:120]).append(" · " if summary.plain else "").append_text(
+                summary)
+        return summary[:200]
 
     def _agent_label(self, agent: str) -> Text:
         view = self.state.sessions.agents.get(agent)
@@ -155,9 +170,23 @@ class SessionsPane(TablePane):
             agent = self._agent()
             return agent is not None and agent in self.state.sessions.agents
         run = self._run(self.selected())
+        if run is None:
+            return False
+        if action in RUN_ACTIONS:
+            return self.can(action, run)
+        return True  # open_log
+
+    def can(self, action: str, run: Session) -> bool:
+        """Whether a run action can run now on `run` (the agent view asks this too)."""
         if action == "stop_run":
-            return run is not None and run.running
-        return run is not None  # open_log
+            return run.running
+        # prompt_session, cancel_turn: no command path to send them yet (issue 12 item 5)
+        return False
+
+    def act(self, action: str, run: Session) -> None:
+        """Run a run action on `run`, from the list or from the agent view."""
+        if action == "stop_run":
+            self._confirm_stop(run)
 
     def hint(self) -> Hint:
         agent = SessionsTable.agent_of(self.table.selected_key)
@@ -169,10 +198,9 @@ class SessionsPane(TablePane):
         if view is not None:
             keys += ["sessions.wake", "sessions.task",
                      ("sessions.pause", "resume" if not view.enabled else "pause")]
-        if run is not None and run.running:
-            keys.append("sessions.stop")
         if run is not None:
-            keys.append(("view.open", "output"))
+            keys += [action.id for action in RUN_KEYS if self.can(action.name, run)]
+            keys.append(("view.open", "transcript" if run.transcript else "output"))
         return keys
 
     def wake(self) -> None:
@@ -188,9 +216,20 @@ class SessionsPane(TablePane):
 
     def stop_run(self) -> None:
         run = self._run(self.selected())
-        if run is None or not run.running:
-            return
+        if run is not None and self.can("stop_run", run):
+            self.act("stop_run", run)
 
+    def prompt_session(self) -> None:
+        run = self._run(self.selected())
+        if run is not None and self.can("prompt_session", run):
+            self.act("prompt_session", run)
+
+    def cancel_turn(self) -> None:
+        run = self._run(self.selected())
+        if run is not None and self.can("cancel_turn", run):
+            self.act("cancel_turn", run)
+
+    def _confirm_stop(self, run: Session) -> None:
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.send(type="session_stop", id=run.id)
@@ -222,5 +261,10 @@ class SessionsPane(TablePane):
 
     def open(self, key: str) -> None:
         run = self._run(key)
-        if run is not None:
+        if run is None:
+            return
+        if run.transcript:  # an ACP run: its transcript, live
+            self.console.app.push_screen(AgentScreen(run, self.state.sessions,
+                                                     self.state.steering, self))
+        else:
             self.console.app.push_screen(LogScreen(run))

@@ -1,0 +1,1 @@
+"""A session's transcript in the console: read lazily, drawn with the line API."""
