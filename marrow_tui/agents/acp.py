@@ -203,6 +203,10 @@ class AcpRun:
         self._turn_over.clear()
         self.view.turn_started()
         self._touch()
+        # The prompt goes in the transcript as ACP replays a user's message, so the transcript
+        # reads as the conversation it was.
+        self.transcript.write({"sessionUpdate": "user_message_chunk",
+                               "content": {"type": "text", "text": text}})
         try:
             result = await self._call("session/prompt", self._connection().prompt(
                 session_id=self.session_id, prompt=[acp.text_block(text)]), None)

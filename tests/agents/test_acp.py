@@ -91,7 +91,9 @@ async def test_every_update_is_a_transcript_line_with_its_receive_time(
         harness: Harness) -> None:
     run = await harness.started("claude")
     await run.prompt("go")
-    records = lines(run.transcript.path)
+    prompt, *records = lines(run.transcript.path)
+    assert prompt["update"] == {"sessionUpdate": "user_message_chunk",
+                                "content": {"type": "text", "text": "go"}}
     assert len(records) == run.view.updates == 8
     assert all(isinstance(r["at"], float) for r in records)
     assert [r["update"]["sessionUpdate"] for r in records[:3]] == [
@@ -196,7 +198,12 @@ async def test_follow_up_prompts_are_turns_of_the_same_session(harness: Harness)
     assert end.stop_reason == "end_turn"
     assert (run.pid, run.session_id) == (pid, session)
     assert run.view.message.endswith("prompt=and add a test")  # this turn's text only
-    assert len(lines(run.transcript.path)) == 2
+    said = [(r["update"]["sessionUpdate"], r["update"]["content"]["text"][-14:])
+            for r in lines(run.transcript.path)]
+    assert said == [("user_message_chunk", "fix the bug"),
+                    ("agent_message_chunk", "ompt=fix the bug"[-14:]),
+                    ("user_message_chunk", "and add a test"),
+                    ("agent_message_chunk", "and add a test")]
 
 
 async def test_a_failing_on_change_callback_is_logged_and_the_turn_goes_on(
@@ -286,7 +293,7 @@ async def test_a_crash_mid_turn_says_how_it_exited_and_its_stderr_tail(
     assert failure.value.kind == "exited"
     assert str(failure.value) == (f"{run.name} exited mid-turn (exit 3): "
                                   "fatal: the model server went away")
-    assert lines(run.transcript.path)[0]["update"]["content"]["text"] == "starting"
+    assert lines(run.transcript.path)[1]["update"]["content"]["text"] == "starting"
     with pytest.raises(AcpFailure):  # the run is over
         await run.prompt("again")
 

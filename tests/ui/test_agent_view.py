@@ -273,9 +273,10 @@ async def test_a_transcript_that_does_not_exist_yet_shows_once_written(tmp_path:
 
 
 async def test_run_keys_in_the_list_and_the_view(tmp_path: Path) -> None:
-    """Stop asks first, from the list and from the view; prompt and cancel-turn stay off
-    until their command path exists."""
+    """Stop asks first, from the list and from the view; prompt opens a form (the run is
+    running and speaks ACP); cancel-turn is there while a turn is under way."""
     from marrow_tui.ui.modals.confirm import ConfirmModal
+    from marrow_tui.ui.modals.form import FormModal
 
     path = write_transcript(tmp_path / "t.jsonl", 30)
     app = acp_app(path)
@@ -283,13 +284,17 @@ async def test_run_keys_in_the_list_and_the_view(tmp_path: Path) -> None:
         await filled(pilot, app)
         main = app.main
         await until(pilot, lambda: main.check_action("stop_run", ()))
-        assert not main.check_action("prompt_session", ())
-        assert not main.check_action("cancel_turn", ())
+        assert main.check_action("prompt_session", ())
+        assert main.check_action("cancel_turn", ())
         await pilot.press("enter")
         screen = await until(pilot, lambda: isinstance(app.screen, AgentScreen) and app.screen)
         assert screen.check_action("run", ("stop_run",))
-        assert not screen.check_action("run", ("prompt_session",))
-        assert not screen.check_action("run", ("cancel_turn",))
+        assert screen.check_action("run", ("prompt_session",))
+        assert screen.check_action("run", ("cancel_turn",))
+        await pilot.press("i")
+        assert isinstance(app.screen, FormModal)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmModal)
         await pilot.press("n")

@@ -180,13 +180,31 @@ class SessionsPane(TablePane):
         """Whether a run action can run now on `run` (the agent view asks this too)."""
         if action == "stop_run":
             return run.running
-        # prompt_session, cancel_turn: no command path to send them yet (issue 12 item 5)
+        acp = run.running and bool(run.transcript)  # only an ACP agent takes prompts
+        if action == "prompt_session":
+            return acp
+        if action == "cancel_turn":
+            return acp and run.in_turn
         return False
 
     def act(self, action: str, run: Session) -> None:
         """Run a run action on `run`, from the list or from the agent view."""
         if action == "stop_run":
             self._confirm_stop(run)
+        elif action == "prompt_session":
+            self._prompt(run)
+        elif action == "cancel_turn":
+            self.send(type="session_cancel", id=run.id)
+
+    def _prompt(self, run: Session) -> None:
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                self.send(type="session_prompt", id=run.id, text=values["text"])
+
+        when = "after its current turn" if run.in_turn else "now"
+        self.console.app.push_screen(FormModal(f"Prompt {run.agent} ({run.id})", [
+            Field("text", f"Sent {when}", "what the agent should do next")], "Send",
+            required=("text",)), submitted)
 
     def hint(self) -> Hint:
         agent = SessionsTable.agent_of(self.table.selected_key)
