@@ -31,6 +31,7 @@ from acp.schema import (
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
+from ..core.acp import AUTH_HINTS
 from ..core.aio import bounded, within
 from ..core.text import one_line, seconds_text
 from ..proc import (
@@ -52,6 +53,8 @@ LINE_LIMIT = 64 * 1024 * 1024
 READ_TIMEOUT = 30.0
 #: how long an agent gets to end its turn after `session/cancel`, and its group after SIGTERM
 CANCEL_GRACE = 5.0
+#: the JSON-RPC error code of ACP's "authentication required"
+AUTH_REQUIRED = -32000
 #: bytes read from the agent's stderr at a time
 STDERR_CHUNK = 64 * 1024
 
@@ -60,7 +63,7 @@ T = TypeVar("T")
 
 class AcpFailure(Exception):
     """The run cannot go on; str() is the sentence for people, `kind` the reason for code:
-    not_found, exited, malformed, timeout, refused, ignored_cancel."""
+    not_found, exited, malformed, timeout, refused, ignored_cancel, auth_required."""
 
     def __init__(self, kind: str, sentence: str) -> None:
         super().__init__(sentence)
@@ -154,6 +157,8 @@ class AcpRun:
         self.view = SessionView()
         #: the agent's session id, once `session/new` answered
         self.session_id: str | None = None
+        #: how the agent says it can be signed in (`initialize`'s authMethods, as sent)
+        self.auth_methods: list[dict[str, Any]] = []
         self.pid: int | None = None
         #: the event loop's time() of the agent's latest sign of life: start, a prompt sent, a
         #: session/update, a permission request asked or answered (for stall detection)
@@ -175,7 +180,7 @@ class AcpRun:
         self._touch()
         try:
             await self._spawn()
-            await self._call("initialize", self._connection().initialize(
+            agent = await self._call("initialize", self._connection().initialize(
                 protocol_version=acp.PROTOCOL_VERSION,
                 # No fs or terminal: the agent uses its own tools, in its own workspace.
                 client_capabilities=ClientCapabilities(
@@ -183,6 +188,7 @@ class AcpRun:
                     terminal=False),
                 client_info=Implementation(name="marrow-tui", version=__version__)),
                 self.read_timeout)
+            self.auth_methods = [plain(m) for m in agent.auth_methods or ()]
             session = await self._call("session/new", self._connection().new_session(
                 cwd=str(self.workspace),
                 mcp_servers=list(self.mcp_servers)),
@@ -351,6 +357,25 @@ class AcpRun:
             log.exception("%s: the on_change callback failed on a %s change", self.name,
                           change[0])
 
+    def _sign_in(self, method: str) -> str:
+        """What the agent wants before it works: its own word (`authMethods`), else what its
+        preset is known to read."""
+        ways = []
+        for way in self.auth_methods:
+            names = [str(v.get("name")) for v in way.get("vars") or () if v.get("name")]
+            if names:
+                ways.append("set " + " and ".join(names))
+            else:
+                said = str(way.get("description") or way.get("name") or "").strip()
+                if said:
+                    ways.append(one_line(said, 120))
+        known = AUTH_HINTS.get(Path(self.command[0]).name)
+        if not ways and known:
+            ways.append(known)
+        how = "; or ".join(ways) if ways else "see its documentation for how to sign in"
+        return (f"{self.name} needs to be signed in (it answered {method} with 'authentication "
+                f"required'): {how}. Its environment is marrow-tui's plus acp.env")
+
     def _fail(self, kind: str, sentence: str) -> AcpFailure:
         """Record the run's failure (the first one counts) and return it."""
         if self._failure is None:
@@ -366,6 +391,8 @@ class AcpRun:
         except ConnectionError:
             raise await self._ended(method) from None
         except acp.RequestError as exc:
+            if exc.code == AUTH_REQUIRED:
+                raise self._fail("auth_required", self._sign_in(method)) from None
             raise self._fail("refused", f"{self.name} answered {method} with an error: "
                              f"{one_line(str(exc), 200)}") from None
         except ValidationError as exc:

@@ -18,6 +18,16 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "gemini": ("gemini", "--acp"),
 }
 
+#: an agent program -> how it is signed in, when it does not say so itself
+AUTH_HINTS: dict[str, str] = {
+    "opencode": "give the provider's key in the environment (e.g. ANTHROPIC_API_KEY or "
+                "OPENAI_API_KEY) or run `opencode auth login`",
+    "codex-acp": "set OPENAI_API_KEY (or CODEX_API_KEY) or run `codex login`",
+    "claude-code-acp": "set ANTHROPIC_API_KEY or run `claude` and /login",
+    "gemini": "set GEMINI_API_KEY (or GOOGLE_API_KEY with Vertex AI) or run `gemini` and sign "
+              "in",
+}
+
 #: ACP tool call kinds
 TOOL_KINDS = ("read", "edit", "delete", "move", "search", "execute", "think", "fetch",
               "switch_mode", "other")

@@ -499,6 +499,7 @@ class Orchestrator(Producer):
             extra = {"retry_kind": kind if kind != "dispatch" else None}
             prompt = render_prompt(workflow, issue, entry.attempt, extra)
             if acp:
+                prompt = self._fresh_session_note(entry) + prompt
                 ending = await self._run_acp(entry, workflow, prompt, env)
                 state, code, reason, last = (ending.state, ending.code, ending.reason,
                                              ending.last_line)
@@ -659,6 +660,18 @@ class Orchestrator(Producer):
             stop_grace=STOP_GRACE,
             log_retention_days=0, log_max_count=0, logs=self._logs(workflow),
         )
+
+    def _fresh_session_note(self, entry: _Running) -> str:
+        """For a run after another of the issue's: the agent starts a new ACP session (the
+        last one's conversation is gone; its workspace is not), and says so."""
+        before = [s for s in self.runtime.state.sessions.of_agent(entry.issue.identifier)
+                  if s.id != entry.session and not s.running]
+        if not before:
+            return ""
+        last = before[0]
+        return (f"Note: this is a new session. Your previous one ({last.id}) ended: "
+                f"{last.reason or last.state}. Its conversation is gone; the workspace keeps "
+                "what it did.\n\n")
 
     async def _run_acp(self, entry: _Running, workflow: Workflow, prompt: str,
                        env: dict[str, str]) -> Ending:

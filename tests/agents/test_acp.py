@@ -345,3 +345,20 @@ async def test_the_transcript_is_capped_and_rotated_by_whole_lines(harness: Harn
     assert all(f.stat().st_size <= 600 for f in files)
     for f in files:
         lines(f)  # every file holds whole JSON lines
+
+
+async def test_an_agent_that_wants_signing_in_says_how_in_one_sentence(
+        harness: Harness, tmp_path: Path) -> None:
+    with pytest.raises(AcpFailure) as failure:
+        await harness.started("needs-key")
+    assert failure.value.kind == "auth_required"
+    assert str(failure.value) == (
+        "python needs to be signed in (it answered session/new with 'authentication "
+        "required'): set FAKE_API_KEY. Its environment is marrow-tui's plus acp.env")
+    # An agent that does not say how: what its preset is known to read, by its program's name.
+    claude = tmp_path / "claude-code-acp"
+    claude.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" needs-login\n')
+    claude.chmod(0o755)
+    with pytest.raises(AcpFailure) as failure:
+        await harness.run("needs-login", command=[str(claude)], name="claude").start()
+    assert "set ANTHROPIC_API_KEY or run `claude` and /login" in str(failure.value)

@@ -12,6 +12,7 @@ from typing import Any
 
 from marrow_tui.core.steering import Request
 
+from tests.support.hub import FakeClock
 from tests.support.orchestrator import Running, acp_workflow, issue, make  # noqa: F401
 
 #: each run starts a Python agent that imports the ACP SDK, and our MCP server (the MCP SDK):
@@ -185,3 +186,22 @@ async def test_an_agent_that_is_not_installed_fails_the_run_in_one_sentence(
     assert ended.state == "failed"
     assert ended.reason.startswith("the agent command 'no-such-agent-cli' was not found on "
                                    "the PATH searched (")
+
+
+async def test_a_crash_fails_the_run_and_the_retry_says_it_is_a_new_session(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "G-1", "crashes")
+    clock = FakeClock()
+    run = await make(acp_workflow(tmp_path, "crash"), clock)
+    run.patience = PATIENCE
+    await run.tick()
+    [first] = await run.until(lambda: run.ended("G-1"))
+    assert first.state == "failed"
+    assert first.reason.endswith("exited mid-turn (exit 3): fatal: the model server went away")
+    assert Path(first.transcript).is_file()  # kept, with what it said before
+    clock.advance(10.0)  # the first retry's backoff
+    await run.tick()
+    [_, second] = await run.until(lambda: len(run.ended("G-1")) == 2 and run.ended("G-1"))
+    prompt = json.loads(Path(second.transcript).read_text().splitlines()[0])["update"]
+    assert prompt["content"]["text"].startswith(
+        f"Note: this is a new session. Your previous one ({first.id}) ended: {first.reason}.")

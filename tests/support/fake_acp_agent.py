@@ -18,6 +18,8 @@ crash           a chunk, a line on stderr, exit 3 mid-turn
 malformed       a line that is not JSON mid-turn, then waits
 silent-start    never answers `initialize`
 exit-at-start   exits 2 on `initialize`
+needs-key       says it signs in with FAKE_API_KEY, and refuses `session/new` (auth_required)
+needs-login     refuses `session/new` (auth_required) without saying how to sign in
 
 With the first MCP server session/new gives (ours, in an orchestrator's ACP run):
 worker          asks permission to run `touch made.txt`, does it if allowed, calls mark_done
@@ -36,6 +38,7 @@ from typing import Any
 
 from acp import (
     PROTOCOL_VERSION,
+    RequestError,
     run_agent,
     start_tool_call,
     update_agent_message_text,
@@ -45,6 +48,8 @@ from acp import (
 from acp.helpers import plan_entry, tool_diff_content
 from acp.schema import (
     AgentCapabilities,
+    AuthEnvVar,
+    EnvVarAuthMethod,
     InitializeResponse,
     NewSessionResponse,
     PermissionOption,
@@ -85,11 +90,16 @@ class FakeAgent:
             print("no model configured", file=sys.stderr, flush=True)
             os._exit(2)
         self.capabilities = client_capabilities
+        methods = [EnvVarAuthMethod(id="key", name="API key", type="env_var",
+                                    vars=[AuthEnvVar(name="FAKE_API_KEY")])]
         return InitializeResponse(protocol_version=PROTOCOL_VERSION,
-                                  agent_capabilities=AgentCapabilities())
+                                  agent_capabilities=AgentCapabilities(),
+                                  auth_methods=methods if SCENARIO == "needs-key" else None)
 
     async def new_session(self, cwd: str, mcp_servers: Any = None,
                           **kwargs: Any) -> NewSessionResponse:
+        if SCENARIO in ("needs-key", "needs-login"):
+            raise RequestError.auth_required()
         self.cwd = cwd
         self.mcp = [server.name for server in mcp_servers or []]
         self.servers = list(mcp_servers or [])
