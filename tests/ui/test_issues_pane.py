@@ -9,6 +9,7 @@ right verb, with the right fields, from the right key, on the right pane, and on
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from marrow_tui.core.events import Event
@@ -18,8 +19,11 @@ from marrow_tui.ui.modals.confirm import ConfirmModal
 from marrow_tui.ui.modals.detail import DetailModal
 from marrow_tui.ui.modals.form import FormModal
 from marrow_tui.ui.panes.issues import IssuesTable
+from marrow_tui.ui.screens.agent import AgentScreen
+from marrow_tui.ui.transcript.widget import TranscriptLog
 
 from tests.support.console_app import ConsoleApp, filled, seed_issues
+from tests.support.transcripts import acp_run_events, seed_acp_run, text, write_transcript
 
 VERBS = {"issue_dispatch": "issue_dispatching", "issue_cancel": "issue_cancelling",
          "issue_retry": "issue_retrying", "issue_create": "issue_created"}
@@ -263,3 +267,21 @@ async def test_refused_files_and_a_kept_workspace_show_in_the_pane() -> None:
              state="Done", status="done", reason="workspace kept: 1 uncommitted file "
                                                   "(draft.txt)")
         await until(pilot, lambda: "workspace kept" in cells_of(app, "OPS-1")[2])
+
+
+async def test_t_opens_the_transcript_of_the_issues_agent_run(tmp_path: Path) -> None:
+    sid = "OPS-9-20270115-075800-000"
+    path = write_transcript(tmp_path / "t.jsonl", extra=[text("agent_message_chunk", "hi")])
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await started(pilot, app)
+        await select(pilot, app, "OPS-9")
+        assert app.main is not None and not app.main.check_action("issue_transcript", ())
+        seed_acp_run(app.runtime, acp_run_events(sid, "OPS-9", path))
+        emit(app.runtime, "issue_status", identifier="OPS-9", title="Rotate the keys",
+             state="In Progress", status="running", attempt=0, session=sid)
+        await until(pilot, lambda: app.main.check_action("issue_transcript", ()))
+        await pilot.press("t")
+        screen = await until(pilot, lambda: isinstance(app.screen, AgentScreen) and app.screen)
+        log = screen.query_one(TranscriptLog)
+        await until(pilot, lambda: "hi" in log.lines_text())

@@ -17,7 +17,7 @@ from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
 from ..modals.form import Field, FormModal
 from .base import Console, TablePane, fields
-from .sessions import session_key
+from .sessions import SessionsPane, session_key
 from .table import KeyedTable
 
 #: what the issue keys act on (the orchestrator decides; these only gate the keys)
@@ -163,14 +163,18 @@ class IssuesPane(TablePane):
             return view.status in CANCELLABLE
         if action == "retry_issue":
             return view.status == "parked"
-        return self._run(view) is not None  # go_to_issue_run
+        run = self._run(view)
+        if action == "issue_transcript":
+            return run is not None and bool(run.transcript)
+        return run is not None  # go_to_issue_run
 
     def hint(self) -> Hint:
         view = self._issue(self.table.selected_key)
         keys: list[str | tuple[str, str]] = [
             action_id for action, action_id in (
                 ("dispatch_issue", "issues.dispatch"), ("cancel_issue", "issues.cancel"),
-                ("retry_issue", "issues.retry"), ("go_to_issue_run", "issues.goto"))
+                ("retry_issue", "issues.retry"), ("go_to_issue_run", "issues.goto"),
+                ("issue_transcript", "issues.transcript"))
             if self._allows(action, view)]
         if self.state.issues.workflow:
             keys.append("issues.new")
@@ -271,6 +275,13 @@ class IssuesPane(TablePane):
                   values.get("description", "")),
             Field("priority", "Priority", "a whole number, lower first; empty for none",
                   values.get("priority", ""))], "Create", required=("title",)), submitted)
+
+    def issue_transcript(self) -> None:
+        view = self._issue(self.selected())
+        run = self._run(view) if view is not None else None
+        sessions = self.console.panes["sessions"]
+        if run is not None and run.transcript and isinstance(sessions, SessionsPane):
+            sessions.open_run(run)
 
     def go_to_issue_run(self) -> None:
         view = self._issue(self.selected())

@@ -279,8 +279,11 @@ class SessionsPane(TablePane):
 
     def open(self, key: str) -> None:
         run = self._run(key)
-        if run is None:
-            return
+        if run is not None:
+            self.open_run(run)
+
+    def open_run(self, run: Session) -> None:
+        """Its transcript (an ACP run, live) or its output."""
         if run.transcript:  # an ACP run: its transcript, live
             self.console.app.push_screen(AgentScreen(run, self.state.sessions,
                                                      self.state.steering, self))

@@ -247,7 +247,7 @@ def tool_lines(call: ToolCall) -> list[Line]:
     icon, style = ICONS.get(call.status, ICONS["pending"])
     row = Text.assemble((icon, style), " ", (f"{call.kind:<7}", "dim"), " ",
                         (printable(one_line(call.title or call.id, 200)), "bold"))
-    paths = _paths(call)
+    paths = [path for path in _paths(call) if path not in call.title]  # said once
     if paths:
         row.append("  " + printable(", ".join(paths)), style="dim")
     lines = [Line(row, wrap=False)]
