@@ -19,6 +19,7 @@ from marrow_tui.ui.modals.confirm import ConfirmModal
 from marrow_tui.ui.modals.detail import DetailModal
 from marrow_tui.ui.modals.form import FormModal
 from marrow_tui.ui.panes.issues import IssuesTable
+from marrow_tui.ui.panes.sessions import session_key
 from marrow_tui.ui.screens.agent import AgentScreen
 from marrow_tui.ui.transcript.widget import TranscriptLog
 
@@ -285,3 +286,28 @@ async def test_t_opens_the_transcript_of_the_issues_agent_run(tmp_path: Path) ->
         screen = await until(pilot, lambda: isinstance(app.screen, AgentScreen) and app.screen)
         log = screen.query_one(TranscriptLog)
         await until(pilot, lambda: "hi" in log.lines_text())
+
+
+async def test_stopping_an_issue_run_from_the_sessions_pane_cancels_its_issue(
+        tmp_path: Path) -> None:
+    sid = "OPS-9-20270115-075800-000"
+    path = write_transcript(tmp_path / "t.jsonl", extra=[text("agent_message_chunk", "hi")])
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=(110, 32)) as pilot:
+        verbs = await started(pilot, app)
+        events = acp_run_events(sid, "OPS-9", path)
+        events[0].data["trigger"] = "issue OPS-9: dispatch"
+        seed_acp_run(app.runtime, events)
+        assert app.main is not None
+        key = session_key("OPS-9", events[0].data["started"], sid)
+        table = app.main.tables["sessions"]
+        app.main.pane = "sessions"  # a hidden table catches up once shown
+        await until(pilot, lambda: key in table.keys)
+        app.main.show_row("sessions", key)
+        await until(pilot, lambda: table.selected_key == key)
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmModal)
+        assert "the issue is parked" in app.screen.body
+        await pilot.press("y")
+        await until(pilot, lambda: verbs.sent())
+        assert verbs.sent() == [("issue_cancel", {"identifier": "OPS-9"})]

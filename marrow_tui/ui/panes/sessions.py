@@ -248,6 +248,10 @@ class SessionsPane(TablePane):
             self.act("cancel_turn", run)
 
     def _confirm_stop(self, run: Session) -> None:
+        if run.trigger.startswith("issue "):  # the orchestrator's: stopping it parks its issue
+            self._confirm_cancel_issue(run)
+            return
+
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.send(type="session_stop", id=run.id)
@@ -257,6 +261,17 @@ class SessionsPane(TablePane):
             f"{run.agent}'s run gets SIGTERM (its whole process group), then SIGKILL if it "
             "has not ended within the agent's stop_grace. Tasks handed to it go back to the "
             "queue.", "Stop"), confirmed)
+
+    def _confirm_cancel_issue(self, run: Session) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.send(type="issue_cancel", identifier=run.agent)
+
+        self.console.app.push_screen(ConfirmModal(
+            f"Stop {run.id}?",
+            f"It is issue {run.agent}'s run: the issue is parked (not dispatched again until "
+            "you retry it from the Issues pane), and the run's process group is ended.",
+            "Stop"), confirmed)
 
     def add_task(self) -> None:
         agent = self._agent()
