@@ -23,7 +23,7 @@ from marrow_tui.cli.common import (
     SubParsers,
     hub_command,
 )
-from marrow_tui.core.text import table
+from marrow_tui.core.text import cost_text, table, tokens_text
 from marrow_tui.cli.project import (
     add_config_option,
     config_path,
@@ -242,10 +242,16 @@ async def _do_sessions(hub: HubClient, args: argparse.Namespace) -> Frame:
     return await hub.sessions(max(0, args.limit))
 
 
+def _usage(usage: dict[str, Any]) -> str:
+    """"12.3k tok $0.42", or "-" when nothing was reported."""
+    return " ".join(p for p in (tokens_text(usage), cost_text(usage)) if p) or "-"
+
+
 def _render_sessions(frame: Frame, args: argparse.Namespace) -> str:
     now = time.time()
     lines = []
     agents = frame.get("agents") or []
+    usage = frame.get("usage") or {}
     if agents:
         rows = []
         for a in sorted(agents, key=lambda a: a["agent"]):
@@ -257,8 +263,9 @@ def _render_sessions(frame: Frame, args: argparse.Namespace) -> str:
                 nxt = f"in {max(0, int(a['next_at'] - now))}s"
             else:
                 nxt = "-"
-            rows.append([a["agent"], nxt, str(a.get("queued", 0)), str(a.get("failures", 0))])
-        lines.append(table(["AGENT", "NEXT RUN", "QUEUED", "FAILURES"], rows))
+            rows.append([a["agent"], nxt, str(a.get("queued", 0)), str(a.get("failures", 0)),
+                         _usage(usage.get(a["agent"]) or {})])
+        lines.append(table(["AGENT", "NEXT RUN", "QUEUED", "FAILURES", "USAGE"], rows))
     sessions = frame.get("sessions") or []
     if sessions:
         rows = []
@@ -267,9 +274,12 @@ def _render_sessions(frame: Frame, args: argparse.Namespace) -> str:
             started = time.strftime("%m-%d %H:%M:%S", time.localtime(s["started"]))
             code = "" if s.get("code") is None else str(s["code"])
             rows.append([s["id"], started, f"{end - s['started']:.1f}s", s["state"], code,
-                         (s.get("last_line") or "")[:60]])
-        lines.append(table(["SESSION", "STARTED", "TOOK", "STATE", "EXIT", "LAST LINE"],
-                                   rows))
+                         _usage(s.get("usage") or {}), (s.get("last_line") or "")[:60]])
+        lines.append(table(["SESSION", "STARTED", "TOOK", "STATE", "EXIT", "USAGE",
+                            "LAST LINE"], rows))
+    issues = sorted(set(usage) - {a["agent"] for a in agents})
+    if issues:  # the orchestrator's runs: one agent per issue
+        lines.append(table(["ISSUE OR AGENT", "USAGE"], [[i, _usage(usage[i])] for i in issues]))
     if not lines:
         return "no agents configured and no sessions yet"
     return "\n\n".join(lines)

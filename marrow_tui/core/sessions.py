@@ -314,6 +314,22 @@ class SessionBook:
         return sorted((s for s in self.by_id.values() if s.agent == agent),
                       key=lambda s: (s.started, s.id), reverse=True)
 
+    def usage_by_agent(self) -> dict[str, dict[str, Any]]:
+        """Each agent's usage over its kept sessions (an issue's runs are its agent's):
+        tokens and cost add up (a session's cost is its own total); context occupancy is a
+        session's moment, so it is not here."""
+        totals: dict[str, dict[str, Any]] = {}
+        for session in self.by_id.values():
+            if not session.usage:
+                continue
+            total = totals.setdefault(session.agent, {})
+            add_usage(total, {k: v for k, v in session.usage.items() if k in SUMMED_USAGE})
+            cost = session.usage.get("cost")
+            if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+                total["cost"] = round(total.get("cost", 0.0) + cost, 6)
+                total["currency"] = session.usage.get("currency", total.get("currency"))
+        return {agent: total for agent, total in totals.items() if total}
+
     def latest(self) -> list[Session]:
         """Every kept session, newest first."""
         return sorted(self.by_id.values(), key=lambda s: (s.started, s.id), reverse=True)

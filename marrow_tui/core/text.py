@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def ago(seconds: float) -> str:
@@ -201,3 +202,26 @@ def without_joiners(value: str) -> str:
         return value
     return "".join(c for i, c in enumerate(value)
                    if not (c in JOINERS and _between_visible(value, i)))
+
+
+def compact_count(count: int) -> str:
+    """950, 12.3k, 4.5M."""
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return str(count)
+
+
+def tokens_text(usage: Mapping[str, Any]) -> str:
+    """"12.3k tok" (the total, else input plus output); "" when nothing was reported."""
+    total = usage.get("total") or (usage.get("input") or 0) + (usage.get("output") or 0)
+    return f"{compact_count(int(total))} tok" if total else ""
+
+
+def cost_text(usage: Mapping[str, Any]) -> str:
+    """"$0.42", "0.42 EUR"; "" when the agent gave none."""
+    cost = usage.get("cost")
+    if not isinstance(cost, int | float) or isinstance(cost, bool):
+        return ""
+    currency = str(usage.get("currency") or "USD")
+    return f"${cost:,.2f}" if currency.upper() == "USD" else f"{cost:,.2f} {currency}"

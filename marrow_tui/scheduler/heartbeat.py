@@ -569,7 +569,7 @@ class Scheduler(Producer):
         sessions = [s.to_dict() for s in book.latest()[:limit]]
         agents = [vars_of(v) for v in book.agents.values()]
         call.reply("sessions", f"{len(sessions)} session(s)", sessions=sessions, agents=agents,
-                   config=book.config)
+                   config=book.config, usage=book.usage_by_agent())
 
     def _verb_stop(self, call: Call) -> None:
         session = _field(call, "id") or _field(call, "session")

@@ -443,7 +443,7 @@ def test_task_wake_and_sessions_go_through_the_running_hub(
 
     sessions = cli("sessions", "--uri", hub.uri, cwd=root)
     assert sessions.code == 0, sessions.err
-    assert re.search(r"^alpha\s+in \d+s\s+0\s+0$", sessions.out, re.MULTILINE), sessions.out
+    assert re.search(r"^alpha\s+in \d+s\s+0\s+0\s+-$", sessions.out, re.MULTILINE), sessions.out
     rows = [line.split() for line in sessions.out.splitlines() if line.startswith("alpha-")]
     assert len(rows) == 2 and rows[0][0] == session, sessions.out  # newest first
     assert all("ok" in row and "0" in row for row in rows)

@@ -188,3 +188,21 @@ def test_running_sessions_survive_a_snapshot_and_end_as_interrupted() -> None:
     assert (a2.state, a2.ended, a2.last_line) == ("interrupted", 99.0, "working")
     assert restored.sessions.by_id["a-1"].state == "ok"
     assert restored.sessions.running() == []
+
+
+def test_usage_adds_up_tokens_and_cost_per_agent_and_keeps_occupancy_out() -> None:
+    book = SessionBook()
+    for sid, agent, usage in (("a-1", "DEMO-1", {"input": 100, "output": 20, "total": 120,
+                                                 "context_used": 9000, "cost": 0.25,
+                                                 "currency": "USD"}),
+                              ("a-2", "DEMO-1", {"input": 50, "output": 5, "total": 55,
+                                                 "context_used": 4000, "cost": 0.5,
+                                                 "currency": "USD"}),
+                              ("b-1", "alpha", {"context_used": 100})):
+        book.apply(Event("session_start", {"id": sid, "agent": agent, "started": 1.0}))
+        book.apply(Event("session_turn", {"id": sid, "phase": "start", "turn": 1}))
+        book.apply(Event("session_turn", {"id": sid, "phase": "end", "turn": 1,
+                                          "usage": usage}))
+    assert book.by_id["a-1"].usage["context_used"] == 9000  # a session keeps its latest
+    assert book.usage_by_agent() == {
+        "DEMO-1": {"input": 150, "output": 25, "total": 175, "cost": 0.75, "currency": "USD"}}

@@ -23,8 +23,8 @@ from textual.widgets import Footer, Input, Static
 
 from ...core.sessions import Session, SessionBook
 from ...core.steering import SteeringBook
-from ...core.text import printable
-from ..run_text import WAITING, cost_text, doing_now, tokens_text, turns_text
+from ...core.text import cost_text, plural, printable, tokens_text
+from ..run_text import WAITING, doing_now
 from ..transcript.widget import FOLLOW_EVERY, TranscriptLog
 
 
@@ -92,7 +92,7 @@ class AgentScreen(Screen[None]):
         text = Text.assemble((f" {printable(s.id)} ", "bold"), ("· ", "dim"),
                              printable(s.agent), ("  ", ""),
                              (s.state, "bold cyan" if s.running else "bold"))
-        for part in (turns_text(s.turns), tokens_text(s.usage), cost_text(s.usage)):
+        for part in (plural(s.turns, "turn"), tokens_text(s.usage), cost_text(s.usage)):
             if part:
                 text.append(f"  {part}")
         if doing:
