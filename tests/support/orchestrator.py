@@ -33,14 +33,8 @@ def issue(root: Path, state: str, ident: str, title: str, priority: int = 2,
     return path
 
 
-def workflow(root: Path, agent_body: str, prompt: str = "Work on {{ issue.identifier }}.",
-             extra: str = "") -> Path:
-    script = root / "agent.sh"
-    script.write_text("#!/bin/sh\ncat > prompt.txt\n" + agent_body)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    path = root / "WORKFLOW.md"
-    path.write_text(f"""---
-tracker:
+#: the front matter's tracker, polling and workspace, the same for every test workflow
+TRACKER = """tracker:
   kind: local
   root: issues
   active_states: [Todo, In Progress]
@@ -49,7 +43,17 @@ polling:
   interval_ms: 60000
 workspace:
   root: ws
-agent:
+"""
+
+
+def workflow(root: Path, agent_body: str, prompt: str = "Work on {{ issue.identifier }}.",
+             extra: str = "") -> Path:
+    script = root / "agent.sh"
+    script.write_text("#!/bin/sh\ncat > prompt.txt\n" + agent_body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    path = root / "WORKFLOW.md"
+    path.write_text(f"""---
+{TRACKER}agent:
   command: '"{script}"'
   max_idle_continuations: 2
   stall_timeout_ms: 0
@@ -68,16 +72,7 @@ def acp_workflow(root: Path, scenario: str, acp: str = "", agent: str = "",
     lines as given, indented by two spaces)."""
     path = root / "WORKFLOW.md"
     path.write_text(f"""---
-tracker:
-  kind: local
-  root: issues
-  active_states: [Todo, In Progress]
-  terminal_states: [Done, Cancelled]
-polling:
-  interval_ms: 60000
-workspace:
-  root: ws
-agent:
+{TRACKER}agent:
   max_idle_continuations: 5
 {agent}acp:
   command: '"{sys.executable}" "{FAKE_ACP_AGENT}" {scenario}'
