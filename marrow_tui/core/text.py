@@ -224,4 +224,5 @@ def cost_text(usage: Mapping[str, Any]) -> str:
     if not isinstance(cost, int | float) or isinstance(cost, bool):
         return ""
     currency = str(usage.get("currency") or "USD")
-    return f"${cost:,.2f}" if currency.upper() == "USD" else f"{cost:,.2f} {currency}"
+    amount = f"{cost:,.2f}" if cost >= 0.01 or cost == 0 else f"{cost:.4f}"  # not "$0.00"
+    return f"${amount}" if currency.upper() == "USD" else f"{amount} {currency}"

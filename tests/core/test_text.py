@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from marrow_tui.core.events import Event
-from marrow_tui.core.text import SafeFormatter, identifier_problem, printable
+from marrow_tui.core.text import (
+    SafeFormatter,
+    compact_count,
+    cost_text,
+    identifier_problem,
+    printable,
+    tokens_text,
+)
 from marrow_tui.headless import EventPrinter
 from marrow_tui.hub.client import HubClient
 from marrow_tui.protocol.frames import Outcome
@@ -304,3 +311,12 @@ async def test_cli_prints_a_refusal_sentence_without_escapes(hub: Hub) -> None:
     assert code == 1
     assert "holds a control character (U+001B)" in err
     assert ESC not in err and chr(7) not in err
+
+
+def test_usage_texts() -> None:
+    assert [compact_count(n) for n in (950, 12_345, 4_500_000)] == ["950", "12.3k", "4.5M"]
+    assert tokens_text({"input": 1000, "output": 300}) == "1.3k tok"
+    assert tokens_text({"context_used": 9000}) == ""  # occupancy is not spend
+    assert [cost_text({"cost": c}) for c in (0.4199, 0.0013, 0)] == ["$0.42", "$0.0013", "$0.00"]
+    assert cost_text({"cost": 2, "currency": "EUR"}) == "2.00 EUR"
+    assert cost_text({}) == ""
