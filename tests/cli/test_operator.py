@@ -8,7 +8,9 @@ import asyncio
 import sys
 from pathlib import Path
 
+from marrow_tui.core.events import Event
 from marrow_tui.hub.secrets import agent_key
+from marrow_tui.protocol.frames import Outcome
 
 from tests.support.hub import Hub
 from tests.support.hubproc import REPO, clean_env
@@ -101,3 +103,26 @@ async def test_the_cli_takes_its_name_back_as_the_operator(hub: Hub, tmp_path: P
     code, out, err = await cli(hub, "release", "T1", *ops)
     assert code == 0, err
     assert hub.runtime.state.claims.get("T1") is None
+
+
+async def test_a_permission_request_from_the_command_line(hub: Hub) -> None:
+    """`steering` names a permission request's choices; `answer` takes only one of them."""
+    runtime = hub.runtime
+    event = runtime.state.steering.decide_ask(
+        "OC-1", runtime.clock(), question="Allow execute: rm -rf build?",
+        choices=["Allow once", "Reject"], kind="permission", session="OC-1-1")
+    assert isinstance(event, Event)
+    runtime.state.apply(event)
+    runtime.submit(Outcome(events=[event]))
+    await runtime.settled()
+    rid = event.data["id"]
+    code, out, err = await cli(hub, "steering", "--state-dir", str(hub.state_dir))
+    assert code == 0, err
+    assert out.splitlines()[-1] == f'{rid} asks permission: answer with one of "Allow once", ' \
+                                   '"Reject"'
+    code, _, err = await cli(hub, "answer", rid, "sure", "--state-dir", str(hub.state_dir))
+    assert code == 1 and "[not_a_choice]" in err
+    code, out, err = await cli(hub, "answer", rid, "Allow once",
+                               "--state-dir", str(hub.state_dir))
+    assert code == 0, err
+    assert runtime.state.steering.get(rid).answer == "Allow once"  # type: ignore[union-attr]
