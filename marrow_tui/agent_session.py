@@ -22,6 +22,7 @@ from .core.acp import PermissionPolicy, choose_option
 from .core.events import Event, Refusal
 from .core.steering import Request
 from .core.text import format_duration, one_line
+from .proc import leader_fields
 from .protocol.frames import Call, text_field
 from .runtime import Runtime
 
@@ -158,8 +159,10 @@ class AgentSession:
         except AcpFailure as exc:
             return Ending("failed", str(exc), last_line=str(exc))
         if self.acp.pid is not None:
+            # its group and session ids, for the next start after a crash to end them
             self.emit(Event("session_pid", {"id": self.session, "agent": self.agent,
-                                            "pid": self.acp.pid}))
+                                            "pid": self.acp.pid,
+                                            **leader_fields(self.acp.pid)}))
         prompt: str | None = first
         why = "task"
         while True:

@@ -4,16 +4,23 @@ questions whose answer is the next prompt, follow-ups, cancel, turns and usage i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from marrow_tui.core.steering import Request
+from marrow_tui.proc import processes_of
 
 from tests.support.hub import FakeClock
+from tests.support.hubproc import clean_env
 from tests.support.orchestrator import Running, acp_workflow, issue, make  # noqa: F401
+from tests.support.waiting import gone
 
 #: each run starts a Python agent that imports the ACP SDK, and our MCP server (the MCP SDK):
 #: seconds each on a loaded machine
@@ -205,3 +212,68 @@ async def test_a_crash_fails_the_run_and_the_retry_says_it_is_a_new_session(
     prompt = json.loads(Path(second.transcript).read_text().splitlines()[0])["update"]
     assert prompt["content"]["text"].startswith(
         f"Note: this is a new session. Your previous one ({first.id}) ended: {first.reason}.")
+
+
+async def test_cancelling_a_turn_cancels_its_open_permission_request(tmp_path: Path,
+                                                                     make: Any) -> None:
+    issue(tmp_path, "Todo", "H-1", "asks, then is cancelled")
+    run = await make(acp_workflow(tmp_path, "cancel"))
+    run.patience = PATIENCE
+    ops = run.hub.runtime.join("operator/test", lambda frame: None)
+    await run.tick()
+    [request] = await run.until(lambda: permission(run))
+    [session] = run.sessions
+    ops.send(type="session_cancel", id=session.id)
+    await run.until(lambda: session.doing == "waiting for your prompt")
+    ended = run.hub.runtime.state.steering.get(request.id)
+    assert ended is not None and (ended.state, ended.answered_by) == ("cancelled", "H-1")
+
+
+async def test_killed_mid_turn_the_run_is_interrupted_its_agent_stopped_and_the_retry_is_new(
+        tmp_path: Path, make: Any) -> None:
+    """SIGKILL the real program while its ACP agent works: on the next start the run is
+    interrupted and the agent it left behind is stopped; its transcript is kept; the next run
+    is a new session, and its prompt says why the last one ended."""
+    issue(tmp_path, "Todo", "K-1", "killed")
+    path = acp_workflow(tmp_path, "slow", prompt="Work on {{ issue.identifier }} slowly.")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marrow_tui", "--no-ui", "--port", "0", "--workflow", str(path),
+         "--state-dir", str(tmp_path / "state")], stdout=subprocess.PIPE, text=True,
+        env=clean_env())
+    try:
+        line = ""
+        assert proc.stdout is not None
+        while " started " not in line:
+            line = proc.stdout.readline()
+            assert line, "marrow-tui exited before the run started"
+        sid = line.split()[2]
+        pids: list[int] = []
+        async with asyncio.timeout(PATIENCE):  # the agent is up, and so is its turn
+            while not (pids and (tmp_path / "ws" / ".logs" / f"{sid}.transcript.jsonl")
+                       .is_file()):
+                pids = processes_of({sid}).get(sid, [])
+                await asyncio.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=PATIENCE)
+    os.kill(pids[0], 0)  # the agent outlived the kill
+    run = await make(path)
+    run.patience = PATIENCE
+    before = run.hub.runtime.state.sessions.by_id[sid]
+    assert before.state == "interrupted"
+    assert before.reason.startswith("marrow-tui stopped while it ran; stopped the ")
+    assert await until_gone(pids)
+    assert Path(before.transcript).is_file()
+    await run.tick()
+    [after] = await run.until(lambda: [s for s in run.sessions if s.id != sid and s.in_turn])
+    prompt = json.loads(Path(after.transcript).read_text().splitlines()[0])["update"]
+    assert prompt["content"]["text"].startswith(
+        f"Note: this is a new session. Your previous one ({sid}) ended: marrow-tui stopped "
+        "while it ran")
+
+
+async def until_gone(pids: list[int]) -> bool:
+    async with asyncio.timeout(PATIENCE):
+        while not all(gone(pid) for pid in pids):
+            await asyncio.sleep(0.05)
+    return True
