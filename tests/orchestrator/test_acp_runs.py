@@ -277,3 +277,27 @@ async def until_gone(pids: list[int]) -> bool:
         while not all(gone(pid) for pid in pids):
             await asyncio.sleep(0.05)
     return True
+
+
+async def test_a_silent_agent_stalls_but_not_while_it_waits_on_a_person(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "S-1", "asks and waits")
+    run = await make(acp_workflow(tmp_path, "permission", stall_ms=1000))
+    run.patience = PATIENCE
+    await run.tick()
+    [request] = await run.until(lambda: permission(run))
+    [session] = run.sessions
+    loop = asyncio.get_running_loop()
+    stalled_by = loop.time() + 3.0  # three stall timeouts spent waiting on a person
+    await run.until(lambda: loop.time() > stalled_by or not session.running)
+    assert session.running
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": request.id,
+                                   "answer": "Reject"}, None, operator=True)
+    issue(tmp_path, "Todo", "S-2", "goes quiet")
+    path = acp_workflow(tmp_path, "slow", stall_ms=1000, prompt="Work on it slowly.")
+    run.orchestrator.path = path
+    run.orchestrator.reload()
+    await run.tick()
+    [quiet] = await run.until(lambda: run.ended("S-2"))
+    assert quiet.state == "timeout"
+    assert quiet.reason.startswith("stalled: no update from the agent for ")

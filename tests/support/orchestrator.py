@@ -67,7 +67,7 @@ FAKE_ACP_AGENT = Path(__file__).resolve().parent / "fake_acp_agent.py"
 
 
 def acp_workflow(root: Path, scenario: str, acp: str = "", agent: str = "",
-                 prompt: str = "Work on {{ issue.identifier }}.") -> Path:
+                 prompt: str = "Work on {{ issue.identifier }}.", stall_ms: int = 0) -> Path:
     """WORKFLOW.md for ACP runs of the fake agent's `scenario` (extra `acp:` and `agent:`
     lines as given, indented by two spaces)."""
     path = root / "WORKFLOW.md"
@@ -76,7 +76,7 @@ def acp_workflow(root: Path, scenario: str, acp: str = "", agent: str = "",
   max_idle_continuations: 5
 {agent}acp:
   command: '"{sys.executable}" "{FAKE_ACP_AGENT}" {scenario}'
-  stall_timeout_ms: 0
+  stall_timeout_ms: {stall_ms}
 {acp}---
 {prompt}
 """)
