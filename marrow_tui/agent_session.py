@@ -472,6 +472,9 @@ class LiveSessions:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.by_id: dict[str, AgentSession] = {}
+        #: how to stop each running run whose producer does not serve `session_stop` itself
+        #: (the orchestrator's issue runs, ACP or not): says what it did
+        self.stoppers: dict[str, Callable[[], str]] = {}
         self._cancels: set[asyncio.Task[bool]] = set()
         decider = runtime.decider
         assert decider is not None, "start the runtime first"
@@ -484,6 +487,11 @@ class LiveSessions:
     def remove(self, session: AgentSession) -> None:
         if self.by_id.get(session.session) is session:
             del self.by_id[session.session]
+
+    def stop(self, session_id: str) -> str | None:
+        """Stop a run registered in `stoppers`; what was done, or None when it is not there."""
+        stopper = self.stoppers.get(session_id)
+        return stopper() if stopper is not None else None
 
     def _session(self, call: Call) -> AgentSession | None:
         """The running ACP session an operator verb names (else the frame is refused)."""

@@ -88,6 +88,13 @@ def register_operations(sub: SubParsers) -> None:
     p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
     hub_command(p, _do_cancel, lambda f, a: str(f.get("payload") or "cancelling"))
 
+    p = sub.add_parser("stop", help="stop an agent's run",
+                       description="Stop a running session: its process group gets SIGTERM, "
+                                   "then SIGKILL after the grace. An issue's run: the issue is "
+                                   "parked until you retry it.")
+    p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
+    hub_command(p, _do_stop, lambda f, a: str(f.get("payload") or "stopping"))
+
 
 def _chosen(config: Config, names: list[str]) -> list[AgentConfig] | None:
     """The named agents (disabled ones too), else the enabled ones; None (said why) if none."""
@@ -236,6 +243,10 @@ async def _do_prompt(hub: HubClient, args: argparse.Namespace) -> Frame:
 
 async def _do_cancel(hub: HubClient, args: argparse.Namespace) -> Frame:
     return await hub.session_cancel(args.session)
+
+
+async def _do_stop(hub: HubClient, args: argparse.Namespace) -> Frame:
+    return await hub.session_stop(args.session)
 
 
 async def _do_sessions(hub: HubClient, args: argparse.Namespace) -> Frame:

@@ -672,6 +672,11 @@ class HubClient:
         return await self._request({"type": "session_prompt", "id": session, "text": text},
                                    build_matcher(_is_type("session_prompted")), timeout)
 
+    async def session_stop(self, session: str, timeout: float | None = None) -> Frame:
+        """``session_stop`` → ``session_stopping``: the run is stopped (an issue's: parked)."""
+        return await self._request({"type": "session_stop", "id": session},
+                                   build_matcher(_is_type("session_stopping")), timeout)
+
     async def session_cancel(self, session: str, timeout: float | None = None) -> Frame:
         """``session_cancel`` → ``session_cancelling``: the turn under way is cancelled."""
         return await self._request({"type": "session_cancel", "id": session},

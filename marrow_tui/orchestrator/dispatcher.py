@@ -452,6 +452,7 @@ class Orchestrator(Producer):
             return
         entry = _Running(issue, attempt, ws, sid, now, workflow, last_output=now)
         self.running[issue.id] = entry
+        live_sessions(self.runtime).stoppers[sid] = lambda: self._cancel_run(entry)
         entry.task = asyncio.create_task(self._run(entry, workflow, kind), name=f"issue {sid}")
 
     async def _run(self, entry: _Running, workflow: Workflow, kind: str) -> None:
@@ -549,6 +550,7 @@ class Orchestrator(Producer):
                 "last_line": last, "tasks": [str(issue.path)],
             }))
         finally:
+            live_sessions(self.runtime).stoppers.pop(entry.session, None)
             if self.running.get(issue.id) is entry:
                 del self.running[issue.id]
         await self._next(entry, workflow, state, reason)
@@ -1067,13 +1069,20 @@ class Orchestrator(Producer):
         entry = self.running.get(issue.id)
         self.retries.pop(issue.id, None)
         if entry is not None:
-            self.parked[issue.id] = "cancelled by the operator"
-            entry.stopped_for = "cancel"
-            entry.stop.set()
+            self._cancel_run(entry)
         else:
             self._park(issue, "cancelled by the operator", operator=True)
         call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
                    identifier=issue.identifier)
+
+    def _cancel_run(self, entry: _Running) -> str:
+        """Stop an issue's run for the operator: its issue is parked until retried."""
+        self.retries.pop(entry.issue.id, None)
+        self.parked[entry.issue.id] = "cancelled by the operator"
+        entry.stopped_for = "cancel"
+        entry.stop.set()
+        return (f"Stopping {entry.session}: issue {entry.issue.identifier} is parked until "
+                "you retry it.")
 
     def _verb_retry(self, call: Call) -> None:
         issue = self._operator_issue(call)

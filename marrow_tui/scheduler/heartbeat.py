@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..config.edit import edit_agent
 from ..config.load import Loaded, load_config
 from ..config.model import AgentConfig, Config
+from ..agent_session import live_sessions
 from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
@@ -110,6 +111,7 @@ class Scheduler(Producer):
         decider.register("sessions_request", self._verb_sessions)
         decider.register("session_stop", self._verb_stop)
         decider.register("agent_enable", self._verb_enable)
+        live_sessions(self.runtime)  # session_prompt and session_cancel, for every ACP run
         self._return_interrupted_tasks()
         if self.config is not None:
             # The warnings of the load that produced this config (clamps, ignored keys).
@@ -577,7 +579,11 @@ class Scheduler(Producer):
             call.deny("error", Refusal("forbidden", "Only an operator stops runs."))
             return
         refusal = self.stop_session(session)
-        if refusal is not None:
+        # Not ours: another producer's run (an issue's) is stopped its own way.
+        said = live_sessions(self.runtime).stop(session) if refusal is not None else None
+        if said is not None:
+            call.reply("session_stopping", said, id=session)
+        elif refusal is not None:
             call.deny("error", refusal, id=session)
         else:
             call.reply("session_stopping", f"Stopping {session}.", id=session)

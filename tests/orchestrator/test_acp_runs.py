@@ -16,6 +16,7 @@ from typing import Any
 
 from marrow_tui.core.steering import Request
 from marrow_tui.proc import processes_of
+from marrow_tui.scheduler.heartbeat import Scheduler
 
 from tests.support.hub import FakeClock
 from tests.support.hubproc import clean_env
@@ -301,3 +302,27 @@ async def test_a_silent_agent_stalls_but_not_while_it_waits_on_a_person(
     [quiet] = await run.until(lambda: run.ended("S-2"))
     assert quiet.state == "timeout"
     assert quiet.reason.startswith("stalled: no update from the agent for ")
+
+
+async def test_session_stop_stops_an_issue_run_and_parks_its_issue(tmp_path: Path,
+                                                                   make: Any) -> None:
+    """The one `session_stop` (the scheduler serves it) reaches an issue's run too."""
+    issue(tmp_path, "Todo", "P-1", "stopped")
+    run = await make(acp_workflow(tmp_path, "slow", prompt="Work on it slowly."))
+    run.patience = PATIENCE
+    scheduler = Scheduler(run.hub.runtime, None)
+    await scheduler.start(loop=False)
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+    await run.tick()
+    [session] = await run.until(lambda: run.sessions)
+    await run.until(lambda: session.in_turn)
+    ops.send(type="session_stop", id=session.id)
+    [ended] = await run.until(lambda: run.ended("P-1"))
+    assert (ended.state, ended.reason) == ("stopped", "cancelled by the operator")
+    assert replies[0]["type"] == "session_stopping"
+    assert "P-1" in run.orchestrator.parked
+    ops.send(type="session_stop", id=session.id)  # over now
+    await run.until(lambda: len(replies) == 2)
+    assert replies[1]["error_code"] == "not_running"
+    await scheduler.stop()
