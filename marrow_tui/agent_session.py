@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shlex
+import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +25,7 @@ from .core.acp import PermissionPolicy, choose_option
 from .core.events import Event, Refusal
 from .core.steering import Request
 from .core.text import format_duration, one_line
-from .proc import leader_fields
+from .proc import leader_fields, simple_command
 from .protocol.frames import Call, text_field
 from .runtime import Runtime
 
@@ -39,6 +42,31 @@ CONTINUATION = (
     "Continue working on the same issue. Pick up where the last turn left off and take the "
     "next concrete step. If the work is complete and verified, summarise what changed and "
     "call the mark_done tool.")
+
+
+def launch_argv(command: str, shell: str = "bash") -> list[str]:
+    """How to start an agent: one plain command directly (so a missing program is named
+    with the PATH searched), anything with shell syntax under `shell -lc`."""
+    return shlex.split(command) if simple_command(command) else [shell, "-lc", command]
+
+
+def agent_environment(identity: Mapping[str, str],
+                      extra: Mapping[str, str]) -> dict[str, str]:
+    """An ACP agent's environment: marrow-tui's own (its API keys and base URLs pass on),
+    the configured extra variables, then the run's identity (MARROW_*)."""
+    return {**os.environ, **extra, **identity}
+
+
+def marrow_mcp_server(identity: Mapping[str, str]) -> dict[str, Any]:
+    """Our MCP server (`marrow-tui mcp` over stdio) as an ACP `mcpServers` entry, carrying
+    the run's identity; its ask_human ends the turn (the answer is the next prompt)."""
+    env = {k: v for k, v in identity.items() if k.startswith("MARROW_")}
+    env["MARROW_ASK_ENDS_TURN"] = "1"
+    for name in ("PYTHONPATH", "HOME", "PATH"):  # where this Python finds marrow_tui
+        if name in identity or name in os.environ:
+            env[name] = identity.get(name, os.environ.get(name, ""))
+    return {"name": "marrow", "command": sys.executable, "args": ["-m", "marrow_tui", "mcp"],
+            "env": [{"name": k, "value": v} for k, v in sorted(env.items())]}
 
 
 def answer_prompt(request: Request) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import userfile
+from ..core.acp import PRESETS, PROTOCOLS
 from .diagnostics import KeyPath
 from .model import PLUGIN_KINDS, PROMPT_MODES, SERVICE_MODES, AgentConfig
 from .schema import Spec, TableReader, command_exists
@@ -85,6 +86,9 @@ AGENT_KEYS = {
     "role_file": Spec("str"),
     "context_timeout": Spec("float", 1, 3600),
     "stop_grace": Spec("float", 0, 600),
+    "protocol": Spec("str"),
+    "preset": Spec("str"),
+    "permissions": Spec("policy"),
 }
 
 
@@ -181,7 +185,20 @@ class AgentChecks(TableReader):
         errors_before = self.error_count()
         values = self.read(raw, at, AGENT_KEYS, "agents")
         name = self._required(at, raw, values, "name")
-        command = self._required(at, raw, values, "agent_command")
+        protocol = values.get("protocol", "command")
+        if protocol not in PROTOCOLS:
+            self.report(at + ("protocol",), f"must be one of {', '.join(PROTOCOLS)}, "
+                                            f"not {protocol!r}")
+        preset = values.get("preset")
+        if preset is not None and preset not in PRESETS:
+            self.report(at + ("preset",), f"unknown agent preset {preset!r} (known: "
+                                          f"{', '.join(PRESETS)}; or set agent_command)")
+        elif preset is not None and protocol != "acp":
+            self.report(at + ("preset",), 'a preset starts an ACP agent: set protocol = "acp"')
+        if preset in PRESETS and "agent_command" not in raw:
+            command = shlex.join(PRESETS[preset])
+        else:
+            command = self._required(at, raw, values, "agent_command")
         user = self._user(at, values)
         if mode == "supervisor" and not user:
             self.report(at + ("user",),
@@ -211,7 +228,8 @@ class AgentChecks(TableReader):
                                                   f"(no context scripts from it)")
         optional = {key: values[key] for key in (
             "heartbeat_interval", "heartbeat_timeout", "log_retention_days", "log_max_count",
-            "env", "enabled", "role", "context_timeout", "stop_grace") if key in values}
+            "env", "enabled", "role", "context_timeout", "stop_grace", "protocol",
+            "preset", "permissions") if key in values}
         return name, AgentConfig(
             name=name,
             agent_command=command,

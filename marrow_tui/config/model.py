@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.acp import PermissionPolicy
 from .diagnostics import KeyPath, line_of
 
 DEFAULT_CONFIG = "marrow.toml"
@@ -51,6 +52,12 @@ class AgentConfig:
     context_timeout: float = 15.0
     #: seconds between SIGTERM and SIGKILL when a run is stopped or times out
     stop_grace: float = 10.0
+    #: "command" (a process fed the prompt) or "acp" (an agent driven over ACP)
+    protocol: str = "command"
+    #: the ACP preset agent_command came from, when it did
+    preset: str | None = None
+    #: which of an ACP agent's permission requests reach a person
+    permissions: PermissionPolicy = PermissionPolicy()
     #: where run logs go instead of <workspace>/runtime/logs/exec (the orchestrator keeps
     #: them outside issue workspaces, which are committed and then removed); not a TOML key
     logs: Path | None = None

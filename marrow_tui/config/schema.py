@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.acp import parse_policy
 from .diagnostics import KeyPath, Reporter
 from .toml_lines import key_lines
 
@@ -138,6 +139,14 @@ class TableReader(Reporter):
         if isinstance(raw, dict):
             return True, raw
         return self._type_error(at, "table", raw)
+
+    def _as_policy(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
+        """A permission policy: ask, allow, deny, or a table (core/acp.py's parse_policy)."""
+        policy, problems = parse_policy(raw, "")
+        for problem in problems:
+            where, _, message = problem.partition(": ")
+            self.report(at + tuple(part for part in where.split(".") if part), message)
+        return not problems, policy
 
     def _as_tables(self, at: KeyPath, raw: object) -> tuple[bool, Any]:
         if not isinstance(raw, list):

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+#: how a run talks to its agent: "command" (a process fed the prompt), "acp" (driven over ACP)
+PROTOCOLS = ("command", "acp")
 #: preset -> the command that starts the agent in ACP mode (docs/agents.md says where each
 #: comes from and which variables it reads)
 PRESETS: dict[str, tuple[str, ...]] = {

@@ -38,12 +38,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..agent_session import AgentSession, Ending, Limits, live_sessions
+from ..agent_session import (
+    AgentSession,
+    Ending,
+    Limits,
+    agent_environment,
+    launch_argv,
+    live_sessions,
+    marrow_mcp_server,
+)
 from ..config.model import AgentConfig
 from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..hub.secrets import agent_key
-from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, simple_command, tail_line
+from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
 from ..protocol.frames import Call, text_field
 from ..runtime import Producer
 from ..scheduler.runner import (
@@ -681,24 +689,15 @@ class Orchestrator(Producer):
         and base URLs pass through), acp.env, and the run's identity; our MCP server (as the
         issue's `<issue>/mcp`) is in its session, so it can ask, claim and mark_done."""
         agent = workflow.agent
-        command = agent.command or ""
-        argv = shlex.split(command) if simple_command(command) else [agent.shell, "-lc",
-                                                                     command]
         logs = self._logs(workflow)
-        identity = {k: v for k, v in env.items() if k.startswith("MARROW_")}
-        identity["MARROW_ASK_ENDS_TURN"] = "1"
-        for name in ("PYTHONPATH", "HOME", "PATH"):
-            if name in os.environ or name in env:
-                identity[name] = env.get(name, os.environ.get(name, ""))
-        server = {"name": "marrow", "command": sys.executable,
-                  "args": ["-m", "marrow_tui", "mcp"],
-                  "env": [{"name": k, "value": v} for k, v in sorted(identity.items())]}
         session = AgentSession(
             self.runtime, self._emit, session=entry.session, agent=entry.issue.identifier,
-            task_id=entry.issue.identifier, command=argv, workspace=entry.workspace,
-            env={**os.environ, **agent.env, **env},
+            task_id=entry.issue.identifier,
+            command=launch_argv(agent.command or "", agent.shell), workspace=entry.workspace,
+            env=agent_environment(env, agent.env),
             stderr_log=logs / f"{entry.session}.stderr.log",
-            transcript=logs / f"{entry.session}.transcript.jsonl", mcp_servers=[server],
+            transcript=logs / f"{entry.session}.transcript.jsonl",
+            mcp_servers=[marrow_mcp_server(env)],
             policy=agent.permissions,
             limits=Limits(prompt=agent.prompt_timeout_ms / 1000,
                           stall=agent.stall_timeout_ms / 1000, max_turns=agent.max_turns),

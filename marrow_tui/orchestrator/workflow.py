@@ -27,7 +27,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from .. import userfile
 from ..config.diagnostics import Diagnostic, Findings, KeyPath, Reporter
 from ..config.model import PROMPT_MODES
-from ..core.acp import PRESETS, PermissionPolicy, parse_policy
+from ..core.acp import PRESETS, PROTOCOLS, PermissionPolicy, parse_policy
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
 
 WORKFLOW_FILE = "WORKFLOW.md"
@@ -248,7 +248,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
                         "codex.read_timeout_ms"),
 }
 
-PROTOCOLS = ("command", "acp")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _INT_TEXT = re.compile(r"-?\d{1,15}")

@@ -26,10 +26,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..agent_session import (
+    AgentSession,
+    Limits,
+    agent_environment,
+    launch_argv,
+    live_sessions,
+    marrow_mcp_server,
+)
+from ..agents.acp import READ_TIMEOUT
 from ..config.edit import edit_agent
 from ..config.load import Loaded, load_config
 from ..config.model import AgentConfig, Config
-from ..agent_session import live_sessions
 from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
@@ -294,10 +302,15 @@ class Scheduler(Producer):
             queued = queued[:MAX_TASKS_PER_RUN]
             # The names go in the log before the files move: if the process dies between
             # the two, the next start finds them by name and puts them back in the queue.
+            acp = agent.protocol == "acp"
             self._emit(Event("session_start", {
                 "id": sid, "agent": agent.name, "started": started, "trigger": trigger,
-                "stdout": str(run.stdout), "stderr": str(agent.log_dir / f"{sid}.stderr.log"),
+                # an ACP agent's stdout is the protocol: what it says is in its transcript
+                "stdout": "" if acp else str(run.stdout),
+                "stderr": str(agent.log_dir / f"{sid}.stderr.log"),
                 "tasks": [str(t.path) for t in queued],
+                **({"transcript": str(agent.log_dir / f"{sid}.transcript.jsonl")}
+                   if acp else {}),
             }))
             if queued:
                 await self.runtime.settled()
@@ -345,6 +358,8 @@ class Scheduler(Producer):
         assembled = assembling.result()
         for warning in assembled.warnings:
             log.warning("%s: %s", sid, warning)
+        if agent.protocol == "acp":
+            return await self._run_acp(run, assembled.prompt)
         return await run_session(
             agent, assembled.prompt, sid, env_extra=self._env(agent, sid),
             # The group and session ids go in the log: after a crash, the next start stops
@@ -353,6 +368,37 @@ class Scheduler(Producer):
                 "id": sid, "agent": agent.name, "pid": pid, **leader_fields(pid)})),
             stop=run.stop, clock=self.clock,
         )
+
+    async def _run_acp(self, run: _Run, prompt: str) -> RunResult:
+        """The run as one ACP session: the prompt, and the turns its questions and the
+        operator's follow-ups bring; it ends when the agent ends a turn with nothing left."""
+        agent, sid = run.agent, run.session
+        identity = self._env(agent, sid)
+        started = self.clock()
+        await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
+        session = AgentSession(
+            self.runtime, self._emit, session=sid, agent=agent.name, task_id="",
+            command=launch_argv(agent.agent_command), workspace=agent.workspace,
+            env=agent_environment(identity, agent.environment),
+            stderr_log=agent.log_dir / f"{sid}.stderr.log",
+            transcript=agent.log_dir / f"{sid}.transcript.jsonl",
+            mcp_servers=[marrow_mcp_server(identity)], policy=agent.permissions,
+            limits=Limits(prompt=float(agent.heartbeat_timeout)), read_timeout=READ_TIMEOUT,
+            stop=run.stop, is_done=lambda: False, continuation=None)
+        live = live_sessions(self.runtime)
+        live.add(session)
+        try:
+            ending = await session.run(prompt)
+        finally:
+            live.remove(session)
+        reason = ending.reason
+        if ending.state == "stopped":
+            reason = "stopped at shutdown" if run.stop.at_shutdown else "stopped by operator"
+        return RunResult(sid=sid, agent=agent.name, started=started, ended=self.clock(),
+                         pid=session.acp.pid, state=ending.state, code=ending.code,
+                         reason=reason, stdout_path=Path(os.devnull),
+                         stderr_path=agent.log_dir / f"{sid}.stderr.log",
+                         last_line=ending.last_line)
 
     async def _end(self, run: _Run, started: float, handed: list[Task], state: str,
                    code: int | None, reason: str, last: str) -> None:

@@ -1,0 +1,114 @@
+"""Agents from marrow.toml that speak ACP: the scripted fake agent (a real subprocess) on a
+heartbeat, with our MCP server in its session, on a real hub."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from marrow_tui.config.load import load_config
+
+from tests.support.orchestrator import FAKE_ACP_AGENT
+from tests.support.scheduler import make  # noqa: F401 (a fixture)
+
+#: the fake agent and our MCP server each start a Python that imports an SDK
+PATIENCE = 60.0
+
+
+def acp_config(root: Path, scenario: str, extra: str = "") -> Path:
+    command = shlex.join([sys.executable, str(FAKE_ACP_AGENT), scenario])
+    (root / "ws").mkdir(parents=True, exist_ok=True)
+    path = root / "marrow.toml"
+    path.write_text(f"""[[agents]]
+name = "coder"
+protocol = "acp"
+agent_command = {command!r}
+workspace = "{root / 'ws'}"
+heartbeat_interval = 3600
+{extra}
+""")
+    return path
+
+
+async def test_an_acp_agent_asks_permission_through_the_steering_queue(tmp_path: Path,
+                                                                       make: Any) -> None:
+    run = await make(acp_config(tmp_path, "permission"))
+    book = run.hub.runtime.state.steering
+    [request] = await run.until(lambda: list(book.open.values()), PATIENCE)
+    [start] = run.of("session_start")
+    assert (request.kind, request.asker, request.session) == ("permission", "coder",
+                                                              start["id"])
+    assert start["stdout"] == "" and start["transcript"].endswith(".transcript.jsonl")
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": request.id,
+                                   "answer": "Allow once"}, None, operator=True)
+    [end] = await run.ended(1)
+    assert (end["state"], end["reason"], end["last_line"]) == (
+        "ok", "the agent ended its turn", "answer=allow-once")
+    session = run.hub.runtime.state.sessions.by_id[start["id"]]
+    assert session.turns == 1
+
+
+async def test_the_policy_of_an_agent_answers_without_asking(tmp_path: Path,
+                                                             make: Any) -> None:
+    run = await make(acp_config(tmp_path, "permission", 'permissions = "deny"'))
+    [end] = await run.ended(1)
+    assert end["last_line"] == "answer=reject-once"
+    assert not run.hub.runtime.state.steering.ended
+
+
+async def test_a_question_is_answered_in_the_next_turn_and_prompts_reach_it(
+        tmp_path: Path, make: Any) -> None:
+    run = await make(acp_config(tmp_path, "asker"))
+    book = run.hub.runtime.state.steering
+    [question] = await run.until(lambda: list(book.open.values()), PATIENCE)
+    assert (question.kind, question.asker) == ("question", "coder/mcp")
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+    [start] = run.of("session_start")
+    ops.send(type="session_prompt", id=start["id"], text="and keep it short")
+    await run.until(lambda: any(r.get("type") == "session_prompted" for r in replies))
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": question.id,
+                                   "answer": "blue"}, None, operator=True)
+    [end] = await run.ended(1)
+    assert end["state"] == "ok"
+    prompts = [t["prompt"] for t in run.of("session_turn", phase="start")]
+    assert prompts[0] == "task" and "answer" in prompts and "follow-up" in prompts
+
+
+async def test_session_stop_stops_an_acp_run(tmp_path: Path, make: Any) -> None:
+    run = await make(acp_config(tmp_path, "slow"))
+    [start] = await run.until(lambda: run.of("session_turn", phase="start"), PATIENCE)
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+    ops.send(type="session_stop", id=start["id"])
+    [end] = await run.ended(1)
+    assert (end["state"], end["reason"]) == ("stopped", "stopped by operator")
+
+
+def test_acp_keys_that_are_wrong_say_where(tmp_path: Path) -> None:
+    path = acp_config(tmp_path, "echo", 'preset = "cursor"\n'
+                                        'permissions = { mode = "maybe", allow = ["typing"] }')
+    path.write_text(path.read_text().replace('protocol = "acp"', 'protocol = "grpc"'))
+    found = [(d.key, d.line, d.message) for d in load_config(path).errors]
+    assert ("agents[0].protocol", 3, "must be one of command, acp, not 'grpc'") in found
+    assert ("agents[0].preset", 7, "unknown agent preset 'cursor' (known: opencode, codex, "
+            "claude, gemini; or set agent_command)") in found
+    assert ("agents[0].permissions.mode", 8, "must be one of ask, allow, deny, got 'maybe'") \
+        in found
+    assert any(key == "agents[0].permissions.allow" and "'typing'" in message
+               for key, _, message in found)
+
+
+def test_a_preset_gives_the_command_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "marrow.toml"
+    path.write_text(f'[[agents]]\nname = "c"\nprotocol = "acp"\npreset = "claude"\n'
+                    f'workspace = "{tmp_path}"\n'
+                    'permissions = { mode = "ask", allow = ["read"], timeout_ms = 60000 }\n')
+    loaded = load_config(path, check_commands=False)
+    assert loaded.config is not None, loaded.errors
+    [agent] = loaded.config.agents
+    assert (agent.protocol, agent.preset, agent.agent_command) == ("acp", "claude",
+                                                                   "claude-code-acp")
+    assert (agent.permissions.verdict("read"), agent.permissions.timeout) == ("allow", 60.0)
