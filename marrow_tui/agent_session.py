@@ -33,8 +33,12 @@ log = logging.getLogger("marrow.agents")
 
 #: how often a turn's clocks (stall, prompt timeout) and the stop request are looked at
 WATCH_EVERY = 0.5
+#: how long an agent that marked its work done has to end its turn once its run is stopped
+DONE_GRACE = 10.0
 #: the most of a prompt the event log keeps (the transcript has it whole)
 PROMPT_EXCERPT = 240
+#: characters a shell expands in a command line (a variable, a home, a pattern)
+SHELL_EXPANDS = "$`~*?["
 #: the longest follow-up prompt an operator may send
 MAX_PROMPT = 64 * 1024
 
@@ -46,8 +50,10 @@ CONTINUATION = (
 
 def launch_argv(command: str, shell: str = "bash") -> list[str]:
     """How to start an agent: one plain command directly (so a missing program is named
-    with the PATH searched), anything with shell syntax under `shell -lc`."""
-    return shlex.split(command) if simple_command(command) else [shell, "-lc", command]
+    with the PATH searched), anything a shell would change (syntax, `$VAR`, `~`, globs) under
+    `shell -lc`."""
+    plain = simple_command(command) and not any(c in command for c in SHELL_EXPANDS)
+    return shlex.split(command) if plain else [shell, "-lc", command]
 
 
 def agent_environment(identity: Mapping[str, str],
@@ -248,14 +254,21 @@ class AgentSession:
         task = asyncio.ensure_future(self.acp.prompt(text))
         stopper = asyncio.ensure_future(self.stop.wait())
         verdict: Ending | None = None
+        done_by: float | None = None
         try:
             while not task.done():
-                await asyncio.wait({task, stopper}, timeout=WATCH_EVERY,
+                watched = {task} if stopper.done() else {task, stopper}
+                await asyncio.wait(watched, timeout=WATCH_EVERY,
                                    return_when=asyncio.FIRST_COMPLETED)
                 if task.done():
                     break
                 verdict = self._overdue(loop.time(), started)
-                if self.stop.is_set():
+                if self.stop.is_set() and self.is_done():
+                    # Stopped because it marked its work done: it gets to end its turn (its
+                    # last words and usage) before it is cancelled.
+                    done_by = done_by or loop.time() + DONE_GRACE
+                    verdict = self._stopped() if loop.time() >= done_by else None
+                elif self.stop.is_set():
                     verdict = self._stopped()
                 if verdict is not None:
                     await self.acp.cancel()

@@ -426,7 +426,11 @@ class AcpRun:
     async def request_permission(self, session_id: str, tool_call: BaseModel,
                                  options: list[Any], **kwargs: Any) -> RequestPermissionResponse:
         self._touch()
-        call, change = self.view.merge_tool_call(plain(tool_call))
+        fields = plain(tool_call)
+        # In the transcript as the tool call's state: what is asked shows where it happens
+        # (gemini asks before it sends any tool_call).
+        self.transcript.write({"sessionUpdate": "tool_call_update", **fields})
+        call, change = self.view.merge_tool_call(fields)
         self._report(change)
         cancelled = RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
         if self._cancelling:

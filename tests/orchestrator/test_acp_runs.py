@@ -326,3 +326,11 @@ async def test_session_stop_stops_an_issue_run_and_parks_its_issue(tmp_path: Pat
     await run.until(lambda: len(replies) == 2)
     assert replies[1]["error_code"] == "not_running"
     await scheduler.stop()
+
+
+def test_a_plain_agent_command_runs_directly_and_anything_a_shell_changes_runs_in_one() -> None:
+    from marrow_tui.agent_session import launch_argv
+
+    assert launch_argv('opencode acp --model "a b"') == ["opencode", "acp", "--model", "a b"]
+    for line in ('"$PYTHON" agent.py', "~/bin/agent", "agent *.md", "a && b", "A=1 agent"):
+        assert launch_argv(line, "zsh") == ["zsh", "-lc", line], line
