@@ -480,15 +480,15 @@ def _question(request: PermissionRequest) -> str:
 
 
 def _detail(request: PermissionRequest) -> str:
-    """What is asked: the command, the paths, the diffs, as Markdown."""
+    """What is asked, as plain lines: the tool call, its command, its paths, its diffs."""
     call = request.tool_call
-    lines = [f"**{call.title or call.id}** ({call.kind})"]
+    lines = [f"{call.kind}: {call.title or call.id}"]
     raw = call.raw_input
     if isinstance(raw, Mapping):
         command = raw.get("command") or raw.get("cmd")
         if command:
             text = " ".join(map(str, command)) if isinstance(command, list) else str(command)
-            lines += ["", "```sh", text[:4000], "```"]
+            lines += ["", "$ " + text[:4000]]
     paths = [str(loc.get("path")) for loc in call.locations
              if isinstance(loc, Mapping) and loc.get("path")]
     for item in call.content:
@@ -496,9 +496,8 @@ def _detail(request: PermissionRequest) -> str:
             paths.append(str(item.get("path", "")))
             old = str(item.get("oldText") or "").splitlines()
             new = str(item.get("newText") or "").splitlines()
-            lines += ["", f"`{item.get('path', '')}`", "```diff",
-                      *(f"-{line}" for line in old[:40]), *(f"+{line}" for line in new[:40]),
-                      "```"]
+            lines += ["", f"--- {item.get('path', '')}", *(f"-{line}" for line in old[:40]),
+                      *(f"+{line}" for line in new[:40])]
     if paths:
         lines += ["", "Paths: " + ", ".join(dict.fromkeys(p for p in paths if p))]
     return "\n".join(lines)[:16_000]

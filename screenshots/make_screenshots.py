@@ -13,6 +13,7 @@ different.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -33,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "scheduled"
 TRACKER = HERE.parent / "examples" / "tracker"
 SERVICES = HERE.parent / "examples" / "services"
+ACP = HERE.parent / "examples" / "acp"
 WAIT = 60.0
 
 
@@ -154,6 +156,36 @@ async def main() -> None:
         await orchestrator.stop()
         await scheduler.stop()
         await team.stop()
+        await server.stop()
+        await runtime.stop()
+    await acp_shots(state_dir)
+
+
+async def acp_shots(state_dir: Path) -> None:
+    """A coding agent over ACP (examples/acp's scripted one, in a runtime of its own): its
+    agent view while it waits for permission, and the permission request being answered."""
+    os.environ["SCRIPTED_AGENT_PACE"] = "0.2"
+    runtime = Runtime(RuntimeOptions(state_dir=state_dir / "acp-state"))
+    await runtime.start()
+    server = HubServer(runtime, HubOptions(port=0))
+    await server.start()
+    tracker = state_dir / "acp"
+    shutil.copytree(ACP, tracker, ignore=shutil.ignore_patterns(".marrow*"))
+    orchestrator = Orchestrator(runtime, tracker / "WORKFLOW.md", hub_uri=server.uri,
+                                watch=False)
+    await orchestrator.start()
+    try:
+        print("waiting for the ACP agent:", file=sys.stderr)
+        await until(lambda: any(r.kind == "permission"
+                                for r in runtime.state.steering.open.values()),
+                    "a permission request")
+        print("taking screenshots:", file=sys.stderr)
+        await shoot(runtime, server.uri, (100, 30), [
+            ("agent-view", keys("enter", pane="5")),
+            ("dialog-permission", keys("a")),
+        ])
+    finally:
+        await orchestrator.stop()
         await server.stop()
         await runtime.stop()
 

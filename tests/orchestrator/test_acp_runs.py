@@ -51,7 +51,7 @@ async def test_a_permission_request_is_answered_by_the_operator_then_the_run_mar
     assert (request.question, request.asker, request.task_id, request.session) == (
         "Allow execute: touch made.txt?", "A-1", "A-1", session.id)
     assert request.choices == ["Allow once", "Always allow", "Reject"]
-    assert "make test" in request.context  # what it wants to run
+    assert "$ make test" in request.context.splitlines()  # what it wants to run
     assert request.default == "Reject"  # what a deadline answers (the policy's default)
     runtime = run.hub.runtime
     replies: list[str] = []

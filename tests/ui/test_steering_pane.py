@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from textual.widgets import Label, TextArea
+
+from marrow_tui.core.events import Event
+from marrow_tui.protocol.frames import Outcome
 from marrow_tui.ui.modals.answer import AnswerModal
 from marrow_tui.ui.modals.confirm import ConfirmModal
 
@@ -101,3 +105,30 @@ async def test_enter_picks_the_first_choice_from_the_keyboard() -> None:
         book = app.runtime.state.steering
         await until(pilot, lambda: not book.get("S1").open)  # type: ignore[union-attr]
         assert book.get("S1").answer == "mock"  # type: ignore[union-attr]
+
+
+async def test_a_permission_request_is_answered_by_a_choice_only() -> None:
+    """An agent asking leave to run a tool call: its options as buttons, no free text."""
+    app = ConsoleApp(asks=False)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        runtime = app.runtime
+        event = runtime.state.steering.decide_ask(
+            "DEMO-1", runtime.clock(), question="Allow execute: rm -rf build?",
+            context="execute: rm -rf build\n\n$ rm -rf build", choices=["Allow once", "Reject"],
+            default="Reject", timeout=600, task_id="DEMO-1", kind="permission")
+        assert isinstance(event, Event)
+        runtime.state.apply(event)
+        runtime.submit(Outcome(events=[event]))
+        await until(pilot, lambda: app.main.check_action("answer", ()))
+        await pilot.press("a")
+        modal = app.screen
+        assert isinstance(modal, AnswerModal) and modal.permission
+        assert not modal.query(TextArea) and not modal.query("#send")
+        assert "DEMO-1 asks permission" in str(modal.query_one(".title", Label).render())
+        await pilot.press("ctrl+s")  # nothing to send but a choice
+        assert app.screen is modal
+        await pilot.press("tab", "enter")  # the second choice
+        request = runtime.state.steering.get(event.data["id"])
+        await until(pilot, lambda: not request.open)  # type: ignore[union-attr]
+        assert request.answer == "Reject"  # type: ignore[union-attr]

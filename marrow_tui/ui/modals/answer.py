@@ -1,4 +1,5 @@
-"""Answer an agent's question: its choices as buttons, or any text."""
+"""Answer an agent's question: its choices as buttons, or any text; a permission request
+with one of its choices only."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ class AnswerModal(ModalScreen[str | None]):
 
     def __init__(self, asker: str, question: str, *, context: str = "", about: str = "",
                  waited: str = "", choices: list[str] | None = None,
-                 default: str | None = None) -> None:
+                 default: str | None = None, permission: bool = False) -> None:
         super().__init__(classes="dialog")
+        #: an agent asks leave to run a tool call: only its choices answer it, no free text
+        self.permission = permission and bool(choices)
         self.asker, self.question, self.context = asker, question, context
         self.about, self.waited = about, waited
         self.choices = choices or []
@@ -31,8 +34,9 @@ class AnswerModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="box wide answer"):
-            where = f" about {self.about}" if self.about else ""
-            yield Label(literal(f"{self.asker} asks{where} (waiting {self.waited})"),
+            where = f" about {self.about}" if self.about and self.about != self.asker else ""
+            what = "asks permission" if self.permission else f"asks{where}"
+            yield Label(literal(f"{self.asker} {what} (waiting {self.waited})"),
                         classes="title")
             yield Static(literal(self.question, lines=True), classes="body question")
             if self.context:
@@ -43,15 +47,19 @@ class AnswerModal(ModalScreen[str | None]):
                 with Horizontal(classes="choices"):
                     for index, choice in enumerate(self.choices):
                         yield Button(literal(choice), id=f"choice-{index}", classes="choice")
-            yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
-                                    if self.choices else ""), classes="field-label")
-            yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
+            if not self.permission:
+                yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
+                                        if self.choices else ""), classes="field-label")
+                yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
+            else:
+                yield Label("Pick one: Enter picks, Tab moves on", classes="hint")
             if self.default is not None:
                 yield Label(literal(f"If nobody answers in time: {self.default}"),
                             classes="hint")
             yield Label("", id="answer-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Send (ctrl+s)", variant="primary", id="send")
+                if not self.permission:
+                    yield Button("Send (ctrl+s)", variant="primary", id="send")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -63,6 +71,8 @@ class AnswerModal(ModalScreen[str | None]):
             self.query_one(TextArea).focus()
 
     def action_send(self) -> None:
+        if self.permission:  # answered by a choice's button
+            return
         text = self.query_one(TextArea).text.strip()
         if not text:
             self.query_one("#answer-error", Label).update("Type an answer, or pick a choice.")
