@@ -162,6 +162,14 @@ context_timeout = 15
 
 # Seconds between SIGTERM and SIGKILL when a run is stopped or times out (0 to 600).
 stop_grace = 10
+
+# A coding agent that speaks the Agent Client Protocol (Claude Code, Codex, Gemini CLI,
+# OpenCode): protocol = "acp" drives it over ACP, its permission requests and questions in
+# the steering queue. A preset gives agent_command: "opencode", "codex", "claude" or
+# "gemini". permissions: "ask", "allow", "deny", or a table by tool kind (docs/agents.md).
+# protocol = "acp"
+# preset = "claude"
+# permissions = { mode = "ask", allow = ["read", "search"] }
 """
 
 RULES_TEXT = """\

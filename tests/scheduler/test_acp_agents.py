@@ -43,7 +43,7 @@ async def test_an_acp_agent_asks_permission_through_the_steering_queue(tmp_path:
     assert start["stdout"] == "" and start["transcript"].endswith(".transcript.jsonl")
     run.hub.runtime.handle("ops", {"type": "steer_answer", "id": request.id,
                                    "answer": "Allow once"}, None, operator=True)
-    [end] = await run.ended(1)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
     assert (end["state"], end["reason"], end["last_line"]) == (
         "ok", "the agent ended its turn", "answer=allow-once")
     session = run.hub.runtime.state.sessions.by_id[start["id"]]
@@ -53,7 +53,7 @@ async def test_an_acp_agent_asks_permission_through_the_steering_queue(tmp_path:
 async def test_the_policy_of_an_agent_answers_without_asking(tmp_path: Path,
                                                              make: Any) -> None:
     run = await make(acp_config(tmp_path, "permission", 'permissions = "deny"'))
-    [end] = await run.ended(1)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
     assert end["last_line"] == "answer=reject-once"
     assert not run.hub.runtime.state.steering.ended
 
@@ -71,7 +71,7 @@ async def test_a_question_is_answered_in_the_next_turn_and_prompts_reach_it(
     await run.until(lambda: any(r.get("type") == "session_prompted" for r in replies))
     run.hub.runtime.handle("ops", {"type": "steer_answer", "id": question.id,
                                    "answer": "blue"}, None, operator=True)
-    [end] = await run.ended(1)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
     assert end["state"] == "ok"
     prompts = [t["prompt"] for t in run.of("session_turn", phase="start")]
     assert prompts[0] == "task" and "answer" in prompts and "follow-up" in prompts
@@ -83,7 +83,7 @@ async def test_session_stop_stops_an_acp_run(tmp_path: Path, make: Any) -> None:
     replies: list[dict[str, Any]] = []
     ops = run.hub.runtime.join("operator/test", replies.append)
     ops.send(type="session_stop", id=start["id"])
-    [end] = await run.ended(1)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
     assert (end["state"], end["reason"]) == ("stopped", "stopped by operator")
 
 
