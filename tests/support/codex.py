@@ -48,12 +48,13 @@ class Codex:
 
 def offline_config(model_url: str) -> str:
     """Codex's config.toml: the stub as the one model provider, over the Responses API (the
-    only one Codex speaks); every command not known safe asks first (`untrusted`), inside
-    Codex's workspace-write sandbox."""
+    only one Codex speaks); every command not known safe asks first (`untrusted`), and runs
+    outside Codex's sandbox: on Linux that needs bubblewrap, and without it (this machine)
+    a sandboxed command panics when RUST_BACKTRACE is set (which a CI shell may well have)."""
     return f"""model = "{MODEL}"
 model_provider = "{PROVIDER}"
 approval_policy = "untrusted"
-sandbox_mode = "workspace-write"
+sandbox_mode = "danger-full-access"
 
 [model_providers.{PROVIDER}]
 name = "Stub model"
