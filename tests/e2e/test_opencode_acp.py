@@ -7,19 +7,23 @@ real hub in the test's loop. Skipped, with the reason, when there is no opencode
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from marrow_tui.agents.acp import AcpRun, PermissionRequest, TurnEnd
+from marrow_tui.agents.acp import AcpRun, TurnEnd
+from tests.support.acp_e2e import (
+    Operator,
+    closed_leaving_nothing,
+    marrow_mcp_server,
+    statuses,
+    tool_call_updates,
+)
 from tests.support.hub import Hub
-from tests.support.hubproc import REPO
 from tests.support.opencode import (
     CONTEXT,
     INPUT_PRICE,
@@ -29,7 +33,6 @@ from tests.support.opencode import (
     opencode_offline,
 )
 from tests.support.stub_model import Call, Say, Step, StubModel, Usage, offered_tools
-from tests.support.waiting import gone, until
 
 BINARY = opencode_binary()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_REASON)]
@@ -41,18 +44,6 @@ COMMAND = "printf made > made.txt"
 WRITE = Call("bash", {"command": COMMAND, "description": "Write made.txt"})
 NOTE = Call("post_progress", {"task_id": "T1", "text": "made.txt is written"})
 SCRIPT: list[Step] = [WRITE, NOTE, Say("made.txt is written and noted.")]
-
-
-@dataclass
-class Operator:
-    """Answers every permission request with the option of one kind, and keeps the requests."""
-
-    kind: str
-    asked: list[PermissionRequest] = field(default_factory=list)
-
-    async def ask(self, request: PermissionRequest) -> str | None:
-        self.asked.append(request)
-        return next((o.option_id for o in request.options if o.kind == self.kind), None)
 
 
 @dataclass
@@ -69,48 +60,6 @@ class OpencodeRun:
 
     async def turn(self, text: str) -> TurnEnd:
         return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
-
-
-def marrow_mcp_server(hub_uri: str, session: str) -> dict[str, Any]:
-    """Our MCP server in ACP's stdio form, as the agent's `mcpServers` entry."""
-    env = {"PYTHONPATH": str(REPO), "MARROW_HUB_URI": hub_uri, "MARROW_AGENT": AGENT,
-           "MARROW_SESSION": session}
-    return {"name": "marrow", "command": sys.executable, "args": ["-m", "marrow_tui", "mcp"],
-            "env": [{"name": k, "value": v} for k, v in env.items()]}
-
-
-def processes_with(variable: str) -> list[int]:
-    """The processes whose environment holds `variable` (NAME=value) exactly."""
-    wanted = variable.encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ.split(b"\0") and not gone(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-def updates(run: AcpRun) -> list[dict[str, Any]]:
-    return [json.loads(line)["update"] for line in run.transcript.path.read_text().splitlines()]
-
-
-def tool_call_updates(run: AcpRun, call_id: str) -> list[dict[str, Any]]:
-    return [u for u in updates(run) if u["sessionUpdate"] in ("tool_call", "tool_call_update")
-            and u["toolCallId"] == call_id]
-
-
-def statuses(run: AcpRun, call_id: str) -> list[str]:
-    """The statuses a tool call went through, each once, in order."""
-    seen: list[str] = []
-    for update in tool_call_updates(run, call_id):
-        if "status" in update and update["status"] not in seen:
-            seen.append(update["status"])
-    return seen
 
 
 def reported(usage: Usage, answers: int) -> dict[str, Any]:
@@ -144,18 +93,14 @@ async def opencode_run(request: pytest.FixtureRequest, tmp_path: Path, model: St
     session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
     run = AcpRun(setup.command, workspace=workspace, env=setup.env,
                  stderr_log=tmp_path / "opencode.stderr", transcript=tmp_path / "t.jsonl",
-                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, session)],
+                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, AGENT, session)],
                  read_timeout=60)
     oc = OpencodeRun(run, model, hub, workspace, operator, session)
     await run.start()
     try:
         yield oc
     finally:
-        await oc.run.close()
-        # opencode and what it started (our MCP server) went with its process group
-        assert oc.run.pid is not None and await until(lambda: gone(oc.run.pid or 0), 10)
-        marker = f"MARROW_SESSION={oc.session}"
-        assert await until(lambda: not processes_with(marker), 10), processes_with(marker)
+        await closed_leaving_nothing(oc.run, oc.session)
 
 
 @pytest.mark.parametrize("opencode_run", ["allow_once"], indirect=True)

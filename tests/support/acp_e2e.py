@@ -1,0 +1,79 @@
+"""What the end-to-end tests of real ACP agents (tests/e2e/test_*_acp.py) share: an operator
+that answers permission requests, our MCP server as a session's `mcpServers` entry, a run's
+transcript read back, and the check that an agent left no process behind."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marrow_tui.agents.acp import AcpRun, PermissionRequest
+from tests.support.hubproc import REPO
+from tests.support.waiting import gone, until
+
+
+@dataclass
+class Operator:
+    """Answers every permission request with the option of one kind, and keeps the requests."""
+
+    kind: str
+    asked: list[PermissionRequest] = field(default_factory=list)
+
+    async def ask(self, request: PermissionRequest) -> str | None:
+        self.asked.append(request)
+        return next((o.option_id for o in request.options if o.kind == self.kind), None)
+
+
+def marrow_mcp_server(hub_uri: str, agent: str, session: str) -> dict[str, Any]:
+    """Our MCP server in ACP's stdio form, as the agent's `mcpServers` entry."""
+    env = {"PYTHONPATH": str(REPO), "MARROW_HUB_URI": hub_uri, "MARROW_AGENT": agent,
+           "MARROW_SESSION": session}
+    return {"name": "marrow", "command": sys.executable, "args": ["-m", "marrow_tui", "mcp"],
+            "env": [{"name": k, "value": v} for k, v in env.items()]}
+
+
+def processes_with(variable: str) -> list[int]:
+    """The processes whose environment holds `variable` (NAME=value) exactly."""
+    wanted = variable.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and not gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+async def closed_leaving_nothing(run: AcpRun, session: str) -> None:
+    """Close the run; its agent and what the agent started (our MCP server, which carries
+    MARROW_SESSION=`session`) must go with its process group."""
+    await run.close()
+    assert run.pid is not None and await until(lambda: gone(run.pid or 0), 10)
+    marker = f"MARROW_SESSION={session}"
+    assert await until(lambda: not processes_with(marker), 10), processes_with(marker)
+
+
+def updates(run: AcpRun) -> list[dict[str, Any]]:
+    """Every session/update the run's transcript holds, in order."""
+    return [json.loads(line)["update"] for line in run.transcript.path.read_text().splitlines()]
+
+
+def tool_call_updates(run: AcpRun, call_id: str) -> list[dict[str, Any]]:
+    return [u for u in updates(run) if u["sessionUpdate"] in ("tool_call", "tool_call_update")
+            and u["toolCallId"] == call_id]
+
+
+def statuses(run: AcpRun, call_id: str) -> list[str]:
+    """The statuses a tool call went through, each once, in order."""
+    seen: list[str] = []
+    for update in tool_call_updates(run, call_id):
+        if "status" in update and update["status"] not in seen:
+            seen.append(update["status"])
+    return seen
