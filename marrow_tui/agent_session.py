@@ -16,12 +16,12 @@ import sys
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .agents.acp import AcpFailure, AcpRun, PermissionRequest, TurnEnd
-from .core.acp import PermissionPolicy, choose_option
+from .core.acp import PROGRAM_ENV, PermissionPolicy, choose_option
 from .core.events import Event, Refusal
 from .core.steering import Request
 from .core.text import format_duration, one_line
@@ -56,11 +56,13 @@ def launch_argv(command: str, shell: str = "bash") -> list[str]:
     return shlex.split(command) if plain else [shell, "-lc", command]
 
 
-def agent_environment(identity: Mapping[str, str],
-                      extra: Mapping[str, str]) -> dict[str, str]:
+def agent_environment(identity: Mapping[str, str], extra: Mapping[str, str],
+                      argv: Sequence[str] = ()) -> dict[str, str]:
     """An ACP agent's environment: marrow-tui's own (its API keys and base URLs pass on),
-    the configured extra variables, then the run's identity (MARROW_*)."""
-    return {**os.environ, **extra, **identity}
+    what its program needs as our run (PROGRAM_ENV), the configured extra variables, then
+    the run's identity (MARROW_*)."""
+    needs = PROGRAM_ENV.get(Path(argv[0]).name, {}) if argv else {}
+    return {**os.environ, **needs, **extra, **identity}
 
 
 def marrow_mcp_server(identity: Mapping[str, str]) -> dict[str, Any]:
@@ -206,6 +208,8 @@ class AgentSession:
                 return ended
             if self.is_done():
                 return Ending("ok", "marked done", last_line=self._last_words())
+            if ended.stop_reason == "cancelled" and ended.refused and not self._operator_cancel:
+                ended = replace(ended, stop_reason="end_turn")  # codex ends a refused turn so
             if self._operator_cancel and ended.stop_reason == "cancelled":
                 self._operator_cancel = False
                 prompt, why = await self._idle("waiting for your prompt")

@@ -93,6 +93,8 @@ class TurnEnd:
     #: input, output, total (the turn's tokens); context_used, context_size, cost, currency
     #: (the latest `usage_update` of the turn). Empty when the agent reports nothing.
     usage: dict[str, Any]
+    #: a permission request of the turn was refused (codex then ends the turn `cancelled`)
+    refused: bool = False
 
 
 #: answers a permission request with one of its option ids, or None for `cancelled`
@@ -167,6 +169,8 @@ class AcpRun:
         self._conn: ClientSideConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: AcpFailure | None = None
+        #: a permission request of the current turn was refused
+        self._refused = False
         self._asking: set[asyncio.Future[str | None]] = set()
         self._cancelling = False
         self._turn_over = asyncio.Event()
@@ -206,6 +210,7 @@ class AcpRun:
         if self.session_id is None:
             raise RuntimeError("prompt() before start()")
         self._cancelling = False
+        self._refused = False
         self._turn_over.clear()
         self.view.turn_started()
         self._touch()
@@ -221,7 +226,7 @@ class AcpRun:
             raise
         finally:
             self._turn_over.set()
-        return TurnEnd(result.stop_reason, self.view.turn_ended(plain(result)))
+        return TurnEnd(result.stop_reason, self.view.turn_ended(plain(result)), self._refused)
 
     async def cancel(self) -> None:
         """`session/cancel` the current turn, answering open permission requests `cancelled`;
@@ -427,11 +432,28 @@ class AcpRun:
                                  options: list[Any], **kwargs: Any) -> RequestPermissionResponse:
         self._touch()
         fields = plain(tool_call)
+        known = self.view.tool_calls.get(str(fields.get("toolCallId", "")))
+        if known is not None and known.title:
+            fields.pop("title", None)  # codex asks under a generic title ("Approve MCP tool call")
         # In the transcript as the tool call's state: what is asked shows where it happens
         # (gemini asks before it sends any tool_call).
         self.transcript.write({"sessionUpdate": "tool_call_update", **fields})
         call, change = self.view.merge_tool_call(fields)
         self._report(change)
+        answer = await self._answer(call, options)
+        if not isinstance(answer.outcome, AllowedOutcome) or any(
+                o.option_id == answer.outcome.option_id and o.kind.startswith("reject")
+                for o in options):
+            # Refused: some agents (gemini, codex) never say the call ended.
+            self._refused = True
+            failed = {"sessionUpdate": "tool_call_update", "toolCallId": call.id,
+                      "status": "failed"}
+            self.transcript.write(failed)
+            self._report(self.view.merge_tool_call(failed)[1])
+        return answer
+
+    async def _answer(self, call: ToolCall, options: list[Any]) -> RequestPermissionResponse:
+        """The caller's answer to a permission request, as ACP wants it."""
         cancelled = RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
         if self._cancelling:
             return cancelled

@@ -30,6 +30,13 @@ AUTH_HINTS: dict[str, str] = {
               "in",
 }
 
+#: an agent program -> variables it needs to work as a run of ours, under what is configured:
+#: gemini starts no MCP server (ours included) in a folder it does not trust, and a workspace
+#: is one we made for it
+PROGRAM_ENV: dict[str, dict[str, str]] = {
+    "gemini": {"GEMINI_CLI_TRUST_WORKSPACE": "true"},
+}
+
 #: ACP tool call kinds
 TOOL_KINDS = ("read", "edit", "delete", "move", "search", "execute", "think", "fetch",
               "switch_mode", "other")

@@ -690,11 +690,11 @@ class Orchestrator(Producer):
         issue's `<issue>/mcp`) is in its session, so it can ask, claim and mark_done."""
         agent = workflow.agent
         logs = self._logs(workflow)
+        argv = launch_argv(agent.command or "", agent.shell)
         session = AgentSession(
             self.runtime, self._emit, session=entry.session, agent=entry.issue.identifier,
-            task_id=entry.issue.identifier,
-            command=launch_argv(agent.command or "", agent.shell), workspace=entry.workspace,
-            env=agent_environment(env, agent.env),
+            task_id=entry.issue.identifier, command=argv, workspace=entry.workspace,
+            env=agent_environment(env, agent.env, argv),
             stderr_log=logs / f"{entry.session}.stderr.log",
             transcript=logs / f"{entry.session}.transcript.jsonl",
             mcp_servers=[marrow_mcp_server(env)],

@@ -376,10 +376,11 @@ class Scheduler(Producer):
         identity = self._env(agent, sid)
         started = self.clock()
         await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
+        argv = launch_argv(agent.agent_command)
         session = AgentSession(
             self.runtime, self._emit, session=sid, agent=agent.name, task_id="",
-            command=launch_argv(agent.agent_command), workspace=agent.workspace,
-            env=agent_environment(identity, agent.environment),
+            command=argv, workspace=agent.workspace,
+            env=agent_environment(identity, agent.environment, argv),
             stderr_log=agent.log_dir / f"{sid}.stderr.log",
             transcript=agent.log_dir / f"{sid}.transcript.jsonl",
             mcp_servers=[marrow_mcp_server(identity)], policy=agent.permissions,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acp.schema import ToolCallUpdate
 
 from marrow_tui.agents.acp import AcpFailure, AcpRun, PermissionRequest
 from tests.support.waiting import gone, until
@@ -362,3 +363,27 @@ async def test_an_agent_that_wants_signing_in_says_how_in_one_sentence(
     with pytest.raises(AcpFailure) as failure:
         await harness.run("needs-login", command=[str(claude)], name="claude").start()
     assert "set ANTHROPIC_API_KEY or run `claude` and /login" in str(failure.value)
+
+
+async def test_a_refused_permission_ends_its_tool_call_and_is_said_at_the_turn_end(
+        harness: Harness) -> None:
+    """Gemini and codex never say a refused call ended: the refusal ends it (once)."""
+    harness.answer = "reject-once"
+    run = await harness.started("permission")
+    end = await run.prompt("go")
+    assert end.refused and run.view.tool_calls["perm-1"].status == "failed"
+    assert [status for _, _, status, _ in harness.tools()] == ["pending", "failed"]
+    assert lines(run.transcript.path)[-2]["update"] == {
+        "sessionUpdate": "tool_call_update", "toolCallId": "perm-1", "status": "failed"}
+    harness.answer = "allow-once"
+    assert not (await run.prompt("again")).refused
+
+
+async def test_a_permission_request_keeps_a_title_already_known(harness: Harness) -> None:
+    """codex asks about a known call under a generic title ("Approve MCP tool call")."""
+    run = await harness.started("claude")
+    await run.prompt("go")
+    before = run.view.tool_calls["toolu_1"].title
+    await run.request_permission("fake-session-1", ToolCallUpdate(
+        tool_call_id="toolu_1", title="Approve MCP tool call"), options=[])
+    assert run.view.tool_calls["toolu_1"].title == before

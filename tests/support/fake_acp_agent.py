@@ -13,6 +13,7 @@ opencode        pending -> in_progress -> completed, `usage_update` with the ses
                 far, the turn's tokens in the prompt result's `usage`
 permission      asks permission and says which option came back
 cancel          asks permission, then ends the turn `cancelled` when cancelled
+refusal-cancels asks permission; refused, it ends the turn `cancelled` (as codex does)
 ignore-cancel   streams, ignores `session/cancel` and SIGTERM
 crash           a chunk, a line on stderr, exit 3 mid-turn
 malformed       a line that is not JSON mid-turn, then waits
@@ -204,6 +205,12 @@ class FakeAgent:
         answer = await self.ask("perm-1", "rm -rf build")
         await self.say(f"answer={answer}")
         return PromptResponse(stop_reason="end_turn")
+
+    async def play_refusal_cancels(self, text: str) -> PromptResponse:
+        """As codex does: a refused permission ends the turn `cancelled`."""
+        answer = await self.ask("perm-1", "rm -rf build")
+        return PromptResponse(stop_reason="end_turn" if answer.startswith("allow")
+                              else "cancelled")
 
     async def play_cancel(self, text: str) -> PromptResponse:
         answer = await self.ask("perm-1", "rm -rf build")
