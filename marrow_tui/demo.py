@@ -8,11 +8,11 @@ shows is a bug a real agent would hit. The agent script lives in the source tree
 ship it, and :class:`DemoUnavailable` says so.
 
 Headless mode and the console both use :class:`DemoTeam` the same way: ``await start()`` once the
-hub listens, ``await stop()`` before it closes. Beside the team, the demo runs an issue workflow
-whose agent speaks ACP (``examples/acp``, copied by :func:`demo_workflow` into the demo's state
-folder, so the example itself is never changed): its live transcript and its permission
-request show in the console as a real coding agent's would. Nothing here imports Textual or
-Rich.
+hub listens, ``await stop()`` before it closes. Beside the team, the demo runs an issue
+workflow whose agent speaks ACP (``examples/demo_team/acp``, copied by :func:`demo_workflow`
+into the demo's state folder, so the example itself is never changed): its live transcript and
+its permission request show in the console as a real coding agent's would. Nothing here
+imports Textual or Rich.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .hub.server import ConfigError
 AGENT_SCRIPT: Final = Path(__file__).resolve().parents[1] / "examples" / "demo_team" / "agent.py"
 """The agent program, found relative to this package in a source checkout."""
 
-ACP_EXAMPLE: Final = AGENT_SCRIPT.parents[1] / "acp"
+ACP_EXAMPLE: Final = AGENT_SCRIPT.parent / "acp"
 """The ACP workflow the demo runs (its WORKFLOW.md, an issue and a scripted ACP agent)."""
 
 DEFAULT_NAMES: Final = ("demo/planner", "demo/alice", "demo/bob", "demo/carol")

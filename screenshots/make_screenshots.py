@@ -8,11 +8,17 @@ agents work until every pane has something to show, then drives the console
 headless with Textual's Pilot and saves the main screen, each pane, a wide layout and every
 dialog. The team keeps working while the pictures are taken, so each run looks a little
 different.
+
+Then it does what `marrow-tui demo` does (a second runtime: one orchestrator per runtime): the
+team, and a copy of examples/demo_team/acp, whose scripted agent speaks ACP. Once that agent
+waits for permission to run the tests, it saves the agent view (the live transcript: the plan,
+tool calls, diffs) and the answer dialog open on the permission request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -20,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from marrow_tui.config.load import load_config
-from marrow_tui.demo import DemoTeam
+from marrow_tui.demo import PACE_ENV, DemoTeam, demo_workflow
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.orchestrator.dispatcher import Orchestrator
 from marrow_tui.runtime import Runtime, RuntimeOptions
@@ -153,6 +159,35 @@ async def main() -> None:
         await services.stop()
         await orchestrator.stop()
         await scheduler.stop()
+        await team.stop()
+        await server.stop()
+        await runtime.stop()
+    await acp_shots(state_dir / "demo-acp")
+
+
+async def acp_shots(state_dir: Path) -> None:
+    """The agent view and the permission dialog, from what `marrow-tui demo` runs."""
+    os.environ[PACE_ENV] = "0.2"  # the ACP agent's pace (it inherits our environment)
+    runtime = Runtime(RuntimeOptions(state_dir=state_dir / "state"))
+    await runtime.start()
+    server = HubServer(runtime, HubOptions(port=0))
+    await server.start()
+    team = DemoTeam(server.uri, workdir=state_dir / "demo", pace=0.4)
+    await team.start()
+    orchestrator = Orchestrator(runtime, demo_workflow(state_dir), hub_uri=server.uri,
+                                watch=False)
+    await orchestrator.start()
+    state = runtime.state
+    try:
+        print("waiting for the ACP agent:", file=sys.stderr)
+        await until(lambda: any(r.kind == "permission" for r in state.steering.open.values()),
+                    "a permission request")
+        await until(lambda: len(state.claims) >= 1, "the team at work")
+        # Tall enough for the whole turn so far: the plan on top, the pending command below.
+        await shoot(runtime, server.uri, (100, 60), [("agent-view", keys("enter", pane="5"))])
+        await shoot(runtime, server.uri, (100, 30), [("dialog-permission", keys("a", pane="0"))])
+    finally:
+        await orchestrator.stop()
         await team.stop()
         await server.stop()
         await runtime.stop()

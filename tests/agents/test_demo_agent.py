@@ -1,6 +1,6 @@
-"""The demo's ACP agent (examples/acp/agent.py) driven through AcpRun, a real subprocess at
-pace 0: the session it plays, a permission allowed and one rejected, a cancelled turn picked up
-by the next prompt, and a workspace it never leaves."""
+"""The demo's ACP agent (examples/demo_team/acp/agent.py) driven through AcpRun, a real
+subprocess at pace 0: the session it plays, a permission allowed and one rejected, a cancelled
+turn picked up by the next prompt, and a workspace it never leaves."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from marrow_tui.agents.acp import AcpRun, PermissionRequest
 from tests.support.hubproc import REPO
 from tests.support.waiting import gone, until
 
-AGENT = REPO / "examples" / "acp" / "agent.py"
+AGENT = REPO / "examples" / "demo_team" / "acp" / "agent.py"
 
 
 class Driver:

@@ -1,4 +1,5 @@
-"""Answer an agent's question: its choices as buttons, or any text."""
+"""Answer an agent's question (its choices as buttons, or any text) or permission request (the
+tool call in Markdown, its options as buttons and nothing else: the answer must be one)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static, TextArea
+from textual.widgets import Button, Label, Markdown, Static, TextArea
 
 from ..literal import literal
 
 
 class AnswerModal(ModalScreen[str | None]):
-    """Answer an agent's question: its choices as buttons, or any text (several lines)."""
+    """Answer an agent's question: its choices as buttons, or any text (several lines).
+
+    A permission request (`kind="permission"`) shows what the agent wants to do (its detail is
+    Markdown: the command, the paths, the diff) and its options as buttons, with no text box:
+    only one of the options is an answer.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="answer.cancel"),
@@ -22,14 +28,19 @@ class AnswerModal(ModalScreen[str | None]):
 
     def __init__(self, asker: str, question: str, *, context: str = "", about: str = "",
                  waited: str = "", choices: list[str] | None = None,
-                 default: str | None = None) -> None:
+                 default: str | None = None, kind: str = "question") -> None:
         super().__init__(classes="dialog")
         self.asker, self.question, self.context = asker, question, context
         self.about, self.waited = about, waited
         self.choices = choices or []
         self.default = default
+        #: a permission request takes only one of its choices
+        self.permission = kind == "permission" and bool(self.choices)
 
     def compose(self) -> ComposeResult:
+        if self.permission:
+            yield from self._compose_permission()
+            return
         with Vertical(classes="box wide answer"):
             where = f" about {self.about}" if self.about else ""
             yield Label(literal(f"{self.asker} asks{where} (waiting {self.waited})"),
@@ -53,6 +64,29 @@ class AnswerModal(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Send (ctrl+s)", variant="primary", id="send")
                 yield Button("Cancel (esc)", id="cancel")
+
+    def _compose_permission(self) -> ComposeResult:
+        with Vertical(classes="box wide answer permission"):
+            where = f" for {self.about}" if self.about and self.about != self.asker else ""
+            yield Label(literal(f"{self.asker} asks permission{where} (waiting "
+                                f"{self.waited})"), classes="title")
+            yield Static(literal(self.question, lines=True), classes="body question")
+            if self.context:
+                with VerticalScroll(classes="detail"):
+                    # Markdown, not Rich markup: the agent's text cannot style the console.
+                    yield Markdown(self.context)
+            with Horizontal(classes="choices"):
+                for index, choice in enumerate(self.choices):
+                    yield Button(literal(choice), id=f"choice-{index}", classes="choice")
+            hint = "Enter picks · Tab moves on · Esc closes"
+            if self.default is not None:
+                hint += f" · no answer in time: {self.default}"
+            yield Label(literal(hint), classes="hint")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "send":
+            return not self.permission  # no text to send: a button is the answer
+        return True
 
     def on_mount(self) -> None:
         # With choices, the first one has the focus (Enter picks it, Tab moves on to

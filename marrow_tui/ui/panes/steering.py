@@ -122,7 +122,7 @@ class SteeringPane(TablePane):
         self.console.app.push_screen(AnswerModal(
             request.asker, request.question, context=request.context, about=request.task_id,
             waited=ago(self.console.runtime.clock() - request.created),
-            choices=request.choices, default=request.default), answered)
+            choices=request.choices, default=request.default, kind=request.kind), answered)
 
     def cancel_request(self) -> None:
         request = self._request()

@@ -11,7 +11,7 @@ Everything it does happens inside its workspace (the `cwd` of `session/new`): it
 small Python package there (standing in for the repository a real workflow clones in its
 `after_create` hook), reads it, fixes a bug in it and runs its tests. It never writes outside.
 
-    python examples/acp/agent.py [--pace SECONDS]
+    python examples/demo_team/acp/agent.py [--pace SECONDS]
 
 `--pace` (default: $MARROW_DEMO_PACE, else 1) scales every pause; 0 runs as fast as the
 client reads (tests). A cancelled turn stops at the next step; the next prompt picks up there.
@@ -132,7 +132,7 @@ class DemoAgent:
         #: the next step of the script to play (a cancelled turn leaves it where it stopped)
         self.step = 0
         self.plan = ["pending"] * len(PLAN)
-        self.tests_ran: bool | None = None
+        self.tested: bool | None = None
         self.done_said = ""
         #: the tool call under way, if any (a cancel fails it)
         self.open_call: str | None = None
@@ -204,7 +204,8 @@ class DemoAgent:
         await self.finish(call, self.inside(path).read_text())
 
     async def search(self) -> None:
-        call = await self.start("Search for slugify(", "search", raw={"pattern": "slugify("})
+        call = await self.start('Search "slugify(" in *.py', "search",
+                                raw={"pattern": "slugify(", "glob": "*.py"})
         hits = []
         for path in sorted(self.workspace.rglob("*.py")):
             for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -242,7 +243,7 @@ class DemoAgent:
         if answer is None and self.cancelled.is_set():
             raise Cancelled
         if answer is None or not answer.startswith("allow"):
-            self.tests_ran = False
+            self.tested = False
             self.open_call = None
             await self.send(update_tool_call(call, status="failed", content=[tool_content(
                 text_block("The operator did not allow this command."))]))
@@ -253,7 +254,7 @@ class DemoAgent:
         await self.send(update_tool_call(call, status="in_progress"))
         await self.pause(1.0)
         ok, output = await self.run_command()
-        self.tests_ran, self.open_call = ok, None
+        self.tested, self.open_call = ok, None
         await self.send(update_tool_call(call, status="completed" if ok else "failed",
                                          content=[tool_content(text_block(output))],
                                          raw_output={"output": output}))
@@ -269,14 +270,13 @@ class DemoAgent:
                               "issue done myself.)\n")
             return
         tested = {True: "the tests pass", False: "tests not run (not allowed)",
-                  None: "tests not run"}[self.tests_ran]
-        call = await self.start("marrow_mark_done", "other",
-                                raw={"title": "slugify(): collapse runs of separators"})
+                  None: "tests not run"}[self.tested]
+        arguments = {"title": "slugify(): collapse runs of separators",
+                     "summary": "Runs of non-alphanumeric characters become one dash; a test "
+                                f"covers it; {tested}."}
+        call = await self.start("marrow_mark_done", "other", raw=arguments)
         try:
-            said = await self.mcp_call(
-                "mark_done", title="slugify(): collapse runs of separators",
-                summary=f"Runs of non-alphanumeric characters become one dash; a test "
-                        f"covers it; {tested}.")
+            said = await self.mcp_call("mark_done", **arguments)
         except Exception as exc:  # the tool call fails, the turn goes on: the operator sees it
             self.open_call = None
             await self.send(update_tool_call(call, status="failed", content=[tool_content(
