@@ -162,30 +162,33 @@ async def main() -> None:
         await team.stop()
         await server.stop()
         await runtime.stop()
-    await acp_shots(state_dir / "demo-acp")
+    await acp_shots(state_dir)
 
 
 async def acp_shots(state_dir: Path) -> None:
-    """The agent view and the permission dialog, from what `marrow-tui demo` runs."""
+    """What `marrow-tui demo` shows of its coding agent over ACP (examples/demo_team/acp, in a
+    runtime of its own, with the team): its agent view while it waits for permission, and the
+    permission request being answered."""
     os.environ[PACE_ENV] = "0.2"  # the ACP agent's pace (it inherits our environment)
-    runtime = Runtime(RuntimeOptions(state_dir=state_dir / "state"))
+    runtime = Runtime(RuntimeOptions(state_dir=state_dir / "acp-state"))
     await runtime.start()
     server = HubServer(runtime, HubOptions(port=0))
     await server.start()
-    team = DemoTeam(server.uri, workdir=state_dir / "demo", pace=0.4)
+    team = DemoTeam(server.uri, workdir=state_dir / "acp-team", pace=0.4)
     await team.start()
     orchestrator = Orchestrator(runtime, demo_workflow(state_dir), hub_uri=server.uri,
                                 watch=False)
     await orchestrator.start()
-    state = runtime.state
     try:
         print("waiting for the ACP agent:", file=sys.stderr)
-        await until(lambda: any(r.kind == "permission" for r in state.steering.open.values()),
+        await until(lambda: any(r.kind == "permission"
+                                for r in runtime.state.steering.open.values()),
                     "a permission request")
-        await until(lambda: len(state.claims) >= 1, "the team at work")
+        await until(lambda: len(runtime.state.claims) >= 1, "the team at work")
+        print("taking screenshots:", file=sys.stderr)
         # Tall enough for the whole turn so far: the plan on top, the pending command below.
         await shoot(runtime, server.uri, (100, 60), [("agent-view", keys("enter", pane="5"))])
-        await shoot(runtime, server.uri, (100, 30), [("dialog-permission", keys("a", pane="0"))])
+        await shoot(runtime, server.uri, (100, 30), [("dialog-permission", keys("a"))])
     finally:
         await orchestrator.stop()
         await team.stop()

@@ -152,17 +152,19 @@ def test_answer_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
 
 
 def _permission_app() -> ConsoleApp:
-    """An ACP run's agent waiting for permission to run a command, as AgentSession asks."""
+    """An ACP run's agent waiting for permission to run a command, as AgentSession asks (its
+    detail as AgentSession writes it: the tool call, the command, a diff, the paths)."""
 
     def seed(runtime) -> None:  # type: ignore[no-untyped-def]
         from tests.support.transcripts import seed_acp_run
 
         asked = runtime.state.steering.decide_ask(
             "ACP-1", runtime.clock() - 42, question="Allow execute: python -m unittest -q?",
-            context="**python -m unittest -q** (execute)\n\n```sh\npython -m unittest -q\n"
-                    "```\n\n`textkit/slug.py`\n```diff\n-    return \"\".join(c if c.isalnum() "
-                    "else \"-\" for c in text.lower()).strip(\"-\")\n+    return re.sub(r\"[^a-z0-"
-                    "9]+\", \"-\", text.lower()).strip(\"-\")\n```\n\nPaths: textkit/slug.py",
+            context="execute: python -m unittest -q\n\n$ python -m unittest -q\n\n"
+                    "--- textkit/slug.py\n"
+                    "-    return \"\".join(c if c.isalnum() else \"-\" for c in text.lower())\n"
+                    "+    return re.sub(r\"[^a-z0-9]+\", \"-\", text.lower())\n\n"
+                    "Paths: textkit/slug.py",
             choices=["Allow once", "Always allow", "Reject"], default="Reject", timeout=600,
             task_id="ACP-1", session="ACP-1-20270115-075800-000",
             key="permission:ACP-1-20270115-075800-000:call_7:1", kind="permission")
@@ -172,7 +174,8 @@ def _permission_app() -> ConsoleApp:
 
 
 def test_permission_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
-    """A permission request: the tool call in Markdown, the options as buttons, no text box."""
+    """A permission request: the command bold, the diff coloured, the options as buttons, no
+    text box."""
     assert snap_compare(_permission_app(), terminal_size=MEDIUM, run_before=after("a"))
 
 

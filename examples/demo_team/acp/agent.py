@@ -171,13 +171,13 @@ class DemoAgent:
         try:
             if self.turns > 1:
                 await self.say(f"Noted: “{_excerpt(text)}”. ")
-                await self.say("Picking up where I stopped.\n\n" if self.step < len(script)
-                               else "The work on this issue is finished. ")
+                if self.step < len(script):
+                    await self.say("Picking up where I stopped.\n\n")
+                else:
+                    await self.say("The work on this issue is finished. " + self.done_said)
             while self.step < len(script):
                 await script[self.step]()
                 self.step += 1
-            if self.turns > 1 and self.done_said:
-                await self.say(self.done_said)
         except Cancelled:
             if self.open_call is not None:  # it will not finish: say so before the turn ends
                 await self.client.session_update(session_id=SESSION, update=update_tool_call(
@@ -193,7 +193,7 @@ class DemoAgent:
 
     def script(self) -> list[Callable[[], Awaitable[None]]]:
         return [self.read, self.search, self.explain, self.edit_code, self.edit_tests,
-                self.run_tests, self.mark_done, self.report]
+                self.run_tests, self.report, self.mark_done]
 
     async def read(self) -> None:
         await self.set_plan(0, "in_progress")
@@ -268,6 +268,7 @@ class DemoAgent:
         if not self.servers:
             self.done_said = ("Done. (No MCP server in this session, so I cannot mark the "
                               "issue done myself.)\n")
+            await self.say(self.done_said)
             return
         tested = {True: "the tests pass", False: "tests not run (not allowed)",
                   None: "tests not run"}[self.tested]
@@ -282,14 +283,15 @@ class DemoAgent:
             await self.send(update_tool_call(call, status="failed", content=[tool_content(
                 text_block(f"mark_done failed: {exc}"))]))
             self.done_said = "I could not mark the issue done; it stays open.\n"
+            await self.say(self.done_said)
             return
         await self.finish(call, said)
         self.done_said = "The issue is marked done.\n"
+        await self.say(self.done_said)
 
     async def report(self) -> None:
         await self.say("Summary: `slugify()` now collapses every run of separators into one "
-                       "dash (`re.sub`), and `tests/test_slug.py` has a test for it. "
-                       + self.done_said)
+                       "dash (`re.sub`), and `tests/test_slug.py` has a test for it.\n\n")
 
     # ---- steps ---------------------------------------------------------------------------
 
@@ -315,7 +317,10 @@ class DemoAgent:
             process.kill()
             await process.wait()
             return False, "the tests took longer than 60 s"
-        return process.returncode == 0, out.decode(errors="replace").strip()
+        # unittest's ruler and blank lines say nothing in a three-line view: the counts do
+        lines = [line for line in out.decode(errors="replace").splitlines()
+                 if line.strip() and set(line.strip()) != {"-"}]
+        return process.returncode == 0, "\n".join(lines)
 
     async def start(self, title: str, kind: str, *, path: str | None = None,
                     raw: dict[str, Any] | None = None) -> str:

@@ -1,25 +1,38 @@
-"""Answer an agent's question (its choices as buttons, or any text) or permission request (the
-tool call in Markdown, its options as buttons and nothing else: the answer must be one)."""
+"""Answer an agent's question: its choices as buttons, or any text; a permission request
+with one of its choices only."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Markdown, Static, TextArea
+from textual.widgets import Button, Label, Static, TextArea
 
-from ..literal import literal
+from ..literal import literal, safe_text
+
+#: how a permission request's detail lines read, by how they start (AgentSession writes them:
+#: "kind: title", "$ command", "--- path" before a diff's "-old" and "+new" lines, "Paths: ...")
+DETAIL_STYLES = (("$ ", "bold"), ("--- ", "bold underline"), ("+", "green"), ("-", "red"),
+                 ("Paths: ", "dim"))
+
+
+def permission_detail(context: str) -> Text:
+    """What a permission request asks, its command bold and its diff coloured, read as
+    plain text: nothing in it is markup."""
+    out = Text()
+    for number, line in enumerate(context.split("\n")):
+        style = "bold" if number == 0 else next(
+            (style for start, style in DETAIL_STYLES if line.startswith(start)), "")
+        out.append(line + "\n", style=style)
+    out.rstrip()
+    return safe_text(out, lines=True)
 
 
 class AnswerModal(ModalScreen[str | None]):
-    """Answer an agent's question: its choices as buttons, or any text (several lines).
-
-    A permission request (`kind="permission"`) shows what the agent wants to do (its detail is
-    Markdown: the command, the paths, the diff) and its options as buttons, with no text box:
-    only one of the options is an answer.
-    """
+    """Answer an agent's question: its choices as buttons, or any text (several lines)."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="answer.cancel"),
@@ -28,25 +41,26 @@ class AnswerModal(ModalScreen[str | None]):
 
     def __init__(self, asker: str, question: str, *, context: str = "", about: str = "",
                  waited: str = "", choices: list[str] | None = None,
-                 default: str | None = None, kind: str = "question") -> None:
+                 default: str | None = None, permission: bool = False) -> None:
         super().__init__(classes="dialog")
+        #: an agent asks leave to run a tool call: only its choices answer it, no free text
+        self.permission = permission and bool(choices)
         self.asker, self.question, self.context = asker, question, context
         self.about, self.waited = about, waited
         self.choices = choices or []
         self.default = default
-        #: a permission request takes only one of its choices
-        self.permission = kind == "permission" and bool(self.choices)
 
     def compose(self) -> ComposeResult:
-        if self.permission:
-            yield from self._compose_permission()
-            return
         with Vertical(classes="box wide answer"):
-            where = f" about {self.about}" if self.about else ""
-            yield Label(literal(f"{self.asker} asks{where} (waiting {self.waited})"),
+            where = f" about {self.about}" if self.about and self.about != self.asker else ""
+            what = "asks permission" if self.permission else f"asks{where}"
+            yield Label(literal(f"{self.asker} {what} (waiting {self.waited})"),
                         classes="title")
             yield Static(literal(self.question, lines=True), classes="body question")
-            if self.context:
+            if self.context and self.permission:  # what it would run or change, in sight
+                with VerticalScroll(classes="detail"):
+                    yield Static(permission_detail(self.context))
+            elif self.context:
                 yield Label("Context", classes="field-label")
                 with VerticalScroll(classes="context"):
                     yield Static(literal(self.context, lines=True))
@@ -54,39 +68,23 @@ class AnswerModal(ModalScreen[str | None]):
                 with Horizontal(classes="choices"):
                     for index, choice in enumerate(self.choices):
                         yield Button(literal(choice), id=f"choice-{index}", classes="choice")
-            yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
-                                    if self.choices else ""), classes="field-label")
-            yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
-            if self.default is not None:
+            if not self.permission:
+                yield Label("Answer" + (" (or pick one above: Enter picks, Tab moves on)"
+                                        if self.choices else ""), classes="field-label")
+                yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
+            else:
+                hint = "Pick one: Enter picks, Tab moves on"
+                if self.default is not None:
+                    hint += f"; if nobody answers in time: {self.default}"
+                yield Label(literal(hint), classes="hint")
+            if self.default is not None and not self.permission:
                 yield Label(literal(f"If nobody answers in time: {self.default}"),
                             classes="hint")
             yield Label("", id="answer-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Send (ctrl+s)", variant="primary", id="send")
+                if not self.permission:
+                    yield Button("Send (ctrl+s)", variant="primary", id="send")
                 yield Button("Cancel (esc)", id="cancel")
-
-    def _compose_permission(self) -> ComposeResult:
-        with Vertical(classes="box wide answer permission"):
-            where = f" for {self.about}" if self.about and self.about != self.asker else ""
-            yield Label(literal(f"{self.asker} asks permission{where} (waiting "
-                                f"{self.waited})"), classes="title")
-            yield Static(literal(self.question, lines=True), classes="body question")
-            if self.context:
-                with VerticalScroll(classes="detail"):
-                    # Markdown, not Rich markup: the agent's text cannot style the console.
-                    yield Markdown(self.context)
-            with Horizontal(classes="choices"):
-                for index, choice in enumerate(self.choices):
-                    yield Button(literal(choice), id=f"choice-{index}", classes="choice")
-            hint = "Enter picks · Tab moves on · Esc closes"
-            if self.default is not None:
-                hint += f" · no answer in time: {self.default}"
-            yield Label(literal(hint), classes="hint")
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "send":
-            return not self.permission  # no text to send: a button is the answer
-        return True
 
     def on_mount(self) -> None:
         # With choices, the first one has the focus (Enter picks it, Tab moves on to
@@ -97,6 +95,8 @@ class AnswerModal(ModalScreen[str | None]):
             self.query_one(TextArea).focus()
 
     def action_send(self) -> None:
+        if self.permission:  # answered by a choice's button
+            return
         text = self.query_one(TextArea).text.strip()
         if not text:
             self.query_one("#answer-error", Label).update("Type an answer, or pick a choice.")

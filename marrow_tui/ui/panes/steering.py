@@ -122,7 +122,8 @@ class SteeringPane(TablePane):
         self.console.app.push_screen(AnswerModal(
             request.asker, request.question, context=request.context, about=request.task_id,
             waited=ago(self.console.runtime.clock() - request.created),
-            choices=request.choices, default=request.default, kind=request.kind), answered)
+            choices=request.choices, default=request.default,
+            permission=request.kind == "permission"), answered)
 
     def cancel_request(self) -> None:
         request = self._request()
