@@ -8,7 +8,11 @@ shows is a bug a real agent would hit. The agent script lives in the source tree
 ship it, and :class:`DemoUnavailable` says so.
 
 Headless mode and the console both use :class:`DemoTeam` the same way: ``await start()`` once the
-hub listens, ``await stop()`` before it closes. Nothing here imports Textual or Rich.
+hub listens, ``await stop()`` before it closes. Beside the team, the demo runs an issue
+workflow whose agent speaks ACP (``examples/demo_team/acp``, copied by :func:`demo_workflow`
+into the demo's state folder, so the example itself is never changed): its live transcript and
+its permission request show in the console as a real coding agent's would. Nothing here
+imports Textual or Rich.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,6 +32,9 @@ from .hub.server import ConfigError
 
 AGENT_SCRIPT: Final = Path(__file__).resolve().parents[1] / "examples" / "demo_team" / "agent.py"
 """The agent program, found relative to this package in a source checkout."""
+
+ACP_EXAMPLE: Final = AGENT_SCRIPT.parent / "acp"
+"""The ACP workflow the demo runs (its WORKFLOW.md, an issue and a scripted ACP agent)."""
 
 DEFAULT_NAMES: Final = ("demo/planner", "demo/alice", "demo/bob", "demo/carol")
 """The first name is the planner, the others are builders; the full story needs three."""
@@ -162,6 +170,23 @@ class DemoTeam:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         return env
+
+
+def demo_workflow(state_dir: Path, example: Path = ACP_EXAMPLE) -> Path:
+    """The WORKFLOW.md of the demo's own copy of the ACP example, in `state_dir`.
+
+    The copy is made once: a demo started again on the same state folder finds its issues
+    where it left them. The example's own folder is only read.
+    """
+    if not (example / "WORKFLOW.md").is_file():
+        raise DemoUnavailable(
+            f"the demo needs a source checkout of marrow-tui: {example / 'WORKFLOW.md'} is "
+            "missing (clone the repository and run `pip install -e .` from it)")
+    copy = Path(state_dir) / "acp-demo"
+    if not (copy / "WORKFLOW.md").is_file():
+        shutil.copytree(example, copy, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".symphony", ".marrow", "__pycache__"))
+    return copy / "WORKFLOW.md"
 
 
 def _pace(pace: float | None) -> float:

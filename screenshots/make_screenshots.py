@@ -8,6 +8,11 @@ agents work until every pane has something to show, then drives the console
 headless with Textual's Pilot and saves the main screen, each pane, a wide layout and every
 dialog. The team keeps working while the pictures are taken, so each run looks a little
 different.
+
+Then it does what `marrow-tui demo` does (a second runtime: one orchestrator per runtime): the
+team, and a copy of examples/demo_team/acp, whose scripted agent speaks ACP. Once that agent
+waits for permission to run the tests, it saves the agent view (the live transcript: the plan,
+tool calls, diffs) and the answer dialog open on the permission request.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from marrow_tui.config.load import load_config
-from marrow_tui.demo import DemoTeam
+from marrow_tui.demo import PACE_ENV, DemoTeam, demo_workflow
 from marrow_tui.hub.server import HubOptions, HubServer
 from marrow_tui.orchestrator.dispatcher import Orchestrator
 from marrow_tui.runtime import Runtime, RuntimeOptions
@@ -34,7 +39,6 @@ HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "scheduled"
 TRACKER = HERE.parent / "examples" / "tracker"
 SERVICES = HERE.parent / "examples" / "services"
-ACP = HERE.parent / "examples" / "acp"
 WAIT = 60.0
 
 
@@ -162,16 +166,17 @@ async def main() -> None:
 
 
 async def acp_shots(state_dir: Path) -> None:
-    """A coding agent over ACP (examples/acp's scripted one, in a runtime of its own): its
-    agent view while it waits for permission, and the permission request being answered."""
-    os.environ["SCRIPTED_AGENT_PACE"] = "0.2"
+    """What `marrow-tui demo` shows of its coding agent over ACP (examples/demo_team/acp, in a
+    runtime of its own, with the team): its agent view while it waits for permission, and the
+    permission request being answered."""
+    os.environ[PACE_ENV] = "0.2"  # the ACP agent's pace (it inherits our environment)
     runtime = Runtime(RuntimeOptions(state_dir=state_dir / "acp-state"))
     await runtime.start()
     server = HubServer(runtime, HubOptions(port=0))
     await server.start()
-    tracker = state_dir / "acp"
-    shutil.copytree(ACP, tracker, ignore=shutil.ignore_patterns(".marrow*"))
-    orchestrator = Orchestrator(runtime, tracker / "WORKFLOW.md", hub_uri=server.uri,
+    team = DemoTeam(server.uri, workdir=state_dir / "acp-team", pace=0.4)
+    await team.start()
+    orchestrator = Orchestrator(runtime, demo_workflow(state_dir), hub_uri=server.uri,
                                 watch=False)
     await orchestrator.start()
     try:
@@ -179,13 +184,14 @@ async def acp_shots(state_dir: Path) -> None:
         await until(lambda: any(r.kind == "permission"
                                 for r in runtime.state.steering.open.values()),
                     "a permission request")
+        await until(lambda: len(runtime.state.claims) >= 1, "the team at work")
         print("taking screenshots:", file=sys.stderr)
-        await shoot(runtime, server.uri, (100, 30), [
-            ("agent-view", keys("enter", pane="5")),
-            ("dialog-permission", keys("a")),
-        ])
+        # Tall enough for the whole turn so far: the plan on top, the pending command below.
+        await shoot(runtime, server.uri, (100, 60), [("agent-view", keys("enter", pane="5"))])
+        await shoot(runtime, server.uri, (100, 30), [("dialog-permission", keys("a"))])
     finally:
         await orchestrator.stop()
+        await team.stop()
         await server.stop()
         await runtime.stop()
 

@@ -73,10 +73,13 @@ def register(sub: SubParsers) -> None:
         "demo", help="run with a scripted team of agents, so every pane comes alive",
         description="Start the runtime (console, or headless with --no-ui) and a small scripted "
                     "team of agents that connect over the wire: they plan, claim, collide, "
-                    "post progress, hand off and finish, over and over.")
+                    "post progress, hand off and finish, over and over. Beside them, an issue "
+                    "is worked by a scripted coding agent over ACP: its transcript is live in "
+                    "the Sessions pane (Enter), and it asks you before it runs the tests "
+                    "(Steering pane, a). --workflow runs yours instead.")
     add_runtime_options(demo)
     demo.add_argument("--pace", type=float, default=None, metavar="SECONDS",
-                      help="seconds between the team's steps (default 1; 0 = as fast as possible)")
+                      help="seconds between the agents' steps (default 1; 0 = as fast as possible)")
     demo.set_defaults(func=lambda a: run(a, demo=True))
 
 
@@ -123,6 +126,14 @@ def run(args: argparse.Namespace, demo: bool = False) -> int:
     workflow = args.workflow
     if workflow is None and not demo and Path("WORKFLOW.md").is_file():
         workflow = Path("WORKFLOW.md")
+    if workflow is None and demo:
+        from marrow_tui.demo import demo_workflow
+
+        try:  # the demo's issue, worked by an agent over ACP, in its own state folder
+            workflow = demo_workflow(args.state_dir)
+        except (ConfigError, OSError) as exc:
+            print(f"marrow-tui: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if workflow is not None:
         from marrow_tui.orchestrator.workflow import load_workflow
 

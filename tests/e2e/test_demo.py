@@ -18,16 +18,25 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from marrow_tui.core.events import Event
-from marrow_tui.demo import DEFAULT_NAMES, PACE_ENV, DemoTeam, DemoUnavailable
+from marrow_tui.demo import (
+    ACP_EXAMPLE,
+    DEFAULT_NAMES,
+    PACE_ENV,
+    DemoTeam,
+    DemoUnavailable,
+    demo_workflow,
+)
 from marrow_tui.hub.client import HubClient
 from marrow_tui.runtime import Runtime
 
 from tests.support.hub import Hub, start_hub
 from tests.support.hubproc import REPO, clean_env
+from tests.support.orchestrator import make  # noqa: F401 (a fixture)
 from tests.support.waiting import until
 
 WAIT = 30.0
@@ -237,6 +246,8 @@ def test_marrow_tui_demo_no_ui_prints_the_team_at_work(tmp_path: Path) -> None:
             "a claim": r" claim +\S+ by demo/",
             "a blocked note": r" progress +refresh-r\d+ \[blocked\] demo/",
             "a handoff": r" handoff +routes-r\d+ demo/\w+ -> demo/",
+            "the ACP agent asking permission": r" ask +S\d+ ACP-1 .*Allow execute: python -m "
+                                               r"unittest -q\?",
         })
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT) == 0, "".join(output[-60:])
@@ -250,6 +261,59 @@ def test_marrow_tui_demo_no_ui_prints_the_team_at_work(tmp_path: Path) -> None:
     logs = sorted(p.name for p in (state / "demo").glob("*.log"))
     assert logs == ["demo-alice.log", "demo-bob.log", "demo-carol.log", "demo-planner.log"]
     assert "stopping; released" in (state / "demo" / "demo-bob.log").read_text()
+
+
+# --------------------------------------------------------------------------- the ACP issue
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_the_demo_runs_a_copy_of_its_acp_workflow_made_once(tmp_path: Path) -> None:
+    example = _tree(ACP_EXAMPLE)
+    path = demo_workflow(tmp_path / "state")
+    assert path == tmp_path / "state" / "acp-demo" / "WORKFLOW.md"
+    assert _tree(path.parent) == example
+    # a demo started again on the same state finds its issue where it left it
+    (path.parent / "issues" / "Todo" / "ACP-1.md").rename(
+        path.parent / "issues" / "Done" / "ACP-1.md")
+    assert demo_workflow(tmp_path / "state") == path
+    assert (path.parent / "issues" / "Done" / "ACP-1.md").is_file()
+    assert not (path.parent / "issues" / "Todo" / "ACP-1.md").exists()
+    assert _tree(ACP_EXAMPLE) == example  # the example itself is only read
+    with pytest.raises(DemoUnavailable, match="source checkout"):
+        demo_workflow(tmp_path / "other", example=tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("answer", "tested"), [("Allow once", "the tests pass"),
+                                                ("Reject", "tests not run (not allowed)")])
+async def test_the_demos_acp_issue_waits_for_the_operator_then_is_done(
+        tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch, answer: str,
+        tested: str) -> None:
+    monkeypatch.setenv(PACE_ENV, "0")
+    path = demo_workflow(tmp_path / "demo")
+    run = await make(path)
+    run.patience = 60.0  # the agent and our MCP server: a Python start each on a busy machine
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [asked] = await run.until(lambda: list(book.open.values()))
+    assert (asked.kind, asked.question, asked.choices) == (
+        "permission", "Allow execute: python -m unittest -q?",
+        ["Allow once", "Always allow", "Reject"])
+    assert "python -m unittest -q" in asked.context
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": asked.id, "answer": answer},
+                           None, operator=True)
+    [ended] = await run.until(lambda: run.ended("ACP-1"))
+    assert ended.reason == "marked done: slugify(): collapse runs of separators"
+    assert (ended.usage["total"], ended.usage["cost"]) == (19683, 0.0731)
+    assert (path.parent / "issues" / "Done" / "ACP-1.md").is_file()
+    transcript = Path(ended.transcript).read_text()
+    assert tested in transcript  # the summary it gave mark_done
+    # the agent read only what it was given: every read, search and edit was allowed by
+    # the policy, and the one command was the operator's call
+    assert [r.kind for r in (*book.open.values(), *book.ended.values())] == ["permission"]
 
 
 def test_the_agent_script_runs_from_a_checkout_without_installing(tmp_path: Path) -> None:

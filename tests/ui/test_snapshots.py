@@ -151,6 +151,39 @@ def test_answer_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(ConsoleApp(asks=True), terminal_size=MEDIUM, run_before=after("a"))
 
 
+def _permission_app() -> ConsoleApp:
+    """An ACP run's agent waiting for permission to run a command, as AgentSession asks (its
+    detail as AgentSession writes it: the tool call, the command, a diff, the paths)."""
+
+    def seed(runtime) -> None:  # type: ignore[no-untyped-def]
+        from tests.support.transcripts import seed_acp_run
+
+        asked = runtime.state.steering.decide_ask(
+            "ACP-1", runtime.clock() - 42, question="Allow execute: python -m unittest -q?",
+            context="execute: python -m unittest -q\n\n$ python -m unittest -q\n\n"
+                    "--- textkit/slug.py\n"
+                    "-    return \"\".join(c if c.isalnum() else \"-\" for c in text.lower())\n"
+                    "+    return re.sub(r\"[^a-z0-9]+\", \"-\", text.lower())\n\n"
+                    "Paths: textkit/slug.py",
+            choices=["Allow once", "Always allow", "Reject"], default="Reject", timeout=600,
+            task_id="ACP-1", session="ACP-1-20270115-075800-000",
+            key="permission:ACP-1-20270115-075800-000:call_7:1", kind="permission")
+        seed_acp_run(runtime, [asked])
+
+    return ConsoleApp(seeded=False, seed_with=seed)
+
+
+def test_permission_dialog(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """A permission request: the command bold, the diff coloured, the options as buttons, no
+    text box."""
+    assert snap_compare(_permission_app(), terminal_size=MEDIUM, run_before=after("a"))
+
+
+def test_permission_dialog_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """In a small terminal the detail scrolls; the options and the hint stay in sight."""
+    assert snap_compare(_permission_app(), terminal_size=TMUX, run_before=after("a"))
+
+
 def test_wide_while_someone_waits(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(ConsoleApp(asks=True, sessions=True), terminal_size=WIDE,
                         run_before=after())

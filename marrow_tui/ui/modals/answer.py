@@ -3,6 +3,7 @@ with one of its choices only."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,7 +11,24 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
-from ..literal import literal
+from ..literal import literal, safe_text
+
+#: how a permission request's detail lines read, by how they start (AgentSession writes them:
+#: "kind: title", "$ command", "--- path" before a diff's "-old" and "+new" lines, "Paths: ...")
+DETAIL_STYLES = (("$ ", "bold"), ("--- ", "bold underline"), ("+", "green"), ("-", "red"),
+                 ("Paths: ", "dim"))
+
+
+def permission_detail(context: str) -> Text:
+    """What a permission request asks, its command bold and its diff coloured, read as
+    plain text: nothing in it is markup."""
+    out = Text()
+    for number, line in enumerate(context.split("\n")):
+        style = "bold" if number == 0 else next(
+            (style for start, style in DETAIL_STYLES if line.startswith(start)), "")
+        out.append(line + "\n", style=style)
+    out.rstrip()
+    return safe_text(out, lines=True)
 
 
 class AnswerModal(ModalScreen[str | None]):
@@ -39,7 +57,10 @@ class AnswerModal(ModalScreen[str | None]):
             yield Label(literal(f"{self.asker} {what} (waiting {self.waited})"),
                         classes="title")
             yield Static(literal(self.question, lines=True), classes="body question")
-            if self.context:
+            if self.context and self.permission:  # what it would run or change, in sight
+                with VerticalScroll(classes="detail"):
+                    yield Static(permission_detail(self.context))
+            elif self.context:
                 yield Label("Context", classes="field-label")
                 with VerticalScroll(classes="context"):
                     yield Static(literal(self.context, lines=True))
@@ -52,8 +73,11 @@ class AnswerModal(ModalScreen[str | None]):
                                         if self.choices else ""), classes="field-label")
                 yield TextArea(id="answer-text", soft_wrap=True, show_line_numbers=False)
             else:
-                yield Label("Pick one: Enter picks, Tab moves on", classes="hint")
-            if self.default is not None:
+                hint = "Pick one: Enter picks, Tab moves on"
+                if self.default is not None:
+                    hint += f"; if nobody answers in time: {self.default}"
+                yield Label(literal(hint), classes="hint")
+            if self.default is not None and not self.permission:
                 yield Label(literal(f"If nobody answers in time: {self.default}"),
                             classes="hint")
             yield Label("", id="answer-error", classes="error", markup=False)
