@@ -244,7 +244,9 @@ class AgentSession:
         return Ending("stopped", "stopped", last_line=self._last_words())
 
     def _last_words(self) -> str:
-        return one_line(self.acp.view.message, 200)
+        """The last line the agent said this turn (its conclusion, not its opening)."""
+        lines = [line for line in self.acp.view.message.splitlines() if line.strip()]
+        return one_line(lines[-1], 200) if lines else ""
 
     async def _turn(self, text: str, why: str) -> TurnEnd | Ending:
         """One prompt and its end, watched: the stop request, the stall and prompt clocks."""

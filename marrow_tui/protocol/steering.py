@@ -106,6 +106,8 @@ def steer_answer(call: Call) -> None:
     sent = _emit_end(call, decided)
     request = context.state.steering.get(request_id)
     assert request is not None
+    # A permission request's asker is a run in this process: it hears the end at once.
+    sent = sent or request.kind == "permission"
     told = "told" if sent else "will be told when it is back"
     call.reply("steer_answered", f"{request.asker} {told}.", id=request_id,
                asker=request.asker, sent=sent)

@@ -78,7 +78,7 @@ async def test_a_question_is_answered_in_the_next_turn_and_prompts_reach_it(
 
 
 async def test_session_stop_stops_an_acp_run(tmp_path: Path, make: Any) -> None:
-    run = await make(acp_config(tmp_path, "slow"))
+    run = await make(acp_config(tmp_path, "slow", 'role = "Work slowly."'))  # until stopped
     [start] = await run.until(lambda: run.of("session_turn", phase="start"), PATIENCE)
     replies: list[dict[str, Any]] = []
     ops = run.hub.runtime.join("operator/test", replies.append)
