@@ -245,6 +245,14 @@ def gc_census(top: int = 15) -> dict[str, Any]:
     return {"tracked": tracked, "top": kinds, "thresholds": gc.get_threshold()}
 
 
+def runqueue_seconds() -> float:
+    """Time the main thread (the event loop's) spent runnable but waiting for a CPU."""
+    try:
+        return int(Path(f"/proc/self/task/{os.getpid()}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def status_kib(field: str, pid: int | str = "self") -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -292,7 +300,7 @@ class Sampler:
                 continue
             seen = self.agents.setdefault(pid, [cpu, cpu])
             seen[1] = cpu
-        point = {"t": now(), "cpu_s": proc_cpu_seconds("self"),
+        point = {"t": now(), "cpu_s": proc_cpu_seconds("self"), "runqueue_s": runqueue_seconds(),
                  "rss_kib": status_kib("VmRSS"), "hwm_kib": status_kib("VmHWM"),
                  "agents_cpu_s": sum(last for _, last in self.agents.values()),
                  "updates": self.updates.count}
@@ -305,6 +313,8 @@ class Sampler:
         return {
             "wall_s": round(wall, 2),
             "console_cores": round((b["cpu_s"] - a["cpu_s"]) / wall, 3),
+            # the event loop's thread runnable but not running (waiting for a CPU), s per s
+            "loop_thread_runqueue_wait": round((b["runqueue_s"] - a["runqueue_s"]) / wall, 3),
             "agents_cores": round((b["agents_cpu_s"] - a["agents_cpu_s"]) / wall, 3),
             "updates_per_s": round((b["updates"] - a["updates"]) / wall, 1),
             "rss_max_mb": round(max(rss) / 1024, 1) if rss else None,
@@ -640,10 +650,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice", type=int, default=0,
                    help="change this process's (and so the agents') niceness first: a negative "
                         "value (root only) keeps other tenants of a shared VM from starving them")
+    p.add_argument("--gc-threshold", default="", metavar="A,B,C",
+                   help="experiment: gc.set_threshold(A, B, C) in the console process first "
+                        "(such runs are tagged gc-A-B-C)")
     p.add_argument("--tag", default="")
     p.add_argument("--results-dir", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = p.parse_args(argv)
+    if args.gc_threshold:
+        import gc
+
+        gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
+        args.tag = "-".join(filter(None, (args.tag, "gc", args.gc_threshold.replace(",", "-"))))
     if args.nice:
         os.nice(args.nice)  # the agents, started by this process, inherit it
     quiet = wait_quiet(0.3, args.quiet_wait)
