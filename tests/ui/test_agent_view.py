@@ -298,3 +298,21 @@ async def test_run_keys_in_the_list_and_the_view(tmp_path: Path) -> None:
         assert isinstance(app.screen, ConfirmModal)
         await pilot.press("n")
         assert app.screen is screen
+
+
+async def test_scrolling_up_stops_following_even_when_the_file_grows_meanwhile(
+        tmp_path: Path) -> None:
+    """A scroll up animates: what the live file gained, read before the animation's first
+    step, must not pull the view back to the tail (under a busy stream the key was lost)."""
+    path = write_transcript(tmp_path / "t.jsonl", 600)
+    app = acp_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = await open_view(pilot, app)
+        for action in (log.action_page_up, log.action_scroll_up):
+            await until(pilot, lambda: log.following and log.scroll_y == log.max_scroll_y)
+            append(path, text("agent_message_chunk", f"\nnews after {action.__name__}"))
+            action()
+            log.poll()  # in the same step: before the animation moved anything
+            await until(pilot, lambda: log.scroll_target_y == log.scroll_y)  # it ended
+            assert not log.following and log.scroll_y < log.max_scroll_y
+            await pilot.press("G")

@@ -267,6 +267,20 @@ class TranscriptLog(ScrollView, can_focus=True):
             self.following = following
             self.post_message(self.Following(self, following))
 
+    def action_scroll_up(self) -> None:
+        self._stop_following()
+        super().action_scroll_up()
+
+    def action_page_up(self) -> None:
+        self._stop_following()
+        super().action_page_up()
+
+    def _stop_following(self) -> None:
+        """Before a scroll up starts: it animates, and lines read before its first step
+        would otherwise pull the view back to the tail (the key lost)."""
+        if self.scroll_y > 0:
+            self._follow(False)
+
     def action_follow(self) -> None:
         self._follow(True)
         self._to_end()
