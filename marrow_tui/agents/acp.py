@@ -436,8 +436,9 @@ class AcpRun:
         if known is not None and known.title:
             fields.pop("title", None)  # codex asks under a generic title ("Approve MCP tool call")
         # In the transcript as the tool call's state: what is asked shows where it happens
-        # (gemini asks before it sends any tool_call).
-        self.transcript.write({"sessionUpdate": "tool_call_update", **fields})
+        # (gemini asks before it sends any tool_call). `_meta` says the line is ours.
+        self.transcript.write({"sessionUpdate": "tool_call_update", **fields,
+                               "_meta": {"marrow": "permission request"}})
         call, change = self.view.merge_tool_call(fields)
         self._report(change)
         answer = await self._answer(call, options)
@@ -447,7 +448,7 @@ class AcpRun:
             # Refused: some agents (gemini, codex) never say the call ended.
             self._refused = True
             failed = {"sessionUpdate": "tool_call_update", "toolCallId": call.id,
-                      "status": "failed"}
+                      "status": "failed", "_meta": {"marrow": "permission refused"}}
             self.transcript.write(failed)
             self._report(self.view.merge_tool_call(failed)[1])
         return answer

@@ -374,7 +374,8 @@ async def test_a_refused_permission_ends_its_tool_call_and_is_said_at_the_turn_e
     assert end.refused and run.view.tool_calls["perm-1"].status == "failed"
     assert [status for _, _, status, _ in harness.tools()] == ["pending", "failed"]
     assert lines(run.transcript.path)[-2]["update"] == {
-        "sessionUpdate": "tool_call_update", "toolCallId": "perm-1", "status": "failed"}
+        "sessionUpdate": "tool_call_update", "toolCallId": "perm-1", "status": "failed",
+        "_meta": {"marrow": "permission refused"}}
     harness.answer = "allow-once"
     assert not (await run.prompt("again")).refused
 

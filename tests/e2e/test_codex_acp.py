@@ -109,7 +109,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(codex_run: Co
     assert shell.tool_call.raw_input["command"] == ["/bin/bash", "-lc", COMMAND]
     assert [(o.option_id, o.kind) for o in shell.options] == SHELL_OPTIONS
     assert (note.tool_call.id, note.tool_call.title, note.tool_call.kind) == (
-        "call_1", "Approve MCP tool call", "other")
+        "call_1", "Tool: marrow/post_progress", "other")  # its known title, not the request's
     assert [(o.option_id, o.kind) for o in note.options] == MCP_OPTIONS
     assert (cx.workspace / "made.txt").read_text() == "made"
     # The transcript: each tool call starts at in_progress, after its permission request.
@@ -156,6 +156,7 @@ async def test_a_rejected_shell_call_does_not_run_and_the_turn_ends_cancelled(
     assert end.stop_reason == "cancelled"
     assert len(cx.model.scripted) == 1
     assert tool_call_updates(cx.run, "call_0") == []
+    assert end.refused and cx.run.view.tool_calls["call_0"].status == "failed"  # ended by us
     assert cx.hub.runtime.state.board.snapshot()["progress"] == []
     assert end.usage == {"context_used": cx.model.usage.input_at(0) + cx.model.usage.completion,
                          "context_size": FALLBACK_CONTEXT}

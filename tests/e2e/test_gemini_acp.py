@@ -20,6 +20,7 @@ from tests.support.acp_e2e import (
     Operator,
     closed_leaving_nothing,
     marrow_mcp_server,
+    ours,
     statuses,
     tool_call_updates,
     updates,
@@ -94,7 +95,7 @@ def call_ids(run: AcpRun) -> list[str]:
     """The tool call ids the run's transcript names, each once, in order."""
     seen: list[str] = []
     for update in updates(run):
-        if "toolCallId" in update and update["toolCallId"] not in seen:
+        if "toolCallId" in update and update["toolCallId"] not in seen and not ours(update):
             seen.append(update["toolCallId"])
     return seen
 
@@ -157,5 +158,7 @@ async def test_a_rejected_shell_call_does_not_run_and_the_model_is_told(
         '{"error": "Tool \\"run_shell_command\\" was canceled by the user."}',
         '{"error": "Tool \\"mcp_marrow_post_progress\\" was canceled by the user."}']
     assert call_ids(gm.run) == []
+    assert end.refused  # and each refused call ends (failed) in the view
+    assert {c.status for c in gm.run.view.tool_calls.values()} == {"failed"}
     assert gm.hub.runtime.state.board.snapshot()["progress"] == []
     assert gm.run.view.message == "made.txt is written and noted."

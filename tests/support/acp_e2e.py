@@ -66,8 +66,15 @@ def updates(run: AcpRun) -> list[dict[str, Any]]:
 
 
 def tool_call_updates(run: AcpRun, call_id: str) -> list[dict[str, Any]]:
+    """The agent's own updates of a tool call (not the lines we add: `_meta.marrow`)."""
     return [u for u in updates(run) if u["sessionUpdate"] in ("tool_call", "tool_call_update")
-            and u["toolCallId"] == call_id]
+            and u["toolCallId"] == call_id and not ours(u)]
+
+
+def ours(update: dict[str, Any]) -> bool:
+    """A transcript line marrow-tui wrote (a permission request, its refusal)."""
+    meta = update.get("_meta")
+    return isinstance(meta, dict) and "marrow" in meta
 
 
 def statuses(run: AcpRun, call_id: str) -> list[str]:
