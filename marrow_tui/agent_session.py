@@ -160,6 +160,8 @@ class AgentSession:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._permission_asks = 0
+        #: tool calls whose start is in the log (their end is logged by id and status only)
+        self._announced: set[str] = set()
 
     # ---- the operator's verbs ------------------------------------------------------------------
 
@@ -398,6 +400,10 @@ class AgentSession:
 
     def _changed(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "tool":
+            ident = data.get("tool_call_id", "")
+            if ident in self._announced:  # its end: the start said what it was
+                data = {"tool_call_id": ident, "status": data.get("status", "")}
+            self._announced.add(ident)
             self.emit(Event("session_tool", {"id": self.session, "agent": self.agent, **data}))
         elif kind == "plan":
             self.emit(Event("session_plan", {"id": self.session, "agent": self.agent, **data}))
