@@ -7,19 +7,14 @@ comes from; .ci/run installs it).
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from marrow_tui.agents.acp import AcpRun, TurnEnd
 from tests.support.acp_e2e import (
-    Operator,
-    closed_leaving_nothing,
-    marrow_mcp_server,
+    AgentRun,
+    started_agent,
     statuses,
     tool_call_updates,
     updates,
@@ -32,8 +27,6 @@ from tests.support.model_script import Call, Say, Step
 BINARY = claude_code_binary()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_REASON)]
 
-#: a turn of a few model steps takes Claude Code a second or two; this only bounds a hang
-TURN_LIMIT = 90.0
 AGENT = "claude-1"
 COMMAND = "printf made > made.txt"
 WRITE = Call("Bash", {"command": COMMAND, "description": "Write made.txt"})
@@ -41,22 +34,6 @@ NOTE = Call("post_progress", {"task_id": "T1", "text": "made.txt is written"})
 SCRIPT: list[Step] = [WRITE, NOTE, Say("made.txt is written and noted.")]
 #: claude-code-acp's permission options, as (optionId, kind)
 OPTIONS = [("allow_always", "allow_always"), ("allow", "allow_once"), ("reject", "reject_once")]
-
-
-@dataclass
-class ClaudeRun:
-    """A started claude-code-acp run, its stub model, the hub its MCP server reaches."""
-
-    run: AcpRun
-    model: AnthropicModel
-    hub: Hub
-    workspace: Path
-    operator: Operator
-    #: the MARROW_SESSION our MCP server carries: finds its process
-    session: str
-
-    async def turn(self, text: str) -> TurnEnd:
-        return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
 
 
 @pytest.fixture
@@ -67,28 +44,18 @@ def model() -> Iterator[AnthropicModel]:
 
 @pytest.fixture
 async def claude_run(request: pytest.FixtureRequest, tmp_path: Path, model: AnthropicModel,
-                     hub: Hub) -> AsyncIterator[ClaudeRun]:
+                     hub: Hub) -> AsyncIterator[AgentRun[AnthropicModel]]:
     """claude-code-acp started against the stub, with our MCP server; the operator answers
     permission requests with the option kind the test's parameter names."""
     assert BINARY is not None
     setup = claude_code_offline(tmp_path / "claude", model.url, BINARY)
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    operator = Operator(request.param)
-    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
-    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
-                 stderr_log=tmp_path / "claude.stderr", transcript=tmp_path / "t.jsonl",
-                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, AGENT, session)],
-                 read_timeout=60)
-    await run.start()
-    try:
-        yield ClaudeRun(run, model, hub, workspace, operator, session)
-    finally:
-        await closed_leaving_nothing(run, session)
+    async with started_agent(tmp_path, setup.command, setup.env, model, hub, request.param,
+                             AGENT) as agent:
+        yield agent
 
 
 @pytest.mark.parametrize("claude_run", ["allow_once"], indirect=True)
-async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(claude_run: ClaudeRun) -> None:
+async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(claude_run: AgentRun[AnthropicModel]) -> None:
     cc = claude_run
     end = await cc.turn("Write made.txt, then note it on the board.")
     assert cc.model.problems == []
@@ -131,7 +98,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(claude_run: C
 
 
 @pytest.mark.parametrize("claude_run", ["reject_once"], indirect=True)
-async def test_a_rejected_shell_call_does_not_run_and_the_turn_ends(claude_run: ClaudeRun) -> None:
+async def test_a_rejected_shell_call_does_not_run_and_the_turn_ends(claude_run: AgentRun[AnthropicModel]) -> None:
     cc = claude_run
     end = await cc.turn("Write made.txt, then note it on the board.")
     assert end.stop_reason == "end_turn"

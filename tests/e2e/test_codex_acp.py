@@ -7,19 +7,14 @@ installs it).
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from marrow_tui.agents.acp import AcpRun, TurnEnd
 from tests.support.acp_e2e import (
-    Operator,
-    closed_leaving_nothing,
-    marrow_mcp_server,
+    AgentRun,
+    started_agent,
     statuses,
     tool_call_updates,
     updates,
@@ -32,8 +27,6 @@ from tests.support.responses_model import ResponsesModel, offered_tools
 BINARY = codex_binary()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_REASON)]
 
-#: a turn of a few model steps takes Codex a second or two; this only bounds a hang
-TURN_LIMIT = 90.0
 AGENT = "codex-1"
 COMMAND = "printf made > made.txt"
 WRITE = Call("exec_command", {"cmd": COMMAND})
@@ -51,22 +44,6 @@ UNKNOWN_MODEL = ("Model metadata for `stub` not found. Defaulting to fallback me
 FALLBACK_CONTEXT = 258_400
 
 
-@dataclass
-class CodexRun:
-    """A started codex-acp run, its stub model, the hub its MCP server reaches."""
-
-    run: AcpRun
-    model: ResponsesModel
-    hub: Hub
-    workspace: Path
-    operator: Operator
-    #: the MARROW_SESSION our MCP server carries: finds its process
-    session: str
-
-    async def turn(self, text: str) -> TurnEnd:
-        return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
-
-
 @pytest.fixture
 def model() -> Iterator[ResponsesModel]:
     with ResponsesModel(SCRIPT) as stub:
@@ -75,28 +52,18 @@ def model() -> Iterator[ResponsesModel]:
 
 @pytest.fixture
 async def codex_run(request: pytest.FixtureRequest, tmp_path: Path, model: ResponsesModel,
-                     hub: Hub) -> AsyncIterator[CodexRun]:
+                     hub: Hub) -> AsyncIterator[AgentRun[ResponsesModel]]:
     """codex-acp started against the stub, with our MCP server; the operator answers
     permission requests with the option kind the test's parameter names."""
     assert BINARY is not None
     setup = codex_offline(tmp_path / "codex", model.url, BINARY)
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    operator = Operator(request.param)
-    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
-    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
-                 stderr_log=tmp_path / "codex.stderr", transcript=tmp_path / "t.jsonl",
-                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, AGENT, session)],
-                 read_timeout=60)
-    await run.start()
-    try:
-        yield CodexRun(run, model, hub, workspace, operator, session)
-    finally:
-        await closed_leaving_nothing(run, session)
+    async with started_agent(tmp_path, setup.command, setup.env, model, hub, request.param,
+                             AGENT) as agent:
+        yield agent
 
 
 @pytest.mark.parametrize("codex_run", ["allow_once"], indirect=True)
-async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(codex_run: CodexRun) -> None:
+async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(codex_run: AgentRun[ResponsesModel]) -> None:
     cx = codex_run
     end = await cx.turn("Write made.txt, then note it on the board.")
     assert cx.model.problems == []
@@ -145,7 +112,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(codex_run: Co
 
 @pytest.mark.parametrize("codex_run", ["reject_once"], indirect=True)
 async def test_a_rejected_shell_call_does_not_run_and_the_turn_ends_cancelled(
-        codex_run: CodexRun) -> None:
+        codex_run: AgentRun[ResponsesModel]) -> None:
     cx = codex_run
     end = await cx.turn("Write made.txt, then note it on the board.")
     [asked] = cx.operator.asked

@@ -7,20 +7,16 @@ it).
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from marrow_tui.agents.acp import AcpRun, TurnEnd
+from marrow_tui.agents.acp import AcpRun
 from tests.support.acp_e2e import (
-    Operator,
-    closed_leaving_nothing,
-    marrow_mcp_server,
+    AgentRun,
     ours,
+    started_agent,
     statuses,
     tool_call_updates,
     updates,
@@ -33,8 +29,6 @@ from tests.support.model_script import Call, Say, Step
 BINARY = gemini_binary()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_REASON)]
 
-#: a turn of a few model steps takes Gemini CLI a second or two; this only bounds a hang
-TURN_LIMIT = 90.0
 AGENT = "gemini-1"
 COMMAND = "printf made > made.txt"
 WRITE = Call("run_shell_command", {"command": COMMAND, "description": "Write made.txt"})
@@ -47,22 +41,6 @@ MCP_OPTIONS = [("proceed_always_server", "allow_always"), ("proceed_always_tool"
                ("proceed_once", "allow_once"), ("cancel", "reject_once")]
 
 
-@dataclass
-class GeminiRun:
-    """A started gemini --acp run, its stub model, the hub its MCP server reaches."""
-
-    run: AcpRun
-    model: GeminiModel
-    hub: Hub
-    workspace: Path
-    operator: Operator
-    #: the MARROW_SESSION our MCP server carries: finds its process
-    session: str
-
-    async def turn(self, text: str) -> TurnEnd:
-        return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
-
-
 @pytest.fixture
 def model() -> Iterator[GeminiModel]:
     with GeminiModel(SCRIPT) as stub:
@@ -71,24 +49,14 @@ def model() -> Iterator[GeminiModel]:
 
 @pytest.fixture
 async def gemini_run(request: pytest.FixtureRequest, tmp_path: Path, model: GeminiModel,
-                     hub: Hub) -> AsyncIterator[GeminiRun]:
+                     hub: Hub) -> AsyncIterator[AgentRun[GeminiModel]]:
     """gemini --acp started against the stub, with our MCP server; the operator answers
     permission requests with the option kind the test's parameter names."""
     assert BINARY is not None
     setup = gemini_offline(tmp_path / "gemini", model.url, BINARY)
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    operator = Operator(request.param)
-    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
-    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
-                 stderr_log=tmp_path / "gemini.stderr", transcript=tmp_path / "t.jsonl",
-                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, AGENT, session)],
-                 read_timeout=60)
-    await run.start()
-    try:
-        yield GeminiRun(run, model, hub, workspace, operator, session)
-    finally:
-        await closed_leaving_nothing(run, session)
+    async with started_agent(tmp_path, setup.command, setup.env, model, hub, request.param,
+                             AGENT) as agent:
+        yield agent
 
 
 def call_ids(run: AcpRun) -> list[str]:
@@ -101,7 +69,7 @@ def call_ids(run: AcpRun) -> list[str]:
 
 
 @pytest.mark.parametrize("gemini_run", ["allow_once"], indirect=True)
-async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(gemini_run: GeminiRun) -> None:
+async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(gemini_run: AgentRun[GeminiModel]) -> None:
     gm = gemini_run
     end = await gm.turn("Write made.txt, then note it on the board.")
     assert gm.model.problems == []
@@ -145,7 +113,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(gemini_run: G
 
 @pytest.mark.parametrize("gemini_run", ["reject_once"], indirect=True)
 async def test_a_rejected_shell_call_does_not_run_and_the_model_is_told(
-        gemini_run: GeminiRun) -> None:
+        gemini_run: AgentRun[GeminiModel]) -> None:
     gm = gemini_run
     end = await gm.turn("Write made.txt, then note it on the board.")
     assert end.stop_reason == "end_turn"

@@ -6,20 +6,15 @@ real hub in the test's loop. Skipped, with the reason, when there is no opencode
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from marrow_tui.agents.acp import AcpRun, TurnEnd
 from tests.support.acp_e2e import (
-    Operator,
-    closed_leaving_nothing,
-    marrow_mcp_server,
+    AgentRun,
+    started_agent,
     statuses,
     tool_call_updates,
 )
@@ -37,29 +32,11 @@ from tests.support.stub_model import Call, Say, Step, StubModel, Usage, offered_
 BINARY = opencode_binary()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_REASON)]
 
-#: a turn of a few model steps takes opencode seconds; this only bounds a hang
-TURN_LIMIT = 90.0
 AGENT = "opencode-1"
 COMMAND = "printf made > made.txt"
 WRITE = Call("bash", {"command": COMMAND, "description": "Write made.txt"})
 NOTE = Call("post_progress", {"task_id": "T1", "text": "made.txt is written"})
 SCRIPT: list[Step] = [WRITE, NOTE, Say("made.txt is written and noted.")]
-
-
-@dataclass
-class OpencodeRun:
-    """A started opencode run, its stub model, the hub its MCP server reaches."""
-
-    run: AcpRun
-    model: StubModel
-    hub: Hub
-    workspace: Path
-    operator: Operator
-    #: the MARROW_SESSION our MCP server carries: finds its process
-    session: str
-
-    async def turn(self, text: str) -> TurnEnd:
-        return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
 
 
 def reported(usage: Usage, answers: int) -> dict[str, Any]:
@@ -82,30 +59,19 @@ def model() -> Iterator[StubModel]:
 
 @pytest.fixture
 async def opencode_run(request: pytest.FixtureRequest, tmp_path: Path, model: StubModel,
-                       hub: Hub) -> AsyncIterator[OpencodeRun]:
+                       hub: Hub) -> AsyncIterator[AgentRun[StubModel]]:
     """opencode started against the stub, with our MCP server; the operator answers
     permission requests with the option kind the test's parameter names."""
     assert BINARY is not None
     setup = opencode_offline(tmp_path / "opencode", model.url, BINARY, permission="ask")
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    operator = Operator(request.param)
-    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
-    run = AcpRun(setup.command, workspace=workspace, env=setup.env,
-                 stderr_log=tmp_path / "opencode.stderr", transcript=tmp_path / "t.jsonl",
-                 ask=operator.ask, mcp_servers=[marrow_mcp_server(hub.uri, AGENT, session)],
-                 read_timeout=60)
-    oc = OpencodeRun(run, model, hub, workspace, operator, session)
-    await run.start()
-    try:
-        yield oc
-    finally:
-        await closed_leaving_nothing(oc.run, oc.session)
+    async with started_agent(tmp_path, setup.command, setup.env, model, hub, request.param,
+                             AGENT) as agent:
+        yield agent
 
 
 @pytest.mark.parametrize("opencode_run", ["allow_once"], indirect=True)
 async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
-        opencode_run: OpencodeRun) -> None:
+        opencode_run: AgentRun[StubModel]) -> None:
     oc = opencode_run
     end = await oc.turn("Write made.txt, then note it on the board.")
     assert oc.model.problems == []
@@ -140,7 +106,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
 
 @pytest.mark.parametrize("opencode_run", ["reject_once"], indirect=True)
 async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_goes_on(
-        opencode_run: OpencodeRun) -> None:
+        opencode_run: AgentRun[StubModel]) -> None:
     oc = opencode_run
     end = await oc.turn("Write made.txt, then note it on the board.")
     assert end.stop_reason == "end_turn"

@@ -4,13 +4,18 @@ transcript read back, and the check that an agent left no process behind."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from marrow_tui.agents.acp import AcpRun, PermissionRequest
+from marrow_tui.agents.acp import AcpRun, PermissionRequest, TurnEnd
+from tests.support.hub import Hub
 from tests.support.hubproc import REPO
 from tests.support.waiting import gone, until
 
@@ -25,6 +30,49 @@ class Operator:
     async def ask(self, request: PermissionRequest) -> str | None:
         self.asked.append(request)
         return next((o.option_id for o in request.options if o.kind == self.kind), None)
+
+
+#: a turn of a few model steps takes a real agent seconds; this only bounds a hang
+TURN_LIMIT = 90.0
+
+M = TypeVar("M")
+
+
+@dataclass
+class AgentRun(Generic[M]):
+    """A started real agent, its stub model, the hub its MCP server reaches."""
+
+    run: AcpRun
+    model: M
+    hub: Hub
+    workspace: Path
+    operator: Operator
+    #: the MARROW_SESSION our MCP server carries: finds its process
+    session: str
+
+    async def turn(self, text: str) -> TurnEnd:
+        return await asyncio.wait_for(self.run.prompt(text), TURN_LIMIT)
+
+
+@contextlib.asynccontextmanager
+async def started_agent(folder: Path, command: Sequence[str], env: Mapping[str, str],
+                        model: M, hub: Hub, answer: str,
+                        agent: str) -> AsyncIterator[AgentRun[M]]:
+    """The agent started in `folder`/ws with our MCP server (as `agent`), the operator
+    answering its permission requests with the option kind `answer`; at the end it must leave
+    no process behind."""
+    workspace = folder / "ws"
+    workspace.mkdir()
+    operator = Operator(answer)
+    session = f"e2e-{uuid.uuid4().hex}"  # unique on the machine: teardown looks for it
+    run = AcpRun(command, workspace=workspace, env=env, stderr_log=folder / "agent.stderr",
+                 transcript=folder / "t.jsonl", ask=operator.ask,
+                 mcp_servers=[marrow_mcp_server(hub.uri, agent, session)], read_timeout=60)
+    await run.start()
+    try:
+        yield AgentRun(run, model, hub, workspace, operator, session)
+    finally:
+        await closed_leaving_nothing(run, session)
 
 
 def marrow_mcp_server(hub_uri: str, agent: str, session: str) -> dict[str, Any]:
