@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from marrow_tui.core.events import Event
+from marrow_tui.ui.modals.answer import AnswerModal
 from marrow_tui.ui.panes.sessions import SessionsTable
 from marrow_tui.ui.screens.agent import AgentScreen
 from marrow_tui.ui.screens.log import LogScreen
@@ -316,3 +317,24 @@ async def test_scrolling_up_stops_following_even_when_the_file_grows_meanwhile(
             await until(pilot, lambda: log.scroll_target_y == log.scroll_y)  # it ended
             assert not log.following and log.scroll_y < log.max_scroll_y
             await pilot.press("G")
+
+
+async def test_a_in_the_view_answers_what_the_run_waits_for(tmp_path: Path) -> None:
+    """The view says "waiting for you": `a` opens that request's dialog, right there."""
+    path = write_transcript(tmp_path / "t.jsonl", 5)
+    app = acp_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_view(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, AgentScreen)
+        assert not screen.check_action("run", ("answer_request",))
+        runtime = app.runtime
+        event = runtime.state.steering.decide_ask(
+            "DEMO-1", runtime.clock(), question="Allow execute: make test?",
+            choices=["Allow once", "Reject"], session=SID, kind="permission")
+        assert isinstance(event, Event)
+        seed_acp_run(runtime, [event])
+        await until(pilot, lambda: screen.check_action("run", ("answer_request",)))
+        await pilot.press("a")
+        modal = await until(pilot, lambda: isinstance(app.screen, AnswerModal) and app.screen)
+        assert modal.question == "Allow execute: make test?"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from rich.text import Text
 
 from ...core.sessions import Session
+from ...core.steering import Request
 from ...core.text import ago
 from ..actions import BY_ID, Hint
 from ..modals.confirm import ConfirmModal
@@ -32,6 +33,13 @@ RUN_ACTIONS = tuple(action.name for action in RUN_KEYS)
 
 #: end states whose reason says more than the exit code
 _SAY_WHY = frozenset({"timeout", "error", "stopped", "interrupted"})
+
+
+@runtime_checkable
+class Answers(Protocol):
+    """The Steering pane, as the agent view reaches it (it imports this module)."""
+
+    def answer_request(self, request: Request) -> None: ...
 
 
 def session_key(agent: str, started: float, sid: str) -> str:
@@ -181,6 +189,8 @@ class SessionsPane(TablePane):
         if action == "stop_run":
             return run.running
         acp = run.running and bool(run.transcript)  # only an ACP agent takes prompts
+        if action == "answer_request":
+            return self._asked(run) is not None
         if action == "prompt_session":
             return acp
         if action == "cancel_turn":
@@ -195,6 +205,14 @@ class SessionsPane(TablePane):
             self._prompt(run)
         elif action == "cancel_turn":
             self.send(type="session_cancel", id=run.id)
+        elif action == "answer_request":
+            request, steering = self._asked(run), self.console.panes["steering"]
+            if request is not None and isinstance(steering, Answers):
+                steering.answer_request(request)
+
+    def _asked(self, run: Session) -> Request | None:
+        """What the run waits on the operator for: its longest-waiting open request."""
+        return next((r for r in self.state.steering.waiting() if r.session == run.id), None)
 
     def _prompt(self, run: Session) -> None:
         def submitted(values: dict[str, str] | None) -> None:

@@ -113,6 +113,10 @@ class SteeringPane(TablePane):
             if not waiting:
                 return
             request = waiting[0]
+        self.answer_request(request)
+
+    def answer_request(self, request: Request) -> None:
+        """The answer dialog for one request (from this pane, or a run's agent view)."""
         rid = request.id
 
         def answered(text: str | None) -> None:

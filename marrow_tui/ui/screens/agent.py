@@ -44,6 +44,7 @@ class AgentScreen(Screen[None]):
         Binding("slash", "search", "Search", key_display="/", id="agent.search"),
         Binding("n", "search_next(True)", "Next", id="agent.search_next"),
         Binding("N", "search_next(False)", "Previous", id="agent.search_previous"),
+        Binding("a", "run('answer_request')", "Answer", id="agent.answer"),
         Binding("i", "run('prompt_session')", "Prompt", id="agent.prompt"),
         Binding("c", "run('cancel_turn')", "Cancel turn", id="agent.cancel_turn"),
         Binding("x", "run('stop_run')", "Stop", id="agent.stop"),
