@@ -185,20 +185,8 @@ class AgentChecks(TableReader):
         errors_before = self.error_count()
         values = self.read(raw, at, AGENT_KEYS, "agents")
         name = self._required(at, raw, values, "name")
-        protocol = values.get("protocol", "command")
-        if protocol not in PROTOCOLS:
-            self.report(at + ("protocol",), f"must be one of {', '.join(PROTOCOLS)}, "
-                                            f"not {protocol!r}")
-        preset = values.get("preset")
-        if preset is not None and preset not in PRESETS:
-            self.report(at + ("preset",), f"unknown agent preset {preset!r} (known: "
-                                          f"{', '.join(PRESETS)}; or set agent_command)")
-        elif preset is not None and protocol != "acp":
-            self.report(at + ("preset",), 'a preset starts an ACP agent: set protocol = "acp"')
-        if preset in PRESETS and "agent_command" not in raw:
-            command = shlex.join(PRESETS[preset])
-        else:
-            command = self._required(at, raw, values, "agent_command")
+        protocol, preset = self._protocol(at, raw, values)
+        command = self._agent_command(at, raw, values, protocol, preset)
         user = self._user(at, values)
         if mode == "supervisor" and not user:
             self.report(at + ("user",),
@@ -216,9 +204,6 @@ class AgentChecks(TableReader):
         if values.get("role_file", "").strip():
             role_file = self.resolve(values["role_file"].strip())
             self._prompt_file(at + ("role_file",), role_file, "role file")
-        if command:
-            command = self._command(at + ("agent_command",), command,
-                                    dict(values.get("env", ())), values.get("enabled", True))
         if self.error_count() > errors_before or workspace is None:
             return name, None
         dirs = [self.resolve(d) for d in values.get("context_dirs", [])]
@@ -242,6 +227,52 @@ class AgentChecks(TableReader):
             role_file=role_file,
             **optional,
         )
+
+    def _protocol(self, at: KeyPath, raw: Mapping[str, Any],
+                  values: Mapping[str, Any]) -> tuple[str, str | None]:
+        """(protocol, preset); the protocol is "" when it is wrong (said already). preset and
+        permissions belong to ACP agents, and prompt to the others."""
+        protocol = values.get("protocol", "" if "protocol" in raw else "command").strip()
+        if protocol and protocol not in PROTOCOLS:
+            self.report(at + ("protocol",), f"must be one of {', '.join(PROTOCOLS)}, "
+                                            f"not {protocol!r}")
+            protocol = ""
+        preset = values.get("preset")
+        if preset is not None and preset not in PRESETS:
+            self.report(at + ("preset",), f"unknown agent preset {preset!r} (known: "
+                                          f"{', '.join(PRESETS)}; or set agent_command)")
+            preset = None
+        elif preset is not None and protocol == "command":
+            self.report(at + ("preset",), 'a preset starts an ACP agent: set protocol = "acp"')
+        if "permissions" in raw and protocol == "command":
+            self.report(at + ("permissions",), "permissions are for an ACP agent's requests: "
+                                               'set protocol = "acp"')
+        if "prompt" in values and protocol == "acp":
+            self.warn(at + ("prompt",), "has no effect on an ACP agent (its prompt is sent "
+                                        "over ACP)")
+        return protocol, preset
+
+    def _agent_command(self, at: KeyPath, raw: Mapping[str, Any], values: Mapping[str, Any],
+                       protocol: str, preset: str | None) -> str:
+        """agent_command, checked; an ACP agent's may come from its preset instead, whose
+        program is looked up the same way."""
+        env, enabled = dict(values.get("env", ())), values.get("enabled", True)
+        if "agent_command" in raw or protocol == "command":
+            command = self._required(at, raw, values, "agent_command")
+            if command:
+                command = self._command(at + ("agent_command",), command, env, enabled)
+            return command
+        if preset is None:
+            if protocol == "acp" and "preset" not in raw:  # (else an error says enough)
+                self.report(at + ("protocol",), "an ACP agent needs a preset (one of "
+                                                f"{', '.join(PRESETS)}) or agent_command")
+            return ""
+        argv = PRESETS[preset]
+        if self.check_commands and not command_exists(argv[0], env.get("PATH")):
+            self.report(at + ("preset",), f"command not found: {argv[0]} (preset {preset!r} "
+                                          f"runs `{shlex.join(argv)}`; install it, or set "
+                                          "agent_command)", "error" if enabled else "warning")
+        return shlex.join(argv)
 
     def _user(self, at: KeyPath, values: Mapping[str, Any]) -> str:
         if "user" in values and "run_as_user" in values:

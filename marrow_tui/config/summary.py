@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ..core.acp import PRESETS
 from .model import AgentConfig, Config, ServiceConfig
 from .schema import number_text
 
@@ -43,8 +44,7 @@ def _agent_summary(agent: AgentConfig) -> list[str]:
         f"[{agent.name}] {state}",
         f"  every {agent.heartbeat_interval}s, timeout {agent.heartbeat_timeout}s",
         f"  workspace: {_path_text(agent.workspace)}",
-        f"  command: {agent.agent_command}",
-        f"  prompt: {agent.prompt}",
+        *_launch_lines(agent),
         "  context dirs: " + ", ".join(_path_text(d) for d in agent.context_dirs),
     ]
     if agent.role_file is not None:
@@ -52,6 +52,18 @@ def _agent_summary(agent: AgentConfig) -> list[str]:
     if agent.env:
         lines.append("  env: " + ", ".join(name for name, _ in agent.env))
     return lines
+
+
+def _launch_lines(agent: AgentConfig) -> list[str]:
+    """How the agent starts and gets its prompt."""
+    if agent.protocol != "acp":
+        return [f"  command: {agent.agent_command}", f"  prompt: {agent.prompt}"]
+    preset = ""
+    if agent.preset:
+        given = agent.agent_command == shlex.join(PRESETS[agent.preset])
+        preset = f" ({'from' if given else 'instead of'} preset {agent.preset})"
+    return [f"  command: {agent.agent_command}{preset}", "  protocol: acp",
+            f"  permissions: {agent.permissions.describe()}"]
 
 
 def _service_summary(service: ServiceConfig) -> list[str]:

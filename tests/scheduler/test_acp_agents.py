@@ -3,6 +3,7 @@ heartbeat, with our MCP server in its session, on a real hub."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -112,3 +113,97 @@ def test_a_preset_gives_the_command_and_a_missing_one_is_named(tmp_path: Path) -
     assert (agent.protocol, agent.preset, agent.agent_command) == ("acp", "claude",
                                                                    "claude-code-acp")
     assert (agent.permissions.verdict("read"), agent.permissions.timeout) == ("allow", 60.0)
+
+
+def said(transcript: str) -> str:
+    """What the agent said, from its transcript."""
+    updates = [json.loads(line)["update"] for line in Path(transcript).read_text().splitlines()]
+    return "".join(u["content"]["text"] for u in updates
+                   if u.get("sessionUpdate") == "agent_message_chunk")
+
+
+async def test_the_agent_gets_the_heartbeat_prompt_its_env_and_our_mcp_server(
+        tmp_path: Path, make: Any) -> None:
+    run = await make(acp_config(tmp_path, "echo", 'env = { FAKE_GREETING = "hello" }\n'
+                                                  'role = "You keep the queue moving."'))
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
+    assert end["state"] == "ok"
+    text = said(run.of("session_start")[0]["transcript"])
+    assert f"cwd={tmp_path / 'ws'} mcp=marrow " in text
+    assert "fs=False terminal=False greeting=hello" in text
+    assert "You keep the queue moving." in text  # the role, in the scheduler's prompt
+
+
+async def test_the_answer_to_a_question_is_the_next_prompt_and_usage_adds_up(
+        tmp_path: Path, make: Any) -> None:
+    run = await make(acp_config(tmp_path, "teller"))
+    book = run.hub.runtime.state.steering
+    [question] = await run.until(lambda: list(book.open.values()), PATIENCE)
+    [start] = run.of("session_start")
+    session = run.hub.runtime.state.sessions.by_id[start["id"]]
+    await run.until(lambda: session.doing == "waiting for your answer", PATIENCE)
+    run.hub.runtime.handle("ops", {"type": "steer_answer", "id": question.id,
+                                   "answer": "blue"}, None, operator=True)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
+    assert (end["state"], end["last_line"]) == ("ok", "the answer is blue")
+    assert session.turns == 2
+    assert session.usage == {"input": 120, "output": 12, "total": 132}
+    assert book.get(question.id).delivered  # type: ignore[union-attr]
+
+
+async def test_the_operator_prompts_an_idle_or_busy_run_and_cancels_its_turn(
+        tmp_path: Path, make: Any) -> None:
+    """A cancelled turn leaves the run waiting for the operator's prompt; a prompt then goes
+    at once, one during a turn waits for its end; the run ends once a turn ends with nothing
+    left to answer."""
+    run = await make(acp_config(tmp_path, "slow", 'role = "Work slowly."'))
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+
+    async def reply(kind: str) -> dict[str, Any]:
+        return await run.until(lambda: replies and replies[-1].get("type") == kind
+                               and replies.pop(), PATIENCE)
+
+    [start] = await run.until(lambda: run.of("session_turn", phase="start"), PATIENCE)
+    session = run.hub.runtime.state.sessions.by_id[start["id"]]
+    await run.until(lambda: session.in_turn, PATIENCE)
+    ops.send(type="session_cancel", id=session.id)
+    await reply("session_cancelling")
+    await run.until(lambda: session.doing == "waiting for your prompt", PATIENCE)
+    ops.send(type="session_prompt", id=session.id, text="go on slowly")
+    assert (await reply("session_prompted"))["queued"] is False
+    await run.until(lambda: session.in_turn and session.turns == 2, PATIENCE)
+    ops.send(type="session_prompt", id=session.id, text="then say so")
+    assert (await reply("session_prompted"))["queued"] is True
+    ops.send(type="session_cancel", id=session.id)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
+    assert (end["state"], end["last_line"]) == ("ok", "turn 3: then say so")
+    await run.hub.runtime.settled()
+    assert [t["prompt"] for t in run.of("session_turn", phase="start")] == [
+        "task", "follow-up", "follow-up"]
+    assert [t["stop_reason"] for t in run.of("session_turn", phase="end")] == [
+        "cancelled", "cancelled", "end_turn"]
+
+
+async def test_a_shutdown_stops_an_acp_run_and_says_so(tmp_path: Path, make: Any) -> None:
+    run = await make(acp_config(tmp_path, "slow", 'role = "Work slowly."'))
+    [start] = await run.until(lambda: run.of("session_turn", phase="start"), PATIENCE)
+    await run.scheduler.stop()
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
+    assert (end["id"], end["state"], end["reason"]) == (start["id"], "stopped",
+                                                        "stopped at shutdown")
+
+
+async def test_a_preset_whose_program_is_gone_fails_the_run_in_one_sentence(
+        tmp_path: Path, make: Any) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path = acp_config(tmp_path, "echo", f'env = {{ PATH = "{empty}" }}')
+    path.write_text(path.read_text().replace("agent_command", 'preset = "codex"\n#'))
+    config = load_config(path, check_commands=False).config  # (as if uninstalled since)
+    assert config is not None
+    run = await make(config)
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
+    assert end["state"] == "failed"
+    assert end["reason"].startswith("the agent command 'codex-acp' was not found on the PATH "
+                                    f"searched ({empty}")

@@ -27,6 +27,8 @@ worker          asks permission to run `touch made.txt`, does it if allowed, cal
 asker           asks the operator (ask_human) and ends the turn; marks done with the answer
 idler           says what it was prompted with and ends the turn, never done
 slow            a prompt saying "slowly" works until cancelled; any other is answered at once
+teller          asks the operator (ask_human) and ends the turn; says the answer in the next
+                (a scheduled agent's: there is no issue to mark done)
 """
 
 from __future__ import annotations
@@ -273,6 +275,19 @@ class FakeAgent:
         colour = text.split("The operator's answer:\n", 1)[1].splitlines()[0]
         await self.mcp_call("mark_done", title=f"painted {colour}", summary="painted")
         return PromptResponse(stop_reason="end_turn")
+
+    async def play_teller(self, text: str) -> PromptResponse:
+        """Asks the operator through MCP (the turn ends); the answer's turn says it."""
+        if "The operator's answer:" not in text:
+            said = await self.mcp_call("ask_human", question="Which colour?",
+                                       choices=["red", "blue"])
+            await self.say(said)
+            return PromptResponse(stop_reason="end_turn",
+                                  usage=Usage(input_tokens=50, output_tokens=5, total_tokens=55))
+        colour = text.split("The operator's answer:\n", 1)[1].splitlines()[0]
+        await self.say(f"the answer is {colour}")
+        return PromptResponse(stop_reason="end_turn",
+                              usage=Usage(input_tokens=70, output_tokens=7, total_tokens=77))
 
     async def play_idler(self, text: str) -> PromptResponse:
         """Says what it was prompted with and ends the turn; never done."""
