@@ -22,6 +22,7 @@ from tests.support import claude_code, codex, gemini
 from tests.support.anthropic_model import AnthropicModel
 from tests.support.gemini_model import GeminiModel
 from tests.support.model_script import Call, Say, ScriptedServer, Step
+from tests.support.acp_e2e import issue_workflow
 from tests.support.orchestrator import Running, issue, make  # noqa: F401
 from tests.support.responses_model import ResponsesModel
 
@@ -70,33 +71,6 @@ AGENTS = [
 ]
 
 
-def workflow(root: Path, adapter: str, env: dict[str, str]) -> Path:
-    path = root / "WORKFLOW.md"
-    path.write_text(f"""---
-tracker:
-  kind: local
-  root: issues
-  active_states: [Todo]
-  terminal_states: [Done]
-polling:
-  interval_ms: 60000
-workspace:
-  root: ws
-agent:
-  max_turns: 1
-acp:
-  adapter: {adapter}
-  env: {json.dumps(env)}
-  stall_timeout_ms: 0
-  permissions:
-    mode: ask
-    allow: [read, search, other]
----
-Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}.
-""")
-    return path
-
-
 @pytest.mark.parametrize("agent", [pytest.param(a, id=a.adapter, marks=pytest.mark.skipif(
     a.binary is None, reason=a.skip)) for a in AGENTS])
 async def test_an_issue_runs_on_the_agent_with_a_permission_answered_by_the_operator(
@@ -109,7 +83,8 @@ async def test_an_issue_runs_on_the_agent_with_a_permission_answered_by_the_oper
         path = f"{Path(agent.binary).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
         env = {**setup.own, "PATH": path}
         issue(tmp_path, "Todo", "AG-1", "write made.txt")
-        run: Running = await make(workflow(tmp_path, agent.adapter, env))
+        run: Running = await make(issue_workflow(tmp_path, f"adapter: {agent.adapter}", env,
+                                                 ["read", "search", "other"]))
         run.patience = PATIENCE
         await run.tick()
         book = run.hub.runtime.state.steering

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.opencode import SKIP_REASON, opencode_binary, opencode_offline
+from tests.support.acp_e2e import issue_workflow
 from tests.support.orchestrator import Running, issue, make  # noqa: F401
 from tests.support.stub_model import Call, Say, StubModel
 
@@ -21,33 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(BINARY is None, reason=SKIP_R
 
 #: opencode starts in seconds, our MCP server in one; this only bounds a hang
 PATIENCE = 120.0
-
-
-def workflow(root: Path, command: list[str], env: dict[str, str]) -> Path:
-    path = root / "WORKFLOW.md"
-    path.write_text(f"""---
-tracker:
-  kind: local
-  root: issues
-  active_states: [Todo]
-  terminal_states: [Done]
-polling:
-  interval_ms: 60000
-workspace:
-  root: ws
-agent:
-  max_turns: 1
-acp:
-  command: {json.dumps(" ".join(command))}
-  env: {json.dumps(env)}
-  stall_timeout_ms: 0
-  permissions:
-    mode: ask
-    allow: [read, search]
----
-Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}.
-""")
-    return path
 
 
 async def test_an_issue_runs_on_opencode_with_a_permission_answered_by_the_operator(
@@ -61,7 +35,9 @@ async def test_an_issue_runs_on_opencode_with_a_permission_answered_by_the_opera
         env = {k: v for k, v in opencode.env.items() if k.startswith(("OPENCODE", "XDG_"))
                or k in ("HOME", "TMPDIR")}
         issue(tmp_path, "Todo", "OC-1", "write made.txt")
-        run: Running = await make(workflow(tmp_path, opencode.command, env))
+        run: Running = await make(issue_workflow(
+            tmp_path, f"command: {json.dumps(' '.join(opencode.command))}", env,
+            ["read", "search"]))
         run.patience = PATIENCE
         await run.tick()
         book = run.hub.runtime.state.steering

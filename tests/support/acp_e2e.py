@@ -132,3 +132,34 @@ def statuses(run: AcpRun, call_id: str) -> list[str]:
         if "status" in update and update["status"] not in seen:
             seen.append(update["status"])
     return seen
+
+
+def issue_workflow(root: Path, launch: str, env: Mapping[str, str],
+                   allow: Sequence[str]) -> Path:
+    """WORKFLOW.md for one issue run by a real agent: `launch` is the `acp:` line that starts
+    it (`adapter: claude`, `command: ...`), `env` its acp.env, `allow` the tool kinds the
+    policy allows (the rest are asked)."""
+    path = root / "WORKFLOW.md"
+    path.write_text(f"""---
+tracker:
+  kind: local
+  root: issues
+  active_states: [Todo]
+  terminal_states: [Done]
+polling:
+  interval_ms: 60000
+workspace:
+  root: ws
+agent:
+  max_turns: 1
+acp:
+  {launch}
+  env: {json.dumps(dict(env))}
+  stall_timeout_ms: 0
+  permissions:
+    mode: ask
+    allow: [{", ".join(allow)}]
+---
+Work on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}.
+""")
+    return path
