@@ -42,6 +42,10 @@ SHELL_EXPANDS = "$`~*?["
 #: the longest follow-up prompt an operator may send
 MAX_PROMPT = 64 * 1024
 
+#: a tool call still running this long after it was first seen has its start logged; one that
+#: ends sooner (most reads, searches and edits) is logged once, start and end in one line
+TOOL_SETTLE = 1.0
+
 CONTINUATION = (
     "Continue working on the same issue. Pick up where the last turn left off and take the "
     "next concrete step. If the work is complete and verified, summarise what changed and "
@@ -117,6 +121,62 @@ class Ending:
     exhausted: bool = False
 
 
+def plan_summary(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the log keeps of a plan (the transcript has it whole): how many steps, how many
+    done, and the step under way."""
+    now = next((str(e.get("content", "")) for e in entries
+                if e.get("status") == "in_progress"), "")
+    return {"steps": len(entries),
+            "done": sum(1 for e in entries if e.get("status") == "completed"),
+            "now": one_line(now, PROMPT_EXCERPT)}
+
+
+class ToolLog:
+    """The event log's summary of one run's tool calls, fed `AcpRun`'s tool changes (a call
+    first seen, a call ended). A call that ends within `settle` seconds is one line with its
+    end status; one still running then has its start logged (what the Sessions pane shows it
+    doing) and later its end, by id and status only. The transcript keeps every update."""
+
+    def __init__(self, log: Callable[[dict[str, Any]], None],
+                 settle: float = TOOL_SETTLE) -> None:
+        self.log = log
+        self.settle = settle
+        #: first seen, not yet logged: the summary and the timer that logs its start
+        self._unlogged: dict[str, tuple[dict[str, Any], asyncio.TimerHandle]] = {}
+        #: started calls whose start is in the log
+        self._started: set[str] = set()
+
+    def changed(self, summary: dict[str, Any]) -> None:
+        ident = str(summary.get("tool_call_id", ""))
+        ended = summary.get("status") in ("completed", "failed")
+        if ident in self._started:
+            if ended:
+                self._started.discard(ident)
+                self.log({"tool_call_id": ident, "status": summary.get("status", "")})
+            return
+        waiting = self._unlogged.pop(ident, None)
+        if waiting is not None:
+            waiting[1].cancel()
+        if ended:
+            self.log(summary)
+        else:
+            timer = asyncio.get_running_loop().call_later(self.settle, self.announce, ident)
+            self._unlogged[ident] = (summary, timer)
+
+    def announce(self, ident: str) -> None:
+        """Log the start of `ident` now, if it is first seen and not logged yet."""
+        waiting = self._unlogged.pop(ident, None)
+        if waiting is not None:
+            waiting[1].cancel()
+            self._started.add(ident)
+            self.log(waiting[0])
+
+    def flush(self) -> None:
+        """Log every call first seen and not logged yet (the turn is over)."""
+        for ident in list(self._unlogged):
+            self.announce(ident)
+
+
 class AgentSession:
     """One run of an ACP agent: `run(first_prompt)` until it is done, fails, is stopped or
     uses up its turns. `follow_up`, `cancel_turn` come from the operator (through verbs)."""
@@ -160,8 +220,7 @@ class AgentSession:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._permission_asks = 0
-        #: tool calls whose start is in the log (their end is logged by id and status only)
-        self._announced: set[str] = set()
+        self.tools = ToolLog(self._log_tool)
 
     # ---- the operator's verbs ------------------------------------------------------------------
 
@@ -186,6 +245,7 @@ class AgentSession:
         try:
             return await self._run(first)
         finally:
+            self.tools.flush()
             self._unsubscribe()
             for waiter in self._waiters.values():
                 waiter.cancel()
@@ -247,7 +307,7 @@ class AgentSession:
 
     def _last_words(self) -> str:
         """The last line the agent said this turn (its conclusion, not its opening)."""
-        lines = [line for line in self.acp.view.message.splitlines() if line.strip()]
+        lines = [line for line in self.acp.view.message_tail.splitlines() if line.strip()]
         return one_line(lines[-1], 200) if lines else ""
 
     async def _turn(self, text: str, why: str) -> TurnEnd | Ending:
@@ -291,6 +351,7 @@ class AgentSession:
         except AcpFailure as exc:
             end = None
             verdict = verdict or Ending("failed", str(exc), last_line=self._last_words())
+        self.tools.flush()  # what is still running when the turn ends is logged as it stands
         self.emit(Event("session_turn", {
             "id": self.session, "agent": self.agent, "turn": self.turn, "phase": "end",
             "stop_reason": end.stop_reason if end is not None else "failed",
@@ -400,18 +461,21 @@ class AgentSession:
 
     def _changed(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "tool":
-            ident = data.get("tool_call_id", "")
-            if ident in self._announced:  # its end: the start said what it was
-                data = {"tool_call_id": ident, "status": data.get("status", "")}
-            self._announced.add(ident)
-            self.emit(Event("session_tool", {"id": self.session, "agent": self.agent, **data}))
+            self.tools.changed(data)
         elif kind == "plan":
-            self.emit(Event("session_plan", {"id": self.session, "agent": self.agent, **data}))
+            self.emit(Event("session_plan", {"id": self.session,
+                                             **plan_summary(data.get("entries") or [])}))
+
+    # The run's id says whose they are (its session_start names the agent): the agent's name
+    # is left out of the two kinds a run logs most often.
+    def _log_tool(self, data: dict[str, Any]) -> None:
+        self.emit(Event("session_tool", {"id": self.session, **data}))
 
     # ---- permission requests -------------------------------------------------------------------
 
     async def _permission(self, request: PermissionRequest) -> str | None:
         call = request.tool_call
+        self.tools.announce(call.id)  # the log says what is asked about before the answer
         pairs = [(o.option_id, o.kind) for o in request.options]
         verdict = self.policy.verdict(call.kind)
         if verdict != "ask":
@@ -470,7 +534,7 @@ class AgentSession:
     def _decided(self, request: PermissionRequest, chosen: str | None, how: str) -> None:
         call = request.tool_call
         self.emit(Event("session_tool", {
-            "id": self.session, "agent": self.agent, "tool_call_id": call.id,
+            "id": self.session, "tool_call_id": call.id,
             "title": call.title, "kind": call.kind, "status": call.status,
             "permission": how, "option": chosen}))
 

@@ -31,7 +31,7 @@ How it runs, in this one process, which *is* the console process:
 * Every 0.5 s: this process's CPU (`/proc/self/stat`, all its threads), VmRSS and VmHWM, and
   each agent process's CPU (`/proc/<pid>/stat`, its last reading kept once it exits).
   Updates delivered = `session/update`s the runs' ACP clients received (a counter around
-  `AcpRun.session_update`). Screen updates are rendered to terminal bytes as the Linux driver
+  `AcpRun.take_update`). Screen updates are rendered to terminal bytes as the Linux driver
   would (consolebench's ScreenProbe way), so that CPU is in the figure.
 * After the agents end their turns: the event log (the state folder's `events.db` plus
   `-wal` and `-shm`) against the transcripts (`<workspace.root>/.logs/*.transcript.jsonl*`),
@@ -80,7 +80,6 @@ from marrow_tui.hub.server import HubOptions  # noqa: E402
 from marrow_tui.runtime import RuntimeOptions  # noqa: E402
 from marrow_tui.ui.app import MarrowApp  # noqa: E402
 from marrow_tui.ui.screens.agent import AgentScreen  # noqa: E402
-from marrow_tui.ui.screens.main import MainScreen  # noqa: E402
 from marrow_tui.ui.transcript.widget import TranscriptLog  # noqa: E402
 
 AGENT = HERE / "acp_stream_agent.py"
@@ -215,23 +214,24 @@ class LoadApp(MarrowApp):
 
 
 class UpdateCounter:
-    """`session/update`s received by every AcpRun (a counter around the SDK's callback)."""
+    """`session/update`s taken by every AcpRun (a counter around `AcpRun.take_update`, where
+    each one goes whichever way it came in)."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._orig = AcpRun.session_update
+        self._orig = AcpRun.take_update
 
     def install(self) -> None:
         orig, counter = self._orig, self
 
-        async def session_update(run: AcpRun, *args: Any, **kwargs: Any) -> None:
+        def take_update(run: AcpRun, *args: Any, **kwargs: Any) -> None:
             counter.count += 1
-            await orig(run, *args, **kwargs)
+            orig(run, *args, **kwargs)
 
-        AcpRun.session_update = session_update  # type: ignore[method-assign]
+        AcpRun.take_update = take_update  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
-        AcpRun.session_update = self._orig  # type: ignore[method-assign]
+        AcpRun.take_update = self._orig  # type: ignore[method-assign]
 
 
 def gc_census(top: int = 15) -> dict[str, Any]:
@@ -584,6 +584,10 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
     live = doc["sizes_live"]
     closed = doc["sizes_closed"]
     reports = doc["agent_reports"]
+    # The share is what the log grew by: its file once the runtime closed it (the WAL
+    # checkpointed into it). Live, the WAL adds a journal SQLite reuses rather than grows (up
+    # to ~4 MB, its 1,000-page auto-checkpoint), which no length of run makes smaller in
+    # bytes, only in share: it is reported beside.
     share_live = live["event_log_bytes"] / max(1, live["transcript_bytes"])
     share_closed = closed["event_log_bytes"] / max(1, closed["transcript_bytes"])
     rss = max(load["rss_max_mb"] or 0, doc.get("rss_hwm_mb") or 0)
@@ -597,10 +601,11 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
         "machine_busy_cores": load["machine"]["machine_busy_cores"],
         "others_cores": load["others_cores"],
         "rss_max_mb": rss,
-        "event_log_bytes": live["event_log_bytes"],
-        "transcript_bytes": live["transcript_bytes"],
-        "event_log_share": round(share_live, 5),
-        "event_log_share_after_close": round(share_closed, 5),
+        "event_log_bytes": closed["event_log_bytes"],
+        "event_log_bytes_live": live["event_log_bytes"],
+        "transcript_bytes": closed["transcript_bytes"],
+        "event_log_share": round(share_closed, 5),
+        "event_log_share_live": round(share_live, 5),
         "updates_delivered_per_s": load["updates_per_s"],
         "updates_asked_per_s": doc["settings"]["agents"] * doc["settings"]["rate"],
         "agents_sent_per_s_each": sorted(r["rate"] for r in reports),
@@ -635,9 +640,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--rate", type=float, default=200.0, help="updates a second per agent")
     p.add_argument("--seconds", type=float, default=60.0, help="how long each agent streams")
-    p.add_argument("--tool-every", type=int, default=40)
+    p.add_argument("--tool-every", type=int, default=200,
+                   help="a tool call every N updates (200 at 200/s: one a second, as a model "
+                        "round trip a call allows; 40 is the stress mix)")
     p.add_argument("--diff-every", type=int, default=3)
-    p.add_argument("--plan-every", type=int, default=400)
+    p.add_argument("--plan-every", type=int, default=1000,
+                   help="a plan change every N updates (1000: every fifth tool call)")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--steady", type=float, default=10.0, help="seconds without keys")
     p.add_argument("--key-interval", type=float, default=0.25)

@@ -8,6 +8,7 @@ ended, a new plan): the caller turns that into event-log lines, never one line p
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,12 @@ from ..core.sessions import add_usage
 STATUS_RANK = {"pending": 0, "in_progress": 1, "completed": 2, "failed": 2}
 #: the most paths a tool call's summary names
 SUMMARY_PATHS = 20
+#: how much of the end of the agent's text in a turn is kept (for its last words)
+MESSAGE_TAIL = 4096
+#: ended tool calls kept in the view, the latest (the transcript keeps every one): a run that
+#: lives for days makes tens of thousands, each with its output. An update that names one
+#: forgotten makes it anew (agents repeat an update just after the end, not 64 calls later)
+ENDED_KEPT = 64
 
 #: what a summary would show changed: ("tool", ToolCall.summary()) or ("plan", {"entries"})
 Change = tuple[str, dict[str, Any]]
@@ -138,16 +145,19 @@ def _count(value: Any) -> bool:
 
 @dataclass(slots=True)
 class SessionView:
-    #: by toolCallId, in the order first seen
+    #: by toolCallId, in the order first seen: those not ended, and the last ENDED_KEPT ended
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
+    #: the ended ones' ids, in the order they ended
+    _ended: deque[str] = field(default_factory=deque)
     plan: tuple[PlanStep, ...] = ()
     #: the session's usage so far, folded as `core.sessions.add_usage` folds it: tokens are
     #: the sum of the turns' reports; context occupancy and cost the latest word
     usage: dict[str, Any] = field(default_factory=dict)
     #: what `usage_update`s said during the current (or last) turn
     turn_usage: dict[str, Any] = field(default_factory=dict)
-    #: the agent's text in the current (or last) turn
-    message: str = ""
+    #: the end of the agent's text in the current (or last) turn, at most MESSAGE_TAIL
+    #: characters (all of it would cost a copy of the whole turn's text per chunk)
+    message_tail: str = ""
     updates: int = 0
 
     def apply(self, update: Mapping[str, Any]) -> Change | None:
@@ -159,7 +169,8 @@ class SessionView:
         if kind == "agent_message_chunk":
             content = update.get("content")
             if isinstance(content, Mapping) and content.get("type") == "text":
-                self.message += str(content.get("text", ""))
+                self.message_tail = (self.message_tail
+                                     + str(content.get("text", "")))[-MESSAGE_TAIL:]
         elif kind == "plan":
             entries = update.get("entries")
             return self._set_plan(entries if isinstance(entries, list) else [])
@@ -180,9 +191,20 @@ class SessionView:
             call = self.tool_calls[ident] = ToolCall(ident)
         was_over = call.over
         call.merge(fields)
+        if call.over and not was_over:
+            self._forget_ended(ident)
         if first or (call.over and not was_over):
             return call, ("tool", call.summary())
         return call, None
+
+    def _forget_ended(self, ident: str) -> None:
+        """`ident` just ended: keep it, and forget the oldest ended beyond ENDED_KEPT."""
+        self._ended.append(ident)
+        while len(self._ended) > ENDED_KEPT:
+            old = self._ended.popleft()
+            call = self.tool_calls.get(old)
+            if call is not None and call.over:
+                del self.tool_calls[old]
 
     def _set_plan(self, entries: list[Any]) -> Change | None:
         before = self._plan_entries()
@@ -196,7 +218,7 @@ class SessionView:
         return [{"content": step.content, "status": step.status} for step in self.plan]
 
     def turn_started(self) -> None:
-        self.message = ""
+        self.message_tail = ""
         self.turn_usage = {}
 
     def turn_ended(self, result: Mapping[str, Any]) -> dict[str, Any]:

@@ -183,7 +183,12 @@ class Bridge:
                     f"config:{data.get('at')}",
                     f"Config not applied, the last good one is kept: {first}", "error"))
             return
-        pending.runs.add(data["agent"])
+        agent = data.get("agent")
+        if agent is None:  # a run's tool calls and plans name only the run
+            run = self.runtime.state.sessions.by_id.get(data.get("id", ""))
+            agent = run.agent if run is not None else None
+        if agent is not None:
+            pending.runs.add(agent)
         if kind == "session_end" and data["state"] in ("failed", "timeout", "error"):
             pending.alerts.append(Alert(
                 f"run:{data['agent']}",

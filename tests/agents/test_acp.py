@@ -84,7 +84,7 @@ async def test_a_turn_gets_the_workspace_the_mcp_servers_and_the_given_environme
     end = await run.prompt("fix the bug")
     assert end.stop_reason == "end_turn" and end.usage == {}
     assert run.session_id == "fake-session-1"
-    assert run.view.message == (f"cwd={harness.workspace} mcp=marrow fs=False terminal=False "
+    assert run.view.message_tail == (f"cwd={harness.workspace} mcp=marrow fs=False terminal=False "
                                 "greeting=hi home=- prompt=fix the bug")
 
 
@@ -112,7 +112,7 @@ async def test_claudes_repeated_tool_call_merges_into_one(harness: Harness) -> N
     assert read.raw_input == {"path": "README.md"} and read.raw_output == "# hi"
     assert read.locations == [{"path": "README.md"}]
     assert calls["toolu_2"].content[0]["type"] == "diff"
-    assert run.view.message == "Done."
+    assert run.view.message_tail == "Done."
     # reported once when first seen and once when over, the repeat in between not at all
     assert harness.tools() == [("toolu_1", "Read file", "pending", []),
                                ("toolu_1", "Read README.md", "completed", ["README.md"]),
@@ -198,7 +198,7 @@ async def test_follow_up_prompts_are_turns_of_the_same_session(harness: Harness)
     end = await run.prompt("and add a test")
     assert end.stop_reason == "end_turn"
     assert (run.pid, run.session_id) == (pid, session)
-    assert run.view.message.endswith("prompt=and add a test")  # this turn's text only
+    assert run.view.message_tail.endswith("prompt=and add a test")  # this turn's text only
     said = [(r["update"]["sessionUpdate"], r["update"]["content"]["text"][-14:])
             for r in lines(run.transcript.path)]
     assert said == [("user_message_chunk", "fix the bug"),
@@ -214,7 +214,7 @@ async def test_a_failing_on_change_callback_is_logged_and_the_turn_goes_on(
 
     run = await harness.started("codex", on_change=broken)
     end = await run.prompt("go")
-    assert end.stop_reason == "end_turn" and run.view.message.endswith("All green.")
+    assert end.stop_reason == "end_turn" and run.view.message_tail.endswith("All green.")
     failures = [r for r in caplog.records if "on_change callback failed" in r.getMessage()]
     assert len(failures) == 4 and failures[0].exc_info is not None
 
@@ -250,7 +250,7 @@ async def test_the_permission_callback_answer_reaches_the_agent(
     await run.prompt("go")
     assert [r.tool_call.title for r in harness.asked] == ["rm -rf build"]
     assert harness.asked[0].tool_call.raw_input == {"command": "make test"}
-    assert run.view.message == said
+    assert run.view.message_tail == said
 
 
 async def test_cancel_answers_an_open_permission_request_cancelled_and_ends_the_turn(
@@ -269,14 +269,14 @@ async def test_cancel_answers_an_open_permission_request_cancelled_and_ends_the_
     await run.cancel()
     end = await asyncio.wait_for(turn, 10)
     assert end.stop_reason == "cancelled"
-    assert run.view.message == "answer=cancelled"
+    assert run.view.message_tail == "answer=cancelled"
     assert run._proc is not None and run._proc.returncode is None  # the session goes on
 
 
 async def test_an_agent_that_ignores_cancel_has_its_group_ended(harness: Harness) -> None:
     run = await harness.started("ignore-cancel", cancel_grace=0.5)
     turn = asyncio.create_task(run.prompt("go"))
-    assert await until(lambda: run.view.message == "working", 10)
+    assert await until(lambda: run.view.message_tail == "working", 10)
     await run.cancel()
     with pytest.raises(AcpFailure) as failure:
         await asyncio.wait_for(turn, 10)

@@ -109,7 +109,7 @@ async def test_a_rejected_command_fails_its_tool_call_and_the_turn_still_ends(
     assert [c.status for c in execute] == ["failed"]
     assert "did not allow" in json.dumps(execute[0].content)
     assert [step.status for step in run.view.plan][-1] == "in_progress"
-    assert "won't run the tests" in run.view.message
+    assert "won't run the tests" in run.view.message_tail
 
 
 async def test_a_cancelled_turn_is_picked_up_by_the_next_prompt(driver: Driver) -> None:
@@ -128,7 +128,7 @@ async def test_a_cancelled_turn_is_picked_up_by_the_next_prompt(driver: Driver) 
     driver.answer = "allow-once"
     second = await run.prompt("go on")
     assert second.stop_reason == "end_turn"
-    assert "Noted: “go on”" in run.view.message
+    assert "Noted: “go on”" in run.view.message_tail
     # the cancelled command failed; the next turn asked again and ran it
     assert [c.status for c in run.view.tool_calls.values() if c.kind == "execute"] == [
         "failed", "completed"]

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from marrow_tui.agents.transcript import Transcript
-from marrow_tui.agents.view import SUMMARY_PATHS, SessionView, context_usage, token_usage
+from marrow_tui.agents.view import (
+    ENDED_KEPT,
+    SUMMARY_PATHS,
+    SessionView,
+    context_usage,
+    token_usage,
+)
 
 UPDATES = [
     {"sessionUpdate": "tool_call_update", "toolCallId": "t1", "status": "in_progress"},
@@ -32,7 +38,7 @@ def test_a_status_only_moves_forward_whatever_order_the_updates_come_in() -> Non
     call = view.tool_calls["t1"]
     assert (call.title, call.kind, call.status, call.raw_output) == (
         "make", "execute", "completed", "ok")
-    assert call.over and view.message == "done" and view.plan[0].content == "a"
+    assert call.over and view.message_tail == "done" and view.plan[0].content == "a"
 
 
 def test_what_changed_is_a_tool_calls_first_sighting_and_end_and_a_new_plan() -> None:
@@ -152,3 +158,16 @@ def test_an_update_larger_than_the_cap_is_noted_not_written(tmp_path: Path) -> N
     record = json.loads(line)
     assert record["update"] == {"sessionUpdate": "tool_call_update", "toolCallId": "t9"}
     assert record["dropped"] > 1000
+
+
+def test_a_long_run_keeps_its_open_tool_calls_and_only_the_latest_ended_ones() -> None:
+    view = SessionView()
+    view.apply({"sessionUpdate": "tool_call", "toolCallId": "long", "status": "in_progress"})
+    for n in range(ENDED_KEPT + 10):
+        view.apply({"sessionUpdate": "tool_call", "toolCallId": f"c{n}", "title": f"Read {n}",
+                    "status": "pending"})
+        view.apply({"sessionUpdate": "tool_call_update", "toolCallId": f"c{n}",
+                    "status": "completed"})
+    kept = list(view.tool_calls)
+    assert kept[0] == "long" and len(kept) == ENDED_KEPT + 1
+    assert kept[1:] == [f"c{n}" for n in range(10, ENDED_KEPT + 10)]

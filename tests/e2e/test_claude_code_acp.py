@@ -92,7 +92,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(claude_run: A
     chunks = [u["content"]["text"] for u in updates(cc.run)
               if u["sessionUpdate"] == "agent_message_chunk"]
     assert chunks[0] == "" and "".join(chunks) == "made.txt is written and noted."
-    assert cc.run.view.message == "made.txt is written and noted."
+    assert cc.run.view.message_tail == "made.txt is written and noted."
     assert end.usage == {}
     assert not [u for u in updates(cc.run) if u["sessionUpdate"] == "usage_update"]
 

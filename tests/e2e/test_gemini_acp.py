@@ -100,7 +100,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(gemini_run: A
     [note_posted] = gm.hub.runtime.state.board.snapshot()["progress"]
     assert (note_posted["task_id"], note_posted["author"], note_posted["text"]) == (
         "T1", f"{AGENT}/mcp", "made.txt is written")
-    assert gm.run.view.message == "made.txt is written and noted."
+    assert gm.run.view.message_tail == "made.txt is written and noted."
     # Tokens: in the prompt result's _meta.quota, the turn's main model requests added up
     # (its routing question not counted); no usage_update.
     usage = gm.model.usage
@@ -129,4 +129,4 @@ async def test_a_rejected_shell_call_does_not_run_and_the_model_is_told(
     assert end.refused  # and each refused call ends (failed) in the view
     assert {c.status for c in gm.run.view.tool_calls.values()} == {"failed"}
     assert gm.hub.runtime.state.board.snapshot()["progress"] == []
-    assert gm.run.view.message == "made.txt is written and noted."
+    assert gm.run.view.message_tail == "made.txt is written and noted."

@@ -101,7 +101,7 @@ async def test_a_turn_runs_an_allowed_shell_call_then_our_mcp_tool(
     # Tokens: the prompt result holds the last model request's usage, not the turn's sum;
     # usage_update holds the context then in use and the session's cost so far.
     assert end.usage == reported(oc.model.usage, len(SCRIPT))
-    assert oc.run.view.message == "made.txt is written and noted."
+    assert oc.run.view.message_tail == "made.txt is written and noted."
 
 
 @pytest.mark.parametrize("opencode_run", ["reject_once"], indirect=True)
@@ -124,6 +124,6 @@ async def test_a_rejected_shell_call_does_not_run_the_turn_ends_and_the_session_
     assert oc.operator.asked[1:] == []  # an MCP tool asks no permission
     assert [n["text"] for n in oc.hub.runtime.state.board.snapshot()["progress"]] == [
         "made.txt is written"]
-    assert oc.run.view.message == "made.txt is written and noted."
+    assert oc.run.view.message_tail == "made.txt is written and noted."
     # Its two model requests: the tokens are the last one's again; the cost is the session's
     assert again.usage == reported(oc.model.usage, 3)

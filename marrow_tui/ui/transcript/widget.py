@@ -14,6 +14,7 @@ end.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,17 +28,23 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from .blocks import Block, Blocks
-from .reader import Record, TranscriptReader
+from .reader import TranscriptReader
 
 #: how often the live file is looked at
 FOLLOW_EVERY = 0.25
 #: on opening, read further back until this many screens of lines are there (or the start)
 SCREENS_AHEAD = 3
 #: the largest step back when the operator scrolls up (each step doubles, up to this: about
-#: 3,000 updates, read, parsed and drawn in about a tenth of a second)
-MAX_CHUNK = 512 * 1024
+#: 1,500 updates, read, parsed and drawn in about 50 ms, while a key waits); it starts two
+#: screens ahead of the top, so a page up rarely waits on it
+MAX_CHUNK = 256 * 1024
 #: searching reads at most this many steps further back before it says "not found"
 SEARCH_STEPS = 8
+#: drawn lines kept for redrawing (a few tall screens); older ones are drawn again if needed.
+#: A drawn line holds its strip and the styled and cropped strips Textual caches on it (some
+#: 30 objects): kept for every line that ever scrolled past, they made each full collection
+#: slower the longer the view was open
+DRAWN_KEPT = 240
 
 
 class TranscriptLog(ScrollView, can_focus=True):
@@ -71,13 +78,16 @@ class TranscriptLog(ScrollView, can_focus=True):
         self.path = path
         self.poll_every = poll_every
         self.reader = TranscriptReader(path)
-        self.records: list[Record] = []
+        #: how many records were read so far (the blocks hold what they add up to)
+        self.records_read = 0
         self.model = Blocks()
         self.following = True
         #: each block's lines at `_width` (wrapped, styled text), each drawn into a strip only
         #: once it is on screen; and the line each block starts at
         self._pieces: list[list[Text]] = []
         self._strips: list[list[Strip | None]] = []
+        #: where the kept drawn lines are, oldest first: (a block's strips, line in it)
+        self._drawn: deque[tuple[list[Strip | None], int]] = deque()
         self._starts: list[int] = []
         self._total = 0
         self._width = 0
@@ -94,12 +104,14 @@ class TranscriptLog(ScrollView, can_focus=True):
 
     def _reload(self) -> None:
         """(Re)open on the file's tail."""
-        self.records = self.reader.open_tail()
+        records = self.reader.open_tail()
+        self.records_read = len(records)
         self.model = Blocks()
-        self.model.extend(self.records)
+        self.model.extend(records)
         self.model.take_dirty()
         self.match_line = None
         self._pieces, self._strips, self._starts, self._total = [], [], [], 0
+        self._drawn.clear()
         if self._width:
             self._render_all()
             self._fill_screens()
@@ -112,7 +124,7 @@ class TranscriptLog(ScrollView, can_focus=True):
             return
         if not found.records:
             return
-        self.records.extend(found.records)
+        self.records_read += len(found.records)
         self.model.extend(found.records)
         if self._width:
             self._rerender(self.model.take_dirty())
@@ -135,7 +147,7 @@ class TranscriptLog(ScrollView, can_focus=True):
             if not records:
                 return False
             before = self._total
-            self.records[:0] = records
+            self.records_read += len(records)
             kept, dirty = self.model.prepend(records)
             head = len(self.model.blocks) - len(kept)
             self._pieces = [[] for _ in range(head)] + [self._pieces[i] for i in kept]
@@ -164,6 +176,7 @@ class TranscriptLog(ScrollView, can_focus=True):
     def _render_all(self) -> None:
         self._pieces = [self._lay_out(block) for block in self.model.blocks]
         self._strips = [[None] * len(pieces) for pieces in self._pieces]
+        self._drawn.clear()
         self._restart()
 
     def _rerender(self, dirty: set[int]) -> None:
@@ -237,6 +250,11 @@ class TranscriptLog(ScrollView, can_focus=True):
         strip = strips[at]
         if strip is None:
             strip = strips[at] = self._draw(self._pieces[index][at])
+            self._drawn.append((strips, at))
+            if len(self._drawn) > DRAWN_KEPT:
+                old, line = self._drawn.popleft()
+                if line < len(old):  # a block laid out again has a new list; this one is gone
+                    old[line] = None
         return strip
 
     def line_text(self, number: int) -> str:
@@ -259,7 +277,7 @@ class TranscriptLog(ScrollView, can_focus=True):
         if self._adjusting:
             return
         self._follow(new_value >= self.max_scroll_y)
-        if new_value < max(1, self.size.height) and not self.reader.at_start:
+        if new_value < 2 * max(1, self.size.height) and not self.reader.at_start:
             self.call_later(self.load_earlier)
 
     def _follow(self, following: bool) -> None:
