@@ -16,7 +16,7 @@ from marrow_tui.ui.screens.agent import AgentScreen
 from marrow_tui.ui.screens.log import LogScreen
 from marrow_tui.ui.transcript.blocks import Blocks
 from marrow_tui.ui.transcript.reader import TranscriptReader
-from marrow_tui.ui.transcript.widget import TranscriptLog
+from marrow_tui.ui.transcript.widget import FOLLOW_KEEP_LINES, TranscriptLog
 from tests.support.console_app import ConsoleApp, filled
 from tests.support.transcripts import (
     UPDATES_PER_TURN,
@@ -178,6 +178,23 @@ async def test_a_huge_transcript_opens_on_its_tail(tmp_path: Path) -> None:
         assert log.lines_text()[-1] == "Done with turn 700."
         assert log.records_read < 2_000  # only the tail was read
         assert log.visible_text()[-1] == "Done with turn 700."
+
+
+async def test_a_view_left_following_a_fast_agent_holds_what_a_fresh_one_does(
+        tmp_path: Path) -> None:
+    path = write_transcript(tmp_path / "t.jsonl", 300)
+    app = acp_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        log = await open_view(pilot, app)
+        opened = len(log.lines_text())
+        for n in range(FOLLOW_KEEP_LINES // 100 + 1):  # each append: a hundred new lines
+            append(path, *[text("agent_message_chunk", f"\nline {n}.{i}") for i in range(100)])
+            await until(pilot, lambda n=n: log.lines_text()[-1] == f"line {n}.99")
+        assert len(log.lines_text()) < FOLLOW_KEEP_LINES  # opened again on the tail
+        assert log.following and log.visible_text()[-1] == f"line {n}.99"
+        await pilot.press("g")  # what it let go of is read back from the file
+        await until(pilot, lambda: "Done with turn 1." in log.lines_text())
+        assert len(log.lines_text()) > opened
 
 
 def test_the_reader_reads_back_through_the_rotated_files(tmp_path: Path) -> None:

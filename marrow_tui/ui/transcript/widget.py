@@ -40,6 +40,9 @@ SCREENS_AHEAD = 3
 MAX_CHUNK = 256 * 1024
 #: searching reads at most this many steps further back before it says "not found"
 SEARCH_STEPS = 8
+#: while following, the most lines held: past it the view opens again on the file's tail
+#: (some 20 ms), so a view left open on a fast agent for days holds what a fresh one does
+FOLLOW_KEEP_LINES = 2000
 #: drawn lines kept for redrawing (a few tall screens); older ones are drawn again if needed.
 #: A drawn line holds its strip and the styled and cropped strips Textual caches on it (some
 #: 30 objects): kept for every line that ever scrolled past, they made each full collection
@@ -126,7 +129,9 @@ class TranscriptLog(ScrollView, can_focus=True):
             return
         self.records_read += len(found.records)
         self.model.extend(found.records)
-        if self._width:
+        if self.following and self._total > FOLLOW_KEEP_LINES:
+            self._reload()
+        elif self._width:
             self._rerender(self.model.take_dirty())
 
     def _fill_screens(self) -> None:
