@@ -138,9 +138,13 @@ class ToolLog:
     doing) and later its end, by id and status only. The transcript keeps every update."""
 
     def __init__(self, log: Callable[[dict[str, Any]], None],
-                 settle: float = TOOL_SETTLE) -> None:
+                 settle: float = TOOL_SETTLE,
+                 latest: Callable[[str], dict[str, Any] | None] = lambda ident: None) -> None:
         self.log = log
         self.settle = settle
+        #: the call's summary as merged by now (its title may have changed since its first
+        #: sighting: claude's first says "Terminal"); None to log what it was first seen as
+        self.latest = latest
         #: first seen, not yet logged: the summary and the timer that logs its start
         self._unlogged: dict[str, tuple[dict[str, Any], asyncio.TimerHandle]] = {}
         #: started calls whose start is in the log
@@ -169,7 +173,7 @@ class ToolLog:
         if waiting is not None:
             waiting[1].cancel()
             self._started.add(ident)
-            self.log(waiting[0])
+            self.log(self.latest(ident) or waiting[0])
 
     def flush(self) -> None:
         """Log every call first seen and not logged yet (the turn is over)."""
@@ -220,7 +224,7 @@ class AgentSession:
         self._waiters: dict[str, asyncio.Future[None]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self._permission_asks = 0
-        self.tools = ToolLog(self._log_tool)
+        self.tools = ToolLog(self._log_tool, latest=self._tool_summary)
 
     # ---- the operator's verbs ------------------------------------------------------------------
 
@@ -465,6 +469,10 @@ class AgentSession:
         elif kind == "plan":
             self.emit(Event("session_plan", {"id": self.session,
                                              **plan_summary(data.get("entries") or [])}))
+
+    def _tool_summary(self, ident: str) -> dict[str, Any] | None:
+        call = self.acp.view.tool_calls.get(ident)
+        return call.summary() if call is not None else None
 
     # The run's id says whose they are (its session_start names the agent): the agent's name
     # is left out of the two kinds a run logs most often.

@@ -249,9 +249,9 @@ async def test_killed_mid_turn_the_run_is_interrupted_its_agent_stopped_and_the_
             assert line, "marrow-tui exited before the run started"
         sid = line.split()[2]
         pids: list[int] = []
-        async with asyncio.timeout(PATIENCE):  # the agent is up, and so is its turn
+        async with asyncio.timeout(PATIENCE):  # the agent is up, logged, and so is its turn
             while not (pids and (tmp_path / "ws" / ".logs" / f"{sid}.transcript.jsonl")
-                       .is_file()):
+                       .is_file() and pid_logged(tmp_path / "state" / "events.db", sid)):
                 pids = processes_of({sid}).get(sid, [])
                 await asyncio.sleep(0.05)
     finally:
@@ -271,6 +271,13 @@ async def test_killed_mid_turn_the_run_is_interrupted_its_agent_stopped_and_the_
     assert prompt["content"]["text"].startswith(
         f"Note: this is a new session. Your previous one ({sid}) ended: marrow-tui stopped "
         "while it ran")
+
+
+def pid_logged(path: Path, sid: str) -> bool:
+    """The run's session_pid is durable in the event log of another process."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT data FROM events WHERE kind = 'session_pid'").fetchall()
+    return any(json.loads(data).get("id") == sid for (data,) in rows)
 
 
 async def until_gone(pids: list[int]) -> bool:

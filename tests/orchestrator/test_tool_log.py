@@ -63,3 +63,12 @@ def test_a_plan_is_logged_as_its_counts_and_the_step_under_way() -> None:
                {"content": "Test", "status": "pending"}]
     assert plan_summary(entries) == {"steps": 3, "done": 1, "now": "Fix the parser"}
     assert plan_summary([]) == {"steps": 0, "done": 0, "now": ""}
+
+
+async def test_a_start_logged_late_says_what_the_call_has_become_by_then() -> None:
+    lines: list[dict[str, Any]] = []
+    now = {"c6": call("c6", "in_progress", "pytest -q")}
+    tools = ToolLog(lines.append, settle=60.0, latest=now.get)
+    tools.changed(call("c6", "pending", "Terminal"))
+    tools.flush()
+    assert lines == [call("c6", "in_progress", "pytest -q")]
