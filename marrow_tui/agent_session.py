@@ -25,7 +25,7 @@ from .core.acp import PROGRAM_ENV, PermissionPolicy, choose_option
 from .core.events import Event, Refusal
 from .core.steering import Request
 from .core.text import format_duration, one_line
-from .proc import leader_fields, simple_command
+from .proc import leader_fields, simple_command, stop_tagged
 from .protocol.frames import Call, text_field
 from .runtime import Runtime
 
@@ -253,7 +253,11 @@ class AgentSession:
             self._unsubscribe()
             for waiter in self._waiters.values():
                 waiter.cancel()
-            await self.acp.close()
+            # Its group ends with the agent; what left the group with the run's tag (a server
+            # it started in a session of its own) is stopped within the same grace.
+            await asyncio.gather(self.acp.close(),
+                                 stop_tagged(self.session, self.acp.cancel_grace,
+                                             outside=self.acp.pid))
 
     async def _run(self, first: str) -> Ending:
         try:

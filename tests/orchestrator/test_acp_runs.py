@@ -273,6 +273,18 @@ async def test_killed_mid_turn_the_run_is_interrupted_its_agent_stopped_and_the_
         "while it ran")
 
 
+async def test_a_process_the_agent_left_in_a_session_of_its_own_is_stopped_with_the_run(
+        tmp_path: Path, make: Any) -> None:
+    issue(tmp_path, "Todo", "E-1", "escapes")
+    run = await make(acp_workflow(tmp_path, "escaper"))
+    run.patience = PATIENCE
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("E-1"))
+    assert ended.reason.startswith("marked done")
+    escaped = int((tmp_path / "ws" / "escaped.pid").read_text())
+    assert await until_gone([escaped])
+
+
 def pid_logged(path: Path, sid: str) -> bool:
     """The run's session_pid is durable in the event log of another process."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:

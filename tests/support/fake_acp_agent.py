@@ -294,6 +294,19 @@ class FakeAgent:
         await self.say(f"turn {self.turns}: {text[:60]}")
         return PromptResponse(stop_reason="end_turn")
 
+    async def play_escaper(self, text: str) -> PromptResponse:
+        """Leaves a process behind in a session of its own (its pid in `escaped.pid` beside
+        the workspace, which goes once the issue is done), then calls mark_done."""
+        import subprocess
+
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                                 start_new_session=True)
+        with open(os.path.join(os.path.dirname(self.cwd), "escaped.pid"), "w") as out:
+            out.write(str(child.pid))
+        said = await self.mcp_call("mark_done", title="left one behind", summary="escaped")
+        await self.say(said)
+        return PromptResponse(stop_reason="end_turn")
+
     async def play_slow(self, text: str) -> PromptResponse:
         """A prompt that says "slowly" works until cancelled (and honours it); any other is
         answered at once."""
