@@ -52,8 +52,15 @@ async def test_a_cli_query_is_one_line_and_an_agent_that_stays_keeps_both() -> N
                                        for line in lines(app)))
         assert app.runtime.state.claims.get("T9") is not None
         agent = await Agent.join(app.hub_uri, "demo/dave")
-        # One that stays shows as it always did: joined, and later left.
+        app.clock.advance(1)
+        app.runtime.handle("demo/alice", {"type": "chat", "target": "all",
+                                          "payload": "after dave came"}, None)
+        # One that stays shows as it always did: joined (in its place in time, though it is
+        # shown once it has stayed), and later left.
         await until(pilot, lambda: "joined    demo/dave" in lines(app))
+        said = lines(app)
+        chat = next(n for n, line in enumerate(said) if "after dave came" in line)
+        assert said.index("joined    demo/dave") == chat - 1
         await agent.ws.close()
         await until(pilot, lambda: "left      demo/dave" in lines(app))
         said = [line for line in lines(app) if "cli/test" in line]
