@@ -385,6 +385,11 @@ async def test_a_pause_is_an_event_in_the_log_and_outlives_a_restart(tmp_path: P
     assert again.scheduler.schedules["a"].next_at is None
     assert again.hub.runtime.state.sessions.agents["a"].paused
     assert not again.of("session_start")
+    listed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "marrow_tui", "sessions", "--uri", again.hub.uri],
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == ["a", "paused"]
     assert again.scheduler.pause("a", False, "operator/test").startswith("Resumed 'a'")
     await again.ended(1)
     assert config.read_bytes() == written
