@@ -88,9 +88,13 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
             f"{unit.runtime.restored_events} events replayed)\n"
         )
         if config is not None:
-            enabled = sum(1 for agent in config.agents if agent.enabled)
+            paused = state.sessions.paused
+            enabled = sum(1 for agent in config.agents
+                          if agent.enabled and agent.name not in paused)
+            held = sum(1 for agent in config.agents if agent.name in paused)
             out.write(f"marrow-tui: scheduling {enabled} of {len(config.agents)} agent(s) "
-                      f"from {printable(str(config.path))}\n")
+                      f"from {printable(str(config.path))}"
+                      + (f" ({held} paused)" if held else "") + "\n")
         if workflow is not None:
             out.write(f"marrow-tui: orchestrating the issues of {printable(str(workflow))}\n")
         out.flush()

@@ -266,7 +266,9 @@ def _render_sessions(frame: Frame, args: argparse.Namespace) -> str:
     if agents:
         rows = []
         for a in sorted(agents, key=lambda a: a["agent"]):
-            if not a.get("enabled", True):
+            if a.get("paused"):
+                nxt = "paused"
+            elif not a.get("enabled", True):
                 nxt = "disabled"
             elif a.get("running"):
                 nxt = "running"

@@ -81,6 +81,8 @@ def describe(event: Event) -> str | None:
     if kind == "session_end":
         line = f": {one_line(d['last_line'], 80)}" if d.get("last_line") else ""
         return f"run       {d['id']} {d['state']} ({one_line(d.get('reason', ''), 120)}){line}"
+    if kind == "agent_paused":
+        return f"{'pause' if d['paused'] else 'resume':<9} {d['agent']} by {d.get('by', '?')}"
     if kind == "wake":
         why = f": {one_line(d['reason'], 80)}" if d.get("reason") else ""
         return f"wake      {d['agent']} by {d['by']}{why}"

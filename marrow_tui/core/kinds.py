@@ -27,7 +27,7 @@ STEERING_KINDS = frozenset({"steer_ask", "steer_end", "steer_delivered"})
 SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "session_progress",
                            "agent_schedule", "agent_removed", "config_status", "wake",
                            "task_queued", "session_turn", "session_tool", "session_plan",
-                           "session_prompt", "session_cancel"})
+                           "session_prompt", "session_cancel", "agent_paused"})
 #: the orchestrator's issues (one identifier each) and its workflow's status (every issue)
 ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done",
                          "issue_park", "tracker_refused", "workspace_kept",

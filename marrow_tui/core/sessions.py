@@ -212,7 +212,10 @@ class AgentView:
 
     agent: str
     interval: float = 0.0
+    #: what the config says (`enabled = false` there keeps it from running)
     enabled: bool = True
+    #: paused by an operator (kept in the log, never written to the config)
+    paused: bool = False
     running: str | None = None
     next_at: float | None = None
     failures: int = 0
@@ -229,6 +232,9 @@ class SessionBook:
         self.agents: dict[str, AgentView] = {}
         #: the config file's status: path, ok, errors, warnings
         self.config: dict[str, Any] = {}
+        #: agent name -> who paused it: no heartbeat runs until it is resumed. It lives in the
+        #: log (and the snapshot), not in the config: the operator's file is theirs
+        self.paused: dict[str, str] = {}
 
     # ---- applying events -----------------------------------------------------------------
 
@@ -288,13 +294,18 @@ class SessionBook:
                     session.last_line = d["last_line"]
         elif kind == "agent_schedule":
             view = self.agents.get(d["agent"]) or AgentView(d["agent"])
-            for key in ("interval", "enabled", "running", "next_at", "failures",
+            for key in ("interval", "enabled", "paused", "running", "next_at", "failures",
                         "wake_pending", "queued"):
                 if key in d:
                     setattr(view, key, d[key])
             self.agents[d["agent"]] = view
         elif kind == "agent_removed":
             self.agents.pop(d["agent"], None)
+        elif kind == "agent_paused":
+            if d["paused"]:
+                self.paused[d["agent"]] = d.get("by", "")
+            else:
+                self.paused.pop(d["agent"], None)
         elif kind == "config_status":
             self.config = dict(d)
 

@@ -257,6 +257,7 @@ class State:
             "sessions": self.sessions.to_snapshot(),
             "steering": self.steering.to_snapshot(),
             "issue_parks": dict(self.issues.parked),
+            "paused_agents": dict(self.sessions.paused),
             "keyed_names": sorted(self.presence.keyed),
             "kept_workspaces": dict(self.issues.kept),
             "services": self.services.to_snapshot(),
@@ -281,6 +282,7 @@ class State:
         self.sessions.load_snapshot(snap.get("sessions", []))
         self.steering.load_snapshot(snap.get("steering", {}))
         self.issues.parked.update(snap.get("issue_parks", {}))
+        self.sessions.paused.update(snap.get("paused_agents", {}))
         self.presence.keyed.update(snap.get("keyed_names", []))
         self.issues.kept.update(snap.get("kept_workspaces", {}))
         self.services.load_snapshot(snap.get("services", {}))

@@ -6,7 +6,11 @@ the runtime's command path: sessions begin and end in the log (so a restart show
 the console and `--no-ui` learn about them from the change feed like everything else.
 
 Operators and agents reach it through verbs on the hub: `wake`, `task_add`, `task_list`,
-`sessions_request`, and (console only) `session_stop`.
+`sessions_request`, and (operators only) `session_stop` and `agent_pause`.
+
+Pausing an agent is state of the runtime, not of the config: an `agent_paused` event in the
+log, so it outlives a restart and the operator's marrow.toml is never written to. An agent
+with `enabled = false` in the file stays off whatever is paused or resumed.
 
 The config file is watched: a valid change applies at once to idle agents and to running ones
 at their next run; an invalid one keeps the last good config and says why.
@@ -35,7 +39,6 @@ from ..agent_session import (
     marrow_mcp_server,
 )
 from ..agents.acp import READ_TIMEOUT
-from ..config.edit import edit_agent
 from ..config.load import Loaded, load_config
 from ..config.model import AgentConfig, Config
 from ..core.aio import within
@@ -118,7 +121,7 @@ class Scheduler(Producer):
         decider.register("task_list", self._verb_task_list)
         decider.register("sessions_request", self._verb_sessions)
         decider.register("session_stop", self._verb_stop)
-        decider.register("agent_enable", self._verb_enable)
+        decider.register("agent_pause", self._serving(self._verb_pause))
         live_sessions(self.runtime)  # session_prompt and session_cancel, for every ACP run
         self._return_interrupted_tasks()
         if self.config is not None:
@@ -186,13 +189,14 @@ class Scheduler(Producer):
         names = {agent.name for agent in config.agents}
         for agent in config.agents:
             schedule = self.schedules.get(agent.name)
+            runs = self._runs_on_heartbeat(agent)
             if schedule is None:
-                schedule = Schedule(agent.name, float(agent.heartbeat_interval), agent.enabled)
+                schedule = Schedule(agent.name, float(agent.heartbeat_interval), runs)
                 self.schedules[agent.name] = schedule
                 if start:
                     schedule.start(now)
             else:
-                schedule.reconfigure(now, float(agent.heartbeat_interval), agent.enabled)
+                schedule.reconfigure(now, float(agent.heartbeat_interval), runs)
             self._retiring.discard(agent.name)
         for name in list(self.schedules):
             if name in names:
@@ -205,6 +209,10 @@ class Scheduler(Producer):
                 self._forget(name)
         self._publish()
         self.poke()
+
+    def _runs_on_heartbeat(self, agent: AgentConfig) -> bool:
+        """Enabled in the config and not paused by an operator."""
+        return agent.enabled and agent.name not in self.runtime.state.sessions.paused
 
     def _forget(self, name: str) -> None:
         self.schedules.pop(name, None)
@@ -521,6 +529,9 @@ class Scheduler(Producer):
                 continue
             data = schedule.view()
             agent = self.config.agent(agent_name) if self.config is not None else None
+            # The view says why it does not run: the config's word and the operator's apart.
+            data["enabled"] = agent.enabled if agent is not None else schedule.enabled
+            data["paused"] = agent_name in self.runtime.state.sessions.paused
             data["queued"] = _count(agent.tasks_dir / "queue") if agent is not None else 0
             self._emit(Event("agent_schedule", data))
 
@@ -529,6 +540,8 @@ class Scheduler(Producer):
         schedule = self.schedules.get(name)
         if schedule is None or name in self._retiring:
             return Refusal("unknown_agent", f"No configured agent named '{name}'.")
+        if name in self.runtime.state.sessions.paused:
+            return Refusal("agent_paused", f"Agent '{name}' is paused; resume it first.")
         if not schedule.enabled:
             return Refusal("agent_disabled",
                            f"Agent '{name}' is disabled in the config; enable it first.")
@@ -636,36 +649,45 @@ class Scheduler(Producer):
             call.reply("session_stopping", f"Stopping {session}.", id=session)
 
 
-    def _verb_enable(self, call: Call) -> None:
-        """Enable or disable an agent by editing the config file (comments and order kept)."""
-        name = _field(call, "agent")
-        enabled = call.frame.get("enabled")
-        if not call.operator:
-            call.deny("error", Refusal("forbidden", "Only an operator edits the config."))
-            return
-        if not isinstance(enabled, bool):
-            call.deny("error", Refusal("bad_frame", "'enabled' must be true or false."))
-            return
-        if self.config is None or self.config.agent(name) is None:
-            call.deny("error", Refusal("unknown_agent", f"No configured agent named '{name}'."))
-            return
-        self._spawn(self._edit(name, "enabled", enabled, call.sender), "config-edit")
-        call.reply("agent_updating", f"{'Enabling' if enabled else 'Disabling'} '{name}' in "
-                   f"{self.config.path.name}.", agent=name, enabled=enabled)
+    def pause(self, name: str, paused: bool, by: str = "") -> Refusal | str:
+        """Pause (no heartbeat runs; a run under way goes on) or resume an agent: an event in
+        the log, so it holds after a restart. What happened, said in one sentence."""
+        agent = self.config.agent(name) if self.config is not None else None
+        if agent is None or name in self._retiring:
+            return Refusal("unknown_agent", f"No configured agent named '{name}'.")
+        book = self.runtime.state.sessions
+        if paused == (name in book.paused):
+            return f"'{name}' is already {'paused' if paused else 'running on its heartbeat'}."
+        self._emit(Event("agent_paused", {"agent": name, "paused": paused, "by": by,
+                                          "at": self.clock()}))
+        schedule = self.schedules.get(name)
+        if schedule is not None:
+            schedule.reconfigure(self.clock(), schedule.interval, self._runs_on_heartbeat(agent))
+        self._publish(name)
+        self.poke()
+        if paused:
+            during = "; its current run goes on" if name in self.runs else ""
+            return f"Paused '{name}': no new runs until it is resumed{during}."
+        if not agent.enabled:
+            where = self.config.path.name if self.config is not None else "the config"
+            return f"Resumed '{name}', but enabled = false in {where} keeps it off."
+        return f"Resumed '{name}': it runs now, then on its heartbeat."
 
-    async def _edit(self, name: str, key: str, value: object, by: str) -> None:
-        assert self.config is not None
-        path = self.config.path
-        try:
-            await asyncio.to_thread(edit_agent, path, name, key, value)
-        except (ValueError, OSError) as exc:
-            log.warning("config edit refused: %s", exc)
-            session = self.runtime.local.get(by)
-            if session is not None:  # the file is unchanged: tell whoever asked, nobody else
-                session.on_frame({"type": "error", "payload": f"{path.name} not changed: {exc}",
-                                  "error_code": "config_not_changed", "agent": name})
+    def _verb_pause(self, call: Call) -> None:
+        """Pause or resume an agent (operators only); the config file is never touched."""
+        name = _field(call, "agent")
+        paused = call.frame.get("paused")
+        if not call.operator:
+            call.deny("error", Refusal("forbidden", "Only an operator pauses agents."))
             return
-        self.reload()
+        if not isinstance(paused, bool):
+            call.deny("error", Refusal("bad_frame", "'paused' must be true or false."))
+            return
+        outcome = self.pause(name, paused, call.sender)
+        if isinstance(outcome, Refusal):
+            call.deny("error", outcome, agent=name)
+        else:
+            call.reply("pause_result", outcome, agent=name, paused=paused)
 
 
 def _hand_over(queued: list[Task]) -> list[Task]:

@@ -121,7 +121,7 @@ ACTIONS: tuple[Action, ...] = (
            description="Show the selected run's output (an agent run's transcript)"),
     Action("sessions.pause", "p", "toggle_agent", "sessions",
            help="Pause/resume the agent (sessions)", hint="pause",
-           description="Pause or resume the selected agent (edits the config)"),
+           description="Pause or resume the selected agent (its config is not touched)"),
     # Help lists the Issues pane's keys only while an orchestrator runs.
     Action("issues.dispatch", "D", "dispatch_issue", "issues", hint="dispatch",
            help="Dispatch the issue now (issues)", help_group=WITH_ISSUES,

@@ -20,13 +20,14 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 
 from ..config.model import Config
-from ..core.text import SafeFormatter
+from ..core.text import SafeFormatter, printable
 from ..host import hosted
 from ..hub.server import HubOptions
 from ..runtime import LocalSession, Runtime, RuntimeOptions
 from .actions import apply_keys
 from .commands import MarrowCommands
 from .screens.main import MainScreen
+from .state_files import Prefs, save_screenshot
 
 
 def styles_dir() -> Path:
@@ -69,8 +70,45 @@ class MarrowApp(App[None]):
         self.bell_on_alerts = bell
         self.session: LocalSession | None = None
         self.main: MainScreen | None = None
+        #: the operator's UI preferences (the theme), kept in the state folder
+        self.prefs = Prefs(runtime.options.state_dir)
+        self._prefs_problem = self.prefs.read()
+        chosen = self.prefs.theme()
+        if chosen is not None and chosen in self.available_themes:
+            self.theme = chosen
+
+    def watch_theme(self, theme: str) -> None:
+        """Keep the theme chosen (palette, Theme) for the next start. A few dozen bytes, no
+        fsync: far cheaper than the repaint the change itself causes."""
+        try:
+            self.prefs.set("theme", theme)
+        except OSError as exc:
+            self.notify(printable(f"The theme is not kept for the next start: cannot write "
+                                  f"{self.prefs.path} ({exc.strerror or exc})."),
+                        severity="warning", markup=False)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's Screenshot: an SVG in the state folder's screenshots/ (Textual's own
+        goes to ~/Downloads, which a server often lacks), and a toast saying where."""
+        svg = self.export_screenshot()
+        self.run_worker(self._keep_screenshot(svg), group="screenshot", exit_on_error=False)
+        return None
+
+    async def _keep_screenshot(self, svg: str) -> None:
+        state_dir = self.runtime.options.state_dir
+        try:
+            path = await asyncio.to_thread(save_screenshot, state_dir, svg)
+        except OSError as exc:
+            self.notify(printable(f"Screenshot not saved: cannot write in {state_dir} "
+                                  f"({exc.strerror or exc})."), severity="error", markup=False)
+            return
+        self.notify(printable(f"Screenshot saved: {path}"), timeout=8, markup=False)
 
     def on_mount(self) -> None:
+        if self._prefs_problem is not None:
+            self.notify(printable(self._prefs_problem), severity="warning", timeout=8,
+                        markup=False)
         self.session = self.runtime.join(self.operator_name, self._operator_frame)
         self.main = MainScreen(self.runtime, self.session, self.hub_uri, self.bell_on_alerts,
                                self.keys)

@@ -28,6 +28,10 @@ FLUSH_HZ = 15
 ALERT_QUIET = 60.0
 #: "left holding work" is said only of an agent that had been online at least this long
 LEFT_AFTER = 10.0
+#: a connection that leaves within this many seconds of joining (a CLI command, a script's
+#: one request) shows as what it did, or as one "connected briefly" line, never as a joined
+#: and a left line
+FOLD_WITHIN = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,16 @@ class _Pending:
                     or self.issues or self.services or self.activity or self.alerts)
 
 
+@dataclass(slots=True)
+class _Visit:
+    """A connection that joined less than FOLD_WITHIN ago: its join line, and the lines of
+    what it did since, held until it leaves (folded) or stays (shown as they were)."""
+
+    joined: Activity
+    lines: list[Activity] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
 class Changed(Message):
     """What changed since the last message (ids to refresh, lines to append, alerts to show)."""
 
@@ -104,10 +118,16 @@ class Bridge:
         self.events_seen = 0
         #: how long the screen took to apply the last `Changed` (it tells us, see `handled`)
         self.cost = 0.0
+        #: connections that joined less than FOLD_WITHIN ago, by name
+        self._visits: dict[str, _Visit] = {}
         self._unsubscribe = runtime.subscribe(self.feed)
 
     def close(self) -> None:
         self._unsubscribe()
+        for visit in self._visits.values():
+            if visit.timer is not None:
+                visit.timer.cancel()
+        self._visits.clear()
 
     def feed(self, events: list[Event]) -> None:
         pending = self._pending
@@ -159,12 +179,58 @@ class Bridge:
                 self._issue_event(kind, data, pending)
             text = describe(event)
             if text is not None:
-                pending.activity.append(Activity(now, kind, text))
-        if not self._scheduled and not pending.empty():
+                self._activity(Activity(now, kind, text), data, pending)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and not self._pending.empty():
             self._scheduled = True
             # Under load, fewer and larger batches: never spend more than a third of the loop
             # applying changes, so keys are still answered at once.
             asyncio.get_running_loop().call_later(max(1 / FLUSH_HZ, 3 * self.cost), self.flush)
+
+    # ---- brief connections ---------------------------------------------------------------
+
+    def _activity(self, line: Activity, data: dict, pending: _Pending) -> None:
+        """An activity line, unless it belongs to a connection that may yet prove brief."""
+        if line.kind == "presence":
+            name = data["agent"]
+            if data["event"] == "joined":
+                self._visit(name, line)
+                return
+            visit = self._visits.pop(name, None)
+            if visit is not None:  # it came and went: what it did, or one line saying so
+                if visit.timer is not None:
+                    visit.timer.cancel()
+                pending.activity.extend(visit.lines or [
+                    Activity(line.at, "presence", f"{'connected':<9} {name} briefly")])
+                return
+        elif self._visits:
+            for value in data.values():
+                visit = self._visits.get(value) if isinstance(value, str) else None
+                if visit is not None:
+                    visit.lines.append(line)
+                    return
+        pending.activity.append(line)
+
+    def _visit(self, name: str, joined: Activity) -> None:
+        earlier = self._visits.get(name)
+        if earlier is not None:  # joined again without a word of leaving: the first stayed
+            self._stayed(name, earlier)
+        visit = _Visit(joined)
+        self._visits[name] = visit
+        visit.timer = asyncio.get_running_loop().call_later(
+            FOLD_WITHIN, self._stayed, name, visit)
+
+    def _stayed(self, name: str, visit: _Visit) -> None:
+        """Still here after FOLD_WITHIN: its join line and what it did, as they were."""
+        if self._visits.get(name) is not visit:
+            return
+        del self._visits[name]
+        if visit.timer is not None:
+            visit.timer.cancel()
+        self._pending.activity += [visit.joined, *visit.lines]
+        self._schedule()
 
     def _asker_run(self, request_id: str, pending: _Pending) -> None:
         """A run that asks or is answered shows "waiting for you" or stops saying it."""

@@ -77,6 +77,8 @@ def busy_state() -> State:
         state.apply(ok(state.board.decide_progress("bob", "P2", f"note {i}", kind=kind, now=T0)))
     chat(state, "alice", "all", "hello")
     chat(state, "bob", "alice", {"structured": [1, 2]})
+    state.apply(Event("agent_paused", {"agent": "builder", "paused": True, "by": "operator/x",
+                                       "at": T0}))
     for i in range(3):
         state.apply(Event("idem", {"key": f"alice\x00claim\x00k{i}", "digest": f"d{i}",
                                    "response": f'{{"r": {i}}}'}))
@@ -110,6 +112,7 @@ def test_snapshot_round_trip_through_json() -> None:
     assert restored.chat.msg_id == state.chat.msg_id == 2
     assert list(restored.chat.history) == list(state.chat.history)
     assert restored.idem.entries == state.idem.entries
+    assert restored.sessions.paused == {"builder": "operator/x"}
     assert list(restored.idem.entries) == list(state.idem.entries)  # order kept (eviction order)
     # a second round trip is byte-identical
     assert json.dumps(restored.to_snapshot()) == text

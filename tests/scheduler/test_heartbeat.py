@@ -345,6 +345,56 @@ async def test_disabling_an_agent_stops_its_heartbeat(tmp_path: Path, make: Any)
     assert refused["error_code"] == "agent_disabled"
 
 
+async def test_a_pause_is_an_event_in_the_log_and_outlives_a_restart(tmp_path: Path,
+                                                                    make: Any) -> None:
+    """`agent_pause` is an operator's: refused to others and for bad fields; it stops the
+    heartbeat without touching marrow.toml, and a restart on the same state keeps it."""
+    config = write_config(tmp_path, {"a": "echo a\n"})
+    written = config.read_bytes()
+    clock = FakeClock()
+    run = await make(config, clock)
+    await run.ended(1)
+    stranger = await run.hub.agent("stranger")
+    refused = await stranger.request(("error", "pause_result"), type="agent_pause", agent="a",
+                                     paused=True)
+    assert refused["error_code"] == "forbidden"
+    replies: list[dict[str, Any]] = []
+    operator = run.hub.runtime.join("operator/test", replies.append)
+    operator.send(type="agent_pause", agent="a", paused="yes")
+    operator.send(type="agent_pause", agent="nobody", paused=True)
+    operator.send(type="agent_pause", agent="a", paused=True)
+    await run.until(lambda: len(replies) == 3)
+    assert [r.get("error_code") for r in replies[:2]] == ["bad_frame", "unknown_agent"]
+    assert replies[2]["type"] == "pause_result" and "Paused 'a'" in replies[2]["payload"]
+    assert run.of("agent_paused") == [{"agent": "a", "paused": True, "by": "operator/test",
+                                       "at": clock.now}]
+    clock.advance(3600)
+    run.scheduler.poke()
+    await run.hub.runtime.settled()
+    assert len(run.of("session_start")) == 1
+    refused = await stranger.request(("error", "wake_result"), type="wake", agent="a")
+    assert refused["error_code"] == "agent_paused"
+    assert config.read_bytes() == written
+    operator.close()
+    await run.scheduler.stop()
+    await run.hub.stop()
+
+    again = await make(config, clock)
+    await again.hub.runtime.settled()
+    assert again.hub.runtime.state.sessions.paused == {"a": "operator/test"}
+    assert again.scheduler.schedules["a"].next_at is None
+    assert again.hub.runtime.state.sessions.agents["a"].paused
+    assert not again.of("session_start")
+    listed = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "marrow_tui", "sessions", "--uri", again.hub.uri],
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == ["a", "paused"]
+    assert again.scheduler.pause("a", False, "operator/test").startswith("Resumed 'a'")
+    await again.ended(1)
+    assert config.read_bytes() == written
+
+
 async def test_the_agent_environment_reaches_the_hub(tmp_path: Path, make: Any) -> None:
     config = write_config(tmp_path, {"a": "env | grep ^MARROW_ | sort > env.txt\n"})
     run = await make(config)

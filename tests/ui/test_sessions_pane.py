@@ -122,10 +122,13 @@ async def test_the_output_view_opens_on_the_tail_of_a_huge_log(tmp_path: Path) -
         assert log.line_count < 5000
 
 
-async def test_pause_key_disables_the_agent_in_the_config_file(tmp_path: Path) -> None:
-    """`p` edits marrow.toml (comments kept), and the scheduler stops the agent's heartbeat."""
+async def test_pause_is_kept_in_the_state_folder_and_never_written_to_the_config(
+        tmp_path: Path) -> None:
+    """`p` pauses the agent through the runtime's log: marrow.toml stays byte for byte as the
+    operator wrote it, and the pause holds after a restart until `p` resumes it."""
     path = write_config(tmp_path, {"a": "echo a\n"})
     path.write_text("# my agents, my comments\n" + path.read_text())
+    written = path.read_bytes()
     app = ConsoleApp(seeded=False, config=loaded(path))
     async with app.run_test(size=(120, 30)) as pilot:
         await filled(pilot, app)
@@ -133,18 +136,49 @@ async def test_pause_key_disables_the_agent_in_the_config_file(tmp_path: Path) -
         await until(pilot, lambda: app.main.check_action("toggle_agent", ()))
         await pilot.press("p")
         agents = app.runtime.state.sessions.agents
-        await until(pilot, lambda: not agents["a"].enabled)
-        text = path.read_text()
-        assert text.startswith("# my agents, my comments\n")
-        assert "enabled = false" in text
+        await until(pilot, lambda: agents["a"].paused)
+        assert app.runtime.state.sessions.paused == {"a": "operator/test"}
         assert app.scheduler.schedules["a"].next_at is None
-        await pilot.press("w")  # a disabled agent is not woken
-        await pilot.pause()
+        table = app.main.tables["sessions"]
+        await until(pilot, lambda: any(str((table.cells(k) or ("",))[0]) == "a  paused"
+                                       for k in table.keys))
+        await pilot.press("w")  # a paused agent is not woken, and the console says why
+        await until(pilot, lambda: any("'a' is paused" in n.message
+                                       for n in app._notifications))
         assert len(app.runtime.state.sessions.of_agent("a")) == 1
+    assert path.read_bytes() == written
+
+    again = ConsoleApp(seeded=False, config=loaded(path), state_dir=app.state_dir)
+    async with again.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, again)
+        agents = again.runtime.state.sessions.agents
+        await until(pilot, lambda: "a" in agents)
+        assert agents["a"].paused and again.scheduler.schedules["a"].next_at is None
+        assert len(again.runtime.state.sessions.of_agent("a")) == 1  # no run at start
+        await until(pilot, lambda: again.main.check_action("toggle_agent", ()))
         await pilot.press("p")
-        await until(pilot, lambda: agents["a"].enabled)
-        await until(pilot, lambda: len(ended(app, "a")) >= 2)  # enabling runs it now
-        assert "enabled = true" in path.read_text()
+        await until(pilot, lambda: not agents["a"].paused)
+        await until(pilot, lambda: len(ended(again, "a")) >= 2)  # resuming runs it now
+    assert path.read_bytes() == written
+
+
+async def test_an_agent_disabled_in_the_config_stays_off_and_p_says_why(
+        tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"a": "echo a\n"}, extra="enabled = false")
+    written = path.read_bytes()
+    app = ConsoleApp(seeded=False, config=loaded(path))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        agents = app.runtime.state.sessions.agents
+        await until(pilot, lambda: "a" in agents)
+        assert not agents["a"].enabled and not agents["a"].paused
+        await until(pilot, lambda: app.main.check_action("toggle_agent", ()))
+        await pilot.press("p")
+        await until(pilot, lambda: any("enabled = false" in n.message
+                                       for n in app._notifications))
+        assert app.runtime.state.sessions.paused == {}
+        assert not app.runtime.state.sessions.of_agent("a")
+    assert path.read_bytes() == written
 
 
 async def test_a_broken_config_is_shown_and_the_last_good_one_kept(tmp_path: Path) -> None:

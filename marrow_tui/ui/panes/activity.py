@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -40,16 +41,30 @@ class ActivityLog(RichLog):
 
     def add(self, entries: Iterable[Activity], visible: bool = True) -> None:
         fresh = list(entries)
-        self.lines_kept.extend(fresh)
+        late = False
+        for entry in fresh:
+            late |= self._place(entry)
         if not visible:
             self.stale = True
             return
-        if self.stale or len(fresh) > self._room():
+        if late or self.stale or len(fresh) > self._room():
             self.refilter(self.filter_text)
             return
         for entry in fresh:
             if self._shows(entry):
                 self.write(self._render_entry(entry))
+
+    def _place(self, entry: Activity) -> bool:
+        """Keep the entries in time order: a line shown late (a join held to see whether the
+        connection was brief) goes where its time says. True if it went before the newest."""
+        kept = self.lines_kept
+        if not kept or entry.at >= kept[-1].at:
+            kept.append(entry)
+            return False
+        if len(kept) == kept.maxlen:
+            kept.popleft()
+        kept.insert(bisect_right(kept, entry.at, key=lambda e: e.at), entry)
+        return True
 
     def _room(self) -> int:
         return min(RENDERED_LINES, max(self.size.height, 20) * 2)

@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import Static
 
 from ...core.orchestration import REFUSED, IssueView, refused_id
 from ...core.sessions import Session
@@ -31,6 +34,14 @@ ISSUE_RANKS = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3
 _ISSUE_STYLES = {"running": "bold cyan", "waiting": "bold magenta", "retrying": "yellow",
                  "parked": "bold red", "blocked": "dim", "done": "green", "inactive": "dim",
                  "refused": "red"}
+#: what the pane says while no workflow is loaded (it is reachable with its key all the same)
+NO_WORKFLOW = ("No workflow is loaded, so there are no issues here.\n\n"
+               "To run the issues of a Markdown tracker as agent runs, start marrow-tui with "
+               "--workflow PATH/WORKFLOW.md (or in a folder that has a WORKFLOW.md); "
+               "marrow-tui demo shows one at work. See docs/orchestrator.md.")
+#: what `n` says while no workflow is loaded
+NO_TRACKER = ("No workflow is loaded, so there is no tracker to add an issue to: start "
+              "marrow-tui with --workflow PATH/WORKFLOW.md.")
 #: an issue without a priority sorts after every one with one (as in smol-symphony)
 _NO_PRIORITY = 2 * 10**6
 
@@ -135,6 +146,13 @@ class IssuesPane(TablePane):
     def __init__(self, console: Console) -> None:
         super().__init__(console)
         self.table = IssuesTable(self.state, console.runtime.clock, id="issues-table")
+        # Without a workflow the table gives way to a word on how to get one (main.tcss).
+        self.box = Vertical(Static(NO_WORKFLOW, id="issues-none", markup=False), self.table,
+                            id="issues-box")
+
+    @property
+    def widget(self) -> Widget:
+        return self.box
 
     def _issue(self, key: str | None) -> IssueView | None:
         identifier = IssuesTable.identifier(key)
@@ -151,7 +169,7 @@ class IssuesPane(TablePane):
 
     def allows(self, action: str) -> bool:
         if action == "new_issue":
-            return bool(self.state.issues.workflow)
+            return True  # without a workflow, it says why it cannot
         return self._allows(action, self._issue(self.selected()))
 
     def _allows(self, action: str, view: IssueView | None) -> bool:
@@ -252,6 +270,7 @@ class IssuesPane(TablePane):
 
     def new_issue(self, values: dict[str, str] | None = None) -> None:
         if not self.state.issues.workflow:
+            self.console.toast(NO_TRACKER, severity="warning", timeout=8)
             return
         values = values or {}
 

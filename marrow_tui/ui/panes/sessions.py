@@ -141,8 +141,10 @@ class SessionsTable(KeyedTable):
             if issue is not None:  # an issue's runs (the orchestrator's, not the config's)
                 return label.append(f"  issue · {issue.status}", style="dim")
             return label.append("  (not in config)", style="dim")
-        if not view.enabled:
-            note, style = "disabled", "dim"
+        if view.paused:
+            note, style = "paused", "yellow"
+        elif not view.enabled:
+            note, style = "disabled in config", "dim"
         elif view.running:
             note, style = ("wake queued" if view.wake_pending else ""), "cyan"
         elif view.next_at is not None:
@@ -232,8 +234,9 @@ class SessionsPane(TablePane):
         keys: list[str | tuple[str, str]] = []
         view = self.state.sessions.agents.get(agent)
         if view is not None:
-            keys += ["sessions.wake", "sessions.task",
-                     ("sessions.pause", "resume" if not view.enabled else "pause")]
+            keys += ["sessions.wake", "sessions.task"]
+            if view.paused or view.enabled:  # one off in the config is the file's to change
+                keys.append(("sessions.pause", "resume" if view.paused else "pause"))
         if run is not None:
             keys += [action.id for action in RUN_KEYS if self.can(action.name, run)]
             keys.append(("view.open", "transcript" if run.transcript else "output"))
@@ -245,10 +248,16 @@ class SessionsPane(TablePane):
             self.send(type="wake", agent=agent, reason="woken from the console")
 
     def toggle_agent(self) -> None:
+        """Pause or resume: kept in the runtime's log, never written to the config."""
         view = self.state.sessions.agents.get(self._agent() or "")
         if view is None:
             return
-        self.send(type="agent_enable", agent=view.agent, enabled=not view.enabled)
+        if not view.enabled and not view.paused:
+            path = self.state.sessions.config.get("path") or "the config"
+            self.console.toast(f"{view.agent} is off in the config (enabled = false in "
+                               f"{path}); set it to true there to run it.", timeout=6)
+            return
+        self.send(type="agent_pause", agent=view.agent, paused=not view.paused)
 
     def stop_run(self) -> None:
         run = self._run(self.selected())

@@ -407,7 +407,7 @@ class MainScreen(Screen[None]):
             pass
         elif kind in ("service_starting", "service_stopping", "service_restarting"):
             self.toast(str(frame.get("payload")), timeout=3)
-        elif kind in ("agent_updating", "wake_result", "steer_answered"):
+        elif kind in ("pause_result", "wake_result", "steer_answered"):
             self.toast(str(frame.get("payload")), timeout=4)
         elif kind in ("issue_dispatching", "issue_cancelling", "issue_retrying"):
             self.toast(str(frame.get("payload") or f"{kind}: {frame.get('identifier')}"),
