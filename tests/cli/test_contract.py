@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from marrow_tui.hub.client import HubClient
-
 from tests.support.hub import WAIT
 from tests.support.hubproc import REPO, RunningHub, clean_env, free_port, hub_command, running_hub
 
