@@ -68,7 +68,7 @@ def cmd_done(args: argparse.Namespace) -> int:
                else "the title must be a single line" if "\n" in title or "\r" in title
                else "the summary is empty" if not summary else "")
     if problem:
-        return usage_error(args, f"{problem}; nothing was sent")
+        return usage_error(args, problem)
     args.title, args.summary = title, summary
     return run(args, _do_done, render_done,
                lambda frame: {"issue": frame.get("identifier"),

@@ -174,7 +174,7 @@ async def test_an_unreachable_hub_exits_3(capsys: pytest.CaptureFixture[str]) ->
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code, out, err = await cli(capsys, "done", "--title", "T", "--summary", "S",
-                               "--uri", f"ws://127.0.0.1:{port}", "--timeout", "3")
+                               "--uri", f"ws://127.0.0.1:{port}", "--connect-timeout", "3s")
     assert code == 3 and out == ""
     assert err.startswith("marrow-tui: ")
 
