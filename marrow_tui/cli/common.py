@@ -121,8 +121,11 @@ def duration(text: str) -> float:
 
 def duration_or_zero(text: str) -> float:
     """argparse type: a duration, or `0` for none."""
-    if text.strip() in ("0", "0s"):
-        return 0.0
+    try:
+        if float(text.strip().removesuffix("s")) == 0:
+            return 0.0
+    except ValueError:
+        pass  # not a plain number: a duration like 2s or 1m
     return duration(text)
 
 
@@ -139,7 +142,7 @@ def port_number(text: str) -> int:
 
 class _OldTimeout(argparse.Action):
     """`--timeout` on a hub command, from before it was called `--connect-timeout`: it still
-    works (scripts have it), and says its new name once, since `ask --timeout` is the
+    works (scripts have it), and says its new name on stderr, since `ask --timeout` is the
     question's deadline."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
