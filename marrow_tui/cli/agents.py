@@ -23,7 +23,7 @@ from marrow_tui.cli.common import (
     SubParsers,
     hub_command,
 )
-from marrow_tui.core.text import cost_text, table, tokens_text
+from marrow_tui.cli.output import pick
 from marrow_tui.cli.project import (
     add_config_option,
     config_path,
@@ -31,6 +31,7 @@ from marrow_tui.cli.project import (
     load_or_report,
     lock_holder,
 )
+from marrow_tui.core.text import cost_text, table, tokens_text
 
 if TYPE_CHECKING:
     from marrow_tui.config.model import AgentConfig, Config
@@ -66,34 +67,41 @@ def register_operations(sub: SubParsers) -> None:
                                    "right after its current run.")
     p.add_argument("agent")
     p.add_argument("--reason", default="", help="shown in the console and the log")
-    hub_command(p, _do_wake, _render_wake)
+    hub_command(p, _do_wake, _render_wake,
+                lambda frame: {**pick(frame, "agent"), "started": bool(frame.get("started"))})
 
     p = sub.add_parser("sessions", help="recent agent runs on the running marrow-tui",
                        description="The running marrow-tui's agents (next run, queued tasks, "
                                    "failures in a row) and their latest runs, newest first.")
     p.add_argument("--limit", type=int, default=20, help="runs to show (default 20)")
-    hub_command(p, _do_sessions, _render_sessions)
+    hub_command(p, _do_sessions, _render_sessions,
+                lambda frame: {"agents": list(frame.get("agents") or []),
+                               "sessions": list(frame.get("sessions") or []),
+                               "usage": dict(frame.get("usage") or {})})
 
     p = sub.add_parser("prompt", help="send a coding agent's session a follow-up prompt",
                        description="Send a follow-up prompt to a running ACP session: at once "
                                    "when the agent is idle, else when its current turn ends.")
     p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
     p.add_argument("text", metavar="TEXT", help="the prompt ('-' reads it from stdin)")
-    hub_command(p, _do_prompt, lambda f, a: str(f.get("payload") or "sent"))
+    hub_command(p, _do_prompt, lambda f, a: str(f.get("payload") or "sent"),
+                lambda frame: {"session": frame.get("id"), "queued": bool(frame.get("queued"))})
 
     p = sub.add_parser("cancel", help="cancel the turn a coding agent is taking",
                        description="Cancel the current turn of a running ACP session "
                                    "(session/cancel; its processes are ended if it does not "
                                    "stop). The session then waits for your next prompt.")
     p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
-    hub_command(p, _do_cancel, lambda f, a: str(f.get("payload") or "cancelling"))
+    hub_command(p, _do_cancel, lambda f, a: str(f.get("payload") or "cancelling"),
+                lambda frame: {"session": frame.get("id")})
 
     p = sub.add_parser("stop", help="stop an agent's run",
                        description="Stop a running session: its process group gets SIGTERM, "
                                    "then SIGKILL after the grace. An issue's run: the issue is "
                                    "parked until you retry it.")
     p.add_argument("session", metavar="SESSION", help="the session id, as `sessions` shows it")
-    hub_command(p, _do_stop, lambda f, a: str(f.get("payload") or "stopping"))
+    hub_command(p, _do_stop, lambda f, a: str(f.get("payload") or "stopping"),
+                lambda frame: {"session": frame.get("id")})
 
 
 def _chosen(config: Config, names: list[str]) -> list[AgentConfig] | None:

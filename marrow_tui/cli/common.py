@@ -1,5 +1,5 @@
-"""What every subcommand shares: exit codes, the hub connection options, the one way to run a
-request against a hub and print its reply, and aligned tables.
+"""What every subcommand shares: exit codes, the hub connection options, the argument types
+(durations, ports), and the one way to run a request against a hub and print its reply.
 
 Kept cheap to import: the WebSocket client loads only when a command talks to a hub.
 """
@@ -14,6 +14,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from marrow_tui.cli.output import (
+    INTERRUPTED,
+    PROG,
+    USAGE,
+    Fields,
+    connection_code,
+    fail,
+    print_json,
+    refusal,
+    succeeded,
+)
 from marrow_tui.core.text import parse_duration, printable
 from marrow_tui.hub.defaults import default_uri
 
@@ -35,8 +46,8 @@ EXIT_CONFIG: Final = 2
 EXIT_UNREACHABLE: Final = 3
 EXIT_INTERRUPTED: Final = 130
 
-PROG: Final = "marrow-tui"
-DEFAULT_TIMEOUT: Final = 10.0
+#: seconds to wait for a session to open and for the hub's reply
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
 Action = Callable[["HubClient", argparse.Namespace], Awaitable["Frame"]]
 Render = Callable[["Frame", argparse.Namespace], str]
@@ -99,23 +110,46 @@ def agent_key(name: str) -> str | None:
 # --------------------------------------------------------------------------- argument types
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number above zero (seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
-
-
 def duration(text: str) -> float:
-    """argparse type: `90`, `90s`, `30m`, `2h`, `1d`, `1h30m`."""
+    """argparse type for every time the command line takes: `90` (seconds), `90s`, `30m`,
+    `2h`, `1d`, `1h30m`."""
     try:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def duration_or_zero(text: str) -> float:
+    """argparse type: a duration, or `0` for none."""
+    try:
+        if float(text.strip().removesuffix("s")) == 0:
+            return 0.0
+    except ValueError:
+        pass  # not a plain number: a duration like 2s or 1m
+    return duration(text)
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (0: any free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0 to 65535)")
+    return value
+
+
+class _OldTimeout(argparse.Action):
+    """`--timeout` on a hub command, from before it was called `--connect-timeout`: it still
+    works (scripts have it), and says its new name on stderr, since `ask --timeout` is the
+    question's deadline."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{PROG}: --timeout here is the connect timeout; it is called --connect-timeout "
+              "now", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 # --------------------------------------------------------------------------- hub commands
@@ -149,16 +183,21 @@ def add_hub_options(parser: argparse.ArgumentParser, suppress: bool = False) -> 
     group.add_argument("--cafile", default=default(None),
                        help="CA bundle to verify a wss:// hub (default: system trust)")
     group.add_argument("--json", action="store_true", default=default(False),
-                       help="print the hub's reply frame as one JSON line")
-    group.add_argument("--timeout", type=positive_float, default=default(DEFAULT_TIMEOUT),
-                       help="seconds to wait for the connection and for the reply (default 10)")
+                       help="print the outcome as one JSON object: {\"ok\": true, ...} or "
+                            "{\"ok\": false, \"code\": ..., \"reason\": ...}")
+    group.add_argument("--connect-timeout", type=duration, metavar="DURATION",
+                       default=default(DEFAULT_CONNECT_TIMEOUT),
+                       help="how long to wait for the connection and for the reply "
+                            "(90s, 2m; default 10s)")
+    group.add_argument("--timeout", dest="connect_timeout", type=duration, action=_OldTimeout,
+                       default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def hub_command(parser: argparse.ArgumentParser, action: Action, render: Render,
-                suppress: bool = False) -> argparse.ArgumentParser:
+                fields: Fields, suppress: bool = False) -> argparse.ArgumentParser:
     """Make `parser` a command that sends one request to the hub and prints the reply."""
     add_hub_options(parser, suppress)
-    parser.set_defaults(func=lambda args: run(args, action, render))
+    parser.set_defaults(func=lambda args: run(args, action, render, fields))
     return parser
 
 
@@ -166,15 +205,14 @@ class UsageError(Exception):
     """Bad input found before connecting; exit code 2."""
 
 
-def run(args: argparse.Namespace, action: Action, render: Render,
+def run(args: argparse.Namespace, action: Action, render: Render, fields: Fields,
         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Open a session, run one request, print the outcome, return the exit code.
 
-    Every error a user can cause ends here as one sentence on stderr and a
-    documented exit code; only programming errors escape as tracebacks.
+    Every error a user can cause ends here as one sentence on stderr (and the failure object
+    on stdout with ``--json``) and a documented exit code; only programming errors escape as
+    tracebacks.
     """
-    import json
-
     from marrow_tui.hub.client import HubConnectionError, Refused, run_request
 
     out, err = stdout or sys.stdout, stderr or sys.stderr
@@ -183,36 +221,37 @@ def run(args: argparse.Namespace, action: Action, render: Render,
         context = ssl_context(args.cafile)
         frame = run_request(
             args.uri, args.name, lambda hub: action(hub, args), token=args.token,
-            timeout=args.timeout, ssl=context, operator_token=operator_token(args),
+            timeout=args.connect_timeout, ssl=context, operator_token=operator_token(args),
             agent_key=agent_key(args.name),
         )
     except HubConnectionError as exc:
-        print(printable(f"{PROG}: {exc.message}"), file=err)
-        return EXIT_UNREACHABLE
+        return fail(args.json, EXIT_UNREACHABLE, connection_code(exc), exc.message,
+                    out=out, err=err)
     except Refused as exc:
-        if args.json:
-            print(json.dumps(exc.frame), file=out)
-        print(printable(f"{PROG}: refused: {exc.text} [{exc.code or exc.type}]"), file=err)
-        return EXIT_REFUSED
+        code, reason, said = refusal(exc, args.uri)
+        return fail(args.json, EXIT_REFUSED, code, reason, said, out=out, err=err)
     except UsageError as exc:
-        print(printable(f"{PROG}: {exc}"), file=err)
-        return EXIT_USAGE
+        return fail(args.json, EXIT_USAGE, USAGE, str(exc), out=out, err=err)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=err)
-        return EXIT_INTERRUPTED
-    print_reply(frame, args, render, out)
+        return fail(args.json, EXIT_INTERRUPTED, INTERRUPTED, "interrupted", out=out, err=err)
+    print_reply(frame, args, render, fields, out)
     return EXIT_OK
 
 
-def print_reply(frame: Frame, args: argparse.Namespace, render: Render,
+def print_reply(frame: Frame, args: argparse.Namespace, render: Render, fields: Fields,
                 out: TextIO | None = None) -> None:
-    """The reply as one JSON line with ``--json``, else rendered for people."""
-    import json
+    """The command's fields as ``{"ok": true, ...}`` with ``--json``, else rendered for
+    people."""
+    if args.json:
+        print_json(succeeded(fields(frame)), out)
+    else:
+        # text for people goes through `printable`, whatever the hub (or an old log) sent
+        print(printable(render(frame, args), lines=True), file=out or sys.stdout)
 
-    # JSON is escaped by json.dumps (ASCII only: controls and lone surrogates as \uXXXX);
-    # text for people goes through `printable`, whatever the hub (or an old log) sent.
-    print(json.dumps(frame) if args.json else printable(render(frame, args), lines=True),
-          file=out or sys.stdout)
+
+def usage_error(args: argparse.Namespace, sentence: str) -> int:
+    """Bad input found before anything was sent: the sentence, exit 2."""
+    return fail(getattr(args, "json", False), EXIT_USAGE, USAGE, sentence)
 
 
 def _check_input(args: argparse.Namespace) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from marrow_tui.cli.common import EXIT_CONFIG, SubParsers
+from marrow_tui.cli.common import EXIT_CONFIG, SubParsers, duration_or_zero, port_number
 from marrow_tui.cli.project import config_path, load_or_report
 from marrow_tui.hub.defaults import DEFAULT_HOST, DEFAULT_PORT
 
@@ -28,8 +28,10 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="run headless: the runtime and hub only, a log line per event")
     group.add_argument("--host", default=os.environ.get("MARROW_HOST", DEFAULT_HOST),
                        help=f"address for the hub to listen on (default {DEFAULT_HOST})")
-    group.add_argument("--port", type=int, default=int(os.environ.get("MARROW_PORT", DEFAULT_PORT)),
-                       help=f"hub port; 0 picks a free one (default {DEFAULT_PORT})")
+    group.add_argument("--port", type=port_number,
+                       default=os.environ.get("MARROW_PORT", str(DEFAULT_PORT)),
+                       help=f"hub port; 0 picks a free one (default: $MARROW_PORT, else "
+                            f"{DEFAULT_PORT})")
     group.add_argument("--config", "-c", default=None, metavar="PATH",
                        help="the scheduler config (default: $MARROW_CONFIG, else ./marrow.toml "
                             "when it exists; without one, no agents are scheduled)")
@@ -78,8 +80,9 @@ def register(sub: SubParsers) -> None:
                     "the Sessions pane (Enter), and it asks you before it runs the tests "
                     "(Steering pane, a). --workflow runs yours instead.")
     add_runtime_options(demo)
-    demo.add_argument("--pace", type=float, default=None, metavar="SECONDS",
-                      help="seconds between the agents' steps (default 1; 0 = as fast as possible)")
+    demo.add_argument("--pace", type=duration_or_zero, default=None, metavar="DURATION",
+                      help="time between the agents' steps: 1, 0.5, 2s (default 1s; "
+                           "0 = as fast as possible)")
     demo.set_defaults(func=lambda a: run(a, demo=True))
 
 

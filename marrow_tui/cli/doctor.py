@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from marrow_tui.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, SubParsers
+from marrow_tui.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, SubParsers, port_number
 from marrow_tui.cli.project import (
     add_config_option,
     config_path,
@@ -35,7 +35,7 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS,
                    help="event log folder (default: $MARROW_STATE_DIR, else .marrow beside "
                         "the config)")
-    p.add_argument("--port", type=int, default=argparse.SUPPRESS,
+    p.add_argument("--port", type=port_number, default=argparse.SUPPRESS,
                    help=f"the hub port to check (default: $MARROW_PORT, else {DEFAULT_PORT})")
     p.set_defaults(func=cmd_doctor)
 

@@ -15,13 +15,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from marrow_tui.cli.common import (
-    EXIT_USAGE,
-    PROG,
-    SubParsers,
-    add_hub_options,
-    run,
-)
+from marrow_tui.cli.common import SubParsers, add_hub_options, run, usage_error
+from marrow_tui.cli.output import pick
 from marrow_tui.core.text import ago, masked, table
 
 if TYPE_CHECKING:
@@ -73,10 +68,11 @@ def cmd_done(args: argparse.Namespace) -> int:
                else "the title must be a single line" if "\n" in title or "\r" in title
                else "the summary is empty" if not summary else "")
     if problem:
-        print(f"{PROG}: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(args, problem)
     args.title, args.summary = title, summary
-    return run(args, _do_done, render_done)
+    return run(args, _do_done, render_done,
+               lambda frame: {"issue": frame.get("identifier"),
+                              **pick(frame, "state", "path")})
 
 
 async def _do_done(hub: HubClient, args: argparse.Namespace) -> Frame:
@@ -94,10 +90,10 @@ def render_done(frame: Frame, args: argparse.Namespace) -> str:
 def cmd_issues(args: argparse.Namespace) -> int:
     if args.remove_workspace is not None:
         if not args.remove_workspace.strip():
-            print(f"{PROG}: --remove-workspace needs an issue id", file=sys.stderr)
-            return EXIT_USAGE
-        return run(args, _do_remove, render_removing)
-    return run(args, _do_list, render_issues)
+            return usage_error(args, "--remove-workspace needs an issue id")
+        return run(args, _do_remove, render_removing,
+                   lambda frame: {"issue": frame.get("identifier"), "path": frame.get("path")})
+    return run(args, _do_list, render_issues, issues_fields)
 
 
 async def _do_remove(hub: HubClient, args: argparse.Namespace) -> Frame:
@@ -110,6 +106,15 @@ def render_removing(frame: Frame, args: argparse.Namespace) -> str:
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
     return await hub.issue_list()
+
+
+def issues_fields(frame: Frame) -> dict[str, Any]:
+    """The issues in the order `issues` prints them; each issue, refused file and kept
+    workspace as the hub describes it (docs/orchestrator.md)."""
+    return {"workflow": frame.get("workflow") or None,
+            "issues": sorted(frame.get("issues") or [], key=_order),
+            "refused": list(frame.get("refused") or []),
+            "kept": list(frame.get("kept") or [])}
 
 
 def render_issues(frame: Frame, args: argparse.Namespace) -> str:

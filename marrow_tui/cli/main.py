@@ -8,7 +8,6 @@ pay for the console or the server.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -26,10 +25,13 @@ from marrow_tui.cli import (
     tasks,
     units,
 )
+from marrow_tui.cli.common import EXIT_USAGE
+from marrow_tui.cli.output import USAGE, fail
+from marrow_tui.cli.parser import BadUsage, Parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="marrow-tui",
         description="An operator console and coordination hub for people who run several "
                     "coding agents at once.",
@@ -55,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser.parse_args(words)
+    except BadUsage as exc:
+        sys.exit(fail("--json" in words, EXIT_USAGE, USAGE, exc.sentence()))
     if args.command is None:
         sys.exit(console.run(args))
     try:

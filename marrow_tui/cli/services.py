@@ -6,20 +6,20 @@ marrow-tui (through its hub, with the hub subcommands' options, output and exit 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from marrow_tui.cli.common import (
     EXIT_CONFIG,
     EXIT_OK,
-    EXIT_USAGE,
     SubParsers,
     add_hub_options,
     run,
+    usage_error,
 )
-from marrow_tui.core.text import table
+from marrow_tui.cli.output import pick
 from marrow_tui.cli.project import add_config_option, config_path, load_or_report
+from marrow_tui.core.text import format_duration, table
 
 if TYPE_CHECKING:
     from marrow_tui.hub.client import Frame, HubClient
@@ -50,12 +50,12 @@ def register_graph(sub: SubParsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.action != "list" and not args.service:
-        print(f"marrow-tui: services {args.action} needs a service NAME", file=sys.stderr)
-        return EXIT_USAGE
+    if args.action != "list" and not args.service.strip():
+        return usage_error(args, f"services {args.action} needs a service NAME")
     if args.action == "list":
-        return run(args, _do_list, render)
-    return run(args, _do_action, lambda f, a: str(f.get("payload", "")))
+        return run(args, _do_list, render, lambda frame: list_fields(frame, args))
+    return run(args, _do_action, lambda f, a: str(f.get("payload", "")),
+               lambda frame: {"service": frame.get("name"), "action": args.action})
 
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
@@ -76,11 +76,9 @@ def render(frame: Frame, args: argparse.Namespace) -> str:
         now = time.time()
         lines = []
         for r in rows:
-            up = ""
-            if r.get("state") == "healthy" and r.get("since"):
-                seconds = int(max(0, now - r["since"]))
-                up = f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 \
-                    else f"{seconds // 60}m{seconds % 60:02d}s"
+            # the console's Services pane says it the same way
+            up = (format_duration(now - r["since"])
+                  if r.get("state") == "healthy" and r.get("since") else "")
             lines.append([r["name"], r.get("state") or "", str(r.get("pid") or "-"),
                           str(r.get("port") or "-"), r.get("health") or "-", up or "-",
                           str(r.get("restarts") or 0), (r.get("reason") or "")[:60]])
@@ -89,6 +87,18 @@ def render(frame: Frame, args: argparse.Namespace) -> str:
     if getattr(args, "graph", False) and frame.get("graph"):
         text += "\n\n" + str(frame["graph"])
     return text
+
+
+#: a service's fields in `services --json`
+SERVICE_KEYS = ("name", "state", "pid", "port", "url", "health", "restarts", "reason", "since")
+
+
+def list_fields(frame: Frame, args: argparse.Namespace) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "services": [pick(row, *SERVICE_KEYS) for row in frame.get("services") or []]}
+    if args.graph:
+        fields["graph"] = frame.get("graph") or ""
+    return fields
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

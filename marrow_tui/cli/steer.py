@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from marrow_tui.cli.common import (
+    DEFAULT_CONNECT_TIMEOUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_UNREACHABLE,
@@ -33,9 +34,20 @@ from marrow_tui.cli.common import (
     operator_token,
     run,
     ssl_context,
+    usage_error,
 )
-from marrow_tui.hub.defaults import default_uri
+from marrow_tui.cli.output import (
+    INTERRUPTED,
+    USAGE,
+    connection_code,
+    fail,
+    pick,
+    print_json,
+    refusal,
+    succeeded,
+)
 from marrow_tui.core.text import ago, printable, table
+from marrow_tui.hub.defaults import default_uri
 
 if TYPE_CHECKING:
     from marrow_tui.hub.client import Frame, HubClient
@@ -53,8 +65,9 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--context", default="", help="what the operator needs to know to answer")
     p.add_argument("--choices", default="", metavar="A,B,C",
                    help="offer these answers as buttons (the operator may still type another)")
-    p.add_argument("--timeout", type=duration, default=None, metavar="DURATION",
-                   help="stop waiting after this long (90s, 30m, 2h)")
+    p.add_argument("--timeout", dest="deadline", type=duration, default=None,
+                   metavar="DURATION",
+                   help="the question's deadline: stop waiting after this long (90s, 30m, 2h)")
     p.add_argument("--default", default=None,
                    help="the answer to use when --timeout passes with no answer")
     p.add_argument("--task", default=os.environ.get("MARROW_ISSUE", ""), metavar="ID",
@@ -65,7 +78,8 @@ def register(sub: SubParsers) -> None:
                         "the same request (default: from $MARROW_SESSION and the question)")
     p.add_argument("--give-up-after", type=duration, default=3600.0, metavar="DURATION",
                    help="if the hub cannot be reached for this long, exit 3 (default 1h)")
-    # The hub options, but --timeout is the question's here (as the issue's users expect).
+    # The hub options, but --timeout is the question's deadline here (what people asking
+    # expect); connecting has its own --connect-timeout, as on every hub command.
     group = p.add_argument_group("hub connection")
     group.add_argument("--uri", default=default_uri(),
                        help="hub address (env MARROW_HUB_URI; default %(default)s)")
@@ -75,9 +89,9 @@ def register(sub: SubParsers) -> None:
                        help="connect token of a secured hub (env MARROW_TOKEN)")
     group.add_argument("--cafile", default=None, help="CA bundle to verify a wss:// hub")
     group.add_argument("--json", action="store_true",
-                       help="print the reply frame as one JSON line instead of the answer")
-    group.add_argument("--connect-timeout", dest="timeout_connect", type=duration,
-                       default=10.0, metavar="DURATION",
+                       help="print the outcome as one JSON object instead of the answer")
+    group.add_argument("--connect-timeout", type=duration,
+                       default=DEFAULT_CONNECT_TIMEOUT, metavar="DURATION",
                        help="for connecting and for the hub to take the question (default 10s)")
     p.set_defaults(func=cmd_ask)
 
@@ -124,58 +138,56 @@ def request_key(args: argparse.Namespace) -> str:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     import asyncio
-    import json
 
     from marrow_tui.hub.client import HubConnectionError, Refused
 
     if not args.question.strip():
-        print("marrow-tui: the question is empty", file=sys.stderr)
-        return EXIT_USAGE
-    if args.default is not None and args.timeout is None:
-        print("marrow-tui: --default needs --timeout", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(args, "the question is empty")
+    if args.default is not None and args.deadline is None:
+        return usage_error(args, "--default needs --timeout (the question's deadline)")
     try:
         context = ssl_context(args.cafile)
     except UsageError as exc:
-        print(f"marrow-tui: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(args.json, EXIT_USAGE, USAGE, str(exc))
     options: dict[str, Any] = {
         "context": args.context, "task_id": args.task,
         # the run that asks: an answer it already received is found again by the key only
         # by the same run (the key's scope may be the whole issue)
         "session": os.environ.get("MARROW_SESSION", ""),
         "choices": [c.strip() for c in args.choices.split(",") if c.strip()],
-        "timeout_seconds": args.timeout, "default": args.default,
+        "timeout_seconds": args.deadline, "default": args.default,
     }
     try:
         reply = asyncio.run(_ask(args, request_key(args), options, context))
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return fail(args.json, EXIT_INTERRUPTED, INTERRUPTED, "interrupted")
     except Refused as exc:
-        print(printable(f"marrow-tui: refused: {exc.text} [{exc.code or exc.type}]"),
-              file=sys.stderr)
-        return EXIT_NO_ANSWER
+        code, reason, said = refusal(exc, args.uri)
+        return fail(args.json, EXIT_NO_ANSWER, code, reason, said)
     except HubConnectionError as exc:
-        print(printable(f"marrow-tui: {exc.message}"), file=sys.stderr)
-        return EXIT_UNREACHABLE
-    if args.json:
-        print(json.dumps(reply))
+        return fail(args.json, EXIT_UNREACHABLE, connection_code(exc), exc.message)
+    return _answered(reply, args.json)
+
+
+def _answered(reply: Frame, json_wanted: bool) -> int:
+    """Print how the question ended; the exit code."""
     state = reply.get("state")
-    # The answer keeps its lines (a script reads them) but no escape sequence reaches the
-    # terminal it may be shown on.
-    if state == "answered":
-        if not args.json:
-            print(printable(str(reply.get("answer", "")), lines=True))
-        return EXIT_OK
-    if state == "timed_out" and reply.get("default_used"):
+    answered = state == "answered" or (state == "timed_out" and reply.get("default_used"))
+    if not answered:
+        why = "timed out with no answer" if state == "timed_out" else f"was {state}"
+        return fail(json_wanted, EXIT_NO_ANSWER, str(state),
+                    f"request {reply.get('id')} {why}")
+    if state == "timed_out":
         print(printable(f"marrow-tui: no answer to {reply.get('id')} in time; using the "
                         "default"), file=sys.stderr)
-        if not args.json:
-            print(printable(str(reply.get("answer", "")), lines=True))
-        return EXIT_OK
-    why = "timed out with no answer" if state == "timed_out" else f"was {state}"
-    print(printable(f"marrow-tui: request {reply.get('id')} {why}"), file=sys.stderr)
-    return EXIT_NO_ANSWER
+    if json_wanted:
+        print_json(succeeded(pick(reply, "id", "state", "answer", "answered_by",
+                                  "default_used")))
+    else:
+        # The answer keeps its lines (a script reads them) but no escape sequence reaches
+        # the terminal it may be shown on.
+        print(printable(str(reply.get("answer", "")), lines=True))
+    return EXIT_OK
 
 
 async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
@@ -191,8 +203,8 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
     while True:
         try:
             async with HubClient(args.uri, args.name, token=args.token, ssl=ssl,
-                                 open_timeout=args.timeout_connect,
-                                 request_timeout=args.timeout_connect,
+                                 open_timeout=args.connect_timeout,
+                                 request_timeout=args.connect_timeout,
                                  operator_token=operator_token(args),
                                  agent_key=agent_key(args.name)) as hub:
                 away_since, delay = None, 0.5
@@ -222,12 +234,12 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
 
 def cmd_steering(args: argparse.Namespace) -> int:
     if args.action == "list":
-        return run(args, _do_list, render_requests)
+        return run(args, _do_list, render_requests,
+                   lambda frame: {"requests": list(frame.get("requests") or [])})
     if not args.id.strip():
-        print("marrow-tui: steering cancel needs the request ID", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(args, "steering cancel needs the request ID")
     return run(args, lambda hub, a: hub.steer_cancel(a.id.strip()),
-                       lambda f, a: f"cancelled {f.get('id')}")
+               lambda f, a: f"cancelled {f.get('id')}", lambda frame: pick(frame, "id"))
 
 
 async def _do_list(hub: HubClient, args: argparse.Namespace) -> Frame:
@@ -259,9 +271,9 @@ def cmd_answer(args: argparse.Namespace) -> int:
     if args.text == "-":
         args.text = sys.stdin.read()
     if not args.text.strip():
-        print("marrow-tui: the answer is empty", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(args, "the answer is empty; nothing was sent")
     return run(args, lambda hub, a: hub.steer_answer(a.id, a.text),
-                       lambda f, a: f"answered {f.get('id')}: {f.get('asker')} "
-                                    + ("is connected and was sent it" if f.get("sent")
-                                       else "gets it as soon as it connects again"))
+               lambda f, a: f"answered {f.get('id')}: {f.get('asker')} "
+                            + ("is connected and was sent it" if f.get("sent")
+                               else "gets it as soon as it connects again"),
+               lambda frame: {**pick(frame, "id", "asker"), "delivered": bool(frame.get("sent"))})

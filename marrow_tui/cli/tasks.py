@@ -7,7 +7,6 @@ Exit codes as the hub subcommands' (see cli/hub.py); 2 also for a config problem
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,13 +15,13 @@ from marrow_tui.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
-    PROG,
     SubParsers,
     add_hub_options,
     print_reply,
     run,
+    usage_error,
 )
-from marrow_tui.core.text import table
+from marrow_tui.cli.output import CONFIG, fail, failed, pick, print_json
 from marrow_tui.cli.project import (
     add_config_option,
     config_path,
@@ -30,6 +29,7 @@ from marrow_tui.cli.project import (
     load_or_report,
     lock_holder,
 )
+from marrow_tui.core.text import table
 
 if TYPE_CHECKING:
     from marrow_tui.config.model import AgentConfig, Config
@@ -61,11 +61,11 @@ def register(sub: SubParsers) -> None:
 
 def cmd_task_add(args: argparse.Namespace) -> int:
     if not args.title.strip():
-        print(f"{PROG}: the task needs a title", file=sys.stderr)
-        return EXIT_CONFIG
+        return usage_error(args, "the task needs a title; nothing was queued")
     if not _nobody_home(args.uri):
         return run(args, lambda hub, a: hub.task_add(a.agent, a.title, a.body),
-                   lambda f, a: f"queued for {f.get('agent')}: {f.get('file')}")
+                   lambda f, a: f"queued for {f.get('agent')}: {f.get('file')}",
+                   _added_fields)
     # Nothing listens there: the queue is plain files, so write the file ourselves.
     from marrow_tui.scheduler.tasks import add_task
 
@@ -77,22 +77,25 @@ def cmd_task_add(args: argparse.Namespace) -> int:
     try:
         written = add_task(agent.tasks_dir, args.title, args.body)
     except (ValueError, OSError) as exc:
-        print(f"{PROG}: the task was not written: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        import json
-
-        print(json.dumps({"type": "task_added", "agent": agent.name, "file": str(written),
-                          "direct": True}))
-    else:
-        print(f"queued for {agent.name}: {written} (written directly: "
-              f"{_why_direct(args, config)})")
+        return fail(args.json, EXIT_FAILED, "not_written", f"the task was not written: {exc}")
+    frame = {"agent": agent.name, "file": str(written), "direct": True}
+    print_reply(frame, args, lambda f, a: f"queued for {agent.name}: {written} (written "
+                                          f"directly: {_why_direct(args, config)})",
+                _added_fields)
     return EXIT_OK
+
+
+def _added_fields(frame: Frame) -> dict[str, object]:
+    return {**pick(frame, "agent", "file"), "direct": bool(frame.get("direct"))}
+
+
+def _tasks_fields(frame: Frame) -> dict[str, object]:
+    return {"tasks": list(frame.get("tasks") or []), "direct": bool(frame.get("direct"))}
 
 
 def cmd_task_list(args: argparse.Namespace) -> int:
     if not _nobody_home(args.uri):
-        return run(args, lambda hub, a: hub.task_list(a.agent), _render_tasks)
+        return run(args, lambda hub, a: hub.task_list(a.agent), _render_tasks, _tasks_fields)
     from marrow_tui.scheduler.tasks import list_tasks
 
     found = _direct(args)
@@ -103,8 +106,8 @@ def cmd_task_list(args: argparse.Namespace) -> int:
               "created": t.created}
              for a in agents for state in ("queue", "delegated")
              for t in list_tasks(a.tasks_dir, state)]
-    frame = {"type": "tasks", "tasks": tasks, "direct": True}
-    print_reply(frame, args, _render_tasks)
+    frame = {"tasks": tasks, "direct": True}
+    print_reply(frame, args, _render_tasks, _tasks_fields)
     return EXIT_OK
 
 
@@ -114,20 +117,21 @@ def _direct(args: argparse.Namespace) -> tuple[Config, list[AgentConfig]] | int:
     path = config_path(args, required=True)
     assert path is not None
     if not path.exists():
-        print(f"{PROG}: no marrow-tui answers at {args.uri}, and there is no config file at "
-              f"{path} to find the task folders in (pass --uri or --config)", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return fail(args.json, EXIT_UNREACHABLE, "unreachable",
+                    f"no marrow-tui answers at {args.uri}, and there is no config file at "
+                    f"{path} to find the task folders in (pass --uri or --config)")
     config = load_or_report(path, check_commands=False, what="no task was touched")
-    if config is None:
+    if config is None:  # every problem is on stderr already
+        if args.json:
+            print_json(failed(CONFIG, f"{path} is not a valid config"))
         return EXIT_CONFIG
     if not args.agent:
         return config, list(config.agents)
     agent = config.agent(args.agent)
-    if agent is None:  # the same exit code as the hub's refusal
+    if agent is None:  # the same exit code and code as the hub's refusal
         known = ", ".join(a.name for a in config.agents) or "none"
-        print(f"{PROG}: no agent named {args.agent} in {config.path} (agents: {known})",
-              file=sys.stderr)
-        return EXIT_FAILED
+        return fail(args.json, EXIT_FAILED, "unknown_agent",
+                    f"no agent named {args.agent} in {config.path} (agents: {known})")
     return config, [agent]
 
 

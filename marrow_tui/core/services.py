@@ -27,6 +27,8 @@ class ServiceView:
     since: float = 0.0
     #: its log file
     log: str = ""
+    #: its place in the config's [[services]]: the order users wrote, dependencies first
+    order: int = 0
 
 
 @dataclass(slots=True)
@@ -40,7 +42,7 @@ class ServiceBook:
         if event.kind in ("service_state", "service_health"):
             view = self.services.get(d["name"]) or ServiceView(d["name"])
             for key in ("state", "pid", "port", "url", "health", "restarts", "reason",
-                        "since", "log"):
+                        "since", "log", "order"):
                 if key in d:
                     setattr(view, key, d[key])
             self.services[view.name] = view
@@ -48,6 +50,11 @@ class ServiceBook:
             self.services.pop(d["name"], None)
         elif event.kind == "service_port":
             self.ports[d["name"]] = int(d["port"])
+
+    def in_config_order(self) -> list[ServiceView]:
+        """The services as the config lists them (the CLI's `services` and the console's
+        pane show them so)."""
+        return sorted(self.services.values(), key=lambda view: view.order)
 
     def to_snapshot(self) -> dict[str, Any]:
         return {"ports": dict(self.ports)}

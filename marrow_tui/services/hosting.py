@@ -74,8 +74,8 @@ class Services:
         events += [Event("service_state", {
             "name": s.name, "state": "stopped" if s.enabled else "disabled", "pid": None,
             "health": "", "reason": "" if s.enabled else "disabled in the config",
-            "since": self.runtime.clock(), "at": self.runtime.clock()})
-            for s in self.config.services]
+            "since": self.runtime.clock(), "at": self.runtime.clock(), "order": index})
+            for index, s in enumerate(self.config.services)]
         for event in events:
             self.runtime.state.apply(event)
         if events:

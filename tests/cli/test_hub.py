@@ -158,21 +158,20 @@ async def test_release_uses_epoch_fencing(hub: RunningHub, tmp_path: Path) -> No
     released = await cli("release", "T9", "--epoch", str(epoch), "--json",
                          uri=hub.uri, name="e2e/alice", env=alice)
     assert released.code == 0, released.err
-    frame = released.json()
-    assert (frame["type"], frame["task_id"], frame["owner"]) == ("release_granted", "T9",
-                                                                 "e2e/alice")
+    assert released.json() == {"ok": True, "task_id": "T9", "owner": "e2e/alice",
+                               "epoch": epoch}
     state = await cli("state", "--json", uri=hub.uri, name="e2e/alice", env=alice)
-    assert _claims(state.json()) == {}
+    assert state.json() == {"ok": True, "claims": []}
 
 
-async def test_refusal_in_json_mode_prints_the_refusal_frame(hub: RunningHub,
-                                                              bob: HubClient) -> None:
+async def test_refusal_in_json_mode_prints_code_and_reason(hub: RunningHub,
+                                                           bob: HubClient) -> None:
     await bob.claim("T1", ["lib"], worktree="w")
     denied = await cli("claim", "T1", "other", "--worktree", "w2", "--json",
                        uri=hub.uri, name="e2e/alice")
     assert denied.code == 1
-    frame = denied.json()
-    assert frame["type"] == "claim_denied" and frame["reason_code"] == "LEASE_LIVE"
+    assert denied.json() == {"ok": False, "code": "LEASE_LIVE",
+                             "reason": "Task 'T1' is already claimed by e2e/bob."}
     assert "LEASE_LIVE" in denied.err
 
 
@@ -205,7 +204,7 @@ async def test_board_declare_with_dependencies_shows_the_ready_set(hub: RunningH
     note = await planner("board", "progress", "B", "compiler is slow", "--kind", "blocked")
     assert note.code == 0, note.err
 
-    snapshot = (await planner("board", "--json")).json()["board"]
+    snapshot = (await planner("board", "--json")).json()
     assert snapshot["ready"] == ["B"]
     assert {t["task_id"]: t["depends_on"] for t in snapshot["tasks"]}["C"] == ["A", "B"]
     assert any(n["text"] == "compiler is slow" and n["kind"] == "blocked"
@@ -229,7 +228,7 @@ async def test_board_refusals_exit_1_and_change_nothing(hub: RunningHub) -> None
     stale = await planner("board", "update", "Y", "--status", "done", "--expected-version", "1")
     assert stale.code == 1 and stale.err.strip()
 
-    board = (await planner("board", "--json")).json()["board"]
+    board = (await planner("board", "--json")).json()
     tasks = {t["task_id"]: t for t in board["tasks"]}
     assert tasks["Y"]["depends_on"] == [] and tasks["Y"]["status"] == "in_progress"
 
@@ -252,8 +251,9 @@ async def test_who_lists_online_agents_with_roles(hub: RunningHub, bob: HubClien
     assert human.code == 0, human.err
     assert _row(human.out, "e2e/bob")[1:] == ["e2e/builder"]
     frame = (await cli("who", "--json", uri=hub.uri, name="e2e/alice")).json()
-    assert frame["type"] == "who_snapshot"
-    assert {"e2e/alice", "e2e/bob"} <= set(frame["online_agents"])
+    assert frame["ok"] is True
+    assert {"name": "e2e/bob", "roles": ["e2e/builder"]} in frame["agents"]
+    assert "e2e/alice" in {agent["name"] for agent in frame["agents"]}
 
 
 async def test_environment_supplies_uri_and_name(hub: RunningHub, bob: HubClient) -> None:
@@ -305,7 +305,8 @@ async def test_silent_server_times_out_with_exit_3() -> None:
     port = server.sockets[0].getsockname()[1]
     try:
         started = time.monotonic()
-        result = await cli("who", "--timeout", "1", uri=f"ws://127.0.0.1:{port}", name="e2e/a")
+        result = await cli("who", "--connect-timeout", "1s", uri=f"ws://127.0.0.1:{port}",
+                           name="e2e/a")
         assert result.code == 3
         assert f"ws://127.0.0.1:{port}" in result.err and "1 s" in result.err
         assert time.monotonic() - started < CLI_TIMEOUT / 2

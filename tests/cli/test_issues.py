@@ -131,8 +131,7 @@ async def test_done_without_an_issue_leaves_it_to_the_hub(
                              "--uri", hub.uri, "--json")
     assert code == 0
     reply = json.loads(out)
-    assert (reply["type"], reply["identifier"], reply["state"]) == ("issue_done_ok", "DEMO-1",
-                                                                    "Done")
+    assert (reply["ok"], reply["issue"], reply["state"]) == (True, "DEMO-1", "Done")
     [(_, frame)] = orchestrator.frames
     assert "issue" not in frame and "session" not in frame
 
@@ -175,7 +174,7 @@ async def test_an_unreachable_hub_exits_3(capsys: pytest.CaptureFixture[str]) ->
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code, out, err = await cli(capsys, "done", "--title", "T", "--summary", "S",
-                               "--uri", f"ws://127.0.0.1:{port}", "--timeout", "3")
+                               "--uri", f"ws://127.0.0.1:{port}", "--connect-timeout", "3s")
     assert code == 3 and out == ""
     assert err.startswith("marrow-tui: ")
 
@@ -208,11 +207,15 @@ async def test_issues_says_what_is_wrong_with_the_workflow(
     assert code == 0 and json.loads(out)["workflow"]["ok"] is False
 
 
-async def test_issues_without_an_orchestrator_is_a_refusal(
+async def test_issues_and_done_without_an_orchestrator_say_how_to_start_one(
         hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = await cli(capsys, "issues", "--uri", hub.uri)
-    assert code == 1
-    assert "issue_list" in err
+    for command in (["issues"], ["done", "--title", "t", "--summary", "s", "--issue", "X-1"]):
+        code, out, err = await cli(capsys, *command, "--uri", hub.uri)
+        assert code == 1
+        assert err == (f"marrow-tui: the marrow-tui at {hub.uri} runs no workflow (no issue "
+                       "orchestrator); start it with --workflow PATH (a WORKFLOW.md)\n")
+        code, out, _ = await cli(capsys, *command, "--uri", hub.uri, "--json")
+        assert code == 1 and json.loads(out)["code"] == "no_workflow"
 
 
 # ---- the tracker example's agent -------------------------------------------------------------

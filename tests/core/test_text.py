@@ -299,7 +299,7 @@ async def test_state_board_and_steering_print_no_escape_sequences(hub: Hub) -> N
 
     code, out, err = await _cli(hub, "state", "--json")
     assert code == 0, err
-    claims = {c["task_id"]: c for c in json.loads(out)["snapshot"]["active_claims"]}
+    claims = {c["task_id"]: c for c in json.loads(out)["claims"]}
     assert f"old{CLEAR}\ud800" in claims  # JSON keeps the exact value, escaped by json.dumps
     assert ESC not in out
 

@@ -149,3 +149,31 @@ async def test_rows_of_the_last_run_are_not_shown_as_live(tmp_path: Path) -> Non
     finally:
         await services.stop()
         await hub.stop()
+
+
+async def test_the_book_lists_services_in_config_order_whatever_the_log_says(
+        tmp_path: Path) -> None:
+    """The console's pane and `marrow-tui services` show the order the config was written
+    in (dependencies first), even when the log met the services in another order."""
+    from marrow_tui.core.events import Event
+    from marrow_tui.protocol.frames import Outcome
+
+    hub = await start_hub(tmp_path / "state")
+    old = [Event("service_state", {"name": n, "state": "healthy", "since": 1.0, "at": 1.0})
+           for n in ("api", "cache", "db")]
+    for event in old:
+        hub.runtime.state.apply(event)
+    hub.runtime.submit(Outcome(events=old))
+    await hub.stop()
+
+    loaded = load_config(example(tmp_path))
+    assert loaded.config is not None
+    hub = await start_hub(tmp_path / "state")
+    services = Services(hub.runtime, loaded.config, tmp_path / "state" / "services")
+    try:
+        await services.start()
+        book = hub.runtime.state.services
+        assert [view.name for view in book.in_config_order()] == ["db", "cache", "api"]
+    finally:
+        await services.stop()
+        await hub.stop()

@@ -276,8 +276,10 @@ def seed_services(runtime: Runtime) -> None:
         {"name": "api", "state": "healthy", "pid": 4188, "port": 33795, "health": "HTTP 200",
          "restarts": 0, "reason": "cache is backoff: killed by SIGKILL", "since": T0 - 3600},
     ]
+    # in config order, as the runtime states them when it starts
     events = [Event("service_state", row | {"url": f"http://127.0.0.1:{row['port']}",
-                                            "at": T0}) for row in rows]
+                                            "at": T0, "order": order})
+              for order, row in enumerate(rows)]
     for event in events:
         runtime.state.apply(event)
     runtime.submit(Outcome(events=events))

@@ -7,8 +7,9 @@ from typing import Any
 
 from rich.text import Text
 
+from ...core.services import ServiceView
 from ...core.sessions import Session
-from ...core.text import ago
+from ...core.text import format_duration
 from ..actions import Hint
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
@@ -21,6 +22,16 @@ _SERVICE_STYLES = {"healthy": "green", "starting": "cyan", "stopping": "yellow",
                    "blocked": "red", "stopped": "dim", "disabled": "dim"}
 
 
+def service_key(view: ServiceView) -> str:
+    """A service's row key: rows sort by key, so its place in the config comes first (the
+    order `marrow-tui services` lists them in); the name is the key's last part."""
+    return f"{view.order:05d}\x1f{view.name}"
+
+
+def service_name(key: str) -> str:
+    return key.rpartition("\x1f")[2]
+
+
 class ServicesTable(KeyedTable):
     """The helper services: state, health, pid, port, uptime, restarts, and why."""
 
@@ -28,14 +39,31 @@ class ServicesTable(KeyedTable):
                ("port", "Port"), ("up", "Up"), ("restarts", "Restarts"), ("reason", "Reason"))
 
     def all_keys(self) -> Iterable[str]:
-        return sorted(self.state.services.services)
+        return [service_key(view) for view in self.state.services.in_config_order()]
+
+    def keys_of(self, names: Iterable[str]) -> list[str]:
+        """The row keys for services named (or keyed): the one each has now, and the one it
+        is shown under (the same, unless its place in the config changed)."""
+        wanted = {service_name(name) for name in names}
+        book = self.state.services.services
+        keys = {key for key in self._shown if service_name(key) in wanted}
+        keys.update(service_key(book[name]) for name in wanted if name in book)
+        return sorted(keys)
+
+    def sync(self, keys: Iterable[str]) -> None:
+        super().sync(self.keys_of(keys))
+
+    def later(self, keys: Iterable[str]) -> None:
+        super().later(self.keys_of(keys))
 
     def cells(self, key: str) -> tuple[Any, ...] | None:
-        view = self.state.services.services.get(key)
-        if view is None:
+        view = self.state.services.services.get(service_name(key))
+        if view is None or service_key(view) != key:
             return None
-        up = ago(self.clock() - view.since) if view.state == "healthy" and view.since else ""
-        return (key, Text(view.state, style=_SERVICE_STYLES.get(view.state, "")),
+        # `marrow-tui services` says it the same way
+        up = (format_duration(self.clock() - view.since)
+              if view.state == "healthy" and view.since else "")
+        return (view.name, Text(view.state, style=_SERVICE_STYLES.get(view.state, "")),
                 view.health or "", view.pid or "", view.port or "", up, view.restarts or "",
                 view.reason[:120])
 
@@ -49,6 +77,11 @@ class ServicesPane(TablePane):
         self.table = ServicesTable(self.state, console.runtime.clock, id="services-table")
         #: the graph was asked for: the next services list is shown as one
         self.want_graph = False
+
+    def selected(self) -> str | None:
+        """The selected service's name."""
+        key = super().selected()
+        return None if key is None else service_name(key)
 
     def allows(self, action: str) -> bool:
         return action == "service_graph" or self.selected() is not None
@@ -90,7 +123,7 @@ class ServicesPane(TablePane):
             self.open(name)
 
     def open(self, key: str) -> None:
-        view = self.state.services.services.get(key)
+        view = self.state.services.services.get(service_name(key))
         if view is None:
             return
         log = view.log or str(self.console.runtime.options.state_dir / "services"
