@@ -26,6 +26,7 @@ class ServicesTable(KeyedTable):
 
     COLUMNS = (("name", "Service"), ("state", "State"), ("health", "Health"), ("pid", "PID"),
                ("port", "Port"), ("up", "Up"), ("restarts", "Restarts"), ("reason", "Reason"))
+    TEXT = ("reason",)
 
     def all_keys(self) -> Iterable[str]:
         return sorted(self.state.services.services)
