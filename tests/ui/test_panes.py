@@ -246,7 +246,7 @@ async def test_at_200x50_blackboard_titles_are_whole_and_no_table_scrolls_sidewa
 
 
 async def test_an_empty_pane_folds_to_a_line_where_every_pane_is_shown() -> None:
-    app = ConsoleApp(seeded=False)
+    app = ConsoleApp(seeded=False, sessions=True)
     async with app.run_test(size=(200, 50)) as pilot:
         await filled(pilot, app)
         main = main_of(app)
@@ -260,6 +260,13 @@ async def test_an_empty_pane_folds_to_a_line_where_every_pane_is_shown() -> None
         await until(pilot, lambda: not board.has_class("-empty"))
         await pilot.pause()
         assert board.region.height > 10
+
+    # alone in its column, an empty pane keeps the column (nothing else would fill it)
+    app = ConsoleApp(seeded=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await filled(pilot, app)
+        await pilot.pause()
+        assert not main_of(app).query_one("#board-pane").has_class("-empty")
 
 
 async def test_z_gives_the_pane_the_whole_screen_and_back() -> None:

@@ -232,17 +232,24 @@ class MainScreen(Screen[None]):
             self._catch_up()
 
     def _fold(self) -> None:
-        """Where every pane is shown, an empty one (other than the chosen) takes a line."""
+        """Where several panes are shown, an empty one (other than the chosen) takes a line,
+        unless every pane of its column is empty: a column is never left blank."""
         folding = not self.has_class(f"-{SINGLE}")
-        for name, table in self.tables.items():
+        empty = {name for name, table in self.tables.items()
+                 if folding and name in self.on_screen and not table.row_count
+                 and not table.filling and not table.filter_text and name != self.pane}
+        for number in (1, 2, 3):
+            column = [name for name in self.on_screen if COLUMN[name] == number]
+            if column and all(name in empty for name in column):
+                empty.discard(max(column, key=list(self.panes).index))
+        for name in self.tables:
             box = self.query_one(f"#{name}-pane")
-            empty = (folding and not table.row_count and not table.filling
-                     and not table.filter_text and name != self.pane)
-            if empty != box.has_class("-empty"):
-                box.set_class(empty, "-empty")
+            if (name in empty) != box.has_class("-empty"):
+                folded = name in empty
+                box.set_class(folded, "-empty")
                 title = self.panes[name].title
                 self.query_one(f"#{name}-title", Label).update(
-                    f"{title} (none)" if empty else title)
+                    f"{title} (none)" if folded else title)
 
     def _catch_up(self) -> None:
         for name, table in self.tables.items():
