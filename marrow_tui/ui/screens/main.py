@@ -15,10 +15,10 @@ from typing import Any
 
 from rich.text import Text
 from textual import on
-from textual.content import Content
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
+from textual.content import Content
 from textual.events import Click, Resize
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -455,7 +455,7 @@ class MainScreen(Screen[None]):
         box.value = self.filter_of(self.pane)
         box.disabled = False
         box.add_class("-shown")
-        box.focus()
+        self.set_focus(box)  # now, not after a refresh: the next key typed is its own
 
     def action_close_filter(self) -> None:
         """Esc: the filter box closes and the pane's filter is cleared."""
