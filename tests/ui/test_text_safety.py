@@ -78,7 +78,7 @@ async def test_a_question_full_of_markup_and_escapes_is_shown_literally_and_answ
         shown = screen_text(app)
         assert f"{NAME} asks: Ship [bold red]now[/x]?" in shown
         # the Steering pane: asker, about and question as sent
-        await pilot.press("0")
+        await pilot.press("0", "z")  # zoomed: the row has the whole width
         await until(pilot, lambda: main.tables["steering"].row_count == 1)
         await pilot.pause()
         row = table_text(app, "steering")
@@ -124,7 +124,7 @@ async def test_a_bracketed_task_id_is_shown_literally_in_the_claims_pane_and_its
         await bob.send(type="checkpoint", task_id="[/x]T9",
                        checkpoint=f"step [/x] 2\n{ESC}[2Jcleared?")
         await bob.until("checkpoint_saved")
-        await pilot.press("2")
+        await pilot.press("2", "z")  # zoomed: the row has the whole width
         claims = main.tables["claims"]
         await until(pilot, lambda: "[/x]T9" in claims.keys)
         await pilot.pause()
@@ -168,7 +168,7 @@ async def test_chat_and_refusals_with_markup_reach_the_operator_literally() -> N
         main = app.main
         eve = await Agent.join(app.server.uri, NAME)
         await eve.send(type="chat", target="all", payload="hi [/x] [link=http://x]y [bold red]z")
-        await pilot.press("4")
+        await pilot.press("4", "z")  # zoomed: the line has the whole width
         log = main.activity
         await until(pilot, lambda: any("[link=http://x]y" in e.text for e in log.lines_kept))
         await pilot.pause()
@@ -219,7 +219,7 @@ async def test_runs_services_and_issues_show_file_and_output_text_literally() ->
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await filled(pilot, app)
         assert app.main is not None
-        await pilot.press("5")
+        await pilot.press("5", "z")  # zoomed: the row has the whole width
         await pilot.pause()
         assert "[bold red]built \\x1b[2J[/x]" in table_text(app, "sessions")
         assert "[agents.x] [/x] bad key [link=http://x]" in screen_text(app)

@@ -18,6 +18,7 @@ from .table import KeyedTable
 class AgentsTable(KeyedTable):
     COLUMNS = (("agent", "Agent"), ("state", "State"), ("since", "Since"), ("seen", "Seen"),
                ("claims", "Leases"), ("roles", "Roles"))
+    TEXT = ("claims", "roles")
 
     def all_keys(self) -> Iterable[str]:
         presence = self.state.presence

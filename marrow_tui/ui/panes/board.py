@@ -19,6 +19,7 @@ from .table import KeyedTable
 class BoardTable(KeyedTable):
     COLUMNS = (("task", "Task"), ("status", "Status"), ("ready", "Ready"), ("deps", "After"),
                ("owner", "Suggested"), ("title", "Title"), ("note", "Latest note"))
+    TEXT = ("title", "deps", "note")
 
     def all_keys(self) -> Iterable[str]:
         return sorted(self.state.board.tasks)

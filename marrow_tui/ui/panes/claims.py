@@ -24,6 +24,7 @@ class ClaimsTable(KeyedTable):
     # Fixed-width facts first; the scope, which can be long, last.
     COLUMNS = (("task", "Task"), ("owner", "Owner"), ("status", "Status"), ("left", "Left"),
                ("epoch", "Epoch"), ("ckpt", "Ckpt"), ("scope", "Scope"))
+    TEXT = ("scope", "status")
 
     def all_keys(self) -> Iterable[str]:
         return sorted(self.state.claims.claims)

@@ -71,6 +71,7 @@ class IssuesTable(KeyedTable):
 
     COLUMNS = (("id", "Id"), ("state", "State"), ("status", "Status"), ("attempt", "Attempt"),
                ("priority", "Priority"), ("title", "Title"))
+    TEXT = ("title", "status")
     MAX_WIDTH = 30
     _refused_of: list[dict[str, str]] | None = None
     _refused_rows: dict[str, dict[str, str]]
@@ -78,6 +79,9 @@ class IssuesTable(KeyedTable):
     @staticmethod
     def identifier(key: str | None) -> str | None:
         return None if key is None else key.rsplit("\x1f", 1)[-1]
+
+    def identity(self, key: str) -> str:
+        return key.rsplit("\x1f", 1)[-1]
 
     def _wanted(self, identifier: str) -> str | None:
         if identifier.startswith(REFUSED):

@@ -37,6 +37,7 @@ class ServicesTable(KeyedTable):
 
     COLUMNS = (("name", "Service"), ("state", "State"), ("health", "Health"), ("pid", "PID"),
                ("port", "Port"), ("up", "Up"), ("restarts", "Restarts"), ("reason", "Reason"))
+    TEXT = ("reason",)
 
     def all_keys(self) -> Iterable[str]:
         return [service_key(view) for view in self.state.services.in_config_order()]

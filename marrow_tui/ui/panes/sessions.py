@@ -64,6 +64,7 @@ class SessionsTable(KeyedTable):
     COLUMNS = (("agent", "Agent"), ("started", "Started"), ("took", "Took"),
                ("state", "State"), ("exit", "Exit"), ("line", "Last output"),
                ("session", "Session"))
+    TEXT = ("line", "agent", "session")
     MAX_WIDTH = 60
 
     def agent_names(self) -> list[str]:

@@ -33,6 +33,7 @@ class SteeringTable(KeyedTable):
 
     COLUMNS = (("id", "Id"), ("asker", "Asks"), ("waited", "Waiting"), ("about", "About"),
                ("state", "State"), ("question", "Question"))
+    TEXT = ("question", "about")
     MAX_WIDTH = 30
 
     def all_keys(self) -> Iterable[str]:
@@ -41,6 +42,9 @@ class SteeringTable(KeyedTable):
             yield steering_keys(request.id)[0]
         for request in list(book.ended.values())[-STEERING_ENDED_SHOWN:]:
             yield steering_keys(request.id)[1]
+
+    def identity(self, key: str) -> str:
+        return self.request_id(key) or key
 
     @staticmethod
     def request_id(key: str | None) -> str | None:

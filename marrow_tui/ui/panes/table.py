@@ -6,6 +6,10 @@ claims takes a moment and keeps answering keys.
 
 Cells hold agent text (names, task ids, questions, output lines): a cell is drawn as a `Text`,
 never read as markup, and its control characters are written out (`_shown_cells`).
+
+Columns fit the pane (`fit_widths`): facts keep their width, and the text columns (titles,
+messages, scopes) share what is left, so a wide terminal shows whole titles and a narrow one
+cuts them with an ellipsis before anything scrolls sideways.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ from ...core.text import printable
 from ..literal import safe_text
 
 FILL_CHUNK = 500
+#: a text column is never cut narrower than this (or its own width, if less) to make room
+TEXT_FLOOR = 8
+#: widest a text column is measured (a longer cell is cut with an ellipsis)
+TEXT_CAP = 400
+
+
+def fit_widths(natural: list[int], text: list[int], room: int, gap: int) -> list[int]:
+    """Each column's drawn width in `room` cells.
+
+    Facts keep their measured width; the text columns (`text`, by index, the most important
+    first) are cut when the row does not fit, the least important first, each down to
+    TEXT_FLOOR. Only when every one is down to it does the table overflow (and scroll
+    sideways)."""
+    widths = list(natural)
+    over = sum(widths) + gap * max(0, len(widths) - 1) - room
+    for index in reversed(text):
+        if over <= 0:
+            break
+        cut = min(over, max(0, natural[index] - TEXT_FLOOR))
+        widths[index] -= cut
+        over -= cut
+    return widths
 
 
 class KeyedTable(ScrollView):
@@ -43,9 +69,12 @@ class KeyedTable(ScrollView):
     """
 
     COLUMNS: tuple[tuple[str, str], ...] = ()
+    #: the text columns (by id, the most important first): they are drawn whole when there is
+    #: room, and cut first when there is not; without any, the last column is the one
+    TEXT: tuple[str, ...] = ()
     #: the screen drives the shown pane; a focus change would rebuild the footer
     can_focus = False
-    #: widest a column may grow (the last one is never capped: it scrolls)
+    #: widest a column of facts may grow
     MAX_WIDTH = 40
     GAP = 2
 
@@ -69,6 +98,9 @@ class KeyedTable(ScrollView):
             super().__init__()
             self.table, self.key = table, key
 
+    class Filled(Message):
+        """A fill is done: the table holds every row that matches."""
+
     class RowSelected(Message):
         def __init__(self, table: KeyedTable, key: str) -> None:
             super().__init__()
@@ -84,12 +116,16 @@ class KeyedTable(ScrollView):
         self.keys: list[str] = []
         self._shown: dict[str, tuple[Any, ...]] = {}
         self._strips: dict[str, Strip] = {}
+        #: each column's measured width, and as drawn (fitted to the pane)
         self.widths = [cell_len(label) for _, label in self.COLUMNS]
+        self.drawn = list(self.widths)
+        ids = [column for column, _ in self.COLUMNS]
+        self._text = [ids.index(column) for column in (self.TEXT or ids[-1:])]
         #: keys that changed while the table was hidden: synced when it is shown again
         self.stale: set[str] = set()
         self._highlighted: str | None = None
-        #: once the user has chosen a row, the cursor follows that row as others come and go;
-        #: before that, the top row stays selected
+        #: once the user has chosen a row (or acted on one), the cursor follows that row as
+        #: others come and go; before that, the top row stays selected
         self._pinned = False
 
     # ---- what subclasses provide ----------------------------------------------------------
@@ -109,6 +145,12 @@ class KeyedTable(ScrollView):
         return tuple(safe_text(cell) if isinstance(cell, Text)
                      else printable(cell) if isinstance(cell, str) else cell
                      for cell in cells)
+
+    def identity(self, key: str) -> str:
+        """What a row is about, whatever its key says of its state: a row whose key changes
+        with its item's state (an issue that parks, a question that ends) says so here, so
+        the cursor follows the item to its new row."""
+        return key
 
     def matches(self, cells: tuple[Any, ...]) -> bool:
         if not self.filter_text:
@@ -140,11 +182,9 @@ class KeyedTable(ScrollView):
 
     def _measure(self, cells: tuple[Any, ...]) -> bool:
         grew = False
-        last = len(self.widths) - 1
         for index, cell in enumerate(cells):
             width = cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
-            if index < last:
-                width = min(width, self.MAX_WIDTH)
+            width = min(width, TEXT_CAP if index in self._text else self.MAX_WIDTH)
             if width > self.widths[index]:
                 self.widths[index] = width
                 grew = True
@@ -154,6 +194,7 @@ class KeyedTable(ScrollView):
         """Add or change a row; True when the row set changed."""
         if self._measure(cells):
             self._strips.clear()
+            self._fit()
         else:
             self._strips.pop(key, None)
         added = key not in self._shown
@@ -175,17 +216,35 @@ class KeyedTable(ScrollView):
         elif self.cursor_row >= len(self.keys):
             self.set_reactive(KeyedTable.cursor_row, max(0, len(self.keys) - 1))
 
+    def _room(self) -> int:
+        """The width rows are drawn in: the pane's, less the scrollbar when rows overflow."""
+        width, height = self.size
+        if len(self.keys) + 1 > height:
+            width -= self.styles.scrollbar_size_vertical
+        return max(0, width)
+
+    def _fit(self) -> None:
+        drawn = fit_widths(self.widths, self._text, self._room(), self.GAP)
+        if drawn != self.drawn:
+            self.drawn = drawn
+            self._strips.clear()
+
     def _resized(self) -> None:
-        width = sum(self.widths) + self.GAP * len(self.widths)
+        self._fit()
+        width = sum(self.drawn) + self.GAP * (len(self.drawn) - 1)
         size = Size(width, len(self.keys) + 1)
         if size != self.virtual_size:  # type: ignore[has-type]
             self.virtual_size = size
         self.refresh()
         self._announce()
 
+    def on_resize(self) -> None:
+        self._resized()
+
     async def fill(self) -> None:
         """(Re)build every row; yields now and then so keys are answered meanwhile."""
         self.filling = True
+        chosen = self.selected_key if self._pinned else None
         self.keys = []
         self._shown.clear()
         self._strips.clear()
@@ -205,11 +264,16 @@ class KeyedTable(ScrollView):
         self.set_reactive(KeyedTable.cursor_row, min(self.cursor_row, max(0, len(self.keys) - 1)))
         self.filling = False
         self._resized()
+        if chosen is not None:
+            self._follow(chosen, self.keys)
+        self.post_message(self.Filled())
 
     def sync(self, keys: Iterable[str]) -> None:
         """Bring the rows for `keys` up to date: add, change or remove them."""
         shown = self._shown
-        rows_changed = False
+        chosen = self.selected_key
+        added: list[str] = []
+        dropped = False
         visible = set(self.visible_keys())
         touched = False
         for key in keys:
@@ -218,14 +282,25 @@ class KeyedTable(ScrollView):
             if cells is None or not self.matches(cells):
                 if before is not None:
                     self._drop(key)
-                    rows_changed = True
+                    dropped = True
             elif cells != before:
-                rows_changed |= self._put(key, cells)
+                if self._put(key, cells):
+                    added.append(key)
                 touched |= key in visible
-        if rows_changed:
+        if added or dropped:
             self._resized()
+            if chosen is not None and chosen not in shown:
+                self._follow(chosen, added)
         elif touched:
             self.refresh()
+
+    def _follow(self, chosen: str, candidates: Iterable[str]) -> None:
+        """The selected row's item moved to another row (its key changed): select that row."""
+        item = self.identity(chosen)
+        for key in candidates:
+            if self.identity(key) == item:
+                self.move_cursor(self.get_row_index(key))
+                return
 
     def later(self, keys: Iterable[str]) -> None:
         """Note changed keys while hidden; `catch_up` applies them when shown."""
@@ -270,10 +345,10 @@ class KeyedTable(ScrollView):
     def _render_row(self, cells: tuple[Any, ...], style: Style | None) -> Strip:
         line = Text(no_wrap=True, overflow="ellipsis", style=style or "")
         last = len(cells) - 1
-        for index, (cell, width) in enumerate(zip(cells, self.widths, strict=True)):
+        for index, (cell, width) in enumerate(zip(cells, self.drawn, strict=True)):
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+            text.truncate(width, overflow="ellipsis", pad=index < last)
             if index < last:
-                text.truncate(width, overflow="ellipsis", pad=True)
                 text.append(" " * self.GAP)
             line.append_text(text)
         return Strip(line.render(self.app.console))
@@ -315,6 +390,10 @@ class KeyedTable(ScrollView):
         key = self.selected_key
         if key is not None:
             self.post_message(self.RowSelected(self, key))
+
+    def pin(self) -> None:
+        """The operator acted on the selected row: from now on the cursor stays on it."""
+        self._pinned = True
 
     def on_click(self, event: Click) -> None:
         row = int(self.scroll_offset.y) + event.y - 1

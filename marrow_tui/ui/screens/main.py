@@ -1,8 +1,9 @@
 """The main screen: status line, the panes, and the keys.
 
-The screen is the controller. It lays the panes out, switches, filters and moves the cursor;
-an action of a pane (the action table says which) runs on that pane, and only while that pane
-is shown, unless the table says it runs anywhere.
+The screen is the controller. It lays the panes out (`layout.py` decides which are shown for
+the terminal's size), switches, filters and moves the cursor; an action of a pane (the action
+table says which) runs on that pane, and only while that pane is the chosen one, unless the
+table says it runs anywhere. Each pane keeps its own filter, named in its border while on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, Vertical
-from textual.events import Resize
+from textual.content import Content
+from textual.events import Click, Resize
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -42,9 +45,23 @@ from ..panes.services import ServicesPane
 from ..panes.sessions import SessionsPane
 from ..panes.steering import SteeringPane, steering_keys
 from ..panes.table import KeyedTable
+from .layout import COLUMN, MODES, SINGLE, mode_for, shown_panes
 
-#: a terminal at least this big shows every pane at once
-WIDE = (150, 40)
+
+class PaneTab(Label):
+    """A pane's tab: a click on it shows the pane."""
+
+    class Chosen(Message):
+        def __init__(self, pane: str) -> None:
+            super().__init__()
+            self.pane = pane
+
+    def __init__(self, text: str, pane: str) -> None:
+        super().__init__(text, id=f"tab-{pane}", classes="tab")
+        self.pane = pane
+
+    def on_click(self) -> None:
+        self.post_message(self.Chosen(self.pane))
 
 
 class StatusLine(Widget):
@@ -61,6 +78,8 @@ class MainScreen(Screen[None]):
                         key_display=a.key_display, id=a.id) for a in ACTIONS]
 
     pane: reactive[str] = reactive("claims")
+    #: one pane has the whole screen (`z`), whatever the terminal's size
+    zoomed: reactive[bool] = reactive(False)
     #: nothing on this screen takes focus by itself (the hidden filter box least of all)
     AUTO_FOCUS = None
 
@@ -76,8 +95,15 @@ class MainScreen(Screen[None]):
         self.keys = dict(keys or {})
         self.bridge: Bridge | None = None
         self.latest_alert = ""
-        #: each pane's border title as last set (the widget gives it back as markup)
+        #: each pane's border title as last set (the widget gives it back as markup), and
+        #: the error or notice it carries besides the pane's filter
         self._titles: dict[str, str] = {}
+        self._notices: dict[str, str] = {}
+        #: the panes on the screen now (`_arrange`), and the one chosen before this one
+        self.on_screen: set[str] = set()
+        self._previous = "claims"
+        #: the pane the open filter box filters
+        self._filtering = ""
         self.sessions_pane = SessionsPane(self)
         self.issues_pane = IssuesPane(self)
         self.services_pane = ServicesPane(self)
@@ -115,15 +141,23 @@ class MainScreen(Screen[None]):
         with Horizontal(id="tabs"):
             for name, pane in self.panes.items():
                 key = shown_key(BY_ID[f"pane.{name}"], self.keys)
-                yield Label(f" {key} {pane.title} ", id=f"tab-{name}", classes="tab")
+                yield PaneTab(f" {key} {pane.title} ", name)
+        # Three columns (`layout.py`): side by side from 200 columns; from 150 the first
+        # stands above the third, beside the second.
         with Container(id="panes"):
-            for name, pane in self.panes.items():
-                with Vertical(id=f"{name}-pane", classes="pane"):
-                    yield Label(pane.title, classes="pane-title")
-                    yield pane.widget
-        yield Input(placeholder="filter the pane (Enter to keep, Esc to close)", id="filter",
+            for number in (1, 2, 3):
+                yield from self._column(number)
+        yield Input(placeholder="filter the pane (Enter keeps it, Esc clears it)", id="filter",
                     disabled=True)
         yield Footer(compact=True)
+
+    def _column(self, number: int) -> ComposeResult:
+        with Vertical(id=f"column-{number}", classes="column"):
+            for name, pane in self.panes.items():
+                if COLUMN[name] == number:
+                    with Vertical(id=f"{name}-pane", classes="pane"):
+                        yield Label(pane.title, id=f"{name}-title", classes="pane-title")
+                        yield pane.widget
 
     async def on_mount(self) -> None:
         self.bridge = Bridge(self.runtime, self.post_message, self.runtime.clock)
@@ -137,7 +171,7 @@ class MainScreen(Screen[None]):
         self.set_class(bool(self._asking), "-asking")
         self.set_class(self._orchestrating, "-orchestrating")
         self.set_class(bool(self.runtime.state.services.services), "-servicing")
-        self.watch_pane(self.pane)
+        self.watch_pane(self.pane, self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
         # What was said before the console opened: the chat history's tail.
@@ -151,15 +185,71 @@ class MainScreen(Screen[None]):
             self.bridge.close()
 
     def on_resize(self, event: Resize) -> None:
-        self.set_class(event.size.width >= WIDE[0] and event.size.height >= WIDE[1], "wide")
+        self._arrange()
         self._catch_up()
 
-    def watch_pane(self, pane: str) -> None:
+    def watch_pane(self, old: str, pane: str) -> None:
+        if old != pane:
+            self._previous = old
+        if self._filtering and self._filtering != pane:
+            self._close_filter_box()
         for name in self.panes:
             self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
             self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
+        self._arrange()
         self._catch_up()
         self._hint()
+
+    def watch_zoomed(self) -> None:
+        self._arrange()
+        self._catch_up()
+
+    def present(self) -> list[str]:
+        """The panes this setup has, in tab order: all are shown once the terminal is big."""
+        state = self.runtime.state
+        has = {"steering": bool(state.steering.open),
+               "sessions": self.scheduled or bool(state.issues.workflow),
+               "issues": bool(state.issues.workflow),
+               "services": bool(state.services.services)}
+        return [name for name in self.panes if has.get(name, True)]
+
+    def _arrange(self) -> None:
+        """Show the panes the terminal has room for (a pane shown again catches up)."""
+        mode = mode_for(self.size.width, self.size.height, self.zoomed)
+        for each in MODES:
+            self.set_class(each == mode, f"-{each}")
+        before, self.on_screen = self.on_screen, shown_panes(mode, self.pane, self._previous,
+                                                             self.present())
+        for name in self.panes:
+            self.query_one(f"#{name}-pane").set_class(name in self.on_screen, "-shown")
+        for number in (1, 2, 3):
+            column = self.query_one(f"#column-{number}")
+            column.set_class(not any(COLUMN[name] == number for name in self.on_screen),
+                             "-vacant")
+            column.set_class(COLUMN[self.pane] == number, "-chosen")
+        self._fold()
+        if self.on_screen - before:
+            self._catch_up()
+
+    def _fold(self) -> None:
+        """Where several panes are shown, an empty one (other than the chosen) takes a line,
+        unless every pane of its column is empty: a column is never left blank."""
+        folding = not self.has_class(f"-{SINGLE}")
+        empty = {name for name, table in self.tables.items()
+                 if folding and name in self.on_screen and not table.row_count
+                 and not table.filling and not table.filter_text and name != self.pane}
+        for number in (1, 2, 3):
+            column = [name for name in self.on_screen if COLUMN[name] == number]
+            if column and all(name in empty for name in column):
+                empty.discard(max(column, key=list(self.panes).index))
+        for name in self.tables:
+            box = self.query_one(f"#{name}-pane")
+            if (name in empty) != box.has_class("-empty"):
+                folded = name in empty
+                box.set_class(folded, "-empty")
+                title = self.panes[name].title
+                self.query_one(f"#{name}-title", Label).update(
+                    f"{title} (none)" if folded else title)
 
     def _catch_up(self) -> None:
         for name, table in self.tables.items():
@@ -167,6 +257,10 @@ class MainScreen(Screen[None]):
                 table.catch_up()
         if self.shown("activity") and self.activity.stale:
             self.activity.refilter(self.activity.filter_text)
+
+    @on(KeyedTable.Filled)
+    def _filled(self) -> None:
+        self._fold()
 
     @on(KeyedTable.RowHighlighted)
     def _selection_moved(self) -> None:
@@ -183,11 +277,12 @@ class MainScreen(Screen[None]):
     # ---- updates from the runtime --------------------------------------------------------
 
     def shown(self, pane: str) -> bool:
-        return self.pane == pane or self.has_class("wide")
+        return pane in self.on_screen
 
     @on(Changed)
     def _changed(self, message: Changed) -> None:
         started = time.perf_counter()
+        self._arrange()  # a pane this change brings (Issues, Services, Steering) is shown
         # Panes out of sight only note what changed; they catch up when shown.
         runs = self.sessions_pane.table
         run_keys = [key for agent in sorted(message.runs) for key in runs.keys_of(agent)]
@@ -213,13 +308,14 @@ class MainScreen(Screen[None]):
             if self.bell and alert.severity != "information":
                 self.app.bell()
         self._refresh_status()
+        self._fold()
         self._hint()
         if self.bridge is not None:
             self.bridge.handled(time.perf_counter() - started)
 
     def _tick(self) -> None:
         for name in ("agents", "claims", "sessions", "steering", "issues", "services"):
-            if self.pane == name or self.has_class("wide"):
+            if self.shown(name):
                 self.tables[name].tick()
         self._refresh_status()
 
@@ -273,10 +369,26 @@ class MainScreen(Screen[None]):
         self.query_one(StatusLine).text = text
 
     def set_border_title(self, pane: str, title: str) -> None:
-        """A pane's border title, which quotes config and workflow errors: shown literally."""
-        if self._titles.get(pane) != title:
-            self._titles[pane] = title
-            self.query_one(f"#{pane}-pane").border_title = literal(title)
+        """A pane's border title, which quotes config and workflow errors: shown literally,
+        after the pane's filter while one is on."""
+        self._notices[pane] = title
+        self._show_title(pane)
+
+    def filter_of(self, pane: str) -> str:
+        table = self.tables.get(pane)
+        return table.filter_text if table is not None else self.activity.filter_text
+
+    def _show_title(self, pane: str) -> None:
+        notice, needle = self._notices.get(pane, ""), self.filter_of(pane)
+        if self._titles.get(pane) == f"{needle}\0{notice}":
+            return
+        self._titles[pane] = f"{needle}\0{notice}"
+        title = literal(notice)
+        if needle:
+            shown = Content.assemble((f"filter {printable(needle)!r}", "bold $accent"),
+                                     (" (esc clears)", "$text-muted"))
+            title = shown + "  " + title if notice else shown
+        self.query_one(f"#{pane}-pane").border_title = title
 
     def toast(self, text: str, *, severity: SeverityLevel = "information",
               timeout: float | None = None) -> None:
@@ -288,7 +400,9 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "close_filter":
-            return self.query_one("#filter").has_class("-shown")
+            return bool(self._filtering or self.filter_of(self.pane))
+        if action == "cycle":
+            return not self._filtering
         owner = BY_NAME.get(action)
         if owner is None:
             return True
@@ -298,6 +412,28 @@ class MainScreen(Screen[None]):
 
     def action_pane(self, pane: str) -> None:
         self.pane = pane
+
+    def action_zoom(self) -> None:
+        self.zoomed = not self.zoomed
+
+    def action_cycle(self, step: int) -> None:
+        """The next (or previous) pane of this setup, in tab order."""
+        present = self.present()
+        names = [name for name in self.panes if name in present or name == self.pane]
+        self.pane = names[(names.index(self.pane) + step) % len(names)]
+
+    @on(PaneTab.Chosen)
+    def _tab_clicked(self, event: PaneTab.Chosen) -> None:
+        self.pane = event.pane
+
+    def on_click(self, event: Click) -> None:
+        """A click in a pane makes it the chosen one (a click on a row also selects it)."""
+        node = event.widget
+        while node is not None and node is not self:
+            if node.has_class("pane") and node.id:
+                self.pane = node.id.removesuffix("-pane")
+                return
+            node = node.parent
 
     def show_row(self, pane: str, key: str) -> None:
         """Switch to a pane and select a row of it (once the switch has been drawn)."""
@@ -313,17 +449,38 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(select)
 
     def action_filter(self) -> None:
+        """The filter box, for the chosen pane, holding that pane's own filter."""
+        self._filtering = self.pane
         box = self.query_one("#filter", Input)
+        box.value = self.filter_of(self.pane)
         box.disabled = False
         box.add_class("-shown")
-        box.focus()
+        self.set_focus(box)  # now, not after a refresh: the next key typed is its own
 
     def action_close_filter(self) -> None:
+        """Esc: the filter box closes and the pane's filter is cleared."""
+        self._apply_filter(self._filtering or self.pane, "")
+        self._close_filter_box()
+
+    def _close_filter_box(self) -> None:
+        self._filtering = ""
         box = self.query_one("#filter", Input)
         box.remove_class("-shown")
         box.disabled = True
         self.set_focus(None)
-        self.watch_pane(self.pane)
+        self._hint()
+
+    def _apply_filter(self, pane: str, text: str) -> None:
+        if text == self.filter_of(pane):
+            return
+        if pane == "activity":
+            self.activity.refilter(text)
+        else:
+            table = self.tables[pane]
+            table.filter_text = text
+            self.run_worker(table.fill(), group=f"fill-{pane}", exclusive=True,
+                            exit_on_error=False)
+        self._show_title(pane)
 
     def action_move(self, step: int) -> None:
         table = self.tables.get(self.pane)
@@ -365,17 +522,12 @@ class MainScreen(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        if self.pane == "activity":
-            self.activity.refilter(event.value)
-            return
-        table = self.tables[self.pane]
-        table.filter_text = event.value
-        self.run_worker(table.fill(), group=f"fill-{self.pane}", exclusive=True,
-                        exit_on_error=False)
+        if self._filtering:
+            self._apply_filter(self._filtering, event.value)
 
     @on(Input.Submitted, "#filter")
     def _filter_kept(self) -> None:
-        self.action_close_filter()
+        self._close_filter_box()
 
     def action_help(self) -> None:
         state = self.runtime.state
@@ -422,6 +574,9 @@ class MainScreen(Screen[None]):
 
 def _pane_action(action: Action) -> Callable[[MainScreen], None]:
     def run(screen: MainScreen) -> None:
+        table = screen.tables.get(action.pane)
+        if table is not None and screen.pane == action.pane:
+            table.pin()  # acted on: the cursor stays on this row as rows move
         getattr(screen.panes[action.pane], action.name)()
 
     run.__doc__ = action.description
