@@ -50,9 +50,12 @@ from ..agent_session import (
 from ..config.model import AgentConfig
 from ..core.aio import within
 from ..core.events import Event, Refusal
+from ..core.orchestration import asks_for
+from ..core.steering import Request
 from ..hub.secrets import agent_key
 from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
 from ..protocol.frames import Call, text_field
+from ..protocol.steering import push_end
 from ..runtime import Producer
 from ..scheduler.runner import (
     RunResult,
@@ -653,7 +656,7 @@ class Orchestrator(Producer):
     def _end_questions(self, issue: Issue) -> None:
         """Cancel the questions an issue's runs left open (answers would reach no one)."""
         for request in list(self.runtime.state.steering.open.values()):
-            if _asks_for(request, issue.identifier):
+            if asks_for(request, issue.identifier):
                 self.runtime.handle("orchestrator", {"type": "steer_cancel",
                                                      "id": request.id}, None, operator=True)
 
@@ -846,7 +849,7 @@ class Orchestrator(Producer):
         for entry in list(self.running.values()):
             workflow = entry.workflow
             if workflow.agent.protocol == "acp":  # its session keeps its own clocks
-                waiting = any(_asks_for(r, entry.issue.identifier) for r in open_requests)
+                waiting = any(asks_for(r, entry.issue.identifier) for r in open_requests)
                 self._status(entry.issue, "waiting" if waiting else "running",
                              session=entry.session, attempt=entry.attempt or 0)
                 continue
@@ -863,7 +866,7 @@ class Orchestrator(Producer):
                         "last_line": line}))
             shown = {"session": entry.session, "attempt": entry.attempt or 0}
             limit = workflow.agent.prompt_timeout_ms / 1000
-            if any(_asks_for(r, entry.issue.identifier) for r in open_requests):
+            if any(asks_for(r, entry.issue.identifier) for r in open_requests):
                 entry.last_output = now
                 entry.waited += WATCH_EVERY
                 self._status(entry.issue, "waiting", **shown)
@@ -1062,17 +1065,65 @@ class Orchestrator(Producer):
                    identifier=issue.identifier)
 
     def _verb_cancel(self, call: Call) -> None:
+        """Stop an issue's run and park the issue until it is retried. The issue is named by
+        `identifier`, or by `request`: an open question of one of its runs, cancelled with it
+        (the work stops, instead of the agent failing on the cancel and being run again only
+        to ask again)."""
+        if text_field(call.frame, "request").strip():
+            self._cancel_asking(call)
+            return
         issue = self._operator_issue(call)
         if issue is None:
             return
+        self._cancel_issue(issue)
+        call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
+                   identifier=issue.identifier)
+
+    def _cancel_issue(self, issue: Issue) -> None:
         entry = self.running.get(issue.id)
         self.retries.pop(issue.id, None)
         if entry is not None:
             self._cancel_run(entry)
         else:
             self._park(issue, "cancelled by the operator", operator=True)
-        call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
-                   identifier=issue.identifier)
+
+    def _cancel_asking(self, call: Call) -> None:
+        """`issue_cancel` by request: park the issue whose run asked it, then cancel it."""
+        if not self._operator_only(call):
+            return
+        request_id = text_field(call.frame, "request").strip()
+        request = self.runtime.state.steering.get(request_id)
+        if request is None:
+            call.deny("error", Refusal("unknown_request", f"No steering request "
+                                                          f"'{request_id}'."), id=request_id)
+            return
+        if not request.open:
+            call.deny("error", Refusal("not_open", f"Request {request_id} is already "
+                                                   f"{request.state}; nothing was cancelled."),
+                      id=request_id)
+            return
+        issue = self._issue_asking(request)
+        if issue is None:
+            call.deny("error", Refusal("not_an_issue", f"{request_id} was not asked by an "
+                                                       "issue's run; cancel it without "
+                                                       "parking."), id=request_id)
+            return
+        self._cancel_issue(issue)  # parked first: the run ending on the cancel is no failure
+        decided = self.runtime.state.steering.decide_cancel(request_id, call.sender,
+                                                            self.clock(), operator=True)
+        if isinstance(decided, Event):
+            call.emit(decided)
+            push_end(call, request_id)
+        call.reply("issue_cancelling", f"Cancelled {request_id}; {issue.identifier} is "
+                   "parked until you retry it.", identifier=issue.identifier, id=request_id)
+
+    def _issue_asking(self, request: Request) -> Issue | None:
+        """The issue whose run asked `request`: a running one first, else any in the tracker."""
+        for entry in self.running.values():
+            if asks_for(request, entry.issue.identifier):
+                return entry.issue
+        scanned = self.last_scan.issues if self.last_scan is not None else []
+        return next((i for i in scanned if asks_for(request, i.identifier)), None)
 
     def _cancel_run(self, entry: _Running) -> str:
         """Stop an issue's run for the operator: its issue is parked until retried."""
@@ -1199,13 +1250,6 @@ def _size(*paths: Path) -> int:
         with contextlib.suppress(OSError):
             total += path.stat().st_size
     return total
-
-
-def _asks_for(request: Any, identifier: str) -> bool:
-    """Whether a steering request comes from this issue's runs (its shell commands ask as
-    the issue, its MCP server as `<issue>/mcp`, and both name the issue)."""
-    return (request.asker == identifier or request.asker.startswith(identifier + "/")
-            or request.task_id == identifier)
 
 
 def vars_of(view: Any) -> dict[str, Any]:

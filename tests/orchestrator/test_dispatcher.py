@@ -229,3 +229,66 @@ async def test_a_parked_issue_resumes_when_its_file_changes(tmp_path: Path,
     os.utime(file, (clock.now + 5, clock.now + 5))
     await run.tick()
     await run.until(lambda: len(run.ended("L-1")) == 3)
+
+
+ASKS = (f'answer=$({MARROW} ask "Which colour?" --choices red,blue) || exit 1\n'
+        f'{MARROW} done --title "painted $answer" --summary done\n')
+
+
+async def test_a_retry_after_a_cancel_asks_afresh(tmp_path: Path, make: Any) -> None:
+    """The operator cancels an issue whose run waits on a question, then retries it: the
+    question the cancel ended (never received: its run was gone) is not handed to the retry,
+    which asks again and waits instead of failing at once and costing an attempt."""
+    issue(tmp_path, "Todo", "M-1", "asks, is cancelled, is retried")
+    run = await make(workflow(tmp_path, ASKS))
+    ops = run.hub.runtime.join("operator/test", lambda frame: None)
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [first] = await run.until(lambda: list(book.open.values()))
+    ops.send(type="issue_cancel", identifier="M-1")
+    [stopped] = await run.until(lambda: run.ended("M-1"))
+    assert stopped.reason == "cancelled by the operator"
+    assert book.get(first.id).state == "cancelled"  # type: ignore[union-attr]
+    ops.send(type="issue_retry", identifier="M-1")
+    await run.tick()
+    [again] = await run.until(lambda: list(book.open.values()))
+    assert again.id != first.id and again.key == first.key
+    assert run.ended("M-1") == [stopped] and "M-1" not in run.orchestrator.retries
+    ops.send(type="steer_answer", id=again.id, answer="blue")
+    await run.until(lambda: len(run.ended("M-1")) == 2)
+    assert run.ended("M-1")[-1].reason == "marked done: painted blue"
+
+
+async def test_cancelling_a_question_can_park_its_issue(tmp_path: Path, make: Any) -> None:
+    """`issue_cancel` naming a question: the question ends cancelled and its issue is parked,
+    so the agent is not run again 10 s later only to ask again. A question no issue asked,
+    or one already over, is refused and changes nothing."""
+    issue(tmp_path, "Todo", "N-1", "asks, then the operator stops it")
+    run = await make(workflow(tmp_path, ASKS))
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [request] = await run.until(lambda: list(book.open.values()))
+    run.hub.runtime.handle("cli/someone", {"type": "steer_ask", "question": "Lunch?"}, None)
+    [mine] = [r for r in book.open.values() if r.asker == "cli/someone"]
+    async def cancel(request_id: str) -> dict[str, Any]:
+        heard = len(replies)
+        ops.send(type="issue_cancel", request=request_id)
+        await run.until(lambda: len(replies) > heard)
+        return replies[-1]
+
+    for wrong, code in ((mine.id, "not_an_issue"), ("S99", "unknown_request")):
+        refused = await cancel(wrong)
+        assert (refused["type"], refused["error_code"]) == ("error", code), refused
+    assert mine.open and request.open and not run.hub.runtime.state.issues.parked
+
+    cancelling = await cancel(request.id)
+    assert (cancelling["type"], cancelling["identifier"]) == ("issue_cancelling", "N-1")
+    assert book.get(request.id).state == "cancelled"  # type: ignore[union-attr]
+    [stopped] = await run.until(lambda: run.ended("N-1"))
+    assert stopped.reason == "cancelled by the operator"
+    assert "N-1" in run.hub.runtime.state.issues.parked
+    assert "N-1" not in run.orchestrator.retries
+    assert run.hub.runtime.state.issues.issues["N-1"].status == "parked"
+    assert (await cancel(request.id))["error_code"] == "not_open"
