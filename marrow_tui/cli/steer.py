@@ -89,6 +89,9 @@ def register(sub: SubParsers) -> None:
     p.add_argument("id", nargs="?", default="", metavar="ID",
                    help="the request to cancel")
     p.add_argument("--all", action="store_true", help="also the recently ended ones")
+    p.add_argument("--park", action="store_true",
+                   help="with cancel: also stop the issue whose run asked it and park it "
+                        "until it is retried (its agent is not run again only to ask again)")
     add_hub_options(p)
     p.set_defaults(func=cmd_steering)
 
@@ -222,10 +225,17 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
 
 def cmd_steering(args: argparse.Namespace) -> int:
     if args.action == "list":
+        if args.park:
+            print("marrow-tui: --park goes with `steering cancel ID`", file=sys.stderr)
+            return EXIT_USAGE
         return run(args, _do_list, render_requests)
     if not args.id.strip():
         print("marrow-tui: steering cancel needs the request ID", file=sys.stderr)
         return EXIT_USAGE
+    if args.park:
+        return run(args, lambda hub, a: hub.issue_cancel(request=a.id.strip()),
+                   lambda f, a: f"cancelled {f.get('id')}; {f.get('identifier')} is parked "
+                                "until it is retried")
     return run(args, lambda hub, a: hub.steer_cancel(a.id.strip()),
                        lambda f, a: f"cancelled {f.get('id')}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from marrow_tui.orchestrator.dispatcher import Orchestrator
 
 from tests.support.hub import WAIT, FakeClock, start_hub
+from tests.support.hubproc import clean_env
 from tests.support.orchestrator import MARROW, Running, issue, make, workflow  # noqa: F401 (make: a fixture)
 
 async def test_an_issue_runs_is_marked_done_and_unblocks_the_next(tmp_path: Path,
@@ -292,3 +294,33 @@ async def test_cancelling_a_question_can_park_its_issue(tmp_path: Path, make: An
     assert "N-1" not in run.orchestrator.retries
     assert run.hub.runtime.state.issues.issues["N-1"].status == "parked"
     assert (await cancel(request.id))["error_code"] == "not_open"
+
+
+async def test_steering_cancel_park_from_the_command_line(tmp_path: Path, make: Any) -> None:
+    """`marrow-tui steering cancel ID --park`, a real process with the operator token from
+    the state dir: the question is cancelled and the issue that asked it parked."""
+    issue(tmp_path, "Todo", "P-1", "asks, then is parked from a shell")
+    run = await make(workflow(tmp_path, ASKS))
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [request] = await run.until(lambda: list(book.open.values()))
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "marrow_tui", "steering", *args, "--uri", run.hub.uri,
+            "--state-dir", str(run.hub.state_dir), "--name", "cli/ann",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=clean_env())
+        out, err = await asyncio.wait_for(process.communicate(), WAIT * 2)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    code, _, err = await cli("--park")
+    assert (code, err) == (2, "marrow-tui: --park goes with `steering cancel ID`\n")
+    code, out, err = await cli("cancel", request.id, "--park")
+    assert code == 0, err
+    assert out == f"cancelled {request.id}; P-1 is parked until it is retried\n"
+    [stopped] = await run.until(lambda: run.ended("P-1"))
+    assert stopped.reason == "cancelled by the operator"
+    assert run.hub.runtime.state.issues.issues["P-1"].status == "parked"
+    code, _, err = await cli("cancel", request.id, "--park")
+    assert code == 1 and f"Request {request.id} is already cancelled" in err
