@@ -53,6 +53,7 @@ from ..core.events import Event, Refusal
 from ..core.orchestration import asks_for
 from ..core.steering import Request
 from ..hub.secrets import agent_key
+from ..own_command import after_profile, run_environment, write_own_command
 from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
 from ..protocol.frames import Call, text_field
 from ..protocol.steering import push_end
@@ -177,6 +178,8 @@ class Orchestrator(Producer):
         self._last_scan_dones = 0
         #: set on stop: the file watches end (their threads would keep the loop from closing)
         self._watch_stop = asyncio.Event()
+        #: the `marrow-tui` the runs call (see own_command.py); written at start
+        self.own_command: Path | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -193,6 +196,7 @@ class Orchestrator(Producer):
                               ("issue_remove_workspace", self._verb_remove_workspace)):
             decider.register(verb, self._serving(handler))
         live_sessions(self.runtime)  # the operator's prompt and cancel verbs, served
+        self.own_command = write_own_command(self.runtime.options.state_dir)
         # What the operator cancelled stays cancelled across a restart.
         self.parked.update(self.runtime.state.issues.parked)
         self.reload()
@@ -664,7 +668,8 @@ class Orchestrator(Producer):
         command = workflow.agent.command or ""
         return AgentConfig(
             name=entry.issue.identifier,
-            agent_command=shlex.join([workflow.agent.shell, "-lc", command]),
+            agent_command=shlex.join([workflow.agent.shell, "-lc",
+                                      after_profile(command, self.own_command)]),
             workspace=entry.workspace,
             heartbeat_timeout=max(0, workflow.agent.prompt_timeout_ms // 1000),
             prompt=workflow.agent.prompt if workflow.agent.prompt in ("stdin", "argv", "file")
@@ -693,7 +698,7 @@ class Orchestrator(Producer):
         issue's `<issue>/mcp`) is in its session, so it can ask, claim and mark_done."""
         agent = workflow.agent
         logs = self._logs(workflow)
-        argv = launch_argv(agent.command or "", agent.shell)
+        argv = launch_argv(agent.command or "", agent.shell, self.own_command)
         session = AgentSession(
             self.runtime, self._emit, session=entry.session, agent=entry.issue.identifier,
             task_id=entry.issue.identifier, command=argv, workspace=entry.workspace,
@@ -736,14 +741,12 @@ class Orchestrator(Producer):
         env["MARROW_AGENT_KEY"] = agent_key(self.runtime.options.state_dir,
                                             entry.issue.identifier)
         env["MARROW_OPERATOR_TOKEN"] = ""
-        # A login shell (`bash -lc`) may set PATH afresh, dropping this virtualenv's folder:
-        # say outright which Python and marrow-tui run this orchestrator.
+        # The Python and the marrow-tui that run this orchestrator, whatever PATH holds (the
+        # agent's shell also puts the folder back after its profile: see _agent).
         env["PYTHON"] = sys.executable
-        env["MARROW_TUI"] = shlex.join([sys.executable, "-m", "marrow_tui"])
-        ours = str(Path(sys.executable).parent)
-        path = os.environ.get("PATH", "")
-        if ours not in path.split(os.pathsep):
-            env["PATH"] = os.pathsep.join(p for p in (path, ours) if p)
+        if self.own_command is not None:
+            env.update(run_environment(self.own_command, workflow.agent.env.get(
+                "PATH", os.environ.get("PATH", ""))))
         return env
 
     async def _hook(self, workflow: Workflow, name: str, entry: _Running,
@@ -759,7 +762,8 @@ class Orchestrator(Producer):
         output = Capture(HOOK_OUTPUT, tail=True)
         # Each of SIGTERM and SIGKILL gets half of KILL_WAIT to end the hook and its output.
         run = await run_bounded(
-            ["sh", "-lc", script], out=output, cwd=entry.workspace,
+            ["sh", "-lc", after_profile(script, self.own_command)], out=output,
+            cwd=entry.workspace,
             env={**os.environ, **env, "SYMPHONY_HOOK": name}, timeout=timeout,
             stop=entry.stop if fatal else None, until_output_ends=True,
             grace=KILL_WAIT / 2, kill_wait=KILL_WAIT / 2, end_leftovers=False)

@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 
 from marrow_tui.orchestrator.dispatcher import Orchestrator
 
 from tests.support.hub import WAIT, FakeClock, start_hub
 from tests.support.hubproc import clean_env
+from tests.support.login_shell import DECOY, profile_resets_path
 from tests.support.orchestrator import MARROW, Running, issue, make, workflow  # noqa: F401 (make: a fixture)
 
 async def test_an_issue_runs_is_marked_done_and_unblocks_the_next(tmp_path: Path,
@@ -324,3 +326,20 @@ async def test_steering_cancel_park_from_the_command_line(tmp_path: Path, make: 
     assert run.hub.runtime.state.issues.issues["P-1"].status == "parked"
     code, _, err = await cli("cancel", request.id, "--park")
     assert code == 1 and f"Request {request.id} is already cancelled" in err
+
+
+async def test_a_run_calls_this_marrow_tui_whatever_its_login_shell_does(
+        tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """agent.command runs under `bash -lc`, whose profile here sets PATH afresh with another
+    marrow-tui first: the run still finds this one by name, and $MARROW_TUI is it."""
+    profile_resets_path(tmp_path / "home")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    issue(tmp_path, "Todo", "Q-1", "calls marrow-tui by name")
+    run = await make(workflow(
+        tmp_path, 'test "$(command -v marrow-tui)" = "$MARROW_TUI" || exit 4\n'
+                  'marrow-tui done --title "found it" --summary "by its name"\n'))
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("Q-1"))
+    assert (ended.state, ended.reason) == ("ok", "marked done: found it")
+    [stderr] = (tmp_path / "ws" / ".logs").glob("Q-1-*.stderr.log")
+    assert DECOY not in stderr.read_text()
