@@ -37,7 +37,8 @@ class CancelQuestionModal(ModalScreen[CancelChoice]):
             yield Label(literal(f"Cancel {self.request_id}?"), classes="title")
             yield Static(literal(
                 f"{self.asker} stops waiting and is told the question was cancelled, with "
-                f"no answer. Issue {self.issue} then usually runs again and asks again.\n\n"
+                "no answer. An agent that cannot go on without it fails, and issue "
+                f"{self.issue} runs again after the backoff and asks again.\n\n"
                 f"Park (p) also stops issue {self.issue}'s run: it is not run again until "
                 "you retry it (R in Issues).", lines=True), classes="body")
             with Horizontal(classes="buttons"):
