@@ -25,6 +25,7 @@ from .core.acp import PROGRAM_ENV, PermissionPolicy, choose_option
 from .core.events import Event, Refusal
 from .core.steering import Request
 from .core.text import format_duration, one_line
+from .own_command import after_profile
 from .proc import leader_fields, simple_command, stop_tagged
 from .protocol.frames import Call, text_field
 from .runtime import Runtime
@@ -52,12 +53,12 @@ CONTINUATION = (
     "call the mark_done tool.")
 
 
-def launch_argv(command: str, shell: str = "bash") -> list[str]:
+def launch_argv(command: str, shell: str = "bash", own_command: Path | None = None) -> list[str]:
     """How to start an agent: one plain command directly (so a missing program is named
     with the PATH searched), anything a shell would change (syntax, `$VAR`, `~`, globs) under
-    `shell -lc`."""
+    `shell -lc`, which puts `own_command`'s folder first on PATH again after the profile."""
     plain = simple_command(command) and not any(c in command for c in SHELL_EXPANDS)
-    return shlex.split(command) if plain else [shell, "-lc", command]
+    return shlex.split(command) if plain else [shell, "-lc", after_profile(command, own_command)]
 
 
 def agent_environment(identity: Mapping[str, str], extra: Mapping[str, str],

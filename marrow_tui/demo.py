@@ -11,8 +11,10 @@ Headless mode and the console both use :class:`DemoTeam` the same way: ``await s
 hub listens, ``await stop()`` before it closes. Beside the team, the demo runs an issue
 workflow whose agent speaks ACP (``examples/demo_team/acp``, copied by :func:`demo_workflow`
 into the demo's state folder, so the example itself is never changed): its live transcript and
-its permission request show in the console as a real coding agent's would. Nothing here
-imports Textual or Rich.
+its permission request show in the console as a real coding agent's would. And a scheduled
+agent (``examples/demo_team/reporter``, copied by :func:`demo_config`) runs once a minute and
+asks the operator a question, so the Sessions and Steering panes have a heartbeat's runs and
+a person's decision in them. Nothing here imports Textual or Rich.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ AGENT_SCRIPT: Final = Path(__file__).resolve().parents[1] / "examples" / "demo_t
 
 ACP_EXAMPLE: Final = AGENT_SCRIPT.parent / "acp"
 """The ACP workflow the demo runs (its WORKFLOW.md, an issue and a scripted ACP agent)."""
+
+REPORTER_EXAMPLE: Final = AGENT_SCRIPT.parent / "reporter"
+"""The scheduled agent the demo runs (its marrow.toml and a script that asks the operator)."""
 
 DEFAULT_NAMES: Final = ("demo/planner", "demo/alice", "demo/bob", "demo/carol")
 """The first name is the planner, the others are builders; the full story needs three."""
@@ -178,15 +183,24 @@ def demo_workflow(state_dir: Path, example: Path = ACP_EXAMPLE) -> Path:
     The copy is made once: a demo started again on the same state folder finds its issues
     where it left them. The example's own folder is only read.
     """
-    if not (example / "WORKFLOW.md").is_file():
+    return _copy_once(example, Path(state_dir) / "acp-demo", "WORKFLOW.md")
+
+
+def demo_config(state_dir: Path, example: Path = REPORTER_EXAMPLE) -> Path:
+    """The marrow.toml of the demo's own copy of its scheduled agent, in `state_dir` (made
+    once, like the workflow's: the example's folder is only read)."""
+    return _copy_once(example, Path(state_dir) / "reporter-demo", "marrow.toml")
+
+
+def _copy_once(example: Path, copy: Path, name: str) -> Path:
+    if not (example / name).is_file():
         raise DemoUnavailable(
-            f"the demo needs a source checkout of marrow-tui: {example / 'WORKFLOW.md'} is "
+            f"the demo needs a source checkout of marrow-tui: {example / name} is "
             "missing (clone the repository and run `pip install -e .` from it)")
-    copy = Path(state_dir) / "acp-demo"
-    if not (copy / "WORKFLOW.md").is_file():
+    if not (copy / name).is_file():
         shutil.copytree(example, copy, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(".symphony", ".marrow", "__pycache__"))
-    return copy / "WORKFLOW.md"
+    return copy / name
 
 
 def _pace(pace: float | None) -> float:

@@ -20,6 +20,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "runtime": frozenset({"core", "protocol", "store", "proc", "runtime"}),
     "config": frozenset({"core", "config", "userfile"}),
     "rotating": frozenset({"rotating"}),
+    # the marrow-tui a run calls: a leaf the producers and agent_session use
+    "own_command": frozenset({"own_command"}),
     # the MCP server talks to a hub like any agent: the client library, never the CLI's modules
     "mcp": frozenset({"", "core", "hub", "mcp"}),
     # the agent clients sit under the producers that will run them

@@ -78,11 +78,17 @@ def register(sub: SubParsers) -> None:
                     "post progress, hand off and finish, over and over. Beside them, an issue "
                     "is worked by a scripted coding agent over ACP: its transcript is live in "
                     "the Sessions pane (Enter), and it asks you before it runs the tests "
-                    "(Steering pane, a). --workflow runs yours instead.")
+                    "(Steering pane, a); a scheduled agent runs once a minute and asks you "
+                    "whether to post the board's summary. --workflow and --config run yours "
+                    "instead. Without --state-dir the state goes to a new temporary folder, "
+                    "named at start and removed at exit (--keep keeps it).")
     add_runtime_options(demo)
     demo.add_argument("--pace", type=duration_or_zero, default=None, metavar="DURATION",
                       help="time between the agents' steps: 1, 0.5, 2s (default 1s; "
                            "0 = as fast as possible)")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the demo's temporary state folder at exit (it is removed "
+                           "otherwise; a --state-dir you give is never removed)")
     demo.set_defaults(func=lambda a: run(a, demo=True))
 
 
@@ -101,7 +107,42 @@ def runtime_options(args: argparse.Namespace, state_dir: Path) -> RuntimeOptions
 
 
 def run(args: argparse.Namespace, demo: bool = False) -> int:
-    """Start the runtime and hub with the console, or headless with `--no-ui`."""
+    """Start the runtime and hub with the console, or headless with `--no-ui`. A demo without
+    --state-dir gets a new temporary folder: said where at start, removed at exit unless
+    --keep (only that folder: one the operator named is theirs)."""
+    made: Path | None = None
+    keep = bool(getattr(args, "keep", False))
+    if demo and args.state_dir is None:
+        # The demo never writes into the operator's real state: a fresh folder each time.
+        import tempfile
+
+        made = args.state_dir = Path(tempfile.mkdtemp(prefix="marrow-demo-"))
+        print(f"marrow-tui: the demo's state folder is {made} (" + (
+            "kept at exit" if keep else "removed at exit; --keep keeps it") + ")",
+            file=sys.stderr, flush=True)
+    try:
+        return _run(args, demo)
+    finally:
+        if made is not None:
+            _leave_demo_state(made, keep)
+
+
+def _leave_demo_state(folder: Path, keep: bool) -> None:
+    import shutil
+
+    if keep:
+        print(f"marrow-tui: the demo's state is kept in {folder}", file=sys.stderr)
+        return
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        print(f"marrow-tui: could not remove the demo's state folder {folder}: {exc}",
+              file=sys.stderr)
+        return
+    print(f"marrow-tui: removed the demo's state folder {folder}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace, demo: bool) -> int:
     import asyncio
     import logging
 
@@ -115,13 +156,16 @@ def run(args: argparse.Namespace, demo: bool = False) -> int:
     )
     if demo and getattr(args, "pace", None) is not None:
         os.environ["MARROW_DEMO_PACE"] = str(max(0.0, args.pace))
-    if demo and args.state_dir is None:
-        # The demo never writes into the operator's real state: a fresh folder each time.
-        import tempfile
-
-        args.state_dir = Path(tempfile.mkdtemp(prefix="marrow-demo-"))
     config = None
     path = None if demo and args.config is None else config_path(args)
+    if demo and args.config is None:
+        from marrow_tui.demo import demo_config
+
+        try:  # the demo's scheduled agent, in its own state folder
+            path = demo_config(args.state_dir)
+        except (ConfigError, OSError) as exc:
+            print(f"marrow-tui: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if path is not None:
         config = load_or_report(path)
         if config is None:

@@ -103,6 +103,9 @@ def register(sub: SubParsers) -> None:
     p.add_argument("id", nargs="?", default="", metavar="ID",
                    help="the request to cancel")
     p.add_argument("--all", action="store_true", help="also the recently ended ones")
+    p.add_argument("--park", action="store_true",
+                   help="with cancel: also stop the issue whose run asked it and park it "
+                        "until it is retried (its agent is not run again only to ask again)")
     add_hub_options(p)
     p.set_defaults(func=cmd_steering)
 
@@ -234,10 +237,17 @@ async def _ask(args: argparse.Namespace, key: str, options: dict[str, Any],
 
 def cmd_steering(args: argparse.Namespace) -> int:
     if args.action == "list":
+        if args.park:
+            return usage_error(args, "--park goes with `steering cancel ID`")
         return run(args, _do_list, render_requests,
                    lambda frame: {"requests": list(frame.get("requests") or [])})
     if not args.id.strip():
         return usage_error(args, "steering cancel needs the request ID")
+    if args.park:
+        return run(args, lambda hub, a: hub.issue_cancel(request=a.id.strip()),
+                   lambda f, a: f"cancelled {f.get('id')}; {f.get('identifier')} is parked "
+                                "until it is retried",
+                   lambda frame: pick(frame, "id", "identifier"))
     return run(args, lambda hub, a: hub.steer_cancel(a.id.strip()),
                lambda f, a: f"cancelled {f.get('id')}", lambda frame: pick(frame, "id"))
 

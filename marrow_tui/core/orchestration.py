@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
+from .steering import Request
 
 #: finished issues remembered for the console (the log keeps every `issue_done`)
 DONE_KEPT = 200
@@ -23,6 +24,13 @@ REFUSED = "refused:"
 def refused_id(path: str) -> str:
     """A refused file's row id: stable, and safe whatever bytes its name holds."""
     return REFUSED + hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def asks_for(request: Request, identifier: str) -> bool:
+    """Whether a steering request comes from an issue's runs (its shell commands ask as the
+    issue, its MCP server as `<issue>/mcp`, and both name the issue)."""
+    return (request.asker == identifier or request.asker.startswith(identifier + "/")
+            or request.task_id == identifier)
 
 
 @dataclass(slots=True)
@@ -56,6 +64,14 @@ class IssueBook:
     #: identifier -> {identifier, path, lost}: a workspace kept because removing it would
     #: lose git work; it goes when the operator confirms (`issue_remove_workspace`)
     kept: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def issue_asking(self, request: Request) -> IssueView | None:
+        """The tracked issue whose runs asked `request`, when there is one (cancelling it may
+        park the issue, so its agent is not run again only to ask again)."""
+        for view in self.issues.values():
+            if asks_for(request, view.identifier):
+                return view
+        return None
 
     def apply(self, event: Event) -> None:
         d = event.data

@@ -93,19 +93,27 @@ class SteeringBook:
                session: str = "") -> Request | None:
         """The asker's request with this key that a new ask with it stands for.
 
-        Open, or ended but not yet received: whoever asks with the key (a run started again
-        after a restart picks its question up). Received: only by the same session within
-        REUSE_WINDOW of receiving it (a retry whose first try was cut off after the answer
-        arrived); otherwise the same key asks afresh. With no `now`, the newest request with
-        the key, whatever its state (a lookup, not an ask).
+        Open, or ended with an answer not yet received: whoever asks with the key (a run
+        started again after a restart picks its question up, and the answer given meanwhile).
+        Ended without an answer (cancelled, or timed out with no default) and not received:
+        only by the session that asked it; another run of the same issue or agent asks afresh,
+        since a stale "no" would fail a run that was never told anything (the operator who
+        cancelled an issue's question and retried the issue wants it asked again). Received:
+        only by the same session within REUSE_WINDOW of receiving it (a retry whose first try
+        was cut off after the answer arrived); otherwise the same key asks afresh. With no
+        `now`, the newest request with the key, whatever its state (a lookup, not an ask).
         """
         if not key:
             return None
         for request in (*self.open.values(), *reversed(self.ended.values())):
             if request.asker != asker or request.key != key:
                 continue
-            if now is None or request.open or not request.delivered:
+            if now is None or request.open:
                 return request
+            if not request.delivered:
+                if request.answer is not None or request.session == session:
+                    return request
+                continue
             received = request.delivered_at if request.delivered_at is not None else (
                 request.ended if request.ended is not None else now)
             if session and request.session == session and now - received <= REUSE_WINDOW:

@@ -755,6 +755,18 @@ class HubClient:
         return await self._request({"type": "issue_list"}, build_matcher(_is_type("issues")),
                                    timeout)
 
+    async def issue_cancel(self, identifier: str = "", request: str = "",
+                           timeout: float | None = None) -> Frame:
+        """``issue_cancel`` → ``issue_cancelling`` (operators only): stop the issue's run and
+        park it until it is retried. Name the issue, or ``request``: an open question of one
+        of its runs, which is cancelled with it."""
+        fields: Frame = {"type": "issue_cancel"}
+        if identifier:
+            fields["identifier"] = identifier
+        if request:
+            fields["request"] = request
+        return await self._request(fields, build_matcher(_is_type("issue_cancelling")), timeout)
+
     async def issue_remove_workspace(self, identifier: str,
                                      timeout: float | None = None) -> Frame:
         """``issue_remove_workspace`` → ``workspace_removing`` (operators only)."""

@@ -50,9 +50,13 @@ from ..agent_session import (
 from ..config.model import AgentConfig
 from ..core.aio import within
 from ..core.events import Event, Refusal
+from ..core.orchestration import asks_for
+from ..core.steering import Request
 from ..hub.secrets import agent_key
+from ..own_command import after_profile, run_environment, write_own_command
 from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
 from ..protocol.frames import Call, text_field
+from ..protocol.steering import push_end
 from ..runtime import Producer
 from ..scheduler.runner import (
     RunResult,
@@ -174,6 +178,8 @@ class Orchestrator(Producer):
         self._last_scan_dones = 0
         #: set on stop: the file watches end (their threads would keep the loop from closing)
         self._watch_stop = asyncio.Event()
+        #: the `marrow-tui` the runs call (see own_command.py); written at start
+        self.own_command: Path | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -190,6 +196,7 @@ class Orchestrator(Producer):
                               ("issue_remove_workspace", self._verb_remove_workspace)):
             decider.register(verb, self._serving(handler))
         live_sessions(self.runtime)  # the operator's prompt and cancel verbs, served
+        self.own_command = write_own_command(self.runtime.options.state_dir)
         # What the operator cancelled stays cancelled across a restart.
         self.parked.update(self.runtime.state.issues.parked)
         self.reload()
@@ -653,7 +660,7 @@ class Orchestrator(Producer):
     def _end_questions(self, issue: Issue) -> None:
         """Cancel the questions an issue's runs left open (answers would reach no one)."""
         for request in list(self.runtime.state.steering.open.values()):
-            if _asks_for(request, issue.identifier):
+            if asks_for(request, issue.identifier):
                 self.runtime.handle("orchestrator", {"type": "steer_cancel",
                                                      "id": request.id}, None, operator=True)
 
@@ -661,7 +668,8 @@ class Orchestrator(Producer):
         command = workflow.agent.command or ""
         return AgentConfig(
             name=entry.issue.identifier,
-            agent_command=shlex.join([workflow.agent.shell, "-lc", command]),
+            agent_command=shlex.join([workflow.agent.shell, "-lc",
+                                      after_profile(command, self.own_command)]),
             workspace=entry.workspace,
             heartbeat_timeout=max(0, workflow.agent.prompt_timeout_ms // 1000),
             prompt=workflow.agent.prompt if workflow.agent.prompt in ("stdin", "argv", "file")
@@ -690,7 +698,7 @@ class Orchestrator(Producer):
         issue's `<issue>/mcp`) is in its session, so it can ask, claim and mark_done."""
         agent = workflow.agent
         logs = self._logs(workflow)
-        argv = launch_argv(agent.command or "", agent.shell)
+        argv = launch_argv(agent.command or "", agent.shell, self.own_command)
         session = AgentSession(
             self.runtime, self._emit, session=entry.session, agent=entry.issue.identifier,
             task_id=entry.issue.identifier, command=argv, workspace=entry.workspace,
@@ -733,14 +741,12 @@ class Orchestrator(Producer):
         env["MARROW_AGENT_KEY"] = agent_key(self.runtime.options.state_dir,
                                             entry.issue.identifier)
         env["MARROW_OPERATOR_TOKEN"] = ""
-        # A login shell (`bash -lc`) may set PATH afresh, dropping this virtualenv's folder:
-        # say outright which Python and marrow-tui run this orchestrator.
+        # The Python and the marrow-tui that run this orchestrator, whatever PATH holds (the
+        # agent's shell also puts the folder back after its profile: see _agent).
         env["PYTHON"] = sys.executable
-        env["MARROW_TUI"] = shlex.join([sys.executable, "-m", "marrow_tui"])
-        ours = str(Path(sys.executable).parent)
-        path = os.environ.get("PATH", "")
-        if ours not in path.split(os.pathsep):
-            env["PATH"] = os.pathsep.join(p for p in (path, ours) if p)
+        if self.own_command is not None:
+            env.update(run_environment(self.own_command, workflow.agent.env.get(
+                "PATH", os.environ.get("PATH", ""))))
         return env
 
     async def _hook(self, workflow: Workflow, name: str, entry: _Running,
@@ -756,7 +762,8 @@ class Orchestrator(Producer):
         output = Capture(HOOK_OUTPUT, tail=True)
         # Each of SIGTERM and SIGKILL gets half of KILL_WAIT to end the hook and its output.
         run = await run_bounded(
-            ["sh", "-lc", script], out=output, cwd=entry.workspace,
+            ["sh", "-lc", after_profile(script, self.own_command)], out=output,
+            cwd=entry.workspace,
             env={**os.environ, **env, "SYMPHONY_HOOK": name}, timeout=timeout,
             stop=entry.stop if fatal else None, until_output_ends=True,
             grace=KILL_WAIT / 2, kill_wait=KILL_WAIT / 2, end_leftovers=False)
@@ -846,7 +853,7 @@ class Orchestrator(Producer):
         for entry in list(self.running.values()):
             workflow = entry.workflow
             if workflow.agent.protocol == "acp":  # its session keeps its own clocks
-                waiting = any(_asks_for(r, entry.issue.identifier) for r in open_requests)
+                waiting = any(asks_for(r, entry.issue.identifier) for r in open_requests)
                 self._status(entry.issue, "waiting" if waiting else "running",
                              session=entry.session, attempt=entry.attempt or 0)
                 continue
@@ -863,7 +870,7 @@ class Orchestrator(Producer):
                         "last_line": line}))
             shown = {"session": entry.session, "attempt": entry.attempt or 0}
             limit = workflow.agent.prompt_timeout_ms / 1000
-            if any(_asks_for(r, entry.issue.identifier) for r in open_requests):
+            if any(asks_for(r, entry.issue.identifier) for r in open_requests):
                 entry.last_output = now
                 entry.waited += WATCH_EVERY
                 self._status(entry.issue, "waiting", **shown)
@@ -1062,17 +1069,65 @@ class Orchestrator(Producer):
                    identifier=issue.identifier)
 
     def _verb_cancel(self, call: Call) -> None:
+        """Stop an issue's run and park the issue until it is retried. The issue is named by
+        `identifier`, or by `request`: an open question of one of its runs, cancelled with it
+        (the work stops, instead of the agent failing on the cancel and being run again only
+        to ask again)."""
+        if text_field(call.frame, "request").strip():
+            self._cancel_asking(call)
+            return
         issue = self._operator_issue(call)
         if issue is None:
             return
+        self._cancel_issue(issue)
+        call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
+                   identifier=issue.identifier)
+
+    def _cancel_issue(self, issue: Issue) -> None:
         entry = self.running.get(issue.id)
         self.retries.pop(issue.id, None)
         if entry is not None:
             self._cancel_run(entry)
         else:
             self._park(issue, "cancelled by the operator", operator=True)
-        call.reply("issue_cancelling", f"Cancelling {issue.identifier}.",
-                   identifier=issue.identifier)
+
+    def _cancel_asking(self, call: Call) -> None:
+        """`issue_cancel` by request: park the issue whose run asked it, then cancel it."""
+        if not self._operator_only(call):
+            return
+        request_id = text_field(call.frame, "request").strip()
+        request = self.runtime.state.steering.get(request_id)
+        if request is None:
+            call.deny("error", Refusal("unknown_request", f"No steering request "
+                                                          f"'{request_id}'."), id=request_id)
+            return
+        if not request.open:
+            call.deny("error", Refusal("not_open", f"Request {request_id} is already "
+                                                   f"{request.state}; nothing was cancelled."),
+                      id=request_id)
+            return
+        issue = self._issue_asking(request)
+        if issue is None:
+            call.deny("error", Refusal("not_an_issue", f"{request_id} was not asked by an "
+                                                       "issue's run; cancel it without "
+                                                       "parking."), id=request_id)
+            return
+        self._cancel_issue(issue)  # parked first: the run ending on the cancel is no failure
+        decided = self.runtime.state.steering.decide_cancel(request_id, call.sender,
+                                                            self.clock(), operator=True)
+        if isinstance(decided, Event):
+            call.emit(decided)
+            push_end(call, request_id)
+        call.reply("issue_cancelling", f"Cancelled {request_id}; {issue.identifier} is "
+                   "parked until you retry it.", identifier=issue.identifier, id=request_id)
+
+    def _issue_asking(self, request: Request) -> Issue | None:
+        """The issue whose run asked `request`: a running one first, else any in the tracker."""
+        for entry in self.running.values():
+            if asks_for(request, entry.issue.identifier):
+                return entry.issue
+        scanned = self.last_scan.issues if self.last_scan is not None else []
+        return next((i for i in scanned if asks_for(request, i.identifier)), None)
 
     def _cancel_run(self, entry: _Running) -> str:
         """Stop an issue's run for the operator: its issue is parked until retried."""
@@ -1199,13 +1254,6 @@ def _size(*paths: Path) -> int:
         with contextlib.suppress(OSError):
             total += path.stat().st_size
     return total
-
-
-def _asks_for(request: Any, identifier: str) -> bool:
-    """Whether a steering request comes from this issue's runs (its shell commands ask as
-    the issue, its MCP server as `<issue>/mcp`, and both name the issue)."""
-    return (request.asker == identifier or request.asker.startswith(identifier + "/")
-            or request.task_id == identifier)
 
 
 def vars_of(view: Any) -> dict[str, Any]:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,7 @@ from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.secrets import agent_key
+from ..own_command import run_environment, write_own_command
 from ..proc import KILL_WAIT, leader_fields, tail_line
 from ..protocol.frames import Call, text_field
 from ..runtime import Producer
@@ -109,6 +109,8 @@ class Scheduler(Producer):
         self._stopping = False
         #: set on stop: the config watch ends (its thread would keep the loop from closing)
         self._watch_stop = asyncio.Event()
+        #: the `marrow-tui` the runs call (see own_command.py); written at start
+        self.own_command: Path | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -123,6 +125,7 @@ class Scheduler(Producer):
         decider.register("session_stop", self._verb_stop)
         decider.register("agent_pause", self._serving(self._verb_pause))
         live_sessions(self.runtime)  # session_prompt and session_cancel, for every ACP run
+        self.own_command = write_own_command(self.runtime.options.state_dir)
         self._return_interrupted_tasks()
         if self.config is not None:
             # The warnings of the load that produced this config (clamps, ignored keys).
@@ -384,7 +387,7 @@ class Scheduler(Producer):
         identity = self._env(agent, sid)
         started = self.clock()
         await asyncio.to_thread(agent.workspace.mkdir, parents=True, exist_ok=True)
-        argv = launch_argv(agent.agent_command)
+        argv = launch_argv(agent.agent_command, own_command=self.own_command)
         session = AgentSession(
             self.runtime, self._emit, session=sid, agent=agent.name, task_id="",
             command=argv, workspace=agent.workspace,
@@ -460,12 +463,11 @@ class Scheduler(Producer):
         # operator's token, even if this marrow-tui was started with one in its environment.
         env["MARROW_AGENT_KEY"] = agent_key(self.runtime.options.state_dir, agent.name)
         env["MARROW_OPERATOR_TOKEN"] = ""
-        # The folder of this `marrow-tui` goes at the end of PATH, so an agent script can call
-        # the subcommands even when marrow-tui lives in a virtualenv (nothing else shadowed).
-        ours = str(Path(sys.executable).parent)
-        path = dict(agent.env).get("PATH", os.environ.get("PATH", ""))
-        if ours not in path.split(os.pathsep):
-            env["PATH"] = os.pathsep.join(p for p in (path, ours) if p)
+        # This very marrow-tui, first on PATH and as $MARROW_TUI, so an agent script calls the
+        # subcommands of the runtime that runs it (not another install, not exit 127).
+        if self.own_command is not None:
+            env.update(run_environment(self.own_command,
+                                       dict(agent.env).get("PATH", os.environ.get("PATH", ""))))
         return env
 
     def _return_interrupted_tasks(self) -> None:

@@ -22,13 +22,16 @@ from typing import Any
 
 import pytest
 
+from marrow_tui.config.load import load_config
 from marrow_tui.core.events import Event
 from marrow_tui.demo import (
     ACP_EXAMPLE,
     DEFAULT_NAMES,
     PACE_ENV,
+    REPORTER_EXAMPLE,
     DemoTeam,
     DemoUnavailable,
+    demo_config,
     demo_workflow,
 )
 from marrow_tui.hub.client import HubClient
@@ -248,6 +251,19 @@ def test_marrow_tui_demo_no_ui_prints_the_team_at_work(tmp_path: Path) -> None:
             "a handoff": r" handoff +routes-r\d+ demo/\w+ -> demo/",
             "the ACP agent asking permission": r" ask +S\d+ ACP-1 .*Allow execute: python -m "
                                                r"unittest -q\?",
+            "the scheduled agent's run": r" run +reporter-\S+ started \(heartbeat\)",
+            "the scheduled agent asking": r" ask +S\d+ reporter: Post the board summary to "
+                                          r"the team's chat\?",
+        })
+        [asked] = [line.split()[2] for line in output if " ask " in line and " reporter:" in line]
+        answered = subprocess.run(
+            [sys.executable, "-m", "marrow_tui", "answer", asked, "post it", "--uri",
+             _uri(output), "--state-dir", str(state)], env=clean_env(), capture_output=True,
+            text=True, timeout=WAIT)
+        assert answered.returncode == 0, answered.stderr
+        _wait_for_lines(lines, output, {
+            "the summary posted": r" chat +#\d+ reporter -> all: reporter: ",
+            "the run over": r" run +reporter-\S+ ok \(exit 0\): \[reporter\] posted to the team",
         })
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT) == 0, "".join(output[-60:])
@@ -261,6 +277,52 @@ def test_marrow_tui_demo_no_ui_prints_the_team_at_work(tmp_path: Path) -> None:
     logs = sorted(p.name for p in (state / "demo").glob("*.log"))
     assert logs == ["demo-alice.log", "demo-bob.log", "demo-carol.log", "demo-planner.log"]
     assert "stopping; released" in (state / "demo" / "demo-bob.log").read_text()
+
+
+def _uri(output: list[str]) -> str:
+    found = next(m for line in output if (m := re.search(r"listening on (ws://\S+)", line)))
+    return found.group(1)
+
+
+def _demo(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    """`marrow-tui demo --no-ui` with no --state-dir, its temporary folder in tmp_path."""
+    command = [sys.executable, "-m", "marrow_tui", "demo", "--no-ui", "--port", "0", *extra]
+    env = {**clean_env(), PACE_ENV: "0", "TMPDIR": str(tmp_path)}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path, env=env)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_demo_says_where_its_state_is_and_removes_it_unless_kept(tmp_path: Path,
+                                                                     keep: bool) -> None:
+    process = _demo(tmp_path, *(["--keep"] if keep else []))
+    lines: queue.Queue[str | None] = queue.Queue()
+    output: list[str] = []
+    threading.Thread(target=_read, args=(process.stdout, lines), daemon=True).start()
+    try:
+        _wait_for_lines(lines, output, {
+            "where the state is": r"^marrow-tui: the demo's state folder is /\S+ \(",
+            "the scheduled agent's run": r" run +reporter-\S+ started \(heartbeat\)",
+        })
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT) == 0, "".join(output[-60:])
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    while (line := lines.get(timeout=WAIT)) is not None:
+        output.append(line)
+    folder = Path(re.search(r"state folder is (\S+) \(", output[0]).group(1))  # type: ignore[union-attr]
+    assert folder.parent == tmp_path and folder.name.startswith("marrow-demo-")
+    if keep:
+        assert output[0].endswith("(kept at exit)\n")
+        assert output[-1] == f"marrow-tui: the demo's state is kept in {folder}\n"
+        assert (folder / "events.db").is_file()
+    else:
+        assert output[0].endswith("(removed at exit; --keep keeps it)\n")
+        assert output[-1] == f"marrow-tui: removed the demo's state folder {folder}\n"
+        assert not folder.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ([folder.name] if keep else [])
 
 
 # --------------------------------------------------------------------------- the ACP issue
@@ -285,6 +347,16 @@ def test_the_demo_runs_a_copy_of_its_acp_workflow_made_once(tmp_path: Path) -> N
     assert _tree(ACP_EXAMPLE) == example  # the example itself is only read
     with pytest.raises(DemoUnavailable, match="source checkout"):
         demo_workflow(tmp_path / "other", example=tmp_path / "missing")
+    # the scheduled agent's config likewise, and it loads as it is
+    reporter = _tree(REPORTER_EXAMPLE)
+    config = demo_config(tmp_path / "state")
+    assert config == tmp_path / "state" / "reporter-demo" / "marrow.toml"
+    assert _tree(config.parent) == reporter
+    loaded = load_config(config)
+    assert loaded.errors == [] and loaded.config is not None, loaded.diagnostics
+    assert [a.name for a in loaded.config.agents] == ["reporter"]
+    with pytest.raises(DemoUnavailable, match="source checkout"):
+        demo_config(tmp_path / "other", example=tmp_path / "missing")
 
 
 @pytest.mark.parametrize(("answer", "tested"), [("Allow once", "the tests pass"),

@@ -14,12 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from marrow_tui.core.steering import Request
 from marrow_tui.proc import processes_of
 from marrow_tui.scheduler.heartbeat import Scheduler
 
 from tests.support.hub import FakeClock
 from tests.support.hubproc import clean_env
+from tests.support.login_shell import profile_resets_path
 from tests.support.orchestrator import Running, acp_workflow, issue, make  # noqa: F401
 from tests.support.waiting import gone
 
@@ -353,3 +356,28 @@ def test_a_plain_agent_command_runs_directly_and_anything_a_shell_changes_runs_i
     assert launch_argv('opencode acp --model "a b"') == ["opencode", "acp", "--model", "a b"]
     for line in ('"$PYTHON" agent.py', "~/bin/agent", "agent *.md", "a && b", "A=1 agent"):
         assert launch_argv(line, "zsh") == ["zsh", "-lc", line], line
+    # with our own marrow-tui, the shell puts its folder first again after the profile
+    assert launch_argv("a && b", "bash", Path("/s d/bin/marrow-tui")) == [
+        "bash", "-lc", """export PATH='/s d/bin':"$PATH"; a && b"""]
+    assert launch_argv("agent", "bash", Path("/s/bin/marrow-tui")) == ["agent"]
+
+
+async def test_an_acp_run_finds_this_marrow_tui_whatever_its_login_shell_does(
+        tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ACP command with shell syntax runs under `bash -lc`, whose profile here sets PATH
+    afresh: the agent's PATH still finds this marrow-tui first, and $MARROW_TUI is it."""
+    profile_resets_path(tmp_path / "home")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    issue(tmp_path, "Todo", "W-1", "which marrow-tui")
+    path = acp_workflow(tmp_path, "which")
+    path.write_text(path.read_text().replace(f'"{sys.executable}"', '"$PYTHON"'))
+    run = await make(path)
+    run.patience = PATIENCE
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("W-1"))
+    said = [json.loads(line)["update"] for line in
+            Path(ended.transcript).read_text().splitlines()]
+    first = next(u["content"]["text"] for u in said
+                 if u.get("sessionUpdate") == "agent_message_chunk")
+    own = tmp_path / "state" / "bin" / "marrow-tui"
+    assert first == f"path={own} MARROW_TUI={own}"

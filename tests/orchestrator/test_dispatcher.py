@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 
 from marrow_tui.orchestrator.dispatcher import Orchestrator
 
 from tests.support.hub import WAIT, FakeClock, start_hub
+from tests.support.hubproc import clean_env
+from tests.support.login_shell import DECOY, profile_resets_path
 from tests.support.orchestrator import MARROW, Running, issue, make, workflow  # noqa: F401 (make: a fixture)
 
 async def test_an_issue_runs_is_marked_done_and_unblocks_the_next(tmp_path: Path,
@@ -229,3 +233,113 @@ async def test_a_parked_issue_resumes_when_its_file_changes(tmp_path: Path,
     os.utime(file, (clock.now + 5, clock.now + 5))
     await run.tick()
     await run.until(lambda: len(run.ended("L-1")) == 3)
+
+
+ASKS = (f'answer=$({MARROW} ask "Which colour?" --choices red,blue) || exit 1\n'
+        f'{MARROW} done --title "painted $answer" --summary done\n')
+
+
+async def test_a_retry_after_a_cancel_asks_afresh(tmp_path: Path, make: Any) -> None:
+    """The operator cancels an issue whose run waits on a question, then retries it: the
+    question the cancel ended (never received: its run was gone) is not handed to the retry,
+    which asks again and waits instead of failing at once and costing an attempt."""
+    issue(tmp_path, "Todo", "M-1", "asks, is cancelled, is retried")
+    run = await make(workflow(tmp_path, ASKS))
+    ops = run.hub.runtime.join("operator/test", lambda frame: None)
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [first] = await run.until(lambda: list(book.open.values()))
+    ops.send(type="issue_cancel", identifier="M-1")
+    [stopped] = await run.until(lambda: run.ended("M-1"))
+    assert stopped.reason == "cancelled by the operator"
+    assert book.get(first.id).state == "cancelled"  # type: ignore[union-attr]
+    ops.send(type="issue_retry", identifier="M-1")
+    await run.tick()
+    [again] = await run.until(lambda: list(book.open.values()))
+    assert again.id != first.id and again.key == first.key
+    assert run.ended("M-1") == [stopped] and "M-1" not in run.orchestrator.retries
+    ops.send(type="steer_answer", id=again.id, answer="blue")
+    await run.until(lambda: len(run.ended("M-1")) == 2)
+    assert run.ended("M-1")[-1].reason == "marked done: painted blue"
+
+
+async def test_cancelling_a_question_can_park_its_issue(tmp_path: Path, make: Any) -> None:
+    """`issue_cancel` naming a question: the question ends cancelled and its issue is parked,
+    so the agent is not run again 10 s later only to ask again. A question no issue asked,
+    or one already over, is refused and changes nothing."""
+    issue(tmp_path, "Todo", "N-1", "asks, then the operator stops it")
+    run = await make(workflow(tmp_path, ASKS))
+    replies: list[dict[str, Any]] = []
+    ops = run.hub.runtime.join("operator/test", replies.append)
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [request] = await run.until(lambda: list(book.open.values()))
+    run.hub.runtime.handle("cli/someone", {"type": "steer_ask", "question": "Lunch?"}, None)
+    [mine] = [r for r in book.open.values() if r.asker == "cli/someone"]
+    async def cancel(request_id: str) -> dict[str, Any]:
+        heard = len(replies)
+        ops.send(type="issue_cancel", request=request_id)
+        await run.until(lambda: len(replies) > heard)
+        return replies[-1]
+
+    for wrong, code in ((mine.id, "not_an_issue"), ("S99", "unknown_request")):
+        refused = await cancel(wrong)
+        assert (refused["type"], refused["error_code"]) == ("error", code), refused
+    assert mine.open and request.open and not run.hub.runtime.state.issues.parked
+
+    cancelling = await cancel(request.id)
+    assert (cancelling["type"], cancelling["identifier"]) == ("issue_cancelling", "N-1")
+    assert book.get(request.id).state == "cancelled"  # type: ignore[union-attr]
+    [stopped] = await run.until(lambda: run.ended("N-1"))
+    assert stopped.reason == "cancelled by the operator"
+    assert "N-1" in run.hub.runtime.state.issues.parked
+    assert "N-1" not in run.orchestrator.retries
+    assert run.hub.runtime.state.issues.issues["N-1"].status == "parked"
+    assert (await cancel(request.id))["error_code"] == "not_open"
+
+
+async def test_steering_cancel_park_from_the_command_line(tmp_path: Path, make: Any) -> None:
+    """`marrow-tui steering cancel ID --park`, a real process with the operator token from
+    the state dir: the question is cancelled and the issue that asked it parked."""
+    issue(tmp_path, "Todo", "P-1", "asks, then is parked from a shell")
+    run = await make(workflow(tmp_path, ASKS))
+    await run.tick()
+    book = run.hub.runtime.state.steering
+    [request] = await run.until(lambda: list(book.open.values()))
+
+    async def cli(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "marrow_tui", "steering", *args, "--uri", run.hub.uri,
+            "--state-dir", str(run.hub.state_dir), "--name", "cli/ann",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=clean_env())
+        out, err = await asyncio.wait_for(process.communicate(), WAIT * 2)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    code, _, err = await cli("--park")
+    assert (code, err) == (2, "marrow-tui: --park goes with `steering cancel ID`\n")
+    code, out, err = await cli("cancel", request.id, "--park")
+    assert code == 0, err
+    assert out == f"cancelled {request.id}; P-1 is parked until it is retried\n"
+    [stopped] = await run.until(lambda: run.ended("P-1"))
+    assert stopped.reason == "cancelled by the operator"
+    assert run.hub.runtime.state.issues.issues["P-1"].status == "parked"
+    code, _, err = await cli("cancel", request.id, "--park")
+    assert code == 1 and f"Request {request.id} is already cancelled" in err
+
+
+async def test_a_run_calls_this_marrow_tui_whatever_its_login_shell_does(
+        tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """agent.command runs under `bash -lc`, whose profile here sets PATH afresh with another
+    marrow-tui first: the run still finds this one by name, and $MARROW_TUI is it."""
+    profile_resets_path(tmp_path / "home")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    issue(tmp_path, "Todo", "Q-1", "calls marrow-tui by name")
+    run = await make(workflow(
+        tmp_path, 'test "$(command -v marrow-tui)" = "$MARROW_TUI" || exit 4\n'
+                  'marrow-tui done --title "found it" --summary "by its name"\n'))
+    await run.tick()
+    [ended] = await run.until(lambda: run.ended("Q-1"))
+    assert (ended.state, ended.reason) == ("ok", "marked done: found it")
+    [stderr] = (tmp_path / "ws" / ".logs").glob("Q-1-*.stderr.log")
+    assert DECOY not in stderr.read_text()

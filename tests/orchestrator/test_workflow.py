@@ -29,7 +29,13 @@ from marrow_tui.orchestrator.workflow import (
 )
 from marrow_tui.orchestrator.workspaces import ensure_workspace, hook_env, write_mark_done
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tracker"
+from tests.support.examples import pristine_example
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """The tracker example as the repository holds it (it may have been run in place)."""
+    return pristine_example("tracker", tmp_path / "examples")
 
 
 def load(tmp_path: Path, front: str, body: str = "Do {{ issue.identifier }}") -> LoadedWorkflow:
@@ -544,14 +550,14 @@ def test_render_accepts_a_plain_mapping(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- the example
 
 
-def test_example_workflow_parses_clean() -> None:
-    loaded = load_workflow(EXAMPLE / "WORKFLOW.md")
+def test_example_workflow_parses_clean(example: Path) -> None:
+    loaded = load_workflow(example / "WORKFLOW.md")
     assert loaded.ok and loaded.diagnostics == [], loaded.diagnostics
     wf = loaded.workflow
     assert wf is not None
     assert validate_dispatch(wf) == []
-    assert wf.tracker.root == EXAMPLE / "issues"
-    assert wf.workspace_root == EXAMPLE / ".symphony" / "workspaces"
+    assert wf.tracker.root == example / "issues"
+    assert wf.workspace_root == example / ".symphony" / "workspaces"
     assert "agent.py" in (wf.agent.command or "")
     assert all(wf.hooks.script(n) for n in ("after_create", "before_run", "after_run"))
     result = scan(wf.tracker.root)
@@ -567,6 +573,32 @@ def test_example_workflow_parses_clean() -> None:
     assert "This is attempt 2." in render_prompt(wf, index["DEMO-2"], 2)
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_example_tests_read_the_example_as_the_repository_holds_it(tmp_path: Path) -> None:
+    """Someone ran the example in place: DEMO-1 moved to Done, state and workspaces beside
+    it, an edit to the agent not yet committed. The tests read it with the issue back in
+    Todo, nothing the run left, and the edit."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(pristine_example("tracker", tmp_path / "first"), checkout / "examples" /
+                    "tracker")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", str(checkout)], check=True)
+    subprocess.run([*git, "add", "-A"], cwd=checkout, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "example"], cwd=checkout, check=True)
+    ran = checkout / "examples" / "tracker"
+    (ran / "issues" / "Todo" / "DEMO-1.md").rename(ran / "issues" / "Done" / "DEMO-1.md")
+    (ran / ".marrow").mkdir()
+    (ran / ".marrow" / "events.db").write_bytes(b"state")
+    (ran / "agent.py").write_text((ran / "agent.py").read_text() + "# an edit\n")
+    copy = pristine_example("tracker", tmp_path / "read", repo=checkout)
+    assert sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file()) == [
+        ".gitignore", "README.md", "WORKFLOW.md", "agent.py", "issues/Done/.keep",
+        "issues/Todo/DEMO-1.md", "issues/Todo/DEMO-2.md"]
+    assert (copy / "agent.py").read_text().endswith("# an edit\n")
+    assert (copy / "issues" / "Todo" / "DEMO-1.md").read_bytes() == \
+        (ran / "issues" / "Done" / "DEMO-1.md").read_bytes()
+
+
 def run_hook(script: str | None, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     assert script
     return subprocess.run(["sh", "-c", script], cwd=cwd, env=env, capture_output=True,
@@ -574,8 +606,8 @@ def run_hook(script: str | None, cwd: Path, env: dict[str, str]) -> subprocess.C
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_example_hooks_make_a_patch_bundle(tmp_path: Path) -> None:
-    wf = load_workflow(EXAMPLE / "WORKFLOW.md").workflow
+def test_example_hooks_make_a_patch_bundle(tmp_path: Path, example: Path) -> None:
+    wf = load_workflow(example / "WORKFLOW.md").workflow
     assert wf is not None
     # the workspace root sits inside another git repository, as it does in the example
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)

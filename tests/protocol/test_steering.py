@@ -364,6 +364,29 @@ def test_a_key_finds_a_pending_request_but_not_one_already_received() -> None:
     assert old.get(rid).delivered_at == 120.0  # type: ignore[union-attr]
 
 
+def test_an_end_without_an_answer_is_never_handed_to_another_run() -> None:
+    """An issue's question cancelled (or timed out with no default) while its run was gone:
+    the next run of the issue asks afresh; the run that asked still gets its end."""
+    book = SteeringBook()
+    key = "issue/A-1:q"
+    cancelled = ask(book, key=key, session="run-1")
+    end(book, book.decide_cancel(cancelled, "orchestrator", 110.0, operator=True))
+    nothing = ask(book, key="issue/A-1:other", session="run-1", timeout=5.0)
+    end(book, book.sweep(106.0)[0])
+    assert [r.id for r in book.undelivered("alice")] == [cancelled, nothing]
+
+    def asks(session: str, question_key: str = key) -> Event | Refusal | Request:
+        return book.decide_ask("alice", 120.0, question="Deploy?", key=question_key,
+                               session=session)
+
+    same = asks("run-1")
+    assert isinstance(same, Request) and same.id == cancelled
+    for stale in (key, "issue/A-1:other"):
+        fresh = asks("run-2", stale)
+        assert isinstance(fresh, Event), fresh
+        assert fresh.data["id"] not in (cancelled, nothing)
+
+
 def test_only_the_asker_acknowledges_an_ended_request_and_twice_is_once() -> None:
     book = SteeringBook()
     rid = ask(book)

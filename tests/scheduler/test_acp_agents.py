@@ -11,6 +11,7 @@ from typing import Any
 
 from marrow_tui.config.load import load_config
 
+from tests.support.login_shell import profile_resets_path
 from tests.support.orchestrator import FAKE_ACP_AGENT
 from tests.support.scheduler import make  # noqa: F401 (a fixture)
 
@@ -205,5 +206,18 @@ async def test_a_preset_whose_program_is_gone_fails_the_run_in_one_sentence(
     run = await make(config)
     [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
     assert end["state"] == "failed"
+    # (the folder of the marrow-tui the run calls is searched first: it holds nothing else)
     assert end["reason"].startswith("the agent command 'codex-acp' was not found on the PATH "
-                                    f"searched ({empty}")
+                                    f"searched ({tmp_path / 'state' / 'bin'}:{empty}")
+
+
+async def test_an_acp_agent_finds_this_marrow_tui_first_on_its_path(tmp_path: Path,
+                                                                    make: Any) -> None:
+    """The agent's PATH (its `env` here) has another marrow-tui first: the ACP agent's
+    environment still finds the one that runs it, and $MARROW_TUI is it."""
+    other = profile_resets_path(tmp_path / "home")
+    run = await make(acp_config(tmp_path, "which", f'env = {{ PATH = "{other}:/usr/bin:/bin" }}'))
+    [end] = await run.until(lambda: run.of("session_end"), PATIENCE)
+    assert end["state"] == "ok", end
+    own = tmp_path / "state" / "bin" / "marrow-tui"
+    assert said(run.of("session_start")[0]["transcript"]) == f"path={own} MARROW_TUI={own}"

@@ -21,6 +21,7 @@ from marrow_tui.proc import processes_of
 from tests.support.hub import WAIT, FakeClock, start_hub
 from tests.support.hubproc import clean_env
 from tests.support.leftover_procs import Leftovers, escape_line, leftovers  # noqa: F401 (a fixture)
+from tests.support.login_shell import profile_resets_path
 from tests.support.scheduler import loaded, make, script, write_config  # noqa: F401 (make: a fixture)
 from tests.support.waiting import gone, until
 
@@ -502,3 +503,23 @@ async def test_shutdown_stops_a_run_that_ignores_sigterm_and_records_it(tmp_path
         assert again.runtime.state.sessions.by_id[start["id"]].state == "stopped"
     finally:
         await again.stop()
+
+
+async def test_a_run_calls_this_marrow_tui_first_on_its_path(tmp_path: Path,
+                                                             make: Any) -> None:
+    """The agent's PATH (its `env` here) has another marrow-tui first, and its workspace a
+    package of that name: the run still calls the one that runs it, by name and as
+    $MARROW_TUI."""
+    other = profile_resets_path(tmp_path / "home")
+    config = write_config(tmp_path, {"a": (
+        'test "$(command -v marrow-tui)" = "$MARROW_TUI" || exit 4\n'
+        'marrow-tui who > who.txt || exit 5\n')},
+        extra=f'env = {{ PATH = "{other}:/usr/bin:/bin" }}')
+    shadow = tmp_path / "ws" / "a" / "marrow_tui"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    (shadow / "__main__.py").write_text("raise SystemExit('the workspace copy')\n")
+    run = await make(config)
+    [end] = await run.ended(1)
+    assert (end["state"], end["code"]) == ("ok", 0), end
+    assert "online" in (tmp_path / "ws" / "a" / "who.txt").read_text()

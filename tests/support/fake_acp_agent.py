@@ -3,6 +3,7 @@ subprocess: `python fake_acp_agent.py SCENARIO`. Each scenario plays one turn th
 agent does (docs/agents.md and the tests in tests/agents/ say which):
 
 echo            says what it was given: cwd, MCP servers, capabilities, env, the prompt
+which           says which `marrow-tui` its PATH finds, and $MARROW_TUI
 claude          `tool_call` twice with one id, an empty text chunk, no usage at all
 codex           a warning chunk first, a plan (sent again unchanged), tool calls that start at
                 in_progress, `usage_update` (occupancy, no cost) only: it shrinks after a
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 from typing import Any
@@ -142,6 +144,11 @@ class FakeAgent:
                        f"terminal={bool(self.capabilities.terminal)} "
                        f"greeting={os.environ.get('FAKE_GREETING', '-')} "
                        f"home={os.environ.get('HOME', '-')} prompt={text}")
+        return PromptResponse(stop_reason="end_turn")
+
+    async def play_which(self, text: str) -> PromptResponse:
+        await self.say(f"path={shutil.which('marrow-tui') or '-'} "
+                       f"MARROW_TUI={os.environ.get('MARROW_TUI', '-')}")
         return PromptResponse(stop_reason="end_turn")
 
     async def play_claude(self, text: str) -> PromptResponse:

@@ -311,3 +311,23 @@ async def test_stopping_an_issue_run_from_the_sessions_pane_cancels_its_issue(
         await pilot.press("y")
         await until(pilot, lambda: verbs.sent())
         assert verbs.sent() == [("issue_cancel", {"identifier": "OPS-9"})]
+
+
+def one_scheduled_agent(runtime: Runtime) -> None:
+    """A configured agent, `reporter`, not running, beside the issue run of seed_issues."""
+    event = Event("agent_schedule", {"agent": "reporter", "interval": 60, "enabled": True,
+                                     "running": False, "next_at": None, "failures": 0,
+                                     "wake_pending": False, "queued": 0})
+    runtime.state.apply(event)
+    runtime.submit(Outcome(events=[event]))
+
+
+async def test_the_status_line_counts_the_agents_runs_not_the_issues() -> None:
+    """An issue's run is a session of no configured agent: "N of M agents running" counts
+    only the configured agents' runs (the demo has both)."""
+    app = ConsoleApp(issues=True, seed_with=one_scheduled_agent)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None
+        status = app.main.query_one("#status").text.plain  # type: ignore[attr-defined]
+        assert "0 of 1 agent running" in status, status

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from textual.widgets import Label, TextArea
+from textual.widgets import Button, Label, TextArea
 
 from marrow_tui.core.events import Event
 from marrow_tui.protocol.frames import Outcome
 from marrow_tui.ui.modals.answer import AnswerModal
+from marrow_tui.ui.modals.cancel_question import CancelQuestionModal
 from marrow_tui.ui.modals.confirm import ConfirmModal
 
 from tests.support.console_app import ConsoleApp, filled
@@ -132,3 +133,44 @@ async def test_a_permission_request_is_answered_by_a_choice_only() -> None:
         request = runtime.state.steering.get(event.data["id"])
         await until(pilot, lambda: not request.open)  # type: ignore[union-attr]
         assert request.answer == "Reject"  # type: ignore[union-attr]
+
+
+def ops9_asks(runtime: Any) -> None:
+    """OPS-9, an orchestrated issue (seed_issues), asks the operator from its run."""
+    runtime.handle("OPS-9", {"type": "steer_ask", "question": "Migrate the users table now?",
+                             "task_id": "OPS-9"}, None)
+
+
+async def test_cancelling_an_issues_question_offers_to_park_the_issue() -> None:
+    """`c` on a question an issue's run asked: cancel it alone (y), or park the issue with it
+    (p: `issue_cancel` naming the question, so the orchestrator stops the work); a question
+    no issue asked gets the plain confirmation."""
+    app = ConsoleApp(asks=True, issues=True, seed_with=ops9_asks)
+    async with app.run_test(size=(110, 32)) as pilot:
+        await filled(pilot, app)
+        sent: list[dict[str, Any]] = []
+
+        def issue_cancel(call: Any) -> None:
+            sent.append(dict(call.frame))
+            call.reply("issue_cancelling", "Cancelling OPS-9.", identifier="OPS-9")
+
+        assert app.runtime.decider is not None
+        app.runtime.decider.register("issue_cancel", issue_cancel)
+        book = app.runtime.state.steering
+        [asked] = [r for r in book.waiting() if r.asker == "OPS-9"]
+        await pilot.press("0", "c")  # alice's question: no issue asked it
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        await pilot.press("down", "down", "c")
+        modal = app.screen
+        assert isinstance(modal, CancelQuestionModal)
+        assert "Park OPS-9 (p)" in str(modal.query_one("#park", Button).label)
+        await pilot.press("p")
+        await until(pilot, lambda: sent)
+        assert [(f["type"], f["request"]) for f in sent] == [("issue_cancel", asked.id)]
+        assert asked.open  # the orchestrator cancels it (none runs here)
+        await pilot.press("c")
+        assert isinstance(app.screen, CancelQuestionModal)
+        await pilot.press("y")
+        await until(pilot, lambda: not asked.open)
+        assert asked.state == "cancelled" and len(sent) == 1

@@ -11,6 +11,7 @@ from ...core.steering import Request
 from ...core.text import ago
 from ..actions import Hint
 from ..modals.answer import AnswerModal
+from ..modals.cancel_question import CancelChoice, CancelQuestionModal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
 from .base import Console, TablePane, fields
@@ -138,6 +139,10 @@ class SteeringPane(TablePane):
         if request is None or not request.open:
             return
         rid = request.id
+        issue = self.state.issues.issue_asking(request)
+        if issue is not None:
+            self._cancel_issue_question(request, issue.identifier)
+            return
 
         def confirmed(yes: bool | None) -> None:
             if yes:
@@ -146,6 +151,19 @@ class SteeringPane(TablePane):
         self.console.app.push_screen(ConfirmModal(
             f"Cancel {rid}?", f"{request.asker} stops waiting and is told the question was "
             "cancelled, with no answer.", "Cancel it"), confirmed)
+
+    def _cancel_issue_question(self, request: Request, issue: str) -> None:
+        """An issue's question: cancel it alone, or park the issue with it (the orchestrator
+        cancels the question and stops the run, so the agent is not run again to ask again)."""
+        rid = request.id
+
+        def chosen(choice: CancelChoice) -> None:
+            if choice == "park":
+                self.send(type="issue_cancel", request=rid)
+            elif choice == "cancel":
+                self.send(type="steer_cancel", id=rid)
+
+        self.console.app.push_screen(CancelQuestionModal(rid, request.asker, issue), chosen)
 
     def go_to_asker(self) -> None:
         """Show where the asker is working: its run, else the lease it asks about, else it."""

@@ -339,8 +339,8 @@ class MainScreen(Screen[None]):
             f" │ {plural(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
         )
         if self.scheduled:
-            running = len(state.sessions.running())
             # An orchestrator's runs are sessions too, of no configured agent: said below.
+            running = sum(1 for s in state.sessions.running() if s.agent in state.sessions.agents)
             if state.sessions.agents or not state.issues.workflow:
                 text.append(
                     f" │ {running} of {plural(len(state.sessions.agents), 'agent')} running")
