@@ -42,6 +42,7 @@ from ..panes.services import ServicesPane
 from ..panes.sessions import SessionsPane
 from ..panes.steering import SteeringPane, steering_keys
 from ..panes.table import KeyedTable
+from ..status import Part, failure_part, fit, request_part
 
 #: a terminal at least this big shows every pane at once
 WIDE = (150, 40)
@@ -153,6 +154,7 @@ class MainScreen(Screen[None]):
     def on_resize(self, event: Resize) -> None:
         self.set_class(event.size.width >= WIDE[0] and event.size.height >= WIDE[1], "wide")
         self._catch_up()
+        self._refresh_status()
 
     def watch_pane(self, pane: str) -> None:
         for name in self.panes:
@@ -224,34 +226,40 @@ class MainScreen(Screen[None]):
         self._refresh_status()
 
     def _refresh_status(self) -> None:
+        """The status line, made anew from the live state (never from an old alert)."""
+        state = self.runtime.state
+        now = self.runtime.clock()
+        waiting = state.steering.waiting()
+        if bool(waiting) != bool(self._asking):
+            self.set_class(bool(waiting), "-asking")
+            # `a` works only while something waits: the footer says so as it changes.
+            self.refresh_bindings()
+        self._asking = len(waiting)
+        answer = shown_key(BY_ID["steering.answer"], self.keys)
+        parts = [Part(1, " marrow-tui ", style="bold reverse")]
+        parts.extend(part for part in (request_part(waiting, now, answer),
+                                       failure_part(state, now)) if part is not None)
+        parts.extend(self._count_parts())
+        self.query_one(StatusLine).text = fit(parts, self.size.width)
+
+    def _count_parts(self) -> list[Part]:
+        """The status line's counts, each ranked by how much it matters when space is short."""
         state = self.runtime.state
         now = self.runtime.clock()
         expiring = sum(1 for c in state.claims if c.lease_expires_at - now < EXPIRING_SOON)
-        online = len(state.presence.online)
-        badge = (" marrow-tui ", "bold reverse") if self.size.width >= 100 else ""
-        waiting = len(state.steering.open)
-        answer = shown_key(BY_ID["steering.answer"], self.keys)
-        asking = (f" ⚑ {waiting} waiting ({answer} to answer) ", "bold reverse magenta") \
-            if waiting else ""
-        if bool(waiting) != bool(self._asking):
-            self.set_class(bool(waiting), "-asking")
-        self._asking = waiting
-        text = Text.assemble(
-            badge, asking, " ", (self.hub_uri, "bold"),
-            f"  │ {online} online │ {plural(len(state.claims), 'lease')}",
-            (f" ({expiring} expiring)" if expiring else "", "bold red"),
-            f" │ {plural(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
-        )
+        parts = [Part(2, self.hub_uri, style="bold"),
+                 Part(3, f"{len(state.presence.online)} online"),
+                 Part(7, plural(len(state.claims), "lease"),
+                      extra=((f" ({expiring} expiring)", "bold red"),) if expiring else ()),
+                 Part(4, f"{plural(len(state.board.tasks), 'task')} "
+                         f"({len(state.board.ready())} ready)")]
         if self.scheduled:
-            running = len(state.sessions.running())
             # An orchestrator's runs are sessions too, of no configured agent: said below.
             if state.sessions.agents or not state.issues.workflow:
-                text.append(
-                    f" │ {running} of {plural(len(state.sessions.agents), 'agent')} running")
+                parts.append(Part(6, f"{len(state.sessions.running())} of "
+                                     f"{plural(len(state.sessions.agents), 'agent')} running"))
             config = state.sessions.config
             broken = bool(config) and not config.get("ok", True)
-            if broken:
-                text.append(" │ config error", style="bold red")
             # The error itself stays on the Sessions pane until a good config replaces it.
             title = (f"config not applied (last good kept): {(config.get('errors') or [''])[0]}"
                      if broken else "")
@@ -260,17 +268,18 @@ class MainScreen(Screen[None]):
         if orchestrating != self._orchestrating:
             self._orchestrating = orchestrating
             self.set_class(orchestrating, "-orchestrating")
-        self.issues_pane.status(text)
-        services = self.runtime.state.services.services
+        issues = Text()
+        self.issues_pane.status(issues)
+        if issues.plain:
+            parts.append(Part(5, issues.plain.removeprefix(" │ ")))
+        services = state.services.services
         if services:
             if not self.has_class("-servicing"):
                 self.set_class(True, "-servicing")
             healthy = sum(1 for v in services.values() if v.state == "healthy")
-            text.append(f" │ {healthy} of {plural(len(services), 'service')} healthy",
-                        style="" if healthy == len(services) else "bold yellow")
-        if self.latest_alert:
-            text.append(f" │ {self.latest_alert}", style="yellow")
-        self.query_one(StatusLine).text = text
+            parts.append(Part(6, f"{healthy} of {plural(len(services), 'service')} healthy",
+                              style="" if healthy == len(services) else "bold yellow"))
+        return parts
 
     def set_border_title(self, pane: str, title: str) -> None:
         """A pane's border title, which quotes config and workflow errors: shown literally."""
