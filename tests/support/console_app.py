@@ -67,7 +67,8 @@ class ConsoleApp(MarrowApp):
     def __init__(self, *, seeded: bool = True, clock: FakeClock | None = None,
                  sessions: bool = False, config: Any = None, asks: bool = False,
                  issues: bool = False, services: bool = False, hub: bool = False,
-                 seed_with: Any = None, **kwargs: Any) -> None:
+                 seed_with: Any = None, state_dir: Path | None = None,
+                 **kwargs: Any) -> None:
         #: a test's own seed, `seed_with(runtime)`, after the others
         self.seed_with = seed_with
         self.sessions = sessions
@@ -85,7 +86,8 @@ class ConsoleApp(MarrowApp):
         self.config = config
         self.scheduler: Any = None
         self.clock = clock or FakeClock(T0)
-        self.state_dir = Path(tempfile.mkdtemp(prefix="marrow-console-")) / "state"
+        #: a state folder an earlier runtime used (a restart), else a new one
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="marrow-console-")) / "state"
         self.seeded = seeded
         runtime = Runtime(RuntimeOptions(state_dir=self.state_dir), clock=self.clock)
         super().__init__(runtime, hub_uri=HUB_URI, operator="operator/test", bell=False,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -32,7 +32,7 @@ from ..bridge import Activity, Bridge, Changed
 from ..literal import literal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import HelpModal
-from ..panes.activity import ActivityPane
+from ..panes.activity import ACTIVITY_PAST, ActivityPane
 from ..panes.agents import AgentsPane
 from ..panes.base import Pane, TablePane
 from ..panes.board import BoardPane
@@ -141,11 +141,28 @@ class MainScreen(Screen[None]):
         self.watch_pane(self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
-        # What was said before the console opened: the chat history's tail.
-        self.activity.add(Activity(m["timestamp"], "chat", text)
-                          for m in self.runtime.state.chat.tail(200)
-                          if (text := describe(Event("chat", m))) is not None)
+        # What happened before the console opened (before a restart too), from the log: read
+        # in the step that subscribed the bridge, so no event is missed or shown twice.
+        self.run_worker(self._past(self.runtime.history(ACTIVITY_PAST)), group="past",
+                        exit_on_error=False)
         self._refresh_status()
+
+    async def _past(self, reading: Awaitable[list[tuple[float, Event]]]) -> None:
+        """The Activity pane's recent past, then a line saying what the start restored."""
+        entries = []
+        for at, event in await reading:
+            try:
+                text = describe(event)
+            except (KeyError, TypeError, ValueError):  # an event of an older shape: skipped
+                continue
+            if text is not None:
+                entries.append(Activity(at, event.kind, text))
+        # The start's line goes where the start was: after what the last run logged, before
+        # what this one did on starting (a lease that ran out while it was down, say).
+        started = self.runtime.state.started_at
+        at = next((i for i, entry in enumerate(entries) if entry.at >= started), len(entries))
+        entries.insert(at, Activity(started, "start", f"start     {self.runtime.restored}"))
+        self.activity.add_past(entries, visible=self.shown("activity"))
 
     def on_unmount(self) -> None:
         if self.bridge is not None:
