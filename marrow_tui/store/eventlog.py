@@ -423,7 +423,7 @@ class EventLog:
             cursor = await db.execute(
                 "SELECT ts, kind, data FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT ?",
                 (upto, limit))
-            rows = await cursor.fetchall()
+            rows = list(await cursor.fetchall())
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read events from {self.path}: {exc}") from None
         found = []

@@ -105,7 +105,7 @@ def request_part(waiting: list[Request], now: float, answer_key: str) -> Part | 
                 "bold reverse magenta")
 
 
-def failure_part(state: State, now: float) -> Part | None:
+def failure_part(state: State) -> Part | None:
     """The most urgent failure in the state now: a config not applied, a workflow with
     errors, a service down, an agent whose runs fail; with how many more there are."""
     failures = failures_now(state)

@@ -76,8 +76,8 @@ async def test_each_question_failed_run_and_service_down_is_told_once(
         hub: Hub, notifier: tuple[Notifier, Path, dict]) -> None:
     _, out, _ = notifier
     alice = await hub.agent("demo/alice")
-    await alice.send(type="steer_ask", question="Staging or\nmock?", choices=["staging", "mock"],
-                     request_key="smtp")
+    await alice.send(type="steer_ask", question="Staging or\nmock?",
+                     choices=["staging", "mock"], request_key="smtp")
     await alice.until("steer_opened")
     await alice.send(type="steer_ask", question="Staging or mock?", request_key="smtp")  # the same one
     await alice.until("steer_opened")

@@ -255,7 +255,7 @@ class MainScreen(Screen[None]):
         answer = shown_key(BY_ID["steering.answer"], self.keys)
         parts = [Part(1, " marrow-tui ", style="bold reverse")]
         parts.extend(part for part in (request_part(waiting, now, answer),
-                                       failure_part(state, now)) if part is not None)
+                                       failure_part(state)) if part is not None)
         parts.extend(self._count_parts())
         self.query_one(StatusLine).text = fit(parts, self.size.width)
 
