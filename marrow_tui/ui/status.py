@@ -32,21 +32,31 @@ RUN_FAILED = ("failed", "timeout", "error")
 @dataclass(frozen=True, slots=True)
 class Part:
     """One piece of the status line: `head`, then `stretch` (free text that may be cut short),
-    then `tail`, all in `style`."""
+    then `tail`, all in `style`; `short` stands for all of it when even that does not fit."""
 
     rank: int
     head: str
     stretch: str = ""
     tail: str = ""
     style: str = ""
-    #: this part's own styled spans (the head only), e.g. a count in red
+    #: this part's own styled pieces after the rest, e.g. a count in red
     extra: tuple[tuple[str, str], ...] = field(default=())
+    short: str = ""
 
     @property
     def fixed(self) -> int:
         return len(self.head) + len(self.tail) + sum(len(text) for text, _ in self.extra)
 
+    def width(self, stretch: int | None = None) -> int:
+        """Its width with its free text cut to `stretch` (-1: in its short form)."""
+        if stretch == -1:
+            return len(self.short)
+        return self.fixed + (len(self.stretch) if stretch is None
+                             else min(stretch, len(self.stretch)))
+
     def render(self, stretch: int | None = None) -> Text:
+        if stretch == -1:
+            return Text(self.short, style=self.style)
         shown = self.stretch
         if stretch is not None and len(shown) > stretch:
             shown = shown[: max(0, stretch - 1)] + "…" if stretch > 0 else ""
@@ -57,30 +67,35 @@ class Part:
 
 
 def fit(parts: list[Part], width: int) -> Text:
-    """The parts in their order, without the lowest-ranked ones that do not fit in `width`,
-    and with the attention parts' free text cut short if even they alone do not fit."""
+    """The parts in their order, without the lowest-ranked ones that do not fit in `width`;
+    if the attention parts alone do not fit, the later ones lose their free text, then take
+    their short form, and last the first one's free text (the question) is cut short."""
     kept = list(parts)
+    cuts: dict[int, int] = {}
 
-    def length(cuts: dict[int, int], cap: int | None = None) -> int:
-        return (sum(p.fixed + cuts.get(i, min(len(p.stretch), cap or len(p.stretch)))
-                    for i, p in enumerate(kept))
+    def length(cap: int | None = None) -> int:
+        return (sum(p.width(cuts.get(i, cap)) for i, p in enumerate(kept))
                 + len(SEPARATOR) * max(0, len(kept) - 1))
 
     # A long question does not push every count out: it is counted at STRETCH_ROOM at most.
-    while length({}, STRETCH_ROOM) > width:
+    while length(STRETCH_ROOM) > width:
         droppable = [p for p in kept if p.rank < ATTENTION]
         if not droppable:
             break
         kept.remove(min(droppable, key=lambda p: p.rank))
-    cuts: dict[int, int] = {}
-    # The later parts give up their text first; the first (the question, when one waits)
-    # keeps STRETCH_MIN characters as long as it can.
-    steps = [(index, 0) for index in reversed(range(1, len(kept)))] + [(0, STRETCH_MIN),
-                                                                         (0, 0)]
+    later = list(reversed(range(1, len(kept))))
+    first = min(STRETCH_MIN, len(kept[0].stretch)) if kept else 0
+    steps = ([(index, 0) for index in later]
+             + [(index, -1) for index in later if kept[index].short]
+             + [(0, STRETCH_MIN), (0, 0)])
     for index, floor in steps if kept else ():
-        over = length(cuts) - width
+        over = length() - width
         if over <= 0:
             break
+        if floor == -1:  # the short form, once the question would get less than its minimum
+            if length() - kept[0].width() + kept[0].width(first) > width:
+                cuts[index] = -1
+            continue
         current = cuts.get(index, len(kept[index].stretch))
         cuts[index] = max(min(floor, current), current - over)
     line = Text()
@@ -97,11 +112,11 @@ def request_part(waiting: list[Request], now: float, answer_key: str) -> Part | 
     if not waiting:
         return None
     oldest = waiting[0]
-    count = f"{len(waiting)} waiting, oldest " if len(waiting) > 1 else ""
+    count = f", {len(waiting)} waiting" if len(waiting) > 1 else ""
     verb = "asks permission" if oldest.kind == "permission" else "asks"
-    return Part(ATTENTION + 1, f" ⚑ {count}{printable(oldest.asker)} {verb}: ",
+    return Part(ATTENTION + 1, f" ⚑ {printable(oldest.asker)} {verb}: ",
                 printable(" ".join(oldest.question.split())),
-                f" ({ago(now - oldest.created)}) · {answer_key} to answer ",
+                f" ({ago(now - oldest.created)}{count}) · {answer_key} to answer ",
                 "bold reverse magenta")
 
 
@@ -113,7 +128,8 @@ def failure_part(state: State) -> Part | None:
         return None
     head, detail = failures[0]
     more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
-    return Part(ATTENTION, f"✖ {head}", detail, more, "bold red")
+    return Part(ATTENTION, f"✖ {head}", detail, more, "bold red",
+                short=f"✖ {plural(len(failures), 'failure')}")
 
 
 def failures_now(state: State) -> list[tuple[str, str]]:

@@ -50,11 +50,11 @@ async def test_activity_shows_the_past_and_the_starts_own_events_after_a_restart
         assert any("demo/alice -> all: login flow is in review" in t for t in shown)
         assert any(t.startswith("expire    T2 held by demo/bob") for t in shown)  # the start's
         start = next(t for t in shown if t.startswith("start "))
-        assert start.startswith("start     restored the snapshot at event ")
-        assert start.endswith(" + 0 events replayed")
+        assert start.startswith("start     marrow-tui started (restored the snapshot at event ")
+        assert start.endswith(" + 0 events replayed)")
         # in order: the earlier run, the restart, what the start itself did
         position = {kind: next(i for i, t in enumerate(shown) if t.startswith(kind))
                     for kind in ("claim ", "start ", "expire ")}
         assert position["claim "] < position["start "] < position["expire "]
         rendered = "\n".join(line.text for line in app.main.activity.lines)  # type: ignore[union-attr]
-        assert "claim     T1 by demo/alice" in rendered and "start     restored" in rendered
+        assert "claim     T1 by demo/alice" in rendered and "start     marrow-tui started" in rendered

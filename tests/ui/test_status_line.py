@@ -79,7 +79,7 @@ async def test_the_status_line_shows_the_oldest_question_and_a_answers_that_one(
         ask(app, "demo/alice", "Staging or mock?")
         app.clock.advance(90)
         ask(app, "demo/bob", "Rename the route?")
-        await until(pilot, lambda: "2 waiting, oldest demo/alice asks: Staging or mock? (1m)"
+        await until(pilot, lambda: "demo/alice asks: Staging or mock? (1m, 2 waiting)"
                     in status(app))
         await pilot.press("a")
         modal = await until(pilot, lambda: isinstance(app.screen, AnswerModal) and app.screen)
@@ -133,3 +133,14 @@ async def test_at_80x24_the_status_line_drops_counts_before_the_question() -> No
         await until(pilot, lambda: "3 leases" in status(app))
         assert "The login tests need a real SMTP server. Use the staging one" in status(app)
         assert "services healthy" in status(app)
+
+
+async def test_at_80x24_two_questions_and_a_failure_keep_every_word_that_matters() -> None:
+    app = ConsoleApp(asks=True, services=True)
+    async with app.run_test(size=SMALL) as pilot:
+        await filled(pilot, app)
+        line = status(app)
+        assert len(line) <= 80
+        assert line.startswith(" ⚑ demo/alice asks: The login")  # the question, cut short
+        assert "(0s, 2 waiting) · a to answer" in line
+        assert line.rstrip().endswith("✖ 1 failure")  # the failure in its short form

@@ -161,7 +161,7 @@ class MainScreen(Screen[None]):
         # what this one did on starting (a lease that ran out while it was down, say).
         started = self.runtime.state.started_at
         at = next((i for i, entry in enumerate(entries) if entry.at >= started), len(entries))
-        entries.insert(at, Activity(started, "start", f"start     {self.runtime.restored}"))
+        entries.insert(at, Activity(started, "start", f"start     marrow-tui started ({self.runtime.restored})"))
         self.activity.add_past(entries, visible=self.shown("activity"))
 
     def on_unmount(self) -> None:
