@@ -85,7 +85,7 @@ async def serve(runtime_options: RuntimeOptions, hub_options: HubOptions,
             f"marrow-tui: hub {unit.runtime.log.hub_id} listening on {unit.server.uri} "
             f"(state {printable(str(runtime_options.state_dir))}, {len(state.claims)} live claims, "
             f"{len(state.board.tasks)} board tasks, "
-            f"{unit.runtime.restored_events} events replayed)\n"
+            f"{unit.runtime.restored})\n"
         )
         if config is not None:
             paused = state.sessions.paused

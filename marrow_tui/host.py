@@ -49,6 +49,7 @@ async def hosted(
         await runtime.stop()
         raise
     scheduler: Scheduler | None = None
+    notifier = None
     services = None
     orchestrator = None
     team = None
@@ -58,6 +59,14 @@ async def hosted(
         unit = Hosted(runtime, server, scheduler)
         if on_ready is not None:
             on_ready(unit)
+        if config is not None and heartbeats:
+            from .notify import Notifier
+
+            # The config as the scheduler holds it: a reloaded [notify] applies at once.
+            held = scheduler
+            notifier = Notifier(runtime, lambda: held.config.notify if held.config else None,
+                                server.uri)
+            notifier.start()
         if config is not None and config.services and heartbeats:
             from .services.hosting import Services
 
@@ -88,5 +97,7 @@ async def hosted(
             await scheduler.stop()
         if services is not None:
             await services.stop()
+        if notifier is not None:
+            await notifier.stop()
         await server.stop()
         await runtime.stop()

@@ -14,7 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .core.aio import within
 from .core.sessions import Cleanup, Session
@@ -442,8 +442,10 @@ async def run_bounded(
     kill_wait: float = KILL_WAIT,
     read_grace: float = READ_GRACE,
     end_leftovers: bool = True,
+    stdin: IO[bytes] | None = None,
 ) -> Bounded:
-    """Run `argv` in a process group and session of its own, stdin from /dev/null, its stdout
+    """Run `argv` in a process group and session of its own, stdin from /dev/null (or the
+    open file `stdin`, read from its current position), its stdout
     into `out` and its stderr into `err` (into `out` when None), for at most `timeout` seconds
     (None: no limit) or until `stop` is set. Then, or when cancelled, its group is ended.
     Raises OSError or ValueError when it cannot be started.
@@ -455,7 +457,7 @@ async def run_bounded(
     the pipes get `read_grace` to report their end (a process that left the group may hold
     them), unless the run waits for its output to end anyway."""
     proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+        *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE if err is not None else asyncio.subprocess.STDOUT,
         start_new_session=True)

@@ -127,6 +127,24 @@ class Runtime:
         self.submit(self.decider.sweep())
         self._schedule()  # restored leases end on time even if nothing else happens
 
+    @property
+    def restored(self) -> str:
+        """What the start rebuilt the state from, for people: "restored the snapshot at event
+        10,000 + 42 events replayed", "42 events replayed", or "no events yet"."""
+        replayed = f"{self.restored_events:,} event{'' if self.restored_events == 1 else 's'}"
+        if self.log.snapshot_seq:
+            return (f"restored the snapshot at event {self.log.snapshot_seq:,} + {replayed} "
+                    "replayed")
+        return f"{replayed} replayed" if self.restored_events else "no events yet"
+
+    def history(self, limit: int) -> Coroutine[Any, Any, list[tuple[float, Event]]]:
+        """The last `limit` logged events the change feed has already told of, with when each
+        was written: what a listener that subscribed just now missed (before a restart too).
+
+        Called in the same step as `subscribe`, nothing is missed and nothing told twice: every
+        event up to the log's durable sequence has been told, and none after it."""
+        return self.log.recent(limit, self.log.durable_seq)
+
     async def stop(self) -> None:
         """Commit what is queued, write a snapshot, and close the log."""
         if self._timer is not None:

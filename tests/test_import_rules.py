@@ -26,6 +26,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "mcp": frozenset({"", "core", "hub", "mcp"}),
     # the agent clients sit under the producers that will run them
     "agents": frozenset({"", "core", "proc", "agents", "rotating"}),
+    # the [notify] hook listens to the runtime and runs a process: no producer, no console
+    "notify": frozenset({"core", "config", "proc", "runtime", "notify"}),
 }
 
 

@@ -18,6 +18,7 @@ from .. import userfile
 from .agents import SECTIONS, AgentChecks
 from .diagnostics import Diagnostic, Findings, by_line
 from .model import Config
+from .notify import NotifyChecks
 from .schema import Spec
 from .services import ServiceChecks
 from .toml_lines import shape_problem
@@ -34,6 +35,7 @@ _TOP_KEYS = {
     "self_check": Spec("table"),
     # ours
     "keys": Spec("table"),
+    "notify": Spec("table"),
 }
 
 
@@ -62,7 +64,7 @@ class Loaded(Findings):
         return by_line(found)
 
 
-class _Checker(AgentChecks, ServiceChecks):
+class _Checker(AgentChecks, ServiceChecks, NotifyChecks):
     """Walks the parsed document, collecting diagnostics and ignored keys."""
 
     def check(self, data: dict[str, Any]) -> Config | None:
@@ -80,6 +82,7 @@ class _Checker(AgentChecks, ServiceChecks):
         rules_path = self._rules_path(profile)
         profile_root, source_context_dir = self._profile_paths(profile)
         keys = self._keys(top.get("keys", {}))
+        notify = self._notify(top.get("notify"))
         if self.error_count():
             return None
         return Config(
@@ -92,6 +95,7 @@ class _Checker(AgentChecks, ServiceChecks):
             profile_root=profile_root,
             source_context_dir=source_context_dir,
             keys=keys,
+            notify=notify,
             lines=self.lines,
         )
 

@@ -152,6 +152,39 @@ class ServiceConfig:
         return [part.replace("{port}", text) for part in self.command]
 
 
+#: what the [notify] hook is told of, and its kind: something needs the operator, or something
+#: finished (badly) that the operator will want to know of
+NOTIFY_EVENTS = {"request_waiting": "needs_you", "run_failed": "finished",
+                 "service_down": "finished"}
+#: seconds one run of the [notify] command may take, unless `timeout` says otherwise
+NOTIFY_TIMEOUT = 10.0
+
+
+@dataclass(slots=True, frozen=True)
+class NotifyConfig:
+    """[notify]: a command run for each event worth a person's attention."""
+
+    #: argv (a TOML array: no shell); or a shell line (a string), run with /bin/sh -c
+    command: tuple[str, ...] = ()
+    shell: str = ""
+    #: the NOTIFY_EVENTS it runs for
+    events: tuple[str, ...] = tuple(NOTIFY_EVENTS)
+    #: agents (askers, runs' agents) it is never run for
+    mute: tuple[str, ...] = ()
+    #: seconds one run of the command may take before its process group is killed
+    timeout: float = NOTIFY_TIMEOUT
+    #: where it runs: the config file's folder (so a shell line's relative paths work too)
+    cwd: Path | None = None
+
+    def argv(self) -> list[str]:
+        return ["/bin/sh", "-c", self.shell] if self.shell else list(self.command)
+
+    @property
+    def shown(self) -> str:
+        """The command as written, for logs and `validate`."""
+        return self.shell or shlex.join(self.command)
+
+
 @dataclass(slots=True, frozen=True)
 class Config:
     path: Path
@@ -172,6 +205,8 @@ class Config:
     # ---- ours ----
     #: [keys]: action id ("claims.handoff") -> key ("ctrl+h"), in the order written
     keys: Mapping[str, str] = field(default_factory=dict)
+    #: [notify]: the command hook, when there is one
+    notify: NotifyConfig | None = None
     #: the line of every key of the file, so a later check can still say FILE:LINE
     lines: Mapping[KeyPath, int] = field(default_factory=dict, compare=False, repr=False)
 

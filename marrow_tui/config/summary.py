@@ -6,7 +6,7 @@ import shlex
 from pathlib import Path
 
 from ..core.acp import PRESETS
-from .model import AgentConfig, Config, ServiceConfig
+from .model import AgentConfig, Config, NotifyConfig, ServiceConfig
 from .schema import number_text
 
 
@@ -20,6 +20,8 @@ def format_summary(config: Config) -> str:
         lines.extend(_agent_summary(agent))
     for service in config.services:
         lines.extend(_service_summary(service))
+    if config.notify is not None:
+        lines.extend(_notify_summary(config.notify))
     if config.ignored:
         lines.append("ignored (read for compatibility, no effect): " + ", ".join(config.ignored))
     lines.append("config OK")
@@ -89,4 +91,14 @@ def _service_summary(service: ServiceConfig) -> list[str]:
     lines.append(f"  restart: {restart}")
     if service.env:
         lines.append("  env: " + ", ".join(name for name, _ in service.env))
+    return lines
+
+
+def _notify_summary(notify: NotifyConfig) -> list[str]:
+    command = f"sh -c {shlex.quote(notify.shell)}" if notify.shell else notify.shown
+    lines = [f"[notify] {command}",
+             f"  on: {', '.join(notify.events) or 'nothing'} (at most "
+             f"{number_text(notify.timeout)}s each)"]
+    if notify.mute:
+        lines.append("  muted: " + ", ".join(notify.mute))
     return lines

@@ -414,6 +414,26 @@ class EventLog:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot read events from {self.path}: {exc}") from None
 
+    async def recent(self, limit: int, upto: int) -> list[tuple[float, Event]]:
+        """The last `limit` events up to sequence `upto`, oldest first, with when each was
+        written: the recent past for a reader that joins late (the console after a restart).
+        An event that cannot be read is left out, never the rest."""
+        db = self._require()
+        try:
+            cursor = await db.execute(
+                "SELECT ts, kind, data FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT ?",
+                (upto, limit))
+            rows = list(await cursor.fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read events from {self.path}: {exc}") from None
+        found = []
+        for ts, kind, data in reversed(rows):
+            try:
+                found.append((float(ts), Event(kind, json.loads(data), data)))
+            except ValueError:
+                continue
+        return found
+
     def _require(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("event log is not open")

@@ -19,7 +19,7 @@ from textual.message import Message
 from ..core.events import Event, describe
 from ..core.kinds import CLAIM_KINDS, ISSUE_KINDS, SESSION_KINDS, STEERING_KINDS
 from ..core.orchestration import refused_id
-from ..core.text import plural
+from ..core.text import one_line, plural
 from ..runtime import Runtime
 
 #: at most this many `Changed` messages a second
@@ -175,6 +175,8 @@ class Bridge:
                         f"ask:{data['id']}",
                         f"{data['asker']} asks: {' '.join(data['question'].split())[:120]}"
                         " (a to answer)", "warning"))
+                elif kind == "steer_end":
+                    self._ended_alone(data, pending)
             elif kind in ISSUE_KINDS:
                 self._issue_event(kind, data, pending)
             text = describe(event)
@@ -231,6 +233,22 @@ class Bridge:
             visit.timer.cancel()
         self._pending.activity += [visit.joined, *visit.lines]
         self._schedule()
+
+    def _ended_alone(self, data: dict, pending: _Pending) -> None:
+        """A question that ended without an operator's answer (its deadline passed, or its
+        asker took it back) leaves the status line: a toast says how it ended."""
+        request = self.runtime.state.steering.get(data["id"])
+        if request is None:
+            return
+        about = f"{data['id']} from {request.asker} ({one_line(request.question, 60)})"
+        if data["state"] == "timed_out":
+            pending.alerts.append(Alert(
+                f"ended:{data['id']}",
+                f"{about} timed out; the default was used: {one_line(str(data['answer']), 80)}"
+                if data.get("default_used") else f"{about} timed out with no answer"))
+        elif data["state"] == "cancelled" and data.get("by") == request.asker:
+            pending.alerts.append(Alert(f"ended:{data['id']}",
+                                        f"{about} was cancelled by the asker", "information"))
 
     def _asker_run(self, request_id: str, pending: _Pending) -> None:
         """A run that asks or is answered shows "waiting for you" or stops saying it."""

@@ -86,7 +86,7 @@ class ConsoleApp(MarrowApp):
         self.config = config
         self.scheduler: Any = None
         self.clock = clock or FakeClock(T0)
-        #: a given one is another start on the same state (a restart)
+        #: a state folder an earlier runtime used (a restart), else a new one
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="marrow-console-")) / "state"
         self.seeded = seeded
         runtime = Runtime(RuntimeOptions(state_dir=self.state_dir), clock=self.clock)

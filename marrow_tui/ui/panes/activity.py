@@ -18,6 +18,8 @@ from ..bridge import Activity
 from .base import Console, Pane
 
 ACTIVITY_LINES = 2000
+#: logged events read back when the console opens (the recent past, before a restart too)
+ACTIVITY_PAST = 1000
 #: rendered lines the activity log keeps (each holds render caches the collector must scan);
 #: every entry up to ACTIVITY_LINES is still kept for the filter
 RENDERED_LINES = 200
@@ -66,6 +68,14 @@ class ActivityLog(RichLog):
         kept.insert(bisect_right(kept, entry.at, key=lambda e: e.at), entry)
         return True
 
+    def add_past(self, entries: Iterable[Activity], visible: bool = True) -> None:
+        """What happened before the newest lines: put before them, as it came first."""
+        self.lines_kept = deque([*entries, *self.lines_kept], maxlen=ACTIVITY_LINES)
+        if visible:
+            self.refilter(self.filter_text)
+        else:
+            self.stale = True
+
     def _room(self) -> int:
         return min(RENDERED_LINES, max(self.size.height, 20) * 2)
 
@@ -85,7 +95,7 @@ class ActivityLog(RichLog):
     def _render_entry(entry: Activity) -> Text:
         stamp = time.strftime("%H:%M:%S", time.localtime(entry.at))
         style = {"chat": "cyan", "expire": "bold red", "handoff": "magenta",
-                 "presence": "dim"}.get(entry.kind, "")
+                 "presence": "dim", "start": "bold"}.get(entry.kind, "")
         return Text.assemble((stamp + " ", "dim"), (printable(entry.text), style))
 
 

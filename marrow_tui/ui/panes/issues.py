@@ -212,8 +212,7 @@ class IssuesPane(TablePane):
             return
         running = sum(1 for v in book.issues.values() if v.status in ("running", "waiting"))
         text.append(f" │ {running} of {plural(len(book.issues), 'issue')} running")
-        if not workflow.get("ok", True):
-            text.append(" │ workflow error", style="bold red")
+        if not workflow.get("ok", True):  # (the status line's failure part says so)
             title = f"workflow error, no new dispatches: {workflow_error(workflow)}"
         elif workflow.get("dispatching") is False:
             title = "not dispatching new issues"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from rich.text import Text
@@ -35,7 +35,7 @@ from ..bridge import Activity, Bridge, Changed
 from ..literal import literal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import HelpModal
-from ..panes.activity import ActivityPane
+from ..panes.activity import ACTIVITY_PAST, ActivityPane
 from ..panes.agents import AgentsPane
 from ..panes.base import Pane, TablePane
 from ..panes.board import BoardPane
@@ -46,6 +46,7 @@ from ..panes.sessions import SessionsPane
 from ..panes.steering import SteeringPane, steering_keys
 from ..panes.table import KeyedTable
 from .layout import COLUMN, MODES, SINGLE, mode_for, shown_panes
+from ..status import Part, failure_part, fit, request_part
 
 
 class PaneTab(Label):
@@ -174,11 +175,28 @@ class MainScreen(Screen[None]):
         self.watch_pane(self.pane, self.pane)
         for table in self.tables.values():
             self.run_worker(table.fill(), group="fill", exit_on_error=False)
-        # What was said before the console opened: the chat history's tail.
-        self.activity.add(Activity(m["timestamp"], "chat", text)
-                          for m in self.runtime.state.chat.tail(200)
-                          if (text := describe(Event("chat", m))) is not None)
+        # What happened before the console opened (before a restart too), from the log: read
+        # in the step that subscribed the bridge, so no event is missed or shown twice.
+        self.run_worker(self._past(self.runtime.history(ACTIVITY_PAST)), group="past",
+                        exit_on_error=False)
         self._refresh_status()
+
+    async def _past(self, reading: Awaitable[list[tuple[float, Event]]]) -> None:
+        """The Activity pane's recent past, then a line saying what the start restored."""
+        entries = []
+        for at, event in await reading:
+            try:
+                text = describe(event)
+            except (KeyError, TypeError, ValueError):  # an event of an older shape: skipped
+                continue
+            if text is not None:
+                entries.append(Activity(at, event.kind, text))
+        # The start's line goes where the start was: after what the last run logged, before
+        # what this one did on starting (a lease that ran out while it was down, say).
+        started = self.runtime.state.started_at
+        at = next((i for i, entry in enumerate(entries) if entry.at >= started), len(entries))
+        entries.insert(at, Activity(started, "start", f"start     marrow-tui started ({self.runtime.restored})"))
+        self.activity.add_past(entries, visible=self.shown("activity"))
 
     def on_unmount(self) -> None:
         if self.bridge is not None:
@@ -187,6 +205,7 @@ class MainScreen(Screen[None]):
     def on_resize(self, event: Resize) -> None:
         self._arrange()
         self._catch_up()
+        self._refresh_status()
 
     def watch_pane(self, old: str, pane: str) -> None:
         if old != pane:
@@ -320,34 +339,41 @@ class MainScreen(Screen[None]):
         self._refresh_status()
 
     def _refresh_status(self) -> None:
+        """The status line, made anew from the live state (never from an old alert)."""
+        state = self.runtime.state
+        now = self.runtime.clock()
+        waiting = state.steering.waiting()
+        if bool(waiting) != bool(self._asking):
+            self.set_class(bool(waiting), "-asking")
+            # `a` works only while something waits: the footer says so as it changes.
+            self.refresh_bindings()
+        self._asking = len(waiting)
+        answer = shown_key(BY_ID["steering.answer"], self.keys)
+        parts = [Part(1, " marrow-tui ", style="bold reverse")]
+        parts.extend(part for part in (request_part(waiting, now, answer),
+                                       failure_part(state)) if part is not None)
+        parts.extend(self._count_parts())
+        self.query_one(StatusLine).text = fit(parts, self.size.width)
+
+    def _count_parts(self) -> list[Part]:
+        """The status line's counts, each ranked by how much it matters when space is short."""
         state = self.runtime.state
         now = self.runtime.clock()
         expiring = sum(1 for c in state.claims if c.lease_expires_at - now < EXPIRING_SOON)
-        online = len(state.presence.online)
-        badge = (" marrow-tui ", "bold reverse") if self.size.width >= 100 else ""
-        waiting = len(state.steering.open)
-        answer = shown_key(BY_ID["steering.answer"], self.keys)
-        asking = (f" ⚑ {waiting} waiting ({answer} to answer) ", "bold reverse magenta") \
-            if waiting else ""
-        if bool(waiting) != bool(self._asking):
-            self.set_class(bool(waiting), "-asking")
-        self._asking = waiting
-        text = Text.assemble(
-            badge, asking, " ", (self.hub_uri, "bold"),
-            f"  │ {online} online │ {plural(len(state.claims), 'lease')}",
-            (f" ({expiring} expiring)" if expiring else "", "bold red"),
-            f" │ {plural(len(state.board.tasks), 'task')} ({len(state.board.ready())} ready)",
-        )
+        parts = [Part(2, self.hub_uri, style="bold"),
+                 Part(3, f"{len(state.presence.online)} online"),
+                 Part(7, plural(len(state.claims), "lease"),
+                      extra=((f" ({expiring} expiring)", "bold red"),) if expiring else ()),
+                 Part(4, f"{plural(len(state.board.tasks), 'task')} "
+                         f"({len(state.board.ready())} ready)")]
         if self.scheduled:
             # An orchestrator's runs are sessions too, of no configured agent: said below.
             running = sum(1 for s in state.sessions.running() if s.agent in state.sessions.agents)
             if state.sessions.agents or not state.issues.workflow:
-                text.append(
-                    f" │ {running} of {plural(len(state.sessions.agents), 'agent')} running")
+                parts.append(Part(6, f"{running} of "
+                                     f"{plural(len(state.sessions.agents), 'agent')} running"))
             config = state.sessions.config
             broken = bool(config) and not config.get("ok", True)
-            if broken:
-                text.append(" │ config error", style="bold red")
             # The error itself stays on the Sessions pane until a good config replaces it.
             title = (f"config not applied (last good kept): {(config.get('errors') or [''])[0]}"
                      if broken else "")
@@ -356,17 +382,18 @@ class MainScreen(Screen[None]):
         if orchestrating != self._orchestrating:
             self._orchestrating = orchestrating
             self.set_class(orchestrating, "-orchestrating")
-        self.issues_pane.status(text)
-        services = self.runtime.state.services.services
+        issues = Text()
+        self.issues_pane.status(issues)
+        if issues.plain:
+            parts.append(Part(5, issues.plain.removeprefix(" │ ")))
+        services = state.services.services
         if services:
             if not self.has_class("-servicing"):
                 self.set_class(True, "-servicing")
             healthy = sum(1 for v in services.values() if v.state == "healthy")
-            text.append(f" │ {healthy} of {plural(len(services), 'service')} healthy",
-                        style="" if healthy == len(services) else "bold yellow")
-        if self.latest_alert:
-            text.append(f" │ {self.latest_alert}", style="yellow")
-        self.query_one(StatusLine).text = text
+            parts.append(Part(6, f"{healthy} of {plural(len(services), 'service')} healthy",
+                              style="" if healthy == len(services) else "bold yellow"))
+        return parts
 
     def set_border_title(self, pane: str, title: str) -> None:
         """A pane's border title, which quotes config and workflow errors: shown literally,
