@@ -83,6 +83,8 @@ class FakeAgent:
         self.capabilities: Any = None
         self.cancelled = asyncio.Event()
         self.turns = 0
+        #: a process a slow turn runs
+        self.tool: Any = None
 
     def on_connect(self, conn: Any) -> None:
         self.client = conn
@@ -319,6 +321,11 @@ class FakeAgent:
         answered at once."""
         if "slowly" not in text:
             return await self.play_idler(text)
+        # A tool it runs meanwhile, in its group: it outlives the agent if the agent goes
+        # (the agent itself ends once its stdin closes), as a real agent's test run would.
+        import subprocess
+
+        self.tool = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         await self.say("working")
         await self.cancelled.wait()
         self.cancelled.clear()
