@@ -163,15 +163,16 @@ ACTIONS: tuple[Action, ...] = (
     Action("app.help", "question_mark", "help", help="Help", show=True, key_display="?",
            description="Show the keys"),
     Action("app.quit", "q", "quit", help="Quit", show=True, description="Quit marrow-tui"),
-    Action("view.close_filter", "escape", "close_filter"),
+    Action("view.close_filter", "escape", "close_filter", help="Close the filter (or a dialog)",
+           help_group=LAST),
     # The panes never take focus (a focus change rebuilds the footer): the screen moves the
-    # cursor of whichever pane is shown.
-    Action("view.up", "up", "move(-1)"),
-    Action("view.down", "down", "move(1)"),
-    Action("view.page_up", "pageup", "page(-1)"),
-    Action("view.page_down", "pagedown", "page(1)"),
-    Action("view.first", "home,ctrl+home", "jump(0)"),
-    Action("view.last", "end,ctrl+end", "jump(-1)"),
+    # cursor of whichever pane is shown. Help lists these keys last, the palette leaves them out.
+    Action("view.up", "up", "move(-1)", help="Move up", help_group=LAST),
+    Action("view.down", "down", "move(1)", help="Move down", help_group=LAST),
+    Action("view.page_up", "pageup", "page(-1)", help="One page up", help_group=LAST),
+    Action("view.page_down", "pagedown", "page(1)", help="One page down", help_group=LAST),
+    Action("view.first", "home,ctrl+home", "jump(0)", help="First row", help_group=LAST),
+    Action("view.last", "end,ctrl+end", "jump(-1)", help="Last row", help_group=LAST),
     Action("view.open", "enter", "open", help="Open the selected row", help_group=LAST,
            hint="open", description="Open the selected row"),
 )

@@ -141,7 +141,7 @@ class SteeringPane(TablePane):
 
         self.console.app.push_screen(ConfirmModal(
             f"Cancel {rid}?", f"{request.asker} stops waiting and is told the question was "
-            "cancelled, with no answer.", "Cancel it"), confirmed)
+            "cancelled, with no answer.", "Cancel request", "Keep it"), confirmed)
 
     def go_to_asker(self) -> None:
         """Show where the asker is working: its run, else the lease it asks about, else it."""
