@@ -192,7 +192,7 @@ def shown_key(action: Action, keys: Mapping[str, str]) -> str:
     remapped = keys.get(action.id)
     if remapped:
         return remapped.split(",", 1)[0].strip()
-    return action.key_display or action.key
+    return action.key_display or action.keys[0]
 
 
 def hint_text(hint: Hint, keys: Mapping[str, str]) -> str:

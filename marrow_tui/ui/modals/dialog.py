@@ -45,13 +45,14 @@ class Body(VerticalScroll):
 
 
 class Note(Label):
-    """A line in a dialog's foot that is there only while it has something to say (an error,
-    a warning)."""
+    """A line in a dialog's foot that is there only while it has something to say: an error
+    (a refusal) or a warning, in Label's own colours for each."""
 
-    def __init__(self, id: str, classes: str = "error") -> None:  # noqa: A002 (Textual's name)
-        super().__init__("", id=id, classes=f"note {classes}", markup=False)
+    def __init__(self, id: str) -> None:  # noqa: A002 (Textual's name)
+        super().__init__("", id=id, classes="note", markup=False)
 
     def say(self, text: str, *, warning: bool = False) -> None:
         self.update(literal(text))
         self.set_class(bool(text), "-shown")
-        self.set_class(warning, "-warning")
+        self.set_class(not warning, "error")
+        self.set_class(warning, "warning")

@@ -92,8 +92,9 @@ class FormModal(Dialog[dict[str, str] | None]):
             return
         self._warned = values if problem.warning else None
         self.query_one("#form-error", Note).say(problem.text, warning=problem.warning)
-        self.query_one("#submit", Button).label = literal(
-            f"{self.submit} anyway" if problem.warning else self.submit)
+        submit = self.query_one("#submit", Button)
+        submit.label = literal(f"{self.submit} anyway" if problem.warning else self.submit)
+        submit.refresh(layout=True)  # a label's width is not laid out again by itself
         self.query_one(f"#{problem.field}", Input).focus()
 
     @on(Input.Submitted)
