@@ -100,7 +100,7 @@ async def test_the_answer_dialog_keeps_send_cancel_and_the_default_in_sight(
         assert book.get("S1").answer == "use staging"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("size", [TMUX, SMALLER])
+@pytest.mark.parametrize("size", [TMUX, SMALLER, (110, 32)])
 async def test_a_form_keeps_its_buttons_in_sight(size: tuple[int, int]) -> None:
     app = ConsoleApp()
     async with app.run_test(size=size) as pilot:
@@ -111,6 +111,7 @@ async def test_a_form_keeps_its_buttons_in_sight(size: tuple[int, int]) -> None:
         assert isinstance(modal, FormModal)
         for button in modal.query(Button):
             assert in_sight(app, button)
+        assert "Task id" in shown(app)  # the focused field's label is not scrolled away
         modal.query_one("#description", Input).focus()  # the last field scrolls into view
         await until(pilot, lambda: in_sight(app, modal.query_one("#description", Input)))
         for button in modal.query(Button):

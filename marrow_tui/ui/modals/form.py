@@ -47,6 +47,8 @@ class FormModal(Dialog[dict[str, str] | None]):
     """A few text fields; Enter in the last one (or the button) submits."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="form.cancel")]
+    #: the dialog picks its field itself (`focus`), and brings it into sight with its label
+    AUTO_FOCUS = ""
 
     def __init__(self, title: str, fields: list[Field], submit: str = "OK",
                  required: tuple[str, ...] = (), *, focus: str | None = None,
@@ -64,7 +66,8 @@ class FormModal(Dialog[dict[str, str] | None]):
             yield Label(literal(self.title_text), classes="title")
             with Body():
                 for field in self.fields:
-                    yield Label(literal(field.label), classes="field-label")
+                    yield Label(literal(field.label), id=f"{field.name}-label",
+                                classes="field-label")
                     yield Input(value=field.value, placeholder=field.placeholder, id=field.name)
             with Vertical(classes="foot"):
                 yield Note("form-error")
@@ -73,7 +76,18 @@ class FormModal(Dialog[dict[str, str] | None]):
                     yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one(f"#{self.focus_field}", Input).focus()
+        self._focus(self.focus_field)
+
+    def _focus(self, name: str) -> None:
+        """Focus a field and bring it into sight with its label (focusing alone would scroll
+        the label away)."""
+        self.query_one(f"#{name}", Input).focus(scroll_visible=False)
+        self.call_after_refresh(self._reveal, name)
+
+    def _reveal(self, name: str) -> None:
+        label = self.query_one(f"#{name}-label", Label).virtual_region_with_margin
+        field = self.query_one(f"#{name}", Input).virtual_region_with_margin
+        self.query_one(Body).scroll_to_region(label.union(field), animate=False)
 
     def _values(self) -> dict[str, str]:
         return {f.name: self.query_one(f"#{f.name}", Input).value.strip() for f in self.fields}
@@ -95,7 +109,7 @@ class FormModal(Dialog[dict[str, str] | None]):
         submit = self.query_one("#submit", Button)
         submit.label = literal(f"{self.submit} anyway" if problem.warning else self.submit)
         submit.refresh(layout=True)  # a label's width is not laid out again by itself
-        self.query_one(f"#{problem.field}", Input).focus()
+        self._focus(problem.field)
 
     @on(Input.Submitted)
     def _entered(self, event: Input.Submitted) -> None:
