@@ -88,7 +88,7 @@ async def test_the_answer_dialog_keeps_send_cancel_and_the_default_in_sight(
         for button in ("#send", "#cancel"):
             assert in_sight(app, modal.query_one(button))
         text = shown(app)
-        assert "Send (ctrl+s)" in text and "Cancel (esc)" in text
+        assert "Send (ctrl+s)" in text and "Answer later (esc)" in text
         assert "If nobody answers in time: mock" in text
         assert "The login tests need a real SMTP server" in text  # the question, too
         await pilot.press("tab", "tab")  # past the choices, to the text box

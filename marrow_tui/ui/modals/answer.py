@@ -35,7 +35,7 @@ class AnswerModal(Dialog[str | None]):
     """Answer an agent's question: its choices as buttons, or any text (several lines)."""
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="answer.cancel"),
+        Binding("escape", "cancel", "Answer later", id="answer.cancel"),
         Binding("ctrl+s,f2", "send", "Send", id="answer.send"),
     ]
 
@@ -87,7 +87,8 @@ class AnswerModal(Dialog[str | None]):
                 with Horizontal(classes="buttons"):
                     if not self.permission:
                         yield Button("Send (ctrl+s)", variant="primary", id="send")
-                    yield Button("Cancel (esc)", id="cancel")
+                    # Not "Cancel": that would read as cancelling the question itself.
+                    yield Button("Answer later (esc)", id="cancel")
 
     def _choices(self) -> ComposeResult:
         with Horizontal(classes="choices"):
