@@ -163,7 +163,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("app.help", "question_mark", "help", help="Help", show=True, key_display="?",
            description="Show the keys"),
     Action("app.quit", "q", "quit", help="Quit", show=True, description="Quit marrow-tui"),
-    Action("view.close_filter", "escape", "close_filter", help="Clear the pane's filter"),
+    Action("view.close_filter", "escape", "close_filter",
+           help="Clear the pane's filter (or close a dialog)", help_group=LAST),
     Action("view.zoom", "z", "zoom", help="Zoom: the pane gets the whole screen, and back",
            hint="zoom", description="Zoom the pane to the whole screen (and back)"),
     Action("view.next_pane", "tab", "cycle(1)", help="Next pane",
@@ -171,13 +172,14 @@ ACTIONS: tuple[Action, ...] = (
     Action("view.previous_pane", "shift+tab", "cycle(-1)", help="Previous pane",
            description="Go to the previous pane"),
     # The panes never take focus (a focus change rebuilds the footer): the screen moves the
-    # cursor of whichever pane is shown.
-    Action("view.up", "up,k", "move(-1)", help="Move up", help_group=LAST),
-    Action("view.down", "down,j", "move(1)", help="Move down", help_group=LAST),
-    Action("view.page_up", "pageup", "page(-1)"),
-    Action("view.page_down", "pagedown", "page(1)"),
-    Action("view.first", "home,ctrl+home", "jump(0)"),
-    Action("view.last", "end,ctrl+end", "jump(-1)"),
+    # cursor of whichever pane is shown. Help lists these keys last, the palette leaves them out.
+    Action("view.up", "up,k", "move(-1)", help="Move up", help_group=LAST, key_display="up/k"),
+    Action("view.down", "down,j", "move(1)", help="Move down", help_group=LAST,
+           key_display="down/j"),
+    Action("view.page_up", "pageup", "page(-1)", help="One page up", help_group=LAST),
+    Action("view.page_down", "pagedown", "page(1)", help="One page down", help_group=LAST),
+    Action("view.first", "home,ctrl+home", "jump(0)", help="First row", help_group=LAST),
+    Action("view.last", "end,ctrl+end", "jump(-1)", help="Last row", help_group=LAST),
     Action("view.open", "enter", "open", help="Open the selected row", help_group=LAST,
            hint="open", description="Open the selected row"),
 )
@@ -197,7 +199,7 @@ def shown_key(action: Action, keys: Mapping[str, str]) -> str:
     remapped = keys.get(action.id)
     if remapped:
         return remapped.split(",", 1)[0].strip()
-    return action.key_display or action.key
+    return action.key_display or action.keys[0]
 
 
 def hint_text(hint: Hint, keys: Mapping[str, str]) -> str:

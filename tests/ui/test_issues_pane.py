@@ -157,12 +157,16 @@ async def test_new_issue_sends_title_body_and_priority() -> None:
         await pilot.press("n")
         assert isinstance(app.screen, FormModal)
         await pilot.press(*"Add a README", "tab", *"Explain the demo.", "tab", *"soon", "enter")
-        # Not a number: nothing sent, and the form comes back with what was typed.
+        # Not a number: nothing sent; the dialog says why and keeps the priority in focus, with
+        # everything typed kept, so the fix goes into the priority, not the title.
         await until(pilot, lambda: isinstance(app.screen, FormModal))
         assert verbs.frames == []
-        assert app.screen.query_one("#title").value == "Add a README"  # type: ignore[attr-defined]
-        app.screen.query_one("#priority").value = "2"  # type: ignore[attr-defined]
-        await pilot.click("#submit")
+        modal = app.screen
+        assert modal.query_one("#title").value == "Add a README"  # type: ignore[attr-defined]
+        assert modal.focused is modal.query_one("#priority")
+        assert "Priority must be a whole number, not 'soon'." in str(
+            modal.query_one("#form-error").content)  # type: ignore[attr-defined]
+        await pilot.press(*["backspace"] * 4, "2", "enter")
         await until(pilot, lambda: verbs.frames)
         assert verbs.sent() == [("issue_create", {"title": "Add a README",
                                                   "body": "Explain the demo.", "priority": 2})]

@@ -287,7 +287,8 @@ async def test_z_gives_the_pane_the_whole_screen_and_back() -> None:
 def test_zoom_and_the_pane_keys_are_in_help_and_the_palette() -> None:
     rows = dict(help_rows({}, issues=False, services=False))
     assert rows["z"].startswith("Zoom") and rows["tab"] == "Next pane"
-    assert rows["down,j"] == "Move down" and rows["escape"] == "Clear the pane's filter"
+    assert rows["down/j"] == "Move down"
+    assert rows["escape"] == "Clear the pane's filter (or close a dialog)"
     palette = {action.id for action, _ in palette_entries({})}
     assert {"view.zoom", "view.next_pane", "view.previous_pane"} <= palette
 

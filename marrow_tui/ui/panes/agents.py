@@ -61,7 +61,7 @@ class AgentsPane(TablePane):
 
         self.console.app.push_screen(FormModal("Send a message", [
             Field("target", "To", "all, a name, a project, or a glob", to),
-            Field("text", "Message")], "Send", required=("text",)), submitted)
+            Field("text", "Message")], "Send", required=("text",), focus="text"), submitted)
 
     def open(self, key: str) -> None:
         state = self.state

@@ -108,7 +108,8 @@ class ClaimsPane(TablePane):
                 self.send(type="release", task_id=claim.task_id, keep_checkpoint=not force)
 
         self.console.app.push_screen(
-            ConfirmModal(title, lost, "Force-release" if force else "Release"), confirmed)
+            ConfirmModal(title, lost, "Force-release" if force else "Release", "Keep the lease"),
+            confirmed)
 
     def release(self) -> None:
         self._release(force=False)

@@ -18,7 +18,7 @@ from ..actions import Hint
 from ..bridge import workflow_error
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
-from ..modals.form import Field, FormModal
+from ..modals.form import Field, FormModal, Problem
 from .base import Console, TablePane, fields
 from .sessions import SessionsPane, session_key
 from .table import KeyedTable
@@ -63,6 +63,16 @@ def issue_key(identifier: str, status: str, priority: int | None,
     prio = _NO_PRIORITY if priority is None else min(max(priority + 10**6, 0), _NO_PRIORITY - 1)
     order = _natural(sort_as if sort_as is not None else identifier).replace("\x1f", "?")
     return f"{rank}\x1f{prio:07d}\x1f{order}\x1f{identifier}"
+
+
+def priority_problem(values: dict[str, str]) -> Problem | None:
+    """A new issue's priority is a whole number, or nothing."""
+    text = values["priority"]
+    try:
+        int(text or "0")
+    except ValueError:
+        return Problem("priority", f"Priority must be a whole number, not {text!r}.")
+    return None
 
 
 class IssuesTable(KeyedTable):
@@ -264,39 +274,28 @@ class IssuesPane(TablePane):
             ("Its run is stopped (SIGTERM, then SIGKILL after the grace) and the issue is "
              if running else "The issue is ")
             + f"parked: it stays in {view.state or 'its state'} and is not dispatched again "
-            "until you retry it (R).", "Cancel it"), confirmed)
+            "until you retry it (R).", "Cancel and park", "Keep it"), confirmed)
 
     def retry_issue(self) -> None:
         view = self._issue(self.selected())
         if view is not None and view.status == "parked":
             self.send(type="issue_retry", identifier=view.identifier)
 
-    def new_issue(self, values: dict[str, str] | None = None) -> None:
+    def new_issue(self) -> None:
         if not self.state.issues.workflow:
             self.console.toast(NO_TRACKER, severity="warning", timeout=8)
             return
-        values = values or {}
 
         def submitted(got: dict[str, str] | None) -> None:
-            if not got:
-                return
-            text = got["priority"]
-            try:
-                priority = int(text) if text else None
-            except ValueError:
-                self.console.toast(f"Priority must be a whole number, not {text!r}.",
-                                   severity="error", timeout=6)
-                self.new_issue(got)  # again, with what was typed
-                return
-            self.send(type="issue_create", title=got["title"], body=got["description"],
-                      priority=priority)
+            if got:
+                self.send(type="issue_create", title=got["title"], body=got["description"],
+                          priority=int(got["priority"]) if got["priority"] else None)
 
         self.console.app.push_screen(FormModal("New issue", [
-            Field("title", "Title", "one line", values.get("title", "")),
-            Field("description", "Description", "what to do (optional)",
-                  values.get("description", "")),
-            Field("priority", "Priority", "a whole number, lower first; empty for none",
-                  values.get("priority", ""))], "Create", required=("title",)), submitted)
+            Field("title", "Title", "one line"),
+            Field("description", "Description", "what to do (optional)"),
+            Field("priority", "Priority", "a whole number, lower first; empty for none")],
+            "Create", required=("title",), check=priority_problem), submitted)
 
     def issue_transcript(self) -> None:
         view = self._issue(self.selected())

@@ -105,9 +105,11 @@ class ServicesPane(TablePane):
             if yes:
                 self.send(type=verb, name=name)
 
-        self.console.app.push_screen(ConfirmModal(f"{confirm} {name}?", (
+        self.console.app.push_screen(ConfirmModal(
+            f"{confirm} {name}?",
             f"{name} gets SIGTERM (its whole process group), then SIGKILL after its "
-            "stop_grace. Services that depend on it are told."), confirm), confirmed)
+            "stop_grace. Services that depend on it are told.",
+            f"{confirm} {name}", "Keep it running"), confirmed)
 
     def start_service(self) -> None:
         self._act("service_start")

@@ -288,7 +288,7 @@ class SessionsPane(TablePane):
             f"Stop {run.id}?",
             f"{run.agent}'s run gets SIGTERM (its whole process group), then SIGKILL if it "
             "has not ended within the agent's stop_grace. Tasks handed to it go back to the "
-            "queue.", "Stop"), confirmed)
+            "queue.", "Stop the run", "Keep it running"), confirmed)
 
     def _confirm_cancel_issue(self, run: Session) -> None:
         def confirmed(yes: bool | None) -> None:
@@ -299,7 +299,7 @@ class SessionsPane(TablePane):
             f"Stop {run.id}?",
             f"It is issue {run.agent}'s run: the issue is parked (not dispatched again until "
             "you retry it from the Issues pane), and the run's process group is ended.",
-            "Stop"), confirmed)
+            "Stop and park", "Keep it running"), confirmed)
 
     def add_task(self) -> None:
         agent = self._agent()

@@ -150,7 +150,7 @@ class SteeringPane(TablePane):
 
         self.console.app.push_screen(ConfirmModal(
             f"Cancel {rid}?", f"{request.asker} stops waiting and is told the question was "
-            "cancelled, with no answer.", "Cancel it"), confirmed)
+            "cancelled, with no answer.", "Cancel request", "Keep it"), confirmed)
 
     def _cancel_issue_question(self, request: Request, issue: str) -> None:
         """An issue's question: cancel it alone, or park the issue with it (the orchestrator

@@ -28,6 +28,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Label
 
 from ...core.events import Event, describe
+from ...core.state import State
 from ...core.text import plural, printable
 from ...runtime import LocalSession, Runtime
 from ..actions import ACTIONS, BY_ID, BY_NAME, Action, help_rows, hint_text, shown_key
@@ -141,8 +142,7 @@ class MainScreen(Screen[None]):
         yield StatusLine(id="status")
         with Horizontal(id="tabs"):
             for name, pane in self.panes.items():
-                key = shown_key(BY_ID[f"pane.{name}"], self.keys)
-                yield PaneTab(f" {key} {pane.title} ", name)
+                yield PaneTab(self._tab_label(name), name)
         # Three columns (`layout.py`): side by side from 200 columns; from 150 the first
         # stands above the third, beside the second.
         with Container(id="panes"):
@@ -204,8 +204,26 @@ class MainScreen(Screen[None]):
 
     def on_resize(self, event: Resize) -> None:
         self._arrange()
+        self._fit_tabs()
         self._catch_up()
         self._refresh_status()
+
+    def _tab_label(self, name: str, *, short: bool = False) -> str:
+        key = shown_key(BY_ID[f"pane.{name}"], self.keys)
+        return f" {key} " if short else f" {key} {self.panes[name].title} "
+
+    def _fit_tabs(self) -> None:
+        """The tab bar fits the terminal: when every name does not, the other panes' tabs
+        show their number only (`?` says which is which)."""
+        shown = [name for name in self.panes
+                 if name not in ("issues", "services") or name == self.pane
+                 or self.has_class({"issues": "-orchestrating", "services": "-servicing"}[name])]
+        short = sum(len(self._tab_label(name)) for name in shown) > self.size.width
+        for name in self.panes:
+            label = self._tab_label(name, short=short and name != self.pane)
+            tab = self.query_one(f"#tab-{name}", PaneTab)
+            if str(tab.content) != label:
+                tab.update(label)
 
     def watch_pane(self, old: str, pane: str) -> None:
         if old != pane:
@@ -216,6 +234,7 @@ class MainScreen(Screen[None]):
             self.query_one(f"#{name}-pane").set_class(name == pane, "-active")
             self.query_one(f"#tab-{name}").set_class(name == pane, "-active")
         self._arrange()
+        self._fit_tabs()
         self._catch_up()
         self._hint()
 
@@ -382,6 +401,7 @@ class MainScreen(Screen[None]):
         if orchestrating != self._orchestrating:
             self._orchestrating = orchestrating
             self.set_class(orchestrating, "-orchestrating")
+            self._fit_tabs()
         issues = Text()
         self.issues_pane.status(issues)
         if issues.plain:
@@ -390,6 +410,7 @@ class MainScreen(Screen[None]):
         if services:
             if not self.has_class("-servicing"):
                 self.set_class(True, "-servicing")
+                self._fit_tabs()
             healthy = sum(1 for v in services.values() if v.state == "healthy")
             parts.append(Part(6, f"{healthy} of {plural(len(services), 'service')} healthy",
                               style="" if healthy == len(services) else "bold yellow"))
@@ -566,14 +587,8 @@ class MainScreen(Screen[None]):
             if yes:
                 self.app.exit()
 
-        running = len(self.runtime.state.sessions.running())
-        runs = (f" {plural(running, 'agent run')} still going "
-                f"{'is' if running == 1 else 'are'} stopped." if running else "")
-        self.app.push_screen(ConfirmModal(
-            "Quit marrow-tui?",
-            "The hub stops and connected agents lose their connection." + runs + " Every "
-            "lease, task, message and run is saved and comes back on the next start.", "Quit"),
-            confirmed)
+        self.app.push_screen(ConfirmModal("Quit marrow-tui?", quit_text(self.runtime.state),
+                                          "Quit", "Stay"), confirmed)
 
     # ---- operator replies ------------------------------------------------------------------
 
@@ -597,6 +612,31 @@ class MainScreen(Screen[None]):
         elif kind == "task_added":
             name = frame.get("file", "").rsplit("/", 1)[-1]
             self.toast(f"Queued for {frame.get('agent')}: {name}", timeout=4)
+
+
+def quit_text(state: State) -> str:
+    """What quitting does, as the host does it on the way out (host.py): runs and services
+    are ended, the hub stops, the log keeps everything."""
+    lines = []
+    runs = len(state.sessions.running())
+    if runs:
+        one = runs == 1
+        lines.append(f"{plural(runs, 'agent run')} {'ends' if one else 'end'}: SIGTERM to "
+                     f"{'its' if one else 'their'} process group, SIGKILL after the agent's "
+                     "stop_grace; recorded as stopped at shutdown.")
+    up = sum(1 for service in state.services.services.values()
+             if service.state not in ("stopped", "disabled", "failed"))
+    if up:
+        lines.append(f"{plural(up, 'service')} {'stops' if up == 1 else 'stop'} the same way, "
+                     "dependents first.")
+    connected = sum(1 for agent in state.presence.online.values() if not agent.operator)
+    lines.append("The hub stops" + (
+        f": {plural(connected, 'connected agent')} "
+        f"{'loses its' if connected == 1 else 'lose their'} connection." if connected
+        else "."))
+    lines.append("Every lease, task, message and run is saved and comes back on the next "
+                 "start.")
+    return "\n".join(lines)
 
 
 def _pane_action(action: Action) -> Callable[[MainScreen], None]:
