@@ -153,8 +153,14 @@ async def main() -> None:
             ("help", keys("question_mark")),
             ("dialog-quit", keys("q")),
         ])
-        await shoot(runtime, server.uri, (80, 24), [("tmux-80x24", keys(pane="2"))])
+        await shoot(runtime, server.uri, (80, 24), [
+            ("tmux-80x24", keys(pane="2")),
+            ("dialog-answer-80x24", keys("a")),
+            ("help-80x24", keys("question_mark")),
+        ])
+        await shoot(runtime, server.uri, (120, 40), [("console-120x40", keys(pane="5"))])
         await shoot(runtime, server.uri, (170, 46), [("wide", keys())])
+        await shoot(runtime, server.uri, (200, 50), [("wide-200x50", keys())])
     finally:
         await services.stop()
         await orchestrator.stop()
