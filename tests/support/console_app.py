@@ -133,6 +133,14 @@ class ConsoleApp(MarrowApp):
         await self.runtime.stop()
 
 
+async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
+    """Let the app run until `test()` is truthy (at most `timeout` seconds); its value."""
+    async with asyncio.timeout(timeout):
+        while not (value := test()):
+            await pilot.pause(0.02)
+    return value
+
+
 async def filled(pilot: Any, app: MarrowApp) -> None:
     """Wait (bounded) until the main screen is up and its tables have filled."""
     async with asyncio.timeout(10):

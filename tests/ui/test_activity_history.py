@@ -3,22 +3,13 @@ the start itself included, and a line saying what the start restored."""
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from marrow_tui.runtime import Runtime, RuntimeOptions
 
-from tests.support.console_app import T0, ConsoleApp, filled, seed, utc
+from tests.support.console_app import ConsoleApp, T0, filled, seed, until, utc
 from tests.support.hub import FakeClock
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 async def earlier_run(state_dir: Path) -> None:

@@ -7,20 +7,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from typing import Any
 
-from tests.support.console_app import ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, filled, until
 from tests.support.hub import Agent
 from tests.support.hubproc import clean_env
 
 SIZE = (100, 30)
-
-
-async def until(pilot: Any, test: Any, timeout: float = 15.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.05)
-    return value
 
 
 def lines(app: ConsoleApp) -> list[str]:

@@ -4,7 +4,6 @@ pane says of ACP runs."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from marrow_tui.ui.screens.log import LogScreen
 from marrow_tui.ui.transcript.blocks import Blocks
 from marrow_tui.ui.transcript.reader import TranscriptReader
 from marrow_tui.ui.transcript.widget import FOLLOW_KEEP_LINES, TranscriptLog
-from tests.support.console_app import ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, filled, until
 from tests.support.transcripts import (
     UPDATES_PER_TURN,
     acp_run_events,
@@ -30,13 +29,6 @@ from tests.support.transcripts import (
 
 WAIT = 10.0
 SID = "DEMO-1-20270115-075800-000"
-
-
-async def until(pilot: Any, test: Any) -> Any:
-    async with asyncio.timeout(WAIT):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 def acp_app(transcript: Path, **run: Any) -> ConsoleApp:

@@ -3,19 +3,11 @@ the palette's screenshots. Driven through the command palette, as an operator wo
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from tests.support.console_app import ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, filled, until
 
 SIZE = (100, 30)
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 def notes(app: ConsoleApp) -> list[str]:

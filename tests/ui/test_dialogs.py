@@ -4,7 +4,6 @@ says what will happen."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from marrow_tui.ui.modals.confirm import ConfirmModal
 from marrow_tui.ui.modals.detail import DetailModal, HelpModal
 from marrow_tui.ui.modals.form import FormModal
 
-from tests.support.console_app import ConsoleApp, SessionsConsoleApp, filled
+from tests.support.console_app import ConsoleApp, SessionsConsoleApp, filled, until
 
 TMUX = (80, 24)
 SMALLER = (80, 20)
@@ -33,13 +32,6 @@ def in_sight(app: Any, widget: Widget) -> bool:
     box = app.screen.query_one(".box")
     return (app.screen.region.contains_region(widget.region)
             and box.region.contains_region(widget.region))
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 async def select_row(pilot: Any, app: ConsoleApp, pane: str, key: str) -> None:

@@ -8,7 +8,6 @@ right verb, with the right fields, from the right key, on the right pane, and on
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from marrow_tui.ui.panes.sessions import session_key
 from marrow_tui.ui.screens.agent import AgentScreen
 from marrow_tui.ui.transcript.widget import TranscriptLog
 
-from tests.support.console_app import ConsoleApp, filled, seed_issues
+from tests.support.console_app import ConsoleApp, filled, seed_issues, until
 from tests.support.transcripts import acp_run_events, seed_acp_run, text, write_transcript
 
 VERBS = {"issue_dispatch": "issue_dispatching", "issue_cancel": "issue_cancelling",
@@ -51,13 +50,6 @@ class Verbs:
         return [(f["type"], {k: v for k, v in f.items()
                              if k not in ("type", "sender", "timestamp")})
                 for _, f, _ in self.frames]
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 async def started(pilot: Any, app: ConsoleApp) -> Verbs:

@@ -3,23 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
 
 from textual.widgets import Static
 
 from marrow_tui.ui.modals.form import FormModal
 
-from tests.support.console_app import ConsoleApp, filled, seed_issues
+from tests.support.console_app import ConsoleApp, filled, seed_issues, until
 
 SIZE = (100, 30)
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 async def test_without_a_workflow_the_pane_says_how_to_start_one_and_n_says_why() -> None:

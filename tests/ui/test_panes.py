@@ -4,7 +4,6 @@ terminal's width (two panes, two and three columns, folded empty panes, zoom).""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from marrow_tui.core.events import Event
@@ -18,16 +17,9 @@ from marrow_tui.ui.screens.layout import (DUO, SINGLE, THREE_COLUMNS, TWO_COLUMN
                                           shown_panes)
 from marrow_tui.ui.screens.main import MainScreen
 
-from tests.support.console_app import ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, filled, until
 
 LONG_TITLE = "Rotate refresh tokens on every use"
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 def main_of(app: ConsoleApp) -> MainScreen:

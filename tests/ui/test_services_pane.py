@@ -3,20 +3,12 @@ stand-ins here; tests/services/test_hosting.py runs the real supervisor)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from marrow_tui.ui.modals.confirm import ConfirmModal
 from marrow_tui.ui.modals.detail import DetailModal
 
-from tests.support.console_app import ConsoleApp, filled
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
+from tests.support.console_app import ConsoleApp, filled, until
 
 
 def stand_ins(app: ConsoleApp) -> list[dict[str, Any]]:

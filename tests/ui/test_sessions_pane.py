@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +10,10 @@ from marrow_tui.ui.modals.form import FormModal
 from marrow_tui.ui.panes.sessions import SessionsTable
 from marrow_tui.ui.screens.log import LogScreen
 
-from tests.support.console_app import ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, filled, until
 from tests.support.scheduler import loaded, write_config
 
 WAIT = 10.0
-
-
-async def until(pilot: Any, test: Any) -> Any:
-    async with asyncio.timeout(WAIT):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 def ended(app: ConsoleApp, agent: str) -> list[Any]:

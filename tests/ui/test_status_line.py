@@ -3,7 +3,6 @@ once, `a` answers the question they show, and at 80x24 what needs the operator i
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from textual.widgets._footer import FooterKey
@@ -13,16 +12,9 @@ from marrow_tui.protocol.frames import Outcome
 from marrow_tui.ui.modals.answer import AnswerModal
 from marrow_tui.ui.screens.main import StatusLine
 
-from tests.support.console_app import T0, ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, T0, filled, until
 
 SMALL = (80, 24)
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 def status(app: ConsoleApp) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from textual.widgets import Button, Label, TextArea
@@ -13,14 +12,7 @@ from marrow_tui.ui.modals.answer import AnswerModal
 from marrow_tui.ui.modals.cancel_question import CancelQuestionModal
 from marrow_tui.ui.modals.confirm import ConfirmModal
 
-from tests.support.console_app import ConsoleApp, filled
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
+from tests.support.console_app import ConsoleApp, filled, until
 
 
 async def test_the_console_opens_on_waiting_questions_and_answers_by_key() -> None:

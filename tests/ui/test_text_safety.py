@@ -9,7 +9,6 @@ literally, with control characters written as visible escapes (`core.text.printa
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from textual.widgets import Button, Label, Static
@@ -24,7 +23,7 @@ from marrow_tui.ui.modals.detail import DetailModal
 from marrow_tui.ui.screens.main import StatusLine
 
 from tests.support.hub import Agent
-from tests.support.console_app import T0, ConsoleApp, filled
+from tests.support.console_app import ConsoleApp, T0, filled, until
 
 SIZE = (200, 50)
 ESC = "\x1b"
@@ -35,13 +34,6 @@ QUESTION = f"Ship [bold red]now[/x]? see [link=http://x]y {ESC}[2J{ESC}]0;pwned\
 CHOICES = ["[/x]", "[link=http://x]y", f"[bold red]red{ESC}[31m!"]
 CONTEXT = f"ctx [bold red]x[/x]\nsecond {ESC}[2J line"
 ABOUT = "[/x]T9"
-
-
-async def until(pilot: Any, test: Any, timeout: float = 10.0) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (value := test()):
-            await pilot.pause(0.02)
-    return value
 
 
 def screen_text(app: ConsoleApp) -> str:
