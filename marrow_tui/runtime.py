@@ -87,6 +87,13 @@ class Runtime:
         #: in-process participants by name (the console's operator)
         self.local: dict[str, LocalSession] = {}
         self._settle_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: where the change feed is, for readers that number its events (hub/feed.py): how
+        #: many events were submitted and how many told (transient ones too: both count every
+        #: event, so a state read between two submits is exactly the first `submitted`
+        #: events), and the sequence of the last logged event told
+        self.submitted = 0
+        self.told = 0
+        self.told_seq = 0
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -108,6 +115,7 @@ class Runtime:
             raise
         self.restored_events = count
         self._since_snapshot = count
+        self.told_seq = self.log.durable_seq
         self.state.after_restore()
         self.decider = Decider(self.state, self.log.hub_id, self.clock)
         self.log.start()
@@ -145,6 +153,12 @@ class Runtime:
         event up to the log's durable sequence has been told, and none after it."""
         return self.log.recent(limit, self.log.durable_seq)
 
+    def logged(self, after: int, upto: int,
+               limit: int) -> Coroutine[Any, Any, list[tuple[int, str, str]]]:
+        """The logged events with sequence in (after, upto] as (seq, kind, data as JSON), at
+        most `limit` of them: what a reader of the change feed missed while it was away."""
+        return self.log.between(after, upto, limit)
+
     async def stop(self) -> None:
         """Commit what is queued, write a snapshot, and close the log."""
         if self._timer is not None:
@@ -164,6 +178,7 @@ class Runtime:
             self._since_snapshot += len(durable)
         else:
             watermark = self.log.last_seq
+        self.submitted += len(outcome.events)
         if watermark <= self.log.durable_seq and not self._pending:
             self._release([(outcome, reply)])
         else:
@@ -241,6 +256,8 @@ class Runtime:
             if transport is not None:
                 transport.flush()
         if events:
+            self.told += len(events)
+            self.told_seq += sum(1 for event in events if not event.transient)
             for listener in self._listeners:
                 try:
                     listener(events)

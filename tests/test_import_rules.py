@@ -28,6 +28,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "agents": frozenset({"", "core", "proc", "agents", "rotating"}),
     # the [notify] hook listens to the runtime and runs a process: no producer, no console
     "notify": frozenset({"core", "config", "proc", "runtime", "notify"}),
+    # a runtime's state kept over the wire: the core's books and the hub's client, never the
+    # runtime (test_layering.py checks it loads neither the runtime nor the server)
+    "attach": frozenset({"core", "hub", "attach"}),
 }
 
 

@@ -42,3 +42,18 @@ def test_core_imports_nothing_from_the_other_packages() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_mirror_loads_neither_the_runtime_nor_the_hub_server() -> None:
+    # An attached console holds a copy of the state: it must not be able to change it except
+    # over the wire, nor pay for the log's driver.
+    code = (
+        "import sys\n"
+        "import marrow_tui.attach.mirror\n"
+        "bad = sorted(m for m in sys.modules if m in ('marrow_tui.runtime', 'marrow_tui.hub.server',\n"
+        "             'marrow_tui.hub.feed', 'marrow_tui.protocol.decider', 'aiosqlite') or\n"
+        "             m == 'textual' or m.startswith('textual.'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

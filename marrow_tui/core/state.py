@@ -8,7 +8,7 @@ moment the hub started.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .board import Board
@@ -16,12 +16,14 @@ from .chat import MAX_HISTORY_BYTES, ChatLog
 from .claims import ClaimBook
 from .events import Event
 from .kinds import ISSUE_KINDS, SERVICE_KINDS, SESSION_KINDS, STEERING_KINDS
-from .orchestration import IssueBook
-from .services import ServiceBook
-from .sessions import SessionBook
+from .orchestration import IssueBook, IssueView
+from .services import ServiceBook, ServiceView
+from .sessions import AgentView, SessionBook
 from .steering import SteeringBook
 
 SNAPSHOT_FORMAT = 1
+#: the layout of `live_part` (the change feed's snapshot carries it beside the log's)
+LIVE_FORMAT = 1
 #: How long a disconnected agent keeps its leases before the hub releases them.
 OFFLINE_TTL = 3600.0
 MAX_IDEMPOTENCY_KEYS = 100_000
@@ -286,6 +288,57 @@ class State:
         self.presence.keyed.update(snap.get("keyed_names", []))
         self.issues.kept.update(snap.get("kept_workspaces", {}))
         self.services.load_snapshot(snap.get("services", {}))
+
+    def live_part(self) -> dict[str, Any]:
+        """What the log's snapshot leaves out, as plain data: the books that transient events
+        fill (who is online, waits, the scheduler's and the orchestrator's views, the
+        services' health) and the recent issue history. A process that mirrors the state over
+        the wire (an attached console) needs it; a restart rebuilds it from the producers."""
+        return {
+            "format": LIVE_FORMAT,
+            "started_at": self.started_at,
+            "offline_ttl": self.offline_ttl,
+            "chat_history_bytes": self.chat.max_bytes,
+            "online": [asdict(agent) for agent in self.presence.online.values()],
+            "offline_since": dict(self.presence.offline_since),
+            "waits": {waiter: sorted(tasks) for waiter, tasks in self.claims.waits.items()},
+            "agents": [asdict(view) for view in self.sessions.agents.values()],
+            "config": dict(self.sessions.config),
+            "issues": [asdict(view) for view in self.issues.issues.values()],
+            "workflow": dict(self.issues.workflow),
+            "done": list(self.issues.done),
+            "refused": list(self.issues.refused),
+            "services": [asdict(view) for view in self.services.services.values()],
+        }
+
+    def load_live_part(self, live: dict[str, Any]) -> None:
+        """Replace the books `live_part` describes with what it says."""
+        if live.get("format") != LIVE_FORMAT:
+            raise ValueError(f"unsupported live state format {live.get('format')!r}")
+        self.started_at = float(live["started_at"])
+        self.offline_ttl = float(live["offline_ttl"])
+        self.chat.max_bytes = int(live["chat_history_bytes"])
+        self.presence.online = {
+            row["name"]: Agent(**{**row, "roles": tuple(row.get("roles", ()))})
+            for row in live["online"]}
+        self.presence.offline_since = dict(live["offline_since"])
+        self.claims.waits = {waiter: set(tasks) for waiter, tasks in live["waits"].items()}
+        self.sessions.agents = {row["agent"]: AgentView(**row) for row in live["agents"]}
+        self.sessions.config = dict(live["config"])
+        self.issues.issues = {row["identifier"]: IssueView(**row) for row in live["issues"]}
+        self.issues.workflow = dict(live["workflow"])
+        self.issues.done.clear()
+        self.issues.done.extend(live["done"])
+        self.issues.refused = list(live["refused"])
+        self.services.services = {row["name"]: ServiceView(**row) for row in live["services"]}
+
+    def reset(self) -> None:
+        """Empty every book and keep the settings: a mirror loads a fresh snapshot into the
+        same object its readers hold."""
+        limit = self.claims.max_claims_per_agent
+        self.__init__(started_at=self.started_at,  # type: ignore[misc]
+                      offline_ttl=self.offline_ttl, chat_history_bytes=self.chat.max_bytes)
+        self.claims.max_claims_per_agent = limit
 
     def after_restore(self) -> None:
         """Every holder of a restored claim is offline until it reconnects."""

@@ -527,6 +527,12 @@ class HubClient:
                 self.uri, ws.close_code, ws.close_reason or ""
             ) from None
 
+    async def send_frame(self, fields: Frame) -> None:
+        """Send one frame (`fields` in the usual envelope) and wait for no reply: for a reader
+        that takes what comes back from :meth:`subscribe` (an attached console's commands
+        and its change feed), with the rights this session registered with."""
+        await self._send(self._envelope(fields))
+
     async def _heartbeat_loop(self, interval: float) -> None:
         """Keep ``last_seen`` fresh and let the hub sweep expired leases."""
         while True:

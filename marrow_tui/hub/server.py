@@ -34,6 +34,7 @@ from ..protocol.frames import Outcome, encode
 from ..runtime import Runtime
 from . import secrets
 from .defaults import DEFAULT_HOST, DEFAULT_PORT
+from .feed import FeedHub
 from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")
@@ -203,6 +204,8 @@ class HubServer:
         #: frames waiting for the end of a batch, per socket (insertion-ordered)
         self._queued: dict[ServerConnection, list[bytes]] = {}
         self._overloaded: set[ServerConnection] = set()
+        #: the connections that read the change feed (`feed_request`, hub/feed.py)
+        self.feeds = FeedHub(runtime, lambda conn, text: self._write((conn,), text))
         runtime.transport = self
 
     @property
@@ -294,7 +297,8 @@ class HubServer:
             return
         if (
             transport is not None
-            and transport.get_write_buffer_size() > MAX_OUTBOUND_BYTES
+            and transport.get_write_buffer_size()
+            > MAX_OUTBOUND_BYTES + getattr(conn, "marrow_feed_allowance", 0)
             and conn not in self._overloaded
         ):
             # A peer that stopped reading: close it (websockets aborts the socket if the close
@@ -305,7 +309,11 @@ class HubServer:
             task.add_done_callback(lambda _: self._overloaded.discard(conn))
 
     def send_all(self, text: str) -> None:
-        self._write(self.sessions.values(), text)
+        # A connection that reads the change feed learns every change from it, as the
+        # console's in-process session does: the broadcasts would say it twice.
+        feeds = self.feeds.feeds
+        self._write((c for c in self.sessions.values() if c not in feeds) if feeds
+                    else self.sessions.values(), text)
 
     def send_to(self, names: frozenset[str], text: str) -> None:
         self._write((c for n in names if (c := self.sessions.get(n)) is not None), text)
@@ -332,6 +340,7 @@ class HubServer:
             pass
         finally:
             self.connected -= 1
+            self.feeds.close(conn)
             if name is not None and self.sessions.get(name) is conn:
                 del self.sessions[name]
                 self.runtime.submit(decider.left(name))
@@ -392,9 +401,22 @@ class HubServer:
         self.runtime.submit(decider.joined(sender, roles, operator=operator))
         for name in SECRET_FIELDS:
             frame.pop(name, None)
-        if (frame.get("type") or "chat") != "heartbeat":
+        kind = frame.get("type") or "chat"
+        if kind == "feed_request":
+            self._feed_request(conn, sender, frame, operator)
+        elif kind != "heartbeat":
             self.runtime.handle(sender, frame, reply, operator=operator, proven=proven)
         return sender
+
+    def _feed_request(self, conn: ServerConnection, name: str, frame: dict[str, Any],
+                      operator: bool) -> None:
+        """Start `conn`'s change feed (hub/feed.py), or say in one sentence why not."""
+        refusal = self.feeds.request(conn, name, frame, operator)
+        if refusal is not None:
+            decider = self.runtime.decider
+            assert decider is not None
+            code = "forbidden" if not operator else "MALFORMED"
+            self._write((conn,), decider.error(name, refusal, error_code=code).text)
 
     def _refusal(self, sender: str, frame: dict[str, Any]) -> tuple[str, str, int, str] | None:
         """Why a registration frame may not bind `sender`: (frame type, text, close code, reason).
@@ -521,6 +543,9 @@ class HubServer:
                 continue
             for field_name in SECRET_FIELDS:
                 frame.pop(field_name, None)
+            if kind == "feed_request":
+                self._feed_request(conn, name, frame, operator)
+                continue
             self.runtime.handle(name, frame, reply, operator=operator, proven=proven)
             if self.runtime.failed.is_set():
                 await conn.close(1011, "event log failed")

@@ -434,6 +434,19 @@ class EventLog:
                 continue
         return found
 
+    async def between(self, after: int, upto: int, limit: int) -> list[tuple[int, str, str]]:
+        """The events with sequence in (after, upto], oldest first, as (seq, kind, data as
+        JSON text), at most `limit` of them."""
+        db = self._require()
+        try:
+            cursor = await db.execute(
+                "SELECT seq, kind, data FROM events WHERE seq > ? AND seq <= ? ORDER BY seq "
+                "LIMIT ?", (after, upto, limit))
+            rows = await cursor.fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read events from {self.path}: {exc}") from None
+        return [(int(seq), str(kind), str(data)) for seq, kind, data in rows]
+
     def _require(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("event log is not open")

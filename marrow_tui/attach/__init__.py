@@ -1,0 +1,1 @@
+"""Attaching to a runtime that runs elsewhere: its state kept over the wire (mirror.py)."""
