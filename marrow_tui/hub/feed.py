@@ -174,6 +174,9 @@ class Feed:
         self.ready = False
         #: the sequence of the last logged event this connection has been sent
         self.seq = 0
+        #: fell too far behind: nothing is kept for it until its socket drains, and then it
+        #: gets a fresh snapshot
+        self.behind = False
         self._covered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -187,6 +190,7 @@ class Feed:
         self.stop()
         runtime = self.hub.runtime
         self.ready = False
+        self.behind = False
         self.waiting = []
         self.cut = runtime.submitted
         self._covered = asyncio.Event()
@@ -251,6 +255,8 @@ class Feed:
     # ---- the events after it -------------------------------------------------------------
 
     def offer(self, items: list[Item]) -> None:
+        if self.behind:
+            return  # the fresh snapshot it gets once it drains holds these
         for item in items:
             if item.place > self.cut:
                 self.waiting.append(item)
@@ -261,8 +267,14 @@ class Feed:
             self._covered.set()
         if len(self.waiting) > MAX_WAITING_EVENTS:
             log.warning("the change feed for %s fell %d events behind; it gets a fresh "
-                        "snapshot", self.name, len(self.waiting))
-            self.begin(None)
+                        "snapshot once it reads what it has", self.name, len(self.waiting))
+            self.stop()
+            self.waiting = []
+            self.held = None
+            self.ready = False
+            self.behind = True
+            self._timer = asyncio.get_running_loop().call_later(1 / FEEDS_PER_SECOND,
+                                                                self._catch_up)
         elif self.ready:
             self._schedule()
 
@@ -290,6 +302,18 @@ class Feed:
             self.seq = max((item.seq for item in run if item.seq is not None), default=self.seq)
             head = decider.frame("feed_events", self.name, f"{len(run)} events.", seq=self.seq)
             self.hub.write(self.conn, with_events(head, [item.text for item in run]))
+
+    def _catch_up(self) -> None:
+        """Once a connection that fell behind has read what it has, start it afresh."""
+        self._timer = None
+        transport = self.conn.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > HOLD_BYTES:
+            self._timer = asyncio.get_running_loop().call_later(1 / FEEDS_PER_SECOND,
+                                                                self._catch_up)
+            return
+        self.begin(None)
 
     def stop(self) -> None:
         if self._task is not None and self._task is not asyncio.current_task():
