@@ -50,9 +50,10 @@ def test_the_mirror_loads_neither_the_runtime_nor_the_hub_server() -> None:
     code = (
         "import sys\n"
         "import marrow_tui.attach.mirror\n"
-        "bad = sorted(m for m in sys.modules if m in ('marrow_tui.runtime', 'marrow_tui.hub.server',\n"
-        "             'marrow_tui.hub.feed', 'marrow_tui.protocol.decider', 'aiosqlite') or\n"
-        "             m == 'textual' or m.startswith('textual.'))\n"
+        "held = ('marrow_tui.runtime', 'marrow_tui.hub.server', 'marrow_tui.hub.feed',\n"
+        "        'marrow_tui.protocol.decider', 'aiosqlite')\n"
+        "bad = sorted(m for m in sys.modules\n"
+        "             if m in held or m == 'textual' or m.startswith('textual.'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -62,7 +62,8 @@ class Item(NamedTuple):
 
 def event_text(seq: int | None, kind: str, data: str) -> str:
     """An event as JSON, built from its data already encoded: `{"seq", "kind", "data"}`."""
-    head = f'{{"kind":{json.dumps(kind)}' if seq is None else f'{{"seq":{seq},"kind":{json.dumps(kind)}'
+    number = "" if seq is None else f'"seq":{seq},'
+    head = f'{{{number}"kind":{json.dumps(kind)}'
     if kind in WITHHELD_KINDS:
         return head + "}"
     return f'{head},"data":{data}}}'
