@@ -126,8 +126,8 @@ async def test_a_hung_command_is_killed_at_its_timeout_and_the_hub_goes_on(
         caplog: pytest.LogCaptureFixture) -> None:
     notifier_, _, settings = notifier
     pid_file = tmp_path / "hung.pid"
-    hang = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
-            "time.sleep(600)")
+    hang = (f"import os, signal; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+            "signal.pause()")  # hangs until it is signalled
     settings["now"] = NotifyConfig(command=(sys.executable, "-c", hang), timeout=1.0)
     caplog.set_level(logging.WARNING, logger="marrow.notify")
     alice = await hub.agent("demo/alice")

@@ -66,6 +66,8 @@ from acp.schema import (
 )
 
 SCENARIO = sys.argv[1] if len(sys.argv) > 1 else "echo"
+#: a program that does nothing until a signal ends it (a tool still running)
+UNTIL_SIGNALLED = "import signal; signal.pause()"
 SESSION = "fake-session-1"
 OPTIONS = [
     PermissionOption(option_id="allow-once", name="Allow once", kind="allow_once"),
@@ -308,7 +310,7 @@ class FakeAgent:
         the workspace, which goes once the issue is done), then calls mark_done."""
         import subprocess
 
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+        child = subprocess.Popen([sys.executable, "-c", UNTIL_SIGNALLED],
                                  start_new_session=True)
         with open(os.path.join(os.path.dirname(self.cwd), "escaped.pid"), "w") as out:
             out.write(str(child.pid))
@@ -325,7 +327,7 @@ class FakeAgent:
         # (the agent itself ends once its stdin closes), as a real agent's test run would.
         import subprocess
 
-        self.tool = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        self.tool = subprocess.Popen([sys.executable, "-c", UNTIL_SIGNALLED])
         await self.say("working")
         await self.cancelled.wait()
         self.cancelled.clear()
