@@ -96,15 +96,7 @@ class AnthropicModel(ScriptedServer):
         """The base URL (the SDK adds /v1/messages)."""
         return self.root
 
-    @property
-    def scripted(self) -> list[dict[str, Any]]:
-        """The requests that offered tools (the agent's main conversation)."""
-        return [r for r in self.kept() if r.get("tools")]
-
-    def tool_results(self) -> list[str]:
-        """The tool results in the latest scripted request's conversation."""
-        scripted = self.scripted
-        return tool_results(scripted[-1]) if scripted else []
+    results_in = staticmethod(tool_results)
 
     def answer(self, request: dict[str, Any]) -> tuple[Answer, dict[str, int]]:
         """The answer and Anthropic's usage for a Messages request."""

@@ -100,15 +100,8 @@ class GeminiModel(ScriptedServer):
         """The base URL (the SDK adds /v1beta/models/...)."""
         return self.root
 
-    @property
-    def scripted(self) -> list[dict[str, Any]]:
-        """The requests that offered tools (the agent's main conversation)."""
-        return [r for r in self.kept() if offered_tools(r)]
-
-    def tool_results(self) -> list[str]:
-        """The function responses in the latest scripted request's contents."""
-        scripted = self.scripted
-        return tool_results(scripted[-1]) if scripted else []
+    results_in = staticmethod(tool_results)
+    offers_tools = staticmethod(offered_tools)
 
     def answer(self, request: dict[str, Any]) -> tuple[Answer, dict[str, int]]:
         """The answer and the Gemini usage for a generateContent request."""

@@ -130,6 +130,26 @@ class ScriptedServer:
         """`http://127.0.0.1:<port>`, no path."""
         return f"http://{HOST}:{self._server.server_address[1]}"
 
+    # ---- what tests read (a subclass says how its API carries tools and their results) ---------
+
+    @staticmethod
+    def offers_tools(request: dict[str, Any]) -> bool:
+        return bool(request.get("tools"))
+
+    @staticmethod
+    def results_in(request: dict[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def scripted(self) -> list[dict[str, Any]]:
+        """The requests that offered tools (the agent's main conversation)."""
+        return [r for r in self.kept() if self.offers_tools(r)]
+
+    def tool_results(self) -> list[str]:
+        """The tool results in the latest scripted request."""
+        scripted = self.scripted
+        return self.results_in(scripted[-1]) if scripted else []
+
     def __enter__(self) -> Self:
         self._thread.start()
         return self

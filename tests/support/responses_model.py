@@ -116,15 +116,7 @@ class ResponsesModel(ScriptedServer):
         """The OpenAI base URL (ends in /v1)."""
         return f"{self.root}/v1"
 
-    @property
-    def scripted(self) -> list[dict[str, Any]]:
-        """The requests that offered tools (the agent's main conversation)."""
-        return [r for r in self.kept() if r.get("tools")]
-
-    def tool_results(self) -> list[str]:
-        """The tool results in the latest scripted request's input."""
-        scripted = self.scripted
-        return tool_results(scripted[-1]) if scripted else []
+    results_in = staticmethod(tool_results)
 
     def answer(self, request: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any]]:
         """The output item, the step's index and the Responses usage for a request."""
