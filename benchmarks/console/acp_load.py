@@ -71,7 +71,7 @@ from textual._compositor import CompositorUpdate  # noqa: E402
 
 from consolebench.instrument import CallbackClock, GcPauses, KeyProbe, LayoutFlag  # noqa: E402
 from consolebench.instrument import LoopLag, key_summary  # noqa: E402
-from consolebench.instrument import ms_summary, now, perf  # noqa: E402
+from consolebench.instrument import ms_summary, now, perf, wait_until  # noqa: E402
 from hubbench.procinfo import CpuSample, machine_description, proc_cpu_seconds  # noqa: E402
 from hubbench.procinfo import wait_quiet, window_load  # noqa: E402
 from marrow_tui.agents.acp import AcpRun  # noqa: E402
@@ -85,6 +85,8 @@ from marrow_tui.ui.transcript.widget import TranscriptLog  # noqa: E402
 AGENT = HERE / "acp_stream_agent.py"
 RESULTS = HERE.parent / "results"
 SIZE = (120, 40)
+#: how often this process looks at a condition it waits for (it is the console process too)
+POLL = 0.05
 TARGETS = {"key_p99_ms": 50.0, "console_cpu_cores": 0.60, "event_log_share": 0.01,
            "rss_max_mb": 250.0}
 #: the key window's cycle: scrolling in the agent view, back to the list, moves, a pane switch,
@@ -324,15 +326,6 @@ class Sampler:
 # --------------------------------------------------------------------------- the run
 
 
-async def wait_until(cond: Any, timeout: float, step: float = 0.05) -> bool:
-    deadline = now() + timeout
-    while now() < deadline:
-        if cond():
-            return True
-        await asyncio.sleep(step)
-    return bool(cond())
-
-
 def streaming(runtime: Any, n: int) -> bool:
     """All n runs have a transcript with something in it."""
     running = [s for s in runtime.state.sessions.by_id.values() if s.running and s.transcript]
@@ -394,7 +387,7 @@ async def key_window(app: LoadApp, pilot: Any, probe: ViewKeyProbe, until: float
         record["screen"] = type(app.screen).__name__
         records.append(record)
         if key == "enter":  # the next key waits for the view to show its tail
-            await wait_until(lambda: view_ready(app), 5)
+            await wait_until(lambda: view_ready(app), 5, POLL)
         rest = interval - (now() - t0)
         if rest > 0:
             await asyncio.sleep(rest)
@@ -483,13 +476,14 @@ async def run(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None
             async with app.run_test(headless=True, size=SIZE, notifications=True) as pilot:
                 lag.start()
                 sampler.start()
-                ok = await wait_until(lambda: streaming(runtime, args.agents), args.start_timeout)
+                ok = await wait_until(lambda: streaming(runtime, args.agents), args.start_timeout,
+                                      POLL)
                 t_streaming = now()
                 out["all_streaming"] = ok
                 out["all_streaming_after_s"] = round(t_streaming - t_start, 2)
                 log(f"{args.agents} agents streaming: {ok}, after {t_streaming - t_start:.1f} s")
                 opening = [await probe.press(pilot, "5"), await probe.press(pilot, "enter")]
-                await wait_until(lambda: view_ready(app), 10)
+                await wait_until(lambda: view_ready(app), 10, POLL)
                 out["opening_keys"] = opening
                 out["view_open"] = isinstance(app.screen, AgentScreen)
                 await asyncio.sleep(args.warmup)
@@ -545,7 +539,7 @@ async def run(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> None
                 log("keys done; waiting for the agents to end their turns")
                 ended = await wait_until(
                     lambda: not any(s.running for s in runtime.state.sessions.by_id.values()),
-                    args.seconds + 60)
+                    args.seconds + 60, POLL)
                 out["runs_ended"] = ended
                 await runtime.settled()
                 out["rss_hwm_mb"] = round((status_kib("VmHWM") or 0) / 1024, 1)

@@ -60,6 +60,7 @@ from .instrument import (
     SectionClock,
     key_summary,
     now,
+    wait_until,
 )
 
 SIZE = (120, 40)
@@ -202,15 +203,6 @@ class BenchApp(MarrowApp):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def wait_until(cond: Any, timeout: float, step: float = 0.01) -> bool:
-    deadline = now() + timeout
-    while now() < deadline:
-        if cond():
-            return True
-        await asyncio.sleep(step)
-    return bool(cond())
 
 
 class Window:

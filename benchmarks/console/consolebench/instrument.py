@@ -32,6 +32,16 @@ from textual.message_pump import MessagePump
 from textual.screen import Screen
 
 now = time.monotonic
+
+
+async def wait_until(cond: Any, timeout: float, step: float = 0.01) -> bool:
+    """Poll `cond` every `step` seconds until it holds or `timeout` passes; whether it held."""
+    deadline = now() + timeout
+    while now() < deadline:
+        if cond():
+            return True
+        await asyncio.sleep(step)
+    return bool(cond())
 perf = time.perf_counter
 
 #: which table a stamped frame's row is in, by frame type
