@@ -28,6 +28,8 @@ from .literal import literal
 from .modals.dialog import Body, Dialog
 from .status import ATTENTION, Part
 
+#: the link's rank in the status line: kept longer than any count (status.py ranks them 3-7)
+LINK_RANK = 8
 #: the link has been down this long before the console asks whether to wait or quit
 GONE_AFTER = 5.0
 
@@ -120,7 +122,8 @@ class Link:
             return Part(ATTENTION + 2, " ⟳ reconnecting to ", uri, f"…{since} ",
                         "bold reverse yellow", short=" ⟳ reconnecting… ")
         head = f"attached ({self.how}): " if self.how else "attached to "
-        return Part(2, head + uri, style="bold")
+        # Above every count: whether `q` detaches or stops everything depends on it.
+        return Part(LINK_RANK, head + uri, style="bold")
 
     # ---- following the link ----------------------------------------------------------------
 
