@@ -302,7 +302,8 @@ class MirroredRuntime:
             except (FeedRefused, HubRefused) as exc:
                 # Refused (the token is wrong now, or the hub says no): trying again would not
                 # help, and the console says why.
-                self.error = str(exc)
+                self.error = (f"the runtime refused this console: {exc.reason}"
+                              if isinstance(exc, HubRefused) else exc.message)
                 self._refused = exc
                 await self._drop_client()
                 self._set_status("closed")

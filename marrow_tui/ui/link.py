@@ -73,6 +73,8 @@ class LinkedScreen(Protocol):
 
     def set_interval(self, interval: float, callback: Callable[[], object]) -> Any: ...
 
+    def call_later(self, callback: Callable[..., Any], *args: Any) -> bool: ...
+
     def repaint_all(self) -> None: ...
 
     def refresh_status(self) -> None: ...
@@ -113,8 +115,8 @@ class Link:
         """The link's part of the status line: where it is attached, or why it is not."""
         uri = printable(self.mirror.uri)
         if self.status == "closed":
-            return Part(ATTENTION + 2, " ✖ detached from ", uri,
-                        f": {printable(self.mirror.error or 'the feed ended')} ",
+            return Part(ATTENTION + 2, " ✖ detached: ",
+                        printable(self.mirror.error or f"{uri} ended the feed"), " ",
                         "bold reverse red", short=" ✖ detached ")
         if self.status in ("reconnecting", "connecting"):
             since = "" if self.down_since is None else \
@@ -128,6 +130,11 @@ class Link:
     # ---- following the link ----------------------------------------------------------------
 
     def _changed(self, status: Status) -> None:
+        """Heard from the mirror's task: the screen handles it in its own turn (and context)."""
+        if self._screen is not None:
+            self._screen.call_later(self._take, status)
+
+    def _take(self, status: Status) -> None:
         screen = self._screen
         if screen is None:
             return
@@ -216,7 +223,7 @@ class GoneModal(Dialog[bool]):
             with Body():
                 yield Static(literal(body, lines=True), classes="body")
             with Vertical(classes="foot"), Horizontal(classes="buttons"):
-                yield Button(literal("Keep looking (w)" if self.error else "Wait (w)"),
+                yield Button(literal("Stay (w)" if self.error else "Wait (w)"),
                              id="wait")
                 yield Button(literal("Quit (q)"), variant="error", id="quit")
 

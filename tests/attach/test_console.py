@@ -135,12 +135,16 @@ async def test_a_dropped_link_says_reconnecting_offers_to_wait_and_resumes(
     monkeypatch.setattr(hub.server.feeds, "request", feed_request)
     app = await attached(hub, tmp_path)
     try:
-        async with app.run_test(size=(120, 36)) as pilot:
+        async with app.run_test(size=(80, 24)) as pilot:
             await filled(pilot, app)
             refusing["on"] = True
             hub.server.sessions["operator/ann"].transport.abort()
             await until(pilot, lambda: "reconnecting to" in status(app))
             await until(pilot, lambda: isinstance(app.screen, GoneModal))
+            await pilot.pause()
+            dialog = app.screen
+            assert [str(b.label) for b in dialog.query(Button)] == ["Wait (w)", "Quit (q)"]
+            assert all(dialog.region.contains_region(b.region) for b in dialog.query(Button))
             for n in range(5):  # the runtime goes on meanwhile
                 say(runtime, "alice", type="claim", task_id=f"GAP-{n}", paths=[f"gap/{n}"])
             await pilot.press("w")  # wait for it
@@ -302,3 +306,21 @@ async def test_marrow_tui_on_a_folder_whose_runtime_runs_attaches_to_it(
     assert done.returncode == 3
     assert done.stderr == (f"marrow-tui: cannot attach to {hub.uri}: the runtime refused this "
                            "console: Invalid operator token.\n")
+
+
+async def test_a_refused_reconnect_says_why_and_offers_to_quit(
+        hub: Hub, tmp_path: Path) -> None:
+    app = await attached(hub, tmp_path)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await filled(pilot, app)
+            hub.server._operator_token = "a-new-token"  # the runtime's token was changed
+            hub.server.sessions["operator/ann"].transport.abort()
+            await until(pilot, lambda: isinstance(app.screen, GoneModal), timeout=15)
+            assert "detached: the runtime refused this console: Invalid" in status(app)
+            dialog = app.screen
+            assert [str(b.label) for b in dialog.query(Button)] == ["Stay (w)", "Quit (q)"]
+            await pilot.press("q")
+        assert app.return_code == 0
+    finally:
+        await app.runtime.stop()  # type: ignore[attr-defined]
