@@ -145,6 +145,18 @@ def log_to(path: Path) -> None:
     root.addHandler(file_handler)
 
 
+async def run_until_signalled(app: MarrowApp) -> None:
+    """Run the app; SIGTERM and SIGHUP (the terminal or tmux going away) end it cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, app.exit)
+    try:
+        await app.run_async()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
 async def run_attached(mirror: MirroredRuntime, *, state_dir: Path, how: str = "",
                        operator: str | None = None, bell: bool = True,
                        keys: Mapping[str, str] | None = None) -> int:
@@ -154,14 +166,9 @@ async def run_attached(mirror: MirroredRuntime, *, state_dir: Path, how: str = "
     link = Link(mirror, how)
     app = MarrowApp(mirror, hub_uri=mirror.uri, operator=operator or mirror.name, bell=bell,
                     keys=keys, link=link, state_dir=state_dir)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, app.exit)
     try:
-        await app.run_async()
+        await run_until_signalled(app)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
         await mirror.stop()
     return 0
 
@@ -175,12 +182,5 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
                       workflow=workflow) as unit:
         app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell,
                         keys=config.keys if config is not None else None)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, app.exit)
-        try:
-            await app.run_async()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+        await run_until_signalled(app)
     return 1 if unit.runtime.failed.is_set() else 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,10 @@ from marrow_tui.ui.modals.answer import AnswerModal
 from marrow_tui.ui.modals.confirm import ConfirmModal
 from marrow_tui.ui.screens.main import StatusLine
 from tests.support.console_app import filled, until
-from tests.support.hub import Hub, start_hub
+from tests.attach.conftest import TOKEN
+from tests.support.hub import Hub
 
-TOKEN = "operator-secret-for-the-console"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    hub = await start_hub(tmp_path / "state", operator_token=TOKEN)
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 def say(runtime: Runtime, name: str, **frame: Any) -> None:

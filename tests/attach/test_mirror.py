@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,19 +18,10 @@ from marrow_tui.hub import feed
 from marrow_tui.hub.client import HubRefused
 from marrow_tui.protocol.frames import Outcome
 from marrow_tui.runtime import Runtime
-from tests.support.hub import Agent, Hub, start_hub
+from tests.attach.conftest import TOKEN
+from tests.support.hub import Agent, Hub
 from tests.support.waiting import until
 
-TOKEN = "operator-secret-for-the-feed"
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    hub = await start_hub(tmp_path / "state", operator_token=TOKEN)
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 def say(runtime: Runtime, name: str, **frame: Any) -> None:
