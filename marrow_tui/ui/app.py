@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from ..attach.files import Files, LocalFiles
 from ..config.model import Config
 from ..core.text import SafeFormatter, printable
 from ..host import hosted
@@ -55,6 +56,8 @@ class MarrowApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+c", "help_quit", show=False, system=True),
     ]
+    #: where views read the runtime's files: where they are, or copies (an attached console)
+    files: Files = LocalFiles()
 
     def __init__(self, runtime: Runtime, *, hub_uri: str, operator: str | None = None,
                  bell: bool = True, keys: Mapping[str, str] | None = None,
