@@ -12,7 +12,8 @@ following over the wire (`file_read`, docs/protocol.md §6.9); the same readers 
   view can scroll back into them;
 - then, every `POLL_EVERY` seconds, what was appended;
 - when the runtime's file was replaced (a rotation: another identity) or cut (smaller than what
-  was copied), or grew by more than `TAIL_BYTES` since the last look, the copy starts afresh: a
+  was copied, or other bytes where the copy ends), or grew by more than `TAIL_BYTES` since the
+  last look, the copy starts afresh: a
   new file put in its place, which the readers see as the rotation it is;
 - a look that fails (the connection dropped while the mirror reconnects, the file is not there
   yet) is tried again at the next one.
@@ -47,6 +48,9 @@ EARLIER_BYTES = 4 * 1024 * 1024
 #: the rotated files a copy looks for (`<name>.1` … ); the runtime keeps two or three
 EARLIER_PARTS = 9
 POLL_EVERY = 0.25
+#: the last bytes copied, read again at each look: the same size and identity with other bytes
+#: there means the file was cut and written again since the last look
+OVERLAP = 64
 #: how long `local_path` waits for the first copy before it hands the path over anyway (the
 #: readers take a file that appears later)
 FIRST_WAIT = 5.0
@@ -195,6 +199,8 @@ class Copy:
         #: the runtime's file the copy is of ("" before the first copy) and how far it reaches
         self.identity = ""
         self.offset = 0
+        #: the copy's last bytes (up to `OVERLAP`), to see the file was cut and written again
+        self.last = b""
         #: how many times the copy started afresh (the first copy counts)
         self.fresh = 0
         #: why the last look failed ("" when it went well)
@@ -242,16 +248,19 @@ class Copy:
             return
         copied = 0
         while copied < self.owner.tail_bytes:
-            reply = await self._read(0, self.offset, MAX_FILE_READ)
+            seen = len(self.last)
+            reply = await self._read(0, self.offset - seen, MAX_FILE_READ)
             size = int(reply["size"])
+            got = base64.b64decode(reply["data"])
             if (reply["identity"] != self.identity or size < self.offset
-                    or size - self.offset > self.owner.tail_bytes):
+                    or size - self.offset > self.owner.tail_bytes or got[:seen] != self.last):
                 await self.afresh()
                 return
-            data = base64.b64decode(reply["data"])
+            data = got[seen:]
             if data:
                 await asyncio.to_thread(_append, self.path, data)
                 self.offset += len(data)
+                self.last = got[-OVERLAP:]
                 copied += len(data)
             if not data or self.offset >= size:
                 return
@@ -266,7 +275,7 @@ class Copy:
         offset = start + len(data)
         await asyncio.to_thread(_replace, self.path, _from_line(data) if start else data,
                                 [self.part(n) for n in range(1, EARLIER_PARTS + 1)])
-        self.identity, self.offset = identity, offset
+        self.identity, self.offset, self.last = identity, offset, data[-OVERLAP:]
         self.fresh += 1
         self.looked.set()
         if start == 0:

@@ -190,7 +190,8 @@ def read(piece: Wanted) -> dict[str, Any] | Refusal:
     finally:
         os.close(fd)
     return {"offset": piece.offset,
-            "size": max(info.st_size, piece.offset + len(data)),  # it may grow as we read
+            # it may have grown between the look at its size and the read
+            "size": max(info.st_size, piece.offset + len(data)) if data else info.st_size,
             "identity": f"{info.st_dev:x}:{info.st_ino:x}",
             "data": base64.b64encode(data).decode("ascii")}
 
