@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Log
 
 from marrow_tui.attach.files import RemoteFiles, RuntimeFile
 from marrow_tui.attach.mirror import MirroredRuntime
 from marrow_tui.core.events import Event
+from marrow_tui.core.sessions import Session
 from marrow_tui.hub.client import HubClient, Refused
 from marrow_tui.hub.defaults import MAX_FILE_READ
 from marrow_tui.ui.screens.agent import AgentScreen
+from marrow_tui.ui.screens.log import LogScreen
 from marrow_tui.ui.transcript.widget import TranscriptLog
 from tests.support.console_app import ConsoleApp, filled
 from tests.support.console_app import until as pilot_until
@@ -75,6 +78,12 @@ def record_service(hub: Hub, name: str, log: Path) -> None:
 
 def data(frame: dict[str, Any]) -> bytes:
     return base64.b64decode(frame["data"])
+
+
+def add(path: Path, more: bytes) -> None:
+    """Bytes appended, as a run's writer appends them."""
+    with open(path, "ab") as handle:
+        handle.write(more)
 
 
 def rotate(path: Path, fresh: bytes) -> None:
@@ -165,8 +174,8 @@ BAD_REQUESTS = [
      "No run 'made-up-run' is known to this runtime.", "not_found"),
     ({"service": "nowhere"}, "No service 'nowhere' is known to this runtime.", "not_found"),
     ({"run": RUN, "stream": "stdout", "part": -1},
-     "Malformed frame: 'part' must be an integer from 0 (the live file) to 99 (its oldest "
-     "rotation).", "MALFORMED"),
+     ("Malformed frame: 'part' must be an integer from 0 (the live file) to 99 (its oldest "
+      "rotation)."), "MALFORMED"),
     ({"run": RUN, "stream": "stdout", "length": 1 << 40},
      "Malformed frame: 'length' must be an integer from 0 to 262144 (256 KiB a reply).",
      "MALFORMED"),
@@ -174,11 +183,11 @@ BAD_REQUESTS = [
      "Malformed frame: 'offset' must be an integer, 0 or more (a byte of the file).",
      "MALFORMED"),
     ({"run": RUN, "stream": "../../etc/passwd"},
-     "Malformed frame: a run's 'stream' is stdout, stderr or transcript, not "
-     "'../../etc/passwd'.", "MALFORMED"),
+     ("Malformed frame: a run's 'stream' is stdout, stderr or transcript, not "
+      "'../../etc/passwd'."), "MALFORMED"),
     ({"run": RUN, "service": "db", "stream": "stdout"},
-     "Malformed frame: file_read names a run ('run': its session id) or a service "
-     "('service': its name), one of the two.", "MALFORMED"),
+     ("Malformed frame: file_read names a run ('run': its session id) or a service "
+      "('service': its name), one of the two."), "MALFORMED"),
     ({"run": RUN, "stream": "transcript"},
      f"Run '{RUN}' has no transcript file.", "not_found"),
     ({"run": RUN, "stream": "stdout", "part": 1},
@@ -266,8 +275,7 @@ async def test_a_copy_follows_the_runtime_s_file_through_appends_and_a_rotation(
         assert path.read_bytes() == b'{"n": 1}\n'  # there when the path is handed over
         assert await until(lambda: copied(files, file, b'{"n": 1}\n', b'{"n": 0}\n'))
 
-        with open(transcript, "ab") as handle:
-            handle.write(b'{"n": 2}\n{"n": 3, "half": ')  # a line still being written
+        add(transcript, b'{"n": 2}\n{"n": 3, "half": ')  # a line still being written
         assert await until(lambda: path.read_bytes() == transcript.read_bytes())
         first = path.stat().st_ino
 
@@ -278,8 +286,7 @@ async def test_a_copy_follows_the_runtime_s_file_through_appends_and_a_rotation(
         assert path.stat().st_ino != first  # a new file: the readers take it for a rotation
 
         os.truncate(transcript, 0)  # cut in place, then written again
-        with open(transcript, "ab") as handle:
-            handle.write(b'{"n": 5}\n')
+        add(transcript, b'{"n": 5}\n')
         assert await until(lambda: path.read_bytes() == b'{"n": 5}\n')
     finally:
         files.close(file)
@@ -301,14 +308,12 @@ async def test_a_big_file_is_copied_from_its_tail_at_a_line_start(
     try:
         tail = path.read_bytes()
         assert tail == lines[-990:]  # whole lines only: the first one cut is left out
-        with open(out, "ab") as handle:
-            handle.write(b"line 01000\n")
+        add(out, b"line 01000\n")
         assert await until(lambda: path.read_bytes() == lines[-990:] + b"line 01000\n")
         copy = files.copy(file)
         assert copy is not None and not copy.part(1).exists()  # a gap would come before it
 
-        with open(out, "ab") as handle:  # more than the tail since the last look: afresh
-            handle.write(lines * 2)
+        add(out, lines * 2)  # more than the tail since the last look: afresh
         assert await until(lambda: path.read_bytes() == (lines * 2)[-990:])
     finally:
         await files.aclose()
@@ -328,8 +333,7 @@ async def test_a_copy_goes_on_after_the_connection_drops(
     try:
         assert path.read_bytes() == b"starting\n"
         hub.server.sessions["console-a"].transport.abort()  # the socket drops, hub side
-        with open(log, "ab") as handle:
-            handle.write(b"ready\n")
+        add(log, b"ready\n")
         assert await until(lambda: path.read_bytes() == b"starting\nready\n", timeout=10)
         assert "reconnecting" in statuses and mirror.connected
         copy = files.copy(file)
@@ -372,5 +376,37 @@ async def test_an_attached_console_shows_a_transcript_it_cannot_read_from_a_copy
             await pilot.press("escape")
             await pilot_until(pilot, lambda: not isinstance(app.screen, AgentScreen))
             assert await until(lambda: not view.reader.path.parent.exists())  # closed
+    finally:
+        await files.aclose()
+
+
+async def test_an_attached_console_s_output_view_reads_a_copy_of_each_stream(
+        hub: Hub, mirror: MirroredRuntime, tmp_path: Path) -> None:
+    out, err = logs(hub) / f"{RUN}.stdout.log", logs(hub) / f"{RUN}.stderr.log"
+    out.write_bytes(b"compiling\n")
+    err.write_bytes(b"warning: unused import\n")
+    record_run(hub, stdout=out, stderr=err)
+    elsewhere = Path("/nonexistent/runtime-machine")
+    run = Session(id=RUN, agent="builder", started=hub.clock(),
+                  stdout=str(elsewhere / out.name), stderr=str(elsewhere / err.name))
+    app = ConsoleApp(seeded=False)
+    files = RemoteFiles(mirror, tmp_path / "cache", poll_every=0.02)
+    app.files = files
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await filled(pilot, app)
+            screen = LogScreen(run)
+            await app.push_screen(screen)
+            lines = screen.query_one(Log)
+            await pilot_until(pilot, lambda: "compiling" in lines.lines)
+            assert screen.path.is_relative_to(tmp_path / "cache")
+            add(out, b"linking\n")
+            await pilot_until(pilot, lambda: "linking" in lines.lines)
+            await pilot.press("e")  # stderr
+            await pilot_until(pilot, lambda: "warning: unused import" in lines.lines)
+            await pilot.press("escape")
+            await pilot_until(pilot, lambda: not isinstance(app.screen, LogScreen))
+            assert await until(lambda: files.copy(screen.file) is None
+                               and not screen.path.parent.exists())
     finally:
         await files.aclose()
