@@ -49,9 +49,9 @@ def test_the_mirror_loads_neither_the_runtime_nor_the_hub_server() -> None:
     # over the wire, nor pay for the log's driver.
     code = (
         "import sys\n"
-        "import marrow_tui.attach.mirror\n"
+        "import marrow_tui.attach.mirror, marrow_tui.attach.files\n"
         "held = ('marrow_tui.runtime', 'marrow_tui.hub.server', 'marrow_tui.hub.feed',\n"
-        "        'marrow_tui.protocol.decider', 'aiosqlite')\n"
+        "        'marrow_tui.hub.files', 'marrow_tui.protocol.decider', 'aiosqlite')\n"
         "bad = sorted(m for m in sys.modules\n"
         "             if m in held or m == 'textual' or m.startswith('textual.'))\n"
         "print(','.join(bad))\n"

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from textual.app import App
 
+from marrow_tui.attach.files import LocalFiles
 from marrow_tui.core.sessions import Session, SessionBook
 from marrow_tui.core.steering import SteeringBook
 from marrow_tui.ui.app import styles_dir
@@ -49,6 +50,7 @@ SIZE = (120, 40)
 
 class BenchApp(App[None]):
     CSS_PATH: ClassVar = [styles_dir() / "app.tcss", styles_dir() / "main.tcss"]
+    files = LocalFiles()
 
 
 def last_line(updates: int) -> str:

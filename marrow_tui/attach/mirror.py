@@ -22,11 +22,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from ssl import SSLContext
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .. import __version__
 from ..core.events import Event
@@ -39,6 +39,7 @@ log = logging.getLogger("marrow.attach")
 Status = Literal["connecting", "connected", "reconnecting", "closed"]
 Listener = Callable[[list[Event]], None]
 StatusListener = Callable[[Status], None]
+T = TypeVar("T")
 
 FEED_TYPES = frozenset({"feed_snapshot", "feed_resume", "feed_events"})
 #: the formats this console reads (hub/feed.py says the runtime's in every first frame)
@@ -422,6 +423,15 @@ class MirroredRuntime:
                 listener(status)
             except Exception:
                 log.exception("a status listener failed")
+
+    async def request(self, call: Callable[[HubClient], Awaitable[T]]) -> T:
+        """Run one of the hub client's requests (`lambda hub: hub.file_read(...)`) on the
+        current connection, with its operator rights, and return its private reply. While
+        the mirror reconnects it raises `ConnectionLost`: try again later."""
+        client = self._client
+        if client is None or not client.connected:
+            raise ConnectionLost(self.uri, None, "not connected to the hub (reconnecting)")
+        return await call(client)
 
 
 def _any(frame: Frame) -> bool:

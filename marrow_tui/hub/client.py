@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, Self, TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .defaults import DEFAULT_URI
+from .defaults import DEFAULT_URI, MAX_FILE_READ
 
 Frame = dict[str, Any]
 """One decoded JSON frame, exactly as the hub sent it."""
@@ -605,6 +605,27 @@ class HubClient:
         if limit is not None:
             fields["limit"] = limit
         return await self._request(fields, build_matcher(_is_type("history_snapshot")), timeout)
+
+    async def file_read(self, *, run: str = "", service: str = "", stream: str = "",
+                        part: int = 0, offset: int = 0, length: int = MAX_FILE_READ,
+                        timeout: float | None = None) -> Frame:
+        """``file_read`` → ``file_data`` (operators only): up to ``length`` bytes from
+        ``offset`` of a run's ``stdout``, ``stderr`` or ``transcript`` (``run``: its session
+        id), or of a service's ``log`` (``service``); ``part`` 1, 2… are its rotated files.
+        The reply's ``data`` is base64, and ``size`` and ``identity`` are the file's now (a
+        new identity: it was replaced). Refused(file_refused) when there is no such file."""
+        request_id = uuid.uuid4().hex[:12]
+        fields: Frame = {"type": "file_read", "target": "System", "part": part,
+                         "offset": offset, "length": length, "request_id": request_id}
+        _put_optional(fields, run=run or None, service=service or None, stream=stream or None)
+
+        def match(frame: Frame) -> Verdict | None:
+            # by id: the operator's other frames on this connection get their own errors
+            if frame.get("request_id") != request_id:
+                return None
+            return "ok" if frame.get("type") == "file_data" else "refused"
+
+        return await self._request(fields, match, timeout)
 
     # ----------------------------------------------------------------- steering
 

@@ -18,3 +18,5 @@ DEFAULT_URI: Final = f"ws://{DEFAULT_HOST}:{DEFAULT_PORT}"
 def default_uri() -> str:
     """``MARROW_HUB_URI``, else the hub's default loopback address."""
     return os.environ.get("MARROW_HUB_URI") or DEFAULT_URI
+#: the most bytes one `file_read` reply carries (docs/protocol.md §6.9)
+MAX_FILE_READ: Final = 256 * 1024

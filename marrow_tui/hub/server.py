@@ -32,7 +32,7 @@ from ..core.events import Event
 from ..core.text import identifier_problem, printable
 from ..protocol.frames import Outcome, encode
 from ..runtime import Runtime
-from . import secrets
+from . import files, secrets
 from .defaults import DEFAULT_HOST, DEFAULT_PORT
 from .feed import FEED_VERBS, FeedHub
 from .secrets import is_text, same_secret
@@ -56,6 +56,8 @@ CLOSE_NAME_OWNED = 4016
 #: registration fields that carry secrets: checked once, then dropped from every frame
 SECRET_FIELDS = ("token", "operator_token", "agent_key")
 CLOSE_OVERLOADED = 1013
+#: frames the rate limit does not count
+UNMETERED = frozenset({"heartbeat", "file_read"})
 
 
 class ConfigError(Exception):
@@ -404,6 +406,8 @@ class HubServer:
         kind = frame.get("type") or "chat"
         if kind in FEED_VERBS:
             self._feed_request(conn, sender, frame, operator)
+        elif kind == "file_read":
+            await self._file_read(conn, sender, frame, operator)
         elif kind != "heartbeat":
             self.runtime.handle(sender, frame, reply, operator=operator, proven=proven)
         return sender
@@ -419,6 +423,16 @@ class HubServer:
             assert decider is not None
             code = "forbidden" if not operator else "MALFORMED"
             self._write((conn,), decider.error(name, refusal, error_code=code).text)
+
+    async def _file_read(self, conn: ServerConnection, name: str, frame: dict[str, Any],
+                         operator: bool) -> None:
+        """Answer one `file_read` (hub/files.py). The file is read in a thread; this
+        connection's next frames wait for it, so its replies keep their order."""
+        decider = self.runtime.decider
+        assert decider is not None
+        self._write((conn,), await files.answer(decider, self.runtime.state,
+                                                self._state_dir / "services", name, frame,
+                                                operator))
 
     def _refusal(self, sender: str, frame: dict[str, Any]) -> tuple[str, str, int, str] | None:
         """Why a registration frame may not bind `sender`: (frame type, text, close code, reason).
@@ -540,13 +554,17 @@ class HubServer:
                 await conn.close(CLOSE_NAME, "name switch")
                 return
             kind = frame.get("type") or "chat"
-            if bucket is not None and kind != "heartbeat" and not bucket.take():
+            # a file_read is answered before the next frame is read: it cannot pile up
+            if bucket is not None and kind not in UNMETERED and not bucket.take():
                 reply(decider.error(name, "Rate limit exceeded.", error_code="RATE_LIMITED").text)
                 continue
             for field_name in SECRET_FIELDS:
                 frame.pop(field_name, None)
             if kind in FEED_VERBS:
                 self._feed_request(conn, name, frame, operator)
+                continue
+            if kind == "file_read":
+                await self._file_read(conn, name, frame, operator)
                 continue
             self.runtime.handle(name, frame, reply, operator=operator, proven=proven)
             if self.runtime.failed.is_set():

@@ -19,10 +19,12 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from ..attach.files import Files, LocalFiles, RemoteFiles
 from ..attach.mirror import MirroredRuntime
 from ..config.model import Config
 from ..core.text import SafeFormatter, printable
 from ..host import hosted
+from ..hub.address import read_address
 from ..hub.server import HubOptions
 from ..runtime import RuntimeOptions
 from .actions import apply_keys
@@ -57,6 +59,8 @@ class MarrowApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+c", "help_quit", show=False, system=True),
     ]
+    #: where views read the runtime's files: where they are, or copies (an attached console)
+    files: Files = LocalFiles()
 
     def __init__(self, runtime: ConsoleRuntime, *, hub_uri: str, operator: str | None = None,
                  bell: bool = True, keys: Mapping[str, str] | None = None,
@@ -166,11 +170,24 @@ async def run_attached(mirror: MirroredRuntime, *, state_dir: Path, how: str = "
     link = Link(mirror, how)
     app = MarrowApp(mirror, hub_uri=mirror.uri, operator=operator or mirror.name, bell=bell,
                     keys=keys, link=link, state_dir=state_dir)
+    # The runtime's files (run output, transcripts, service logs): read where they are when
+    # it runs on this machine, else from copies kept over the wire.
+    remote = None if on_this_machine(mirror) else RemoteFiles(mirror)
+    if remote is not None:
+        app.files = remote
     try:
         await run_until_signalled(app)
     finally:
+        if remote is not None:
+            await remote.aclose()
         await mirror.stop()
     return 0
+
+
+def on_this_machine(mirror: MirroredRuntime) -> bool:
+    """The attached runtime's state folder is here, and says it is the runtime we follow."""
+    found = read_address(mirror.options.state_dir)
+    return found is not None and found.uri == mirror.uri
 
 
 async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,

@@ -131,9 +131,9 @@ async def test_a_dropped_link_says_reconnecting_offers_to_wait_and_resumes(
             hub.server.sessions["operator/ann"].transport.abort()
             await until(pilot, lambda: "reconnecting to" in status(app))
             await until(pilot, lambda: isinstance(app.screen, GoneModal))
-            await pilot.pause()
             dialog = app.screen
-            assert [str(b.label) for b in dialog.query(Button)] == ["Wait (w)", "Quit (q)"]
+            await until(pilot, lambda: [str(b.label) for b in dialog.query(Button)]
+                        == ["Wait (w)", "Quit (q)"])
             assert all(dialog.region.contains_region(b.region) for b in dialog.query(Button))
             for n in range(5):  # the runtime goes on meanwhile
                 say(runtime, "alice", type="claim", task_id=f"GAP-{n}", paths=[f"gap/{n}"])
@@ -309,8 +309,25 @@ async def test_a_refused_reconnect_says_why_and_offers_to_quit(
             await until(pilot, lambda: isinstance(app.screen, GoneModal), timeout=15)
             assert "detached: the runtime refused this console: Invalid" in status(app)
             dialog = app.screen
-            assert [str(b.label) for b in dialog.query(Button)] == ["Stay (w)", "Quit (q)"]
+            await until(pilot, lambda: [str(b.label) for b in dialog.query(Button)]
+                        == ["Stay (w)", "Quit (q)"])
             await pilot.press("q")
         assert app.return_code == 0
     finally:
         await app.runtime.stop()  # type: ignore[attr-defined]
+
+
+async def test_the_runtimes_files_are_read_in_place_only_when_it_runs_on_this_machine(
+        hub: Hub) -> None:
+    from marrow_tui.ui.app import on_this_machine
+
+    mirror = MirroredRuntime(hub.uri, "operator/ann", TOKEN)
+    await mirror.start()
+    try:
+        assert not on_this_machine(mirror)  # no hub.json says this runtime's folder is here
+        write_address(hub.state_dir, hub.uri, "0.1.0")
+        assert on_this_machine(mirror)
+        write_address(hub.state_dir, "ws://127.0.0.1:1", "0.1.0")  # another runtime's folder
+        assert not on_this_machine(mirror)
+    finally:
+        await mirror.stop()

@@ -133,7 +133,7 @@ class ServicesPane(TablePane):
                               / f"{view.name}.log")
         self.console.app.push_screen(LogScreen(Session(
             id=f"service {view.name}", agent=view.name, started=view.since, stdout=str(log),
-            stderr=str(log), state=view.state)))
+            stderr=str(log), state=view.state), service=view.name))
 
     def service_graph(self) -> None:
         self.want_graph = True  # before sending: the reply may come back at once

@@ -11,7 +11,6 @@ and the view cannot disagree.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import ClassVar, Protocol
 
 from rich.text import Text
@@ -21,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from ...attach.files import Files, RuntimeFile
 from ...core.sessions import Session, SessionBook
 from ...core.steering import SteeringBook
 from ...core.text import cost_text, plural, printable, tokens_text
@@ -62,15 +62,21 @@ class AgentScreen(Screen[None]):
         self.poll_every = poll_every
         self.needle = ""
         self._title = Text()
+        self.transcript = RuntimeFile(session.transcript, run=session.id, stream="transcript")
 
     @property
     def session(self) -> Session:
         """The run as the state has it now (the state may have replaced the object)."""
         return self.sessions.by_id.get(self.session_id) or self._session
 
+    @property
+    def files(self) -> Files:
+        """Where the transcript is read: where the runtime keeps it, or a copy."""
+        return self.app.files  # type: ignore[attr-defined,no-any-return]
+
     def compose(self) -> ComposeResult:
         yield Static("", id="agent-title")
-        yield TranscriptLog(Path(self.session.transcript), poll_every=self.poll_every,
+        yield TranscriptLog(self.files.open(self.transcript), poll_every=self.poll_every,
                             id="agent-transcript")
         yield Input(placeholder="search the transcript (Enter to find, Esc to close)",
                     id="agent-search", disabled=True)
@@ -84,6 +90,9 @@ class AgentScreen(Screen[None]):
         self.transcript_log.focus()
         self._refresh_title()
         self.set_interval(self.poll_every, self._refresh_title)
+
+    def on_unmount(self) -> None:
+        self.files.close(self.transcript)
 
     # ---- the header -------------------------------------------------------------------------
 
@@ -102,7 +111,7 @@ class AgentScreen(Screen[None]):
         if not self.transcript_log.following:
             text.append("  paused (End follows)", style="yellow")
         try:
-            size = os.path.getsize(self.session.transcript)
+            size = os.path.getsize(self.transcript_log.path)
         except OSError:
             text.append("  no transcript yet", style="dim")
         else:

@@ -18,6 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Log
 
+from ...attach.files import Files, RuntimeFile
 from ...core.sessions import Session
 from ...core.text import printable
 from ..literal import literal
@@ -50,28 +51,48 @@ class LogScreen(Screen[None]):
         Binding("end", "bottom", "End", show=False, id="log.bottom"),
     ]
 
-    def __init__(self, session: Session, stream: str = "stdout") -> None:
+    def __init__(self, session: Session, stream: str = "stdout", *, service: str = "") -> None:
         super().__init__()
         self.session = session
         self.stream = stream
+        #: a service's log (`session` then only stands for the service)
+        self.service = service
+        self.file = self._runtime_file()
+        #: where the file is read (where the runtime keeps it, or a copy); set on mounting
+        self._local: Path | None = None
         self._pos = 0
         self._partial = ""
         self._follow = True
         self._skipped = 0
         self._shown_state = ""
 
+    def _runtime_file(self) -> RuntimeFile:
+        path = self.session.stdout if self.stream == "stdout" else self.session.stderr
+        if self.service:
+            return RuntimeFile(path, service=self.service)
+        return RuntimeFile(path, run=self.session.id, stream=self.stream)
+
+    @property
+    def files(self) -> Files:
+        """Where the runtime's files are read: where it keeps them, or copies."""
+        return self.app.files  # type: ignore[attr-defined,no-any-return]
+
     @property
     def path(self) -> Path:
-        return Path(self.session.stdout if self.stream == "stdout" else self.session.stderr)
+        return self._local or Path(self.file.path)
 
     def compose(self) -> ComposeResult:
         yield Label("", id="log-title")
         yield Log(max_lines=MAX_LINES, auto_scroll=True, id="log-lines")
         yield Footer(compact=True)
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
+        self._local = await self.files.local_path(self.file)
         self._open()
         self.set_interval(FOLLOW_EVERY, self._read_more)
+
+    def on_unmount(self) -> None:
+        self.files.close(self.file)
 
     def _open(self) -> None:
         log = self.query_one(Log)
@@ -82,7 +103,7 @@ class LogScreen(Screen[None]):
             size = os.path.getsize(self.path)
         except OSError:
             size = 0
-            log.write_line(printable(f"({self.path} does not exist yet)"))
+            log.write_line(printable(f"({self.file.path} does not exist yet)"))
         self._pos = max(0, size - TAIL_BYTES)
         if self._pos:
             self._skipped = self._pos
@@ -140,8 +161,11 @@ class LogScreen(Screen[None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
-    def action_toggle_stream(self) -> None:
+    async def action_toggle_stream(self) -> None:
+        self.files.close(self.file)
         self.stream = "stderr" if self.stream == "stdout" else "stdout"
+        self.file = self._runtime_file()
+        self._local = await self.files.local_path(self.file)
         self._open()
 
     def action_toggle_follow(self) -> None:
