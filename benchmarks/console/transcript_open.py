@@ -85,7 +85,7 @@ async def view_runs(path: Path, runs: int, expected: str) -> dict[str, Any]:
                     await pilot.pause()
             if run < runs:
                 opens.append((time.perf_counter() - started) * 1000)
-                records = len(log.records)
+                records = log.records_read
             else:
                 started = time.perf_counter()
                 log.action_top()
