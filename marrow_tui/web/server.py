@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
-import ipaddress
 import os
 import secrets
 import shlex
@@ -34,6 +33,7 @@ from aiohttp import web
 from textual_serve.server import Server
 
 from marrow_tui.hub.secrets import same_secret
+from marrow_tui.web.bind import bind_refusal
 
 #: the session cookie's name
 COOKIE: Final = "marrow_session"
@@ -55,26 +55,6 @@ GUARD_HEADERS: Final = {
 
 class WebConfigError(Exception):
     """Settings `marrow-tui web` cannot serve with (one sentence: what, and how to fix it)."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is only reachable from this machine (``localhost``, 127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def bind_refusal(host: str, tls: bool, operator_token: str | None) -> str | None:
-    """Why `host` may not be served on, or None: beyond loopback, the page and the token's
-    login go over the network, so both TLS and the operator token are required."""
-    if is_loopback(host) or (tls and operator_token):
-        return None
-    return (f"refusing to serve the console on {host} without TLS and the operator token: "
-            "anyone who can reach it could act as the operator; pass --tls-cert, --tls-key "
-            "and --operator-token (or MARROW_OPERATOR_TOKEN), or bind 127.0.0.1")
 
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -218,7 +198,7 @@ class WebConsole(Server):
         if not same_secret(given.strip() if isinstance(given, str) else None,
                            self.options.operator_token):
             return login_response(wrong=True)
-        response = web.HTTPSeeOther(INDEX_PATH)
+        response = web.Response(status=303, headers={"Location": INDEX_PATH})
         response.set_cookie(COOKIE, self.sessions.open(), path="/", httponly=True,
                             samesite="Strict", secure=self._ssl is not None)
         return response
