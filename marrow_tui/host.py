@@ -6,12 +6,15 @@ way out: a clean quit, a signal, a failure half-way through starting.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import __version__
 from .config.model import Config
+from .hub.address import clear_address, write_address
 from .hub.server import HubOptions, HubServer
 from .runtime import Runtime, RuntimeOptions
 from .scheduler.heartbeat import Scheduler
@@ -55,6 +58,7 @@ async def hosted(
     team = None
     try:
         await server.start()
+        _say_address(runtime_options.state_dir, server.uri)
         scheduler = Scheduler(runtime, config, hub_uri=server.uri, token=hub_options.token)
         unit = Hosted(runtime, server, scheduler)
         if on_ready is not None:
@@ -100,4 +104,16 @@ async def hosted(
         if notifier is not None:
             await notifier.stop()
         await server.stop()
+        clear_address(runtime_options.state_dir)
         await runtime.stop()
+
+
+def _say_address(state_dir: Path, uri: str) -> None:
+    """Where the hub listens, for consoles that attach (hub/address.py): a state folder we
+    cannot write this in still runs, it is only not found by `marrow-tui attach`."""
+    try:
+        write_address(state_dir, uri, __version__)
+    except OSError as exc:
+        logging.getLogger("marrow.host").warning(
+            "cannot write the hub's address in %s (%s): `marrow-tui attach` will not find "
+            "this runtime by its state folder", state_dir, exc)

@@ -145,13 +145,16 @@ class Runtime:
                     "replayed")
         return f"{replayed} replayed" if self.restored_events else "no events yet"
 
-    def history(self, limit: int) -> Coroutine[Any, Any, list[tuple[float, Event]]]:
-        """The last `limit` logged events the change feed has already told of, with when each
-        was written: what a listener that subscribed just now missed (before a restart too).
+    def history(self, limit: int,
+                upto: int | None = None) -> Coroutine[Any, Any, list[tuple[float, Event]]]:
+        """The last `limit` logged events the change feed has already told of (up to `upto`,
+        when given), with when each was written: what a listener that subscribed just now
+        missed (before a restart too).
 
         Called in the same step as `subscribe`, nothing is missed and nothing told twice: every
         event up to the log's durable sequence has been told, and none after it."""
-        return self.log.recent(limit, self.log.durable_seq)
+        durable = self.log.durable_seq
+        return self.log.recent(limit, durable if upto is None else min(upto, durable))
 
     def logged(self, after: int, upto: int,
                limit: int) -> Coroutine[Any, Any, list[tuple[int, str, str]]]:

@@ -23,10 +23,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from ssl import SSLContext
 from typing import Any, Literal
 
+from .. import __version__
 from ..core.events import Event
-from ..core.state import State
+from ..core.state import LIVE_FORMAT, SNAPSHOT_FORMAT, State
 from ..hub.client import (ConnectionLost, Frame, HubClient, HubConnectionError, HubRefused,
                           HubTimeout)
 
@@ -37,6 +41,10 @@ Listener = Callable[[list[Event]], None]
 StatusListener = Callable[[Status], None]
 
 FEED_TYPES = frozenset({"feed_snapshot", "feed_resume", "feed_events"})
+#: the formats this console reads (hub/feed.py says the runtime's in every first frame)
+FORMATS = {"snapshot": SNAPSHOT_FORMAT, "live": LIVE_FORMAT, "feed": 1}
+#: the names tried after the one asked for, when it is online already (another console)
+MORE_NAMES = 8
 #: the pause before the first reconnect, doubled after each failed one up to the last
 FIRST_PAUSE = 0.25
 LONGEST_PAUSE = 5.0
@@ -53,14 +61,61 @@ class FeedRefused(HubConnectionError):
     not help."""
 
 
+class OtherVersion(FeedRefused):
+    """The runtime sends its state in formats this console does not read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOptions:
+    """The attached runtime's settings a console shows: where its state folder is (on its
+    machine, which may not be this one)."""
+
+    state_dir: Path
+
+
+class RemoteSession:
+    """The console's operator on an attached runtime: `send` is the one command path, as
+    `LocalSession.send` is in process. Frames go out in the order they were sent; one that
+    cannot go (the connection is down) comes back as an error frame, saying it was not sent."""
+
+    def __init__(self, mirror: MirroredRuntime, on_frame: Callable[[Frame], None]) -> None:
+        self.mirror = mirror
+        self.name = mirror.name
+        self.on_frame = on_frame
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+
+    def send(self, **frame: Any) -> None:
+        self._outbox.put_nowait(frame)
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all(), name="marrow-attach-send")
+
+    async def _send_all(self) -> None:
+        while True:
+            frame = await self._outbox.get()
+            try:
+                await self.mirror.send(**frame)
+            except HubConnectionError as exc:
+                self.on_frame({"type": "error", "target": self.name, "payload":
+                               f"Not sent ({frame.get('type', 'chat')}): {exc.message}"})
+
+    def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+        if self.mirror.on_frame is self.on_frame:
+            self.mirror.on_frame = None
+
+
 class MirroredRuntime:
     """The runtime's state, its change feed and its status, read over a hub connection."""
 
     def __init__(self, uri: str, name: str, operator_token: str, *, token: str | None = None,
                  on_frame: Callable[[Frame], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 open_timeout: float = 10.0) -> None:
+                 open_timeout: float = 10.0, ssl: SSLContext | None = None) -> None:
         self.uri = uri
+        self.ssl = ssl
         self.name = name
         self.operator_token = operator_token
         self.token = token
@@ -87,6 +142,12 @@ class MirroredRuntime:
         self._fed = False
         self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
+        #: why the hub turned us away for good (raised by `start` when it was the first time)
+        self._refused: HubConnectionError | None = None
+        #: what the runtime says of itself in its first frame (hub/feed.py `about`)
+        self.about: dict[str, Any] = {}
+        #: `history` calls waiting for their reply, oldest first
+        self._histories: list[asyncio.Future[list[Frame]]] = []
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -109,13 +170,56 @@ class MirroredRuntime:
     def reconnecting(self) -> bool:
         return self.status == "reconnecting"
 
+    @property
+    def version(self) -> str:
+        """The runtime's marrow-tui version ("" until the first frame)."""
+        return str(self.about.get("version", ""))
+
+    @property
+    def restored(self) -> str:
+        """What the runtime's start restored, as it says it."""
+        return str(self.about.get("restored", "unknown"))
+
+    @property
+    def options(self) -> RemoteOptions:
+        return RemoteOptions(Path(str(self.about.get("state_dir", "."))))
+
+    def join(self, name: str, on_frame: Callable[[Frame], None]) -> RemoteSession:
+        """The console's operator session: it acts under the name this mirror connected
+        with (`name` is the one asked for; another console may hold it already)."""
+        self.on_frame = on_frame
+        return RemoteSession(self, on_frame)
+
+    async def history(self, limit: int) -> list[tuple[float, Event]]:
+        """The last `limit` logged events up to the last one applied here, with when each was
+        written: what the console shows as the recent past (as `Runtime.history`). Empty
+        when the connection drops before the answer."""
+        waiting: asyncio.Future[list[Frame]] = asyncio.get_running_loop().create_future()
+        self._histories.append(waiting)
+        try:
+            await self.send(type="feed_history", target="System", limit=limit, upto=self.seq)
+            rows = await waiting
+        except HubConnectionError as exc:
+            log.info("no event history from %s: %s", self.uri, exc)
+            return []
+        finally:
+            if waiting in self._histories:
+                self._histories.remove(waiting)
+        past = []
+        for row in rows:
+            try:
+                past.append((float(row["at"]), Event(str(row["kind"]), row["data"])))
+            except (KeyError, TypeError, ValueError):
+                continue  # a row of another shape is left out, never the rest
+        return past
+
     # ---- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Connect and load the state. The first connection's failure is raised (a wrong
         operator token: `HubRefused`; no hub there: `HubUnreachable`); later drops are
         followed by reconnects."""
-        client = await self._connect()
+        client = await self._connect(first=True)
         self._task = asyncio.create_task(self._follow_always(client), name="marrow-mirror")
         loaded = asyncio.ensure_future(self._loaded.wait())
         try:
@@ -124,6 +228,8 @@ class MirroredRuntime:
             loaded.cancel()
         if not self._loaded.is_set():
             await self.stop()
+            if self._refused is not None:
+                raise self._refused
             raise HubConnectionError(self.uri, self.error or "the hub closed the feed")
 
     async def stop(self) -> None:
@@ -146,14 +252,27 @@ class MirroredRuntime:
 
     # ---- the connection ------------------------------------------------------------------
 
-    async def _connect(self) -> HubClient:
-        """A registered session that has asked for the feed (from where we are, if we can)."""
-        # takeover: after a drop the hub may not yet know that our last connection is gone
-        client = HubClient(self.uri, self.name, token=self.token,
-                           operator_token=self.operator_token, takeover=True, max_size=None,
-                           open_timeout=self.open_timeout)
-        frames = client.subscribe(maxsize=0)  # unbounded: the feed is never dropped here
-        await client.connect()
+    async def _connect(self, first: bool = False) -> HubClient:
+        """A registered session that has asked for the feed (from where we are, if we can).
+
+        The first connection takes the name asked for, or the next free `<name>/2`... when
+        another console holds it; later ones take our own name back over: after a drop the
+        hub may not yet know that our last connection is gone."""
+        asked = self.name
+        for number in range(1, MORE_NAMES + 2 if first else 2):
+            name = asked if number == 1 else f"{asked}/{number}"
+            client = HubClient(self.uri, name, token=self.token,
+                               operator_token=self.operator_token, takeover=not first,
+                               max_size=None, open_timeout=self.open_timeout, ssl=self.ssl)
+            frames = client.subscribe(maxsize=0)  # unbounded: the feed is never dropped here
+            try:
+                await client.connect()
+            except HubRefused as exc:
+                if first and "already online" in exc.message and number <= MORE_NAMES:
+                    continue
+                raise
+            self.name = name
+            break
         request: Frame = {"type": "feed_request", "target": "System"}
         if not self._fresh and self.hub_id:
             request.update(since=self.seq, hub_id=self.hub_id)
@@ -184,6 +303,7 @@ class MirroredRuntime:
                 # Refused (the token is wrong now, or the hub says no): trying again would not
                 # help, and the console says why.
                 self.error = str(exc)
+                self._refused = exc
                 await self._drop_client()
                 self._set_status("closed")
                 return
@@ -192,6 +312,10 @@ class MirroredRuntime:
                 if isinstance(exc, FeedGap):
                     self._fresh = True
             await self._drop_client()
+            for waiting in self._histories:
+                if not waiting.done():
+                    waiting.set_exception(ConnectionLost(self.uri, None, "the connection "
+                                                                         "dropped"))
             client = None
             if self._fed:
                 pause = FIRST_PAUSE
@@ -211,6 +335,10 @@ class MirroredRuntime:
             if kind in FEED_TYPES:
                 self._take(frame)
                 self._fed = True
+            elif kind == "feed_history":
+                waiting = next((f for f in self._histories if not f.done()), None)
+                if waiting is not None:
+                    waiting.set_result(list(frame.get("events") or ()))
             elif kind == "error" and not self._fed:
                 raise FeedRefused(self.uri, str(frame.get("payload", "")))
             elif (self.on_frame is not None and frame.get("target") == self.name
@@ -221,6 +349,8 @@ class MirroredRuntime:
 
     def _take(self, frame: Frame) -> None:
         kind = frame["type"]
+        if kind in ("feed_snapshot", "feed_resume"):
+            self._know(frame.get("runtime"))
         if kind == "feed_snapshot":
             self.state.reset()
             self.state.load_live_part(frame["live"])  # first: it sets the chat budget
@@ -240,6 +370,20 @@ class MirroredRuntime:
             self._loaded.set()
             self._set_status("connected")
         self._tell(events)
+
+    def _know(self, about: Any) -> None:
+        """Take what the runtime says of itself; refuse to follow one whose formats differ
+        from ours, saying both versions and what differs."""
+        about = about if isinstance(about, dict) else {}
+        theirs = about.get("formats") if isinstance(about.get("formats"), dict) else {}
+        differ = [f"{name} format {theirs.get(name, '?')} (this console reads {ours})"
+                  for name, ours in FORMATS.items() if theirs.get(name) != ours]
+        if differ:
+            raise OtherVersion(self.uri, (
+                f"the runtime is marrow-tui {about.get('version') or 'of an unknown version'} "
+                f"and this console is {__version__}: they differ in the state they exchange "
+                f"({'; '.join(differ)}); attach with the runtime's version"))
+        self.about = about
 
     def _apply(self, rows: list[dict[str, Any]]) -> list[Event]:
         """Apply each event once, in order; a skipped sequence number means a gap."""

@@ -201,6 +201,20 @@ def _run(args: argparse.Namespace, demo: bool) -> int:
         tls_key=args.tls_key, rate=args.rate, burst=args.burst,
         allow_origins=tuple(args.allow_origin),
     )
+    if not args.no_ui and not demo and not args.new_state:
+        from marrow_tui.hub.address import running_address
+
+        found = running_address(state_dir)
+        if found is not None:  # its runtime runs already: this console attaches to it
+            from marrow_tui.cli.attach import attach
+
+            args.state_dir = str(state_dir)
+            args.operator_token = None
+            args.cafile = None
+            args.token = token
+            args.connect_timeout = 10.0
+            return attach(args, found.uri, state_dir,
+                          f"already running here, pid {found.pid}")
     try:
         runtime = runtime_options(args, state_dir)
         hub.check()

@@ -14,6 +14,7 @@ import sys
 from marrow_tui import __version__
 from marrow_tui.cli import (
     agents,
+    attach,
     console,
     doctor,
     hub,
@@ -41,6 +42,7 @@ def build_parser() -> Parser:
     console.add_runtime_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     console.register(sub)
+    attach.register(sub)
     hub.register(sub)
     project.register(sub)
     agents.register_runs(sub)

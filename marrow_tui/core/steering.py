@@ -40,6 +40,20 @@ END_STATES = ("answered", "timed_out", "cancelled")
 REUSE_WINDOW = 300.0
 
 
+def already_ended(request: Request) -> str:
+    """Why a request can no longer be answered or cancelled: how it ended, and by whom (two
+    operators answer one question: the second learns who was first, and with what)."""
+    by = f" by {request.answered_by}" if request.answered_by else ""
+    if request.state == "answered":
+        answer = " ".join((request.answer or "").split())
+        shown = answer if len(answer) <= 60 else answer[:59] + "…"
+        return f"Request {request.id} was already answered{by}: {shown}"
+    if request.state == "timed_out":
+        return (f"Request {request.id} already timed out"
+                + ("; its default answer was used." if request.default_used else "."))
+    return f"Request {request.id} is already {request.state}{by}."
+
+
 @dataclass(slots=True)
 class Request:
     id: str
@@ -182,7 +196,7 @@ class SteeringBook:
         if request is None:
             return Refusal("unknown_request", f"No steering request '{request_id}'.")
         if not request.open:
-            return Refusal("not_open", f"Request {request_id} is already {request.state}.")
+            return Refusal("not_open", already_ended(request))
         if by == request.asker:
             return Refusal("own_request", f"{request_id} was asked by {by}; the asker cannot "
                                           "answer its own request.")
@@ -205,7 +219,7 @@ class SteeringBook:
         if request is None:
             return Refusal("unknown_request", f"No steering request '{request_id}'.")
         if not request.open:
-            return Refusal("not_open", f"Request {request_id} is already {request.state}.")
+            return Refusal("not_open", already_ended(request))
         if by != request.asker and not operator:
             return Refusal("not_asker", f"Only {request.asker} or the operator may cancel "
                                         f"{request_id}.")

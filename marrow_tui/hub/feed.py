@@ -28,7 +28,9 @@ from typing import Any, NamedTuple
 
 from websockets.asyncio.server import ServerConnection
 
+from .. import __version__
 from ..core.events import Event
+from ..core.state import LIVE_FORMAT, SNAPSHOT_FORMAT
 from ..protocol.frames import encode
 from ..runtime import Runtime
 
@@ -49,6 +51,24 @@ MAX_RESUME_BYTES = 8 * 1024 * 1024
 #: kinds whose data stays on the hub: the idempotency cache holds the replies to other agents'
 #: requests, which no console shows (the event still comes, with its `seq`, so none is missed)
 WITHHELD_KINDS = frozenset({"idem"})
+#: the verbs a connection asks of its feed (intercepted by the hub: they change no state)
+FEED_VERBS = frozenset({"feed_request", "feed_history"})
+#: the shape of the feed's frames and events: a console of another shape cannot follow them
+FEED_FORMAT = 1
+#: the most past events `feed_history` gives (the Activity pane shows a thousand)
+MAX_HISTORY = 5_000
+
+
+def about(runtime: Runtime) -> dict[str, Any]:
+    """What a console needs to know of the runtime it attaches to: its version and the
+    formats of what it sends (a console of another format refuses to follow, saying which),
+    what its start restored, and where its state folder is."""
+    return {
+        "version": __version__,
+        "formats": {"snapshot": SNAPSHOT_FORMAT, "live": LIVE_FORMAT, "feed": FEED_FORMAT},
+        "restored": runtime.restored,
+        "state_dir": str(runtime.options.state_dir),
+    }
 
 
 class Item(NamedTuple):
@@ -131,6 +151,36 @@ class FeedHub:
         same_log = hub_id is None or decider is None or hub_id == decider.hub_id
         feed.begin(since if same_log else None)
         return None
+
+    def history(self, conn: ServerConnection, name: str, frame: dict[str, Any],
+                operator: bool) -> str | None:
+        """Send `conn` the logged events up to `upto` (the last its feed applied), at most
+        `limit`, with when each was written: the console's Activity past. Or the sentence that
+        refuses the request."""
+        if not operator:
+            return ("Only an operator reads the event history (feed_history): connect with the "
+                    "operator token.")
+        limit, upto = frame.get("limit"), frame.get("upto")
+        for field, value in (("limit", limit), ("upto", upto)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                return f"Malformed frame: '{field}' must be an integer, 0 or more."
+        task = asyncio.create_task(self._history(conn, name, min(limit, MAX_HISTORY),
+                                                 min(upto, self.runtime.told_seq)),
+                                   name=f"marrow-history-{name}")
+        task.add_done_callback(_logged_failure)
+        return None
+
+    async def _history(self, conn: ServerConnection, name: str, limit: int, upto: int) -> None:
+        # Every logged event the feed has told is durable (the runtime tells after the
+        # commit), so the log holds all of them up to `upto`.
+        rows = await self.runtime.history(limit, upto) if limit else []
+        decider = self.runtime.decider
+        assert decider is not None
+        head = decider.frame("feed_history", name, f"{len(rows)} past events up to {upto}.",
+                             upto=upto)
+        texts = [f'{{"at":{json.dumps(at)},"kind":{json.dumps(event.kind)},'
+                 f'"data":{_data(event)}}}' for at, event in rows]
+        self.write(conn, with_events(head, texts))
 
     def close(self, conn: ServerConnection) -> None:
         feed = self.feeds.pop(conn, None)
@@ -218,7 +268,7 @@ class Feed:
         decider = self.hub.runtime.decider
         assert decider is not None
         frame = decider.frame("feed_snapshot", self.name, f"The state at event {seq}.",
-                              seq=seq, state=state, live=live)
+                              seq=seq, state=state, live=live, runtime=about(self.hub.runtime))
         # The snapshot holds copies (State.to_snapshot), so it is encoded away from the loop.
         self._first(await asyncio.to_thread(encode, frame), seq)
 
@@ -234,7 +284,7 @@ class Feed:
         assert decider is not None
         head = decider.frame("feed_resume", self.name,
                              f"The events after {since}, up to {seq}.", since=since, seq=seq,
-                             live=live)
+                             live=live, runtime=about(self.hub.runtime))
         self._first(with_events(head, texts), seq)
 
     def _restart(self) -> None:
@@ -323,3 +373,8 @@ class Feed:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _logged_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reading the event history failed", exc_info=task.exception())

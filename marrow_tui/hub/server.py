@@ -34,7 +34,7 @@ from ..protocol.frames import Outcome, encode
 from ..runtime import Runtime
 from . import secrets
 from .defaults import DEFAULT_HOST, DEFAULT_PORT
-from .feed import FeedHub
+from .feed import FEED_VERBS, FeedHub
 from .secrets import is_text, same_secret
 
 log = logging.getLogger("marrow.hub")
@@ -402,7 +402,7 @@ class HubServer:
         for name in SECRET_FIELDS:
             frame.pop(name, None)
         kind = frame.get("type") or "chat"
-        if kind == "feed_request":
+        if kind in FEED_VERBS:
             self._feed_request(conn, sender, frame, operator)
         elif kind != "heartbeat":
             self.runtime.handle(sender, frame, reply, operator=operator, proven=proven)
@@ -410,8 +410,10 @@ class HubServer:
 
     def _feed_request(self, conn: ServerConnection, name: str, frame: dict[str, Any],
                       operator: bool) -> None:
-        """Start `conn`'s change feed (hub/feed.py), or say in one sentence why not."""
-        refusal = self.feeds.request(conn, name, frame, operator)
+        """Start `conn`'s change feed or send it the past (hub/feed.py), or say in one
+        sentence why not."""
+        ask = self.feeds.request if frame.get("type") == "feed_request" else self.feeds.history
+        refusal = ask(conn, name, frame, operator)
         if refusal is not None:
             decider = self.runtime.decider
             assert decider is not None
@@ -543,7 +545,7 @@ class HubServer:
                 continue
             for field_name in SECRET_FIELDS:
                 frame.pop(field_name, None)
-            if kind == "feed_request":
+            if kind in FEED_VERBS:
                 self._feed_request(conn, name, frame, operator)
                 continue
             self.runtime.handle(name, frame, reply, operator=operator, proven=proven)

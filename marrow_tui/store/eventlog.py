@@ -209,7 +209,8 @@ class StateLock:
             if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
                 raise StoreError(
                     f"{self.path.parent} is in use by another marrow-tui (pid {holder}); "
-                    "stop it or pass a different --state-dir"
+                    "attach to it (marrow-tui attach), stop it, or pass a different "
+                    "--state-dir"
                 ) from None
             raise
         self._fd = fd

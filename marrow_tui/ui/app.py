@@ -19,13 +19,15 @@ from typing import Any, ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from ..attach.mirror import MirroredRuntime
 from ..config.model import Config
 from ..core.text import SafeFormatter, printable
 from ..host import hosted
 from ..hub.server import HubOptions
-from ..runtime import LocalSession, Runtime, RuntimeOptions
+from ..runtime import RuntimeOptions
 from .actions import apply_keys
 from .commands import MarrowCommands
+from .link import ConsoleRuntime, Link, OperatorSession
 from .screens.main import MainScreen
 from .state_files import Prefs, save_screenshot
 
@@ -56,8 +58,9 @@ class MarrowApp(App[None]):
         Binding("ctrl+c", "help_quit", show=False, system=True),
     ]
 
-    def __init__(self, runtime: Runtime, *, hub_uri: str, operator: str | None = None,
+    def __init__(self, runtime: ConsoleRuntime, *, hub_uri: str, operator: str | None = None,
                  bell: bool = True, keys: Mapping[str, str] | None = None,
+                 link: Link | None = None, state_dir: Path | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         #: keys remapped by action id (actions.py): refused here if two would clash
@@ -66,12 +69,17 @@ class MarrowApp(App[None]):
             apply_keys(self, self.keys)
         self.runtime = runtime
         self.hub_uri = hub_uri
+        #: an attached console's connection (None: the runtime runs in this process)
+        self.link = link
         self.operator_name = operator or default_operator()
         self.bell_on_alerts = bell
-        self.session: LocalSession | None = None
+        self.session: OperatorSession | None = None
         self.main: MainScreen | None = None
-        #: the operator's UI preferences (the theme), kept in the state folder
-        self.prefs = Prefs(runtime.options.state_dir)
+        #: where the console keeps its own files (preferences, screenshots): the state
+        #: folder, or for an attached console one of its own on this machine
+        self.state_dir = state_dir or runtime.options.state_dir
+        #: the operator's UI preferences (the theme)
+        self.prefs = Prefs(self.state_dir)
         self._prefs_problem = self.prefs.read()
         chosen = self.prefs.theme()
         if chosen is not None and chosen in self.available_themes:
@@ -96,7 +104,7 @@ class MarrowApp(App[None]):
         return None
 
     async def _keep_screenshot(self, svg: str) -> None:
-        state_dir = self.runtime.options.state_dir
+        state_dir = self.state_dir
         try:
             path = await asyncio.to_thread(save_screenshot, state_dir, svg)
         except OSError as exc:
@@ -111,7 +119,7 @@ class MarrowApp(App[None]):
                         markup=False)
         self.session = self.runtime.join(self.operator_name, self._operator_frame)
         self.main = MainScreen(self.runtime, self.session, self.hub_uri, self.bell_on_alerts,
-                               self.keys)
+                               self.keys, self.link)
         self.push_screen(self.main)
 
     def on_unmount(self) -> None:
@@ -124,20 +132,45 @@ class MarrowApp(App[None]):
             self.main.operator_reply(frame)
 
 
-async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,
-                      demo: bool = False, operator: str | None = None, bell: bool = True,
-                      config: Config | None = None, workflow: Path | None = None) -> int:
-    """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
-    log_path = runtime_options.state_dir / "marrow-tui.log"
-    runtime_options.state_dir.mkdir(parents=True, exist_ok=True)
+def log_to(path: Path) -> None:
+    """The screen is the console's: diagnostics go to a file (one line each, no escapes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    for handler in list(root.handlers):  # the screen is ours: diagnostics go to a file
+    for handler in list(root.handlers):
         root.removeHandler(handler)
-    file_handler = logging.FileHandler(log_path)
+    file_handler = logging.FileHandler(path)
     # Records quote agents (names, ids, frames): each stays one line with no escape sequence.
     file_handler.setFormatter(SafeFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")))
     root.addHandler(file_handler)
+
+
+async def run_attached(mirror: MirroredRuntime, *, state_dir: Path, how: str = "",
+                       operator: str | None = None, bell: bool = True,
+                       keys: Mapping[str, str] | None = None) -> int:
+    """The console on a runtime that runs elsewhere: `mirror` has loaded its state (started);
+    quitting detaches and leaves the runtime as it is."""
+    log_to(state_dir / "marrow-tui-attach.log")
+    link = Link(mirror, how)
+    app = MarrowApp(mirror, hub_uri=mirror.uri, operator=operator or mirror.name, bell=bell,
+                    keys=keys, link=link, state_dir=state_dir)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, app.exit)
+    try:
+        await app.run_async()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await mirror.stop()
+    return 0
+
+
+async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, *,
+                      demo: bool = False, operator: str | None = None, bell: bool = True,
+                      config: Config | None = None, workflow: Path | None = None) -> int:
+    """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
+    log_to(runtime_options.state_dir / "marrow-tui.log")
     async with hosted(runtime_options, hub_options, demo=demo, config=config,
                       workflow=workflow) as unit:
         app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell,

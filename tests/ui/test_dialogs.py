@@ -274,7 +274,7 @@ async def test_quit_says_what_happens_to_the_runs() -> None:
         assert isinstance(modal, ConfirmModal)
         assert "1 agent run ends: SIGTERM" in modal.body
         assert "lose their connection" in modal.body  # the agents that joined from elsewhere
-        assert buttons(app) == ["Quit (y)", "Stay (n)"]
+        assert buttons(app) == ["Quit and stop the runtime (y)", "Stay (n)"]
         for button in modal.query(Button):
             assert in_sight(app, button)
 

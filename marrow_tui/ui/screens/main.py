@@ -30,9 +30,9 @@ from textual.widgets import Footer, Input, Label
 from ...core.events import Event, describe
 from ...core.state import State
 from ...core.text import plural, printable
-from ...runtime import LocalSession, Runtime
 from ..actions import ACTIONS, BY_ID, BY_NAME, Action, help_rows, hint_text, shown_key
 from ..bridge import Activity, Bridge, Changed
+from ..link import ConsoleRuntime, Link, OperatorSession
 from ..literal import literal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import HelpModal
@@ -47,7 +47,7 @@ from ..panes.sessions import SessionsPane
 from ..panes.steering import SteeringPane, steering_keys
 from ..panes.table import KeyedTable
 from .layout import COLUMN, MODES, SINGLE, mode_for, shown_panes
-from ..status import Part, failure_part, fit, request_part
+from ..status import ATTENTION, Part, failure_part, fit, request_part
 
 
 class PaneTab(Label):
@@ -85,10 +85,13 @@ class MainScreen(Screen[None]):
     #: nothing on this screen takes focus by itself (the hidden filter box least of all)
     AUTO_FOCUS = None
 
-    def __init__(self, runtime: Runtime, session: LocalSession, hub_uri: str,
-                 bell: bool = True, keys: Mapping[str, str] | None = None) -> None:
+    def __init__(self, runtime: ConsoleRuntime, session: OperatorSession, hub_uri: str,
+                 bell: bool = True, keys: Mapping[str, str] | None = None,
+                 link: Link | None = None) -> None:
         super().__init__()
         self.runtime = runtime
+        #: an attached console's connection to its runtime (None: the runtime is in process)
+        self.link = link
         self.session = session
         self.hub_uri = hub_uri
         self.bell = bell
@@ -168,6 +171,8 @@ class MainScreen(Screen[None]):
         gc.collect()
         gc.freeze()
         self.set_interval(1.0, self._tick)
+        if self.link is not None:
+            self.link.start(self)
         self.set_class(not self.scheduled, "-no-scheduler")
         self.set_class(bool(self._asking), "-asking")
         self.set_class(self._orchestrating, "-orchestrating")
@@ -179,7 +184,7 @@ class MainScreen(Screen[None]):
         # in the step that subscribed the bridge, so no event is missed or shown twice.
         self.run_worker(self._past(self.runtime.history(ACTIVITY_PAST)), group="past",
                         exit_on_error=False)
-        self._refresh_status()
+        self.refresh_status()
 
     async def _past(self, reading: Awaitable[list[tuple[float, Event]]]) -> None:
         """The Activity pane's recent past, then a line saying what the start restored."""
@@ -201,12 +206,22 @@ class MainScreen(Screen[None]):
     def on_unmount(self) -> None:
         if self.bridge is not None:
             self.bridge.close()
+        if self.link is not None:
+            self.link.stop()
+
+    def repaint_all(self) -> None:
+        """The state was loaded anew (an attached console's fresh snapshot): every pane reads
+        all its rows again."""
+        for table in self.tables.values():
+            self.run_worker(table.fill(), group="fill", exit_on_error=False)
+        self.set_class(bool(self.runtime.state.services.services), "-servicing")
+        self.refresh_status()
 
     def on_resize(self, event: Resize) -> None:
         self._arrange()
         self._fit_tabs()
         self._catch_up()
-        self._refresh_status()
+        self.refresh_status()
 
     def _tab_label(self, name: str, *, short: bool = False) -> str:
         key = shown_key(BY_ID[f"pane.{name}"], self.keys)
@@ -345,7 +360,7 @@ class MainScreen(Screen[None]):
             self.toast(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
             if self.bell and alert.severity != "information":
                 self.app.bell()
-        self._refresh_status()
+        self.refresh_status()
         self._fold()
         self._hint()
         if self.bridge is not None:
@@ -355,9 +370,9 @@ class MainScreen(Screen[None]):
         for name in ("agents", "claims", "sessions", "steering", "issues", "services"):
             if self.shown(name):
                 self.tables[name].tick()
-        self._refresh_status()
+        self.refresh_status()
 
-    def _refresh_status(self) -> None:
+    def refresh_status(self) -> None:
         """The status line, made anew from the live state (never from an old alert)."""
         state = self.runtime.state
         now = self.runtime.clock()
@@ -369,6 +384,9 @@ class MainScreen(Screen[None]):
         self._asking = len(waiting)
         answer = shown_key(BY_ID["steering.answer"], self.keys)
         parts = [Part(1, " marrow-tui ", style="bold reverse")]
+        link = self.link.part() if self.link is not None else None
+        if link is not None and link.rank >= ATTENTION:  # the link is down: that first
+            parts.append(link)
         parts.extend(part for part in (request_part(waiting, now, answer),
                                        failure_part(state)) if part is not None)
         parts.extend(self._count_parts())
@@ -379,7 +397,9 @@ class MainScreen(Screen[None]):
         state = self.runtime.state
         now = self.runtime.clock()
         expiring = sum(1 for c in state.claims if c.lease_expires_at - now < EXPIRING_SOON)
-        parts = [Part(2, self.hub_uri, style="bold"),
+        hub = self.link.part() if self.link is not None else Part(2, self.hub_uri,
+                                                                   style="bold")
+        parts = [*([hub] if hub.rank < ATTENTION else []),
                  Part(3, f"{len(state.presence.online)} online"),
                  Part(7, plural(len(state.claims), "lease"),
                       extra=((f" ({expiring} expiring)", "bold red"),) if expiring else ()),
@@ -587,8 +607,13 @@ class MainScreen(Screen[None]):
             if yes:
                 self.app.exit()
 
-        self.app.push_screen(ConfirmModal("Quit marrow-tui?", quit_text(self.runtime.state),
-                                          "Quit", "Stay"), confirmed)
+        if self.link is not None:  # attached: quitting leaves the runtime as it is
+            self.app.push_screen(ConfirmModal("Detach from the runtime?", self.link.quit_text(),
+                                              "Detach", "Stay"), confirmed)
+            return
+        self.app.push_screen(ConfirmModal("Quit marrow-tui?",
+                                          quit_text(self.runtime.state, self.session.name),
+                                          "Quit and stop the runtime", "Stay"), confirmed)
 
     # ---- operator replies ------------------------------------------------------------------
 
@@ -614,9 +639,9 @@ class MainScreen(Screen[None]):
             self.toast(f"Queued for {frame.get('agent')}: {name}", timeout=4)
 
 
-def quit_text(state: State) -> str:
+def quit_text(state: State, operator: str = "") -> str:
     """What quitting does, as the host does it on the way out (host.py): runs and services
-    are ended, the hub stops, the log keeps everything."""
+    are ended, the hub stops (consoles attached to it lose it), the log keeps everything."""
     lines = []
     runs = len(state.sessions.running())
     if runs:
@@ -634,6 +659,12 @@ def quit_text(state: State) -> str:
         f": {plural(connected, 'connected agent')} "
         f"{'loses its' if connected == 1 else 'lose their'} connection." if connected
         else "."))
+    consoles = sum(1 for agent in state.presence.online.values()
+                   if agent.operator and agent.name != operator)
+    if consoles:
+        lines.append(f"{plural(consoles, 'other operator')} attached "
+                     f"({'its console waits' if consoles == 1 else 'their consoles wait'} "
+                     "for the runtime to be back).")
     lines.append("Every lease, task, message and run is saved and comes back on the next "
                  "start.")
     return "\n".join(lines)
