@@ -56,6 +56,9 @@ def register(sub: SubParsers) -> None:
     parser.add_argument("--state-dir", default=None,
                         help="the local marrow-tui's state dir, for its operator token and "
                              "for the consoles (env MARROW_STATE_DIR)")
+    parser.add_argument("--cafile", default=None,
+                        help="CA bundle the consoles verify a wss:// runtime with (default: "
+                             "system trust)")
     parser.add_argument("--tls-cert", default=None, help="PEM certificate, to serve https://")
     parser.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     parser.set_defaults(func=run)
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"needs textual-serve, which is not installed ({exc}); install marrow-tui with "
             "its dependencies (pip install -e .)")
         return EXIT_CONFIG
-    options = WebOptions(operator_token=token, command=console_command(args.uri),
+    options = WebOptions(operator_token=token, command=console_command(args.uri, args.cafile),
                          host=args.host, port=args.port, tls_cert=args.tls_cert,
                          tls_key=args.tls_key, environment=child_environment(args, token))
 

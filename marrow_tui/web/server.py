@@ -72,12 +72,13 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def console_command(uri: str | None) -> list[str]:
+def console_command(uri: str | None, cafile: str | None = None) -> list[str]:
     """What each browser tab runs: an attached console (the operator token comes in its
     environment, never here: command lines are visible to every user in `ps`)."""
     import sys
 
-    return [sys.executable, "-m", "marrow_tui", "attach", *([uri] if uri else [])]
+    return [sys.executable, "-m", "marrow_tui", "attach", *(["--cafile", cafile] if cafile
+                                                            else []), *([uri] if uri else [])]
 
 
 class Sessions:

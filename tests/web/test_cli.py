@@ -169,3 +169,12 @@ def test_the_command_line_does_not_load_the_web_server(tmp_path: Path,
               if m.split(".")[0] in ("textual_serve", "aiohttp", "textual")
               or m == "marrow_tui.web.server"]
     assert loaded == []
+
+
+def test_each_tab_runs_the_attached_console_with_no_secret_on_its_command_line() -> None:
+    pytest.importorskip("textual_serve", reason="textual-serve is not installed")
+    from marrow_tui.web.server import console_command
+
+    assert console_command(None) == [sys.executable, "-m", "marrow_tui", "attach"]
+    assert console_command("wss://h:8876", "/ca.pem") == [
+        sys.executable, "-m", "marrow_tui", "attach", "--cafile", "/ca.pem", "wss://h:8876"]
