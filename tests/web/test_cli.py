@@ -96,9 +96,10 @@ def running_web(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         env=clean_env())
     lines: queue.Queue[str] = queue.Queue()
-    assert process.stderr is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr],  # type: ignore[union-attr]
-                     daemon=True).start()
+    stderr = process.stderr
+    assert stderr is not None
+    # read it for the process's whole life, so a full pipe never blocks it
+    threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True).start()
     try:
         line = lines.get(timeout=30)
         found = SERVING.search(line)
