@@ -31,6 +31,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     # a runtime's state kept over the wire: the core's books and the hub's client, never the
     # runtime (test_layering.py checks it loads neither the runtime nor the server)
     "attach": frozenset({"core", "hub", "attach"}),
+    # the browser console's server: textual-serve and the operator token's check, never the
+    # runtime or the console itself (each tab's console is another process)
+    "web": frozenset({"hub", "web"}),
 }
 
 

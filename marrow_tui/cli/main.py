@@ -25,6 +25,7 @@ from marrow_tui.cli import (
     steer,
     tasks,
     units,
+    web,
 )
 from marrow_tui.cli.common import EXIT_USAGE
 from marrow_tui.cli.output import USAGE, fail
@@ -54,6 +55,7 @@ def build_parser() -> Parser:
     issues.register(sub)
     services.register(sub)
     services.register_graph(sub)
+    web.register(sub)
     return parser
 
 
