@@ -87,6 +87,10 @@ class Files(Protocol):
         """The view is done with `file` (one `close` for each `open`)."""
         ...
 
+    def problem(self, file: RuntimeFile) -> str:
+        """Why `file` could not be read lately ("" when it could, or is not there yet)."""
+        ...
+
 
 class LocalFiles:
     """The files of the runtime this console embeds: read where they are."""
@@ -99,6 +103,9 @@ class LocalFiles:
 
     def close(self, file: RuntimeFile) -> None:
         pass
+
+    def problem(self, file: RuntimeFile) -> str:
+        return ""  # the view itself sees what the file system says
 
 
 def cache_home() -> Path:
@@ -144,6 +151,10 @@ class RemoteFiles:
     def copy(self, file: RuntimeFile) -> Copy | None:
         """The copy of `file` kept now, if a view has it open."""
         return self._copies.get(file.key)
+
+    def problem(self, file: RuntimeFile) -> str:
+        copy = self._copies.get(file.key)
+        return copy.problem if copy is not None else ""
 
     def open(self, file: RuntimeFile) -> Path:
         copy = self._copies.get(file.key)
@@ -232,9 +243,11 @@ class Copy:
                     await self.look()
                     self.problem = ""
                 except (HubError, Replaced, OSError, ValueError) as exc:
-                    if str(exc) != self.problem:
-                        log.info("copying %s: %s", self.path, exc)
-                    self.problem = str(exc)
+                    # a refusal is the hub's own sentence; anything else, as it says itself
+                    problem = exc.text if isinstance(exc, Refused) else str(exc)
+                    if problem != self.problem:
+                        log.info("copying %s: %s", self.path, problem)
+                    self.problem = problem
                 self.looked.set()
                 await asyncio.sleep(self.owner.poll_every)
         finally:

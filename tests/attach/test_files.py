@@ -410,3 +410,28 @@ async def test_an_attached_console_s_output_view_reads_a_copy_of_each_stream(
                                and not screen.path.parent.exists())
     finally:
         await files.aclose()
+
+
+async def test_an_attached_output_view_says_why_a_file_cannot_be_read(
+        hub: Hub, mirror: MirroredRuntime, tmp_path: Path) -> None:
+    secret = hub.state_dir.parent / "secret.txt"
+    secret.write_bytes(b"the operator token\n")
+    record_run(hub, stdout=secret)  # the runtime's record names a file that is not the run's
+    run = Session(id=RUN, agent="builder", started=hub.clock(),
+                  stdout="/nonexistent/runtime-machine/out.log", stderr="")
+    app = ConsoleApp(seeded=False)
+    files = RemoteFiles(mirror, tmp_path / "cache", poll_every=0.02)
+    app.files = files
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await filled(pilot, app)
+            screen = LogScreen(run)
+            await app.push_screen(screen)
+            lines = screen.query_one(Log)
+            said = await pilot_until(pilot, lambda: [line for line in lines.lines
+                                                     if "cannot be read" in line])
+            assert said == [f"(/nonexistent/runtime-machine/out.log cannot be read from the "
+                            f"runtime: Run '{RUN}' records its stdout as {secret}, which is not "
+                            f"the file the runtime writes for it ({RUN}.stdout.log): refused.)"]
+    finally:
+        await files.aclose()

@@ -113,7 +113,9 @@ class AgentScreen(Screen[None]):
         try:
             size = os.path.getsize(self.transcript_log.path)
         except OSError:
-            text.append("  no transcript yet", style="dim")
+            problem = self.files.problem(self.transcript)
+            text.append(f"  transcript not read: {printable(problem)}" if problem
+                        else "  no transcript yet", style="yellow" if problem else "dim")
         else:
             text.append(f"  {size // 1024} kB", style="dim")
         return text

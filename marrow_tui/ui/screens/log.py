@@ -103,7 +103,10 @@ class LogScreen(Screen[None]):
             size = os.path.getsize(self.path)
         except OSError:
             size = 0
-            log.write_line(printable(f"({self.file.path} does not exist yet)"))
+            problem = self.files.problem(self.file)
+            log.write_line(printable(f"({self.file.path} cannot be read from the runtime: "
+                                     f"{problem})" if problem else
+                                     f"({self.file.path} does not exist yet)"))
         self._pos = max(0, size - TAIL_BYTES)
         if self._pos:
             self._skipped = self._pos
