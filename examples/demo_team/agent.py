@@ -450,10 +450,22 @@ class Agent:
         raise NotImplementedError
 
     async def release_leftovers(self) -> None:
-        """Leases this name still holds from an earlier session are not ours to finish."""
-        snapshot = (await self.hub.state()).get("snapshot") or {}
+        """Leases this name still holds from an earlier session are not ours to finish. One
+        granted or handed to us since we joined is ours: the hub says so in a frame that
+        comes before its answer to our `state`, so those frames are read first."""
+        recent = self.hub.subscribe(maxsize=0)
+        try:
+            snapshot = (await self.hub.state()).get("snapshot") or {}
+        finally:
+            self.hub.unsubscribe(recent)
+        ours_now = set()
+        while not recent.empty():
+            frame = recent.get_nowait()
+            if (frame.get("type") in ("claim_granted", "handoff_granted")
+                    and frame.get("owner") == self.name):
+                ours_now.add(str(frame.get("task_id")))
         for claim in snapshot.get("active_claims") or []:
-            if claim.get("owner") == self.name:
+            if claim.get("owner") == self.name and str(claim.get("task_id")) not in ours_now:
                 task_id = str(claim.get("task_id"))
                 self.leaving.add(task_id)
                 with contextlib.suppress(Refused):

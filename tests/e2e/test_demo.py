@@ -26,6 +26,7 @@ from marrow_tui.config.load import load_config
 from marrow_tui.core.events import Event
 from marrow_tui.demo import (
     ACP_EXAMPLE,
+    AGENT_SCRIPT,
     DEFAULT_NAMES,
     PACE_ENV,
     REPORTER_EXAMPLE,
@@ -403,3 +404,38 @@ def test_the_demo_module_imports_no_console_library() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_lease_handed_over_while_an_agent_starts_is_not_released_as_a_leftover(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent asks the hub what it holds when it starts, and releases what an earlier
+    session of its name left. A lease handed to it while that question is on its way is
+    already its own: it is kept (and picked up), never released as a leftover."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_agent", AGENT_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    demo_agent = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, demo_agent)  # its dataclasses look it up
+    spec.loader.exec_module(demo_agent)
+    async with HubClient(hub.uri, "test/operator") as operator, \
+            demo_agent.DemoClient(hub.uri, "demo/bob") as bob_client:
+        agent = demo_agent.Agent(bob_client, demo_agent.Pace(0, demo_agent.random.Random(7)))
+        await operator.claim("old-1", ["old/"], "main")
+        await operator.handoff("old-1", "demo/bob")  # before it starts: a leftover
+        asking = bob_client.state
+        arrived = bob_client.subscribe()
+
+        async def state_after_a_handoff(**kwargs: Any) -> Any:
+            await operator.claim("op-1", ["ops/runbook.md"], "main")
+            await operator.handoff("op-1", "demo/bob")  # lands while the agent asks
+            await bob_client.next_matching(arrived, lambda f: f.get("type") == "handoff_granted"
+                                           and f.get("task_id") == "op-1", 10)
+            return await asking(**kwargs)
+
+        bob_client.state = state_after_a_handoff  # type: ignore[method-assign]
+        await agent.release_leftovers()
+        claims = hub.runtime.state.claims
+        assert claims.get("old-1") is None  # an earlier session's: released
+        held = claims.get("op-1")
+        assert held is not None and held.owner == "demo/bob"  # handed in this one: kept
