@@ -122,6 +122,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("sessions.pause", "p", "toggle_agent", "sessions",
            help="Pause/resume the agent (sessions)", hint="pause",
            description="Pause or resume the selected agent (its config is not touched)"),
+    Action("sessions.diff", "v", "view_run_diff", "sessions", hint="diff",
+           help="Show what the run's issue changed (sessions)",
+           description="Show the diff of the selected run's issue"),
     # Help lists the Issues pane's keys only while an orchestrator runs.
     Action("issues.dispatch", "D", "dispatch_issue", "issues", hint="dispatch",
            help="Dispatch the issue now (issues)", help_group=WITH_ISSUES,
@@ -141,6 +144,22 @@ ACTIONS: tuple[Action, ...] = (
     Action("issues.transcript", "t", "issue_transcript", "issues", hint="transcript",
            help="Show the issue's agent transcript (issues)", help_group=WITH_ISSUES,
            description="Open the transcript of the selected issue's agent run (ACP)"),
+    # Reviewing what an issue's agent changed in its git worktree (ui/review.py): the diff
+    # view, and the three actions, each confirmed first.
+    Action("issues.diff", "v", "view_diff", "issues", hint="diff",
+           help="Show what the issue's agent changed (issues)", help_group=WITH_ISSUES,
+           description="Show the selected issue's diff (what its agent changed)"),
+    Action("issues.accept", "A", "accept_issue", "issues", hint="accept",
+           help="Accept the issue's work: merge it into the base (issues)",
+           help_group=WITH_ISSUES,
+           description="Accept the selected issue's work (merge it into its base branch)"),
+    Action("issues.request_changes", "C", "request_changes", "issues", hint="changes",
+           help="Request changes: your text is the agent's next prompt (issues)",
+           help_group=WITH_ISSUES,
+           description="Request changes on the selected issue's work"),
+    Action("issues.discard", "X", "discard_work", "issues", hint="discard",
+           help="Discard the issue's worktree and branch (issues)", help_group=WITH_ISSUES,
+           description="Discard the selected issue's worktree and its branch"),
     Action("services.start", "u", "start_service", "services", hint="start",
            help="Start the service (services)", help_group=WITH_SERVICES,
            description="Start the selected service"),
@@ -183,6 +202,50 @@ ACTIONS: tuple[Action, ...] = (
     Action("view.open", "enter", "open", help="Open the selected row", help_group=LAST,
            hint="open", description="Open the selected row"),
 )
+
+#: the diff view's keys (screens/diff.py): its bindings, footer and `?` help are made from these
+DIFF = "diff"
+DIFF_ACTIONS: tuple[Action, ...] = (
+    Action("diff.close", "escape,q", "close", DIFF, help="Back to the console", hint="back",
+           show=True, key_display="esc"),
+    Action("diff.next_file", "right_square_bracket", "file(1)", DIFF, help="Next file",
+           hint="file", show=True, key_display="]"),
+    Action("diff.previous_file", "left_square_bracket", "file(-1)", DIFF,
+           help="Previous file", key_display="["),
+    Action("diff.next_hunk", "n", "hunk(1)", DIFF, help="Next hunk (on into the next file)",
+           hint="hunk", show=True),
+    Action("diff.previous_hunk", "p", "hunk(-1)", DIFF, help="Previous hunk"),
+    Action("diff.against", "b", "toggle_against", DIFF,
+           help="Against the base branch, or since the last review (toggles)",
+           hint="base/review", show=True),
+    Action("diff.reference", "r", "reference", DIFF,
+           help="Reference the line under the cursor in a request for changes (again: drop it)",
+           hint="ref", show=True),
+    Action("diff.accept", "A", "accept", DIFF, help="Accept: merge into the base (asks first)",
+           hint="accept", show=True),
+    Action("diff.request_changes", "C", "request_changes", DIFF,
+           help="Request changes, with the referenced lines (asks for the text)",
+           hint="changes", show=True),
+    Action("diff.discard", "X", "discard", DIFF,
+           help="Discard the worktree and its branch (asks first)", hint="discard", show=True),
+    Action("diff.help", "question_mark", "help", DIFF, help="Help", hint="help", show=True,
+           key_display="?"),
+    Action("diff.up", "up,k", "move(-1)", DIFF, help="Line up", key_display="up/k"),
+    Action("diff.down", "down,j", "move(1)", DIFF, help="Line down", key_display="down/j"),
+    Action("diff.page_up", "pageup", "page(-1)", DIFF, help="One page up"),
+    Action("diff.page_down", "pagedown", "page(1)", DIFF, help="One page down"),
+    Action("diff.first", "home", "jump(0)", DIFF, help="The file's first line"),
+    Action("diff.last", "end", "jump(-1)", DIFF, help="The file's last line"),
+    Action("diff.left", "left,h", "pan(-1)", DIFF, help="Scroll left", key_display="left/h"),
+    Action("diff.right", "right,l", "pan(1)", DIFF, help="Scroll right",
+           key_display="right/l"),
+)
+
+
+def diff_help_rows(keys: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The diff view's `?`."""
+    return [(shown_key(a, keys), a.help) for a in DIFF_ACTIONS]
+
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
 #: pane actions by method name (the navigation and pane-switching names repeat; all global)
