@@ -207,7 +207,7 @@ ACTIONS: tuple[Action, ...] = (
 DIFF = "diff"
 DIFF_ACTIONS: tuple[Action, ...] = (
     Action("diff.close", "escape,q", "close", DIFF, help="Back to the console", hint="back",
-           show=True, key_display="esc"),
+           show=True, key_display="esc/q"),
     Action("diff.next_file", "right_square_bracket", "file(1)", DIFF, help="Next file",
            hint="file", show=True, key_display="]"),
     Action("diff.previous_file", "left_square_bracket", "file(-1)", DIFF,
@@ -248,6 +248,7 @@ def diff_help_rows(keys: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
+DIFF_BY_ID: dict[str, Action] = {action.id: action for action in DIFF_ACTIONS}
 #: pane actions by method name (the navigation and pane-switching names repeat; all global)
 BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS if a.pane != GLOBAL}
 #: the App's own key, listed last in help
@@ -286,18 +287,21 @@ def palette_entries(keys: Mapping[str, str]) -> list[tuple[Action, str]]:
     return [(a, shown_key(a, keys)) for a in ACTIONS if a.description]
 
 
-def _final_keys(keys: Mapping[str, str]) -> dict[str, frozenset[str]]:
+def _final_keys(keys: Mapping[str, str],
+                table: Sequence[Action] = ACTIONS) -> dict[str, frozenset[str]]:
     return {a.id: frozenset(k.strip() for k in keys.get(a.id, a.key).split(","))
-            for a in ACTIONS}
+            for a in table}
 
 
 def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
     """What is wrong with a remapping by action id: unknown ids, and keys that would mean two
-    things at once (two actions of one pane, or a pane's and one that runs anywhere)."""
+    things at once (two actions of one pane, or a pane's and one that runs anywhere; two of
+    the diff view's)."""
+    known = BY_ID.keys() | DIFF_BY_ID.keys()
     problems = [(action_id, f"{action_id!r} is not an action of the console"
                  + "".join(f" (did you mean {near}?)"
-                           for near in difflib.get_close_matches(action_id, BY_ID, 1, 0.8)))
-                for action_id in keys if action_id not in BY_ID]
+                           for near in difflib.get_close_matches(action_id, known, 1, 0.8)))
+                for action_id in keys if action_id not in known]
     final = _final_keys({k: v for k, v in keys.items() if k in BY_ID})
     for index, first in enumerate(ACTIONS):
         for second in ACTIONS[index + 1:]:
@@ -315,6 +319,20 @@ def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
                 why = f"and {(first if first.everywhere else second).id} works in every pane"
             problems.append((blamed.id, f"{blamed.id} and {other.id} would share the key "
                              f"{key} {why}"))
+    return problems + _diff_problems(keys)
+
+
+def _diff_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The diff view is a screen of its own: its keys clash only with each other."""
+    final = _final_keys({k: v for k, v in keys.items() if k in DIFF_BY_ID}, DIFF_ACTIONS)
+    problems = []
+    for index, first in enumerate(DIFF_ACTIONS):
+        for second in DIFF_ACTIONS[index + 1:]:
+            shared = final[first.id] & final[second.id]
+            if shared:
+                blamed, other = (second, first) if second.id in keys else (first, second)
+                problems.append((blamed.id, f"{blamed.id} and {other.id} would share the key "
+                                 f"{', '.join(sorted(shared))} in the diff view"))
     return problems
 
 
@@ -322,12 +340,17 @@ def textual_keymap(keys: Mapping[str, str]) -> dict[str, str]:
     """The keymap for `App.set_keymap`.
 
     Textual drops every binding on a key that a remapped binding leaves or takes, so the
-    other panes' actions on those keys are listed again with their own keys.
+    other panes' actions on those keys are listed again with their own keys (the diff view's
+    likewise, within its screen).
     """
-    final = {a.id: keys.get(a.id, a.key) for a in ACTIONS}
-    touched = {k.strip() for action_id, key in keys.items()
-               for k in (*BY_ID[action_id].keys, *key.split(","))}
-    return {a.id: final[a.id] for a in ACTIONS if a.id in keys or touched & set(a.keys)}
+    keymap: dict[str, str] = {}
+    for table, by_id in ((ACTIONS, BY_ID), (DIFF_ACTIONS, DIFF_BY_ID)):
+        mine = {k: v for k, v in keys.items() if k in by_id}
+        touched = {k.strip() for action_id, key in mine.items()
+                   for k in (*by_id[action_id].keys, *key.split(","))}
+        keymap.update({a.id: mine.get(a.id, a.key) for a in table
+                       if a.id in mine or touched & set(a.keys)})
+    return keymap
 
 
 class Keymapped(Protocol):

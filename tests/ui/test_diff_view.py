@@ -292,3 +292,13 @@ async def test_a_run_of_an_issue_opens_its_diff(workspace: Workspace) -> None:
 def test_the_workspace_is_real(workspace: Workspace) -> None:
     assert (Path(workspace.repo) / ".git").is_dir()
     assert workspace.against_base.startswith("diff --git a/gone.txt b/gone.txt")
+
+
+def test_the_diff_views_keys_remap_by_id_and_clash_only_with_each_other() -> None:
+    from marrow_tui.ui.actions import keymap_problems, textual_keymap
+
+    assert keymap_problems({"diff.accept": "a"}) == []  # `a` answers only on the main screen
+    [(action_id, message)] = keymap_problems({"diff.accept": "n"})
+    assert action_id == "diff.accept" and "diff.next_hunk" in message
+    assert "did you mean diff.accept?" in keymap_problems({"diff.acept": "Z"})[0][1]
+    assert textual_keymap({"diff.accept": "Y"}) == {"diff.accept": "Y"}
