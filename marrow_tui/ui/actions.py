@@ -206,8 +206,8 @@ ACTIONS: tuple[Action, ...] = (
 #: the diff view's keys (screens/diff.py): its bindings, footer and `?` help are made from these
 DIFF = "diff"
 DIFF_ACTIONS: tuple[Action, ...] = (
-    Action("diff.close", "escape,q", "close", DIFF, help="Back to the console", hint="back",
-           show=True, key_display="esc/q"),
+    Action("diff.close", "escape,q", "close", DIFF, help="Back to the console (q too)", hint="back",
+           show=True, key_display="esc"),
     Action("diff.next_file", "right_square_bracket", "file(1)", DIFF, help="Next file",
            hint="file", show=True, key_display="]"),
     Action("diff.previous_file", "left_square_bracket", "file(-1)", DIFF,
@@ -217,7 +217,7 @@ DIFF_ACTIONS: tuple[Action, ...] = (
     Action("diff.previous_hunk", "p", "hunk(-1)", DIFF, help="Previous hunk"),
     Action("diff.against", "b", "toggle_against", DIFF,
            help="Against the base branch, or since the last review (toggles)",
-           hint="base/review", show=True),
+           hint="against", show=True),
     Action("diff.reference", "r", "reference", DIFF,
            help="Reference the line under the cursor in a request for changes (again: drop it)",
            hint="ref", show=True),

@@ -202,8 +202,10 @@ class Reviews:
                 view.show(frame)
             return True
         if kind in DONE_REPLIES:
-            if kind == "review_requested":
+            if kind == "review_requested":  # the references went with it
                 self._refs.pop(identifier, None)
+                for view in self._views(identifier):
+                    view.refs_changed()
             if kind == "review_discarded":
                 for view in self._views(identifier):
                     view.dismiss(None)
@@ -219,6 +221,6 @@ class Reviews:
             self._discard_anyway(identifier or self._discarding, frame)
             return True
         for view in self._views(identifier or None):  # a diff asked for and refused
-            if view.loading:
+            if view.asking:
                 view.failed(str(frame.get("payload", "")))
         return False

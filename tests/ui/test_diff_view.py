@@ -59,7 +59,7 @@ def shown_lines(app: ConsoleApp) -> list[str]:
 
 async def diff_open(pilot: Any, app: ConsoleApp) -> DiffScreen:
     await pilot.press("v")
-    await until(pilot, lambda: isinstance(app.screen, DiffScreen) and not app.screen.loading)
+    await until(pilot, lambda: isinstance(app.screen, DiffScreen) and not app.screen.asking)
     return view(app)
 
 
@@ -111,6 +111,8 @@ async def test_hunks_and_files_are_one_key_apart(workspace: Workspace) -> None:
         assert where() == ("src/app.py", "@@ -1,6 +1,6 @@")
         await pilot.press("n")
         assert where() == ("src/app.py", "@@ -28,6 +28,8 @@ line_27 = 27")
+        top = int(lines.scroll_offset.y)
+        assert top <= lines.cursor < top + lines.size.height  # in sight
         await pilot.press("p")
         assert where() == ("src/app.py", "@@ -1,6 +1,6 @@")
         await pilot.press("left_square_bracket")
@@ -128,14 +130,14 @@ async def test_the_toggle_asks_again_since_the_last_review(workspace: Workspace)
         screen = await diff_open(pilot, app)
         before = len(screen.files)
         await pilot.press("b")
-        await until(pilot, lambda: not screen.loading)
+        await until(pilot, lambda: not screen.asking)
         assert verbs.sent()[-1] == {"type": "review_diff", "identifier": ID,
                                     "against": "review"}
         assert "since the last review" in str(screen.title_text())
         assert [f.path for f in screen.files] == [
             "gone.txt", "logo.png", "new_name.md", "src/new.py"] and before == 5
         await pilot.press("b")
-        await until(pilot, lambda: not screen.loading and len(screen.files) == 5)
+        await until(pilot, lambda: not screen.asking and len(screen.files) == 5)
         assert verbs.sent()[-1]["against"] == "base"
 
 
@@ -149,7 +151,7 @@ async def test_no_changes_and_a_truncated_diff_read_clearly(workspace: Workspace
         await pilot.press("left_square_bracket")  # the last file ends with where it was cut
         assert any("The diff was cut here" in line for line in shown_lines(app))
         await pilot.press("b")
-        await until(pilot, lambda: not screen.loading)
+        await until(pilot, lambda: not screen.asking)
         assert any("No changes since the last review." in line for line in shown_lines(app))
 
 
@@ -164,7 +166,7 @@ async def test_a_refused_diff_is_said_in_the_view() -> None:
             "view_diff", app.runtime.state.issues.issues[ID]))
         app.main.review.open_diff(ID)
         await until(pilot, lambda: isinstance(app.screen, DiffScreen)
-                    and not app.screen.loading)
+                    and not app.screen.asking)
         assert any(f"No issue {ID}." in line for line in shown_lines(app))
 
 
@@ -192,6 +194,7 @@ async def test_referenced_lines_go_with_the_request_for_changes(workspace: Works
             "type": "review_request_changes", "identifier": ID, "text": "keep the old name",
             "refs": [{"path": "src/app.py", "line": 31}, {"path": "gone.txt", "line": 1}]}
         await until(pilot, lambda: not screen.reviewer.refs(ID))  # sent: the refs are spent
+        assert "ref" not in str(screen.title_text()) and not screen.lines.picked
 
 
 async def test_accept_says_what_it_does_and_a_conflict_lists_the_files(
@@ -285,7 +288,7 @@ async def test_a_run_of_an_issue_opens_its_diff(workspace: Workspace) -> None:
                     and ID in app.main.tables["sessions"].selected_key)
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, DiffScreen)
-                    and not app.screen.loading)
+                    and not app.screen.asking)
         assert verbs.sent() == [{"type": "review_diff", "identifier": ID, "against": "base"}]
 
 
@@ -302,3 +305,48 @@ def test_the_diff_views_keys_remap_by_id_and_clash_only_with_each_other() -> Non
     assert action_id == "diff.accept" and "diff.next_hunk" in message
     assert "did you mean diff.accept?" in keymap_problems({"diff.acept": "Z"})[0][1]
     assert textual_keymap({"diff.accept": "Y"}) == {"diff.accept": "Y"}
+
+
+async def test_the_panes_show_plus_minus_from_review_stat() -> None:
+    from marrow_tui.ui.panes.sessions import SessionsTable
+
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None
+        issues = app.main.tables["issues"]
+        row = next(k for k in issues.keys if IssuesTable.identifier(k) == ID)
+        assert str(issues.cells(row)[5]) == ""  # not measured yet: nothing said
+        review_stat(app.runtime, ID, 3, 12, 3)
+        await until(pilot, lambda: "+12 −3" in drawn(issues, row))
+        cell = issues.cells(row)[5]
+        assert [(cell.plain[s.start:s.end], str(s.style)) for s in cell.spans] == [
+            ("+12", "green"), ("−3", "red")]
+        review_stat(app.runtime, ID, 4, 20, 3)  # measured again: the row follows
+        await until(pilot, lambda: "+20 −3" in drawn(issues, row))
+        sessions = app.main.tables["sessions"]
+        assert isinstance(sessions, SessionsTable)
+        run = next(k for k in sessions.keys if SessionsTable.agent_of(k) == ID)
+        await until(pilot, lambda: "+20 −3" in drawn(sessions, run))
+
+
+def drawn(table: Any, key: str) -> str:
+    return table.render_line(table.keys.index(key) + 1 - int(table.scroll_offset.y)).text
+
+
+async def test_at_80x24_the_column_gives_way_and_the_detail_says_it() -> None:
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None
+        issues = app.main.tables["issues"]
+        row = next(k for k in issues.keys if IssuesTable.identifier(k) == ID)
+        before = drawn(issues, row)
+        review_stat(app.runtime, ID, 3, 12, 3)
+        await until(pilot, lambda: "+12 −3" in str(issues._shown[row][5]))
+        assert drawn(issues, row) == before and "waiting on a" in drawn(
+            issues, next(k for k in issues.keys if IssuesTable.identifier(k) == "OPS-9"))
+        issues.move_cursor(issues.keys.index(row))
+        await pilot.press("enter")
+        detail = await until(pilot, lambda: isinstance(app.screen, DetailModal) and app.screen)
+        assert "+12 −3 in 3 files (v shows the diff)" in str(detail.body)

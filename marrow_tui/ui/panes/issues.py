@@ -78,6 +78,16 @@ def priority_problem(values: dict[str, str]) -> Problem | None:
     return None
 
 
+def _changes(diff: dict[str, int] | None) -> str:
+    """What an issue's workspace changed, for its detail view."""
+    if diff is None:
+        return "-"
+    files = int(diff.get("files", 0))
+    if not files:
+        return "none (v shows the diff)"
+    return (f"{stat_cell(diff).plain} in {plural(files, 'file')} (v shows the diff)")
+
+
 class IssuesTable(KeyedTable):
     """The orchestrator's issues: running and waiting first, then retries, then what is next
     by priority, then parked, blocked, inactive and done ones."""
@@ -85,6 +95,8 @@ class IssuesTable(KeyedTable):
     COLUMNS = (("id", "Id"), ("state", "State"), ("status", "Status"), ("attempt", "Attempt"),
                ("priority", "Priority"), ("diff", "Diff"), ("title", "Title"))
     TEXT = ("title", "status")
+    #: +N/-M waits for a wide pane (the issue's detail and the diff view say it too)
+    OPTIONAL = ("diff",)
     MAX_WIDTH = 30
     _refused_of: list[dict[str, str]] | None = None
     _refused_rows: dict[str, dict[str, str]]
@@ -251,6 +263,7 @@ class IssuesPane(TablePane):
             ("attempt", view.attempt or "-"),
             ("next try", f"in {ago(view.next_at - now)}" if view.next_at is not None else "-"),
             ("run", f"{run.id} ({run.state})" if run is not None else "-"),
+            ("changes", _changes(view.diff)),
             ("file", view.path or "-"),
         ))
         done = [d for d in self.state.issues.done if d.get("identifier") == view.identifier]

@@ -66,6 +66,8 @@ class SessionsTable(KeyedTable):
                ("state", "State"), ("exit", "Exit"), ("diff", "Diff"), ("line", "Last output"),
                ("session", "Session"))
     TEXT = ("line", "agent", "session")
+    #: an issue run's +N/-M waits for a wide pane
+    OPTIONAL = ("diff",)
     MAX_WIDTH = 60
 
     def agent_names(self) -> list[str]:

@@ -186,9 +186,17 @@ class FileList(ScrollView):
         self.files: list[FileDiff] = []
         self.chosen = 0
         self._strips: dict[int, Strip] = {}
+        #: the widest +N/-M, so the numbers line up at the right
+        self._stat_width = 0
+
+    @staticmethod
+    def stat_of(diff: FileDiff) -> Text:
+        return (Text("bin", style="dim") if diff.binary
+                else stat_text(1, diff.added, diff.removed))
 
     def show(self, files: list[FileDiff]) -> None:
         self.files, self.chosen = files, 0
+        self._stat_width = max((self.stat_of(diff).cell_len for diff in files), default=0)
         self._strips.clear()
         self.virtual_size = Size(self.size.width, len(files))
         self.scroll_to(y=0, animate=False)
@@ -209,8 +217,8 @@ class FileList(ScrollView):
 
     def row_text(self, index: int, width: int) -> Text:
         diff = self.files[index]
-        stat = (Text("bin", style="dim") if diff.binary
-                else stat_text(1, diff.added, diff.removed))
+        stat = self.stat_of(diff)
+        stat.pad_left(self._stat_width - stat.cell_len)
         mark = Text(STATUS_MARK.get(diff.status, "?") + " ", style="bold")
         room = max(1, width - mark.cell_len - stat.cell_len - 1)
         path = printable(diff.path)
@@ -221,7 +229,7 @@ class FileList(ScrollView):
         return Text.assemble(mark, path, " " * max(1, room - cell_len(path) + 1), stat)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # (less the scrollbar)
         index = int(self.scroll_offset.y) + y
         if index >= len(self.files):
             return Strip.blank(width, self.rich_style)
@@ -292,7 +300,7 @@ class DiffLines(ScrollView):
         self._digits = len(str(max(numbers, default=1)))
         self._strips.clear()
         widest = max((text.cell_len for text in code), default=0)
-        self.virtual_size = Size(self.gutter + widest, len(rows))
+        self.virtual_size = Size(self.gutter_width + widest, len(rows))
         self.cursor = next((i for i, row in enumerate(rows) if row.kind == "hunk"), 0)
         self.scroll_to(0, 0, animate=False)
         self.refresh()
@@ -304,7 +312,7 @@ class DiffLines(ScrollView):
         self.refresh()
 
     @property
-    def gutter(self) -> int:
+    def gutter_width(self) -> int:
         return 2 * self._digits + 4
 
     def on_resize(self) -> None:
@@ -404,14 +412,15 @@ class DiffScreen(Screen[None]):
         self.chosen = 0
         #: each file's rows and coloured code, made when the file is first shown
         self._made: dict[int, tuple[list[Row], list[Text]]] = {}
-        self.loading = True
+        self.asking = True
 
     def compose(self) -> ComposeResult:
         yield Static("", id="diff-title", markup=False)
         with Horizontal(id="diff-body"):
             yield FileList(id="diff-files")
             yield DiffLines(id="diff-lines")
-        yield Footer(compact=True)
+        # (the palette's key is left out: the view's keys fill an 80-column footer)
+        yield Footer(compact=True, show_command_palette=False)
 
     @property
     def file_list(self) -> FileList:
@@ -427,7 +436,7 @@ class DiffScreen(Screen[None]):
     # ---- asking and showing ----------------------------------------------------------------
 
     def ask(self) -> None:
-        self.loading = True
+        self.asking = True
         which = "against its base" if self.against == "base" else "since the last review"
         self.lines.say(f"Asking for {self.identifier}'s diff {which}…")
         self._title()
@@ -437,7 +446,7 @@ class DiffScreen(Screen[None]):
         """A `review_diff` reply for this issue."""
         if reply.get("against", self.against) != self.against:
             return  # an answer to a question since changed (the toggle was pressed again)
-        self.loading = False
+        self.asking = False
         self.reply = reply
         text = reply.get("diff")
         self.files = parse(text if isinstance(text, str) else "")
@@ -453,7 +462,7 @@ class DiffScreen(Screen[None]):
 
     def failed(self, text: str) -> None:
         """The orchestrator refused (no such issue, no git workspace, no orchestrator)."""
-        self.loading = False
+        self.asking = False
         self.lines.say(printable(text))
         self._title()
 
@@ -500,7 +509,7 @@ class DiffScreen(Screen[None]):
             text.append(f"against {base}", style="bold")
         else:
             text.append("since the last review", style="bold")
-        if self.loading or not reply:
+        if self.asking or not reply:
             return text
         stat = reply.get("stat") or {}
         files = int(stat.get("files", len(self.files)))
@@ -584,10 +593,15 @@ class DiffScreen(Screen[None]):
             self.app.notify("Put the cursor on a line of code to reference it.", timeout=3)
             return
         added = self.reviewer.toggle_ref(self.identifier, ref)
-        self.lines.set_picked(self._picked_rows(self.lines.rows))
-        self._title()
+        self.refs_changed()
         self.app.notify(printable(f"{'Referenced' if added else 'No longer referenced'}: "
                                   f"{ref.text()}"), timeout=3, markup=False)
+
+    def refs_changed(self) -> None:
+        """The references were sent (or dropped) elsewhere: show them as they are now."""
+        if self.files and self.lines.rows:
+            self.lines.set_picked(self._picked_rows(self.lines.rows))
+        self._title()
 
     def action_accept(self) -> None:
         self.reviewer.accept(self.identifier)
