@@ -31,7 +31,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Footer, Static
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Footer
 
 from ...core.diff import FileDiff, Line, parse
 from ...core.text import plural, printable
@@ -50,6 +52,8 @@ STATUS_WORD = {"added": "new file", "deleted": "deleted", "modified": "modified"
 PAN = 8
 #: the colours of the code (terminal colours: they follow the terminal's own palette)
 CODE_THEME = "ansi_dark"
+#: files whose coloured lines are kept for going back to them (older ones are coloured again)
+FILES_KEPT = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +395,16 @@ class DiffLines(ScrollView):
 # ---- the screen ------------------------------------------------------------------------------
 
 
+class TitleLine(Widget):
+    """One line of text that repaints without laying the screen out again (a file change
+    lays out the diff's scrollbars already)."""
+
+    text: reactive[Text] = reactive(Text, layout=False)
+
+    def render(self) -> Text:
+        return self.text
+
+
 class DiffScreen(Screen[None]):
     """What an issue's agent changed, against its base branch or since the last review."""
 
@@ -413,25 +427,30 @@ class DiffScreen(Screen[None]):
         #: each file's rows and coloured code, made when the file is first shown
         self._made: dict[int, tuple[list[Row], list[Text]]] = {}
         self.asking = True
+        self.file_list = FileList(id="diff-files")
+        self.lines = DiffLines(id="diff-lines")
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="diff-title", markup=False)
+        yield TitleLine(id="diff-title")
         with Horizontal(id="diff-body"):
-            yield FileList(id="diff-files")
-            yield DiffLines(id="diff-lines")
+            yield self.file_list
+            yield self.lines
         # (the palette's key is left out: the view's keys fill an 80-column footer)
         yield Footer(compact=True, show_command_palette=False)
 
-    @property
-    def file_list(self) -> FileList:
-        return self.query_one(FileList)
-
-    @property
-    def lines(self) -> DiffLines:
-        return self.query_one(DiffLines)
 
     def on_mount(self) -> None:
         self.ask()
+
+    def on_unmount(self) -> None:
+        """Let go of the diff now: freed as the view closes, its thousands of lines and drawn
+        strips do not wait for (and lengthen) a garbage collection in the middle of a later
+        frame."""
+        self._made.clear()
+        self.files = []
+        self.reply = None
+        self.file_list.show([])
+        self.lines.say("")
 
     # ---- asking and showing ----------------------------------------------------------------
 
@@ -478,12 +497,15 @@ class DiffScreen(Screen[None]):
         self._title()
 
     def _rows(self, index: int) -> tuple[list[Row], list[Text]]:
-        made = self._made.get(index)
+        made = self._made.pop(index, None)
         if made is None:
             diff = self.files[index]
             cut = bool(self.reply and self.reply.get("truncated")) and index == len(self.files) - 1
             rows = file_rows(diff, cut=cut)
-            made = self._made[index] = (rows, coloured(diff, rows))
+            made = (rows, coloured(diff, rows))
+        self._made[index] = made  # (the most recent last)
+        while len(self._made) > FILES_KEPT:
+            del self._made[next(iter(self._made))]
         return made
 
     def _picked_rows(self, rows: list[Row]) -> set[int]:
@@ -528,7 +550,7 @@ class DiffScreen(Screen[None]):
         return text
 
     def _title(self) -> None:
-        self.query_one("#diff-title", Static).update(self.title_text())
+        self.query_one(TitleLine).text = self.title_text()
 
     # ---- keys ------------------------------------------------------------------------------
 
