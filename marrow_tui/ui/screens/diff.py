@@ -14,6 +14,7 @@ to the console's `Reviewer` (ui/review.py), which asks before each.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar, Literal, Protocol
@@ -52,6 +53,8 @@ STATUS_WORD = {"added": "new file", "deleted": "deleted", "modified": "modified"
 PAN = 8
 #: the colours of the code (terminal colours: they follow the terminal's own palette)
 CODE_THEME = "ansi_dark"
+#: drawn rows kept for drawing again (a few tall screens); past it they are drawn anew
+DRAWN_KEPT = 600
 #: files whose coloured lines are kept for going back to them (older ones are coloured again)
 FILES_KEPT = 32
 
@@ -287,6 +290,8 @@ class DiffLines(ScrollView):
         self.picked: set[int] = set()
         self._digits = 1
         self._strips: dict[int, Strip] = {}
+        #: each row's strip as last drawn, and how (scrolled sideways, width, under the cursor)
+        self._shown: dict[int, tuple[tuple[int, int, bool], Strip]] = {}
         #: what the view says in place of a diff (asking, no changes, a refusal)
         self.message = ""
 
@@ -294,6 +299,7 @@ class DiffLines(ScrollView):
         self.message, self.rows, self.code, self.cursor = message, [], [], 0
         self.picked = set()
         self._strips.clear()
+        self._shown.clear()
         self.virtual_size = Size(self.size.width, 2)
         self.refresh()
 
@@ -303,6 +309,7 @@ class DiffLines(ScrollView):
                    for n in (row.line.old, row.line.new) if n is not None]
         self._digits = len(str(max(numbers, default=1)))
         self._strips.clear()
+        self._shown.clear()
         widest = max((text.cell_len for text in code), default=0)
         self.virtual_size = Size(self.gutter_width + widest, len(rows))
         self.cursor = next((i for i, row in enumerate(rows) if row.kind == "hunk"), 0)
@@ -312,6 +319,7 @@ class DiffLines(ScrollView):
     def set_picked(self, picked: set[int]) -> None:
         for index in picked ^ self.picked:
             self._strips.pop(index, None)
+            self._shown.pop(index, None)
         self.picked = set(picked)
         self.refresh()
 
@@ -321,20 +329,23 @@ class DiffLines(ScrollView):
 
     def on_resize(self) -> None:
         self._strips.clear()
+        self._shown.clear()
 
     def move_to(self, row: int, *, top: bool = False) -> None:
         """Put the cursor on `row`, scrolling so it is in sight (at the top, with `top`)."""
         if not self.rows:
             return
-        self.cursor = max(0, min(row, len(self.rows) - 1))
+        before, self.cursor = self.cursor, max(0, min(row, len(self.rows) - 1))
         first, height = int(self.scroll_offset.y), max(1, self.size.height)
-        if top:
-            self.scroll_to(y=self.cursor, animate=False)
-        elif self.cursor < first:
+        if top or self.cursor < first:
             self.scroll_to(y=self.cursor, animate=False)
         elif self.cursor >= first + height:
             self.scroll_to(y=self.cursor - height + 1, animate=False)
-        self.refresh()
+        if int(self.scroll_offset.y) == first:  # no scroll: only the two rows change
+            self.refresh_line(before)
+            self.refresh_line(self.cursor)
+        else:
+            self.refresh()
 
     def _row_text(self, index: int) -> Text:
         row = self.rows[index]
@@ -372,6 +383,9 @@ class DiffLines(ScrollView):
         index = int(self.scroll_offset.y) + y
         if index >= len(self.rows):
             return Strip.blank(width, self.rich_style)
+        if len(self._strips) > DRAWN_KEPT:  # a long file read through: keep a few screens
+            self._strips.clear()
+            self._shown.clear()
         strip = self._strips.get(index)
         if strip is None:
             text = self._row_text(index)
@@ -381,10 +395,19 @@ class DiffLines(ScrollView):
                                                  and kind.line.kind in ("added", "removed")):
                 text.pad_right(full - text.cell_len)  # the line's colour runs to the edge
             strip = self._strips[index] = Strip(text.render(self.app.console))
+        view = (scroll_x, width, index == self.cursor)
+        shown = self._shown.get(index)
+        if shown is not None and shown[0] == view:
+            return shown[1]
         strip = strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
         if index == self.cursor:
             strip = strip.apply_style(self.get_component_rich_style("diff-lines--cursor"))
-        return strip.apply_style(self.rich_style)
+        strip = strip.apply_style(self.rich_style)
+        # The same row drawn the same way is the same strip: a repaint (the cursor moving
+        # two rows down) makes new strips for the rows that changed only, and Textual's own
+        # caches on the others are hits, not garbage for the collector.
+        self._shown[index] = (view, strip)
+        return strip
 
     def on_click(self, event: Click) -> None:
         index = int(self.scroll_offset.y) + event.y
@@ -443,14 +466,16 @@ class DiffScreen(Screen[None]):
         self.ask()
 
     def on_unmount(self) -> None:
-        """Let go of the diff now: freed as the view closes, its thousands of lines and drawn
-        strips do not wait for (and lengthen) a garbage collection in the middle of a later
-        frame."""
+        """Let go of the diff as the view closes, and collect what the closed screen leaves
+        (Textual's widgets hold each other in cycles, with every line they drew): collected
+        now, while the console repaints anyway, it does not land as a long pause in the
+        middle of a later frame (the next diff view's scrolling, say)."""
         self._made.clear()
         self.files = []
         self.reply = None
         self.file_list.show([])
         self.lines.say("")
+        self.app.call_later(gc.collect)
 
     # ---- asking and showing ----------------------------------------------------------------
 
