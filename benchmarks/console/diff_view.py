@@ -293,10 +293,14 @@ def main() -> int:
              "base_commit": "0" * 40, "head_commit": "1" * 40, "against": "base",
              "stat": {"files": total.files, "added": total.added, "removed": total.removed},
              "diff": text, "truncated": False, "uncommitted": False}
+    load_before = os.getloadavg()
     bench = asyncio.run(run_bench(reply, args.runs, args.keys))
+    load_after = os.getloadavg()
     lines = text.count("\n")
     result = {
         "benchmark": "diff-view", "argv": sys.argv, "machine": machine(), "terminal": SIZE,
+        # the machine is shared: other work running meanwhile shows here (1-minute average)
+        "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "diff_lines": lines, "diff_bytes": len(text.encode()), "files": total.files,
         "added": total.added, "removed": total.removed,
         "targets": {"open_ms": OPEN_TARGET_MS, "worst_frame_ms": FRAME_TARGET_MS},

@@ -53,8 +53,9 @@ STATUS_WORD = {"added": "new file", "deleted": "deleted", "modified": "modified"
 PAN = 8
 #: the colours of the code (terminal colours: they follow the terminal's own palette)
 CODE_THEME = "ansi_dark"
-#: drawn rows kept for drawing again (a few tall screens); past it they are drawn anew
-DRAWN_KEPT = 600
+#: drawn rows kept for drawing again (a few screens); past it they are drawn anew (each holds
+#: Textual's caches: kept for every row ever shown, they lengthen each garbage collection)
+DRAWN_KEPT = 160
 #: files whose coloured lines are kept for going back to them (older ones are coloured again)
 FILES_KEPT = 32
 
