@@ -185,7 +185,7 @@ class Reviews:
         body = Text(printable(str(frame.get("payload", ""))) + "\n\n")
         body.append(f"Conflicting files ({len(files)}):\n", style="bold")
         body.append(_listed(files) + "\n")
-        body.append(f"\nResolve them in the worktree (or request changes), then accept "
+        body.append("\nResolve them in the worktree (or request changes), then accept "
                     "again.", style="dim")
         self.host.app.push_screen(DetailModal(f"{identifier} does not merge", body))
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from marrow_tui.core.diff import parse, stat
-from marrow_tui.core.events import Event
+from marrow_tui.core.events import Event, Refusal
 from marrow_tui.core.text import plural
-from marrow_tui.protocol.frames import Call, Outcome, Refusal
+from marrow_tui.protocol.frames import Call, Outcome
 from marrow_tui.runtime import Runtime
 
 VERBS = ("review_diff", "review_accept", "review_request_changes", "review_discard")

@@ -130,9 +130,10 @@ def file_rows(diff: FileDiff, *, cut: bool = False) -> list[Row]:
 
 @lru_cache(maxsize=256)
 def lexer_for(path: str) -> Any:
-    """The pygments lexer for a file's name (None: shown uncoloured)."""
-    from pygments.lexers import get_lexer_for_filename
-    from pygments.util import ClassNotFound
+    """The pygments lexer for a file's name (None: shown uncoloured). Pygments' lexer table
+    is loaded on the first diff shown, not when the console starts (some 70 ms)."""
+    from pygments.lexers import get_lexer_for_filename  # type: ignore[import-untyped]
+    from pygments.util import ClassNotFound  # type: ignore[import-untyped]
 
     try:
         return get_lexer_for_filename(path.rsplit("/", 1)[-1], stripnl=False,
@@ -156,11 +157,9 @@ def coloured(diff: FileDiff, rows: list[Row]) -> list[Text]:
             end += 1
         code = [printable((row.line.text if row.line else "").expandtabs(4))
                 for row in rows[start:end]]
-        if lexer is None:
-            pieces = [Text(text) for text in code]
-        else:
-            pieces = Syntax("", lexer, theme=CODE_THEME).highlight("\n".join(code)).split(
-                "\n", allow_blank=True)
+        pieces: list[Text] = [Text(text) for text in code] if lexer is None else list(
+            Syntax("", lexer, theme=CODE_THEME).highlight("\n".join(code)).split(
+                "\n", allow_blank=True))
         for offset in range(end - start):
             out[start + offset] = pieces[offset] if offset < len(pieces) else Text(code[offset])
         start = end
