@@ -49,6 +49,9 @@ class IssueView:
     reason: str = ""
     session: str = ""
     path: str = ""
+    #: what its workspace changed ({"files", "added", "removed"}), from `review_stat`; None
+    #: until the orchestrator has measured it
+    diff: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +85,10 @@ class IssueBook:
                 if key in d:
                     setattr(view, key, d[key])
             self.issues[view.identifier] = view
+        elif event.kind == "review_stat":
+            view = self.issues.get(d["identifier"])
+            if view is not None:
+                view.diff = {key: int(d.get(key, 0)) for key in ("files", "added", "removed")}
         elif event.kind == "issue_removed":
             self.issues.pop(d["identifier"], None)
         elif event.kind == "workflow_status":

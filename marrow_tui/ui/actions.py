@@ -122,6 +122,9 @@ ACTIONS: tuple[Action, ...] = (
     Action("sessions.pause", "p", "toggle_agent", "sessions",
            help="Pause/resume the agent (sessions)", hint="pause",
            description="Pause or resume the selected agent (its config is not touched)"),
+    Action("sessions.diff", "v", "view_run_diff", "sessions", hint="diff",
+           help="Show what the run's issue changed (sessions)",
+           description="Show the diff of the selected run's issue"),
     # Help lists the Issues pane's keys only while an orchestrator runs.
     Action("issues.dispatch", "D", "dispatch_issue", "issues", hint="dispatch",
            help="Dispatch the issue now (issues)", help_group=WITH_ISSUES,
@@ -141,6 +144,22 @@ ACTIONS: tuple[Action, ...] = (
     Action("issues.transcript", "t", "issue_transcript", "issues", hint="transcript",
            help="Show the issue's agent transcript (issues)", help_group=WITH_ISSUES,
            description="Open the transcript of the selected issue's agent run (ACP)"),
+    # Reviewing what an issue's agent changed in its git worktree (ui/review.py): the diff
+    # view, and the three actions, each confirmed first.
+    Action("issues.diff", "v", "view_diff", "issues", hint="diff",
+           help="Show what the issue's agent changed (issues)", help_group=WITH_ISSUES,
+           description="Show the selected issue's diff (what its agent changed)"),
+    Action("issues.accept", "A", "accept_issue", "issues", hint="accept",
+           help="Accept the issue's work: merge it into the base (issues)",
+           help_group=WITH_ISSUES,
+           description="Accept the selected issue's work (merge it into its base branch)"),
+    Action("issues.request_changes", "C", "request_changes", "issues", hint="changes",
+           help="Request changes: your text is the agent's next prompt (issues)",
+           help_group=WITH_ISSUES,
+           description="Request changes on the selected issue's work"),
+    Action("issues.discard", "X", "discard_work", "issues", hint="discard",
+           help="Discard the issue's worktree and branch (issues)", help_group=WITH_ISSUES,
+           description="Discard the selected issue's worktree and its branch"),
     Action("services.start", "u", "start_service", "services", hint="start",
            help="Start the service (services)", help_group=WITH_SERVICES,
            description="Start the selected service"),
@@ -184,7 +203,52 @@ ACTIONS: tuple[Action, ...] = (
            hint="open", description="Open the selected row"),
 )
 
+#: the diff view's keys (screens/diff.py): its bindings, footer and `?` help are made from these
+DIFF = "diff"
+DIFF_ACTIONS: tuple[Action, ...] = (
+    Action("diff.close", "escape,q", "close", DIFF, help="Back to the console (q too)", hint="back",
+           show=True, key_display="esc"),
+    Action("diff.next_file", "right_square_bracket", "file(1)", DIFF, help="Next file",
+           hint="file", show=True, key_display="]"),
+    Action("diff.previous_file", "left_square_bracket", "file(-1)", DIFF,
+           help="Previous file", key_display="["),
+    Action("diff.next_hunk", "n", "hunk(1)", DIFF, help="Next hunk (on into the next file)",
+           hint="hunk", show=True),
+    Action("diff.previous_hunk", "p", "hunk(-1)", DIFF, help="Previous hunk"),
+    Action("diff.against", "b", "toggle_against", DIFF,
+           help="Against the base branch, or since the last review (toggles)",
+           hint="against", show=True),
+    Action("diff.reference", "r", "reference", DIFF,
+           help="Reference the line under the cursor in a request for changes (again: drop it)",
+           hint="ref", show=True),
+    Action("diff.accept", "A", "accept", DIFF, help="Accept: merge into the base (asks first)",
+           hint="accept", show=True),
+    Action("diff.request_changes", "C", "request_changes", DIFF,
+           help="Request changes, with the referenced lines (asks for the text)",
+           hint="changes", show=True),
+    Action("diff.discard", "X", "discard", DIFF,
+           help="Discard the worktree and its branch (asks first)", hint="discard", show=True),
+    Action("diff.help", "question_mark", "help", DIFF, help="Help", hint="help", show=True,
+           key_display="?"),
+    Action("diff.up", "up,k", "move(-1)", DIFF, help="Line up", key_display="up/k"),
+    Action("diff.down", "down,j", "move(1)", DIFF, help="Line down", key_display="down/j"),
+    Action("diff.page_up", "pageup", "page(-1)", DIFF, help="One page up"),
+    Action("diff.page_down", "pagedown", "page(1)", DIFF, help="One page down"),
+    Action("diff.first", "home", "jump(0)", DIFF, help="The file's first line"),
+    Action("diff.last", "end", "jump(-1)", DIFF, help="The file's last line"),
+    Action("diff.left", "left,h", "pan(-1)", DIFF, help="Scroll left", key_display="left/h"),
+    Action("diff.right", "right,l", "pan(1)", DIFF, help="Scroll right",
+           key_display="right/l"),
+)
+
+
+def diff_help_rows(keys: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The diff view's `?`."""
+    return [(shown_key(a, keys), a.help) for a in DIFF_ACTIONS]
+
+
 BY_ID: dict[str, Action] = {action.id: action for action in ACTIONS}
+DIFF_BY_ID: dict[str, Action] = {action.id: action for action in DIFF_ACTIONS}
 #: pane actions by method name (the navigation and pane-switching names repeat; all global)
 BY_NAME: dict[str, Action] = {a.name: a for a in ACTIONS if a.pane != GLOBAL}
 #: the App's own key, listed last in help
@@ -223,18 +287,21 @@ def palette_entries(keys: Mapping[str, str]) -> list[tuple[Action, str]]:
     return [(a, shown_key(a, keys)) for a in ACTIONS if a.description]
 
 
-def _final_keys(keys: Mapping[str, str]) -> dict[str, frozenset[str]]:
+def _final_keys(keys: Mapping[str, str],
+                table: Sequence[Action] = ACTIONS) -> dict[str, frozenset[str]]:
     return {a.id: frozenset(k.strip() for k in keys.get(a.id, a.key).split(","))
-            for a in ACTIONS}
+            for a in table}
 
 
 def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
     """What is wrong with a remapping by action id: unknown ids, and keys that would mean two
-    things at once (two actions of one pane, or a pane's and one that runs anywhere)."""
+    things at once (two actions of one pane, or a pane's and one that runs anywhere; two of
+    the diff view's)."""
+    known = BY_ID.keys() | DIFF_BY_ID.keys()
     problems = [(action_id, f"{action_id!r} is not an action of the console"
                  + "".join(f" (did you mean {near}?)"
-                           for near in difflib.get_close_matches(action_id, BY_ID, 1, 0.8)))
-                for action_id in keys if action_id not in BY_ID]
+                           for near in difflib.get_close_matches(action_id, known, 1, 0.8)))
+                for action_id in keys if action_id not in known]
     final = _final_keys({k: v for k, v in keys.items() if k in BY_ID})
     for index, first in enumerate(ACTIONS):
         for second in ACTIONS[index + 1:]:
@@ -252,6 +319,20 @@ def keymap_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
                 why = f"and {(first if first.everywhere else second).id} works in every pane"
             problems.append((blamed.id, f"{blamed.id} and {other.id} would share the key "
                              f"{key} {why}"))
+    return problems + _diff_problems(keys)
+
+
+def _diff_problems(keys: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The diff view is a screen of its own: its keys clash only with each other."""
+    final = _final_keys({k: v for k, v in keys.items() if k in DIFF_BY_ID}, DIFF_ACTIONS)
+    problems = []
+    for index, first in enumerate(DIFF_ACTIONS):
+        for second in DIFF_ACTIONS[index + 1:]:
+            shared = final[first.id] & final[second.id]
+            if shared:
+                blamed, other = (second, first) if second.id in keys else (first, second)
+                problems.append((blamed.id, f"{blamed.id} and {other.id} would share the key "
+                                 f"{', '.join(sorted(shared))} in the diff view"))
     return problems
 
 
@@ -259,12 +340,17 @@ def textual_keymap(keys: Mapping[str, str]) -> dict[str, str]:
     """The keymap for `App.set_keymap`.
 
     Textual drops every binding on a key that a remapped binding leaves or takes, so the
-    other panes' actions on those keys are listed again with their own keys.
+    other panes' actions on those keys are listed again with their own keys (the diff view's
+    likewise, within its screen).
     """
-    final = {a.id: keys.get(a.id, a.key) for a in ACTIONS}
-    touched = {k.strip() for action_id, key in keys.items()
-               for k in (*BY_ID[action_id].keys, *key.split(","))}
-    return {a.id: final[a.id] for a in ACTIONS if a.id in keys or touched & set(a.keys)}
+    keymap: dict[str, str] = {}
+    for table, by_id in ((ACTIONS, BY_ID), (DIFF_ACTIONS, DIFF_BY_ID)):
+        mine = {k: v for k, v in keys.items() if k in by_id}
+        touched = {k.strip() for action_id, key in mine.items()
+                   for k in (*by_id[action_id].keys, *key.split(","))}
+        keymap.update({a.id: mine.get(a.id, a.key) for a in table
+                       if a.id in mine or touched & set(a.keys)})
+    return keymap
 
 
 class Keymapped(Protocol):

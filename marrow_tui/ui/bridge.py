@@ -283,6 +283,8 @@ class Bridge:
             pending.issues.update(refused_id(f["path"]) for f in data.get("files", ()))
             pending.issues.update(refused_id(path) for path in data.get("gone", ()))
             return
+        if kind == "review_stat":  # its runs' rows show it too (named after the issue)
+            pending.runs.add(data["identifier"])
         if kind != "workflow_status":
             pending.issues.add(data["identifier"])
             if kind == "issue_done":

@@ -480,3 +480,18 @@ def test_state_bounds_chat_by_bytes_through_replay_and_snapshot() -> None:
         small.apply(Event("chat", {"type": "chat", "sender": "b", "target": "all",
                                    "payload": "q" * 1000, "msg_id": small.chat.msg_id + 1}))
     assert small.chat.bytes <= 10_000 and small.chat.msg_id == 100
+
+
+def test_review_stat_sets_the_issues_diff_and_is_not_logged() -> None:
+    state = State()
+    state.apply(Event("issue_status", {"identifier": "ACP-3", "status": "running"}))
+    assert state.issues.issues["ACP-3"].diff is None
+    stat = Event("review_stat", {"identifier": "ACP-3", "files": 2, "added": 12, "removed": 3,
+                                 "at": 1.0})
+    state.apply(stat)
+    assert state.issues.issues["ACP-3"].diff == {"files": 2, "added": 12, "removed": 3}
+    assert stat.transient
+    # an issue the state does not know of gets no view from a stat alone
+    state.apply(Event("review_stat", {"identifier": "GONE-1", "files": 1, "added": 1,
+                                      "removed": 0, "at": 1.0}))
+    assert "GONE-1" not in state.issues.issues

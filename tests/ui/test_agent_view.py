@@ -231,7 +231,7 @@ async def test_the_sessions_pane_says_what_an_acp_run_does(tmp_path: Path) -> No
 
         def line(sid: str) -> str:
             key = next(k for k in table.keys if table.session_id(k) == sid)
-            return str(table._shown_cells(key)[5])
+            return str(table._shown_cells(key)[6])
 
         assert line(SID) == "Edit src/auth/login.py · 3 turns · 12.3k tok · $0.42"
         assert line("DEMO-2-1") == "Done. · 1 turn · 950 tok"

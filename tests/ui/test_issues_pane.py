@@ -253,7 +253,7 @@ async def test_refused_files_and_a_kept_workspace_show_in_the_pane() -> None:
              new=[f["path"] for f in files], gone=[], at=0.0)
         await until(pilot, lambda: len(rows(app)) == 10)
         bomb = cells_of(app, "BOMB.md")
-        assert bomb[1:3] == ["Todo", "refused"] and "aliases expand" in bomb[5]
+        assert bomb[1:3] == ["Todo", "refused"] and "aliases expand" in bomb[-1]
         assert cells_of(app, "ctl??.md")[2] == "refused"
         emit(app.runtime, "tracker_refused", root="/srv/tracker/issues", files=files[:1],
              new=[], gone=[files[1]["path"]], at=1.0)

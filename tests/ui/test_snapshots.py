@@ -263,3 +263,50 @@ def test_agent_view(snap_compare) -> None:  # type: ignore[no-untyped-def]
     """An ACP run's transcript: the header, text, thoughts, tool rows, a diff, the plan."""
     assert snap_compare(_agent_view_app(), terminal_size=MEDIUM,
                         run_before=_on_sessions("enter"))
+
+
+def _diff_view_app() -> ConsoleApp:
+    """DEMO-1's work, a real git diff (a change, a new file, a delete, a rename, a binary),
+    served as the orchestrator's review verbs answer (tests/support/review.py)."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.review import ReviewVerbs, git_workspace, review_stat
+
+    workspace = git_workspace(Path(tempfile.mkdtemp(prefix="marrow-review-")))
+
+    def seed(runtime) -> None:  # type: ignore[no-untyped-def]
+        ReviewVerbs(runtime, {("DEMO-1", "base"): workspace.against_base,
+                              ("DEMO-1", "review"): workspace.since_review})
+        review_stat(runtime, "DEMO-1", 5, 4, 2)
+
+    return ConsoleApp(issues=True, seed_with=seed)
+
+
+def _on_diff(*keys: str):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        from marrow_tui.ui.screens.diff import DiffScreen
+
+        from tests.support.console_app import until
+
+        await _on_issues("v", row="DEMO-1")(pilot)
+        await until(pilot, lambda: isinstance(pilot.app.screen, DiffScreen)
+                    and not pilot.app.screen.asking)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_diff_view_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """The files with +N/-M, and a modified file's hunks, numbered and coloured."""
+    assert snap_compare(_diff_view_app(), terminal_size=TMUX,
+                        run_before=_on_diff("right_square_bracket", "right_square_bracket",
+                                            "right_square_bracket", "n", "down", "r"))
+
+
+def test_diff_view_120x40(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(_diff_view_app(), terminal_size=(120, 40),
+                        run_before=_on_diff("left_square_bracket", "left_square_bracket"))

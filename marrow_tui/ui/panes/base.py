@@ -19,6 +19,7 @@ from textual.widget import Widget
 from ...core.state import State
 from ...runtime import LocalSession, Runtime
 from ..actions import Hint
+from ..review import Reviews
 from .table import KeyedTable
 
 
@@ -29,6 +30,8 @@ class Console(Protocol):
     session: LocalSession
     #: the pane shown (all are, on a wide terminal, but keys act on this one)
     pane: str
+    #: the review actions (the diff view, accept, request changes, discard)
+    review: Reviews
 
     @property
     def app(self) -> App[Any]: ...

@@ -19,6 +19,7 @@ from ..bridge import workflow_error
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
 from ..modals.form import Field, FormModal, Problem
+from ..review import stat_cell
 from .base import Console, TablePane, fields
 from .sessions import SessionsPane, session_key
 from .table import KeyedTable
@@ -34,6 +35,8 @@ ISSUE_RANKS = {"running": 0, "waiting": 0, "retrying": 1, "idle": 2, "parked": 3
 _ISSUE_STYLES = {"running": "bold cyan", "waiting": "bold magenta", "retrying": "yellow",
                  "parked": "bold red", "blocked": "dim", "done": "green", "inactive": "dim",
                  "refused": "red"}
+#: the review keys: they act on an issue whose git workspace the orchestrator has measured
+REVIEW_ACTIONS = frozenset({"view_diff", "accept_issue", "request_changes", "discard_work"})
 #: what the pane says while no workflow is loaded (it is reachable with its key all the same)
 NO_WORKFLOW = ("No workflow is loaded, so there are no issues here.\n\n"
                "To run the issues of a Markdown tracker as agent runs, start marrow-tui with "
@@ -75,13 +78,25 @@ def priority_problem(values: dict[str, str]) -> Problem | None:
     return None
 
 
+def _changes(diff: dict[str, int] | None) -> str:
+    """What an issue's workspace changed, for its detail view."""
+    if diff is None:
+        return "-"
+    files = int(diff.get("files", 0))
+    if not files:
+        return "none (v shows the diff)"
+    return (f"{stat_cell(diff).plain} in {plural(files, 'file')} (v shows the diff)")
+
+
 class IssuesTable(KeyedTable):
     """The orchestrator's issues: running and waiting first, then retries, then what is next
     by priority, then parked, blocked, inactive and done ones."""
 
     COLUMNS = (("id", "Id"), ("state", "State"), ("status", "Status"), ("attempt", "Attempt"),
-               ("priority", "Priority"), ("title", "Title"))
+               ("priority", "Priority"), ("diff", "Diff"), ("title", "Title"))
     TEXT = ("title", "status")
+    #: +N/-M waits for a wide pane (the issue's detail and the diff view say it too)
+    OPTIONAL = ("diff",)
     MAX_WIDTH = 30
     _refused_of: list[dict[str, str]] | None = None
     _refused_rows: dict[str, dict[str, str]]
@@ -133,7 +148,7 @@ class IssuesTable(KeyedTable):
             path = masked(found["path"])
             folder, _, name = path.rpartition("/")
             return (name, folder.rpartition("/")[2], Text("refused", style="red"), "-", "-",
-                    masked(found["reason"]))
+                    "", masked(found["reason"]))
         view = self.state.issues.issues[identifier]
         status = Text(view.status, style=_ISSUE_STYLES.get(view.status, ""))
         if view.status == "retrying" and view.next_at is not None:
@@ -149,7 +164,8 @@ class IssuesTable(KeyedTable):
         elif view.status == "done" and reason:  # e.g. its workspace was kept, and why
             status.append(f": {reason}", style="yellow")
         return (identifier, view.state, status, str(view.attempt) if view.attempt else "-",
-                "-" if view.priority is None else str(view.priority), view.title)
+                "-" if view.priority is None else str(view.priority), stat_cell(view.diff),
+                view.title)
 
 
 class IssuesPane(TablePane):
@@ -195,6 +211,8 @@ class IssuesPane(TablePane):
             return view.status in CANCELLABLE
         if action == "retry_issue":
             return view.status == "parked"
+        if action in REVIEW_ACTIONS:  # a git workspace the orchestrator has measured
+            return view.diff is not None
         run = self._run(view)
         if action == "issue_transcript":
             return run is not None and bool(run.transcript)
@@ -206,7 +224,9 @@ class IssuesPane(TablePane):
             action_id for action, action_id in (
                 ("dispatch_issue", "issues.dispatch"), ("cancel_issue", "issues.cancel"),
                 ("retry_issue", "issues.retry"), ("go_to_issue_run", "issues.goto"),
-                ("issue_transcript", "issues.transcript"))
+                ("issue_transcript", "issues.transcript"), ("view_diff", "issues.diff"),
+                ("accept_issue", "issues.accept"), ("request_changes", "issues.request_changes"),
+                ("discard_work", "issues.discard"))
             if self._allows(action, view)]
         if self.state.issues.workflow:
             keys.append("issues.new")
@@ -243,6 +263,7 @@ class IssuesPane(TablePane):
             ("attempt", view.attempt or "-"),
             ("next try", f"in {ago(view.next_at - now)}" if view.next_at is not None else "-"),
             ("run", f"{run.id} ({run.state})" if run is not None else "-"),
+            ("changes", _changes(view.diff)),
             ("file", view.path or "-"),
         ))
         done = [d for d in self.state.issues.done if d.get("identifier") == view.identifier]
@@ -309,3 +330,29 @@ class IssuesPane(TablePane):
         run = self._run(view) if view is not None else None
         if run is not None:
             self.console.show_row("sessions", session_key(run.agent, run.started, run.id))
+
+    # ---- review (ui/review.py) -------------------------------------------------------------
+
+    def _reviewable(self) -> str | None:
+        view = self._issue(self.selected())
+        return view.identifier if view is not None and view.diff is not None else None
+
+    def view_diff(self) -> None:
+        identifier = self._reviewable()
+        if identifier is not None:
+            self.console.review.open_diff(identifier)
+
+    def accept_issue(self) -> None:
+        identifier = self._reviewable()
+        if identifier is not None:
+            self.console.review.accept(identifier)
+
+    def request_changes(self) -> None:
+        identifier = self._reviewable()
+        if identifier is not None:
+            self.console.review.request_changes(identifier)
+
+    def discard_work(self) -> None:
+        identifier = self._reviewable()
+        if identifier is not None:
+            self.console.review.discard(identifier)

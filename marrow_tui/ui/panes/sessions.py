@@ -14,6 +14,7 @@ from ...core.text import ago
 from ..actions import BY_ID, Hint
 from ..modals.confirm import ConfirmModal
 from ..modals.form import Field, FormModal
+from ..review import stat_cell
 from ..run_text import run_summary
 from ..screens.agent import AgentScreen
 from ..screens.log import LogScreen
@@ -62,9 +63,11 @@ class SessionsTable(KeyedTable):
     # What the operator reads first, first; the session id (also in the output view's
     # title) last, where a narrow terminal may scroll it off.
     COLUMNS = (("agent", "Agent"), ("started", "Started"), ("took", "Took"),
-               ("state", "State"), ("exit", "Exit"), ("line", "Last output"),
+               ("state", "State"), ("exit", "Exit"), ("diff", "Diff"), ("line", "Last output"),
                ("session", "Session"))
     TEXT = ("line", "agent", "session")
+    #: an issue run's +N/-M waits for a wide pane
+    OPTIONAL = ("diff",)
     MAX_WIDTH = 60
 
     def agent_names(self) -> list[str]:
@@ -110,7 +113,7 @@ class SessionsTable(KeyedTable):
         head = wanted[0] == key
         label = self._agent_label(agent) if head else Text("")
         if sid is None:
-            return (label, "", "", Text("never run", style="dim"), "", "", "")
+            return (label, "", "", Text("never run", style="dim"), "", "", "", "")
         session = book.by_id[sid]
         now = self.clock()
         started = time.strftime("%H:%M:%S", time.localtime(session.started))
@@ -120,12 +123,20 @@ class SessionsTable(KeyedTable):
         state = Text(session.state, style=_STATE_STYLES.get(session.state, ""))
         code = "" if session.code is None else str(session.code)
         short = sid[len(agent) + 1:] if sid.startswith(agent + "-") else sid
+        diff = self._issue_diff(agent) if head else Text("")
         line = session.last_line
         if session.state in _SAY_WHY and session.reason:
             line = f"{session.reason} · {line}" if line else session.reason
         if session.transcript:  # an ACP run: what it does now, its turns, tokens and cost
-            return (label, started, took, state, code, self._acp_line(session, line), short)
-        return (label, started, took, state, code, line[:200], short)
+            return (label, started, took, state, code, diff, self._acp_line(session, line),
+                    short)
+        return (label, started, took, state, code, diff, line[:200], short)
+
+    def _issue_diff(self, agent: str) -> Text:
+        """An orchestrator run's issue's +N/-M (its runs are named after the issue), on the
+        issue's newest row: it is the workspace's now, not any one run's."""
+        issue = self.state.issues.issues.get(agent)
+        return stat_cell(issue.diff if issue is not None else None)
 
     def _acp_line(self, session: Session, line: str) -> Text:
         summary = run_summary(session, self.state.steering)
@@ -185,6 +196,8 @@ class SessionsPane(TablePane):
             return False
         if action in RUN_ACTIONS:
             return self.can(action, run)
+        if action == "view_run_diff":
+            return self._reviewable(run) is not None
         return True  # open_log
 
     def can(self, action: str, run: Session) -> bool:
@@ -241,6 +254,8 @@ class SessionsPane(TablePane):
         if run is not None:
             keys += [action.id for action in RUN_KEYS if self.can(action.name, run)]
             keys.append(("view.open", "transcript" if run.transcript else "output"))
+            if self._reviewable(run) is not None:
+                keys.append("sessions.diff")
         return keys
 
     def wake(self) -> None:
@@ -332,3 +347,14 @@ class SessionsPane(TablePane):
                                                      self.state.steering, self))
         else:
             self.console.app.push_screen(LogScreen(run))
+
+    def _reviewable(self, run: Session) -> str | None:
+        """The issue whose run this is, when its git workspace has been measured."""
+        issue = self.state.issues.issues.get(run.agent)
+        return issue.identifier if issue is not None and issue.diff is not None else None
+
+    def view_run_diff(self) -> None:
+        run = self._run(self.selected())
+        identifier = self._reviewable(run) if run is not None else None
+        if identifier is not None:
+            self.console.review.open_diff(identifier)

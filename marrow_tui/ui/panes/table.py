@@ -74,6 +74,10 @@ class KeyedTable(ScrollView):
     TEXT: tuple[str, ...] = ()
     #: the screen drives the shown pane; a focus change would rebuild the footer
     can_focus = False
+    #: columns that wait for a wider pane: below OPTIONAL_FROM cells they are not drawn, so
+    #: the text columns keep their room on an 80-column terminal
+    OPTIONAL: tuple[str, ...] = ()
+    OPTIONAL_FROM = 90
     #: widest a column of facts may grow
     MAX_WIDTH = 40
     GAP = 2
@@ -121,6 +125,7 @@ class KeyedTable(ScrollView):
         self.drawn = list(self.widths)
         ids = [column for column, _ in self.COLUMNS]
         self._text = [ids.index(column) for column in (self.TEXT or ids[-1:])]
+        self._optional = [ids.index(column) for column in self.OPTIONAL]
         #: keys that changed while the table was hidden: synced when it is shown again
         self.stale: set[str] = set()
         self._highlighted: str | None = None
@@ -224,14 +229,22 @@ class KeyedTable(ScrollView):
         return max(0, width)
 
     def _fit(self) -> None:
-        drawn = fit_widths(self.widths, self._text, self._room(), self.GAP)
+        room = self._room()
+        natural = list(self.widths)
+        dropped = room < self.OPTIONAL_FROM
+        for index in self._optional if dropped else ():
+            natural[index] = 0
+        # (a dropped column's gap goes too)
+        drawn = fit_widths(natural, self._text, room + self.GAP * len(self._optional) * dropped,
+                           self.GAP)
         if drawn != self.drawn:
             self.drawn = drawn
             self._strips.clear()
 
     def _resized(self) -> None:
         self._fit()
-        width = sum(self.drawn) + self.GAP * (len(self.drawn) - 1)
+        shown = [width for width in self.drawn if width]
+        width = sum(shown) + self.GAP * (len(shown) - 1)
         size = Size(width, len(self.keys) + 1)
         if size != self.virtual_size:  # type: ignore[has-type]
             self.virtual_size = size
@@ -346,6 +359,8 @@ class KeyedTable(ScrollView):
         line = Text(no_wrap=True, overflow="ellipsis", style=style or "")
         last = len(cells) - 1
         for index, (cell, width) in enumerate(zip(cells, self.drawn, strict=True)):
+            if not width:  # an optional column the pane has no room for
+                continue
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             text.truncate(width, overflow="ellipsis", pad=index < last)
             if index < last:

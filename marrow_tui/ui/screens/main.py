@@ -46,6 +46,7 @@ from ..panes.services import ServicesPane
 from ..panes.sessions import SessionsPane
 from ..panes.steering import SteeringPane, steering_keys
 from ..panes.table import KeyedTable
+from ..review import Reviews
 from .layout import COLUMN, MODES, SINGLE, mode_for, shown_panes
 from ..status import ATTENTION, Part, failure_part, fit, request_part
 
@@ -109,6 +110,8 @@ class MainScreen(Screen[None]):
         self._previous = "claims"
         #: the pane the open filter box filters
         self._filtering = ""
+        #: the diff view and the review actions; their replies come to it first
+        self.review = Reviews(self)
         self.sessions_pane = SessionsPane(self)
         self.issues_pane = IssuesPane(self)
         self.services_pane = ServicesPane(self)
@@ -620,6 +623,8 @@ class MainScreen(Screen[None]):
     def operator_reply(self, frame: dict[str, Any]) -> None:
         """A private frame for the operator: refusals become toasts, chats go to activity."""
         kind = frame.get("type", "")
+        if self.review.reply(frame):
+            return
         if kind.endswith("_denied") or kind == "error":
             self.toast(str(frame.get("payload", kind)), severity="error", timeout=8)
         elif kind == "services" and self.services_pane.show_graph(frame):
