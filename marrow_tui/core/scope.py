@@ -226,5 +226,12 @@ class ScopeIndex:
             )
         return None
 
+    def tasks_in(self, worktree: str) -> set[str]:
+        """The task ids of every claim indexed in `worktree`."""
+        tree = self._worktrees.get(worktree)
+        if tree is None:
+            return set()
+        return {task for tasks in tree.owners.values() for task in tasks}
+
     def worktrees(self) -> Iterator[str]:
         return iter(self._worktrees)

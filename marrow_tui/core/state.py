@@ -132,6 +132,8 @@ class State:
         elif kind == "handoff":
             self.claims.apply_handoff(data)
             self._watch_holder(data["owner"])
+        elif kind == "claim_grow":
+            self.claims.apply_grow(data)
         elif kind == "board_task":
             self.board.apply_task(data)
         elif kind == "progress":
@@ -237,6 +239,20 @@ class State:
                 )
         events = [e for e in self.claims.sweep(now) if e.data["task_id"] not in ended]
         return events + released + self.steering.sweep(now)
+
+    def settled_conflicts(self, now: float) -> list[Event]:
+        """The open conflicts no other agent's live lease stands in the way of any more (its
+        leases were released, expired or handed over): each answers itself."""
+        events = []
+        for request in self.steering.conflicts():
+            facts = request.conflict or {}
+            paths = tuple(facts.get("paths", ()))
+            if not self.claims.overlaps(facts.get("owner", ""), facts.get("worktree", ""),
+                                        paths, now, whole=bool(facts.get("whole"))):
+                event = self.steering.decide_settle(request.id, now)
+                if event is not None:
+                    events.append(event)
+        return events
 
     # ---- snapshots -----------------------------------------------------------------------
 
