@@ -24,7 +24,7 @@ from typing import Any
 from .agents.acp import AcpFailure, AcpRun, PermissionRequest, TurnEnd
 from .core.acp import PROGRAM_ENV, PermissionPolicy, choose_option
 from .core.claims import Overlap
-from .core.edits import Touched, checked_kind, relative_paths, touched
+from .core.edits import Touched, check_edit, checked_kind, relative_paths
 from .core.events import Event, Refusal
 from .core.steering import CONFLICT_CHOICES, HAND_OVER, LEASE_ENDED, LET_IT, REJECT, WAIT, \
     Request
@@ -608,9 +608,10 @@ class AgentSession:
         call = request.tool_call
         if self.lease is None or not checked_kind(call.kind):
             return False, None
-        found = touched(call.kind, call.locations, call.content, call.raw_input,
-                        cwd=str(self.workspace.resolve()), root=self.root,
-                        realpath=os.path.realpath)
+        found, overlaps = check_edit(
+            self.runtime.state.claims, self.agent, self.root, call.kind, call.locations,
+            call.content, call.raw_input, cwd=str(self.workspace.resolve()),
+            realpath=os.path.realpath, now=self.runtime.clock())
         pairs = [(o.option_id, o.kind) for o in request.options]
         if found.refused:
             chosen = choose_option(pairs, allow=False)
@@ -619,8 +620,6 @@ class AgentSession:
         if found.unreadable or not (found.paths or found.whole):
             return False, None  # nothing to check: the policy decides, as before
         while True:
-            overlaps = self.runtime.state.claims.overlaps(
-                self.agent, self.root, found.paths, self.runtime.clock(), whole=found.whole)
             if not overlaps:
                 self._grow(found.paths, call.id, call.title)
                 return False, None
@@ -628,8 +627,9 @@ class AgentSession:
             answer = ended.answer if ended is not None and ended.answer is not None else REJECT
             if ended is not None and ended.state == "cancelled":
                 answer = REJECT
-            if answer == WAIT:
-                continue  # the leases ended: check again (another may have claimed since)
+            if answer == WAIT:  # the leases ended: check again (another may have claimed)
+                overlaps = self._overlaps(found)
+                continue
             if answer == LET_IT:
                 self._tell(overlaps, f"{self.agent} was let edit {', '.join(found.paths)} "
                                      f"({call.title or call.id}), which your lease holds.")
@@ -637,6 +637,7 @@ class AgentSession:
             if answer == HAND_OVER and ended is not None:
                 refused = self._hand_over(overlaps, ended.answered_by or "operator")
                 if refused is None:
+                    overlaps = self._overlaps(found)
                     continue
                 chosen = choose_option(pairs, allow=False)
                 self._decided(request, chosen, f"rejected: the handover failed ({refused})")
@@ -645,6 +646,10 @@ class AgentSession:
             self._decided(request, chosen, "rejected: " + "; ".join(
                 self._held(o) for o in overlaps))
             return True, chosen
+
+    def _overlaps(self, found: Touched) -> list[Overlap]:
+        return self.runtime.state.claims.overlaps(self.agent, self.root, found.paths,
+                                                  self.runtime.clock(), whole=found.whole)
 
     async def _conflict(self, request: PermissionRequest, found: Touched,
                         overlaps: list[Overlap]) -> Request | None:

@@ -278,7 +278,7 @@ class ClaimBook:
         if self.index.conflict(owner, worktree, scope) is None:
             return []
         found = []
-        for task_id in sorted(self.index.tasks_in(worktree)):
+        for task_id in sorted(self.index.conflicts(owner, worktree, scope)):
             claim = self.claims.get(task_id)
             if claim is None or claim.owner == owner or claim.lease_expires_at <= now:
                 continue

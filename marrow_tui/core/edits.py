@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .claims import ClaimBook, Overlap
+
 #: tool kinds whose paths are checked against other agents' leases before they run
 CHANGING_KINDS = frozenset({"edit", "delete", "move"})
 #: rawInput keys that hold one path, as the agents send them
@@ -260,3 +262,15 @@ def relative_paths(raw: Iterable[str], *, cwd: str, root: str,
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def check_edit(claims: ClaimBook, owner: str, worktree: str, kind: str, locations: Iterable[Any],
+               content: Iterable[Any], raw_input: Any, *, cwd: str, realpath: Callable[[str], str],
+               now: float) -> tuple[Touched, list[Overlap]]:
+    """The decision before the policy's: what a tool call of `owner`'s run changes in the
+    checkout `worktree` (its root), and every other agent's live lease in its way."""
+    found = touched(kind, locations, content, raw_input, cwd=cwd, root=worktree,
+                    realpath=realpath)
+    if found.refused or found.unreadable or not (found.paths or found.whole):
+        return found, []
+    return found, claims.overlaps(owner, worktree, found.paths, now, whole=found.whole)
