@@ -66,7 +66,8 @@ class Runs:
 
     def start(self, agent: str, workspace: Path, edit: dict[str, Any], *,
               hold: Path | None = None, policy: PermissionPolicy = ALLOW,
-              task_id: str = "", mcp: bool = False, scenario: str = "editor") -> AgentSession:
+              task_id: str = "", mcp: bool = False, scenario: str = "editor",
+              lease_paths: tuple[str, ...] = ()) -> AgentSession:
         sid = f"{agent.replace('/', '-')}-run"
         identity = {"MARROW_AGENT": agent, "MARROW_SESSION": sid,
                     "MARROW_HUB_URI": self.hub.uri, "PYTHONPATH": os.environ["PYTHONPATH"]}
@@ -80,7 +81,7 @@ class Runs:
             transcript=self.tmp / "logs" / f"{sid}.jsonl",
             mcp_servers=[marrow_mcp_server(identity)] if mcp else [], policy=policy,
             limits=Limits(), read_timeout=PATIENCE, stop=asyncio.Event(),
-            is_done=lambda: False, continuation=None)
+            is_done=lambda: False, continuation=None, lease_paths=lease_paths)
         live_sessions(self.hub.runtime).add(session)
         self.sessions[agent] = session
         self.tasks[agent] = asyncio.ensure_future(session.run("Make the edit."))
@@ -267,6 +268,20 @@ async def test_a_holder_that_dies_lets_its_lease_expire_and_the_waiting_edit_goe
     runtime.tick()
     assert await runs.answer_of("demo/bob") == "answer=allow-once"
     assert runs.of("expire", task_id="T9")
+
+
+async def test_declared_paths_are_held_from_the_start(runs: Runs, tmp_path: Path) -> None:
+    repo = checkout(tmp_path)
+    hold = tmp_path / "hold"
+    runs.start("demo/alice", repo, {"kind": "execute", "command": "ls"}, hold=hold,
+               lease_paths=("src/auth",))
+    await runs.until(lambda: runs.lease("demo/alice") == ("src/auth",))
+    runs.start("demo/bob", repo, edit("src/auth/login.py"))
+    request = await runs.conflict()
+    assert request.conflict["held"][0]["paths"] == ["src/auth"]
+    await runs.answer(request, "Reject")
+    assert await runs.answer_of("demo/bob") == "answer=reject-once"
+    hold.touch()
 
 
 async def test_a_different_worktree_never_contends(runs: Runs, tmp_path: Path) -> None:
