@@ -222,7 +222,9 @@ class State:
             _, name = heapq.heappop(self._offline_heap)
             gone = now - self.presence.offline_since[name]
             for claim in self.claims.owned_by(name):
-                if claim.task_id in ended or claim.lease_expires_at < due:
+                # A run's lease lives by its run's renewals (its agent is never on the wire):
+                # when the run is gone, the lease expires on its own.
+                if claim.task_id in ended or claim.lease_expires_at < due or claim.session:
                     continue
                 ended.add(claim.task_id)
                 released.append(

@@ -284,6 +284,26 @@ async def test_declared_paths_are_held_from_the_start(runs: Runs, tmp_path: Path
     hold.touch()
 
 
+async def test_a_retry_of_the_issue_gets_its_lease_back_with_the_checkpoint(
+        runs: Runs, tmp_path: Path) -> None:
+    repo = checkout(tmp_path)
+    hold = tmp_path / "hold"
+    runs.start("AUTH-3", repo, edit("src/a.py"), hold=hold, task_id="AUTH-3")
+    await runs.grown("AUTH-3", "src/a.py")
+    runs.hub.runtime.handle("AUTH-3", {"type": "checkpoint", "task_id": "AUTH-3",
+                                       "checkpoint": "login form half done"}, None)
+    hold.touch()
+    await runs.answer_of("AUTH-3")
+    await runs.until(lambda: runs.of("release", task_id="AUTH-3"))
+    hold.unlink()
+    runs.start("AUTH-3", repo, edit("src/b.py"), hold=hold, task_id="AUTH-3")
+    await runs.grown("AUTH-3", "src/b.py")
+    again = runs.hub.runtime.state.claims.get("AUTH-3")
+    assert again is not None and again.checkpoint == "login form half done"
+    assert again.paths == ("src/b.py",)  # the new run's own edits; the last run's ended
+    hold.touch()
+
+
 async def test_a_different_worktree_never_contends(runs: Runs, tmp_path: Path) -> None:
     hold = tmp_path / "hold"
     runs.start("demo/alice", checkout(tmp_path, "one"), edit("src/a.py"), hold=hold)

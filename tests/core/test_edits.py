@@ -164,3 +164,12 @@ def test_a_conflict_answers_itself_once_the_lease_in_its_way_ends() -> None:
                                   "by": "alice"}))
     [settled] = state.settled_conflicts(2.0)
     assert (settled.data["answer"], settled.data["by"]) == ("Wait", LEASE_ENDED)
+
+
+def test_a_runs_lease_is_not_released_for_its_agent_being_offline() -> None:
+    state = State(offline_ttl=60.0)
+    grant(state.claims, "bob", "bob-run", session="bob-run")
+    grant(state.claims, "bob", "T1", ("docs",))
+    state.after_restore()  # every holder is offline until it connects: bob never does
+    swept = state.sweep(61.0)
+    assert [(e.kind, e.data["task_id"]) for e in swept] == [("release", "T1")]
