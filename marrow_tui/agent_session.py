@@ -13,7 +13,7 @@ import logging
 import os
 import shlex
 import sys
-import time as clock
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -26,8 +26,7 @@ from .core.acp import PROGRAM_ENV, PermissionPolicy, choose_option
 from .core.claims import Overlap
 from .core.edits import Touched, check_edit, checked_kind, relative_paths
 from .core.events import Event, Refusal
-from .core.steering import CONFLICT_CHOICES, HAND_OVER, LEASE_ENDED, LET_IT, REJECT, WAIT, \
-    Request
+from .core.steering import CONFLICT_CHOICES, HAND_OVER, LET_IT, REJECT, WAIT, Request
 from .core.text import format_duration, one_line
 from .own_command import after_profile
 from .proc import leader_fields, simple_command, stop_tagged
@@ -792,10 +791,10 @@ class AgentSession:
 
 def _clock_time(at: float) -> str:
     """A moment as the local time of day (when it is today's) or the date and time."""
-    moment = clock.localtime(at)
-    today = clock.localtime()
+    moment = time.localtime(at)
+    today = time.localtime()
     shape = "%H:%M:%S" if moment[:3] == today[:3] else "%Y-%m-%d %H:%M"
-    return clock.strftime(shape, moment)
+    return time.strftime(shape, moment)
 
 
 def _choice_names(request: PermissionRequest) -> list[str]:
