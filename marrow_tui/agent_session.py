@@ -605,7 +605,7 @@ class AgentSession:
         checked against every other agent's live lease in this checkout. (True, option) when
         this decided the request; (False, None) to let the policy decide as before."""
         call = request.tool_call
-        if self.lease is None or not checked_kind(call.kind):
+        if not self.root or not checked_kind(call.kind):  # (a run with no lease is checked too)
             return False, None
         found, overlaps = check_edit(
             self.runtime.state.claims, self.agent, self.root, call.kind, call.locations,
