@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +23,10 @@ from typing import Any
 
 from .agents.acp import AcpFailure, AcpRun, PermissionRequest, TurnEnd
 from .core.acp import PROGRAM_ENV, PermissionPolicy, choose_option
+from .core.claims import Overlap
+from .core.edits import Touched, check_edit, checked_kind, relative_paths
 from .core.events import Event, Refusal
-from .core.steering import Request
+from .core.steering import CONFLICT_CHOICES, HAND_OVER, LET_IT, REJECT, WAIT, Request
 from .core.text import format_duration, one_line
 from .own_command import after_profile
 from .proc import leader_fields, simple_command, stop_tagged
@@ -42,6 +45,11 @@ PROMPT_EXCERPT = 240
 SHELL_EXPANDS = "$`~*?["
 #: the longest follow-up prompt an operator may send
 MAX_PROMPT = 64 * 1024
+
+#: a run's lease lasts this long unless renewed (a run that dies without releasing it frees
+#: its paths within this), and is renewed this often while the run lives
+LEASE_TTL = 600.0
+RENEW_EVERY = 120.0
 
 #: a tool call still running this long after it was first seen has its start logged; one that
 #: ends sooner (most reads, searches and edits) is logged once, start and end in one line
@@ -80,6 +88,17 @@ def marrow_mcp_server(identity: Mapping[str, str]) -> dict[str, Any]:
             env[name] = identity.get(name, os.environ.get(name, ""))
     return {"name": "marrow", "command": sys.executable, "args": ["-m", "marrow_tui", "mcp"],
             "env": [{"name": k, "value": v} for k, v in sorted(env.items())]}
+
+
+def worktree_root(workspace: Path) -> Path:
+    """The checkout a workspace is in: the nearest folder holding `.git` (a repository or a
+    linked worktree), else the workspace itself; resolved, so every run of one checkout
+    names it alike (the lease's worktree key)."""
+    folder = workspace.resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return folder
 
 
 def answer_prompt(request: Request) -> str:
@@ -191,7 +210,8 @@ class AgentSession:
                  env: Mapping[str, str], stderr_log: Path, transcript: Path,
                  mcp_servers: Sequence[Mapping[str, Any]], policy: PermissionPolicy,
                  limits: Limits, read_timeout: float, stop: asyncio.Event,
-                 is_done: Callable[[], bool], continuation: str | None = CONTINUATION) -> None:
+                 is_done: Callable[[], bool], continuation: str | None = CONTINUATION,
+                 lease_paths: Sequence[str] = ()) -> None:
         self.runtime = runtime
         self.emit = emit
         self.session = session
@@ -204,6 +224,13 @@ class AgentSession:
         #: the prompt of a turn the agent takes on its own; None: the run ends when the agent
         #: ends a turn with nothing left to answer (a scheduled agent's one task)
         self.continuation = continuation
+        self.workspace = workspace
+        #: the run's lease: its task id (None when it holds none), its worktree key (the
+        #: checkout's root), and the paths declared for it at the start
+        self.lease: str | None = None
+        self.root = ""
+        self.lease_paths = tuple(lease_paths)
+        self._conflict_asks = 0
         self.acp = AcpRun(command, workspace=workspace, env=env, stderr_log=stderr_log,
                           transcript=transcript, ask=self._permission,
                           mcp_servers=mcp_servers, name=agent, read_timeout=read_timeout,
@@ -247,9 +274,13 @@ class AgentSession:
 
     async def run(self, first: str) -> Ending:
         self._unsubscribe = self.runtime.subscribe(self._heard)
+        await self._lease_start()
+        renewing = asyncio.ensure_future(self._renew())
         try:
             return await self._run(first)
         finally:
+            renewing.cancel()
+            self._lease_end()
             self.tools.flush()
             self._unsubscribe()
             for waiter in self._waiters.values():
@@ -484,11 +515,211 @@ class AgentSession:
     def _log_tool(self, data: dict[str, Any]) -> None:
         self.emit(Event("session_tool", {"id": self.session, **data}))
 
+    # ---- the run's lease -----------------------------------------------------------------------
+
+    async def _lease_start(self) -> None:
+        """Claim the run's lease on its checkout: its declared paths if no other lease holds
+        them, else none yet (its edits claim their paths on the way)."""
+        root = await asyncio.to_thread(worktree_root, self.workspace)
+        self.root = str(root)
+        task = self.task_id or self.session
+        declared = relative_paths(self.lease_paths, cwd=str(self.workspace.resolve()),
+                                  root=self.root, realpath=os.path.realpath)
+        if declared.refused:
+            log.warning("%s: declared lease paths ignored: %s", self.session, declared.refused)
+        claims = self.runtime.state.claims
+        for paths in ((declared.paths,) if declared.paths else ()) + ((),):
+            decided = claims.decide_claim(self.agent, task, worktree=self.root, paths=paths,
+                                          ttl=LEASE_TTL, note=f"run {self.session}",
+                                          session=self.session, now=self.runtime.clock())
+            if isinstance(decided, Event):
+                self.emit(decided)
+                self.lease = task
+                return
+            log.warning("%s: lease on %s refused: %s", self.session, task, decided.text)
+
+    async def _renew(self) -> None:
+        """Keep the lease while the run lives (a lease handed over or released by the operator
+        is not the run's to renew any more)."""
+        while self.lease is not None:
+            await asyncio.sleep(RENEW_EVERY)
+            decided = self.runtime.state.claims.decide_extend(
+                self.agent, self.lease, ttl=LEASE_TTL, now=self.runtime.clock())
+            if isinstance(decided, Refusal):
+                log.info("%s: lease %s not renewed: %s", self.session, self.lease, decided.text)
+                return
+            self.emit(decided)
+
+    def _lease_end(self) -> None:
+        """Release the lease, keeping its checkpoint for the issue's next run."""
+        if self.lease is None:
+            return
+        decided = self.runtime.state.claims.decide_release(self.agent, self.lease,
+                                                           keep_checkpoint=True)
+        if isinstance(decided, Event):
+            self.emit(decided)
+        self.lease = None
+
+    def claim_paths(self, raw: Sequence[str], emit: Callable[[Event], None],
+                    title: str = "claim_paths") -> Refusal | list[str]:
+        """Grow the lease by `raw` (relative to the workspace), unless another agent's lease
+        holds any of them: the paths added (the event goes to `emit`), or why not."""
+        if self.lease is None:
+            return Refusal("NO_LEASE", f"{self.session} holds no lease to grow.")
+        wanted = relative_paths(raw, cwd=str(self.workspace.resolve()), root=self.root,
+                                realpath=os.path.realpath)
+        if wanted.refused:
+            return Refusal("OUTSIDE_WORKTREE", f"Not claimed: {wanted.refused}.")
+        if not wanted.paths:
+            return Refusal("NO_PATHS", "Name the paths to claim, relative to your folder.")
+        overlaps = self.runtime.state.claims.overlaps(self.agent, self.root, wanted.paths,
+                                                      self.runtime.clock(), whole=wanted.whole)
+        if overlaps:
+            return Refusal("SCOPE_CONFLICT", "Not claimed: " + "; ".join(
+                self._held(o) for o in overlaps) + ". Pick other paths, or ask the operator.")
+        return self._grow(wanted.paths, "", title, emit)
+
+    def _grow(self, paths: tuple[str, ...], tool_call_id: str, title: str,
+              emit: Callable[[Event], None] | None = None) -> list[str]:
+        if self.lease is None:
+            return []
+        decided = self.runtime.state.claims.decide_grow(
+            self.lease, paths, tool_call_id=tool_call_id, title=title, now=self.runtime.clock())
+        if isinstance(decided, Event):
+            (emit or self.emit)(decided)
+            return list(decided.data["paths"])
+        if isinstance(decided, Refusal):
+            log.info("%s: lease %s not grown: %s", self.session, self.lease, decided.text)
+        return []
+
+    def _held(self, overlap: Overlap) -> str:
+        """"src/a.py is held by demo/alice (AUTH-3) since 12:03:04"."""
+        what = ", ".join(overlap.paths) or "the whole worktree"
+        since = _clock_time(overlap.since)
+        return f"{what} held by {overlap.owner} ({overlap.task_id}) since {since}"
+
+    # ---- edits checked against other agents' leases --------------------------------------------
+
+    async def _edit_check(self, request: PermissionRequest) -> tuple[bool, str | None]:
+        """Before the policy: the paths an edit, delete, move or readable command changes,
+        checked against every other agent's live lease in this checkout. (True, option) when
+        this decided the request; (False, None) to let the policy decide as before."""
+        call = request.tool_call
+        if not self.root or not checked_kind(call.kind):  # (a run with no lease is checked too)
+            return False, None
+        found, overlaps = check_edit(
+            self.runtime.state.claims, self.agent, self.root, call.kind, call.locations,
+            call.content, call.raw_input, cwd=str(self.workspace.resolve()),
+            realpath=os.path.realpath, now=self.runtime.clock())
+        pairs = [(o.option_id, o.kind) for o in request.options]
+        if found.refused:
+            chosen = choose_option(pairs, allow=False)
+            self._decided(request, chosen, f"refused: {found.refused}")
+            return True, chosen
+        if found.unreadable or not (found.paths or found.whole):
+            return False, None  # nothing to check: the policy decides, as before
+        while True:
+            if not overlaps:
+                self._grow(found.paths, call.id, call.title)
+                return False, None
+            ended = await self._conflict(request, found, overlaps)
+            answer = ended.answer if ended is not None and ended.answer is not None else REJECT
+            if ended is not None and ended.state == "cancelled":
+                answer = REJECT
+            if answer == WAIT:  # the leases ended: check again (another may have claimed)
+                overlaps = self._overlaps(found)
+                continue
+            if answer == LET_IT:
+                self._tell(overlaps, f"{self.agent} was let edit {', '.join(found.paths)} "
+                                     f"({call.title or call.id}), which your lease holds.")
+                return False, None
+            if answer == HAND_OVER and ended is not None:
+                refused = self._hand_over(overlaps, ended.answered_by or "operator")
+                if refused is None:
+                    overlaps = self._overlaps(found)
+                    continue
+                chosen = choose_option(pairs, allow=False)
+                self._decided(request, chosen, f"rejected: the handover failed ({refused})")
+                return True, chosen
+            chosen = choose_option(pairs, allow=False)
+            self._decided(request, chosen, "rejected: " + "; ".join(
+                self._held(o) for o in overlaps))
+            return True, chosen
+
+    def _overlaps(self, found: Touched) -> list[Overlap]:
+        return self.runtime.state.claims.overlaps(self.agent, self.root, found.paths,
+                                                  self.runtime.clock(), whole=found.whole)
+
+    async def _conflict(self, request: PermissionRequest, found: Touched,
+                        overlaps: list[Overlap]) -> Request | None:
+        """Ask the operator about an edit on paths other leases hold; the request once ended
+        (None when it could not be asked)."""
+        call = request.tool_call
+        self._conflict_asks += 1
+        first = overlaps[0]
+        edited = ", ".join(found.paths) or "the whole worktree"
+        question = one_line(f"{self.agent}'s {call.kind} of {edited} is blocked: "
+                            f"{self._held(first)}" + (f" (and {len(overlaps) - 1} more)"
+                                                      if len(overlaps) > 1 else ""), 400)
+        lines = [self._held(o) + ("" if o.holds == o.paths or not o.holds else
+                                  f"; its lease also holds {', '.join(o.holds)}")
+                 for o in overlaps]
+        context = "\n".join([*lines, "", "Hand over moves each of these whole leases to "
+                              f"{self.agent}.", "", _detail(request)])
+        facts = {"worktree": self.root, "owner": self.agent, "task_id": self.lease,
+                 "session": self.session, "paths": list(found.paths), "whole": found.whole,
+                 "tool_call_id": call.id, "title": call.title, "kind": call.kind,
+                 "held": [o.to_dict() for o in overlaps]}
+        default = LET_IT if self.policy.default == "allow" else REJECT
+        decided = self.runtime.state.steering.decide_ask(
+            self.agent, self.runtime.clock(), question=question, context=context[:16_000],
+            choices=list(CONFLICT_CHOICES), default=default,
+            timeout=self.policy.conflict_deadline, task_id=self.task_id,
+            session=self.session, kind="conflict", conflict=facts,
+            key=f"conflict:{self.session}:{call.id}:{self._conflict_asks}",
+            waiting=self.policy.conflict == "wait")
+        if isinstance(decided, Refusal):
+            log.warning("%s: could not ask about a conflict: %s", self.session, decided.text)
+            return None
+        if isinstance(decided, Event):
+            self.emit(decided)
+            request_id = str(decided.data["id"])
+        else:
+            request_id = decided.id
+        # A lease may have ended between the check and the ask: then it answers itself now.
+        settled = self.runtime.state.settled_conflicts(self.runtime.clock())
+        for event in settled:
+            self.emit(event)
+        return await self._ended(request_id)
+
+    def _hand_over(self, overlaps: list[Overlap], by: str) -> str | None:
+        """Move each lease in the way to this run's agent; why not, at the first refusal."""
+        claims = self.runtime.state.claims
+        for overlap in overlaps:
+            decided = claims.decide_handoff(
+                by, overlap.task_id, self.agent, online={self.agent},
+                note=f"handed over for {self.session}'s edit", now=self.runtime.clock(),
+                operator=True)
+            if isinstance(decided, Refusal):
+                return decided.text
+            self.emit(decided)
+        self._tell(overlaps, f"your lease was handed over to {self.agent} by {by}.")
+        return None
+
+    def _tell(self, overlaps: list[Overlap], text: str) -> None:
+        """Tell each holder by chat (through the hub, as any agent's chat)."""
+        for owner in dict.fromkeys(o.owner for o in overlaps):
+            self.runtime.handle(self.agent, {"type": "chat", "target": owner,
+                                             "payload": text}, None)
+
     # ---- permission requests -------------------------------------------------------------------
 
     async def _permission(self, request: PermissionRequest) -> str | None:
         call = request.tool_call
         self.tools.announce(call.id)  # the log says what is asked about before the answer
+        decided, option = await self._edit_check(request)
+        if decided:
+            return option
         pairs = [(o.option_id, o.kind) for o in request.options]
         verdict = self.policy.verdict(call.kind)
         if verdict != "ask":
@@ -521,6 +752,12 @@ class AgentSession:
         return await self._permission_answer(request_id, by_name)
 
     async def _permission_answer(self, request_id: str, by_name: dict[str, str]) -> str | None:
+        ended = await self._ended(request_id)
+        return by_name.get(ended.answer or "") if ended is not None else None
+
+    async def _ended(self, request_id: str) -> Request | None:
+        """Wait for a request of the run's to end (no clock runs against the turn meanwhile);
+        it is acknowledged (the run has it)."""
         loop = asyncio.get_running_loop()
         if not self._asking:
             self._asking_since = loop.time()
@@ -542,7 +779,7 @@ class AgentSession:
         if ended is None:
             return None
         self._acknowledge(ended)
-        return by_name.get(ended.answer or "")
+        return ended
 
     def _decided(self, request: PermissionRequest, chosen: str | None, how: str) -> None:
         call = request.tool_call
@@ -550,6 +787,14 @@ class AgentSession:
             "id": self.session, "tool_call_id": call.id,
             "title": call.title, "kind": call.kind, "status": call.status,
             "permission": how, "option": chosen}))
+
+
+def _clock_time(at: float) -> str:
+    """A moment as the local time of day (when it is today's) or the date and time."""
+    moment = time.localtime(at)
+    today = time.localtime()
+    shape = "%H:%M:%S" if moment[:3] == today[:3] else "%Y-%m-%d %H:%M"
+    return time.strftime(shape, moment)
 
 
 def _choice_names(request: PermissionRequest) -> list[str]:
@@ -609,6 +854,7 @@ class LiveSessions:
         assert decider is not None, "start the runtime first"
         decider.register("session_prompt", self._verb_prompt)
         decider.register("session_cancel", self._verb_cancel)
+        decider.register("claim_paths", self._verb_claim_paths)
 
     def add(self, session: AgentSession) -> None:
         self.by_id[session.session] = session
@@ -677,6 +923,38 @@ class LiveSessions:
         task.add_done_callback(self._cancels.discard)
         call.reply("session_cancelling", f"Cancelling the turn of {session.session}.",
                    id=session.session)
+
+
+    def _verb_claim_paths(self, call: Call) -> None:
+        """An ACP run's agent (or its MCP server, `<agent>/mcp`) grows the run's lease on
+        paths before it edits them: refused, with who holds them, if another lease does."""
+        sid = text_field(call.frame, "session").strip()
+        session = self.by_id.get(sid)
+        if session is None:
+            call.deny("claim_paths_denied", Refusal(
+                "not_an_acp_run", f"No running ACP run {sid!r} to claim paths for (a plain "
+                "command agent claims with `claim` and a task id)."), session=sid)
+            return
+        if call.sender != session.agent and not call.sender.startswith(session.agent + "/"):
+            call.deny("claim_paths_denied", Refusal(
+                "forbidden", f"{call.sender} is not {session.agent}, whose run {sid} is."),
+                session=sid)
+            return
+        raw = call.frame.get("paths")
+        if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+            call.deny("claim_paths_denied", Refusal(
+                "bad_paths", "claim_paths: 'paths' must be a list of paths relative to your "
+                "folder."), session=sid)
+            return
+        added = session.claim_paths(raw, call.emit)
+        if isinstance(added, Refusal):
+            call.deny("claim_paths_denied", added, session=sid)
+            return
+        claim = self.runtime.state.claims.get(session.lease or "")
+        held = list(claim.paths) if claim is not None else []
+        call.reply("claim_paths_granted", f"{session.lease} now holds {', '.join(held)}.",
+                   session=sid, task_id=session.lease, added=added, paths=held,
+                   worktree=session.root)
 
 
 _LIVE: weakref.WeakKeyDictionary[Runtime, LiveSessions] = weakref.WeakKeyDictionary()

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from .core.chat import MAX_HISTORY_BYTES
 from .core.events import Event
+from .core.kinds import LEASE_END_KINDS
 from .core.state import OFFLINE_TTL, State
 from .proc import stop_left_behind, tail_line
 from .protocol.decider import Decider
@@ -119,6 +120,7 @@ class Runtime:
         self.state.after_restore()
         self.decider = Decider(self.state, self.log.hub_id, self.clock)
         self.log.start()
+        self.subscribe(self._settle_conflicts)
         # Runs the last process left running ended with it; say so in the log at once, and
         # stop whatever processes they left behind (by their tag, and in the process groups
         # and sessions the log recorded for them).
@@ -289,6 +291,17 @@ class Runtime:
         """Hear every event once it is durable (transient ones in order with them)."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def _settle_conflicts(self, events: list[Event]) -> None:
+        """A lease ended: the conflicts that waited on it answer themselves (one place for
+        every way a lease ends: a verb, the sweep, a run's own release; also after a restart)."""
+        if not any(event.kind in LEASE_END_KINDS for event in events):
+            return
+        settled = self.state.settled_conflicts(self.clock())
+        for event in settled:
+            self.state.apply(event)
+        if settled:
+            self.submit(Outcome(events=settled))
 
     # ---- timers --------------------------------------------------------------------------
 

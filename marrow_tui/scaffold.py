@@ -170,6 +170,10 @@ stop_grace = 10
 # protocol = "acp"
 # preset = "claude"
 # permissions = { mode = "ask", allow = ["read", "search"] }
+# Each ACP run holds a lease on its checkout, grown by its edits; an edit on paths another
+# agent's lease holds asks you first (docs/agents.md, "Agents that never collide"). Paths
+# (relative to the workspace) its lease holds from the start:
+# lease_paths = ["src/auth"]
 """
 
 RULES_TEXT = """\

@@ -269,10 +269,11 @@ def render_requests(frame: Frame, args: argparse.Namespace) -> str:
             else "open")
         rows.append([r["id"], r["asker"], ago(waited), state, r.get("task_id") or "-",
                      " ".join(r["question"].split())[:70]])
-    # A permission request takes one of its choices, word for word: say them.
-    choices = [f"{r['id']} asks permission: answer with one of "
+    # A permission request (or a conflict) takes one of its choices, word for word: say them.
+    asks = {"permission": "asks permission", "conflict": "asks about a conflict"}
+    choices = [f"{r['id']} {asks[r['kind']]}: answer with one of "
                + ", ".join(f'"{c}"' for c in r.get("choices") or ())
-               for r in requests if r.get("kind") == "permission" and r["state"] == "open"]
+               for r in requests if r.get("kind") in asks and r["state"] == "open"]
     return "\n".join([table(["ID", "ASKER", "WAITED", "STATE", "ABOUT", "QUESTION"], rows),
                       *choices])
 

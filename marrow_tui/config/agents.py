@@ -89,6 +89,7 @@ AGENT_KEYS = {
     "protocol": Spec("str"),
     "preset": Spec("str"),
     "permissions": Spec("policy"),
+    "lease_paths": Spec("strs"),
 }
 
 
@@ -215,6 +216,8 @@ class AgentChecks(TableReader):
             "heartbeat_interval", "heartbeat_timeout", "log_retention_days", "log_max_count",
             "env", "enabled", "role", "context_timeout", "stop_grace", "protocol",
             "preset", "permissions") if key in values}
+        if "lease_paths" in values:
+            optional["lease_paths"] = tuple(values["lease_paths"])
         return name, AgentConfig(
             name=name,
             agent_command=command,

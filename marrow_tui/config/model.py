@@ -58,6 +58,8 @@ class AgentConfig:
     preset: str | None = None
     #: which of an ACP agent's permission requests reach a person
     permissions: PermissionPolicy = PermissionPolicy()
+    #: paths (relative to the workspace) each ACP run's lease holds from its start
+    lease_paths: tuple[str, ...] = ()
     #: where run logs go instead of <workspace>/runtime/logs/exec (the orchestrator keeps
     #: them outside issue workspaces, which are committed and then removed); not a TOML key
     logs: Path | None = None

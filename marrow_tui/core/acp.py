@@ -45,6 +45,9 @@ MODES = ("ask", "allow", "deny")
 DEFAULTS = ("reject", "allow")
 #: how long a permission request waits for a person by default (then the default applies)
 PERMISSION_TIMEOUT = 30 * 60.0
+#: what a conflict (an edit on paths another agent's lease holds) does before anyone answers:
+#: "ask" the operator, or "wait" for the leases to end (the operator may still choose)
+CONFLICT_MODES = ("ask", "wait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,14 @@ class PermissionPolicy:
     deny: frozenset[str] = frozenset()
     timeout: float = PERMISSION_TIMEOUT
     default: str = "reject"
+    #: a conflict: asked, or waiting from the start; it ends at `conflict_timeout` (seconds;
+    #: None: `timeout`) with the default (reject: "Reject", allow: "Let it")
+    conflict: str = "ask"
+    conflict_timeout: float | None = None
+
+    @property
+    def conflict_deadline(self) -> float:
+        return self.timeout if self.conflict_timeout is None else self.conflict_timeout
 
     def verdict(self, kind: str) -> str:
         """allow, deny or ask, for a tool call of this kind."""
@@ -73,6 +84,8 @@ class PermissionPolicy:
             parts.append("allow " + ", ".join(sorted(self.allow)))
         if self.deny:
             parts.append("deny " + ", ".join(sorted(self.deny)))
+        if self.conflict != "ask":
+            parts.append(f"conflicts {self.conflict}")
         return "; ".join(parts)
 
 
@@ -91,7 +104,8 @@ def parse_policy(value: Any, where: str) -> tuple[PermissionPolicy, list[str]]:
     if not isinstance(value, Mapping):
         problems.append(f"{where}: must be one of {', '.join(MODES)} or a table")
         return PermissionPolicy(), problems
-    known = {"mode", "allow", "deny", "timeout_ms", "default"}
+    known = {"mode", "allow", "deny", "timeout_ms", "default", "conflict",
+             "conflict_timeout_ms"}
     for key in sorted(set(map(str, value)) - known):
         problems.append(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
     mode = value.get("mode", "ask")
@@ -113,8 +127,19 @@ def parse_policy(value: Any, where: str) -> tuple[PermissionPolicy, list[str]]:
         problems.append(f"{where}.default: must be one of {', '.join(DEFAULTS)}, "
                         f"got {default!r}")
         default = "reject"
+    conflict = value.get("conflict", "ask")
+    if conflict not in CONFLICT_MODES:
+        problems.append(f"{where}.conflict: must be one of {', '.join(CONFLICT_MODES)}, "
+                        f"got {conflict!r}")
+        conflict = "ask"
+    waits = value.get("conflict_timeout_ms")
+    if waits is not None and (isinstance(waits, bool) or not isinstance(waits, int)
+                              or waits <= 0):
+        problems.append(f"{where}.conflict_timeout_ms: must be a whole number of milliseconds "
+                        f"above 0, got {waits!r}")
+        waits = None
     return PermissionPolicy(mode, lists["allow"], lists["deny"] - both, timeout / 1000,
-                            default), problems
+                            default, conflict, None if waits is None else waits / 1000), problems
 
 
 def _kinds(value: Any, where: str, problems: list[str]) -> frozenset[str]:

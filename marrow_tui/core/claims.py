@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .events import Event, Refusal
-from .scope import ScopeIndex, normalise_paths
+from .scope import MAX_PATHS_PER_CLAIM, ScopeIndex, normalise_paths, paths_overlap
 
 DEFAULT_TTL = 3600.0
 MIN_TTL = 30.0
@@ -54,9 +54,19 @@ class Claim:
     git: Any
     claimed_at: float
     lease_expires_at: float
+    #: the ACP run that holds it ("" for an agent's own claim): a run's lease with no paths
+    #: holds nothing yet (not the whole worktree), and grows as the run's edits are allowed
+    session: str = ""
+    #: what the lease grew by, in order: {path, tool_call_id, title, at} per path added
+    grown: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.session:
+            extra["session"] = self.session
+        if self.grown:
+            extra["grown"] = [dict(g) for g in self.grown]
+        return {**extra,
             "task_id": self.task_id,
             "owner": self.owner,
             "worktree": self.worktree,
@@ -88,7 +98,35 @@ class Claim:
             git=data.get("git"),
             claimed_at=float(data.get("claimed_at", 0.0)),
             lease_expires_at=float(data["lease_expires_at"]),
+            session=data.get("session", ""),
+            grown=tuple(dict(g) for g in data.get("grown", ())),
         )
+
+    @property
+    def indexed_paths(self) -> tuple[str, ...] | None:
+        """The paths the scope index holds it by: None when it holds nothing (a run's lease
+        that has not grown yet), () for the whole worktree."""
+        if self.session and not self.paths:
+            return None
+        return self.paths
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """Another agent's live lease that covers some of the paths asked about."""
+
+    task_id: str
+    owner: str
+    #: the lease's own paths that overlap (all of its paths when it holds the whole worktree)
+    paths: tuple[str, ...]
+    #: everything the lease holds (() for the whole worktree)
+    holds: tuple[str, ...]
+    since: float
+    session: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "owner": self.owner, "paths": list(self.paths),
+                "holds": list(self.holds), "since": self.since, "session": self.session}
 
 
 def clamp_ttl(raw: object) -> float:
@@ -178,6 +216,7 @@ class ClaimBook:
         ttl: object = None,
         note: str = "",
         git: Any = None,
+        session: str = "",
         now: float,
     ) -> Event | Refusal:
         task_id = task_id.strip()
@@ -187,7 +226,9 @@ class ClaimBook:
         current = self.claims.get(task_id)
         if current is not None and current.owner != owner and current.lease_expires_at > now:
             return Refusal("LEASE_LIVE", f"Task '{task_id}' is already claimed by {current.owner}.")
-        conflict = self.index.conflict(owner, worktree, scope, ignore=task_id)
+        holds_nothing = bool(session) and not scope
+        conflict = None if holds_nothing else self.index.conflict(owner, worktree, scope,
+                                                                  ignore=task_id)
         if conflict is not None:
             other_task, other_owner = conflict
             return Refusal(
@@ -222,8 +263,54 @@ class ClaimBook:
             git=git,
             claimed_at=now,
             lease_expires_at=now + clamp_ttl(ttl),
+            session=session,
         )
         return Event("claim", claim.to_dict())
+
+    def overlaps(self, owner: str, worktree: str, paths: tuple[str, ...], now: float,
+                 whole: bool = False) -> list[Overlap]:
+        """Every other owner's live lease in `worktree` that overlaps `paths` (the whole
+        worktree when `whole`). The index answers "none" without looking at any lease; only
+        a conflict is looked at lease by lease."""
+        scope = () if whole else paths
+        if not whole and not paths:
+            return []
+        if self.index.conflict(owner, worktree, scope) is None:
+            return []
+        found = []
+        for task_id in sorted(self.index.conflicts(owner, worktree, scope)):
+            claim = self.claims.get(task_id)
+            if claim is None or claim.owner == owner or claim.lease_expires_at <= now:
+                continue
+            held = claim.indexed_paths
+            if held is None:
+                continue
+            if not held or whole:
+                hit = held
+            else:
+                hit = tuple(h for h in held if any(paths_overlap(h, p) for p in paths))
+            if hit or not held:
+                found.append(Overlap(task_id, claim.owner, hit, held, claim.claimed_at,
+                                     claim.session))
+        return found
+
+    def decide_grow(self, task_id: str, paths: tuple[str, ...], *, tool_call_id: str = "",
+                    title: str = "", now: float) -> Event | Refusal | None:
+        """Add `paths` to a run's lease (None when it holds them all already). The caller has
+        checked them against the other leases."""
+        claim = self.claims.get(task_id)
+        if claim is None:
+            return _not_claimed(task_id)
+        held = set(claim.paths)
+        new = [p for p in paths if p not in held]
+        if not new:
+            return None
+        if len(held) + len(new) > MAX_PATHS_PER_CLAIM:
+            return Refusal("TOO_MANY_PATHS", f"Task '{task_id}' would hold more than "
+                                             f"{MAX_PATHS_PER_CLAIM} paths.")
+        return Event("claim_grow", {"task_id": task_id, "owner": claim.owner,
+                                    "epoch": claim.epoch, "paths": sorted(new),
+                                    "tool_call_id": tool_call_id, "title": title, "at": now})
 
     def _owned(
         self, who: str, task_id: str, epoch: object, operator: bool = False
@@ -490,6 +577,20 @@ class ClaimBook:
             waiting.discard(claim.task_id)
         return claim
 
+    def apply_grow(self, data: dict[str, Any]) -> Claim | None:
+        old = self.claims.get(data["task_id"])
+        if old is None or old.epoch != data["epoch"]:
+            return None
+        added = [p for p in data["paths"] if p not in old.paths]
+        claim = replace(old, paths=tuple(sorted((*old.paths, *added))), grown=(*old.grown, *(
+            {"path": p, "tool_call_id": data.get("tool_call_id", ""),
+             "title": data.get("title", ""), "at": data.get("at", 0.0)} for p in added)))
+        if old.indexed_paths is not None:
+            self.index.remove(old.task_id, old.owner, old.worktree, old.paths)
+        self.index.add(claim.task_id, claim.owner, claim.worktree, claim.paths)
+        self.claims[claim.task_id] = claim
+        return claim
+
     def apply_wait(self, data: dict[str, Any]) -> None:
         self.waits.setdefault(data["waiter"], set()).add(data["task_id"])
 
@@ -501,7 +602,8 @@ class ClaimBook:
     def _put(self, claim: Claim) -> None:
         self.claims[claim.task_id] = claim
         self.by_owner.setdefault(claim.owner, set()).add(claim.task_id)
-        self.index.add(claim.task_id, claim.owner, claim.worktree, claim.paths)
+        if claim.indexed_paths is not None:
+            self.index.add(claim.task_id, claim.owner, claim.worktree, claim.paths)
         self.epoch = max(self.epoch, claim.epoch)
         heapq.heappush(self._heap, (claim.lease_expires_at, claim.epoch, claim.task_id))
 
@@ -514,7 +616,8 @@ class ClaimBook:
             owned.discard(task_id)
             if not owned:
                 del self.by_owner[claim.owner]
-        self.index.remove(task_id, claim.owner, claim.worktree, claim.paths)
+        if claim.indexed_paths is not None:
+            self.index.remove(task_id, claim.owner, claim.worktree, claim.paths)
         return claim
 
     def _end(self, task_id: str) -> Claim | None:

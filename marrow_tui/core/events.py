@@ -86,6 +86,14 @@ def describe(event: Event) -> str | None:
     if kind == "wake":
         why = f": {one_line(d['reason'], 80)}" if d.get("reason") else ""
         return f"wake      {d['agent']} by {d['by']}{why}"
+    if kind == "claim_grow":
+        by = f" by {d['title'] or d['tool_call_id']}" if d.get("title") or d.get("tool_call_id") \
+            else ""
+        return f"grow      {d['task_id']} of {d['owner']} +{','.join(d['paths'])}{by}"
+    if kind == "steer_ask" and d.get("kind") == "conflict" and d.get("conflict"):
+        return f"blocked   {d['id']} {_blocked(d['conflict'])}"
+    if kind == "steer_wait":
+        return f"waits     {d['id']} until the leases in its way end (chosen by {d['by']})"
     if kind == "steer_ask":
         about = f" [{d['task_id']}]" if d.get("task_id") else ""
         return f"ask       {d['id']} {d['asker']}{about}: {one_line(d['question'], 120)}"
@@ -128,6 +136,14 @@ def describe(event: Event) -> str | None:
             return f"config    {d['path']}: {len(d.get('agents', []))} agent(s)"
         return f"config    {d['path']}: {len(d.get('errors', []))} error(s), last good kept"
     return None
+
+
+def _blocked(facts: dict[str, Any]) -> str:
+    """"demo/bob's edit of src/auth/login.py: held by demo/alice (AUTH-3)"."""
+    edited = ", ".join(facts.get("paths", ())) or "the whole worktree"
+    held = "; ".join(f"{h['owner']} ({h['task_id']})" for h in facts.get("held", ()))
+    return one_line(f"{facts.get('owner', '?')}'s {facts.get('kind', 'edit')} of {edited}: "
+                    f"held by {held}", 300)
 
 
 def _refused_line(d: dict[str, Any]) -> str:

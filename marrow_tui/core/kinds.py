@@ -8,7 +8,7 @@ from __future__ import annotations
 #: commit group is fsynced (synchronous=FULL). Others (chat, progress) may ride NORMAL.
 DURABLE_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
                            "extend", "board_task", "idem", "steer_ask", "steer_end",
-                           "name_keyed"})
+                           "name_keyed", "claim_grow", "steer_wait"})
 
 #: Kinds that describe the moment, not the state: published to the change feed but never
 #: written to the log. Presence is rebuilt from live connections after a restart; wait edges
@@ -21,8 +21,10 @@ TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_sche
 
 #: leases and the tasks they hold
 CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
-                         "extend"})
-STEERING_KINDS = frozenset({"steer_ask", "steer_end", "steer_delivered"})
+                         "extend", "claim_grow"})
+#: kinds after which a lease may have ended (a conflict waiting on it is settled)
+LEASE_END_KINDS = frozenset({"release", "expire", "handoff"})
+STEERING_KINDS = frozenset({"steer_ask", "steer_end", "steer_delivered", "steer_wait"})
 #: the scheduler's runs and agents
 SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "session_progress",
                            "agent_schedule", "agent_removed", "config_status", "wake",

@@ -226,5 +226,34 @@ class ScopeIndex:
             )
         return None
 
+    def conflicts(self, owner: str, worktree: str, paths: tuple[str, ...]) -> set[str]:
+        """Every task held by someone else whose scope overlaps (what `conflict` finds the
+        first of): walks the paths' own segments and the subtrees below them only."""
+        tree = self._worktrees.get(worktree)
+        if tree is None:
+            return set()
+        if not paths:
+            return {t for name, tasks in tree.owners.items() if name != owner for t in tasks}
+        found = {t for name, tasks in tree.whole.items() if name != owner for t in tasks}
+        for path in paths:
+            node = tree.root
+            for segment in path.split("/"):
+                child = node.children.get(segment)
+                if child is None:
+                    break
+                node = child
+                found.update(t for name, tasks in node.here.items() if name != owner
+                             for t in tasks)
+            else:
+                stack = list(node.children.values())
+                while stack:
+                    current = stack.pop()
+                    if _other_owner(current.below, owner) is None:
+                        continue
+                    found.update(t for name, tasks in current.here.items() if name != owner
+                                 for t in tasks)
+                    stack.extend(current.children.values())
+        return found
+
     def worktrees(self) -> Iterator[str]:
         return iter(self._worktrees)

@@ -132,6 +132,8 @@ class State:
         elif kind == "handoff":
             self.claims.apply_handoff(data)
             self._watch_holder(data["owner"])
+        elif kind == "claim_grow":
+            self.claims.apply_grow(data)
         elif kind == "board_task":
             self.board.apply_task(data)
         elif kind == "progress":
@@ -220,7 +222,9 @@ class State:
             _, name = heapq.heappop(self._offline_heap)
             gone = now - self.presence.offline_since[name]
             for claim in self.claims.owned_by(name):
-                if claim.task_id in ended or claim.lease_expires_at < due:
+                # A run's lease lives by its run's renewals (its agent is never on the wire):
+                # when the run is gone, the lease expires on its own.
+                if claim.task_id in ended or claim.lease_expires_at < due or claim.session:
                     continue
                 ended.add(claim.task_id)
                 released.append(
@@ -237,6 +241,20 @@ class State:
                 )
         events = [e for e in self.claims.sweep(now) if e.data["task_id"] not in ended]
         return events + released + self.steering.sweep(now)
+
+    def settled_conflicts(self, now: float) -> list[Event]:
+        """The open conflicts no other agent's live lease stands in the way of any more (its
+        leases were released, expired or handed over): each answers itself."""
+        events = []
+        for request in self.steering.conflicts():
+            facts = request.conflict or {}
+            paths = tuple(facts.get("paths", ()))
+            if not self.claims.overlaps(facts.get("owner", ""), facts.get("worktree", ""),
+                                        paths, now, whole=bool(facts.get("whole"))):
+                event = self.steering.decide_settle(request.id, now)
+                if event is not None:
+                    events.append(event)
+        return events
 
     # ---- snapshots -----------------------------------------------------------------------
 

@@ -35,6 +35,13 @@ MAX_UNRECEIVED_PER_ASKER = 64
 #: open requests one asker may have at once
 MAX_OPEN_PER_ASKER = 16
 END_STATES = ("answered", "timed_out", "cancelled")
+#: the choices of a conflict (an edit on paths another agent's lease holds), in order
+LET_IT, WAIT, HAND_OVER, REJECT = "Let it", "Wait", "Hand over", "Reject"
+CONFLICT_CHOICES = (LET_IT, WAIT, HAND_OVER, REJECT)
+#: who ends a conflict whose leases ended while it waited
+LEASE_ENDED = "hub:lease-ended"
+#: request kinds answered with one of their choices, asked by a run in this process
+RUN_KINDS = ("permission", "conflict")
 #: how long after its answer was received a request is still found again by its key (by the
 #: same session only: a retry whose first try was cut off after the answer arrived)
 REUSE_WINDOW = 300.0
@@ -70,9 +77,16 @@ class Request:
     session: str = ""
     #: the asker's own key for this request, so a retry after a reconnect finds it again
     key: str = ""
-    #: "question" (an agent asks a person), or "permission" (an ACP agent asks leave to run a
-    #: tool call: answered with one of its choices, and opened only by the run, never the wire)
+    #: "question" (an agent asks a person), "permission" (an ACP agent asks leave to run a
+    #: tool call: answered with one of its choices, and opened only by the run, never the
+    #: wire), or "conflict" (a tool call would change paths another agent's lease holds)
     kind: str = "question"
+    #: a conflict's facts: {worktree, owner, task_id, paths, tool_call_id, title, held: [
+    #: {task_id, owner, paths, holds, since, session}]}
+    conflict: dict[str, Any] | None = None
+    #: who chose to wait (a conflict stays open until the leases end), and when
+    waiting_by: str = ""
+    waiting_since: float | None = None
     state: str = "open"
     answer: str | None = None
     answered_by: str = ""
@@ -157,7 +171,8 @@ class SteeringBook:
     def decide_ask(self, asker: str, now: float, *, question: str, context: str = "",
                    choices: list[str] | None = None, default: str | None = None,
                    timeout: float | None = None, task_id: str = "", session: str = "",
-                   key: str = "", kind: str = "question") -> Event | Refusal | Request:
+                   key: str = "", kind: str = "question", conflict: dict[str, Any] | None = None,
+                   waiting: bool = False) -> Event | Refusal | Request:
         """A new request's event; the existing request for a repeated key; or a refusal."""
         existing = self.by_key(asker, key, now, session)
         if existing is not None:
@@ -186,6 +201,8 @@ class SteeringBook:
             "timeout_at": None if timeout is None else now + timeout,
             "task_id": task_id, "session": session, "key": key,
             **({"kind": kind} if kind != "question" else {}),
+            **({"conflict": conflict} if conflict is not None else {}),
+            **({"waiting_by": asker} if waiting else {}),
         })
 
     def decide_answer(self, request_id: str, text: str, by: str, now: float,
@@ -205,13 +222,45 @@ class SteeringBook:
         text = text.strip()
         if not text:
             return Refusal("empty_answer", "An answer cannot be empty.")
-        if request.kind == "permission" and text not in request.choices:
-            return Refusal("not_a_choice", f"{request_id} asks permission: answer with one of "
+        if request.kind in RUN_KINDS and text not in request.choices:
+            what = "permission" if request.kind == "permission" else "about a conflict"
+            return Refusal("not_a_choice", f"{request_id} asks {what}: answer with one of "
                                            f"{', '.join(request.choices)}.")
+        if request.kind == "conflict" and text == WAIT:
+            return self._decide_wait(request, by, now)
         if len(text) > MAX_ANSWER:
             return Refusal("too_long", f"An answer is at most {MAX_ANSWER // 1024} KiB.")
         return Event("steer_end", {"id": request_id, "state": "answered", "answer": text,
                                    "by": by, "at": now, "default_used": False})
+
+    def _decide_wait(self, request: Request, by: str, now: float) -> Event | Refusal:
+        """The operator chose to wait: the conflict stays open and ends by itself when the
+        leases in its way end (or at its deadline). Refused when it already waits, or when a
+        holder's own edit waits on the asker (neither would ever go on)."""
+        if request.waiting_by:
+            return Refusal("already_waiting", f"{request.id} already waits (since "
+                                              f"{request.waiting_by} chose it).")
+        holders = {h["owner"] for h in (request.conflict or {}).get("held", ())}
+        for other in self.open.values():
+            if other.kind == "conflict" and other.waiting_by and other.asker in holders and \
+                    any(h["owner"] == request.asker
+                        for h in (other.conflict or {}).get("held", ())):
+                return Refusal("deadlock", f"Waiting would deadlock: {other.asker}'s edit "
+                                           f"already waits for {request.asker} ({other.id}).")
+        return Event("steer_wait", {"id": request.id, "by": by, "at": now})
+
+    def decide_settle(self, request_id: str, now: float) -> Event | None:
+        """A conflict whose leases have ended answers itself (None when it is not open)."""
+        request = self.open.get(request_id)
+        if request is None or request.kind != "conflict":
+            return None
+        return Event("steer_end", {"id": request_id, "state": "answered", "answer": WAIT,
+                                   "by": LEASE_ENDED, "at": now, "default_used": False})
+
+    def conflicts(self) -> list[Request]:
+        """Open conflicts, oldest first."""
+        return sorted((r for r in self.open.values() if r.kind == "conflict"),
+                      key=lambda r: (r.created, r.id))
 
     def decide_cancel(self, request_id: str, by: str, now: float,
                       operator: bool = False) -> Event | Refusal:
@@ -263,6 +312,8 @@ class SteeringBook:
                 default=d.get("default"), timeout_at=d.get("timeout_at"),
                 task_id=d.get("task_id", ""), session=d.get("session", ""),
                 key=d.get("key", ""), kind=d.get("kind", "question"),
+                conflict=d.get("conflict"), waiting_by=d.get("waiting_by", ""),
+                waiting_since=d["created"] if d.get("waiting_by") else None,
             )
             self.open[request.id] = request
             self.counter = max(self.counter, int(request.id.lstrip("S") or 0))
@@ -278,6 +329,10 @@ class SteeringBook:
             ended.ended = d.get("at")
             ended.default_used = bool(d.get("default_used"))
             self._retire(ended)
+        elif event.kind == "steer_wait":
+            waiting = self.open.get(d["id"])
+            if waiting is not None:
+                waiting.waiting_by, waiting.waiting_since = d["by"], d["at"]
         elif event.kind == "steer_delivered":
             found = self.get(d["id"])
             if found is not None and not found.delivered:

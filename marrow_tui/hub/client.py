@@ -777,6 +777,14 @@ class HubClient:
             fields["session"] = session
         return await self._request(fields, build_matcher(_is_type("issue_done_ok")), timeout)
 
+    async def claim_paths(self, session: str, paths: Sequence[str],
+                          timeout: float | None = None) -> Frame:
+        """``claim_paths`` → ``claim_paths_granted``: grow the lease of our ACP run
+        ``session`` by ``paths``, or Refused(claim_paths_denied) naming who holds them."""
+        fields: Frame = {"type": "claim_paths", "session": session, "paths": list(paths)}
+        match = build_matcher(_is_type("claim_paths_granted"), ["claim_paths_denied"])
+        return await self._request(fields, match, timeout)
+
     async def issue_list(self, timeout: float | None = None) -> Frame:
         """``issue_list`` → ``issues``: the tracked issues and the workflow's status."""
         return await self._request({"type": "issue_list"}, build_matcher(_is_type("issues")),

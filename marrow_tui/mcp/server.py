@@ -373,6 +373,22 @@ class HubTools:
         return ToolResult(text, _pick(frame, "task_id", "owner", "epoch", "lease_expires_at",
                                    "worktree", "paths", "note", "checkpoint"), notes)
 
+    async def claim_paths(self, paths: Sequence[str] | None) -> ToolResult:
+        wanted = [p for p in (paths or []) if isinstance(p, str) and p.strip()]
+        if not wanted:
+            raise ToolFailure("paths is empty: name the files or folders you will change, "
+                              "relative to your folder.")
+        session = self.settings.session
+        if not session:
+            raise ToolFailure("This server belongs to no run (MARROW_SESSION is not set): "
+                              "use claim with a task id instead.")
+        try:
+            frame = await self.link.request(lambda hub: hub.claim_paths(session, wanted))
+        except Refused as exc:
+            raise _refusal("Paths not claimed", exc) from None
+        return ToolResult(_payload(frame) or "claimed.",
+                          _pick(frame, "task_id", "added", "paths", "worktree"))
+
     async def release(self, task_id: str) -> ToolResult:
         task_id = _task(task_id)
         key = _idem()
@@ -610,6 +626,20 @@ def build(hub_tools: HubTools) -> Any:
         """
         return await result(hub_tools.claim(task_id, paths, worktree, ttl_seconds, note))
 
+    async def claim_paths(
+        paths: Annotated[list[str], Field(description=(
+            "Files or folders (relative to your folder) you are about to change. A folder "
+            "covers everything under it."))],
+    ) -> CallToolResult:
+        """Add files to your run's lease before you start changing them.
+
+        Your run already holds a lease on its checkout; your edits join it as they are
+        allowed. Claiming up front tells the other agents on the same checkout what you will
+        change, before they start on it. Fails, naming who holds what since when, when
+        another agent's lease covers any of the paths: pick other work, or ask the operator.
+        """
+        return await result(hub_tools.claim_paths(paths))
+
     async def release(
         task_id: Annotated[str, Field(description="The task you hold and are finished with.")],
     ) -> CallToolResult:
@@ -666,7 +696,8 @@ def build(hub_tools: HubTools) -> Any:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     tools: list[tuple[Callable[..., Awaitable[Any]], ToolAnnotations | None]] = [
         (ask_human, ToolAnnotations(open_world_hint=True)),
-        (mark_done, None), (claim, None), (release, None), (handoff, None), (post_progress, None),
+        (mark_done, None), (claim, None), (claim_paths, None), (release, None), (handoff, None),
+        (post_progress, None),
         (read_board, read_only), (state, read_only),
     ]
     names = locals()

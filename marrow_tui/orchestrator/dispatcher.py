@@ -710,7 +710,7 @@ class Orchestrator(Producer):
             limits=Limits(prompt=agent.prompt_timeout_ms / 1000,
                           stall=agent.stall_timeout_ms / 1000, max_turns=agent.max_turns),
             read_timeout=agent.read_timeout_ms / 1000, stop=entry.stop,
-            is_done=lambda: entry.done is not None)
+            is_done=lambda: entry.done is not None, lease_paths=agent.lease_paths)
         entry.acp = session
         live = live_sessions(self.runtime)
         live.add(session)

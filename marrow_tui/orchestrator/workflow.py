@@ -119,6 +119,8 @@ class AgentSettings:
     #: variables added to an ACP agent's environment (acp.env)
     env: dict[str, str] = field(default_factory=dict)
     permissions: PermissionPolicy = PermissionPolicy()
+    #: paths (relative to the workspace) each run's lease holds from its start (acp.lease_paths)
+    lease_paths: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)
@@ -220,7 +222,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "codex": ("command", "stall_timeout_ms", "turn_timeout_ms", "read_timeout_ms",
               "approval_policy", "thread_sandbox", "turn_sandbox_policy"),
     "acp": ("adapter", "command", "shell", "prompt_timeout_ms", "read_timeout_ms",
-            "stall_timeout_ms", "env", "permissions"),
+            "stall_timeout_ms", "env", "permissions", "lease_paths"),
     "server": ("host", "port"),
     "mcp": ("enabled", "host", "host_url"),
 }
@@ -604,6 +606,8 @@ def _build(reader: _Reader, path: Path, prompt: str, prompt_line: int) -> Workfl
         adapter=adapter,
         env=_string_map(reader, ("acp", "env"), reader.section("acp").get("env")),
         permissions=_policy(reader),
+        lease_paths=_paths(reader, ("acp", "lease_paths"),
+                           reader.section("acp").get("lease_paths")),
     )
 
     server = reader.section("server")
@@ -698,6 +702,15 @@ def _string_map(reader: _Reader, path: KeyPath, value: Any) -> dict[str, str]:
         else:
             out[name] = str(item)
     return out
+
+
+def _paths(reader: _Reader, path: KeyPath, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        reader.report(path, f"expected a list of paths, got {_kind(value)}")
+        return ()
+    return tuple(value)
 
 
 def _policy(reader: _Reader) -> PermissionPolicy:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.events import Event, Refusal
-from ..core.steering import Request
+from ..core.steering import RUN_KINDS, Request
 from .frames import BadFrame, Call, Context, Delivery, encode, number_field, strings_field, \
     text_field
 
@@ -103,11 +103,19 @@ def steer_answer(call: Call) -> None:
     if isinstance(decided, Refusal):
         call.deny("error", decided, id=request_id)
         return
+    if decided.kind == "steer_wait":  # a conflict stays open until the leases end
+        call.emit(decided)
+        waiting = context.state.steering.get(request_id)
+        assert waiting is not None
+        call.reply("steer_answered", f"{request_id} waits: it goes on by itself once the "
+                   "leases in its way end, or at its deadline.", id=request_id,
+                   asker=waiting.asker, sent=True, waiting=True)
+        return
     sent = _emit_end(call, decided)
     request = context.state.steering.get(request_id)
     assert request is not None
-    # A permission request's asker is a run in this process: it hears the end at once.
-    sent = sent or request.kind == "permission"
+    # A permission or conflict's asker is a run in this process: it hears the end at once.
+    sent = sent or request.kind in RUN_KINDS
     told = "told" if sent else "will be told when it is back"
     call.reply("steer_answered", f"{request.asker} {told}.", id=request_id,
                asker=request.asker, sent=sent)

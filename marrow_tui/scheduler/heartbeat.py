@@ -396,7 +396,8 @@ class Scheduler(Producer):
             transcript=agent.log_dir / f"{sid}.transcript.jsonl",
             mcp_servers=[marrow_mcp_server(identity)], policy=agent.permissions,
             limits=Limits(prompt=float(agent.heartbeat_timeout)), read_timeout=READ_TIMEOUT,
-            stop=run.stop, is_done=lambda: False, continuation=None)
+            stop=run.stop, is_done=lambda: False, continuation=None,
+            lease_paths=agent.lease_paths)
         live = live_sessions(self.runtime)
         live.add(session)
         try:

@@ -127,8 +127,11 @@ def test_permissions_as_a_mode_or_a_table(tmp_path: Path) -> None:
     ('protocol = "acp"\npreset = "opencode"\npermissions = { default = "ask" }\n',
      [(7, "agents[0].permissions.default", "must be one of reject, allow, got 'ask'")]),
     ('protocol = "acp"\npreset = "opencode"\npermissions = { mood = "ask" }\n',
-     [(7, "agents[0].permissions.mood", "unknown key (known: allow, default, deny, mode, "
+     [(7, "agents[0].permissions.mood", "unknown key (known: allow, conflict, "
+                                        "conflict_timeout_ms, default, deny, mode, "
                                         "timeout_ms)")]),
+    ('protocol = "acp"\npreset = "opencode"\npermissions = { conflict = "later" }\n',
+     [(7, "agents[0].permissions.conflict", "must be one of ask, wait, got 'later'")]),
     ('protocol = "acp"\npreset = "opencode"\n[agents.permissions]\nmode = "maybe"\n',
      [(8, "agents[0].permissions.mode", "must be one of ask, allow, deny, got 'maybe'")]),
 ])

@@ -231,6 +231,23 @@ def test_conflict_iff_another_owner_overlaps(
     check_answer(index, claims, owner, worktree, paths)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    claims=claim_sets(),
+    owner=st.sampled_from(OWNERS),
+    worktree=st.sampled_from(WORKTREES),
+    paths=scopes,
+)
+def test_conflicts_lists_every_task_another_owner_overlaps_with(
+    claims: list[Claim], owner: str, worktree: str, paths: tuple[str, ...]
+) -> None:
+    index = ScopeIndex()
+    for claim in claims:
+        index.add(*claim)
+    expected = {task for task, _ in brute_conflicts(claims, owner, worktree, paths)}
+    assert index.conflicts(owner, worktree, paths) == expected
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     claims=claim_sets(),

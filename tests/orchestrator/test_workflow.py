@@ -285,6 +285,22 @@ def test_a_permission_policy_by_tool_kind(tmp_path: Path) -> None:
         .agent.permissions.verdict("execute") == "allow"  # type: ignore[union-attr]
 
 
+def test_a_conflict_policy_and_the_paths_a_runs_lease_holds(tmp_path: Path) -> None:
+    loaded = load(tmp_path, "tracker:\n  kind: local\nacp:\n  adapter: opencode\n"
+                            "  lease_paths: [src/auth, docs]\n  permissions:\n    conflict: wait\n"
+                            "    conflict_timeout_ms: 90000\n")
+    assert loaded.ok, loaded.errors
+    assert loaded.workflow is not None
+    agent = loaded.workflow.agent
+    assert agent.lease_paths == ("src/auth", "docs")
+    assert (agent.permissions.conflict, agent.permissions.conflict_deadline) == ("wait", 90.0)
+    wrong = load(tmp_path, "tracker:\n  kind: local\nacp:\n  adapter: opencode\n"
+                           "  lease_paths: src\n  permissions:\n    conflict: later\n")
+    found = [(d.key, d.message) for d in wrong.errors]
+    assert ("acp.lease_paths", "expected a list of paths, got a string") in found
+    assert ("acp.permissions.conflict", "must be one of ask, wait, got 'later'") in found
+
+
 # ---------------------------------------------------------------------------- diagnostics
 
 

@@ -116,6 +116,15 @@ def test_a_preset_gives_the_command_and_a_missing_one_is_named(tmp_path: Path) -
     assert (agent.permissions.verdict("read"), agent.permissions.timeout) == ("allow", 60.0)
 
 
+def test_an_agent_declares_the_paths_its_runs_lease_holds(tmp_path: Path) -> None:
+    path = acp_config(tmp_path, "echo", 'lease_paths = ["src/auth", "docs"]\n'
+                                        'permissions = { mode = "ask", conflict = "wait" }')
+    loaded = load_config(path)
+    assert loaded.config is not None, loaded.errors
+    [agent] = loaded.config.agents
+    assert (agent.lease_paths, agent.permissions.conflict) == (("src/auth", "docs"), "wait")
+
+
 def said(transcript: str) -> str:
     """What the agent said, from its transcript."""
     updates = [json.loads(line)["update"] for line in Path(transcript).read_text().splitlines()]

@@ -22,12 +22,17 @@ silent-start    never answers `initialize`
 exit-at-start   exits 2 on `initialize`
 needs-key       says it signs in with FAKE_API_KEY, and refuses `session/new` (auth_required)
 needs-login     refuses `session/new` (auth_required) without saying how to sign in
+editor          asks permission for the tool call FAKE_EDIT describes (JSON: {"kind": "edit",
+                "path": P} with P in its locations and diff, made absolute as the real agents
+                send it; or {"kind": "execute", "command": C}), says the answer, then ends its
+                turn once the file FAKE_HOLD exists (when set: its run keeps its lease)
 
 With the first MCP server session/new gives (ours, in an orchestrator's ACP run):
 worker          asks permission to run `touch made.txt`, does it if allowed, calls mark_done
 asker           asks the operator (ask_human) and ends the turn; marks done with the answer
 idler           says what it was prompted with and ends the turn, never done
 slow            a prompt saying "slowly" works until cancelled; any other is answered at once
+claimer         calls claim_paths with FAKE_EDIT's "paths" and says what it answered
 teller          asks the operator (ask_human) and ends the turn; says the answer in the next
                 (a scheduled agent's: there is no issue to mark done)
 """
@@ -219,6 +224,31 @@ class FakeAgent:
         await self.say(f"answer={answer}")
         return PromptResponse(stop_reason="end_turn")
 
+    async def play_editor(self, text: str) -> PromptResponse:
+        import json
+
+        edit = json.loads(os.environ["FAKE_EDIT"])
+        kind = edit["kind"]
+        if kind == "execute":
+            call = ToolCallUpdate(tool_call_id="call-1", title=edit["command"], kind=kind,
+                                  status="pending", raw_input={"command": edit["command"]})
+        else:
+            path = os.path.join(self.cwd, edit["path"])
+            call = ToolCallUpdate(
+                tool_call_id="call-1", title=f"Edit {edit['path']}", kind=kind,
+                status="pending", locations=[ToolCallLocation(path=path)],
+                content=[tool_diff_content(path, "old\n", "new\n")],
+                raw_input={"file_path": path})
+        response = await self.client.request_permission(session_id=SESSION, options=OPTIONS,
+                                                        tool_call=call)
+        outcome = response.outcome
+        answer = outcome.option_id if outcome.outcome == "selected" else "cancelled"
+        await self.say(f"answer={answer}")
+        hold = os.environ.get("FAKE_HOLD")
+        while hold and not os.path.exists(hold):
+            await asyncio.sleep(0.05)
+        return PromptResponse(stop_reason="end_turn")
+
     async def play_refusal_cancels(self, text: str) -> PromptResponse:
         """As codex does: a refused permission ends the turn `cancelled`."""
         answer = await self.ask("perm-1", "rm -rf build")
@@ -299,6 +329,16 @@ class FakeAgent:
         await self.say(f"the answer is {colour}")
         return PromptResponse(stop_reason="end_turn",
                               usage=Usage(input_tokens=70, output_tokens=7, total_tokens=77))
+
+    async def play_claimer(self, text: str) -> PromptResponse:
+        """Claims FAKE_EDIT's paths through our MCP server before it starts, and says the
+        answer (a refusal too: the tool's error text)."""
+        import json
+
+        paths = json.loads(os.environ["FAKE_EDIT"])["paths"]
+        said = await self.mcp_call("claim_paths", paths=paths)
+        await self.say(" ".join(said.split()))
+        return PromptResponse(stop_reason="end_turn")
 
     async def play_idler(self, text: str) -> PromptResponse:
         """Says what it was prompted with and ends the turn; never done."""
