@@ -23,6 +23,7 @@ from marrow_tui.core.acp import PermissionPolicy
 from marrow_tui.core.events import Event, describe
 from marrow_tui.core.steering import Request
 from marrow_tui.protocol.frames import Outcome
+from tests.support.hubproc import REPO
 from tests.support.hub import Hub, start_hub
 from tests.support.orchestrator import FAKE_ACP_AGENT
 
@@ -70,7 +71,7 @@ class Runs:
               lease_paths: tuple[str, ...] = ()) -> AgentSession:
         sid = f"{agent.replace('/', '-')}-run"
         identity = {"MARROW_AGENT": agent, "MARROW_SESSION": sid,
-                    "MARROW_HUB_URI": self.hub.uri, "PYTHONPATH": os.environ["PYTHONPATH"]}
+                    "MARROW_HUB_URI": self.hub.uri, "PYTHONPATH": str(REPO)}
         env = {**os.environ, "FAKE_EDIT": json.dumps(edit), **identity}
         if hold is not None:
             env["FAKE_HOLD"] = str(hold)
