@@ -17,7 +17,7 @@ DURABLE_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpo
 TRANSIENT_KINDS = frozenset({"presence", "wait", "session_progress", "agent_schedule",
                              "agent_removed", "config_status", "wake", "task_queued",
                              "issue_status", "issue_removed", "workflow_status",
-                             "service_health", "service_removed"})
+                             "service_health", "service_removed", "review_stat"})
 
 #: leases and the tasks they hold
 CLAIM_KINDS = frozenset({"claim", "release", "expire", "task_update", "checkpoint", "handoff",
@@ -31,7 +31,8 @@ SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "sessi
 #: the orchestrator's issues (one identifier each) and its workflow's status (every issue)
 ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done",
                          "issue_park", "tracker_refused", "workspace_kept",
-                         "workspace_removed"})
+                         "workspace_removed", "review_stat", "review_accepted",
+                         "review_requested", "review_discarded"})
 SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port",
                            "service_removed"})
 

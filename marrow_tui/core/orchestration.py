@@ -49,6 +49,9 @@ class IssueView:
     reason: str = ""
     session: str = ""
     path: str = ""
+    #: +N/-M of its worktree against the base: {"files", "added", "removed"}; None when it
+    #: has no worktree (or it was not measured yet)
+    diff: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +85,10 @@ class IssueBook:
                 if key in d:
                     setattr(view, key, d[key])
             self.issues[view.identifier] = view
+        elif event.kind == "review_stat":
+            view = self.issues.get(d["identifier"])
+            if view is not None:
+                view.diff = {key: int(d[key]) for key in ("files", "added", "removed")}
         elif event.kind == "issue_removed":
             self.issues.pop(d["identifier"], None)
         elif event.kind == "workflow_status":
