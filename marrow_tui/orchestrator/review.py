@@ -228,8 +228,9 @@ class Review:
         except Conflict as exc:
             shown = ", ".join(exc.files[:5]) + (f", +{len(exc.files) - 5} more"
                                                 if len(exc.files) > 5 else "")
-            later.deny("conflict", f"{name} does not merge into {tree.base}: "
-                       f"{len(exc.files)} file{'s' * (len(exc.files) != 1)} conflict "
+            count = (f"{len(exc.files)} files conflict" if len(exc.files) != 1
+                     else "1 file conflicts")
+            later.deny("conflict", f"{name} does not merge into {tree.base}: {count} "
                        f"({shown}); {tree.base} is untouched.", files=exc.files)
             return
         except GitError as exc:
@@ -250,7 +251,8 @@ class Review:
         later.reply("review_accepted", f"Accepted {name} into {tree.base} ({how}, "
                     f"{commit[:12]}).", identifier=name, how=how, commit=commit)
         # Merged: nothing is lost with the worktree and its branch (else it is kept, said).
-        await self.o._remove_workspace(name, hook=False, by=by)
+        # A squash leaves the branch's commits out of the base, but all they did is in it.
+        await self.o._remove_workspace(name, hook=False, by=by, force=how == "squash")
 
     async def _accept_by_hook(self, issue: Issue, tree: WorktreeRecord) -> str:
         """`merge: after_run`: accepting runs the after_run hook once more (it pushes the

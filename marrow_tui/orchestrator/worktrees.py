@@ -375,8 +375,8 @@ def accept(repo: Path, branch: str, base: str, how: str, message: str) -> Accept
         return Accepted(old, merged=False)
     checkout = checkout_of(repo, base)
     if checkout is not None:
-        dirty = [line[3:] for line in _out(checkout, "status", "--porcelain=v1",
-                                           "--untracked-files=no").splitlines()]
+        dirty = [line[3:] for line in git(checkout, "status", "--porcelain=v1",
+                                          "--untracked-files=no").stdout.splitlines()]
         if dirty:
             shown = ", ".join(dirty[:NAMED]) + (f", +{len(dirty) - NAMED} more"
                                                 if len(dirty) > NAMED else "")
