@@ -261,6 +261,34 @@ async def test_accept_merges_into_the_base_and_the_issue_is_done(
     assert accepted["how"] == merge and accepted["by"] == "operator/test"
 
 
+PUSH = ("hooks:\n  after_run: |\n"
+        "    if [ \"$SYMPHONY_REVIEW\" = accept ]; then git push -q origin HEAD; fi\n")
+
+
+async def test_accept_by_after_run_publishes_the_branch_instead_of_merging(
+        tmp_path: Path, make: Any) -> None:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    make_repo(tmp_path)
+    repo = tmp_path / "repo"
+    git(repo, "remote", "add", "origin", str(remote))
+    git(repo, "push", "-q", "origin", "main")
+    issue(tmp_path, "Todo", "W-1", "add b")
+    run = await make(git_workflow(tmp_path, merge="after_run", extra=PUSH))
+    await run.tick()
+    await run.until(lambda: run.ended("W-1"))
+    before = git(repo, "rev-parse", "main")
+    reply = await Operator(run).ask("review_accepted", type="review_accept", identifier="W-1")
+    assert reply["type"] == "review_accepted", reply
+    assert reply["how"] == "after_run"
+    assert git(remote, "rev-parse", "marrow/W-1") == reply["commit"]
+    assert git(remote, "show", "marrow/W-1:notes.txt") == "draft"  # left uncommitted: now in
+    assert git(repo, "rev-parse", "main") == before  # nothing merged here
+    assert (tmp_path / "issues" / "Done" / "W-1.md").is_file()
+    # its commits are on the remote: nothing is lost with the worktree
+    await run.until(lambda: not (tmp_path / "ws" / "W-1").exists())
+
+
 async def test_accept_is_refused_while_the_bases_checkout_is_dirty(tmp_path: Path,
                                                                    make: Any) -> None:
     run = await worked(tmp_path, make)
@@ -384,6 +412,8 @@ async def test_discard_lists_unmerged_work_and_goes_only_when_confirmed(
     assert [e.data["identifier"] for e in seen if e.kind == "review_discarded"] == ["W-1"]
     # discarded work is not run again by itself
     assert run.hub.runtime.state.issues.issues["W-1"].status == "parked"
+    await run.orchestrator.review.measure()  # no worktree: no +N/-M any more
+    assert run.hub.runtime.state.issues.issues["W-1"].diff is None
     assert git(repo, "log", "-1", "--format=%s", "main") == "base"
 
 
