@@ -72,7 +72,7 @@ def git(cwd: Path, *args: str, extra_env: Mapping[str, str] | None = None,
             ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=",
              "-c", "core.quotepath=off", *args],
             cwd=cwd, capture_output=True, text=True, errors="surrogateescape",
-            timeout=GIT_TIMEOUT, env=_env(extra_env), stdin=subprocess.DEVNULL)
+            timeout=GIT_TIMEOUT, env=_env(extra_env), stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT:g} s in {cwd}") from None
     except OSError as exc:

@@ -17,14 +17,8 @@ import pytest
 from marrow_tui.core.events import Event
 from marrow_tui.orchestrator.workflow import load_workflow, validate_dispatch
 from marrow_tui.orchestrator.workspaces import worktree_of
-
 from tests.support.hub import WAIT
-from tests.support.orchestrator import (  # noqa: F401 (make: a fixture)
-    acp_workflow,
-    issue,
-    make,
-    workflow,
-)
+from tests.support.orchestrator import acp_workflow, issue, make, workflow  # noqa: F401
 
 #: the plain-command agent: it commits a change and leaves a file uncommitted
 AGENT = ('printf "def b():\\n    return 2\\n" >> src/a.py\n'
