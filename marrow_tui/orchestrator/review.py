@@ -296,23 +296,8 @@ class Review:
         if issue is None:
             call.deny("error", Refusal("unknown_issue", "No such issue in the tracker."))
             return
-        text = text_field(call.frame, "text").strip()
-        refs = _refs(call.frame.get("refs"))
-        if not text:
-            call.deny("error", Refusal("empty_prompt", "Say what to change: the text is empty."))
-            return
-        if refs is None:
-            call.deny("error", Refusal("bad_refs", f"refs is a list of at most {MAX_REFS} "
-                                                   "{path, line} (a line from 1)."))
-            return
-        prompt = _changes_prompt(text, refs)
-        if len(prompt) > MAX_PROMPT:
-            call.deny("error", Refusal("too_long", f"Requested changes are at most "
-                                                   f"{MAX_PROMPT // 1024} KiB."))
-            return
-        if issue.identifier in self.busy:
-            call.deny("error", Refusal("review_busy", f"{issue.identifier}'s worktree is busy "
-                                                      "with another action; try again."))
+        prompt = self._changes(call, issue)
+        if prompt is None:
             return
         entry = self.o.running.get(issue.id)
         session = entry.acp if entry is not None else None
@@ -329,21 +314,49 @@ class Review:
                     if entry is not None else "A new run starts with it.")
         moved = self._back_to_work(issue)
         call.emit(Event("review_requested", {
-            "identifier": issue.identifier, "text": text, "refs": refs, "how": how,
+            "identifier": issue.identifier, "text": text_field(call.frame, "text").strip(),
+            "refs": _refs(call.frame.get("refs")), "how": how,
             "session": session.session if session is not None else "", "by": call.sender,
             "at": self.o.clock()}))
         if entry is None:
-            self.o._unpark(moved)
-            if self.o.dispatching:
-                self.o.retries.pop(moved.id, None)
-                self.o._launch(moved, None, "dispatch")
-            self.o.poke()
+            self._run_again(moved)
         tree = worktree_of(self.o.workflow.workspace_root, issue.identifier) \
             if self.o.workflow is not None else None
         if tree is not None:
             self.o._spawn(self._mark_reviewed(tree), f"review point {issue.identifier}")
         call.reply("review_requested", f"Changes requested for {issue.identifier}. {said}",
                    identifier=issue.identifier)
+
+    def _changes(self, call: Call, issue: Issue) -> str | None:
+        """The requested changes as the agent's prompt; None (and the frame refused) when
+        the request is malformed or the worktree is busy."""
+        text = text_field(call.frame, "text").strip()
+        refs = _refs(call.frame.get("refs"))
+        if not text:
+            call.deny("error", Refusal("empty_prompt", "Say what to change: the text is empty."))
+            return None
+        if refs is None:
+            call.deny("error", Refusal("bad_refs", f"refs is a list of at most {MAX_REFS} "
+                                                   "{path, line} (a line from 1)."))
+            return None
+        prompt = _changes_prompt(text, refs)
+        if len(prompt) > MAX_PROMPT:
+            call.deny("error", Refusal("too_long", f"Requested changes are at most "
+                                                   f"{MAX_PROMPT // 1024} KiB."))
+            return None
+        if issue.identifier in self.busy:
+            call.deny("error", Refusal("review_busy", f"{issue.identifier}'s worktree is busy "
+                                                      "with another action; try again."))
+            return None
+        return prompt
+
+    def _run_again(self, issue: Issue) -> None:
+        """No run is under way: one starts with the requested changes (when dispatching)."""
+        self.o._unpark(issue)
+        if self.o.dispatching:
+            self.o.retries.pop(issue.id, None)
+            self.o._launch(issue, None, "dispatch")
+        self.o.poke()
 
     def _back_to_work(self, issue: Issue) -> Issue:
         """Move the issue back to In Progress (when the workflow has that active state; else
