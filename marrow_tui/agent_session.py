@@ -897,14 +897,22 @@ class LiveSessions:
             call.deny("error", Refusal("too_long", f"A prompt is at most {MAX_PROMPT // 1024} "
                                                    "KiB."))
             return
-        queued = session.in_turn or bool(session.queued)
-        call.emit(Event("session_prompt", {
-            "id": session.session, "agent": session.agent, "text": text, "by": call.sender,
-            "at": self.runtime.clock(), "queued": queued}))
-        session.follow_up(text)
+        queued = self.prompt(session, text, call.sender, call.emit)
         said = (f"Queued for {session.session}: it is sent when the current turn ends."
                 if queued else f"Sent to {session.session}.")
         call.reply("session_prompted", said, id=session.session, queued=queued)
+
+    def prompt(self, session: AgentSession, text: str, by: str,
+               emit: Callable[[Event], None]) -> bool:
+        """`text` as the session's next prompt (the `session_prompt` event, then the follow-up);
+        True when it waits for the turn under way. For the operator's verb and for the
+        orchestrator's review (requested changes)."""
+        queued = session.in_turn or bool(session.queued)
+        emit(Event("session_prompt", {
+            "id": session.session, "agent": session.agent, "text": text, "by": by,
+            "at": self.runtime.clock(), "queued": queued}))
+        session.follow_up(text)
+        return queued
 
     def _verb_cancel(self, call: Call) -> None:
         """session/cancel, then the agent's processes after a grace; the run stays, waiting

@@ -31,7 +31,7 @@ from marrow_tui.hub.defaults import default_uri
 if TYPE_CHECKING:
     import ssl
 
-    from marrow_tui.hub.client import Frame, HubClient
+    from marrow_tui.hub.client import Frame, HubClient, Refused
 
 EXIT_OK: Final = 0
 #: the hub refused the request
@@ -206,12 +206,14 @@ class UsageError(Exception):
 
 
 def run(args: argparse.Namespace, action: Action, render: Render, fields: Fields,
-        stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+        stdout: TextIO | None = None, stderr: TextIO | None = None,
+        refused: Callable[[Refused], tuple[str, dict[str, Any]]] | None = None) -> int:
     """Open a session, run one request, print the outcome, return the exit code.
 
     Every error a user can cause ends here as one sentence on stderr (and the failure object
     on stdout with ``--json``) and a documented exit code; only programming errors escape as
-    tracebacks.
+    tracebacks. `refused` gives a refusal's sentence and its extra ``--json`` fields, for a
+    command whose refusals carry data (the commits a discard would lose).
     """
     from marrow_tui.hub.client import HubConnectionError, Refused, run_request
 
@@ -229,7 +231,11 @@ def run(args: argparse.Namespace, action: Action, render: Render, fields: Fields
                     out=out, err=err)
     except Refused as exc:
         code, reason, said = refusal(exc, args.uri)
-        return fail(args.json, EXIT_REFUSED, code, reason, said, out=out, err=err)
+        extra: dict[str, Any] = {}
+        if refused is not None:
+            said, extra = refused(exc)
+        return fail(args.json, EXIT_REFUSED, code, reason, said, out=out, err=err,
+                    extra=extra)
     except UsageError as exc:
         return fail(args.json, EXIT_USAGE, USAGE, str(exc), out=out, err=err)
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from marrow_tui.cli import (
     issues,
     mcp,
     project,
+    review,
     services,
     steer,
     tasks,
@@ -53,6 +54,7 @@ def build_parser() -> Parser:
     steer.register(sub)
     mcp.register(sub)
     issues.register(sub)
+    review.register(sub)
     services.register(sub)
     services.register_graph(sub)
     web.register(sub)

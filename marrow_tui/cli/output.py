@@ -66,11 +66,14 @@ def print_json(value: Mapping[str, Any], out: TextIO | None = None) -> None:
 
 
 def fail(json_wanted: bool, exit_code: int, code: str, reason: str, said: str | None = None,
-         out: TextIO | None = None, err: TextIO | None = None) -> int:
+         out: TextIO | None = None, err: TextIO | None = None,
+         extra: Mapping[str, Any] | None = None) -> int:
     """Say why a command did not do its work: one sentence on stderr (``said``, else the
-    reason), and the failure object on stdout with ``--json``. Returns ``exit_code``."""
+    reason), and the failure object on stdout with ``--json`` (with ``extra``'s fields: what
+    a script needs to act on the refusal, such as the commits a discard would lose). Returns
+    ``exit_code``."""
     if json_wanted:
-        print_json(failed(code, reason), out)
+        print_json({**failed(code, reason), **(extra or {})}, out)
     print(printable(f"{PROG}: {said or reason}"), file=err or sys.stderr)
     return exit_code
 

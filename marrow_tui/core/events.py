@@ -124,6 +124,15 @@ def describe(event: Event) -> str | None:
                 f"{one_line(d['lost'], 200)} (the operator may remove it)")
     if kind == "workspace_removed":
         return f"removed   {d['identifier']} workspace {d['path']} (by {d.get('by', '?')})"
+    if kind == "review_accepted":
+        return (f"accepted  {d['identifier']} into {d['base']} ({d['how']}, "
+                f"{str(d.get('commit') or '')[:12]}) by {d.get('by', '?')}")
+    if kind == "review_requested":
+        return (f"changes   {d['identifier']} by {d.get('by', '?')}: "
+                f"{one_line(d['text'], 120)}")
+    if kind == "review_discarded":
+        return (f"discarded {d['identifier']} worktree {d['path']} and branch {d['branch']} "
+                f"(by {d.get('by', '?')})")
     if kind == "workflow_status":
         if d.get("ok"):
             return f"workflow  {d['path']}: tracker {d.get('root', '')}"

@@ -33,7 +33,8 @@ SESSION_KINDS = frozenset({"session_start", "session_end", "session_pid", "sessi
 #: the orchestrator's issues (one identifier each) and its workflow's status (every issue)
 ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "issue_done",
                          "issue_park", "tracker_refused", "workspace_kept",
-                         "workspace_removed", "review_stat"})
+                         "workspace_removed", "review_stat", "review_accepted",
+                         "review_requested", "review_discarded"})
 SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port",
                            "service_removed"})
 

@@ -49,8 +49,8 @@ class IssueView:
     reason: str = ""
     session: str = ""
     path: str = ""
-    #: what its workspace changed ({"files", "added", "removed"}), from `review_stat`; None
-    #: until the orchestrator has measured it
+    #: +N/-M of its worktree against the base: {"files", "added", "removed"}; None when it
+    #: has no worktree (or it was not measured yet)
     diff: dict[str, int] | None = None
 
 
@@ -87,8 +87,9 @@ class IssueBook:
             self.issues[view.identifier] = view
         elif event.kind == "review_stat":
             view = self.issues.get(d["identifier"])
-            if view is not None:
-                view.diff = {key: int(d.get(key, 0)) for key in ("files", "added", "removed")}
+            if view is not None:  # null counts: it has no worktree (any more)
+                view.diff = None if d.get("files") is None else {
+                    key: int(d[key]) for key in ("files", "added", "removed")}
         elif event.kind == "issue_removed":
             self.issues.pop(d["identifier"], None)
         elif event.kind == "workflow_status":

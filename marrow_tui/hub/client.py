@@ -808,6 +808,39 @@ class HubClient:
         return await self._request({"type": "issue_remove_workspace", "identifier": identifier},
                                    build_matcher(_is_type("workspace_removing")), timeout)
 
+    async def review_diff(self, identifier: str, against: str = "base",
+                          timeout: float | None = None) -> Frame:
+        """``review_diff`` → ``review_diff``: the issue's worktree as a diff against its base
+        (or the last review), with its +N/-M."""
+        return await self._request({"type": "review_diff", "identifier": identifier,
+                                    "against": against},
+                                   build_matcher(_is_type("review_diff")), timeout)
+
+    async def review_accept(self, identifier: str, timeout: float | None = None) -> Frame:
+        """``review_accept`` → ``review_accepted`` (operators only): merge the issue's
+        branch into its base; the issue moves to Done."""
+        return await self._request({"type": "review_accept", "identifier": identifier},
+                                   build_matcher(_is_type("review_accepted")), timeout)
+
+    async def review_request_changes(self, identifier: str, text: str,
+                                     refs: list[dict[str, Any]] | None = None,
+                                     timeout: float | None = None) -> Frame:
+        """``review_request_changes`` → ``review_requested`` (operators only): the text
+        (and file:line refs) becomes the agent's next prompt."""
+        return await self._request({"type": "review_request_changes",
+                                    "identifier": identifier, "text": text,
+                                    "refs": list(refs or [])},
+                                   build_matcher(_is_type("review_requested")), timeout)
+
+    async def review_discard(self, identifier: str, confirm: bool = False,
+                             timeout: float | None = None) -> Frame:
+        """``review_discard`` → ``review_discarded`` (operators only): remove the issue's
+        worktree and branch; unmerged work is refused (``unmerged_work``) unless
+        ``confirm``."""
+        return await self._request({"type": "review_discard", "identifier": identifier,
+                                    "confirm": confirm},
+                                   build_matcher(_is_type("review_discarded")), timeout)
+
     # ----------------------------------------------------------------- claims
 
     def _owned(self, kind: str, task_id: str, owner_key: str = "owner") -> Callable[[Frame], bool]:

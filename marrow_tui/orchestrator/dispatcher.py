@@ -66,6 +66,7 @@ from ..scheduler.runner import (
     session_id,
 )
 from . import rules
+from .review import Review
 from .tracker import Issue, ScanResult, TrackerError, create_issue, move_issue, scan
 from .workflow import (
     LoadedWorkflow,
@@ -83,9 +84,11 @@ from .workspaces import (
     git_head,
     hook_env,
     mark_ready,
+    record_worktree,
     remove_workspace,
     write_mark_done,
 )
+from .worktrees import GitError, add_worktree
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -180,6 +183,8 @@ class Orchestrator(Producer):
         self._watch_stop = asyncio.Event()
         #: the `marrow-tui` the runs call (see own_command.py); written at start
         self.own_command: Path | None = None
+        #: the review verbs and the +N/-M of the issues' worktrees (review.py)
+        self.review = Review(self)
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class Orchestrator(Producer):
                               ("issue_create", self._verb_create),
                               ("issue_remove_workspace", self._verb_remove_workspace)):
             decider.register(verb, self._serving(handler))
+        self.review.serve()
         live_sessions(self.runtime)  # the operator's prompt and cancel verbs, served
         self.own_command = write_own_command(self.runtime.options.state_dir)
         # What the operator cancelled stays cancelled across a restart.
@@ -204,12 +210,14 @@ class Orchestrator(Producer):
             return
         self._spawn(self._loop(), "orchestrator")
         self._spawn(self._watch_runs(), "issue-runs")
+        self.review.start()
         if self.watch:
             self._spawn(self._watch_files(), "tracker-watch")
 
     async def stop(self) -> None:
         self._stopping = True
         self._watch_stop.set()
+        self.review.stop()
         await self._stop_tasks()
         runs = [r.task for r in self.running.values() if r.task is not None]
         for entry in self.running.values():
@@ -495,6 +503,8 @@ class Orchestrator(Producer):
             env = self._env(entry, workflow)
             if made.created_now:
                 try:
+                    if workflow.git is not None:
+                        await self._make_worktree(workflow, entry)
                     await self._hook(workflow, "after_create", entry, env, fatal=True)
                 except _HookFailed:
                     # A half-made workspace would be reused as if it were whole: it goes
@@ -513,7 +523,8 @@ class Orchestrator(Producer):
             head = git_head(entry.workspace)
             entry.before = rules.Fingerprint.of(issue, head)
             extra = {"retry_kind": kind if kind != "dispatch" else None}
-            prompt = render_prompt(workflow, issue, entry.attempt, extra)
+            prompt = render_prompt(workflow, issue, entry.attempt, extra) + \
+                self.review.take_request(issue.id)
             if acp:
                 prompt = self._fresh_session_note(entry) + prompt
                 ending = await self._run_acp(entry, workflow, prompt, env)
@@ -568,6 +579,7 @@ class Orchestrator(Producer):
             live_sessions(self.runtime).stoppers.pop(entry.session, None)
             if self.running.get(issue.id) is entry:
                 del self.running[issue.id]
+            self.review.touch(issue.identifier)
         await self._next(entry, workflow, state, reason)
         self.poke()
 
@@ -1212,7 +1224,43 @@ class Orchestrator(Producer):
                    path=str(verdict.path))
 
     def _being_removed(self, issue: Issue) -> bool:
-        return issue.identifier in self.removing or issue.id in self.removing
+        """Its workspace is being removed, merged or discarded: no run may start in it."""
+        return bool({issue.identifier, issue.id} & (self.removing | self.review.busy))
+
+    async def _hook_in(self, issue: Issue, workspace: Path, name: str,
+                       extra: dict[str, str]) -> str:
+        """Run hook `name` for `issue` in `workspace` outside any run (accept's after_run);
+        why it failed, or ""."""
+        workflow = self.workflow
+        assert workflow is not None
+        entry = _Running(issue, None, workspace, "", self.clock(), workflow)
+        try:
+            await self._hook(workflow, name, entry, {**self._env(entry, workflow), **extra},
+                             fatal=True)
+        except _HookFailed as exc:
+            return str(exc)
+        return ""
+
+    def _move(self, issue: Issue, target: str) -> Path:
+        """Move the issue's file to `target` (the dispatched file when it is still there,
+        else by a scan); TrackerError or OSError when it cannot be."""
+        workflow = self.workflow
+        assert workflow is not None
+        return _move_fast(issue, workflow.tracker.root, target) or move_issue(
+            workflow.tracker.root, issue.id, issue.state, target)
+
+    async def _make_worktree(self, workflow: Workflow, entry: _Running) -> None:
+        """The new (empty) workspace becomes a worktree of workspace.git.repo on the issue's
+        branch, before after_create runs in it. A failure fails the attempt like a hook."""
+        git = workflow.git
+        assert git is not None
+        branch = git.branch(entry.issue.identifier)
+        try:
+            await asyncio.to_thread(add_worktree, git.repo, entry.workspace, branch, git.base)
+            await asyncio.to_thread(record_worktree, entry.workspace, git.repo, branch,
+                                    git.base)
+        except GitError as exc:
+            raise _HookFailed(f"no worktree: {exc.message}") from None
 
 
 class _HookFailed(Exception):

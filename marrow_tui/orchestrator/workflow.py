@@ -25,7 +25,7 @@ from liquid.exceptions import LiquidError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from .. import userfile
-from ..config.diagnostics import Diagnostic, Findings, KeyPath, Reporter
+from ..config.diagnostics import Diagnostic, Findings, KeyPath, Reporter, line_of
 from ..config.model import PROMPT_MODES
 from ..core.acp import PRESETS, PROTOCOLS, PermissionPolicy, parse_policy
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
@@ -136,6 +136,40 @@ class McpSettings:
     host_url: str | None = None
 
 
+#: how `accept` takes an issue's branch into the base: a merge commit (--no-ff), one squashed
+#: commit, or the after_run hook (which pushes the branch or opens a pull request)
+MERGE_MODES = ("merge", "squash", "after_run")
+#: a branch name part we accept: git's rules, narrowed (no `..`, no leading `-` or `.`, no
+#: `@{`, no control characters, no `~^:?*[\\` or spaces, no `.lock` ending)
+_BRANCH = re.compile(r"(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-./])[A-Za-z0-9._/-]+(?<![./])")
+
+
+def branch_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a branch (name) we make or merge into; None when it can."""
+    if not _BRANCH.fullmatch(name) or name.endswith(".lock") or "/." in name:
+        return (f"{name!r} is not a branch name marrow-tui uses (letters, digits, `._/-`; "
+                "no `..`, no leading `-`, `.` or `/`)")
+    return None
+
+
+@dataclass(slots=True, frozen=True)
+class GitSettings:
+    """`workspace.git`: each issue's workspace is a git worktree of `repo` on a branch
+    `<branch_prefix>/<ID>` made from `base` (docs/orchestrator.md, "Worktrees")."""
+
+    repo: Path
+    base: str
+    branch_prefix: str = "marrow"
+    merge: str = "merge"
+    #: key -> its WORKFLOW.md line (for the dispatch checks, which run later)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def branch(self, identifier: str) -> str:
+        from .workspaces import workspace_key
+
+        return f"{self.branch_prefix}/{workspace_key(identifier)}"
+
+
 @dataclass(slots=True, frozen=True)
 class Workflow:
     path: Path
@@ -145,6 +179,8 @@ class Workflow:
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     polling_interval_ms: int = 30_000
     workspace_root: Path = field(default_factory=default_workspace_root)
+    #: `workspace.git`: worktrees instead of plain folders (None: plain folders)
+    git: GitSettings | None = None
     hooks: HookSettings = field(default_factory=HookSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -213,7 +249,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "tracker": ("kind", "root", "active_states", "terminal_states", "required_labels",
                 "provider", "endpoint", "api_key", "project_slug"),
     "polling": ("interval_ms",),
-    "workspace": ("root",),
+    "workspace": ("root", "git"),
     "hooks": (*HOOK_NAMES, "timeout_ms"),
     "agent": ("command", "shell", "prompt", "max_concurrent_agents",
               "max_concurrent_agents_by_state", "max_turns", "max_retry_backoff_ms",
@@ -543,6 +579,7 @@ def _build(reader: _Reader, path: Path, prompt: str, prompt_line: int) -> Workfl
     workspace = reader.section("workspace")
     workspace_root = reader.path_value(("workspace", "root"), workspace.get("root"),
                                        default_workspace_root(), base)
+    git = _git_settings(reader, workspace.get("git"), base, workspace_root)
 
     hooks = reader.section("hooks")
     hook_settings = HookSettings(
@@ -633,9 +670,61 @@ def _build(reader: _Reader, path: Path, prompt: str, prompt_line: int) -> Workfl
 
     return Workflow(
         path=path, prompt_template=prompt, prompt_line=prompt_line, tracker=settings,
-        polling_interval_ms=interval, workspace_root=workspace_root, hooks=hook_settings,
+        polling_interval_ms=interval, workspace_root=workspace_root, git=git,
+        hooks=hook_settings,
         agent=agent_settings, server=server_settings, mcp=mcp_settings, config=reader.config,
     )
+
+
+_GIT_KEYS = ("repo", "base", "branch_prefix", "merge")
+
+
+def _git_settings(reader: _Reader, value: Any, base: Path,
+                  workspace_root: Path) -> GitSettings | None:
+    """`workspace.git: {repo, base, branch_prefix, merge}`; None when absent or bad (each
+    problem reported on its line: then nothing is dispatched)."""
+    where: KeyPath = ("workspace", "git")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        reader.report(where, f"expected a map with repo and base, got {_kind(value)}")
+        return None
+    for key in value:
+        if str(key) not in _GIT_KEYS:
+            hint = difflib.get_close_matches(str(key), _GIT_KEYS, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            reader.report((*where, str(key)), f"unknown key (ignored){extra}", "warning")
+    lines = {key: line for key in _GIT_KEYS
+             if (line := line_of(reader.lines, (*where, key))) is not None}
+    ok = True
+    for key in ("repo", "base"):
+        if value.get(key) is None:
+            reader.report(where, f"workspace.git.{key} is required")
+            ok = False
+    repo = reader.path_value((*where, "repo"), value.get("repo"), base, base)
+    names: dict[str, str] = {}
+    for key, default in (("base", ""), ("branch_prefix", "marrow")):
+        text = reader.text((*where, key), value.get(key))
+        name = text.strip() if text is not None else default
+        problem = branch_name_problem(name) if name else None
+        if problem:
+            reader.report((*where, key), problem)
+            ok = False
+        names[key] = name
+    merge = reader.text((*where, "merge"), value.get("merge")) or "merge"
+    if merge not in MERGE_MODES:
+        reader.report((*where, "merge"), f"must be one of {', '.join(MERGE_MODES)}, "
+                                         f"got {merge!r}")
+        ok = False
+    spaces = Path(os.path.abspath(workspace_root))
+    if ok and (repo == spaces or spaces in repo.parents):
+        reader.report((*where, "repo"), f"the repository {repo} is inside the workspace root "
+                                        f"{spaces}; put the workspaces elsewhere")
+        ok = False
+    if not ok:
+        return None
+    return GitSettings(repo=repo, base=names["base"], branch_prefix=names["branch_prefix"],
+                       merge=merge, lines=lines)
 
 
 def _by_state(reader: _Reader, value: Any) -> dict[str, int]:
@@ -750,7 +839,23 @@ def validate_dispatch(workflow: Workflow) -> list[Diagnostic]:
         found.append(Diagnostic(workflow.path, "agent.command", None,
                                 "no agent command: set agent.command (acp.command and "
                                 "codex.command are accepted too)"))
+    if workflow.git is not None:
+        found += _git_problems(workflow, workflow.git)
     return found
+
+
+def _git_problems(workflow: Workflow, git: GitSettings) -> list[Diagnostic]:
+    """The repository is a git repository and has the base branch (read from its files: this
+    runs on the event loop, at every reload)."""
+    from .worktrees import branch_exists, git_dir_of
+
+    if git_dir_of(git.repo) is None:
+        return [Diagnostic(workflow.path, "workspace.git.repo", git.lines.get("repo"),
+                           f"{git.repo} is not a git repository (no .git in it)")]
+    if not branch_exists(git.repo, git.base):
+        return [Diagnostic(workflow.path, "workspace.git.base", git.lines.get("base"),
+                           f"the repository {git.repo} has no branch {git.base!r}")]
+    return []
 
 
 def find_workflow(explicit: Path | str | None = None, cwd: Path | None = None) -> Path:

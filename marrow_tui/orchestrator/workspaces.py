@@ -226,6 +226,43 @@ def mark_ready(path: Path) -> None:
     _write_record(path, record)
 
 
+def record_worktree(path: Path, repo: Path, branch: str, base: str) -> None:
+    """The workspace is a git worktree of `repo` on `branch`, made from the branch `base`:
+    said in its record (the record, not the folder, is what removal trusts)."""
+    record = _read_record(path)
+    if record is None or not _ownership(path, record)[0]:
+        raise WorkspaceError("workspace_not_ours", f"{path} is no longer the workspace "
+                                                   "marrow-tui made")
+    record["git"] = {"repo": str(repo), "branch": branch, "base": base}
+    _write_record(path, record)
+
+
+@dataclass(slots=True, frozen=True)
+class WorktreeRecord:
+    path: Path
+    repo: Path
+    branch: str
+    base: str
+
+
+def worktree_of(root: Path | str, identifier: str) -> WorktreeRecord | None:
+    """The issue's workspace as a worktree, when it is one marrow-tui made and uses (its
+    record says so and the folder is ours); None otherwise."""
+    try:
+        path = workspace_path(root, identifier)
+    except WorkspaceError:
+        return None
+    record = _read_record(path)
+    info = record.get("git") if record is not None else None
+    if not isinstance(info, dict) or not _ownership(path, record)[0]:
+        return None
+    try:
+        return WorktreeRecord(path, Path(str(info["repo"])), str(info["branch"]),
+                              str(info["base"]))
+    except KeyError:
+        return None
+
+
 def _empty(path: Path) -> bool:
     with os.scandir(path) as entries:
         return next(entries, None) is None
@@ -351,15 +388,39 @@ def remove_workspace(root: Path | str, identifier: str, *, protected: Iterable[P
     if verdict.path is None or verdict.reason:
         return verdict
     path = verdict.path
+    record = _read_record(path) or {}
+    tree = worktree_of(root, identifier)
     if not force:
-        record = _read_record(path) or {}
-        base = record.get("base")
-        lost = unsaved_work(path, base if isinstance(base, str) else None)
+        if tree is not None:
+            lost = _worktree_loss(tree)
+        else:
+            base = record.get("base")
+            lost = unsaved_work(path, base if isinstance(base, str) else None)
         if lost:
             return Removal(path, reason="unsaved work", lost=lost)
-    shutil.rmtree(path)
+    if tree is not None:
+        from .worktrees import GitError, remove_worktree
+
+        try:
+            remove_worktree(tree.repo, path, tree.branch)
+        except GitError as exc:
+            raise WorkspaceError("worktree_not_removed", exc.message) from None
+    else:
+        shutil.rmtree(path)
     _drop_record(path)
     return Removal(path, removed=True)
+
+
+def _worktree_loss(tree: WorktreeRecord) -> str:
+    """What removing a worktree and its branch would lose: commits in neither the base nor
+    any remote-tracking branch (a pushed branch is not lost), and uncommitted files."""
+    from .worktrees import GitError, unmerged_work
+
+    try:
+        return unmerged_work(tree.repo, tree.path, tree.branch, tree.base,
+                             remotes_keep=True).sentence()
+    except GitError:
+        return "git could not say what would be lost"
 
 
 def _git(path: Path, *args: str) -> str:

@@ -345,6 +345,28 @@ class FakeAgent:
         await self.say(f"turn {self.turns}: {text[:60]}")
         return PromptResponse(stop_reason="end_turn")
 
+    async def play_reviewee(self, text: str) -> PromptResponse:
+        """For the review tests. The first turn commits a change and leaves a file
+        uncommitted; a turn carrying the reviewer's request writes it to `changes.txt` beside
+        the workspace; any other turn lasts until `release` is there (the test ends it)."""
+        import subprocess
+
+        if self.turns == 1:
+            with open(os.path.join(self.cwd, "src", "a.py"), "a") as out:
+                out.write("def by_acp():\n    return 2\n")
+            subprocess.run(["git", "commit", "-qam", "acp work"], cwd=self.cwd, check=True)
+            with open(os.path.join(self.cwd, "notes.txt"), "w") as out:
+                out.write("draft\n")
+            return PromptResponse(stop_reason="end_turn")
+        if "The reviewer asks for changes" in text:
+            with open(os.path.join(os.path.dirname(self.cwd), "changes.txt"), "w") as out:
+                out.write(text)
+            return PromptResponse(stop_reason="end_turn")
+        release = os.path.join(os.path.dirname(self.cwd), "release")
+        while not os.path.exists(release):
+            await asyncio.sleep(0.02)
+        return PromptResponse(stop_reason="end_turn")
+
     async def play_escaper(self, text: str) -> PromptResponse:
         """Leaves a process behind in a session of its own (its pid in `escaped.pid` beside
         the workspace, which goes once the issue is done), then calls mark_done."""
