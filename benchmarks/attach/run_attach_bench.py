@@ -141,11 +141,13 @@ def tmux(*args: str) -> str:
 class RealConsole:
     """`marrow-tui attach` in a tmux window of its own (a real terminal draws it)."""
 
-    def __init__(self, name: str, uri: str, token: str, size: tuple[int, int], home: Path) -> None:
+    def __init__(self, name: str, uri: str, token: str, size: tuple[int, int], home: Path,
+                 without_host: bool = False) -> None:
         self.name = name
         home.mkdir(parents=True, exist_ok=True)
+        entry = str(HERE / "attach_without_host.py") if without_host else "-m marrow_tui"
         command = (f"cd {home} && exec env PYTHONPATH={REPO} XDG_STATE_HOME={home} "
-                   f"{sys.executable} -m marrow_tui attach {uri} --operator-token {token} "
+                   f"{sys.executable} {entry} attach {uri} --operator-token {token} "
                    f"--no-bell")  # its stderr is the terminal: Textual draws there
         self.t0 = time.monotonic()
         pid = tmux("new-session", "-d", "-P", "-F", "#{pane_pid}", "-s", name,
@@ -250,19 +252,21 @@ def scenario_paint(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> 
         out["claims"] = asyncio.run(claims_held(uri, args.claims, 120))
         out["seed_s"] = round(time.monotonic() - t0, 2)
         time.sleep(1.0)
-        real, inside = [], []
+        real, lazy, inside = [], [], []
         for run in range(args.runs):
-            quiet = wait_quiet(0.3, 5)
-            console = RealConsole(f"paint-{run}", uri, token, (200, 50), tmp / f"paint-{run}")
-            cpu0 = CpuSample.take({"runtime": hub.pid})
-            got = console.wait_painted(args.paint_timeout)
-            got["runtime_cpu_s"] = round(window_load(cpu0, CpuSample.take(
-                {"runtime": hub.pid}))["runtime_cpu_s"], 3)
-            got["quiet"] = quiet
-            console.stop()
-            real.append(got)
-            log(f"paint (real attach in tmux) run {run + 1}: {got}")
-            time.sleep(0.5)
+            for without_host, into in ((False, real), (True, lazy)):
+                quiet = wait_quiet(0.3, 5)
+                label = f"paint-{run}{'-without-host' if without_host else ''}"
+                console = RealConsole(label, uri, token, (200, 50), tmp / label, without_host)
+                cpu0 = CpuSample.take({"runtime": hub.pid})
+                got = console.wait_painted(args.paint_timeout)
+                got["runtime_cpu_s"] = round(window_load(cpu0, CpuSample.take(
+                    {"runtime": hub.pid}))["runtime_cpu_s"], 3)
+                got["quiet"] = quiet
+                console.stop()
+                into.append(got)
+                log(f"paint ({label}, real attach in tmux): {got}")
+                time.sleep(0.5)
             quiet = wait_quiet(0.3, 5)
             t_spawn = time.monotonic()
             proc = instrumented(uri, token, "paint", "200x50", tmp / f"inside-{run}")
@@ -272,6 +276,7 @@ def scenario_paint(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> 
             log(f"paint (instrumented) run {run + 1}: {inside[-1]}")
             time.sleep(0.5)
         out["real"] = real
+        out["real_without_host_import"] = lazy
         out["inside"] = inside
         out["import_tree"] = import_tree()
     finally:
@@ -495,6 +500,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     if paint.get("real"):
         summary["first_paint_s"] = spread([r.get("painted_s") for r in paint["real"]])
         summary["first_drawn_s"] = spread([r.get("first_drawn_s") for r in paint["real"]])
+        summary["experiment_first_paint_without_host_import_s"] = spread(
+            [r.get("painted_s") for r in paint.get("real_without_host_import", ())])
         summary["inside_painted_s"] = spread([r.get("painted_s") for r in paint["inside"]])
         summary["inside_imported_s"] = spread([r.get("imported_s") for r in paint["inside"]])
         summary["inside_mirror_loaded_s"] = spread([r.get("mirror_loaded_s")
