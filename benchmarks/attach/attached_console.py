@@ -135,10 +135,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             while (command := await read_command(reader, args.max_seconds)) == "KEYS":
                 if getattr(app.screen, "pane", None) != "claims":
                     await app.key_probe.press(pilot, "2")
+                profiler = None
+                if args.profile is not None:
+                    import cProfile
+
+                    profiler = cProfile.Profile()
+                    profiler.enable()
                 cpu0, t_keys = proc_cpu_seconds("self"), now()
                 records = await key_phase(app, pilot, LOAD_KEYS, args.keys, args.key_interval,
                                           args.keys * (args.key_interval + 2))
                 wall = now() - t_keys
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(str(args.profile))
                 await app.key_probe.drain()
                 result = {"keys": key_summary(records), "raw": records,
                           "console_cores": round((proc_cpu_seconds("self") - cpu0) / wall, 3),
@@ -163,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key-interval", type=float, default=0.2)
     p.add_argument("--timeout", type=float, default=30.0, help="bound on the first full paint")
     p.add_argument("--max-seconds", type=float, default=300.0, help="bound on waiting for KEYS")
+    p.add_argument("--profile", type=Path, default=None, help="cProfile the key phase (keys)")
     p.add_argument("--work", type=Path, required=True, help="the console's own files (its log)")
     args = p.parse_args(argv)
     out = asyncio.run(run(args))

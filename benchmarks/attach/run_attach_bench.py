@@ -415,7 +415,7 @@ def scenario_load(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> N
         time.sleep(args.warmup)
         pids = {"runtime": hub.pid, "load": load.proc.pid}
         reps = []
-        for rep in range(args.runs):
+        for rep in range(args.runs if "cpu" in args.parts else 0):
             wait_quiet(0.3, 3)
             row: dict[str, Any] = {"none_before": cpu_window(pids, args.window, events)}
             for kind in ("real", "mirror"):
@@ -438,10 +438,11 @@ def scenario_load(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> N
             log(f"load rep {rep + 1}: {row['cost']}")
         out["cpu"] = reps
         keys = []
-        for run in range(args.runs):
+        for run in range(args.runs if "keys" in args.parts else 0):
             wait_quiet(0.3, 3)
             proc = instrumented(uri, token, "keys", "120x40", tmp / f"keys-{run}",
-                                ["--keys", str(args.keys)])
+                                ["--keys", str(args.keys)] + (
+                                    ["--profile", str(args.profile)] if args.profile else []))
             ready = read_tagged(proc, "READY")
             time.sleep(args.settle)
             before = CpuSample.take(pids | {"console": proc.pid})
@@ -538,6 +539,10 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", default="paint,load", help="scenarios: paint,load")
+    p.add_argument("--parts", default="cpu,keys", help="of load: the CPU windows, the keys")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="cProfile the attached console's key phase into this file (a "
+                        "diagnosis: it slows the console, so its keys are not the result)")
     p.add_argument("--runs", type=int, default=3, help="repetitions of each measurement")
     p.add_argument("--agents", type=int, default=100)
     p.add_argument("--claims", type=int, default=10_000, help="claims held for the paint")
