@@ -38,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -175,8 +176,31 @@ class RealConsole:
             time.sleep(step)
         return {"painted_s": None, "missing": missing, "screen_tail": self.screen()[-800:]}
 
-    def stop(self) -> None:
-        tmux("kill-session", "-t", self.name)  # SIGHUP: the console detaches and exits
+    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        """SIGTERM (the console detaches, as on `q`), wait for its exit, then close the
+        window. A console that does not exit in time is SIGKILLed by its PID and counted:
+        one left behind would keep its feed and bias the next window. (Closing the window
+        first, a SIGHUP, left every console hanging in exit here: see the README.)"""
+        t0 = time.monotonic()
+        killed = False
+        if self.pid and alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+            while alive(self.pid) and time.monotonic() - t0 < timeout:
+                time.sleep(0.05)
+            if alive(self.pid):
+                killed = True
+                os.kill(self.pid, signal.SIGKILL)
+        tmux("kill-session", "-t", self.name)
+        return {"exit_s": round(time.monotonic() - t0, 3), "killed": killed}
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, reaped by tmux soon, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def instrumented(uri: str, token: str, mode: str, size: str, work: Path,
@@ -263,7 +287,7 @@ def scenario_paint(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> 
                 got["runtime_cpu_s"] = round(window_load(cpu0, CpuSample.take(
                     {"runtime": hub.pid}))["runtime_cpu_s"], 3)
                 got["quiet"] = quiet
-                console.stop()
+                got["stop"] = console.stop()
                 into.append(got)
                 log(f"paint ({label}, real attach in tmux): {got}")
                 time.sleep(0.5)
@@ -391,12 +415,15 @@ def attach_many(kind: str, count: int, uri: str, token: str, tmp: Path,
     return handles, ready
 
 
-def detach_all(handles: list[Any]) -> None:
+def detach_all(handles: list[Any]) -> list[Any]:
+    """End every console; what each real one's stop said."""
+    stops = []
     for handle in handles:
         if isinstance(handle, RealConsole):
-            handle.stop()
+            stops.append(handle.stop())
         else:
             end(handle)
+    return stops
 
 
 def pid_of(handle: Any) -> int:
@@ -429,7 +456,7 @@ def scenario_load(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> N
                     window["attached"] = len(handles)
                     window["ready_s"] = ready
                     row[f"{kind}_{count}"] = window
-                detach_all(handles)
+                row[f"{kind}_stops"] = detach_all(handles)
                 handles = []
                 time.sleep(args.settle)
             row["none_after"] = cpu_window(pids, args.window, events)
@@ -518,8 +545,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 for how in ("raw", "per_event", "feed"):
                     summary[f"{name}_{kind}_cores_{how}"] = spread(
                         [r["cost"][f"{kind}_{count}_{how}"] for r in rows])
-        summary["other_cores"] = spread([w["other_cores"] for r in rows for k, w in r.items()
-                                         if k != "cost"])
+        windows = [w for r in rows for k, w in r.items() if isinstance(w, dict) and "wall_s" in w]
+        summary["other_cores"] = spread([w["other_cores"] for w in windows])
     if load.get("keys"):
         summary["key_p99_ms"] = spread([k.get("keys", {}).get("p99") for k in load["keys"]])
         summary["key_p50_ms"] = spread([k.get("keys", {}).get("p50") for k in load["keys"]])
