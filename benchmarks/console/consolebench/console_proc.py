@@ -138,12 +138,12 @@ class BenchApp(MarrowApp):
         super().__init__(runtime, **kwargs)
         self.inst = inst
         self.patches = patches or set()
-        self.keys = KeyProbe(self)
+        self.key_probe = KeyProbe(self)
         self.main_mounted_at: float | None = None
         self.fill_times: dict[str, list[float]] = {}
-        inst.dispatch.on_dispatch.append(self.keys.on_dispatch)
+        inst.dispatch.on_dispatch.append(self.key_probe.on_dispatch)
         inst.screen.listeners.append(inst.rows.on_display)
-        inst.screen.listeners.append(self.keys.on_display)
+        inst.screen.listeners.append(self.key_probe.on_display)
 
     def _display(self, screen: Any, renderable: Any) -> None:
         self.inst.screen.on_display(screen, renderable)
@@ -280,7 +280,7 @@ async def key_phase(app: BenchApp, pilot: Any, keys: tuple[str, ...], count: int
         if now() >= deadline:
             break
         t0 = now()
-        out.append(await app.keys.press(pilot, keys[i % len(keys)]))
+        out.append(await app.key_probe.press(pilot, keys[i % len(keys)]))
         rest = interval - (now() - t0)
         if rest > 0:
             await asyncio.sleep(rest)
@@ -354,12 +354,12 @@ async def scenario_load(args: argparse.Namespace, inst: Instruments,
             idle_keys = await key_phase(app, pilot, LOAD_KEYS, args.keys, args.key_interval,
                                         args.keys * (args.key_interval + 2))
             b = win.take()
-            await app.keys.drain()
+            await app.key_probe.drain()
             out["idle_keys"] = {"window": win.result(a, b), "keys": key_summary(idle_keys),
                                 "raw": idle_keys}
             # back to the claims pane for the latency window
             if getattr(app.screen, "pane", None) != "claims":
-                await app.keys.press(pilot, "2")
+                await app.key_probe.press(pilot, "2")
 
             # 2. the load: warm-up, then the steady window without keys
             driver.stdin.write(b"GO\n")
@@ -396,7 +396,7 @@ async def scenario_load(args: argparse.Namespace, inst: Instruments,
             load_keys = await key_phase(app, pilot, LOAD_KEYS, args.keys, args.key_interval,
                                         args.keys * (args.key_interval + 2))
             b = win.take()
-            await app.keys.drain()
+            await app.key_probe.drain()
             keys_win = win.result(a, b)
             keys_win["rows"] = inst.rows.window(a["t"], b["t"] - 0.5)
             out["load_keys"] = {"window": keys_win, "keys": key_summary(load_keys),
@@ -493,7 +493,8 @@ async def scenario_claims10k(args: argparse.Namespace, inst: Instruments,
             i = 0
             while not settled() and now() < deadline:
                 t0 = now()
-                fill_keys.append(await app.keys.press(pilot, FILL_KEYS[i % len(FILL_KEYS)]))
+                fill_keys.append(await app.key_probe.press(pilot,
+                                                           FILL_KEYS[i % len(FILL_KEYS)]))
                 i += 1
                 rest = args.key_interval - (now() - t0)
                 if rest > 0:
@@ -519,7 +520,7 @@ async def scenario_claims10k(args: argparse.Namespace, inst: Instruments,
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(str(args.profile))
-            await app.keys.drain()
+            await app.key_probe.drain()
             fill_win = win.result(a, b)
             fill = app.fill_times.get("claims", [])
             first_key = fill_keys[0] if fill_keys else None
@@ -545,13 +546,13 @@ async def scenario_claims10k(args: argparse.Namespace, inst: Instruments,
 
             # paging through the table
             if getattr(app.screen, "pane", None) != "claims":
-                await app.keys.press(pilot, "2")
+                await app.key_probe.press(pilot, "2")
             await asyncio.sleep(0.3)
             a = win.take()
             scroll = await key_phase(app, pilot, SCROLL_KEYS, len(SCROLL_KEYS),
                                      args.key_interval, len(SCROLL_KEYS) * 3)
             b = win.take()
-            await app.keys.drain()
+            await app.key_probe.drain()
             out["scroll"] = {"window": win.result(a, b), "keys": key_summary(scroll),
                              "raw": scroll,
                              "cursor_row_end": claims.cursor_row if claims is not None else None}

@@ -550,7 +550,7 @@ class RowLatency:
         pending = self.pending
 
         def handle(sender: str, frame: dict[str, Any], reply: Any,
-                   operator: bool = False) -> None:
+                   operator: bool = False, **more: Any) -> None:
             stamp = frame.get("bench_t")
             if stamp is not None:
                 kind = frame.get("type")
@@ -560,7 +560,7 @@ class RowLatency:
                     self.handled += 1
                     pending.setdefault((table, key), []).append(
                         [kind, float(stamp), now(), None, None, None, None])
-            orig(sender, frame, reply, operator)
+            orig(sender, frame, reply, operator, **more)  # `proven` and whatever comes next
 
         runtime.handle = handle
         runtime.subscribe(self._committed)

@@ -51,8 +51,10 @@ class Script:
     """What one agent sends next. Frames from one connection are handled in order, so a
     task_update right after a claim always finds the claim; nothing waits for replies."""
 
-    def __init__(self, index: int, n_agents: int, rng: random.Random) -> None:
+    def __init__(self, index: int, n_agents: int, rng: random.Random, hold: int = HELD) -> None:
         self.index = index
+        #: claims taken at setup (the attach benchmark holds 100 each: 10,000 in all)
+        self.hold = hold
         self.short = f"a{index:03d}"
         self.name = f"bench/{self.short}"
         self.neighbour = f"bench/a{(index + 1) % n_agents:03d}"
@@ -79,7 +81,7 @@ class Script:
         out = [dumps(self._frame("ledger_task", task_id=self.board_task,
                                  title=f"work stream of {self.name}", depends_on=["B-plan"],
                                  suggested_owner=self.name))]
-        for _ in range(HELD):
+        for _ in range(self.hold):
             out.append(dumps(self._claim()))
         return out
 
@@ -219,7 +221,7 @@ async def main_async(args: argparse.Namespace) -> int:
     url = urlparse(args.uri)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     rng = random.Random(args.seed)
-    scripts = [Script(i, args.agents, rng) for i in range(args.agents)]
+    scripts = [Script(i, args.agents, rng, args.hold) for i in range(args.agents)]
     agents: list[LeanAgent | None] = [None] * args.agents
     failures: list[str] = []
     sem = asyncio.Semaphore(args.parallel)
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uri", required=True)
     p.add_argument("--agents", type=int, default=100)
     p.add_argument("--rate", type=float, default=10.0, help="frames per second per agent")
+    p.add_argument("--hold", type=int, default=HELD, help="claims each agent takes at setup")
     p.add_argument("--parallel", type=int, default=20, help="connections opened at a time")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=300.0, help="hard bound on the process")
