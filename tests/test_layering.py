@@ -58,3 +58,18 @@ def test_the_mirror_loads_neither_the_runtime_nor_the_hub_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_attached_console_loads_no_runtime_of_its_own() -> None:
+    # `marrow-tui attach` runs the console on a mirror: the runtime, the log, the producers
+    # and the ACP SDK are imports it never uses (half a second of its first paint).
+    code = (
+        "import sys\n"
+        "import marrow_tui.cli.attach, marrow_tui.ui.app, marrow_tui.attach.mirror\n"
+        "held = ('marrow_tui.runtime', 'marrow_tui.host', 'marrow_tui.hub.server',\n"
+        "        'marrow_tui.scheduler.heartbeat', 'marrow_tui.orchestrator.dispatcher',\n"
+        "        'marrow_tui.agent_session', 'acp', 'aiosqlite')\n"
+        "print(','.join(sorted(m for m in held if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -14,7 +14,7 @@ import logging
 import signal
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -23,15 +23,17 @@ from ..attach.files import Files, LocalFiles, RemoteFiles
 from ..attach.mirror import MirroredRuntime
 from ..config.model import Config
 from ..core.text import SafeFormatter, printable
-from ..host import hosted
 from ..hub.address import read_address
-from ..hub.server import HubOptions
-from ..runtime import RuntimeOptions
 from .actions import apply_keys
 from .commands import MarrowCommands
-from .link import ConsoleRuntime, Link, OperatorSession
+from .link import Link
+from .source import ConsoleRuntime, OperatorSession
 from .screens.main import MainScreen
 from .state_files import Prefs, save_screenshot
+
+if TYPE_CHECKING:
+    from ..hub.server import HubOptions
+    from ..runtime import RuntimeOptions
 
 
 def styles_dir() -> Path:
@@ -194,6 +196,10 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
                       demo: bool = False, operator: str | None = None, bell: bool = True,
                       config: Config | None = None, workflow: Path | None = None) -> int:
     """Run the runtime, the hub and the console in one loop; stop them all on the way out."""
+    # Here, not at the top: an attached console has no runtime to host, and the scheduler,
+    # the orchestrator and the ACP SDK are half a second of imports it would never use.
+    from ..host import hosted
+
     log_to(runtime_options.state_dir / "marrow-tui.log")
     async with hosted(runtime_options, hub_options, demo=demo, config=config,
                       workflow=workflow) as unit:

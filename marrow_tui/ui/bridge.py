@@ -20,7 +20,7 @@ from ..core.events import Event, describe
 from ..core.kinds import CLAIM_KINDS, ISSUE_KINDS, SESSION_KINDS, STEERING_KINDS
 from ..core.orchestration import refused_id
 from ..core.text import one_line, plural
-from ..runtime import Runtime
+from .source import ConsoleRuntime
 
 #: at most this many `Changed` messages a second
 FLUSH_HZ = 15
@@ -103,7 +103,7 @@ class Changed(Message):
 
 
 class Bridge:
-    def __init__(self, runtime: Runtime, post: Callable[[Message], object],
+    def __init__(self, runtime: ConsoleRuntime, post: Callable[[Message], object],
                  clock: Callable[[], float] = time.time) -> None:
         self.runtime = runtime
         self.post = post

@@ -11,8 +11,7 @@ offers to wait for it or quit.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from textual.app import ComposeResult
@@ -21,8 +20,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Label, Static
 
 from ..attach.mirror import MirroredRuntime, Status
-from ..core.events import Event
-from ..core.state import State
 from ..core.text import ago, plural, printable
 from .literal import literal
 from .modals.dialog import Body, Dialog
@@ -32,37 +29,6 @@ from .status import ATTENTION, Part
 LINK_RANK = 8
 #: the link has been down this long before the console asks whether to wait or quit
 GONE_AFTER = 5.0
-
-
-class Options(Protocol):
-    state_dir: Path
-
-
-class OperatorSession(Protocol):
-    name: str
-
-    def send(self, **frame: Any) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ConsoleRuntime(Protocol):
-    """What the console reads and acts through (runtime.py's `Runtime`, or a mirror)."""
-
-    state: State
-    clock: Callable[[], float]
-
-    @property
-    def restored(self) -> str: ...
-
-    @property
-    def options(self) -> Options: ...
-
-    def subscribe(self, listener: Callable[[list[Event]], None]) -> Callable[[], None]: ...
-
-    def join(self, name: str, on_frame: Callable[[dict[str, Any]], None]) -> OperatorSession: ...
-
-    def history(self, limit: int) -> Awaitable[list[tuple[float, Event]]]: ...
 
 
 class LinkedScreen(Protocol):

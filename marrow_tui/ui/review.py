@@ -18,7 +18,7 @@ from textual.app import App
 from textual.notifications import SeverityLevel
 
 from ..core.text import plural, printable
-from .link import ConsoleRuntime, OperatorSession
+from .source import ConsoleRuntime, OperatorSession
 from .modals.confirm import ConfirmModal
 from .modals.detail import DetailModal
 from .modals.review import RequestChangesModal

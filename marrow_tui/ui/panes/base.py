@@ -17,7 +17,7 @@ from textual.notifications import SeverityLevel
 from textual.widget import Widget
 
 from ...core.state import State
-from ...runtime import LocalSession, Runtime
+from ..source import ConsoleRuntime, OperatorSession
 from ..actions import Hint
 from ..review import Reviews
 from .table import KeyedTable
@@ -26,8 +26,8 @@ from .table import KeyedTable
 class Console(Protocol):
     """The screen, as a pane sees it."""
 
-    runtime: Runtime
-    session: LocalSession
+    runtime: ConsoleRuntime
+    session: OperatorSession
     #: the pane shown (all are, on a wide terminal, but keys act on this one)
     pane: str
     #: the review actions (the diff view, accept, request changes, discard)

@@ -32,7 +32,8 @@ from ...core.state import State
 from ...core.text import plural, printable
 from ..actions import ACTIONS, BY_ID, BY_NAME, Action, help_rows, hint_text, shown_key
 from ..bridge import Activity, Bridge, Changed
-from ..link import ConsoleRuntime, Link, OperatorSession
+from ..link import Link
+from ..source import ConsoleRuntime, OperatorSession
 from ..literal import literal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import HelpModal
