@@ -28,7 +28,7 @@ from marrow_tui.cli.common import (
 )
 from marrow_tui.cli.output import PROG
 from marrow_tui.hub.address import running_address
-from marrow_tui.hub.defaults import default_uri
+from marrow_tui.hub.defaults import default_operator, default_uri
 
 
 def register(sub: SubParsers) -> None:
@@ -80,7 +80,7 @@ def attach(args: argparse.Namespace, uri: str, state_dir: Path, how: str = "") -
 
     from marrow_tui.attach.mirror import MirroredRuntime
     from marrow_tui.hub.client import HubConnectionError, HubRefused
-    from marrow_tui.ui.app import default_operator, run_attached
+    from marrow_tui.ui.app import run_attached
 
     secret = operator_token(args)
     if not secret:

@@ -7,6 +7,7 @@ the WebSocket client or server.
 
 from __future__ import annotations
 
+import getpass
 import os
 from typing import Final
 
@@ -20,3 +21,11 @@ def default_uri() -> str:
     return os.environ.get("MARROW_HUB_URI") or DEFAULT_URI
 #: the most bytes one `file_read` reply carries (docs/protocol.md §6.9)
 MAX_FILE_READ: Final = 256 * 1024
+
+
+def default_operator() -> str:
+    """The console's name on the hub: ``operator/<your user>``."""
+    try:
+        return f"operator/{getpass.getuser()}"
+    except Exception:
+        return "operator/console"

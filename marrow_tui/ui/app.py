@@ -9,7 +9,6 @@ terminal going away, SIGTERM).
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import signal
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from ..attach.mirror import MirroredRuntime
 from ..config.model import Config
 from ..core.text import SafeFormatter, printable
 from ..hub.address import read_address
+from ..hub.defaults import default_operator
 from .actions import apply_keys
 from .commands import MarrowCommands
 from .link import Link
@@ -43,13 +43,6 @@ def styles_dir() -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("marrow-tui's styles folder is missing")
-
-
-def default_operator() -> str:
-    try:
-        return f"operator/{getpass.getuser()}"
-    except Exception:
-        return "operator/console"
 
 
 class MarrowApp(App[None]):
