@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -34,6 +36,10 @@ from .state_files import Prefs, save_screenshot
 if TYPE_CHECKING:
     from ..hub.server import HubOptions
     from ..runtime import RuntimeOptions
+
+
+#: an attached console still running this long after SIGTERM or SIGHUP ends at once
+GIVE_UP_AFTER = 5.0
 
 
 def styles_dir() -> Path:
@@ -144,11 +150,24 @@ def log_to(path: Path) -> None:
     root.addHandler(file_handler)
 
 
-async def run_until_signalled(app: MarrowApp) -> None:
-    """Run the app; SIGTERM and SIGHUP (the terminal or tmux going away) end it cleanly."""
+async def run_until_signalled(app: App[Any], give_up_after: float | None = None) -> None:
+    """Run the app; SIGTERM and SIGHUP (the terminal or tmux going away) end it cleanly.
+
+    With `give_up_after`, a process that has not ended that many seconds after the signal
+    ends at once: Textual's exit writes to the terminal, and with the terminal gone that write
+    can block for ever. Only for a console with nothing of its own to save (an attached one:
+    the runtime elsewhere holds everything)."""
     loop = asyncio.get_running_loop()
+
+    def end() -> None:
+        if give_up_after is not None:
+            watchdog = threading.Timer(give_up_after, os._exit, (0,))
+            watchdog.daemon = True
+            watchdog.start()
+        app.exit()
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, app.exit)
+        loop.add_signal_handler(sig, end)
     try:
         await app.run_async()
     finally:
@@ -171,7 +190,7 @@ async def run_attached(mirror: MirroredRuntime, *, state_dir: Path, how: str = "
     if remote is not None:
         app.files = remote
     try:
-        await run_until_signalled(app)
+        await run_until_signalled(app, give_up_after=GIVE_UP_AFTER)
     finally:
         if remote is not None:
             await remote.aclose()

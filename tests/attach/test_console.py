@@ -4,6 +4,7 @@ state folder, consoles on `MirroredRuntime`s driven by keys, checked on the runt
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -331,3 +332,33 @@ async def test_the_runtimes_files_are_read_in_place_only_when_it_runs_on_this_ma
         assert not on_this_machine(mirror)
     finally:
         await mirror.stop()
+
+
+def test_a_console_whose_exit_hangs_after_a_hangup_still_ends(tmp_path: Path) -> None:
+    # Textual's exit writes to the terminal; with the terminal gone that write can block for
+    # ever (seen with tmux windows closed under attached consoles). Staged here by an app
+    # whose exit never finishes: the process must end anyway, a bounded time after SIGHUP.
+    script = tmp_path / "hangs.py"
+    script.write_text(
+        "import asyncio, os, signal, sys\n"
+        "from marrow_tui.ui.app import run_until_signalled\n"
+        "class Hangs:\n"
+        "    def exit(self):\n"
+        "        print('exiting', flush=True)\n"
+        "        signal.pause()  # the write that never returns\n"
+        "    async def run_async(self):\n"
+        "        print('running', flush=True)\n"
+        "        await asyncio.Event().wait()\n"
+        "asyncio.run(run_until_signalled(Hangs(), give_up_after=0.2))\n")
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             env=environment)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "running\n"
+        child.send_signal(signal.SIGHUP)
+        assert child.wait(timeout=30) == 0
+        assert child.stdout.read() == "exiting\n"
+    finally:
+        if child.poll() is None:
+            child.kill()
