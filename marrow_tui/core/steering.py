@@ -47,6 +47,16 @@ RUN_KINDS = ("permission", "conflict")
 REUSE_WINDOW = 300.0
 
 
+def blocked_line(facts: dict[str, Any]) -> str:
+    """A conflict in one line: "demo/bob's edit of src/a.py is blocked by demo/alice
+    (AUTH-3)" (the status line and notifications say it so)."""
+    edited = ", ".join(facts.get("paths", ())) or "the whole worktree"
+    held = ", ".join(f"{h.get('owner', '?')} ({h.get('task_id', '?')})"
+                     for h in facts.get("held", ()))
+    return (f"{facts.get('owner', '?')}'s {facts.get('kind') or 'edit'} of {edited} is blocked"
+            + (f" by {held}" if held else ""))
+
+
 def already_ended(request: Request) -> str:
     """Why a request can no longer be answered or cancelled: how it ended, and by whom (two
     operators answer one question: the second learns who was first, and with what)."""

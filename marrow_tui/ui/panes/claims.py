@@ -23,8 +23,8 @@ EXTEND_SECONDS = 3600
 class ClaimsTable(KeyedTable):
     # Fixed-width facts first; the scope, which can be long, last.
     COLUMNS = (("task", "Task"), ("owner", "Owner"), ("status", "Status"), ("left", "Left"),
-               ("epoch", "Epoch"), ("ckpt", "Ckpt"), ("scope", "Scope"))
-    TEXT = ("scope", "status")
+               ("epoch", "Epoch"), ("ckpt", "Ckpt"), ("grown", "Grown by"), ("scope", "Scope"))
+    TEXT = ("scope", "status", "grown")
 
     def all_keys(self) -> Iterable[str]:
         return sorted(self.state.claims.claims)
@@ -34,7 +34,7 @@ class ClaimsTable(KeyedTable):
         if claim is None:
             return None
         return (claim.task_id, self._owner(claim), claim.status, self._left(claim), claim.epoch,
-                "yes" if claim.checkpoint else "", _scope(claim))
+                "yes" if claim.checkpoint else "", grown_by(claim), _scope(claim))
 
     def _owner(self, claim: Claim) -> Text | str:
         if claim.owner in self.state.presence.online:
@@ -46,6 +46,24 @@ class ClaimsTable(KeyedTable):
         style = "bold red" if left < EXPIRING_SOON else ""
         return Text(ago(left), style=style)
 
+def grown_by(claim: Claim) -> str:
+    """The tool calls whose edits grew a run's lease, the latest first: "Edit a.py +1"."""
+    titles = list(dict.fromkeys(g.get("title") or g.get("tool_call_id") or "claim_paths"
+                                for g in reversed(claim.grown)))
+    if not titles:
+        return ""
+    return titles[0] + (f" +{len(titles) - 1}" if len(titles) > 1 else "")
+
+
+def grown_lines(claim: Claim, now: float) -> str:
+    """Each path a lease grew by: the tool call that added it (title and id), and when."""
+    lines = []
+    for grown in claim.grown:
+        call = grown.get("title") or "claim_paths"
+        ident = f" [{grown['tool_call_id']}]" if grown.get("tool_call_id") else ""
+        lines.append(f"{grown.get('path', '?')}  by {call}{ident}, "
+                     f"{ago(now - float(grown.get('at') or now))} ago")
+    return "\n        ".join(lines)
 
 
 def _scope(claim: Claim) -> str:
@@ -136,5 +154,7 @@ class ClaimsPane(TablePane):
             ("claimed", f"{ago(now - claim.claimed_at)} ago"),
             ("expires", f"in {ago(claim.lease_expires_at - now)}"),
             ("checkpoint", claim.checkpoint or "(none)"),
+            *((("run", claim.session),) if claim.session else ()),
+            *((("grown", grown_lines(claim, now)),) if claim.grown else ()),
         ))
         self.console.app.push_screen(DetailModal(f"Lease {key}", body))
