@@ -47,14 +47,20 @@ RUN_KINDS = ("permission", "conflict")
 REUSE_WINDOW = 300.0
 
 
-def blocked_line(facts: dict[str, Any]) -> str:
-    """A conflict in one line: "demo/bob's edit of src/a.py is blocked by demo/alice
-    (AUTH-3)" (the status line and notifications say it so)."""
+def blocked_parts(facts: dict[str, Any]) -> tuple[str, str, str]:
+    """A conflict's line in three parts: "demo/bob's edit of ", the paths, " is blocked by
+    demo/alice (AUTH-3)" (the paths are what a narrow line cuts)."""
     edited = ", ".join(facts.get("paths", ())) or "the whole worktree"
     held = ", ".join(f"{h.get('owner', '?')} ({h.get('task_id', '?')})"
                      for h in facts.get("held", ()))
-    return (f"{facts.get('owner', '?')}'s {facts.get('kind') or 'edit'} of {edited} is blocked"
-            + (f" by {held}" if held else ""))
+    return (f"{facts.get('owner', '?')}'s {facts.get('kind') or 'edit'} of ", edited,
+            " is blocked" + (f" by {held}" if held else ""))
+
+
+def blocked_line(facts: dict[str, Any]) -> str:
+    """A conflict in one line: "demo/bob's edit of src/a.py is blocked by demo/alice
+    (AUTH-3)" (the status line and notifications say it so)."""
+    return "".join(blocked_parts(facts))
 
 
 def already_ended(request: Request) -> str:

@@ -358,15 +358,20 @@ class TranscriptLog(ScrollView, can_focus=True):
                 found = self._starts[index] + (1 if self.model.blocks[index].gap else 0)
                 self.match_line = found
                 self._follow(False)
-                self._adjusting = True
-                self.scroll_to(y=max(0, found - self.size.height // 3), animate=False,
-                               immediate=True)
-                self._adjusting = False
-                self.refresh()
+                self._show_line(found)
+                # on opening, the scroll range is settled only after this refresh
+                self.call_after_refresh(self._show_line, found)
                 return True
             if self.reader.at_start or not self.load_earlier():
                 return False
         return False
+
+    def _show_line(self, number: int) -> None:
+        """Scroll so that line `number` is a third of the way down."""
+        self._adjusting = True
+        self.scroll_to(y=max(0, number - self.size.height // 3), animate=False, immediate=True)
+        self._adjusting = False
+        self.refresh()
 
     def _find(self, needle: str, forward: bool) -> int | None:
         total = self._total
