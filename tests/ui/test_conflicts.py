@@ -78,7 +78,7 @@ async def test_the_claims_pane_says_which_tool_call_grew_a_lease(console: Consol
     table = console.app.main.tables["claims"]  # type: ignore[union-attr]
     await console.until(lambda: "AUTH-3" in table.keys)
     row = table.cells("AUTH-3") or ()
-    assert "Edit src/a.py" in [str(cell) for cell in row]
+    assert str(row[-1]).endswith("/repo: src/a.py (Edit src/a.py)")  # the Scope column
     table.move_cursor(row=table.get_row_index("AUTH-3"))
     await pilot.press("enter")
     modal = await console.until(lambda: isinstance(console.app.screen, DetailModal)

@@ -23,8 +23,8 @@ EXTEND_SECONDS = 3600
 class ClaimsTable(KeyedTable):
     # Fixed-width facts first; the scope, which can be long, last.
     COLUMNS = (("task", "Task"), ("owner", "Owner"), ("status", "Status"), ("left", "Left"),
-               ("epoch", "Epoch"), ("ckpt", "Ckpt"), ("grown", "Grown by"), ("scope", "Scope"))
-    TEXT = ("scope", "status", "grown")
+               ("epoch", "Epoch"), ("ckpt", "Ckpt"), ("scope", "Scope"))
+    TEXT = ("scope", "status")
 
     def all_keys(self) -> Iterable[str]:
         return sorted(self.state.claims.claims)
@@ -34,7 +34,7 @@ class ClaimsTable(KeyedTable):
         if claim is None:
             return None
         return (claim.task_id, self._owner(claim), claim.status, self._left(claim), claim.epoch,
-                "yes" if claim.checkpoint else "", grown_by(claim), _scope(claim))
+                "yes" if claim.checkpoint else "", _scope(claim))
 
     def _owner(self, claim: Claim) -> Text | str:
         if claim.owner in self.state.presence.online:
@@ -45,15 +45,6 @@ class ClaimsTable(KeyedTable):
         left = claim.lease_expires_at - self.clock()
         style = "bold red" if left < EXPIRING_SOON else ""
         return Text(ago(left), style=style)
-
-def grown_by(claim: Claim) -> str:
-    """The tool calls whose edits grew a run's lease, the latest first: "Edit a.py +1"."""
-    titles = list(dict.fromkeys(g.get("title") or g.get("tool_call_id") or "claim_paths"
-                                for g in reversed(claim.grown)))
-    if not titles:
-        return ""
-    return titles[0] + (f" +{len(titles) - 1}" if len(titles) > 1 else "")
-
 
 def grown_lines(claim: Claim, now: float) -> str:
     """Each path a lease grew by: the tool call that added it (title and id), and when."""
@@ -66,8 +57,18 @@ def grown_lines(claim: Claim, now: float) -> str:
     return "\n        ".join(lines)
 
 
+def _nothing(claim: Claim) -> str:
+    """A lease with no paths: a run's holds nothing until its edits grow it."""
+    return "(no paths yet: grows by its edits)" if claim.session else "(whole worktree)"
+
+
 def _scope(claim: Claim) -> str:
-    paths = ", ".join(claim.paths) if claim.paths else "(whole worktree)"
+    """Its worktree and paths; a path an edit added says by which tool call (a column would
+    not fit beside the agents: the detail view lists each with its id and time)."""
+    by = {g.get("path"): g.get("title") or g.get("tool_call_id") or "claim_paths"
+          for g in claim.grown}
+    paths = ", ".join(f"{p} ({by[p]})" if p in by else p for p in claim.paths) \
+        if claim.paths else _nothing(claim)
     return f"{claim.worktree}: {paths}" if claim.worktree else paths
 
 
@@ -149,7 +150,7 @@ class ClaimsPane(TablePane):
         body = fields((
             ("owner", claim.owner), ("status", claim.status), ("epoch", claim.epoch),
             ("version", claim.version), ("worktree", claim.worktree or "(default)"),
-            ("paths", "\n        ".join(claim.paths) or "(whole worktree)"),
+            ("paths", "\n        ".join(claim.paths) or _nothing(claim)),
             ("note", claim.note), ("data_ref", claim.data_ref),
             ("claimed", f"{ago(now - claim.claimed_at)} ago"),
             ("expires", f"in {ago(claim.lease_expires_at - now)}"),
