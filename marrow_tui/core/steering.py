@@ -51,10 +51,16 @@ def blocked_parts(facts: dict[str, Any]) -> tuple[str, str, str]:
     """A conflict's line in three parts: "demo/bob's edit of ", the paths, " is blocked by
     demo/alice (AUTH-3)" (the paths are what a narrow line cuts)."""
     edited = ", ".join(facts.get("paths", ())) or "the whole worktree"
-    held = ", ".join(f"{h.get('owner', '?')} ({h.get('task_id', '?')})"
-                     for h in facts.get("held", ()))
+    held = ", ".join(_holder(h) for h in facts.get("held", ()))
     return (f"{facts.get('owner', '?')}'s {facts.get('kind') or 'edit'} of ", edited,
             " is blocked" + (f" by {held}" if held else ""))
+
+
+def _holder(held: dict[str, Any]) -> str:
+    """"demo/alice (AUTH-3)"; a run's own lease (its task is the run's id) names the agent
+    only: the id says nothing more and takes a narrow line's room."""
+    task = held.get("task_id", "?")
+    return held.get("owner", "?") + ("" if task == held.get("session") else f" ({task})")
 
 
 def blocked_line(facts: dict[str, Any]) -> str:

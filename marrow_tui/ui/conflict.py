@@ -65,11 +65,11 @@ def held_text(request: Request, claims: ClaimBook, now: float) -> Text:
     out = Text()
     for holder in holders(request):
         out.append(printable(", ".join(holder.paths) or "the whole worktree"), style="bold")
-        out.append(printable(f"  held by {holder.owner} on {holder.task_id} since "
-                             f"{ago(now - holder.since)} ago"))
+        out.append(printable(f"  held by {holder.owner} on {holder.task_id} for "
+                             f"{ago(now - holder.since)}"))
         title = holder_grown(holder, claims).get("title")
         if title:
-            out.append(printable(f" (its {title})"), style="dim")
+            out.append(printable(f" (claimed by its {title})"), style="dim")
         others = [p for p in holder.holds if p not in holder.paths]
         if others:
             out.append(printable(f"; its lease also holds {', '.join(others)}"), style="dim")
@@ -86,10 +86,10 @@ def choice_meanings(request: Request) -> list[tuple[str, str]]:
     leases = ", ".join(f"{h.task_id} (all it holds)" if len(h.holds) > len(h.paths)
                        else h.task_id for h in found)
     return [
-        (LET_IT, f"{asker} edits now; {owners} keeps its lease and is told by chat"),
-        (WAIT, f"{asker} waits until the lease ends, then goes on (answered by itself)"),
-        (HAND_OVER, f"the lease {leases} moves to {asker}, who edits; {owners} is told"),
-        (REJECT, f"the edit is refused; {asker} is told the paths are held"),
+        (LET_IT, f"{asker} edits now; {owners} keeps the lease, told by chat"),
+        (WAIT, f"{asker} waits for the lease to end, then edits"),
+        (HAND_OVER, f"{leases} moves to {asker}, who edits; {owners} is told"),
+        (REJECT, f"the edit is refused; {asker} is told"),
     ]
 
 

@@ -66,6 +66,11 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
             await editors.stop()
 
 
+def activity(app: ConsoleApp) -> str:
+    assert app.main is not None
+    return "\n".join(entry.text for entry in app.main.activity.lines_kept)
+
+
 def choice_buttons(modal: AnswerModal) -> list[str]:
     return [str(b.label) for b in modal.query(Button) if b.has_class("choice")]
 
@@ -99,10 +104,10 @@ async def test_a_conflict_rings_and_its_dialog_shows_its_four_choices_and_the_ho
     assert choice_buttons(modal) == ["Let it", "Wait", "Hand over", "Reject"]
     assert not modal.query(TextArea)  # no free text: only a choice answers it
     shown = " ".join(str(s.render()) for s in modal.query(".held"))
-    assert "src/a.py  held by demo/alice on AUTH-3 since" in shown
-    assert "(its Edit src/a.py)" in shown
+    assert "src/a.py  held by demo/alice on AUTH-3 for " in shown
+    assert "(claimed by its Edit src/a.py)" in shown
     meanings = str(modal.query_one(".meanings").render())
-    assert "Wait      demo/bob waits until the lease ends" in meanings
+    assert "Wait      demo/bob waits for the lease to end, then edits" in meanings
     assert request.asker == "demo/bob"
 
 
@@ -116,6 +121,15 @@ async def test_wait_from_the_dialog_keeps_the_edit_waiting_until_the_lease_ends(
     await console.until(lambda: book.get(request.id).waiting_by == "operator/test")
     assert book.get(request.id).open
     assert "src/a.py" not in console.editors.lease("demo/bob")
+    steering = console.app.main.tables["steering"]  # type: ignore[union-attr]
+    await console.until(lambda: "waits for the lease" in str(
+        (steering.cells(steering.keys[0]) or ("",) * 5)[4]))
+    waits = f"waits     {request.id} until the leases in its way end (chosen by operator/test)"
+    said = await console.until(lambda: waits in (text := activity(console.app)) and text)
+    assert "scope=" + str(console.editors.repo.resolve()) + ":(no paths yet: run demo-bob-run)" \
+        in said
+    assert (f"blocked   {request.id} demo/bob's edit of src/a.py: held by demo/alice (AUTH-3)"
+            in said)
     console.editors.release()  # alice's run ends and releases its lease: bob's edit goes on
     assert await console.editors.answer_of("demo/bob") == "answer=allow-once"
     ended = book.get(request.id)

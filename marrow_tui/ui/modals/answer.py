@@ -139,6 +139,9 @@ class AnswerModal(Dialog[str | None]):
         # the others and to the text box); without, the text box.
         if self.choices:
             self.query_one("#choice-0", Button).focus()
+            # the question and who holds what come first: the body opens at its top
+            body = self.query_one(Body)
+            self.call_after_refresh(body.scroll_home, animate=False)
         else:
             self.query_one(TextArea).focus()
 

@@ -69,7 +69,9 @@ class SteeringTable(KeyedTable):
                 return None
         now = self.clock()
         waited = ago((request.ended or now) - request.created)
-        if request.open:
+        if request.open and request.waiting_by:  # a conflict: it ends with the lease
+            state = Text("waits for the lease", style="bold magenta")
+        elif request.open:
             state = Text("waiting", style="bold magenta")
             if request.timeout_at is not None:
                 state.append(f" {ago(request.timeout_at - now)} left", style="magenta")

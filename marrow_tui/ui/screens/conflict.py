@@ -146,8 +146,8 @@ class ConflictScreen(Screen[None]):
         if holder is None:
             return Text("(no lease in the way any more)", style="dim")
         text = Text.assemble((printable(holder.owner), "bold"),
-                             printable(f" · {holder.task_id} since "
-                                       f"{ago(self.clock() - holder.since)} ago"))
+                             printable(f" · {holder.task_id} for "
+                                       f"{ago(self.clock() - holder.since)}"))
         call = holder_grown(holder, self.state.claims)
         if call.get("title"):
             text.append(printable(f" · grew by {call['title']}"))
