@@ -83,7 +83,8 @@ class ConflictScreen(Screen[None]):
                                           "holder-transcript", self._lease_text())
         yield Footer(compact=True)
 
-    def _transcript_or(self, session_id: str, widget_id: str, instead: Text) -> TranscriptLog | VerticalScroll:
+    def _transcript_or(self, session_id: str, widget_id: str,
+                       instead: Text) -> TranscriptLog | VerticalScroll:
         """The run's transcript, live; else `instead` (a run with none, or no run)."""
         session = self.state.sessions.by_id.get(session_id) if session_id else None
         if session is None or not session.transcript:
