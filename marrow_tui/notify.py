@@ -23,6 +23,7 @@ from typing import Any
 from .config.model import NOTIFY_EVENTS, NotifyConfig
 from .core.events import Event
 from .core.state import State
+from .core.steering import blocked_line
 from .core.text import one_line
 from .proc import Capture, describe_exit, run_bounded
 from .runtime import Runtime
@@ -67,14 +68,18 @@ def notice_of(event: Event, state: State) -> Notice | None:
     d = event.data
     if event.kind == "steer_ask":
         question = " ".join(d["question"].split())
-        permission = d.get("kind") == "permission"
+        conflict = d.get("kind") == "conflict"
+        # A conflict is answered as a permission is: by one of its choices, for a run.
+        permission = d.get("kind") == "permission" or conflict
         verb = "asks permission" if permission else "asks"
-        return Notice(f"request:{d['id']}", "request_waiting", d["asker"],
-                      one_line(f"{d['asker']} {verb}: {question}", 200),
+        title = (blocked_line(d["conflict"]) if conflict and d.get("conflict")
+                 else f"{d['asker']} {verb}: {question}")
+        return Notice(f"request:{d['id']}", "request_waiting", d["asker"], one_line(title, 200),
                       {"id": d["id"], "asker": d["asker"], "question": d["question"],
                        "choices": d.get("choices", []), "default": d.get("default"),
                        "timeout_at": d.get("timeout_at"), "about": d.get("task_id", ""),
-                       "session": d.get("session", ""), "permission": permission})
+                       "session": d.get("session", ""), "permission": permission,
+                       "conflict": conflict})
     if event.kind == "session_end" and d.get("state") in RUN_FAILED:
         reason = d.get("reason") or d["state"]
         return Notice(f"run:{d['id']}", "run_failed", d["agent"],

@@ -44,7 +44,9 @@ def describe(event: Event) -> str | None:
     d = event.data
     kind = event.kind
     if kind == "claim":
-        scope = ",".join(d["paths"]) or "(whole worktree)"
+        # a run's lease with no paths holds nothing until its edits grow it
+        empty = f"(no paths yet: run {d['session']})" if d.get("session") else "(whole worktree)"
+        scope = ",".join(d["paths"]) or empty
         where = f"{d['worktree']}:" if d["worktree"] else ""
         return f"claim     {d['task_id']} by {d['owner']} epoch={d['epoch']} scope={where}{scope}"
     if kind == "release":

@@ -47,6 +47,28 @@ RUN_KINDS = ("permission", "conflict")
 REUSE_WINDOW = 300.0
 
 
+def blocked_parts(facts: dict[str, Any]) -> tuple[str, str, str]:
+    """A conflict's line in three parts: "demo/bob's edit of ", the paths, " is blocked by
+    demo/alice (AUTH-3)" (the paths are what a narrow line cuts)."""
+    edited = ", ".join(facts.get("paths", ())) or "the whole worktree"
+    held = ", ".join(_holder(h) for h in facts.get("held", ()))
+    return (f"{facts.get('owner', '?')}'s {facts.get('kind') or 'edit'} of ", edited,
+            " is blocked" + (f" by {held}" if held else ""))
+
+
+def _holder(held: dict[str, Any]) -> str:
+    """"demo/alice (AUTH-3)"; a run's own lease (its task is the run's id) names the agent
+    only: the id says nothing more and takes a narrow line's room."""
+    task = held.get("task_id", "?")
+    return held.get("owner", "?") + ("" if task == held.get("session") else f" ({task})")
+
+
+def blocked_line(facts: dict[str, Any]) -> str:
+    """A conflict in one line: "demo/bob's edit of src/a.py is blocked by demo/alice
+    (AUTH-3)" (the status line and notifications say it so)."""
+    return "".join(blocked_parts(facts))
+
+
 def already_ended(request: Request) -> str:
     """Why a request can no longer be answered or cancelled: how it ended, and by whom (two
     operators answer one question: the second learns who was first, and with what)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 
 from ..core.state import State
-from ..core.steering import Request
+from ..core.steering import Request, blocked_parts
 from ..core.text import ago, plural, printable
 from .bridge import workflow_error
 
@@ -113,11 +113,16 @@ def request_part(waiting: list[Request], now: float, answer_key: str) -> Part | 
         return None
     oldest = waiting[0]
     count = f", {len(waiting)} waiting" if len(waiting) > 1 else ""
+    tail = f" ({ago(now - oldest.created)}{count}) · {answer_key} to answer "
+    if oldest.kind == "conflict" and oldest.conflict:
+        # Who blocks whom stays whole; the paths are cut first. Its age is in Steering.
+        who, paths, by = (printable(part) for part in blocked_parts(oldest.conflict))
+        more = f" ({len(waiting)} waiting)" if len(waiting) > 1 else ""
+        return Part(ATTENTION + 1, f" ⚑ {who}", paths, f"{by}{more} · {answer_key} to answer ",
+                    "bold reverse magenta")
     verb = "asks permission" if oldest.kind == "permission" else "asks"
     return Part(ATTENTION + 1, f" ⚑ {printable(oldest.asker)} {verb}: ",
-                printable(" ".join(oldest.question.split())),
-                f" ({ago(now - oldest.created)}{count}) · {answer_key} to answer ",
-                "bold reverse magenta")
+                printable(" ".join(oldest.question.split())), tail, "bold reverse magenta")
 
 
 def failure_part(state: State) -> Part | None:

@@ -151,3 +151,18 @@ async def test_a_hung_command_is_killed_at_its_timeout_and_the_hub_goes_on(
     assert len(failed) == 1 and failed[0].endswith("(exit 3): no ntfy token")
     assert "\n" not in failed[0]
     assert notifier_.runs == 2
+
+
+async def test_a_conflict_is_told_as_a_permission_request_saying_who_blocks_whom(
+        hub: Hub, notifier: tuple[Notifier, Path, dict], tmp_path: Path) -> None:
+    from tests.support.conflicts import seed_conflict
+
+    _, out, _ = notifier
+    seed_conflict(hub.runtime, tmp_path / "logs")
+    assert await until(lambda: told(out), timeout=20)
+    [line] = told(out)
+    assert line["name"] == "request_waiting"
+    assert line["title"] == ("demo/bob's edit of src/auth/login.py is blocked by demo/alice "
+                             "(AUTH-3)")
+    asked = json.loads(line["event"])
+    assert (asked["permission"], asked["conflict"], asked["asker"]) == (True, True, "demo/bob")

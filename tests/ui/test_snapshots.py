@@ -310,3 +310,46 @@ def test_diff_view_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
 def test_diff_view_120x40(snap_compare) -> None:  # type: ignore[no-untyped-def]
     assert snap_compare(_diff_view_app(), terminal_size=(120, 40),
                         run_before=_on_diff("left_square_bracket", "left_square_bracket"))
+
+
+def _conflict_app() -> ConsoleApp:
+    """demo/bob's run blocked by demo/alice's lease on src/auth/login.py (AUTH-3), as the
+    runtime asks (tests/support/conflicts.py), both runs with transcripts."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.conflicts import seed_conflict
+
+    logs = Path(tempfile.mkdtemp(prefix="marrow-conflict-")) / "logs"
+    return ConsoleApp(seeded=False, seed_with=lambda runtime: seed_conflict(runtime, logs))
+
+
+def _on_conflict(*keys: str):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        from marrow_tui.ui.screens.conflict import ConflictScreen
+        from marrow_tui.ui.transcript.widget import TranscriptLog
+
+        from tests.support.console_app import until
+
+        await filled(pilot, pilot.app)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        if isinstance(pilot.app.screen, ConflictScreen):  # both at their tool calls
+            logs = pilot.app.screen.query(TranscriptLog)
+            await until(pilot, lambda: all(log.match_line is not None for log in logs))
+        await pilot.pause()
+
+    return run_before
+
+
+def test_conflict_dialog_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """A conflict: who holds which paths since when on which task, what each choice does,
+    the edit; its four choices as buttons, no text box."""
+    assert snap_compare(_conflict_app(), terminal_size=TMUX, run_before=_on_conflict("a"))
+
+
+def test_conflict_side_by_side_120x40(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Both agents' transcripts, each at the tool call in question."""
+    assert snap_compare(_conflict_app(), terminal_size=(120, 40),
+                        run_before=_on_conflict("a", "t"))

@@ -46,10 +46,29 @@ class ClaimsTable(KeyedTable):
         style = "bold red" if left < EXPIRING_SOON else ""
         return Text(ago(left), style=style)
 
+def grown_lines(claim: Claim, now: float) -> str:
+    """Each path a lease grew by: the tool call that added it (title and id), and when."""
+    lines = []
+    for grown in claim.grown:
+        call = grown.get("title") or "claim_paths"
+        ident = f" [{grown['tool_call_id']}]" if grown.get("tool_call_id") else ""
+        lines.append(f"{grown.get('path', '?')}  by {call}{ident}, "
+                     f"{ago(now - float(grown.get('at') or now))} ago")
+    return "\n        ".join(lines)
+
+
+def _nothing(claim: Claim) -> str:
+    """A lease with no paths: a run's holds nothing until its edits grow it."""
+    return "(no paths yet: grows by its edits)" if claim.session else "(whole worktree)"
 
 
 def _scope(claim: Claim) -> str:
-    paths = ", ".join(claim.paths) if claim.paths else "(whole worktree)"
+    """Its worktree and paths; a path an edit added says by which tool call (a column would
+    not fit beside the agents: the detail view lists each with its id and time)."""
+    by = {g.get("path"): g.get("title") or g.get("tool_call_id") or "claim_paths"
+          for g in claim.grown}
+    paths = ", ".join(f"{p} ({by[p]})" if p in by else p for p in claim.paths) \
+        if claim.paths else _nothing(claim)
     return f"{claim.worktree}: {paths}" if claim.worktree else paths
 
 
@@ -131,10 +150,12 @@ class ClaimsPane(TablePane):
         body = fields((
             ("owner", claim.owner), ("status", claim.status), ("epoch", claim.epoch),
             ("version", claim.version), ("worktree", claim.worktree or "(default)"),
-            ("paths", "\n        ".join(claim.paths) or "(whole worktree)"),
+            ("paths", "\n        ".join(claim.paths) or _nothing(claim)),
             ("note", claim.note), ("data_ref", claim.data_ref),
             ("claimed", f"{ago(now - claim.claimed_at)} ago"),
             ("expires", f"in {ago(claim.lease_expires_at - now)}"),
             ("checkpoint", claim.checkpoint or "(none)"),
+            *((("run", claim.session),) if claim.session else ()),
+            *((("grown", grown_lines(claim, now)),) if claim.grown else ()),
         ))
         self.console.app.push_screen(DetailModal(f"Lease {key}", body))

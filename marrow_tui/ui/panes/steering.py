@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rich.text import Text
@@ -10,10 +10,12 @@ from rich.text import Text
 from ...core.steering import Request
 from ...core.text import ago
 from ..actions import Hint
-from ..modals.answer import AnswerModal
+from ..conflict import edit_detail, held_text, meanings_text
+from ..modals.answer import AnswerModal, ConflictShown
 from ..modals.cancel_question import CancelChoice, CancelQuestionModal
 from ..modals.confirm import ConfirmModal
 from ..modals.detail import DetailModal
+from ..screens.conflict import ConflictScreen
 from .base import Console, TablePane, fields
 from .sessions import session_key
 from .table import KeyedTable
@@ -67,7 +69,9 @@ class SteeringTable(KeyedTable):
                 return None
         now = self.clock()
         waited = ago((request.ended or now) - request.created)
-        if request.open:
+        if request.open and request.waiting_by:  # a conflict: it ends with the lease
+            state = Text("waits for the lease", style="bold magenta")
+        elif request.open:
             state = Text("waiting", style="bold magenta")
             if request.timeout_at is not None:
                 state.append(f" {ago(request.timeout_at - now)} left", style="magenta")
@@ -100,15 +104,18 @@ class SteeringPane(TablePane):
         request = self._request()
         if action == "cancel_request":
             return request is not None and request.open
+        if action == "show_both":
+            return request is not None and request.kind == "conflict"
         return request is not None  # go_to_asker
 
     def hint(self) -> Hint:
         request = self._request()
         if request is None:
             return ()
+        both = ("steering.sides",) if request.kind == "conflict" else ()
         if request.open:
-            return ("steering.answer", "steering.cancel", "steering.goto")
-        return ("steering.goto",)
+            return ("steering.answer", "steering.cancel", "steering.goto", *both)
+        return ("steering.goto", *both)
 
     def answer(self) -> None:
         """Answer the selected request, or (from any other pane) the longest-waiting one."""
@@ -132,7 +139,39 @@ class SteeringPane(TablePane):
             request.asker, request.question, context=request.context, about=request.task_id,
             waited=ago(self.console.runtime.clock() - request.created),
             choices=request.choices, default=request.default,
-            permission=request.kind == "permission"), answered)
+            permission=request.kind == "permission",
+            conflict=self._conflict_shown(request)), answered)
+
+    def _conflict_shown(self, request: Request) -> ConflictShown | None:
+        """What the answer dialog shows of a conflict: who holds what, what each choice
+        does, the edit; `t` there opens both transcripts over it."""
+        if request.kind != "conflict" or not request.conflict:
+            return None
+        now = self.console.runtime.clock()
+
+        def side_by_side() -> None:
+            self.console.app.push_screen(self._both(request, answer=None))
+
+        return ConflictShown(held_text(request, self.state.claims, now), meanings_text(request),
+                             edit_detail(request), side_by_side)
+
+    def _both(self, request: Request,
+              answer: Callable[[], None] | None) -> ConflictScreen:
+        return ConflictScreen(request, self.state, self.console.runtime.clock, answer=answer)
+
+    def show_both(self) -> None:
+        """The selected conflict's two agents' transcripts side by side; `a` there answers."""
+        request = self._request()
+        if request is None or request.kind != "conflict":
+            return
+        rid = request.id
+
+        def answer() -> None:  # the request as it is once the screen closes
+            now = self.state.steering.get(rid)
+            if now is not None and now.open:
+                self.answer_request(now)
+
+        self.console.app.push_screen(self._both(request, answer=answer))
 
     def cancel_request(self) -> None:
         request = self._request()

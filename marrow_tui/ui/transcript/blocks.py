@@ -96,6 +96,11 @@ class Blocks:
         for record in records:
             self.add(record)
 
+    def call_index(self, ident: str) -> int | None:
+        """Where a tool call's block is (None when no update read so far names it)."""
+        block = self._calls.get(ident)
+        return self._index.get(id(block)) if block is not None else None
+
     def take_dirty(self) -> set[int]:
         dirty, self.dirty = self.dirty, set()
         return dirty

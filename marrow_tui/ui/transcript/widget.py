@@ -98,6 +98,8 @@ class TranscriptLog(ScrollView, can_focus=True):
         self.match_line: int | None = None
         self._adjusting = False
         self._loading = False
+        #: a tool call to go to once the widget has its width (`go_to_call` before layout)
+        self._wanted_call = ""
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -177,6 +179,8 @@ class TranscriptLog(ScrollView, can_focus=True):
             self._width = width
             self._render_all()
             self._fill_screens()
+            if self._wanted_call:
+                self.go_to_call(self._wanted_call)
 
     def _render_all(self) -> None:
         self._pieces = [self._lay_out(block) for block in self.model.blocks]
@@ -340,6 +344,34 @@ class TranscriptLog(ScrollView, can_focus=True):
             if self.reader.at_start or not self.load_earlier():
                 return False
         return False
+
+    def go_to_call(self, ident: str) -> bool:
+        """Show a tool call's first line near the top, marked as a search match is; reads
+        further back (a few chunks at most) to find it. False when it is not there (yet)."""
+        if not self._width:  # not laid out yet: done on the first resize
+            self._wanted_call = ident
+            return False
+        self._wanted_call = ""
+        for _ in range(SEARCH_STEPS + 1):
+            index = self.model.call_index(ident)
+            if index is not None:
+                found = self._starts[index] + (1 if self.model.blocks[index].gap else 0)
+                self.match_line = found
+                self._follow(False)
+                self._show_line(found)
+                # on opening, the scroll range is settled only after this refresh
+                self.call_after_refresh(self._show_line, found)
+                return True
+            if self.reader.at_start or not self.load_earlier():
+                return False
+        return False
+
+    def _show_line(self, number: int) -> None:
+        """Scroll so that line `number` is a third of the way down."""
+        self._adjusting = True
+        self.scroll_to(y=max(0, number - self.size.height // 3), animate=False, immediate=True)
+        self._adjusting = False
+        self.refresh()
 
     def _find(self, needle: str, forward: bool) -> int | None:
         total = self._total
