@@ -16,6 +16,8 @@ MODULES = [
     "marrow_tui.demo",
     "marrow_tui.host",
     "marrow_tui.cli.main",
+    # the browser console's server: textual-serve (aiohttp) starts consoles, it is none itself
+    "marrow_tui.web.server",
 ]
 
 

@@ -31,7 +31,6 @@ import gc
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -42,12 +41,14 @@ from typing import Any, ClassVar
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from rich.console import Console
 from textual._compositor import CompositorUpdate
 from textual.app import App
 from textual.screen import Screen
 
+from hubbench.procinfo import machine_description  # noqa: E402 (the path is set above)
 from marrow_tui.core.diff import parse, stat
 from marrow_tui.ui.app import styles_dir
 from marrow_tui.ui.screens.diff import Against, DiffLines, DiffScreen, Ref
@@ -264,15 +265,6 @@ async def run_bench(reply: dict[str, Any], runs: int, keys: int) -> dict[str, An
             "files_reached": files_seen}
 
 
-def machine() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=REPO, check=False).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True,
-                                text=True, cwd=REPO, check=False).stdout.strip())
-    return {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "kernel": platform.release(), "commit": commit, "dirty": dirty}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=200)
@@ -298,7 +290,7 @@ def main() -> int:
     load_after = os.getloadavg()
     lines = text.count("\n")
     result = {
-        "benchmark": "diff-view", "argv": sys.argv, "machine": machine(), "terminal": SIZE,
+        "benchmark": "diff-view", "argv": sys.argv, "machine": machine_description(REPO), "terminal": SIZE,
         # the machine is shared: other work running meanwhile shows here (1-minute average)
         "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
         "diff_lines": lines, "diff_bytes": len(text.encode()), "files": total.files,

@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +27,11 @@ from typing import Any, ClassVar
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from textual.app import App
 
+from hubbench.procinfo import machine_description  # noqa: E402 (the path is set above)
 from marrow_tui.attach.files import LocalFiles
 from marrow_tui.core.sessions import Session, SessionBook
 from marrow_tui.core.steering import SteeringBook
@@ -98,15 +97,6 @@ async def view_runs(path: Path, runs: int, expected: str) -> dict[str, Any]:
     return {"open_ms": opens, "records_read_on_open": records, "read_to_top_ms": to_top}
 
 
-def machine() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=REPO, check=False).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], capture_output=True,
-                                text=True, cwd=REPO, check=False).stdout.strip())
-    return {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "kernel": platform.release(), "commit": commit, "dirty": dirty}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=100_000)
@@ -124,7 +114,7 @@ def main() -> int:
         view = asyncio.run(view_runs(path, args.runs, last_line(updates)))
         size = path.stat().st_size
     result = {
-        "benchmark": "transcript-open", "argv": sys.argv, "machine": machine(),
+        "benchmark": "transcript-open", "argv": sys.argv, "machine": machine_description(REPO),
         "updates": updates, "bytes": size, "write_seconds": round(wrote, 2),
         "terminal": SIZE, "target_ms": TARGET_MS,
         "reader_and_blocks_ms": [round(x, 2) for x in alone],

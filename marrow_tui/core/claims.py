@@ -128,6 +128,14 @@ class Overlap:
         return {"task_id": self.task_id, "owner": self.owner, "paths": list(self.paths),
                 "holds": list(self.holds), "since": self.since, "session": self.session}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Overlap:
+        """As `to_dict` wrote it (a conflict request keeps its leases so); what is missing
+        reads as unknown, never an error."""
+        return cls(str(data.get("task_id", "?")), str(data.get("owner", "?")),
+                   tuple(data.get("paths", ())), tuple(data.get("holds", ())),
+                   float(data.get("since", 0.0)), str(data.get("session", "")))
+
 
 def clamp_ttl(raw: object) -> float:
     """The lease length for a requested TTL: default when missing or unusable, else clamped."""

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from ..core.text import plural
 from .tracker import Issue
+from .worktrees import git_dir_of
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -573,27 +574,13 @@ def hook_env(
 # Progress: the workspace's git HEAD
 
 
-def _git_dir(workspace: Path) -> Path | None:
-    dot_git = workspace / ".git"
-    if dot_git.is_dir():
-        return dot_git
-    try:
-        text = dot_git.read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
-        return None
-    if text.startswith("gitdir:"):
-        target = Path(text[len("gitdir:"):].strip())
-        return target if target.is_absolute() else (workspace / target)
-    return None
-
-
 def git_head(workspace: Path | str) -> str | None:
     """The commit the workspace's HEAD points to, read from `.git` files; None if unknown.
 
     Follows a symbolic HEAD through loose refs and packed-refs, and a linked worktree's
     `.git` file. Anything unexpected gives None (progress is then judged on the issue file).
     """
-    git = _git_dir(Path(workspace))
+    git = git_dir_of(Path(workspace))
     if git is None:
         return None
     try:

@@ -8,37 +8,18 @@ read as one for the answer dialog and the side-by-side transcripts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 
-from ..core.claims import ClaimBook
+from ..core.claims import ClaimBook, Overlap
 from ..core.steering import HAND_OVER, LET_IT, REJECT, WAIT, Request
 from ..core.text import ago, printable
 
 
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """One lease in the way of the blocked edit."""
-
-    owner: str
-    task_id: str
-    #: the lease's paths that overlap the edit (all it holds when it holds the whole worktree)
-    paths: tuple[str, ...]
-    #: everything the lease holds (() for the whole worktree)
-    holds: tuple[str, ...]
-    since: float
-    #: the ACP run that holds it ("" for an agent's own claim)
-    session: str
-
-
-def holders(request: Request) -> list[Holder]:
+def holders(request: Request) -> list[Overlap]:
     """The leases in the way, as the runtime listed them when it asked."""
-    return [Holder(str(h.get("owner", "?")), str(h.get("task_id", "?")),
-                   tuple(h.get("paths", ())), tuple(h.get("holds", ())),
-                   float(h.get("since", 0.0)), str(h.get("session", "")))
-            for h in (request.conflict or {}).get("held", ())]
+    return [Overlap.from_dict(h) for h in (request.conflict or {}).get("held", ())]
 
 
 def edited(request: Request) -> str:
@@ -47,7 +28,7 @@ def edited(request: Request) -> str:
     return ", ".join(facts.get("paths", ())) or "the whole worktree"
 
 
-def holder_grown(holder: Holder, claims: ClaimBook) -> dict[str, Any]:
+def holder_grown(holder: Overlap, claims: ClaimBook) -> dict[str, Any]:
     """How the holder's lease came to hold the paths in question: the grow of its tool call
     ({path, tool_call_id, title, at}), or {} when no tool call did (declared paths, a claim
     of its own, or the lease is gone)."""

@@ -24,21 +24,12 @@ from marrow_tui.ui.screens.log import LogScreen
 from marrow_tui.ui.transcript.widget import TranscriptLog
 from tests.support.console_app import ConsoleApp, filled
 from tests.support.console_app import until as pilot_until
-from tests.support.hub import Hub, start_hub
+from tests.attach.conftest import TOKEN
+from tests.support.hub import Hub
 from tests.support.transcripts import acp_run_events, append, seed_acp_run, text, write_transcript
 from tests.support.waiting import until
 
-TOKEN = "operator-secret-for-the-files"
 RUN = "builder-20270115-075800-000"
-
-
-@pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    hub = await start_hub(tmp_path / "state", operator_token=TOKEN)
-    try:
-        yield hub
-    finally:
-        await hub.stop()
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ...attach.files import Files, RuntimeFile
-from ...core.claims import Claim
+from ...core.claims import Claim, Overlap
 from ...core.state import State
 from ...core.steering import Request, blocked_line
 from ...core.text import ago, printable
-from ..conflict import Holder, holder_grown, holders
+from ..conflict import holder_grown, holders
 from ..transcript.widget import FOLLOW_EVERY, TranscriptLog
 
 #: progress notes a holder with no transcript shows
@@ -52,7 +52,7 @@ class ConflictScreen(Screen[None]):
         self.answer = answer
         self.poll_every = poll_every
         found = holders(request)
-        self.holder: Holder | None = found[0] if found else None
+        self.holder: Overlap | None = found[0] if found else None
         self.others = len(found) - 1
         #: the transcripts open here (closed with the screen)
         self.opened: list[RuntimeFile] = []
