@@ -14,8 +14,9 @@ from typing import Any
 
 from .. import userfile
 from ..core.acp import PRESETS, PROTOCOLS
+from ..core.branches import GIT_KEYS, branch_name_problem
 from .diagnostics import KeyPath
-from .model import PLUGIN_KINDS, PROMPT_MODES, SERVICE_MODES, AgentConfig
+from .model import PLUGIN_KINDS, PROMPT_MODES, SERVICE_MODES, AgentConfig, GitSettings
 from .schema import Spec, TableReader, command_exists
 
 try:
@@ -90,8 +91,12 @@ AGENT_KEYS = {
     "preset": Spec("str"),
     "permissions": Spec("policy"),
     "lease_paths": Spec("strs"),
+    "workspace_git": Spec("table"),
 }
 
+
+#: `workspace_git` (ours): the agent's checkout is a git worktree
+_GIT_SPECS = {key: Spec("str") for key in GIT_KEYS}
 
 #: the marrow-core sections besides [[agents]] and [[plugins]], read in this order
 SECTIONS = (("profile", _PROFILE_KEYS), ("service", _SERVICE_KEYS), ("ipc", _IPC_KEYS),
@@ -205,6 +210,7 @@ class AgentChecks(TableReader):
         if values.get("role_file", "").strip():
             role_file = self.resolve(values["role_file"].strip())
             self._prompt_file(at + ("role_file",), role_file, "role file")
+        git = self._git(at, values.get("workspace_git"), name)
         if self.error_count() > errors_before or workspace is None:
             return name, None
         dirs = [self.resolve(d) for d in values.get("context_dirs", [])]
@@ -228,6 +234,7 @@ class AgentChecks(TableReader):
             home=str(home_path) if home_path else "",
             prompt=prompt,
             role_file=role_file,
+            git=git,
             **optional,
         )
 
@@ -287,6 +294,35 @@ class AgentChecks(TableReader):
             self.report(at + (key,), f"must be an account name, not a path: {user!r}")
             return ""
         return user
+
+    def _git(self, at: KeyPath, table: Mapping[str, Any] | None,
+             name: str) -> GitSettings | None:
+        """`workspace_git = {repo, base, branch_prefix, merge}`: the agent's checkout is a
+        worktree of repo on `<branch_prefix>/<name>`, made from base."""
+        if table is None:
+            return None
+        where = at + ("workspace_git",)
+        before = self.error_count()
+        values = self.read(table, where, _GIT_SPECS, "")
+        repo_text, base = (str(values.get(key, "")).strip() for key in ("repo", "base"))
+        for key, given in (("repo", repo_text), ("base", base)):
+            if not given:
+                self.report(where, f"workspace_git.{key} is required")
+        prefix = values.get("branch_prefix", "marrow").strip()
+        merge = values.get("merge", "merge")
+        if merge not in ("merge", "squash"):
+            self.report(where + ("merge",), f"must be merge or squash, not {merge!r} (an "
+                                            "agent has no after_run hook)")
+        for key, branch in (("base", base), ("branch_prefix", f"{prefix}/{name}")):
+            problem = branch_name_problem(branch) if branch else None
+            if problem:
+                self.report(where + (key,), problem)
+        repo = self.resolve(repo_text) if repo_text else None
+        if repo is not None and not (repo / ".git").exists():
+            self.report(where + ("repo",), f"{repo} is not a git repository (no .git in it)")
+        if self.error_count() > before or repo is None:
+            return None
+        return GitSettings(repo=repo, base=base, branch_prefix=prefix, merge=merge)
 
     def _workspace(self, at: KeyPath, values: Mapping[str, Any],
                    home: Path | None) -> Path | None:

@@ -25,6 +25,28 @@ RESTART_POLICIES = ("no", "on-failure", "always")
 HEALTH_KINDS = ("http", "tcp", "command")
 
 
+#: the folder under an agent's workspace that `workspace_git` makes its worktree
+CHECKOUT = "checkout"
+
+
+@dataclass(slots=True, frozen=True)
+class GitSettings:
+    """`workspace.git` (WORKFLOW.md: each issue's workspace) or `workspace_git` (an
+    [[agents]] table: the agent's checkout): a git worktree of `repo` on a branch
+    `<branch_prefix>/<key>` made from `base` (docs/orchestrator.md, "Worktrees")."""
+
+    repo: Path
+    base: str
+    branch_prefix: str = "marrow"
+    merge: str = "merge"
+    #: key -> its line in the file (for the checks that run later)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def branch(self, key: str) -> str:
+        """The branch of the worktree whose folder name (a safe key) is `key`."""
+        return f"{self.branch_prefix}/{key}"
+
+
 @dataclass(slots=True, frozen=True)
 class AgentConfig:
     name: str
@@ -63,6 +85,14 @@ class AgentConfig:
     #: where run logs go instead of <workspace>/runtime/logs/exec (the orchestrator keeps
     #: them outside issue workspaces, which are committed and then removed); not a TOML key
     logs: Path | None = None
+    #: `workspace_git`: the agent runs in a worktree, <workspace>/checkout (None: in the
+    #: workspace itself)
+    git: GitSettings | None = None
+
+    @property
+    def checkout(self) -> Path:
+        """Where the agent's command runs and edits: its worktree, or its workspace."""
+        return self.workspace / CHECKOUT if self.git is not None else self.workspace
 
     @property
     def log_dir(self) -> Path:

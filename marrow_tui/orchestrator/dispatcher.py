@@ -86,6 +86,7 @@ from .workspaces import (
     mark_ready,
     record_worktree,
     remove_workspace,
+    workspace_key,
     write_mark_done,
 )
 from .worktrees import GitError, add_worktree
@@ -1254,7 +1255,7 @@ class Orchestrator(Producer):
         branch, before after_create runs in it. A failure fails the attempt like a hook."""
         git = workflow.git
         assert git is not None
-        branch = git.branch(entry.issue.identifier)
+        branch = git.branch(workspace_key(entry.issue.identifier))
         try:
             await asyncio.to_thread(add_worktree, git.repo, entry.workspace, branch, git.base)
             await asyncio.to_thread(record_worktree, entry.workspace, git.repo, branch,

@@ -26,8 +26,9 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from .. import userfile
 from ..config.diagnostics import Diagnostic, Findings, KeyPath, Reporter, line_of
-from ..config.model import PROMPT_MODES
+from ..config.model import PROMPT_MODES, GitSettings
 from ..core.acp import PRESETS, PROTOCOLS, PermissionPolicy, parse_policy
+from ..core.branches import GIT_KEYS, MERGE_MODES, branch_name_problem
 from .tracker import Issue, YamlError, load_yaml, norm_state, split_front_matter
 
 WORKFLOW_FILE = "WORKFLOW.md"
@@ -134,40 +135,6 @@ class McpSettings:
     enabled: bool = True
     host: str = "127.0.0.1"
     host_url: str | None = None
-
-
-#: how `accept` takes an issue's branch into the base: a merge commit (--no-ff), one squashed
-#: commit, or the after_run hook (which pushes the branch or opens a pull request)
-MERGE_MODES = ("merge", "squash", "after_run")
-#: a branch name part we accept: git's rules, narrowed (no `..`, no leading `-` or `.`, no
-#: `@{`, no control characters, no `~^:?*[\\` or spaces, no `.lock` ending)
-_BRANCH = re.compile(r"(?!.*\.\.)(?!.*@\{)(?!.*//)(?![-./])[A-Za-z0-9._/-]+(?<![./])")
-
-
-def branch_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a branch (name) we make or merge into; None when it can."""
-    if not _BRANCH.fullmatch(name) or name.endswith(".lock") or "/." in name:
-        return (f"{name!r} is not a branch name marrow-tui uses (letters, digits, `._/-`; "
-                "no `..`, no leading `-`, `.` or `/`)")
-    return None
-
-
-@dataclass(slots=True, frozen=True)
-class GitSettings:
-    """`workspace.git`: each issue's workspace is a git worktree of `repo` on a branch
-    `<branch_prefix>/<ID>` made from `base` (docs/orchestrator.md, "Worktrees")."""
-
-    repo: Path
-    base: str
-    branch_prefix: str = "marrow"
-    merge: str = "merge"
-    #: key -> its WORKFLOW.md line (for the dispatch checks, which run later)
-    lines: dict[str, int] = field(default_factory=dict)
-
-    def branch(self, identifier: str) -> str:
-        from .workspaces import workspace_key
-
-        return f"{self.branch_prefix}/{workspace_key(identifier)}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -676,7 +643,6 @@ def _build(reader: _Reader, path: Path, prompt: str, prompt_line: int) -> Workfl
     )
 
 
-_GIT_KEYS = ("repo", "base", "branch_prefix", "merge")
 
 
 def _git_settings(reader: _Reader, value: Any, base: Path,
@@ -690,11 +656,11 @@ def _git_settings(reader: _Reader, value: Any, base: Path,
         reader.report(where, f"expected a map with repo and base, got {_kind(value)}")
         return None
     for key in value:
-        if str(key) not in _GIT_KEYS:
-            hint = difflib.get_close_matches(str(key), _GIT_KEYS, n=1)
+        if str(key) not in GIT_KEYS:
+            hint = difflib.get_close_matches(str(key), GIT_KEYS, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             reader.report((*where, str(key)), f"unknown key (ignored){extra}", "warning")
-    lines = {key: line for key in _GIT_KEYS
+    lines = {key: line for key in GIT_KEYS
              if (line := line_of(reader.lines, (*where, key))) is not None}
     ok = True
     for key in ("repo", "base"):

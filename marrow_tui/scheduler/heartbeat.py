@@ -48,6 +48,7 @@ from ..own_command import run_environment, write_own_command
 from ..proc import KILL_WAIT, leader_fields, tail_line
 from ..protocol.frames import Call, text_field
 from ..runtime import Producer
+from .checkout import CheckoutError, ensure_checkout
 from .prompt import PromptError, assemble
 from .runner import RunResult, StopRequest, prune_logs, run_session, session_id
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
@@ -338,7 +339,8 @@ class Scheduler(Producer):
         except asyncio.CancelledError:
             state, reason = "stopped", "stopped at shutdown"
             raise
-        except PromptError as exc:  # a rules or role file the user broke: one line says which
+        except (PromptError, CheckoutError) as exc:
+            # a rules or role file the user broke, a checkout that cannot be made: one line
             log.warning("run %s could not run: %s", sid, exc)
             reason = f"could not run: {exc}"
         except Exception as exc:  # a bug of ours, or a broken task folder: this run only
@@ -369,6 +371,8 @@ class Scheduler(Producer):
         assembled = assembling.result()
         for warning in assembled.warnings:
             log.warning("%s: %s", sid, warning)
+        if await asyncio.to_thread(ensure_checkout, agent):
+            log.info("%s: made %s's worktree %s", sid, agent.name, agent.checkout)
         if agent.protocol == "acp":
             return await self._run_acp(run, assembled.prompt)
         return await run_session(
@@ -390,7 +394,7 @@ class Scheduler(Producer):
         argv = launch_argv(agent.agent_command, own_command=self.own_command)
         session = AgentSession(
             self.runtime, self._emit, session=sid, agent=agent.name, task_id="",
-            command=argv, workspace=agent.workspace,
+            command=argv, workspace=agent.checkout,
             env=agent_environment(identity, agent.environment, argv),
             stderr_log=agent.log_dir / f"{sid}.stderr.log",
             transcript=agent.log_dir / f"{sid}.transcript.jsonl",
@@ -455,7 +459,8 @@ class Scheduler(Producer):
     def _env(self, agent: AgentConfig, sid: str) -> dict[str, str]:
         env = {"MARROW_AGENT": agent.name, "MARROW_SESSION": sid,
                "MARROW_ASK_SCOPE": f"agent/{agent.name}",
-               "MARROW_WORKSPACE": str(agent.workspace)}
+               "MARROW_WORKSPACE": str(agent.workspace),
+               "MARROW_CHECKOUT": str(agent.checkout)}
         if self.hub_uri:
             env["MARROW_HUB_URI"] = self.hub_uri
         if self.token:

@@ -264,7 +264,7 @@ class _Launch:
 def _prepare(
     agent: AgentConfig, prompt: str, sid: str, env_extra: Mapping[str, str], warnings: list[str]
 ) -> _Launch:
-    workspace = agent.workspace
+    workspace = agent.checkout
     if not workspace.is_dir():
         raise _CannotStart(f"workspace does not exist: {workspace}")
     try:
@@ -274,7 +274,8 @@ def _prepare(
     if not argv:
         raise _CannotStart("agent_command is empty")
     env = {**os.environ, **dict(agent.env)}
-    env.update(MARROW_AGENT=agent.name, MARROW_WORKSPACE=str(workspace), MARROW_SESSION=sid)
+    env.update(MARROW_AGENT=agent.name, MARROW_WORKSPACE=str(agent.workspace),
+               MARROW_CHECKOUT=str(workspace), MARROW_SESSION=sid)
     data = prompt.encode("utf-8", errors="replace")
     stdin_data: bytes | None = None
     if agent.prompt == "stdin":
@@ -287,7 +288,7 @@ def _prepare(
                 'argument; use prompt = "stdin" or "file"'
             )
     elif agent.prompt == "file":
-        prompt_file = workspace / "runtime" / "prompts" / f"{sid}.md"
+        prompt_file = agent.workspace / "runtime" / "prompts" / f"{sid}.md"
         try:
             prompt_file.parent.mkdir(parents=True, exist_ok=True)
             prompt_file.write_bytes(data)
@@ -321,7 +322,7 @@ async def _exec(agent: AgentConfig, launch: _Launch, argv0: str, stdin: int, out
                 stdin=stdin,
                 stdout=out,
                 stderr=err,
-                cwd=agent.workspace,
+                cwd=agent.checkout,
                 env=launch.env,
                 start_new_session=True,
             )
