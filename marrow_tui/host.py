@@ -11,13 +11,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .config.model import Config
+from .core.aio import within
 from .hub.address import clear_address, write_address
 from .hub.server import HubOptions, HubServer
 from .runtime import Runtime, RuntimeOptions
 from .scheduler.heartbeat import Scheduler
+
+
+#: the most seconds the way out waits for the log to take the last events
+SETTLE_WAIT = 10.0
 
 
 @dataclass(slots=True)
@@ -25,6 +31,26 @@ class Hosted:
     runtime: Runtime
     server: HubServer
     scheduler: Scheduler
+    #: the parts that run work, besides the scheduler (each has `async stop()`)
+    notifier: Any = None
+    services: Any = None
+    orchestrator: Any = None
+    team: Any = None
+    _wound_down: bool = False
+
+    async def wind_down(self) -> None:
+        """Stop everything that runs work, once: the demo team, the orchestrator's and the
+        scheduler's runs (each ended, TERM then KILL), the helper services, then [notify];
+        and let the log take the events that wrote. The hub and the log stay open."""
+        if self._wound_down:
+            return
+        self._wound_down = True
+        for part in (self.team, self.orchestrator, self.scheduler, self.services,
+                     self.notifier):
+            if part is not None:
+                await part.stop()
+        if not self.runtime.failed.is_set():  # a failed log takes nothing more
+            await within(self.runtime.settled(), SETTLE_WAIT)
 
 
 @asynccontextmanager
@@ -51,58 +77,47 @@ async def hosted(
     except BaseException:  # its settings cannot work: the log is closed before the error is said
         await runtime.stop()
         raise
-    scheduler: Scheduler | None = None
-    notifier = None
-    services = None
-    orchestrator = None
-    team = None
+    unit: Hosted | None = None
     try:
         await server.start()
         _say_address(runtime_options.state_dir, server.uri)
-        scheduler = Scheduler(runtime, config, hub_uri=server.uri, token=hub_options.token)
-        unit = Hosted(runtime, server, scheduler)
+        unit = Hosted(runtime, server, Scheduler(runtime, config, hub_uri=server.uri,
+                                                 token=hub_options.token))
         if on_ready is not None:
             on_ready(unit)
         if config is not None and heartbeats:
             from .notify import Notifier
 
             # The config as the scheduler holds it: a reloaded [notify] applies at once.
-            held = scheduler
-            notifier = Notifier(runtime, lambda: held.config.notify if held.config else None,
-                                server.uri)
-            notifier.start()
+            held = unit.scheduler
+            unit.notifier = Notifier(runtime,
+                                     lambda: held.config.notify if held.config else None,
+                                     server.uri)
+            unit.notifier.start()
         if config is not None and config.services and heartbeats:
             from .services.hosting import Services
 
             # Helpers first: agents may need them (they start in the background; a slow
             # health check holds up nothing).
-            services = Services(runtime, config, runtime_options.state_dir / "services")
-            await services.start()
-        await scheduler.start(loop=heartbeats)
+            unit.services = Services(runtime, config, runtime_options.state_dir / "services")
+            await unit.services.start()
+        await unit.scheduler.start(loop=heartbeats)
         if workflow is not None:
             from .orchestrator.dispatcher import Orchestrator
 
-            orchestrator = Orchestrator(runtime, workflow, hub_uri=server.uri,
-                                        token=hub_options.token)
-            await orchestrator.start()
+            unit.orchestrator = Orchestrator(runtime, workflow, hub_uri=server.uri,
+                                             token=hub_options.token)
+            await unit.orchestrator.start()
         if demo:
             from .demo import DemoTeam
 
-            team = DemoTeam(server.uri, token=hub_options.token,
-                            workdir=runtime_options.state_dir / "demo")
-            await team.start()
+            unit.team = DemoTeam(server.uri, token=hub_options.token,
+                                 workdir=runtime_options.state_dir / "demo")
+            await unit.team.start()
         yield unit
     finally:
-        if team is not None:
-            await team.stop()
-        if orchestrator is not None:
-            await orchestrator.stop()
-        if scheduler is not None:
-            await scheduler.stop()
-        if services is not None:
-            await services.stop()
-        if notifier is not None:
-            await notifier.stop()
+        if unit is not None:
+            await unit.wind_down()
         await server.stop()
         clear_address(runtime_options.state_dir)
         await runtime.stop()

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,8 +38,10 @@ if TYPE_CHECKING:
     from ..runtime import RuntimeOptions
 
 
-#: an attached console still running this long after SIGTERM or SIGHUP ends at once
+#: a console still running this long after it began to exit on SIGTERM or SIGHUP ends at once
 GIVE_UP_AFTER = 5.0
+
+log = logging.getLogger("marrow.console")
 
 
 def styles_dir() -> Path:
@@ -150,24 +152,34 @@ def log_to(path: Path) -> None:
     root.addHandler(file_handler)
 
 
-async def run_until_signalled(app: App[Any], give_up_after: float | None = None) -> None:
+async def run_until_signalled(app: App[Any], give_up_after: float = GIVE_UP_AFTER,
+                              wind_down: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run the app; SIGTERM and SIGHUP (the terminal or tmux going away) end it cleanly.
 
-    With `give_up_after`, a process that has not ended that many seconds after the signal
-    ends at once: Textual's exit writes to the terminal, and with the terminal gone that write
-    can block for ever. Only for a console with nothing of its own to save (an attached one:
-    the runtime elsewhere holds everything)."""
+    Textual's exit writes to the terminal, and with the terminal gone that write can block for
+    ever; so a process that has not ended `give_up_after` seconds after it began to exit ends
+    at once. What must not be cut short is done first: `wind_down` (the embedded console's
+    runs stopped, their ends in the log) runs before the app is asked to exit."""
     loop = asyncio.get_running_loop()
+    ending: list[asyncio.Task[None]] = []
 
-    def end() -> None:
-        if give_up_after is not None:
-            watchdog = threading.Timer(give_up_after, os._exit, (0,))
-            watchdog.daemon = True
-            watchdog.start()
+    async def end() -> None:
+        if wind_down is not None:
+            try:
+                await wind_down()
+            except Exception:
+                log.exception("stopping the runs after a signal failed")
+        watchdog = threading.Timer(give_up_after, os._exit, (0,))
+        watchdog.daemon = True
+        watchdog.start()
         app.exit()
 
+    def signalled() -> None:
+        if not ending:  # a second signal while ending changes nothing
+            ending.append(loop.create_task(end()))
+
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, end)
+        loop.add_signal_handler(sig, signalled)
     try:
         await app.run_async()
     finally:
@@ -190,7 +202,7 @@ async def run_attached(mirror: MirroredRuntime, *, state_dir: Path, how: str = "
     if remote is not None:
         app.files = remote
     try:
-        await run_until_signalled(app, give_up_after=GIVE_UP_AFTER)
+        await run_until_signalled(app)
     finally:
         if remote is not None:
             await remote.aclose()
@@ -217,5 +229,5 @@ async def run_console(runtime_options: RuntimeOptions, hub_options: HubOptions, 
                       workflow=workflow) as unit:
         app = MarrowApp(unit.runtime, hub_uri=unit.server.uri, operator=operator, bell=bell,
                         keys=config.keys if config is not None else None)
-        await run_until_signalled(app)
+        await run_until_signalled(app, wind_down=unit.wind_down)
     return 1 if unit.runtime.failed.is_set() else 0
