@@ -216,6 +216,12 @@ class SteeringBook:
         if sum(1 for r in self.open.values() if r.asker == asker) >= MAX_OPEN_PER_ASKER:
             return Refusal("too_many_open", f"{asker} already has {MAX_OPEN_PER_ASKER} open "
                                             "requests; wait for answers first.")
+        if waiting and kind == "conflict":
+            cycle = self.wait_cycle(asker, conflict)
+            if cycle is not None:  # the policy's wait would never end: a person decides
+                waiting = False
+                context = (f"Waiting would deadlock: {cycle.asker}'s edit already waits for "
+                           f"{asker} ({cycle.id}).\n\n{context}")[:MAX_CONTEXT]
         request_id = f"S{self.counter + 1}"
         return Event("steer_ask", {
             "id": request_id, "asker": asker, "question": question, "context": context,
@@ -262,14 +268,31 @@ class SteeringBook:
         if request.waiting_by:
             return Refusal("already_waiting", f"{request.id} already waits (since "
                                               f"{request.waiting_by} chose it).")
-        holders = {h["owner"] for h in (request.conflict or {}).get("held", ())}
-        for other in self.open.values():
-            if other.kind == "conflict" and other.waiting_by and other.asker in holders and \
-                    any(h["owner"] == request.asker
-                        for h in (other.conflict or {}).get("held", ())):
-                return Refusal("deadlock", f"Waiting would deadlock: {other.asker}'s edit "
-                                           f"already waits for {request.asker} ({other.id}).")
+        cycle = self.wait_cycle(request.asker, request.conflict)
+        if cycle is not None:
+            return Refusal("deadlock", f"Waiting would deadlock: {cycle.asker}'s edit "
+                                       f"already waits for {request.asker} ({cycle.id}).")
         return Event("steer_wait", {"id": request.id, "by": by, "at": now})
+
+    def wait_cycle(self, asker: str, conflict: dict[str, Any] | None) -> Request | None:
+        """The waiting conflict that closes a circle if `asker` waits for the holders named
+        in `conflict`: from those holders, waiting conflicts lead (holder to the holders its
+        edit waits for) back to `asker`. None when waiting would end some day."""
+        seen: set[str] = set()
+        owners = [str(h.get("owner", "")) for h in _held(conflict)]
+        while owners:
+            owner = owners.pop()
+            if owner in seen:
+                continue
+            seen.add(owner)
+            for other in self.open.values():
+                if other.kind != "conflict" or not other.waiting_by or other.asker != owner:
+                    continue
+                held = [str(h.get("owner", "")) for h in _held(other.conflict)]
+                if asker in held:
+                    return other
+                owners.extend(held)
+        return None
 
     def decide_settle(self, request_id: str, now: float) -> Event | None:
         """A conflict whose leases have ended answers itself (None when it is not open)."""
@@ -396,3 +419,9 @@ class SteeringBook:
                     heapq.heappush(self._deadlines, (request.timeout_at, request.id))
             else:
                 self.ended[request.id] = request
+
+
+def _held(conflict: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The leases a conflict's edit waits for (each {owner, task_id, ...})."""
+    held = (conflict or {}).get("held", ())
+    return [h for h in held if isinstance(h, dict)] if isinstance(held, (list, tuple)) else []

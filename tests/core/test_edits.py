@@ -151,6 +151,35 @@ def test_a_conflict_that_waits_and_one_that_would_deadlock() -> None:
     assert "bob's edit already waits for alice" in refused.text
 
 
+def conflict_of(asker: str, *holders: str) -> dict[str, object]:
+    return {"owner": asker, "held": [{"owner": h, "task_id": f"{h}-run"} for h in holders]}
+
+
+def test_runs_whose_policy_waits_never_wait_in_a_circle() -> None:
+    # alice waits for bob, bob for carol (their policies say wait); carol's edit now blocked
+    # by alice would close the circle: it is asked of a person instead, who is told why.
+    book = SteeringBook()
+    choices = ["Let it", "Wait", "Hand over", "Reject"]
+    for asker, holder in (("alice", "bob"), ("bob", "carol"), ("carol", "alice")):
+        opened = book.decide_ask(asker, 0.0, question=f"{asker} blocked", choices=choices,
+                                 kind="conflict", conflict=conflict_of(asker, holder),
+                                 context="the edit", waiting=True)
+        assert isinstance(opened, Event)
+        book.apply(opened)
+    alice, bob, carol = (book.get(f"S{n}") for n in (1, 2, 3))
+    assert alice.waiting_by == "alice" and bob.waiting_by == "bob"
+    assert not carol.waiting_by
+    assert carol.context == ("Waiting would deadlock: bob's edit already waits for carol "
+                             "(S2).\n\nthe edit")
+    # and the operator's Wait on it is refused for the same reason
+    refused = book.decide_answer("S3", "Wait", "ops", 1.0, operator=True)
+    assert not isinstance(refused, Event) and refused.reason == "deadlock"
+    # a wait that ends some day is kept: dave waits for alice, who waits for bob
+    opened = book.decide_ask("dave", 0.0, question="q", choices=choices, kind="conflict",
+                             conflict=conflict_of("dave", "alice"), waiting=True)
+    assert isinstance(opened, Event) and opened.data["waiting_by"] == "dave"
+
+
 def test_a_conflict_answers_itself_once_the_lease_in_its_way_ends() -> None:
     state = State()
     grant(state.claims, "alice", "T1", ("src/a.py",))
