@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,18 @@ def masked(text: str) -> str:
     """`text` with every character that is not printable shown as `?`: for file names, where an
     escape such as `\\x1b` would read as part of the name."""
     return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def short_path(path: str, limit: int = 28) -> str:
+    """A folder for a narrow column: the home folder as `~`, and when still longer than
+    `limit`, `…/` and its last two parts (which tell checkouts apart: `alice/checkout`)."""
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (path == home or path.startswith(home + "/")):
+        path = "~" + path[len(home):]
+    if len(path) <= limit:
+        return path
+    parts = [p for p in path.split("/") if p]
+    return "…/" + "/".join(parts[-2:]) if len(parts) > 2 else path
 
 
 def plural(count: int, noun: str) -> str:

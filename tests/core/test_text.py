@@ -25,6 +25,7 @@ from marrow_tui.core.text import (
     cost_text,
     identifier_problem,
     printable,
+    short_path,
     tokens_text,
 )
 from marrow_tui.headless import EventPrinter
@@ -320,3 +321,13 @@ def test_usage_texts() -> None:
     assert [cost_text({"cost": c}) for c in (0.4199, 0.0013, 0)] == ["$0.42", "$0.0013", "$0.00"]
     assert cost_text({"cost": 2, "currency": "EUR"}) == "2.00 EUR"
     assert cost_text({}) == ""
+
+
+def test_short_path_keeps_what_tells_checkouts_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/ann")
+    assert short_path("/home/ann/src/app") == "~/src/app"
+    assert short_path("/home/annex/src") == "/home/annex/src"  # not ann's home
+    assert short_path("/home/ann/agents/alice/checkout") == "~/agents/alice/checkout"
+    assert short_path("/srv/marrow/state/agents/alice/checkout") == "…/alice/checkout"
+    assert short_path("/a-very-long-single-folder-name-of-forty") == \
+        "/a-very-long-single-folder-name-of-forty"  # nothing shorter says the same

@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from ...core.claims import Claim
-from ...core.text import ago, plural
+from ...core.text import ago, plural, short_path
 from ..actions import Hint
 from ..modals.confirm import ChoiceModal, ConfirmModal
 from ..modals.detail import DetailModal
@@ -63,13 +63,14 @@ def _nothing(claim: Claim) -> str:
 
 
 def _scope(claim: Claim) -> str:
-    """Its worktree and paths; a path an edit added says by which tool call (a column would
-    not fit beside the agents: the detail view lists each with its id and time)."""
+    """Its worktree (shortened: the detail view has it whole) and paths; a path an edit added
+    says by which tool call (a column would not fit beside the agents: the detail view lists
+    each with its id and time)."""
     by = {g.get("path"): g.get("title") or g.get("tool_call_id") or "claim_paths"
           for g in claim.grown}
     paths = ", ".join(f"{p} ({by[p]})" if p in by else p for p in claim.paths) \
         if claim.paths else _nothing(claim)
-    return f"{claim.worktree}: {paths}" if claim.worktree else paths
+    return f"{short_path(claim.worktree)}: {paths}" if claim.worktree else paths
 
 
 class ClaimsPane(TablePane):
