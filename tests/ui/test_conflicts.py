@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import Button, TextArea
+from textual.widgets import Button, Static, TextArea
 
 from marrow_tui.ui.modals.answer import AnswerModal
 from marrow_tui.ui.modals.detail import DetailModal
@@ -194,6 +194,41 @@ async def test_the_steering_pane_opens_both_sides_and_a_holder_with_no_run_shows
     assert "demo/alice (note): reworking the login check" in lease
     await pilot.press("a")  # closes the screen and opens the dialog
     await console.until(lambda: isinstance(app.screen, AnswerModal))
+
+
+async def test_n_shows_each_lease_in_the_way_in_turn(console: Console) -> None:
+    app, editors, pilot = console.app, console.editors, console.pilot
+    editors.start("demo/alice", "src/a.py", task_id="AUTH-3", hold=True)
+    await console.until(lambda: "src/a.py" in editors.lease("demo/alice"))
+    app.runtime.handle("demo/carol", {"type": "claim", "task_id": "DOCS-1",
+                                      "worktree": str(editors.repo.resolve()),
+                                      "paths": ["src/b.py"], "ttl_seconds": 3600}, None)
+    editors.start("demo/bob", "src")  # its edit of the folder meets both leases
+    request = await console.until(editors.conflict)
+    assert len(request.conflict["held"]) == 2
+    await pilot.press("a")
+    await console.until(lambda: isinstance(app.screen, AnswerModal))
+    await pilot.press("t")
+    screen = await console.until(lambda: isinstance(app.screen, ConflictScreen) and app.screen)
+
+    def head() -> str:
+        return str(screen.query_one("#side-holder .side-title", Static).render())
+
+    def shows(owner: str) -> bool:
+        body = screen.query_one("#holder-transcript")
+        if owner == "demo/carol":  # a lease with no run: the lease itself
+            return "Lease DOCS-1 of demo/carol" in str(body.query_one(Static).render())
+        return isinstance(body, TranscriptLog)
+
+    seen = []
+    for turn in range(3):
+        await console.until(lambda: head().startswith(("demo/alice", "demo/carol"))
+                            and f"({turn % 2 + 1} of 2 leases · n: next)" in head())
+        owner = head().split(" ")[0]
+        assert shows(owner)
+        seen.append(owner)
+        await pilot.press("n")
+    assert sorted(seen[:2]) == ["demo/alice", "demo/carol"] and seen[2] == seen[0]
 
 
 async def test_at_80_columns_the_status_line_says_who_blocks_whom(tmp_path: Path) -> None:

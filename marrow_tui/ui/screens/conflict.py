@@ -38,6 +38,7 @@ class ConflictScreen(Screen[None]):
         Binding("escape,q", "close", "Back", id="conflict.close"),
         Binding("a", "answer", "Answer", id="conflict.answer"),
         Binding("tab", "switch", "Other side", id="conflict.switch"),
+        Binding("n", "next_holder", "Next holder", id="conflict.next_holder"),
     ]
 
     def __init__(self, request: Request, state: State, clock: Callable[[], float], *,
@@ -51,11 +52,16 @@ class ConflictScreen(Screen[None]):
         #: opens the answer dialog once this screen is closed (None: a dialog is below it)
         self.answer = answer
         self.poll_every = poll_every
-        found = holders(request)
-        self.holder: Overlap | None = found[0] if found else None
-        self.others = len(found) - 1
-        #: the transcripts open here (closed with the screen)
+        #: every lease in the way; the right side shows one at a time (`n`: the next)
+        self.holders: list[Overlap] = holders(request)
+        self.shown = 0
+        #: the transcripts open here (closed with the screen, or the holder's when `n`
+        #: shows the next)
         self.opened: list[RuntimeFile] = []
+
+    @property
+    def holder(self) -> Overlap | None:
+        return self.holders[self.shown] if self.holders else None
 
     @property
     def request(self) -> Request:
@@ -77,11 +83,14 @@ class ConflictScreen(Screen[None]):
                 yield self._transcript_or(self.request.session, "waiting-transcript",
                                           Text("(this run has no transcript)", style="dim"))
             with Vertical(id="side-holder", classes="side"):
-                yield Static(self._holder_head(), classes="side-title")
-                holder = self.holder
-                yield self._transcript_or(holder.session if holder else "",
-                                          "holder-transcript", self._lease_text())
+                yield from self._holder_side()
         yield Footer(compact=True)
+
+    def _holder_side(self) -> list[Static | TranscriptLog | VerticalScroll]:
+        holder = self.holder
+        return [Static(self._holder_head(), classes="side-title"),
+                self._transcript_or(holder.session if holder else "", "holder-transcript",
+                                    self._lease_text())]
 
     def _transcript_or(self, session_id: str, widget_id: str,
                        instead: Text) -> TranscriptLog | VerticalScroll:
@@ -98,13 +107,16 @@ class ConflictScreen(Screen[None]):
         waiting = self._log("#waiting-transcript")
         if waiting is not None and facts.get("tool_call_id"):
             waiting.go_to_call(str(facts["tool_call_id"]))
+        self._holder_at_its_call()
+        self.query_one("#waiting-transcript").focus()
+        self._refresh_title()
+        self.set_interval(1.0, self._refresh_title)
+
+    def _holder_at_its_call(self) -> None:
         held = self._log("#holder-transcript")
         call = holder_grown(self.holder, self.state.claims) if self.holder else {}
         if held is not None and call:
             held.go_to_call(str(call["tool_call_id"]))
-        self.query_one("#waiting-transcript").focus()
-        self._refresh_title()
-        self.set_interval(1.0, self._refresh_title)
 
     def on_unmount(self) -> None:
         for file in self.opened:
@@ -152,8 +164,8 @@ class ConflictScreen(Screen[None]):
         call = holder_grown(holder, self.state.claims)
         if call.get("title"):
             text.append(printable(f" · grew by {call['title']}"))
-        if self.others:
-            text.append(f" (+{self.others} more lease{'s' if self.others > 1 else ''})",
+        if len(self.holders) > 1:
+            text.append(f" ({self.shown + 1} of {len(self.holders)} leases · n: next)",
                         style="dim")
         return text
 
@@ -185,6 +197,8 @@ class ConflictScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "answer":
             return self.request.open
+        if action == "next_holder":
+            return len(self.holders) > 1
         return True
 
     def action_close(self) -> None:
@@ -196,6 +210,24 @@ class ConflictScreen(Screen[None]):
         self.dismiss(None)
         if answer is not None and self.request.open:
             answer()
+
+    async def action_next_holder(self) -> None:
+        """The right side shows the next lease in the way (its transcript, or its lease)."""
+        if len(self.holders) < 2:
+            return
+        holder = self.holder
+        session = self.state.sessions.by_id.get(holder.session) if holder else None
+        for file in [f for f in self.opened if session is not None and f.run == session.id]:
+            self.files.close(file)
+            self.opened.remove(file)
+        self.shown = (self.shown + 1) % len(self.holders)
+        side = self.query_one("#side-holder", Vertical)
+        had_focus = self.query_one("#holder-transcript").has_focus
+        await side.remove_children()
+        await side.mount_all(self._holder_side())
+        self._holder_at_its_call()
+        if had_focus:
+            self.query_one("#holder-transcript").focus()
 
     def action_switch(self) -> None:
         waiting = self.query_one("#waiting-transcript")
