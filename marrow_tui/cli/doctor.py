@@ -92,6 +92,28 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _doctor_worktree(agent: AgentConfig, doctor: _Doctor) -> None:
+    """`workspace_git`: the base branch is there to start from, and the checkout folder is
+    free or the worktree marrow-tui made."""
+    from marrow_tui.config.model import CHECKOUT
+    from marrow_tui.orchestrator.workspaces import worktree_of
+    from marrow_tui.orchestrator.worktrees import branch_exists
+
+    git, name = agent.git, agent.name
+    assert git is not None
+    doctor.check(branch_exists(git.repo, git.base), f"repository {git.repo} has {git.base}",
+                 f"{name}: the repository {git.repo} has no branch {git.base!r}")
+    checkout = agent.checkout
+    if worktree_of(agent.workspace, CHECKOUT) is not None:
+        print(f"  ✓ worktree {checkout} on {git.branch(name)}")
+    elif checkout.exists():
+        doctor.check(False, f"worktree {checkout}: a folder marrow-tui did not make",
+                     f"{name}: {checkout} exists and is not a worktree marrow-tui made; move "
+                     "it away so the agent's worktree can be made there")
+    else:
+        doctor.note(f"worktree {checkout}: made by the first run, on {git.branch(name)}")
+
+
 def _doctor_agent(agent: AgentConfig, doctor: _Doctor) -> None:
     from marrow_tui.scheduler.prompt import scan_context
 
@@ -99,6 +121,8 @@ def _doctor_agent(agent: AgentConfig, doctor: _Doctor) -> None:
     if doctor.check(ws.is_dir(), f"workspace {ws}", f"{name}: workspace missing: {ws}"):
         doctor.check(os.access(ws, os.W_OK | os.X_OK), "workspace writable",
                      f"{name}: workspace not writable: {ws}")
+    if agent.git is not None:
+        _doctor_worktree(agent, doctor)
     program = agent.argv()[0]
     found = _find_program(program, agent.environment.get("PATH"))
     shown = f" ({found})" if found and found != program else ""

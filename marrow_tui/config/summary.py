@@ -49,6 +49,10 @@ def _agent_summary(agent: AgentConfig) -> list[str]:
         *_launch_lines(agent),
         "  context dirs: " + ", ".join(_path_text(d) for d in agent.context_dirs),
     ]
+    if agent.git is not None:
+        git = agent.git
+        lines.append(f"  worktree: {agent.checkout} of {git.repo} on {git.branch(agent.name)} "
+                     f"from {git.base} (accept: {git.merge})")
     if agent.role_file is not None:
         lines.append(f"  role file: {_path_text(agent.role_file)}")
     if agent.env:
