@@ -174,6 +174,10 @@ stop_grace = 10
 # agent's lease holds asks you first (docs/agents.md, "Agents that never collide"). Paths
 # (relative to the workspace) its lease holds from the start:
 # lease_paths = ["src/auth"]
+# Run the agent in its own git worktree of a repository (<workspace>/checkout, on the
+# branch marrow/<name> from base), kept between runs; `marrow-tui diff NAME` shows what it
+# changed, and `accept`, `request-changes` and `discard` review it:
+# workspace_git = { repo = "~/src/app", base = "main" }
 """
 
 RULES_TEXT = """\

@@ -85,6 +85,20 @@ def operator_token(args: argparse.Namespace) -> str | None:
     return read_operator_token(local_state_dir(getattr(args, "state_dir", None)))
 
 
+def find_hub(args: argparse.Namespace) -> None:
+    """A hub command given no --uri: $MARROW_HUB_URI, else where the marrow-tui of the local
+    state dir listens (its hub.json: any port, `--port 0` too), else the default address."""
+    if not getattr(args, "find_hub", False) or args.uri is not None:
+        return
+    if os.environ.get("MARROW_HUB_URI"):
+        args.uri = default_uri()
+        return
+    from marrow_tui.hub.address import running_address
+
+    found = running_address(local_state_dir(getattr(args, "state_dir", None)))
+    args.uri = found.uri if found is not None else default_uri()
+
+
 def local_state_dir(given: str | None = None) -> Path:
     """Where the marrow-tui started from here keeps its state (as `marrow-tui` decides)."""
     given = given or os.environ.get("MARROW_STATE_DIR")
@@ -167,9 +181,11 @@ def add_hub_options(parser: argparse.ArgumentParser, suppress: bool = False) -> 
         return argparse.SUPPRESS if suppress else value
 
     group = parser.add_argument_group("hub connection")
-    group.add_argument("--uri", default=default(default_uri()),
-                       help="hub address (env MARROW_HUB_URI; default %(default)s)"
+    group.add_argument("--uri", default=default(None),
+                       help="hub address (env MARROW_HUB_URI; default: where the marrow-tui "
+                            "of the state dir listens, else ws://127.0.0.1:8876)"
                        if not suppress else "hub address (env MARROW_HUB_URI)")
+    parser.set_defaults(find_hub=True)
     group.add_argument("--name", default=default(default_name()),
                        help="agent name to act as (env MARROW_AGENT; default cli/<user>)")
     group.add_argument("--token", default=default(os.environ.get("MARROW_TOKEN")),

@@ -28,7 +28,7 @@ from marrow_tui.cli import (
     units,
     web,
 )
-from marrow_tui.cli.common import EXIT_USAGE
+from marrow_tui.cli.common import EXIT_USAGE, find_hub
 from marrow_tui.cli.output import USAGE, fail
 from marrow_tui.cli.parser import BadUsage, Parser
 
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(fail("--json" in words, EXIT_USAGE, USAGE, exc.sentence()))
     if args.command is None:
         sys.exit(console.run(args))
+    find_hub(args)
     try:
         code = args.func(args)
         sys.stdout.flush()

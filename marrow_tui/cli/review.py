@@ -1,4 +1,5 @@
-"""Reviewing an issue's work from a shell: `diff`, `accept`, `request-changes`, `discard`.
+"""Reviewing an issue's work, or an agent's (`workspace_git` in marrow.toml), from a shell:
+`diff`, `accept`, `request-changes`, `discard`.
 
 Each sends one `review_*` verb to the running marrow-tui (docs/protocol.md §6.6) and prints
 its answer. `accept`, `request-changes` and `discard` present the operator token (like
@@ -22,16 +23,18 @@ if TYPE_CHECKING:
 
 #: how long a review verb may take to answer (git merges, diffs of big worktrees)
 REVIEW_TIMEOUT = 300.0
+#: what ID names
+WHO = "the issue, or an agent of marrow.toml with workspace_git"
 _REF = re.compile(r"(?P<path>.+?)(?::(?P<line>[0-9]+))?")
 
 
 def register(sub: SubParsers) -> None:
     p = sub.add_parser(
-        "diff", help="show what an issue's agent changed (its worktree against the base)",
+        "diff", help="show what an issue's (or an agent's) worktree changed against the base",
         description="The issue's worktree (committed and uncommitted work) as a unified diff "
                     "against its merge base with the base branch, or against what you last "
                     "reviewed (--against review: the point of your last request-changes).")
-    p.add_argument("identifier", metavar="ID", help="the issue")
+    p.add_argument("identifier", metavar="ID", help=WHO)
     p.add_argument("--stat", action="store_true",
                    help="files changed with +N/-M instead of the diff")
     p.add_argument("--against", choices=("base", "review"), default="base",
@@ -43,16 +46,19 @@ def register(sub: SubParsers) -> None:
         "accept", help="merge an issue's work into its base branch; the issue moves to Done",
         description="Merge the issue's branch into the base (workspace.git.merge: a --no-ff "
                     "merge, a squash, or the after_run hook); work left uncommitted is "
-                    "committed first. A conflict merges nothing and names the files.")
-    p.add_argument("identifier", metavar="ID", help="the issue")
+                    "committed first. A conflict merges nothing and names the files. An "
+                    "agent's worktree stays, and the agent goes on in it.")
+    p.add_argument("identifier", metavar="ID", help=WHO)
     hub_command(p, _do_accept, _payload,
                 lambda f: {"issue": f.get("identifier"), **pick(f, "how", "commit")})
 
     p = sub.add_parser(
         "request-changes", help="send an issue's agent back to work with your review",
         description="TEXT (and the --ref places) becomes the next prompt of the issue's live "
-                    "ACP session, else of its next run; the issue goes back to In Progress.")
-    p.add_argument("identifier", metavar="ID", help="the issue")
+                    "ACP session, else of its next run; the issue goes back to In Progress. "
+                    "For an agent: its live ACP run's next prompt, else a task in its queue, "
+                    "and it is woken.")
+    p.add_argument("identifier", metavar="ID", help=WHO)
     p.add_argument("text", metavar="TEXT", help="what to change")
     p.add_argument("--ref", action="append", default=[], metavar="PATH:LINE",
                    help="a place in the diff (repeatable)")
@@ -63,7 +69,7 @@ def register(sub: SubParsers) -> None:
         "discard", help="throw an issue's work away: remove its worktree and branch",
         description="Remove the issue's worktree and its branch. Work not merged into the base "
                     "(commits, uncommitted files) is listed and kept unless --yes.")
-    p.add_argument("identifier", metavar="ID", help="the issue")
+    p.add_argument("identifier", metavar="ID", help=WHO)
     p.add_argument("--yes", action="store_true",
                    help="you confirm that the listed work may be lost")
     p.set_defaults(func=cmd_discard)

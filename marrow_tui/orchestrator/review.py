@@ -31,7 +31,16 @@ from typing import Any
 from ..agent_session import MAX_PROMPT, live_sessions
 from ..core.aio import within
 from ..core.events import Event, Refusal
-from ..protocol.frames import Call, Delivery, Outcome, encode, text_field
+from ..protocol.frames import Call, text_field
+from ..reviews import (
+    Later,
+    Reviewer,
+    against_of,
+    refs_of,
+    requested_changes,
+    reviews,
+    send_diff,
+)
 from .tracker import Issue, TrackerError, norm_state
 from .workspaces import WorktreeRecord, check_removal, git_head, worktree_of
 from .worktrees import (
@@ -39,7 +48,6 @@ from .worktrees import (
     GitError,
     accept,
     commit_leftovers,
-    diff_of,
     mark_reviewed,
     stat_of,
     unmerged_work,
@@ -54,26 +62,8 @@ log = logging.getLogger("marrow.review")
 
 #: how often the worktrees' HEAD, index and branch are looked at (a stat() each)
 STAT_EVERY = 2.0
-#: the most file:line references one request for changes carries
-MAX_REFS = 200
 #: the state requested changes move an issue back to, when the workflow has it
 IN_PROGRESS = "in progress"
-
-
-class Later:
-    """The private answer to a verb whose work ends after the verb returned."""
-
-    def __init__(self, orchestrator: Orchestrator, call: Call) -> None:
-        self.runtime = orchestrator.runtime
-        self.context = call.context
-        self.sender = call.sender
-
-    def reply(self, kind: str, payload: str, **fields: Any) -> None:
-        text = encode(self.context.frame(kind, self.sender, payload, **fields))
-        self.runtime.submit(Outcome(deliveries=[Delivery(text, frozenset({self.sender}))]))
-
-    def deny(self, code: str, payload: str, **fields: Any) -> None:
-        self.reply("error", payload, error_code=code, **fields)
 
 
 @dataclass(slots=True)
@@ -95,15 +85,23 @@ class Review:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._unsubscribe: Any = None
+        self._reviewer: Reviewer | None = None
 
     def serve(self) -> None:
-        decider = self.runtime.decider
-        assert decider is not None
-        for verb, handler in (("review_diff", self._verb_diff),
-                              ("review_accept", self._verb_accept),
-                              ("review_request_changes", self._verb_request_changes),
-                              ("review_discard", self._verb_discard)):
-            decider.register(verb, self.o._serving(handler))
+        self._reviewer = Reviewer(self.owns, {
+            verb: self.o._serving(handler) for verb, handler in (
+                ("review_diff", self._verb_diff), ("review_accept", self._verb_accept),
+                ("review_request_changes", self._verb_request_changes),
+                ("review_discard", self._verb_discard))})
+        reviews(self.runtime).add(self._reviewer)
+
+    def owns(self, name: str) -> bool:
+        """An issue of the tracker, or a worktree left by one (its file may be gone)."""
+        scan = self.o.last_scan
+        if scan is not None and any(name in (i.identifier, i.id) for i in scan.issues):
+            return True
+        workflow = self.o.workflow
+        return workflow is not None and worktree_of(workflow.workspace_root, name) is not None
 
     def start(self) -> None:
         """The +N/-M watch (and the turn ends it listens for)."""
@@ -111,6 +109,9 @@ class Review:
         self.o._spawn(self._watch(), "review-stats")
 
     def stop(self) -> None:
+        if self._reviewer is not None:
+            reviews(self.runtime).remove(self._reviewer)
+            self._reviewer = None
         if self._unsubscribe is not None:
             with contextlib.suppress(ValueError):
                 self._unsubscribe()
@@ -162,28 +163,15 @@ class Review:
     # ---- review_diff --------------------------------------------------------------------
 
     def _verb_diff(self, call: Call) -> None:
-        against = call.frame.get("against") or "base"
-        if against not in ("base", "review"):
-            call.deny("error", Refusal("bad_against", "against is base or review."))
+        against = against_of(call)
+        if against is None:
             return
         found = self._tree(call, need_issue=False)
         if found is None:
             return
         _issue, tree, name = found
-        self.o._spawn(self._diff(Later(self.o, call), name, tree, str(against)), f"diff {name}")
-
-    async def _diff(self, later: Later, name: str, tree: WorktreeRecord, against: str) -> None:
-        try:
-            diff = await asyncio.to_thread(diff_of, tree.path, tree.base, tree.branch, against)
-        except GitError as exc:
-            later.deny("git_failed", f"{name}: {exc.message}")
-            return
-        stat = diff.stat
-        later.reply("review_diff", f"{name}: {stat['files']} file(s), +{stat['added']} "
-                    f"-{stat['removed']} against {tree.base if diff.against == 'base' else 'the last review'}.",
-                    identifier=name, base=tree.base, base_commit=diff.base_commit,
-                    head_commit=diff.head_commit, against=diff.against, stat=stat,
-                    diff=diff.text, truncated=diff.truncated, uncommitted=diff.uncommitted)
+        self.o._spawn(send_diff(Later(self.runtime, call), name, tree, against),
+                      f"diff {name}")
 
     # ---- review_accept ------------------------------------------------------------------
 
@@ -198,7 +186,7 @@ class Review:
         if not self._idle(call, name):
             return
         self.busy.add(name)  # claimed in the same turn as the checks: no dispatch between
-        self.o._spawn(self._accept(Later(self.o, call), issue, tree), f"accept {name}")
+        self.o._spawn(self._accept(Later(self.runtime, call), issue, tree), f"accept {name}")
 
     async def _accept(self, later: Later, issue: Issue, tree: WorktreeRecord) -> None:
         name = issue.identifier
@@ -315,7 +303,7 @@ class Review:
         moved = self._back_to_work(issue)
         call.emit(Event("review_requested", {
             "identifier": issue.identifier, "text": text_field(call.frame, "text").strip(),
-            "refs": _refs(call.frame.get("refs")), "how": how,
+            "refs": refs_of(call.frame.get("refs")), "how": how,
             "session": session.session if session is not None else "", "by": call.sender,
             "at": self.o.clock()}))
         if entry is None:
@@ -330,19 +318,8 @@ class Review:
     def _changes(self, call: Call, issue: Issue) -> str | None:
         """The requested changes as the agent's prompt; None (and the frame refused) when
         the request is malformed or the worktree is busy."""
-        text = text_field(call.frame, "text").strip()
-        refs = _refs(call.frame.get("refs"))
-        if not text:
-            call.deny("error", Refusal("empty_prompt", "Say what to change: the text is empty."))
-            return None
-        if refs is None:
-            call.deny("error", Refusal("bad_refs", f"refs is a list of at most {MAX_REFS} "
-                                                   "{path, line} (a line from 1)."))
-            return None
-        prompt = _changes_prompt(text, refs)
-        if len(prompt) > MAX_PROMPT:
-            call.deny("error", Refusal("too_long", f"Requested changes are at most "
-                                                   f"{MAX_PROMPT // 1024} KiB."))
+        prompt = requested_changes(call, MAX_PROMPT)
+        if prompt is None:
             return None
         if issue.identifier in self.busy:
             call.deny("error", Refusal("review_busy", f"{issue.identifier}'s worktree is busy "
@@ -401,7 +378,7 @@ class Review:
                                                       f"{verdict.reason or 'it is gone'}."))
             return
         self.busy.add(name)
-        self.o._spawn(self._discard(Later(self.o, call), issue, tree, name,
+        self.o._spawn(self._discard(Later(self.runtime, call), issue, tree, name,
                                     call.frame.get("confirm") is True), f"discard {name}")
 
     async def _discard(self, later: Later, issue: Issue | None, tree: WorktreeRecord,
@@ -508,31 +485,3 @@ def _stamp(tree: WorktreeRecord) -> tuple[tuple[int, int], ...]:
         except OSError:
             marks.append((0, -1))
     return tuple(marks)
-
-
-def _refs(value: Any) -> list[dict[str, Any]] | None:
-    """The file:line references of a request for changes; None when malformed."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_REFS:
-        return None
-    refs = []
-    for item in value:
-        if not isinstance(item, dict):
-            return None
-        path, line = item.get("path"), item.get("line")
-        if not isinstance(path, str) or not path.strip() or "\n" in path:
-            return None
-        if line is not None and (isinstance(line, bool) or not isinstance(line, int)
-                                 or line < 1):
-            return None
-        refs.append({"path": path.strip(), "line": line})
-    return refs
-
-
-def _changes_prompt(text: str, refs: list[dict[str, Any]]) -> str:
-    lines = ["The reviewer asks for changes:", "", text]
-    if refs:
-        lines += ["", "Places in the diff:"]
-        lines += [f"- {r['path']}" + (f":{r['line']}" if r["line"] else "") for r in refs]
-    return "\n".join(lines)

@@ -287,6 +287,18 @@ def mark_reviewed(workspace: Path, branch: str) -> str:
     return commit
 
 
+def restart_from_base(workspace: Path, base: str) -> None:
+    """After a squash: the worktree's branch starts again from the base, which now holds all
+    it did (its leftovers were committed first). `--keep` refuses, and changes nothing, if a
+    file changed since."""
+    git(workspace, "reset", "--keep", f"refs/heads/{base}")
+    git(workspace, "update-ref", "-d", REVIEW_REFS + _current_branch(workspace), check=False)
+
+
+def _current_branch(workspace: Path) -> str:
+    return _out(workspace, "symbolic-ref", "--short", "HEAD")
+
+
 # ---- what would be lost ---------------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ from ..protocol.frames import Call, text_field
 from ..runtime import Producer
 from .checkout import CheckoutError, ensure_checkout
 from .prompt import PromptError, assemble
+from .review import AgentReview
 from .runner import RunResult, StopRequest, prune_logs, run_session, session_id
 from .tasks import READ_CAP, Task, add_task, list_tasks, move_tasks
 
@@ -112,6 +113,8 @@ class Scheduler(Producer):
         self._watch_stop = asyncio.Event()
         #: the `marrow-tui` the runs call (see own_command.py); written at start
         self.own_command: Path | None = None
+        #: the review verbs for agents with `workspace_git`
+        self.review = AgentReview(self)
 
     # ---- life cycle ----------------------------------------------------------------------
 
@@ -125,6 +128,7 @@ class Scheduler(Producer):
         decider.register("sessions_request", self._verb_sessions)
         decider.register("session_stop", self._verb_stop)
         decider.register("agent_pause", self._serving(self._verb_pause))
+        self.review.serve()
         live_sessions(self.runtime)  # session_prompt and session_cancel, for every ACP run
         self.own_command = write_own_command(self.runtime.options.state_dir)
         self._return_interrupted_tasks()
@@ -144,6 +148,7 @@ class Scheduler(Producer):
         ended, "stopped at shutdown", and said so in the log."""
         self._stopping = True
         self._watch_stop.set()
+        self.review.stop()
         await self._stop_tasks()
         runs = [run.task for run in self.runs.values() if run.task is not None]
         for run in self.runs.values():
@@ -254,7 +259,9 @@ class Scheduler(Producer):
             self._poke.clear()
             now = self.clock()
             for schedule in list(self.schedules.values()):
-                if schedule.due(now) and not self._stopping:
+                # (an accept or a discard at work in its worktree holds it back)
+                if schedule.due(now) and not self._stopping and \
+                        schedule.name not in self.review.busy:
                     self._launch(schedule, now)
             upcoming = [s.next_at for s in self.schedules.values()
                         if s.enabled and s.running is None and s.next_at is not None]

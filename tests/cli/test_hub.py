@@ -335,3 +335,16 @@ async def test_bad_input_exits_2_without_contacting_a_hub(argv: list[str]) -> No
     result = await cli(*argv)
     assert result.code == 2
     assert result.err.strip() and result.out == ""
+
+
+async def test_without_uri_a_command_finds_the_marrow_tui_of_its_state_dir(
+        hub: RunningHub, tmp_path: Path) -> None:
+    # The hub listens on a port of its choosing (--port 0); its state dir says where.
+    assert not hub.uri.endswith(":8876")
+    found = await cli("who", "--json", "--name", "e2e/finder", "--state-dir",
+                      str(tmp_path / "state"))
+    assert found.code == 0, found.err
+    assert "e2e/finder" in [a["name"] for a in found.json()["agents"]]
+    elsewhere = await cli("who", "--json", "--state-dir", str(tmp_path / "nothing-here"),
+                          env={"MARROW_HUB_URI": hub.uri})
+    assert elsewhere.code == 0, elsewhere.err  # $MARROW_HUB_URI still comes first

@@ -1,0 +1,176 @@
+"""The review verbs, served once for every part of the runtime whose work is a git worktree.
+
+`review_diff`, `review_accept`, `review_request_changes` and `review_discard` (docs/protocol.md
+§6.6) name their subject by `identifier`: an issue of the orchestrator's tracker, or an agent
+of marrow.toml with `workspace_git`. Each part adds a `Reviewer` saying which names are its
+own and how it serves each verb; a frame goes to the first that owns its name, and a name
+nobody owns is refused in one sentence.
+
+What the parts share is here too: the private answer sent when the git work is done
+(`Later`), the diff's reply, and the reading of a request for changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .core.events import Refusal
+from .orchestrator.workspaces import WorktreeRecord
+from .orchestrator.worktrees import GitError, diff_of
+from .protocol.frames import Call, Delivery, Outcome, encode, text_field
+from .runtime import Runtime
+
+VERBS = ("review_diff", "review_accept", "review_request_changes", "review_discard")
+#: the most file:line references one request for changes carries
+MAX_REFS = 200
+
+
+@dataclass(slots=True, frozen=True)
+class Reviewer:
+    """A part whose work is reviewed: which names are its own, and its handler per verb."""
+
+    owns: Callable[[str], bool]
+    handlers: Mapping[str, Callable[[Call], None]]
+
+
+class Reviews:
+    """The runtime's review verbs, each frame routed to the part that owns its name."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.parts: list[Reviewer] = []
+        decider = runtime.decider
+        assert decider is not None
+        for verb in VERBS:
+            decider.register(verb, self._route(verb))
+
+    def add(self, reviewer: Reviewer) -> None:
+        self.parts.append(reviewer)
+
+    def remove(self, reviewer: Reviewer) -> None:
+        if reviewer in self.parts:
+            self.parts.remove(reviewer)
+
+    def _route(self, verb: str) -> Callable[[Call], None]:
+        def route(call: Call) -> None:
+            name = text_field(call.frame, "identifier").strip()
+            for part in self.parts:
+                if name and part.owns(name):
+                    part.handlers[verb](call)
+                    return
+            call.deny("error", Refusal("unknown_issue", f"No issue or agent {name!r} has "
+                                                        "work to review."))
+        return route
+
+
+_REVIEWS: weakref.WeakKeyDictionary[Runtime, Reviews] = weakref.WeakKeyDictionary()
+
+
+def reviews(runtime: Runtime) -> Reviews:
+    """The runtime's one router of review verbs (made, and the verbs served, on first use)."""
+    found = _REVIEWS.get(runtime)
+    if found is None:
+        found = _REVIEWS[runtime] = Reviews(runtime)
+    return found
+
+
+class Later:
+    """The private answer to a verb whose work ends after the verb returned: a frame to the
+    sender, submitted after the events the work made, so it never arrives before them."""
+
+    def __init__(self, runtime: Runtime, call: Call) -> None:
+        self.runtime = runtime
+        self.context = call.context
+        self.sender = call.sender
+
+    def reply(self, kind: str, payload: str, **fields: Any) -> None:
+        text = encode(self.context.frame(kind, self.sender, payload, **fields))
+        self.runtime.submit(Outcome(deliveries=[Delivery(text, frozenset({self.sender}))]))
+
+    def deny(self, code: str, payload: str, **fields: Any) -> None:
+        self.reply("error", payload, error_code=code, **fields)
+
+
+def operator_only(call: Call) -> bool:
+    """Accept, request changes and discard are the operator's; anyone else is refused."""
+    if not call.operator:
+        call.deny("error", Refusal("forbidden", "Only an operator does that (connect with the "
+                                                "operator token)."))
+        return False
+    return True
+
+
+def against_of(call: Call) -> str | None:
+    """`against`: base (the default) or review; None (and the frame refused) otherwise."""
+    against = call.frame.get("against") or "base"
+    if against not in ("base", "review"):
+        call.deny("error", Refusal("bad_against", "against is base or review."))
+        return None
+    return str(against)
+
+
+async def send_diff(later: Later, name: str, tree: WorktreeRecord, against: str) -> None:
+    """The worktree's diff (git in a thread) as the `review_diff` answer."""
+    try:
+        diff = await asyncio.to_thread(diff_of, tree.path, tree.base, tree.branch, against)
+    except GitError as exc:
+        later.deny("git_failed", f"{name}: {exc.message}")
+        return
+    stat = diff.stat
+    since = tree.base if diff.against == "base" else "the last review"
+    later.reply("review_diff", f"{name}: {stat['files']} file(s), +{stat['added']} "
+                f"-{stat['removed']} against {since}.",
+                identifier=name, base=tree.base, base_commit=diff.base_commit,
+                head_commit=diff.head_commit, against=diff.against, stat=stat,
+                diff=diff.text, truncated=diff.truncated, uncommitted=diff.uncommitted)
+
+
+def requested_changes(call: Call, max_prompt: int) -> str | None:
+    """A request for changes as the agent's prompt; None (and the frame refused, one
+    sentence) when its text is empty, its refs malformed, or it is too long."""
+    text = text_field(call.frame, "text").strip()
+    refs = refs_of(call.frame.get("refs"))
+    if not text:
+        call.deny("error", Refusal("empty_prompt", "Say what to change: the text is empty."))
+        return None
+    if refs is None:
+        call.deny("error", Refusal("bad_refs", f"refs is a list of at most {MAX_REFS} "
+                                               "{path, line} (a line from 1)."))
+        return None
+    prompt = changes_prompt(text, refs)
+    if len(prompt) > max_prompt:
+        call.deny("error", Refusal("too_long", f"Requested changes are at most "
+                                               f"{max_prompt // 1024} KiB."))
+        return None
+    return prompt
+
+
+def refs_of(value: Any) -> list[dict[str, Any]] | None:
+    """The file:line references of a request for changes; None when malformed."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_REFS:
+        return None
+    refs = []
+    for item in value:
+        if not isinstance(item, dict):
+            return None
+        path, line = item.get("path"), item.get("line")
+        if not isinstance(path, str) or not path.strip() or "\n" in path:
+            return None
+        if line is not None and (isinstance(line, bool) or not isinstance(line, int)
+                                 or line < 1):
+            return None
+        refs.append({"path": path.strip(), "line": line})
+    return refs
+
+
+def changes_prompt(text: str, refs: list[dict[str, Any]]) -> str:
+    lines = ["The reviewer asks for changes:", "", text]
+    if refs:
+        lines += ["", "Places in the diff:"]
+        lines += [f"- {r['path']}" + (f":{r['line']}" if r["line"] else "") for r in refs]
+    return "\n".join(lines)
