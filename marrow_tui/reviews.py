@@ -13,20 +13,30 @@ What the parts share is here too: the private answer sent when the git work is d
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .core.aio import within
 from .core.events import Refusal
 from .orchestrator.workspaces import WorktreeRecord
-from .orchestrator.worktrees import GitError, diff_of
+from .orchestrator.worktrees import GitError, diff_of, stat_of, watched_files
 from .protocol.frames import Call, Delivery, Outcome, encode, text_field
 from .runtime import Runtime
+
+log = logging.getLogger("marrow.review")
 
 VERBS = ("review_diff", "review_accept", "review_request_changes", "review_discard")
 #: the most file:line references one request for changes carries
 MAX_REFS = 200
+#: how often the watched worktrees' HEAD, index and branch are looked at (a stat() each)
+STAT_EVERY = 2.0
+
+#: a worktree's +N/-M ({files, added, removed}), or None when it has none (any more)
+Counts = dict[str, int] | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -174,3 +184,93 @@ def changes_prompt(text: str, refs: list[dict[str, Any]]) -> str:
         lines += ["", "Places in the diff:"]
         lines += [f"- {r['path']}" + (f":{r['line']}" if r["line"] else "") for r in refs]
     return "\n".join(lines)
+
+
+# ---- +N/-M --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Watched:
+    tree: WorktreeRecord
+    stamp: tuple[tuple[int, int], ...] | None = None
+
+
+class StatWatch:
+    """The +N/-M of the worktrees a part shows (`review_stat`, a transient event).
+
+    Every STAT_EVERY seconds, a few stat() calls per worktree (its HEAD, index and branch
+    ref); git (in a thread) only when one changed, or when the name was touched (a run or a
+    turn ended, an action ran); `say` only when the numbers differ from what is shown.
+    `shown()` gives each name with the counts shown now, `locate(name)` its worktree.
+    """
+
+    def __init__(self, shown: Callable[[], Mapping[str, Counts]],
+                 locate: Callable[[str], WorktreeRecord | None],
+                 say: Callable[[str, Counts], None]) -> None:
+        self.shown, self.locate, self.say = shown, locate, say
+        self.watched: dict[str, _Watched] = {}
+        #: names measured again at the next look, changed or not
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+
+    def touch(self, name: str) -> None:
+        """Measure `name`'s worktree again soon."""
+        self._dirty.add(name)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await within(self._wake.wait(), STAT_EVERY)
+            self._wake.clear()
+            try:
+                await self.measure()
+            except Exception:
+                log.exception("measuring the worktrees failed this time")
+
+    async def measure(self) -> None:
+        """One look at every shown worktree; `say` for each whose numbers changed."""
+        shown = dict(self.shown())
+        if not shown:
+            return
+        dirty, self._dirty = self._dirty, set()
+        found = await asyncio.to_thread(self._look, list(shown), dirty)
+        now = self.shown()
+        for name, counts in found:
+            if name in now and counts != now[name]:
+                self.say(name, counts)
+
+    def _look(self, names: Iterable[str], dirty: set[str]) -> list[tuple[str, Counts]]:
+        """(name, counts or None when it has no worktree) for each that may have changed.
+        Runs in a thread."""
+        out: list[tuple[str, Counts]] = []
+        for name in names:
+            watched = self.watched.get(name)
+            if watched is None or name in dirty or not watched.tree.path.is_dir():
+                tree = self.locate(name)
+                if tree is None:
+                    if self.watched.pop(name, None) is not None or name in dirty:
+                        out.append((name, None))
+                    continue
+                watched = self.watched[name] = _Watched(tree)
+            stamp = _stamp(watched.tree)
+            if stamp == watched.stamp and name not in dirty:
+                continue
+            try:
+                counts = stat_of(watched.tree.path, watched.tree.base)
+            except GitError as exc:
+                log.info("%s: no +N/-M: %s", name, exc.message)
+                continue
+            watched.stamp = stamp
+            out.append((name, counts))
+        return out
+
+
+def _stamp(tree: WorktreeRecord) -> tuple[tuple[int, int], ...]:
+    marks = []
+    for path in watched_files(tree.path, tree.branch):
+        try:
+            info = os.stat(path)
+            marks.append((info.st_mtime_ns, info.st_size))
+        except OSError:
+            marks.append((0, -1))
+    return tuple(marks)

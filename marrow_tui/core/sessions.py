@@ -221,6 +221,8 @@ class AgentView:
     failures: int = 0
     wake_pending: bool = False
     queued: int = 0
+    #: its worktree's +N/-M against the base ({files, added, removed}), with workspace_git
+    diff: dict[str, int] | None = None
 
 
 class SessionBook:
@@ -308,6 +310,15 @@ class SessionBook:
                 self.paused.pop(d["agent"], None)
         elif kind == "config_status":
             self.config = dict(d)
+
+    def apply_review(self, event: Event) -> None:
+        """A review event about an agent's worktree: its +N/-M (`review_stat`, null counts:
+        it has none any more); accepts, requests and discards change nothing kept here."""
+        d = event.data
+        view = self.agents.get(d["agent"])
+        if event.kind == "review_stat" and view is not None:
+            view.diff = None if d.get("files") is None else {
+                key: int(d[key]) for key in ("files", "added", "removed")}
 
     def _retire(self, session: Session) -> None:
         finished = self._finished.setdefault(session.agent, deque())

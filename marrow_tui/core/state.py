@@ -153,7 +153,10 @@ class State:
         elif kind in STEERING_KINDS:
             self.steering.apply(event)
         elif kind in ISSUE_KINDS:
-            self.issues.apply(event)
+            if data.get("agent"):  # a review of an agent's worktree (workspace_git)
+                self.sessions.apply_review(event)
+            else:
+                self.issues.apply(event)
         elif kind in SERVICE_KINDS:
             self.services.apply(event)
         else:

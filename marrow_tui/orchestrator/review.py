@@ -11,10 +11,9 @@ being merged or removed). Requested changes reach a live ACP session as its next
 operator's `session_prompt` path), else they wait for the issue's next run, which gets them
 after its rendered prompt.
 
-The +N/-M (`review_stat`, a transient event): a task looks every STAT_EVERY seconds at each
-shown issue's worktree with a few stat() calls (its HEAD, index and branch ref), and asks git
-(in a thread) only when one changed, when a run or a turn of the issue ended, or when an
-action touched it; the event goes out only when the numbers differ from what the issue shows.
+The +N/-M of each shown issue (`review_stat`) is reviews.py's StatWatch: measured again when
+its worktree's HEAD, index or branch changed, when a run or a turn of the issue ended, or when
+an action touched it.
 """
 
 from __future__ import annotations
@@ -22,18 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from ..agent_session import MAX_PROMPT, live_sessions
-from ..core.aio import within
 from ..core.events import Event, Refusal
 from ..protocol.frames import Call, text_field
 from ..reviews import (
+    Counts,
     Later,
+    StatWatch,
     Reviewer,
     against_of,
     refs_of,
@@ -49,9 +46,7 @@ from .worktrees import (
     accept,
     commit_leftovers,
     mark_reviewed,
-    stat_of,
     unmerged_work,
-    watched_files,
 )
 
 #: the orchestrator that serves these verbs (dispatcher.py imports this module, so it is not
@@ -60,16 +55,8 @@ Orchestrator = Any
 
 log = logging.getLogger("marrow.review")
 
-#: how often the worktrees' HEAD, index and branch are looked at (a stat() each)
-STAT_EVERY = 2.0
 #: the state requested changes move an issue back to, when the workflow has it
 IN_PROGRESS = "in progress"
-
-
-@dataclass(slots=True)
-class _Watched:
-    tree: WorktreeRecord
-    stamp: tuple[tuple[int, int], ...] | None = None
 
 
 class Review:
@@ -80,10 +67,7 @@ class Review:
         self.busy: set[str] = set()
         #: issue id -> the requested changes its next run gets after its prompt
         self.requested: dict[str, str] = {}
-        self._watched: dict[str, _Watched] = {}
-        #: identifiers whose numbers are measured again at the next look, changed or not
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
+        self.stats = StatWatch(self._shown, self._locate, self._said)
         self._unsubscribe: Any = None
         self._reviewer: Reviewer | None = None
 
@@ -106,7 +90,7 @@ class Review:
     def start(self) -> None:
         """The +N/-M watch (and the turn ends it listens for)."""
         self._unsubscribe = self.runtime.subscribe(self._heard)
-        self.o._spawn(self._watch(), "review-stats")
+        self.o._spawn(self.stats.run(), "review-stats")
 
     def stop(self) -> None:
         if self._reviewer is not None:
@@ -119,8 +103,10 @@ class Review:
 
     def touch(self, identifier: str) -> None:
         """Measure the issue's worktree again soon (a run or a turn ended, an action ran)."""
-        self._dirty.add(identifier)
-        self._wake.set()
+        self.stats.touch(identifier)
+
+    async def measure(self) -> None:
+        await self.stats.measure()
 
     def take_request(self, issue_id: str) -> str:
         """The requested changes for the run about to start (once), as prompt text."""
@@ -426,62 +412,18 @@ class Review:
             if event.kind == "session_turn" and event.data.get("phase") == "end":
                 self.touch(str(event.data.get("agent", "")))
 
-    async def _watch(self) -> None:
-        while True:
-            await within(self._wake.wait(), STAT_EVERY)
-            self._wake.clear()
-            try:
-                await self.measure()
-            except Exception:
-                log.exception("measuring the worktrees failed this time")
-
-    async def measure(self) -> None:
-        """One look at every shown issue's worktree; a `review_stat` for each that changed."""
+    def _shown(self) -> dict[str, Counts]:
+        """Each issue with its +N/-M now; none to watch without worktrees."""
         workflow = self.o.workflow
-        if workflow is None or workflow.git is None and not self._watched:
-            return
-        shown = {name: view.diff for name, view in self.runtime.state.issues.issues.items()}
-        dirty, self._dirty = self._dirty, set()
-        found = await asyncio.to_thread(self._look, workflow.workspace_root, list(shown), dirty)
-        for name, counts in found:
-            if counts != shown.get(name) and name in self.runtime.state.issues.issues:
-                self.o._emit(Event("review_stat", {
-                    "identifier": name, "at": self.o.clock(),
-                    **(counts or {"files": None, "added": None, "removed": None})}))
+        if workflow is None or workflow.git is None and not self.stats.watched:
+            return {}
+        return {name: view.diff for name, view in self.runtime.state.issues.issues.items()}
 
-    def _look(self, root: Path, names: Iterable[str],
-              dirty: set[str]) -> list[tuple[str, dict[str, int] | None]]:
-        """(identifier, counts or None when it has no worktree) for each that may have changed.
-        Runs in a thread."""
-        out: list[tuple[str, dict[str, int] | None]] = []
-        for name in names:
-            watched = self._watched.get(name)
-            if watched is None or name in dirty or not watched.tree.path.is_dir():
-                tree = worktree_of(root, name)
-                if tree is None:
-                    if self._watched.pop(name, None) is not None or name in dirty:
-                        out.append((name, None))
-                    continue
-                watched = self._watched[name] = _Watched(tree)
-            stamp = _stamp(watched.tree)
-            if stamp == watched.stamp and name not in dirty:
-                continue
-            try:
-                counts = stat_of(watched.tree.path, watched.tree.base)
-            except GitError as exc:
-                log.info("%s: no +N/-M: %s", name, exc.message)
-                continue
-            watched.stamp = stamp
-            out.append((name, counts))
-        return out
+    def _locate(self, name: str) -> WorktreeRecord | None:
+        workflow = self.o.workflow
+        return worktree_of(workflow.workspace_root, name) if workflow is not None else None
 
-
-def _stamp(tree: WorktreeRecord) -> tuple[tuple[int, int], ...]:
-    marks = []
-    for path in watched_files(tree.path, tree.branch):
-        try:
-            info = os.stat(path)
-            marks.append((info.st_mtime_ns, info.st_size))
-        except OSError:
-            marks.append((0, -1))
-    return tuple(marks)
+    def _said(self, name: str, counts: Counts) -> None:
+        self.o._emit(Event("review_stat", {
+            "identifier": name, "at": self.o.clock(),
+            **(counts or {"files": None, "added": None, "removed": None})}))

@@ -137,6 +137,7 @@ class Scheduler(Producer):
             self._status(self.config, load_config(self.config.path).warnings)
             self._adopt(self.config, start=loop)
         if loop:
+            self.review.start()
             self._spawn(self._drive(), "scheduler")
             self._spawn(self._follow_output(), "run-output")
             if self.watch and self.config is not None:

@@ -14,6 +14,7 @@ Neither accept nor discard runs while the agent runs, and no run starts while th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from ..agent_session import MAX_PROMPT, live_sessions
@@ -36,8 +37,10 @@ from ..orchestrator.worktrees import (
 )
 from ..protocol.frames import Call, text_field
 from ..reviews import (
+    Counts,
     Later,
     Reviewer,
+    StatWatch,
     against_of,
     operator_only,
     refs_of,
@@ -58,6 +61,9 @@ class AgentReview:
         #: agents with an accept or a discard under way: not run meanwhile
         self.busy: set[str] = set()
         self._reviewer: Reviewer | None = None
+        #: each agent's worktree's +N/-M, shown in the Sessions pane
+        self.stats = StatWatch(self._shown, self._locate, self._said)
+        self._unsubscribe: Any = None
 
     def serve(self) -> None:
         self._reviewer = Reviewer(self.owns, {
@@ -67,10 +73,42 @@ class AgentReview:
                 ("review_discard", self._verb_discard))})
         reviews(self.runtime).add(self._reviewer)
 
+    def start(self) -> None:
+        """The +N/-M watch, and the run and turn ends after which it looks again."""
+        self._unsubscribe = self.runtime.subscribe(self._heard)
+        self.s._spawn(self.stats.run(), "agent-review-stats")
+
     def stop(self) -> None:
         if self._reviewer is not None:
             reviews(self.runtime).remove(self._reviewer)
             self._reviewer = None
+        if self._unsubscribe is not None:
+            with contextlib.suppress(ValueError):
+                self._unsubscribe()
+            self._unsubscribe = None
+
+    def _heard(self, events: list[Event]) -> None:
+        for event in events:
+            ended = event.kind == "session_end" or (
+                event.kind == "session_turn" and event.data.get("phase") == "end")
+            if ended and self._agent(str(event.data.get("agent", ""))) is not None:
+                self.stats.touch(str(event.data["agent"]))
+
+    def _shown(self) -> dict[str, Counts]:
+        config, views = self.s.config, self.runtime.state.sessions.agents
+        if config is None:
+            return {}
+        return {agent.name: views[agent.name].diff for agent in config.agents
+                if agent.git is not None and agent.name in views}
+
+    def _locate(self, name: str) -> WorktreeRecord | None:
+        agent = self._agent(name)
+        return worktree_of(agent.workspace, CHECKOUT) if agent is not None else None
+
+    def _said(self, name: str, counts: Counts) -> None:
+        self.s._emit(Event("review_stat", {
+            "identifier": name, "agent": name, "at": self.s.clock(),
+            **(counts or {"files": None, "added": None, "removed": None})}))
 
     def owns(self, name: str) -> bool:
         return self._agent(name) is not None
@@ -144,6 +182,7 @@ class AgentReview:
             return
         finally:
             self.busy.discard(name)
+            self.stats.touch(name)
             self.s.poke()
         self.s._emit(Event("review_accepted", {
             "identifier": name, "agent": name, "how": how, "commit": done.commit,
@@ -223,6 +262,7 @@ class AgentReview:
             return
         finally:
             self.busy.discard(name)
+            self.stats.touch(name)
             self.s.poke()
         if not removal.removed:
             later.deny("not_removed", f"{name}: not removed: "

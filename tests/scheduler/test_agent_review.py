@@ -46,6 +46,9 @@ async def start(tmp_path: Path, make: Any, merge: str = "merge") -> tuple[Any, O
 async def test_an_agents_work_is_diffed_and_accepted_and_it_goes_on(tmp_path: Path,
                                                                    make: Any) -> None:
     run, operator, repo = await start(tmp_path, make)
+    views = run.hub.runtime.state.sessions.agents
+    # its +N/-M, measured off the loop after the run ended (the Sessions pane shows it)
+    await run.until(lambda: views["alice"].diff == {"files": 2, "added": 2, "removed": 0})
     diff = await operator.ask("review_diff", type="review_diff", identifier="alice")
     assert diff["type"] == "review_diff", diff
     assert diff["stat"] == {"files": 2, "added": 2, "removed": 0} and diff["uncommitted"]
@@ -57,6 +60,7 @@ async def test_an_agents_work_is_diffed_and_accepted_and_it_goes_on(tmp_path: Pa
     assert git(repo, "show", "main:draft.txt") == "draft"
     assert git(repo, "status", "--porcelain") == ""
     assert run.of("review_accepted", agent="alice", how="merge")
+    await run.until(lambda: views["alice"].diff == {"files": 0, "added": 0, "removed": 0})
     run.scheduler.wake("alice", "again")
     [_, second] = await run.ended(2)
     assert second["state"] == "ok"

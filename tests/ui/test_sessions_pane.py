@@ -188,3 +188,35 @@ async def test_a_broken_config_is_shown_and_the_last_good_one_kept(tmp_path: Pat
         path.write_text(path.read_text().replace("\nbogus_key = 1\n", "\n"))
         app.scheduler.reload()
         await until(pilot, lambda: not pane.border_title)
+
+
+async def test_an_agents_worktree_shows_its_diff_and_is_accepted_from_the_console(
+        tmp_path: Path) -> None:
+    from marrow_tui.ui.modals.confirm import ConfirmModal as Confirm
+    from marrow_tui.ui.screens.diff import DiffScreen
+
+    from tests.scheduler.test_agent_review import AGENT
+    from tests.scheduler.test_checkout import git, make_repo
+
+    repo = make_repo(tmp_path)
+    (repo / ".git" / "info" / "exclude").write_text("prompt.txt\n")
+    config = loaded(write_config(tmp_path, {"alice": AGENT}, extra=(
+        f'[agents.workspace_git]\nrepo = "{repo}"\nbase = "main"\n')))
+    app = ConsoleApp(seeded=False, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await filled(pilot, app)
+        await until(pilot, lambda: ended(app, "alice"))
+        assert app.main is not None
+        table = app.main.tables["sessions"]
+        await until(pilot, lambda: any("+2" in str(cell) for key in table.keys
+                                       for cell in table._shown.get(key, ())), WAIT)
+        await pilot.press("v")
+        screen = await until(pilot, lambda: isinstance(app.screen, DiffScreen)
+                             and not app.screen.asking and app.screen)
+        assert screen.identifier == "alice"
+        await pilot.press("A")
+        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("y")
+        await until(pilot, lambda: git(repo, "log", "-1", "--format=%s", "main")
+                    == "alice: accepted in marrow-tui", WAIT)
+        assert git(repo, "show", "main:draft.txt") == "draft"

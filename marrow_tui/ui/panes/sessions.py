@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from rich.text import Text
 
 from ...core.sessions import Session
+from ...core.state import State
 from ...core.steering import Request
 from ...core.text import ago
 from ..actions import BY_ID, Hint
@@ -50,6 +51,17 @@ def session_key(agent: str, started: float, sid: str) -> str:
 
 def placeholder_key(agent: str) -> str:
     return f"{agent}\x1f~"
+
+
+def worktree_diff(state: State, agent: str) -> dict[str, int] | None:
+    """The +N/-M of the worktree the runs of `agent` work in, now (not any one run's): an
+    orchestrator run's issue's (its runs are named after the issue), or a configured agent's
+    with workspace_git."""
+    issue = state.issues.issues.get(agent)
+    if issue is not None:
+        return issue.diff
+    view = state.sessions.agents.get(agent)
+    return view.diff if view is not None else None
 
 
 class SessionsTable(KeyedTable):
@@ -123,7 +135,7 @@ class SessionsTable(KeyedTable):
         state = Text(session.state, style=_STATE_STYLES.get(session.state, ""))
         code = "" if session.code is None else str(session.code)
         short = sid[len(agent) + 1:] if sid.startswith(agent + "-") else sid
-        diff = self._issue_diff(agent) if head else Text("")
+        diff = stat_cell(worktree_diff(self.state, agent)) if head else Text("")
         line = session.last_line
         if session.state in _SAY_WHY and session.reason:
             line = f"{session.reason} · {line}" if line else session.reason
@@ -132,11 +144,6 @@ class SessionsTable(KeyedTable):
                     short)
         return (label, started, took, state, code, diff, line[:200], short)
 
-    def _issue_diff(self, agent: str) -> Text:
-        """An orchestrator run's issue's +N/-M (its runs are named after the issue), on the
-        issue's newest row: it is the workspace's now, not any one run's."""
-        issue = self.state.issues.issues.get(agent)
-        return stat_cell(issue.diff if issue is not None else None)
 
     def _acp_line(self, session: Session, line: str) -> Text:
         summary = run_summary(session, self.state.steering)
@@ -349,9 +356,8 @@ class SessionsPane(TablePane):
             self.console.app.push_screen(LogScreen(run))
 
     def _reviewable(self, run: Session) -> str | None:
-        """The issue whose run this is, when its git workspace has been measured."""
-        issue = self.state.issues.issues.get(run.agent)
-        return issue.identifier if issue is not None and issue.diff is not None else None
+        """The issue (or the agent) whose worktree this run works in, once it is measured."""
+        return run.agent if worktree_diff(self.state, run.agent) is not None else None
 
     def view_run_diff(self) -> None:
         run = self._run(self.selected())
