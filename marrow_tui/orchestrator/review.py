@@ -222,8 +222,9 @@ class Review:
                 "to_state": to_state, "by": by, "at": self.o.clock(),
                 "path": str(issue.path), "session": ""}))
             self.o._status(issue, "done", state=to_state)
+        moved = f"; it moved to {to_state}" if to_state is not None else ""
         later.reply("review_accepted", f"Accepted {name} into {tree.base} ({how}, "
-                    f"{commit[:12]}).", identifier=name, how=how, commit=commit)
+                    f"{commit[:12]}){moved}.", identifier=name, how=how, commit=commit)
         # Merged: nothing is lost with the worktree and its branch (else it is kept, said).
         # A squash leaves the branch's commits out of the base, but all they did is in it.
         await self.o._remove_workspace(name, hook=False, by=by, force=how == "squash")

@@ -48,6 +48,8 @@ class Alert:
     key: str
     text: str
     severity: str = "warning"
+    #: who did what it tells of, when a person did (the console that did it has said so)
+    by: str = ""
 
 
 @dataclass(slots=True)
@@ -291,7 +293,7 @@ class Bridge:
                 pending.alerts.append(Alert(
                     f"done:{data['identifier']}",
                     f"{data['identifier']} done (moved to {data.get('to_state', '?')})",
-                    "information"))
+                    "information", by=str(data.get("by") or "")))
             return
         # The workflow's status colours every row (and the Issues pane's border).
         pending.issues.update(self.runtime.state.issues.issues)

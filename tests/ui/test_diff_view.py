@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from marrow_tui.core.events import Event
+from marrow_tui.protocol.frames import Outcome
 from marrow_tui.ui.modals.confirm import ConfirmModal
 from marrow_tui.ui.modals.detail import DetailModal
 from marrow_tui.ui.modals.review import RequestChangesModal
@@ -350,3 +352,22 @@ async def test_at_80x24_the_column_gives_way_and_the_detail_says_it() -> None:
         await pilot.press("enter")
         detail = await until(pilot, lambda: isinstance(app.screen, DetailModal) and app.screen)
         assert "+12 −3 in 3 files (v shows the diff)" in str(detail.body)
+
+
+async def test_an_accept_from_this_console_is_said_once() -> None:
+    # Its reply says "Accepted ... it moved to Done"; the issue_done it caused is not said
+    # again here. An issue done by someone else still rings.
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await filled(pilot, app)
+        assert app.main is not None
+        me = app.main.session.name
+        for who, ident in ((me, ID), ("demo/alice", "DEMO-2")):
+            event = Event("issue_done", {"identifier": ident, "title": "t", "summary": "s",
+                                         "to_state": "Done", "by": who, "at": 0.0,
+                                         "path": "", "session": ""})
+            app.runtime.state.apply(event)
+            app.runtime.submit(Outcome(events=[event]))
+        await until(pilot, lambda: any("DEMO-2 done" in str(n.message)
+                                       for n in app._notifications))
+        assert not any(f"{ID} done" in str(n.message) for n in app._notifications)

@@ -220,3 +220,5 @@ async def test_an_agents_worktree_shows_its_diff_and_is_accepted_from_the_consol
         await until(pilot, lambda: git(repo, "log", "-1", "--format=%s", "main")
                     == "alice: accepted in marrow-tui", WAIT)
         assert git(repo, "show", "main:draft.txt") == "draft"
+        await until(pilot, lambda: any("Accepted alice into main" in str(n.message)
+                                       for n in app._notifications))

@@ -360,6 +360,8 @@ class MainScreen(Screen[None]):
         if message.activity:
             self.activity.add(message.activity, visible=self.shown("activity"))
         for alert in message.alerts:
+            if alert.by and alert.by == self.session.name:
+                continue  # this console's own action: its reply said so already
             self.latest_alert = printable(alert.text)
             self.toast(alert.text, severity=alert.severity, timeout=6)  # type: ignore[arg-type]
             if self.bell and alert.severity != "information":
