@@ -122,8 +122,10 @@ def against_of(call: Call) -> str | None:
     return str(against)
 
 
-async def send_diff(later: Later, name: str, tree: WorktreeRecord, against: str) -> None:
-    """The worktree's diff (git in a thread) as the `review_diff` answer."""
+async def send_diff(later: Later, name: str, tree: WorktreeRecord, against: str, *,
+                    merge: str, subject: str) -> None:
+    """The worktree's diff (git in a thread) as the `review_diff` answer, with what accepting
+    it would do: `merge` (merge, squash or after_run), `subject` (issue or agent)."""
     try:
         diff = await asyncio.to_thread(diff_of, tree.path, tree.base, tree.branch, against)
     except GitError as exc:
@@ -135,7 +137,8 @@ async def send_diff(later: Later, name: str, tree: WorktreeRecord, against: str)
                 f"-{stat['removed']} against {since}.",
                 identifier=name, base=tree.base, base_commit=diff.base_commit,
                 head_commit=diff.head_commit, against=diff.against, stat=stat,
-                diff=diff.text, truncated=diff.truncated, uncommitted=diff.uncommitted)
+                diff=diff.text, truncated=diff.truncated, uncommitted=diff.uncommitted,
+                branch=tree.branch, merge=merge, subject=subject)
 
 
 def requested_changes(call: Call, max_prompt: int) -> str | None:

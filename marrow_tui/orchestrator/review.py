@@ -156,8 +156,10 @@ class Review:
         if found is None:
             return
         _issue, tree, name = found
-        self.o._spawn(send_diff(Later(self.runtime, call), name, tree, against),
-                      f"diff {name}")
+        workflow = self.o.workflow
+        merge = workflow.git.merge if workflow is not None and workflow.git else "merge"
+        self.o._spawn(send_diff(Later(self.runtime, call), name, tree, against, merge=merge,
+                                subject="issue"), f"diff {name}")
 
     # ---- review_accept ------------------------------------------------------------------
 

@@ -147,8 +147,9 @@ class AgentReview:
         if against is None or found is None:
             return
         agent, tree = found
-        self.s._spawn(send_diff(Later(self.runtime, call), agent.name, tree, against),
-                      f"diff {agent.name}")
+        merge = agent.git.merge if agent.git is not None else "merge"
+        self.s._spawn(send_diff(Later(self.runtime, call), agent.name, tree, against,
+                                merge=merge, subject="agent"), f"diff {agent.name}")
 
     def _verb_accept(self, call: Call) -> None:
         found = self._tree(call) if operator_only(call) else None

@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.app import App
 from textual.notifications import SeverityLevel
 
+from ..core.state import State
 from ..core.text import plural, printable
 from .source import ConsoleRuntime, OperatorSession
 from .modals.confirm import ConfirmModal
@@ -43,6 +44,50 @@ class Host(Protocol):
 
     def toast(self, text: str, *, severity: SeverityLevel = "information",
               timeout: float | None = None) -> None: ...
+
+
+def worktree_diff(state: State, name: str) -> dict[str, int] | None:
+    """The +N/-M of the worktree an issue's runs (named after it) or a configured agent's runs
+    (workspace_git) work in, now; None until it is measured."""
+    issue = state.issues.issues.get(name)
+    if issue is not None:
+        return issue.diff
+    view = state.sessions.agents.get(name)
+    return view.diff if view is not None else None
+
+
+def accept_text(name: str, frame: dict[str, Any]) -> str:
+    """What accepting does, from the diff's answer (the runtime's settings, not ours)."""
+    base = printable(str(frame.get("base") or "its base branch"))
+    branch = printable(str(frame.get("branch") or "its branch"))
+    how, agent = frame.get("merge", "merge"), frame.get("subject") == "agent"
+    stat = frame.get("stat") or {}
+    work = f"{name}'s work"
+    if stat.get("files"):
+        counts = stat_text(1, int(stat.get("added", 0)), int(stat.get("removed", 0))).plain
+        work += f" ({plural(int(stat['files']), 'file')}, {counts})"
+    if how == "after_run":
+        lines = [f"The workflow's after_run hook runs for {work}: it pushes {branch} or opens "
+                 f"a pull request. Nothing is merged into {base} here."]
+    elif how == "squash":
+        lines = [f"{work} is squashed into one commit on {base}."]
+    else:
+        lines = [f"{work} is merged into {base} with a merge commit (--no-ff)."]
+    if frame.get("uncommitted"):
+        lines.append(f"The files it left uncommitted are committed on {branch} first.")
+    if agent:
+        lines.append(f"{name} goes on in its worktree" + (
+            f"; its branch then starts again from {base}." if how == "squash" else "."))
+    elif how == "after_run":
+        lines.append(f"{name} then moves to Done; its worktree is kept (its branch is not "
+                     f"merged into {base}).")
+    else:
+        lines.append(f"{name} then moves to Done, and its worktree and branch are removed (all "
+                     f"they hold is in {base}).")
+    if how != "after_run":
+        lines.append(f"A conflict stops the merge, leaves {base} untouched and lists the "
+                     "conflicting files.")
+    return "\n".join(lines)
 
 
 def stat_cell(diff: dict[str, int] | None) -> Text:
@@ -72,6 +117,8 @@ class Reviews:
         #: the issue whose accept / discard is waiting for its reply (errors name no issue)
         self._accepting = ""
         self._discarding = ""
+        #: accepts asked for before their diff was known: the dialog opens when it comes
+        self._accept_after_diff: set[str] = set()
 
     def send(self, **frame: Any) -> None:
         self.host.session.send(**frame)
@@ -107,29 +154,26 @@ class Reviews:
         base = self._diffs.get(identifier, {}).get("base")
         return printable(str(base)) if base else "its base branch"
 
-    def _work(self, identifier: str) -> str:
-        view = self.host.runtime.state.issues.issues.get(identifier)
-        diff = view.diff if view is not None else None
-        if not diff or not diff.get("files"):
-            return f"{identifier}'s work"
-        return (f"{identifier}'s work ({plural(int(diff['files']), 'file')}, "
-                f"{stat_text(1, int(diff.get('added', 0)), int(diff.get('removed', 0))).plain})")
-
     def accept(self, identifier: str) -> None:
-        base = self._base(identifier)
+        """Confirm, saying what accepting does here (the diff's answer says how the runtime
+        merges; asked for first when it is not known yet), then accept."""
+        known = self._diffs.get(identifier)
+        if known is None or "merge" not in known:
+            self._accept_after_diff.add(identifier)
+            self.ask_diff(identifier, "base")
+            return
+        how = known.get("merge")
 
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self._accepting = identifier
                 self.send(type="review_accept", identifier=identifier)
 
-        self.host.app.push_screen(ConfirmModal(
-            f"Accept {identifier}?",
-            f"{self._work(identifier)} is merged into {base}: a merge commit or one squashed "
-            "commit, as the workflow's review setting says (where its after_run pushes the "
-            "branch or opens a pull request, that runs instead). The issue then moves to "
-            f"Done.\nA conflict stops the merge, leaves {base} untouched and lists the "
-            "conflicting files.", "Accept and merge", "Not yet"), confirmed)
+        button = {"squash": "Accept and squash", "after_run": "Accept (run after_run)"}.get(
+            str(how), "Accept and merge")
+        self.host.app.push_screen(ConfirmModal(f"Accept {identifier}?",
+                                               accept_text(identifier, known), button,
+                                               "Not yet"), confirmed)
 
     def request_changes(self, identifier: str) -> None:
         refs = self.refs(identifier)
@@ -200,6 +244,9 @@ class Reviews:
             self._diffs[identifier] = frame
             for view in self._views(identifier):
                 view.show(frame)
+            if identifier in self._accept_after_diff:
+                self._accept_after_diff.discard(identifier)
+                self.accept(identifier)
             return True
         if kind in DONE_REPLIES:
             if kind == "review_requested":  # the references went with it
@@ -223,4 +270,5 @@ class Reviews:
         for view in self._views(identifier or None):  # a diff asked for and refused
             if view.asking:
                 view.failed(str(frame.get("payload", "")))
+        self._accept_after_diff.clear()  # its diff was refused: the toast says why
         return False

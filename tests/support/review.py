@@ -80,6 +80,10 @@ class ReviewVerbs:
     #: hold review_diff replies until `release` (to see the view while it asks)
     hold: bool = False
     held: list[Call] = field(default_factory=list)
+    #: how accepting takes the work (the runtime's `workspace.git.merge`)
+    merge: str = "merge"
+    #: whether uncommitted files are in the worktree
+    uncommitted: bool = False
 
     def __post_init__(self) -> None:
         decider = self.runtime.decider
@@ -114,7 +118,8 @@ class ReviewVerbs:
                    base="main", base_commit="a" * 40, head_commit="b" * 40, against=against,
                    stat={"files": total.files, "added": total.added,
                          "removed": total.removed},
-                   diff=text, truncated=self.truncated, uncommitted=False)
+                   diff=text, truncated=self.truncated, uncommitted=self.uncommitted,
+                   branch=f"marrow/{identifier}", merge=self.merge, subject="issue")
 
     def _review_accept(self, call: Call) -> None:
         identifier = self._keep(call)

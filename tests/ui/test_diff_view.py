@@ -207,11 +207,12 @@ async def test_accept_says_what_it_does_and_a_conflict_lists_the_files(
                              conflicts={ID: ["src/app.py", "src/new.py"]})
         await pilot.press("A")
         dialog = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
-        assert "merged into its base branch" in dialog.body and "Done" in dialog.body
-        assert "5 files, +4 −2" in dialog.body
+        assert "DEMO-1's work (5 files, +4 −2) is merged into main with a merge commit" \
+            in dialog.body
+        assert "DEMO-1 then moves to Done" in dialog.body
         await pilot.press("y")
         detail = await until(pilot, lambda: isinstance(app.screen, DetailModal) and app.screen)
-        assert verbs.sent() == [{"type": "review_accept", "identifier": ID}]
+        assert verbs.sent()[-1] == {"type": "review_accept", "identifier": ID}
         body = str(detail.body)
         assert "does not merge into main" in body
         assert "Conflicting files (2):\n  src/app.py\n  src/new.py" in body
@@ -222,6 +223,27 @@ async def test_accept_says_what_it_does_and_a_conflict_lists_the_files(
         await pilot.press("y")
         await until(pilot, lambda: any("merged into main" in str(n.message)
                                        for n in app._notifications))
+
+
+async def test_accept_asks_for_the_diff_first_and_names_the_merge_mode(
+        workspace: Workspace) -> None:
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=SIZE) as pilot:
+        verbs = await opened(pilot, app, workspace, merge="squash", uncommitted=True)
+        await pilot.press("A")  # from the Issues pane: no diff asked for yet
+        dialog = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+        assert verbs.sent()[0] == {"type": "review_diff", "identifier": ID, "against": "base"}
+        assert "is squashed into one commit on main" in dialog.body
+        assert "left uncommitted are committed on marrow/DEMO-1 first" in dialog.body
+        assert "Accept and squash" in str(dialog.query_one("#yes").label)
+        await pilot.press("n")
+        verbs.merge = "after_run"
+        screen = await diff_open(pilot, app)
+        await pilot.press("A")
+        dialog = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
+        assert "after_run hook runs" in dialog.body and "Nothing is merged" in dialog.body
+        assert "its worktree is kept" in dialog.body
+        assert screen.identifier == ID
 
 
 async def test_discard_asks_again_listing_the_work_it_would_lose(workspace: Workspace) -> None:

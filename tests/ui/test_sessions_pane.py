@@ -215,7 +215,10 @@ async def test_an_agents_worktree_shows_its_diff_and_is_accepted_from_the_consol
                              and not app.screen.asking and app.screen)
         assert screen.identifier == "alice"
         await pilot.press("A")
-        await until(pilot, lambda: isinstance(app.screen, Confirm))
+        dialog = await until(pilot, lambda: isinstance(app.screen, Confirm) and app.screen)
+        assert "alice's work (2 files, +2 −0) is merged into main" in dialog.body
+        assert "committed on marrow/alice first" in dialog.body
+        assert "alice goes on in its worktree." in dialog.body
         await pilot.press("y")
         await until(pilot, lambda: git(repo, "log", "-1", "--format=%s", "main")
                     == "alice: accepted in marrow-tui", WAIT)

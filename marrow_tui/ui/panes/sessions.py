@@ -9,13 +9,12 @@ from typing import Any, Protocol, runtime_checkable
 from rich.text import Text
 
 from ...core.sessions import Session
-from ...core.state import State
 from ...core.steering import Request
 from ...core.text import ago
 from ..actions import BY_ID, Hint
 from ..modals.confirm import ConfirmModal
 from ..modals.form import Field, FormModal
-from ..review import stat_cell
+from ..review import stat_cell, worktree_diff
 from ..run_text import run_summary
 from ..screens.agent import AgentScreen
 from ..screens.log import LogScreen
@@ -51,17 +50,6 @@ def session_key(agent: str, started: float, sid: str) -> str:
 
 def placeholder_key(agent: str) -> str:
     return f"{agent}\x1f~"
-
-
-def worktree_diff(state: State, agent: str) -> dict[str, int] | None:
-    """The +N/-M of the worktree the runs of `agent` work in, now (not any one run's): an
-    orchestrator run's issue's (its runs are named after the issue), or a configured agent's
-    with workspace_git."""
-    issue = state.issues.issues.get(agent)
-    if issue is not None:
-        return issue.diff
-    view = state.sessions.agents.get(agent)
-    return view.diff if view is not None else None
 
 
 class SessionsTable(KeyedTable):
