@@ -393,3 +393,30 @@ async def test_an_accept_from_this_console_is_said_once() -> None:
         await until(pilot, lambda: any("DEMO-2 done" in str(n.message)
                                        for n in app._notifications))
         assert not any(f"{ID} done" in str(n.message) for n in app._notifications)
+
+
+async def test_added_and_removed_lines_keep_their_code_colours(workspace: Workspace) -> None:
+    app = ConsoleApp(issues=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await opened(pilot, app, workspace)
+        await diff_open(pilot, app)
+        for _ in range(3):
+            await pilot.press("right_square_bracket")  # src/app.py
+        lines = view(app).query_one(DiffLines)
+
+        def colours(text: str) -> tuple[set[str], set[str]]:
+            """The foreground and background colours of the drawn row holding `text`."""
+            for y in range(lines.size.height):
+                strip = lines.render_line(y)
+                if text in strip.text:
+                    segments = [s for s in strip if s.text.strip() and s.style is not None]
+                    return ({str(s.style.color) for s in segments if s.style.color},
+                            {str(s.style.bgcolor) for s in segments if s.style.bgcolor})
+            raise AssertionError(f"{text!r} is not on screen")
+
+        added_fg, added_bg = colours("+ def greet(name):")
+        context_fg, context_bg = colours("  line_2 = 2")
+        removed_fg, removed_bg = colours("- line_3 = 3")
+        # the keyword, the name and the punctuation differ in colour on the +/- lines too
+        assert len(added_fg) >= 3 and len(removed_fg) >= 2, (added_fg, removed_fg)
+        assert added_bg != context_bg and removed_bg != context_bg != removed_bg

@@ -361,13 +361,15 @@ class DiffLines(ScrollView):
         mark = {"added": "+", "removed": "-", "context": " "}.get(line.kind, "\\")
         gutter = Text(f"{old:>{digits}} {new:>{digits}} ",
                       style=self.get_component_rich_style("diff-lines--gutter"))
-        text = Text.assemble(gutter, (f"{mark} ", "bold"))
+        # An added or removed line's tint is the text's base style: beneath the lexer's
+        # colours, and over the padding that runs it to the edge.
+        tint = self.get_component_rich_style(f"diff-lines--{line.kind}") \
+            if line.kind in ("added", "removed") else ""
+        text = Text.assemble(gutter, (f"{mark} ", "bold"), style=tint)
         if line.kind == "note":
             text.append(printable(line.text), style="dim italic")
         else:
             text.append_text(self.code[index])
-        if line.kind in ("added", "removed"):
-            text.stylize(self.get_component_rich_style(f"diff-lines--{line.kind}"))
         if index in self.picked:
             text.stylize(self.get_component_rich_style("diff-lines--picked"), len(gutter))
         return text
@@ -389,7 +391,8 @@ class DiffLines(ScrollView):
         strip = self._strips.get(index)
         if strip is None:
             text = self._row_text(index)
-            full = max(text.cell_len, self.virtual_size.width)
+            # (to the view's edge too: the drawn rows are dropped when it is resized)
+            full = max(text.cell_len, self.virtual_size.width, width)
             kind = self.rows[index]
             if kind.kind in ("file", "hunk") or (kind.line is not None
                                                  and kind.line.kind in ("added", "removed")):
