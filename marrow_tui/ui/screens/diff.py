@@ -402,7 +402,11 @@ class DiffLines(ScrollView):
         shown = self._shown.get(index)
         if shown is not None and shown[0] == view:
             return shown[1]
-        strip = strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        if scroll_x or strip.cell_length != width:
+            # (never on a strip that already fits: crop_extend would cache the strip in
+            # itself, a reference cycle that only a full collection frees: tens of
+            # milliseconds while scrolling, for thousands of such strips)
+            strip = strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
         if index == self.cursor:
             strip = strip.apply_style(self.get_component_rich_style("diff-lines--cursor"))
         strip = strip.apply_style(self.rich_style)
