@@ -256,6 +256,10 @@ class Reviews:
             if kind == "review_discarded":
                 for view in self._views(identifier):
                     view.dismiss(None)
+            if kind == "review_accepted" and \
+                    self._diffs.get(identifier, {}).get("subject") == "agent":
+                for view in self._views(identifier):  # the agent's worktree stays: show it now
+                    view.ask()
             self.host.toast(str(frame.get("payload") or f"{kind}: {identifier}"), timeout=6)
             return True
         if kind != "error":

@@ -504,3 +504,28 @@ async def test_the_command_line_requests_changes_and_accepts(tmp_path: Path,
     assert code == 0, err
     assert out.startswith("Accepted W-1 into main (merge, ")
     assert (tmp_path / "issues" / "Done" / "W-1.md").is_file()
+
+
+def test_the_cheap_stat_counts_what_a_diff_of_the_snapshot_counts(tmp_path: Path) -> None:
+    from marrow_tui.orchestrator.worktrees import numstat, snapshot, stat_of
+
+    repo = make_repo(tmp_path)
+    (repo / "src" / "gone.py").write_text("a\nb\n")
+    (repo / ".gitignore").write_text("*.log\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "more")
+    base = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-qb", "work")
+    (repo / "src" / "a.py").write_text("def a():\n    return 2\n\n# more\n")
+    git(repo, "commit", "-qam", "committed")
+    (repo / "src" / "staged.py").write_text("s = 1\n")
+    git(repo, "add", "src/staged.py")
+    (repo / "src" / "a.py").write_text("def a():\n    return 3\n")  # changed, not staged
+    (repo / "src" / "gone.py").unlink()
+    (repo / "notes").mkdir()
+    (repo / "notes" / "todo.md").write_text("one\ntwo\nno newline")
+    (repo / "logo.bin").write_bytes(b"\x89PNG\0\0data")
+    (repo / "run.log").write_text("ignored\n")
+    expected = numstat(repo, base, snapshot(repo))
+    assert stat_of(repo, "main") == expected
+    assert expected == {"files": 5, "added": 5, "removed": 3}

@@ -225,3 +225,5 @@ async def test_an_agents_worktree_shows_its_diff_and_is_accepted_from_the_consol
         assert git(repo, "show", "main:draft.txt") == "draft"
         await until(pilot, lambda: any("Accepted alice into main" in str(n.message)
                                        for n in app._notifications))
+        # the view stays on the agent's worktree, now with nothing unmerged
+        await until(pilot, lambda: not screen.asking and screen.files == [], WAIT)
