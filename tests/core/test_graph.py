@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from marrow_tui.config.model import Dependency, ServiceConfig
 from marrow_tui.core.graph import (
     cycle_in,
+    dependency_waves,
     dependents,
     find_cycle,
     render,
@@ -92,6 +93,23 @@ def test_dependents_are_transitive_and_in_start_order() -> None:
     assert dependents(DIAMOND, "ghost") == []
 
 
+def test_waves_are_stable_and_cycles_are_named() -> None:
+    def cfg(name: str, *deps: str) -> ServiceConfig:
+        return ServiceConfig(name=name, command=("true",),
+                             depends_on=tuple(Dependency(d) for d in deps))
+
+    line = [cfg("c", "b"), cfg("b", "a"), cfg("a")]
+    assert dependency_waves(line) == ([["a"], ["b"], ["c"]], {})
+    diamond = [cfg("d", "b", "c"), cfg("c", "a"), cfg("b", "a"), cfg("a"), cfg("x", "ghost")]
+    assert dependency_waves(diamond) == ([["a", "x"], ["c", "b"], ["d"]], {})
+    waves, cycles = dependency_waves(
+        [cfg("ok"), cfg("b", "a"), cfg("a", "c"), cfg("c", "b"), cfg("down", "a"),
+         cfg("me", "me")])
+    assert waves == [["ok"]]
+    assert cycles == {"a": "a -> c -> b -> a", "b": "a -> c -> b -> a",
+                      "c": "a -> c -> b -> a", "me": "me -> me"}
+
+
 @st.composite
 def dags(draw: st.DrawFn, least: int = 1) -> list[ServiceConfig]:
     count = draw(st.integers(least, 8))
@@ -116,6 +134,12 @@ def test_waves_respect_every_dependency(found: list[ServiceConfig]) -> None:
         assert wave == sorted(wave, key=written.index)
     assert find_cycle(found) is None
     assert stop_order(found) == start_order(found)[::-1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(dags())
+def test_the_supervisors_waves_are_the_loaders_waves(found: list[ServiceConfig]) -> None:
+    assert dependency_waves(found) == (waves(found), {})
 
 
 @settings(max_examples=200, deadline=None)
