@@ -59,9 +59,9 @@ def masked(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def plural(count: int, noun: str) -> str:
-    """`1 error`, `2 errors`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 error`, `2 errors`; `many` for a noun that does not just take an s (`processes`)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
 
 
 def one_line(text: str, limit: int = 160) -> str:
