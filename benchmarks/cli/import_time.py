@@ -65,7 +65,7 @@ def who_once(uri: str) -> float:
                            "--name", "bench/who"], capture_output=True, text=True,
                           env=env_for(REPO), cwd=REPO, timeout=60)
     took = (time.perf_counter() - started) * 1000
-    if done.returncode != 0 or not json.loads(done.stdout).get("ok"):
+    if done.returncode != 0 or json.loads(done.stdout).get("ok") is not True:
         raise RuntimeError(f"who failed ({done.returncode}): {done.stderr[-2000:]}")
     return took
 

@@ -88,18 +88,44 @@ def waves(services: Sequence[Any]) -> list[list[str]]:
     raises ValueError naming it.
     """
     graph = edges(services)
+    result, stuck = _placed(graph)
+    if stuck:
+        found = cycle_in({name: graph[name] for name in stuck}) or stuck
+        raise ValueError(f"dependency cycle: {cycle_text(found)}")
+    return result
+
+
+def dependency_waves(services: Sequence[Any]) -> tuple[list[list[str]], dict[str, str]]:
+    """(waves, cycles): the start waves as `waves` gives them, without raising on a cycle.
+
+    `cycles` maps each service on a dependency cycle to the cycle as the loader writes it
+    ("a -> b -> a"); services that depend on a cycle without being on one are in no wave and
+    no cycle (the supervisor keeps them waiting, blocked, for a service that failed)."""
+    graph = edges(services)
+    result, stuck = _placed(graph)
+    cycles: dict[str, str] = {}
+    left = {name: graph[name] for name in stuck}
+    while (path := cycle_in(left)) is not None:
+        for member in path[:-1]:
+            cycles[member] = cycle_text(path)
+        left = {name: [dep for dep in deps if dep not in cycles]
+                for name, deps in left.items() if name not in cycles}
+    return result, cycles
+
+
+def _placed(graph: Edges) -> tuple[list[list[str]], list[str]]:
+    """The waves `graph` starts in, and the names no wave can hold (on a cycle, or after one)."""
     placed: set[str] = set()
     result: list[list[str]] = []
     remaining = list(graph)
     while remaining:
         wave = [name for name in remaining if all(dep in placed for dep in graph[name])]
         if not wave:
-            found = cycle_in({name: graph[name] for name in remaining}) or remaining
-            raise ValueError(f"dependency cycle: {cycle_text(found)}")
+            break
         placed.update(wave)
         result.append(wave)
         remaining = [name for name in remaining if name not in placed]
-    return result
+    return result, remaining
 
 
 def start_order(services: Sequence[Any]) -> list[str]:

@@ -37,6 +37,10 @@ ISSUE_KINDS = frozenset({"issue_status", "issue_removed", "workflow_status", "is
                          "review_requested", "review_discarded"})
 SERVICE_KINDS = frozenset({"service_state", "service_health", "service_port",
                            "service_removed"})
+#: the kinds that carry a service's state and health (its row), of the SERVICE_KINDS
+SERVICE_STATE_KINDS = frozenset({"service_state", "service_health"})
+#: the blackboard's tasks and the progress notes on them
+BOARD_KINDS = frozenset({"board_task", "progress"})
 
 #: a board task's statuses, and the kinds of note its progress log takes
 TASK_STATUSES = ("open", "in_progress", "blocked", "done", "cancelled")

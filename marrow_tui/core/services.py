@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Event
+from .kinds import SERVICE_STATE_KINDS
 
 
 @dataclass(slots=True)
@@ -39,7 +40,7 @@ class ServiceBook:
 
     def apply(self, event: Event) -> None:
         d = event.data
-        if event.kind in ("service_state", "service_health"):
+        if event.kind in SERVICE_STATE_KINDS:
             view = self.services.get(d["name"]) or ServiceView(d["name"])
             for key in ("state", "pid", "port", "url", "health", "restarts", "reason",
                         "since", "log", "order"):

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .events import Event
+from .text import plural
 
 #: how many finished sessions per agent the state keeps (the log keeps them all)
 HISTORY_PER_AGENT = 50
@@ -176,11 +177,11 @@ class Cleanup:
         """"stopped the 2 processes it left behind", and which could not be stopped."""
         parts = []
         if self.stopped:
-            parts.append(f"stopped the {_processes(self.stopped)} {what}")
+            parts.append(f"stopped the {plural(self.stopped, 'process', 'processes')} {what}")
         if self.survivors:
             pids = ", ".join(map(str, self.survivors))
-            parts.append(f"{_processes(len(self.survivors))} {what} could not be stopped "
-                         f"(pid{'s' if len(self.survivors) > 1 else ''} {pids})")
+            parts.append(f"{plural(len(self.survivors), 'process', 'processes')} {what} could not "
+                         f"be stopped (pid{'s' if len(self.survivors) > 1 else ''} {pids})")
         return "; ".join(parts)
 
 
@@ -200,10 +201,6 @@ def add_usage(into: dict[str, Any], turn: Mapping[str, Any]) -> None:
     for key in LATEST_USAGE:
         if turn.get(key) is not None:
             into[key] = turn[key]
-
-
-def _processes(count: int) -> str:
-    return f"{count} process{'' if count == 1 else 'es'}"
 
 
 @dataclass(slots=True)

@@ -72,9 +72,9 @@ def short_path(path: str, limit: int = 28) -> str:
     return "…/" + "/".join(parts[-2:]) if len(parts) > 2 else path
 
 
-def plural(count: int, noun: str) -> str:
-    """`1 error`, `2 errors`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """`1 error`, `2 errors`; `many` for a noun that does not just take an s (`processes`)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
 
 
 def one_line(text: str, limit: int = 160) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.model import ServiceConfig
-from ..core.graph import cycle_in, cycle_text, edges
+from ..core.graph import dependency_waves
 from ..core.text import plural, seconds_text
 from ..proc import (
     describe_exit,
@@ -792,36 +792,6 @@ def backoff_delay(cfg: ServiceConfig, n: int) -> float:
     """The wait before restart `n` in a row (1-based): initial * 2**(n-1), at most the max."""
     initial = max(0.0, cfg.backoff_initial)
     return min(initial * 2 ** max(0, n - 1), max(initial, cfg.backoff_max))
-
-
-def dependency_waves(
-    services: Sequence[ServiceConfig],
-) -> tuple[list[list[str]], dict[str, str]]:
-    """(waves, cycles): wave 0 has no dependencies among `services`, wave k depends only on
-    earlier waves, config order within a wave (graph.waves, without raising on a cycle).
-    Dependencies on names not in `services` are not ordered (the service waits for them, and
-    says so). `cycles` maps each service on a dependency cycle to the cycle as the loader
-    writes it ("a -> b -> a"); services that depend on a cycle without being on one are in
-    no wave and no cycle (they wait, blocked, for a service that failed)."""
-    deps = edges(services)
-    placed: set[str] = set()
-    waves: list[list[str]] = []
-    remaining = list(deps)
-    while remaining:
-        wave = [n for n in remaining if all(d in placed for d in deps[n])]
-        if not wave:
-            break
-        waves.append(wave)
-        placed.update(wave)
-        remaining = [n for n in remaining if n not in placed]
-    cycles: dict[str, str] = {}
-    stuck = {n: deps[n] for n in remaining}
-    while (path := cycle_in(stuck)) is not None:
-        for member in path[:-1]:
-            cycles[member] = cycle_text(path)
-        stuck = {n: [d for d in ds if d not in cycles] for n, ds in stuck.items()
-                 if n not in cycles}
-    return waves, cycles
 
 
 def left_behind(home: Path) -> dict[str, list[int]]:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from textual.message import Message
 
 from ..core.events import Event, describe
-from ..core.kinds import CLAIM_KINDS, ISSUE_KINDS, SESSION_KINDS, STEERING_KINDS
+from ..core.kinds import (
+    BOARD_KINDS,
+    CLAIM_KINDS,
+    ISSUE_KINDS,
+    SERVICE_STATE_KINDS,
+    SESSION_KINDS,
+    STEERING_KINDS,
+)
 from ..core.orchestration import refused_id
 from ..core.text import one_line, plural
 from .source import ConsoleRuntime
@@ -146,7 +153,7 @@ class Bridge:
                         f"expire:{data['task_id']}:{data['epoch']}",
                         f"Lease on {data['task_id']} held by {data['owner']} expired"
                         + (" (checkpoint kept)" if data.get("checkpoint_retained") else "")))
-            elif kind in ("board_task", "progress"):
+            elif kind in BOARD_KINDS:
                 pending.tasks.add(data["task"]["task_id"] if kind == "board_task"
                                   else data["task_id"])
             elif kind == "presence":
@@ -161,7 +168,7 @@ class Bridge:
                         f"{data['agent']} left holding {plural(held, 'lease')}"))
             elif kind in SESSION_KINDS and kind != "session_pid":  # nothing shown changes
                 self._run_event(kind, data, pending)
-            elif kind in ("service_state", "service_health"):
+            elif kind in SERVICE_STATE_KINDS:
                 pending.services.add(data["name"])
                 # (blocked is how every dependent starts out: not worth a bell)
                 if data.get("state") in ("failed", "unhealthy"):

@@ -1,33 +1,19 @@
-"""[[services]] in the config: loading, every rule with its diagnostic, the dependency graph
-(waves, cycles, stop order, the text), and `marrow-tui graph`."""
+"""[[services]] in the config: loading, every rule with its diagnostic, the summary, and the
+documented example (the dependency graph is tests/core/test_graph.py, `marrow-tui graph`
+tests/cli/test_services.py)."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from marrow_tui.config.diagnostics import Diagnostic
 from marrow_tui.config.load import Loaded, load_config
 from marrow_tui.config.model import Dependency, HealthCheck, ServiceConfig
 from marrow_tui.config.summary import format_summary
-from marrow_tui.core.graph import (
-    cycle_in,
-    dependents,
-    find_cycle,
-    render,
-    start_order,
-    stop_order,
-    waves,
-)
+from marrow_tui.core.graph import render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,14 +56,6 @@ def only_warning(loaded: Loaded) -> Diagnostic:
     [warning] = loaded.diagnostics
     assert warning.severity == "warning"
     return warning
-
-
-def svc(name: str, *deps: str | tuple[str, str], enabled: bool = True) -> ServiceConfig:
-    """A service for the graph functions (a tuple dependency has a custom env name)."""
-    return ServiceConfig(
-        name, command=("true",), enabled=enabled,
-        depends_on=tuple(Dependency(*d) if isinstance(d, tuple) else Dependency(d)
-                         for d in deps))
 
 
 # ---- the issue's sketch and the defaults ---------------------------------------------------
@@ -899,242 +877,6 @@ def test_validate_summary_lists_the_services(tmp_path: Path) -> None:
           health: GET /health answers 200
           restart: no
         config OK""")
-
-
-# ---- the graph -------------------------------------------------------------------------------
-
-LINE = [svc("web", "api"), svc("api", "db"), svc("db")]
-DIAMOND = [svc("top", "left", "right"), svc("left", "base"), svc("right", "base"), svc("base")]
-
-
-def test_waves_of_a_line() -> None:
-    assert waves(LINE) == [["db"], ["api"], ["web"]]
-    assert start_order(LINE) == ["db", "api", "web"]
-    assert stop_order(LINE) == ["web", "api", "db"]
-
-
-def test_waves_of_a_diamond_keep_the_written_order_within_a_wave() -> None:
-    assert waves(DIAMOND) == [["base"], ["left", "right"], ["top"]]
-    flipped = [DIAMOND[0], DIAMOND[2], DIAMOND[1], DIAMOND[3]]
-    assert waves(flipped) == [["base"], ["right", "left"], ["top"]]
-    assert stop_order(DIAMOND) == ["top", "right", "left", "base"]
-
-
-def test_independent_services_are_one_wave() -> None:
-    assert waves([svc("b"), svc("a"), svc("c")]) == [["b", "a", "c"]]
-    assert waves([]) == []
-
-
-def test_a_wave_waits_for_the_deepest_dependency() -> None:
-    found = [svc("app", "db", "migrate"), svc("migrate", "db"), svc("db"), svc("cache")]
-    assert waves(found) == [["db", "cache"], ["migrate"], ["app"]]
-
-
-def test_dependencies_outside_the_list_are_left_out() -> None:
-    assert waves([svc("api", "db", "ghost")]) == [["api"]]
-    assert waves([svc("api", "db"), svc("db", enabled=False)][:1]) == [["api"]]
-
-
-def test_a_cycle_raises_naming_it() -> None:
-    with pytest.raises(ValueError, match=r"^dependency cycle: a -> b -> a$"):
-        waves([svc("ok"), svc("b", "a", "ok"), svc("a", "b")])
-
-
-def test_find_cycle() -> None:
-    assert find_cycle(LINE) is None
-    assert find_cycle(DIAMOND) is None
-    assert find_cycle([svc("c", "a"), svc("b", "c"), svc("a", "b")]) == ["a", "b", "c", "a"]
-    assert find_cycle([svc("x", "x")]) == ["x", "x"]
-    # downstream services are not part of the cycle
-    assert find_cycle([svc("web", "b"), svc("b", "c"), svc("c", "b")]) == ["b", "c", "b"]
-    # two cycles: the one through the smallest name; the shortest through it, then name order
-    assert find_cycle([svc("z", "y"), svc("y", "z"), svc("m", "q", "n"), svc("n", "m"),
-                       svc("q", "n")]) == ["m", "n", "m"]
-    assert cycle_in({"a": ["c", "b"], "b": ["a"], "c": ["a"]}) == ["a", "b", "a"]
-
-
-def test_find_cycle_does_not_depend_on_the_written_order() -> None:
-    forward = [svc("a", "b"), svc("b", "c"), svc("c", "a")]
-    assert find_cycle(forward) == find_cycle(forward[::-1]) == ["a", "b", "c", "a"]
-
-
-def test_dependents_are_transitive_and_in_start_order() -> None:
-    assert dependents(LINE, "db") == ["api", "web"]
-    assert dependents(LINE, "web") == []
-    assert dependents(DIAMOND, "base") == ["left", "right", "top"]
-    assert dependents(DIAMOND, "right") == ["top"]
-    assert dependents(DIAMOND, "ghost") == []
-
-
-@st.composite
-def dags(draw: st.DrawFn, least: int = 1) -> list[ServiceConfig]:
-    count = draw(st.integers(least, 8))
-    names = [f"s{i}" for i in range(count)]
-    found = [svc(name, *draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=3))
-                 if i else ()) for i, name in enumerate(names)]
-    return draw(st.permutations(found))
-
-
-@settings(max_examples=200, deadline=None)
-@given(dags())
-def test_waves_respect_every_dependency(found: list[ServiceConfig]) -> None:
-    wave_of = {name: n for n, wave in enumerate(waves(found)) for name in wave}
-    assert sorted(wave_of) == sorted(s.name for s in found)
-    written = [s.name for s in found]
-    for service in found:
-        assert all(wave_of[d.name] < wave_of[service.name] for d in service.depends_on)
-        # a service is in the first wave its dependencies allow
-        assert wave_of[service.name] == max(
-            (wave_of[d.name] + 1 for d in service.depends_on), default=0)
-    for wave in waves(found):
-        assert wave == sorted(wave, key=written.index)
-    assert find_cycle(found) is None
-    assert stop_order(found) == start_order(found)[::-1]
-
-
-@settings(max_examples=200, deadline=None)
-@given(dags(least=2), st.data())
-def test_a_back_edge_makes_a_cycle_through_the_smallest_name(found: list[ServiceConfig],
-                                                              data: st.DataObject) -> None:
-    order = start_order(found)
-    low, high = sorted(data.draw(st.lists(st.sampled_from(order), min_size=2, max_size=2,
-                                          unique=True)), key=order.index)
-    # high comes after low: let low depend on high as well, closing a cycle if high needs low
-    changed = [svc(s.name, *[d.name for d in s.depends_on], *([high] if s.name == low else []))
-               for s in found]
-    graph = {s.name: [d.name for d in s.depends_on] for s in changed}
-    path = find_cycle(changed)
-    assert (path is not None) == (high in dependents(found, low))
-    if path is None:
-        waves(changed)
-        return
-    assert path[0] == path[-1] == min(path)
-    assert len(set(path[:-1])) == len(path) - 1
-    assert all(b in graph[a] for a, b in zip(path, path[1:]))
-    with pytest.raises(ValueError):
-        waves(changed)
-
-
-# ---- render ----------------------------------------------------------------------------------
-
-
-def test_render_a_diamond() -> None:
-    assert render(DIAMOND) == textwrap.dedent("""\
-        wave 1
-          base
-        wave 2
-          left   <- base
-          right  <- base
-        wave 3
-          top    <- left, right""")
-
-
-def test_render_shows_custom_variables_disabled_services_and_odd_names() -> None:
-    found = [svc("db"), svc("my cache (v2)", enabled=False),
-             svc("api-ü", ("db", "DATABASE_URL"), "my cache (v2)")]
-    assert render(found) == textwrap.dedent("""\
-        wave 1
-          db
-          my cache (v2)  [disabled]
-        wave 2
-          api-ü          <- db (DATABASE_URL), my cache (v2)""")
-
-
-def test_render_nothing_and_a_cycle() -> None:
-    assert render([]) == "no services"
-    assert render([svc("a", "b"), svc("b", "a")]) == "dependency cycle: a -> b -> a"
-
-
-# ---- marrow-tui graph --------------------------------------------------------------------------
-
-
-def graph_wired() -> bool:
-    from marrow_tui.cli.main import build_parser
-
-    parser = build_parser()
-    return any("graph" in getattr(action, "choices", None) or ()
-               for action in parser._subparsers._group_actions)  # type: ignore[union-attr]
-
-
-DRIVER = """
-import argparse, sys
-from marrow_tui.cli.services import register_graph
-parser = argparse.ArgumentParser(prog="marrow-tui")
-parser.add_argument("--config", "-c", default=None)
-register_graph(parser.add_subparsers(dest="command"))
-args = parser.parse_args(sys.argv[1:])
-sys.exit(args.func(args))
-"""
-
-
-def run_graph(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`marrow-tui graph ...` as a subprocess (a stand-in parser until cli.py registers it)."""
-    command = ([sys.executable, "-m", "marrow_tui", "graph"] if graph_wired()
-               else [sys.executable, "-c", DRIVER, "graph"])
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MARROW_CONFIG", None)
-    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=60)
-
-
-def test_graph_command_prints_the_graph(tmp_path: Path) -> None:
-    path = write(tmp_path, """
-        [[services]]
-        name = "web"
-        command = ["not-installed-here", "{port}"]
-        port = "auto"
-        depends_on = ["api"]
-
-        [[services]]
-        name = "api"
-        command = "serve"
-        """)
-    done = run_graph("-c", str(path), cwd=tmp_path)
-    assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == "wave 1\n  api\nwave 2\n  web  <- api\n"
-    # ./marrow.toml by default
-    assert run_graph(cwd=tmp_path).stdout == done.stdout
-
-
-def test_graph_command_without_services(tmp_path: Path) -> None:
-    path = write(tmp_path, "")
-    done = run_graph("--config", str(path), cwd=tmp_path)
-    assert done.returncode == 0
-    assert done.stdout == f"no services in {path} (add a [[services]] table)\n"
-
-
-def test_graph_command_with_a_cycle_exits_2(tmp_path: Path) -> None:
-    path = write(tmp_path, """
-        [[services]]
-        name = "b"
-        command = "true"
-        depends_on = ["a"]
-
-        [[services]]
-        name = "a"
-        command = "true"
-        depends_on = ["b"]
-        """)
-    done = run_graph("-c", str(path), cwd=tmp_path)
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (
-        f"{path}:9: services[1].depends_on: error: dependency cycle: a -> b -> a "
-        f"(each depends on the next)\n"
-        f"marrow-tui: {path}: 1 error; no graph to print\n")
-
-
-def test_graph_command_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from marrow_tui.cli.services import cmd_graph, register_graph
-
-    parser = argparse.ArgumentParser()
-    register_graph(parser.add_subparsers())
-    path = write(tmp_path, THREE)
-    args = parser.parse_args(["graph", "-c", str(path)])
-    assert args.func is cmd_graph
-    assert cmd_graph(args) == 0
-    assert capsys.readouterr().out == "wave 1\n  db\n  cache\n"
-    assert cmd_graph(SimpleNamespace(config=str(tmp_path / "missing.toml"))) == 2
-    assert "no config file at" in capsys.readouterr().err
 
 
 # ---- the documentation -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from marrow_tui.core.text import (
     compact_count,
     cost_text,
     identifier_problem,
+    plural,
     printable,
     short_path,
     tokens_text,
@@ -312,6 +313,11 @@ async def test_cli_prints_a_refusal_sentence_without_escapes(hub: Hub) -> None:
     assert code == 1
     assert "holds a control character (U+001B)" in err
     assert ESC not in err and chr(7) not in err
+
+
+def test_plural_takes_the_irregular_form_when_given() -> None:
+    assert [plural(n, "error") for n in (0, 1, 2)] == ["0 errors", "1 error", "2 errors"]
+    assert [plural(n, "process", "processes") for n in (1, 2)] == ["1 process", "2 processes"]
 
 
 def test_usage_texts() -> None:

@@ -31,7 +31,6 @@ from marrow_tui.services.supervisor import (
     ServiceError,
     Supervisor,
     backoff_delay,
-    dependency_waves,
     left_behind,
     pick_port,
 )
@@ -237,23 +236,6 @@ async def get(url: str) -> tuple[int, str]:
 
 
 # ---- order ---------------------------------------------------------------------------------------
-
-
-def test_waves_are_stable_and_cycles_are_named() -> None:
-    def cfg(name: str, *deps: str) -> ServiceConfig:
-        return ServiceConfig(name=name, command=("true",),
-                             depends_on=tuple(Dependency(d) for d in deps))
-
-    line = [cfg("c", "b"), cfg("b", "a"), cfg("a")]
-    assert dependency_waves(line) == ([["a"], ["b"], ["c"]], {})
-    diamond = [cfg("d", "b", "c"), cfg("c", "a"), cfg("b", "a"), cfg("a"), cfg("x", "ghost")]
-    assert dependency_waves(diamond) == ([["a", "x"], ["c", "b"], ["d"]], {})
-    waves, cycles = dependency_waves(
-        [cfg("ok"), cfg("b", "a"), cfg("a", "c"), cfg("c", "b"), cfg("down", "a"),
-         cfg("me", "me")])
-    assert waves == [["ok"]]
-    assert cycles == {"a": "a -> c -> b -> a", "b": "a -> c -> b -> a",
-                      "c": "a -> c -> b -> a", "me": "me -> me"}
 
 
 async def test_line_starts_in_order_with_dependency_env_and_stops_in_reverse(
