@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .config.model import Config
-from .core.aio import within
+from .aio import within
 from .hub.address import clear_address, write_address
 from .hub.server import HubOptions, HubServer
 from .runtime import Runtime, RuntimeOptions

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .core.aio import within
+from .aio import within
 from .core.sessions import Cleanup, Session
 from .core.text import seconds_text
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .core.aio import within
+from .aio import within
 from .core.events import Refusal
 from .orchestrator.workspaces import WorktreeRecord
 from .orchestrator.worktrees import GitError, diff_of, stat_of, watched_files

@@ -16,7 +16,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "core": frozenset({"core"}),
     "protocol": frozenset({"core", "protocol"}),
     "store": frozenset({"core", "store"}),
-    "proc": frozenset({"core", "proc"}),
+    "proc": frozenset({"core", "aio", "proc"}),
+    # awaiting with a bound: asyncio only, below everything that awaits
+    "aio": frozenset({"aio"}),
     "runtime": frozenset({"core", "protocol", "store", "proc", "runtime"}),
     "config": frozenset({"core", "config", "userfile"}),
     "rotating": frozenset({"rotating"}),
@@ -25,7 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # the MCP server talks to a hub like any agent: the client library, never the CLI's modules
     "mcp": frozenset({"", "core", "hub", "mcp"}),
     # the agent clients sit under the producers that will run them
-    "agents": frozenset({"", "core", "proc", "agents", "rotating"}),
+    "agents": frozenset({"", "core", "aio", "proc", "agents", "rotating"}),
     # the [notify] hook listens to the runtime and runs a process: no producer, no console
     "notify": frozenset({"core", "config", "proc", "runtime", "notify"}),
     # a runtime's state kept over the wire: the core's books and the hub's client, never the

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from .. import __version__
 from ..core.acp import AUTH_HINTS
-from ..core.aio import bounded, within
+from ..aio import bounded, within
 from ..core.text import one_line, seconds_text
 from ..proc import (
     KILL_WAIT,

@@ -48,7 +48,7 @@ from ..agent_session import (
     marrow_mcp_server,
 )
 from ..config.model import AgentConfig
-from ..core.aio import within
+from ..aio import within
 from ..core.events import Event, Refusal
 from ..core.orchestration import asks_for
 from ..core.steering import Request

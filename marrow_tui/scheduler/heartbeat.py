@@ -40,7 +40,7 @@ from ..agent_session import (
 from ..agents.acp import READ_TIMEOUT
 from ..config.load import Loaded, load_config
 from ..config.model import AgentConfig, Config
-from ..core.aio import within
+from ..aio import within
 from ..core.events import Event, Refusal
 from ..core.sessions import Schedule
 from ..hub.secrets import agent_key

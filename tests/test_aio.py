@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from marrow_tui.core.aio import bounded, within
+from marrow_tui.aio import bounded, within
 
 
 async def test_a_cancel_that_meets_the_end_of_the_wait_is_kept() -> None:
