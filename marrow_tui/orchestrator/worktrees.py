@@ -8,12 +8,12 @@ hook's environment must not point these commands at another repository).
 
 What the agent changed is read without touching its worktree: the worktree's files are hashed
 into a *temporary* index (a copy of its own, so unchanged files are not read again) and that
-tree is compared, so untracked files count and the agent's index is never changed. The only
-writes to the repository are the ones an operator asked for: the merge (in the base's own
-checkout when it is clean, else in a temporary worktree and then the branch is moved with a
-compare-and-swap `git update-ref`), the commit of work left uncommitted at accept, the review
-point (`refs/marrow-review/<branch>`) and, on discard or once the work is merged, the removal
-of the worktree and its branch.
+index is compared (the +N/-M) or written as a tree (the diff), so untracked files count and
+the agent's index is never changed. The only writes to the repository are the ones an
+operator asked for: the merge (in the base's own checkout when it is clean, else in a
+temporary worktree and then the branch is moved with a compare-and-swap `git update-ref`),
+the commit of work left uncommitted at accept, the review point (`refs/marrow-review/<branch>`)
+and, on discard or once the work is merged, the removal of the worktree and its branch.
 """
 
 from __future__ import annotations
