@@ -1,17 +1,22 @@
-"""The +N/-M of a worktree (worktrees.stat_of) runs for every change of every running issue,
-so what it costs is part of its contract (benchmarks/review): two git commands, and the same
-numbers as the diff. Real git repositories in temp folders."""
+"""The +N/-M of a worktree runs for every change of every running issue, and its look for
+every shown issue every STAT_EVERY seconds, so what they cost is part of their contract
+(benchmarks/review): two git commands per measure (with the same numbers as the diff), and a
+look that only stat()s files it found once. Real git repositories in temp folders."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from marrow_tui.orchestrator import review as review_module
 from marrow_tui.orchestrator import worktrees
-from marrow_tui.orchestrator.worktrees import GitError, diff_of, stat_of
+from marrow_tui.orchestrator.review import Review
+from marrow_tui.orchestrator.workspaces import ensure_workspace, mark_ready, record_worktree
+from marrow_tui.orchestrator.worktrees import GitError, add_worktree, diff_of, stat_of
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -73,3 +78,60 @@ def test_stat_of_a_worktree_with_no_history_in_common_says_so(tmp_path: Path) ->
     git(space, "commit", "-qm", "a new root")
     with pytest.raises(GitError, match=r"shares no history with main$"):
         stat_of(space, "main")
+
+
+# ---- the look every STAT_EVERY seconds ------------------------------------------------------
+
+
+def marrow_worktree(root: Path) -> Path:
+    """The workspace of W-1 as the dispatcher makes it with workspace.git: a worktree of
+    root/repo on marrow/W-1 from main, recorded as marrow-tui's."""
+    repo = root / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "a.txt").write_text("a\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    space = ensure_workspace(root / "ws", "W-1").path
+    add_worktree(repo, space, "marrow/W-1", "main")
+    record_worktree(space, repo, "marrow/W-1", "main")
+    mark_ready(space)
+    return space
+
+
+def commit_a_line(space: Path, text: str) -> None:
+    with (space / "a.txt").open("a") as out:
+        out.write(text + "\n")
+    git(space, "commit", "-qam", text)
+
+
+def test_a_quiet_look_only_stats_files_it_found_once(tmp_path: Path, monkeypatch: Any) -> None:
+    space = marrow_worktree(tmp_path)
+    review = Review(SimpleNamespace(runtime=None))
+    found: list[Path] = []
+    real_watched_files = review_module.watched_files
+
+    def counted(workspace: Path, branch: str) -> tuple[Path, ...]:
+        found.append(workspace)
+        return real_watched_files(workspace, branch)
+
+    monkeypatch.setattr(review_module, "watched_files", counted)
+    assert review._look(tmp_path / "ws", ["W-1"], set()) == [
+        ("W-1", {"files": 0, "added": 0, "removed": 0})]
+    for _ in range(3):
+        assert review._look(tmp_path / "ws", ["W-1"], set()) == []  # nothing changed
+    commit_a_line(space, "one more")
+    assert review._look(tmp_path / "ws", ["W-1"], set()) == [
+        ("W-1", {"files": 1, "added": 1, "removed": 0})]
+    assert found == [space]
+
+
+def test_a_moved_repository_is_followed_by_the_look(tmp_path: Path) -> None:
+    space = marrow_worktree(tmp_path)
+    review = Review(SimpleNamespace(runtime=None))
+    assert review._look(tmp_path / "ws", ["W-1"], set())
+    (tmp_path / "repo").rename(tmp_path / "moved")
+    git(tmp_path / "moved", "worktree", "repair", str(space))
+    commit_a_line(space, "after the move")
+    assert review._look(tmp_path / "ws", ["W-1"], set()) == [
+        ("W-1", {"files": 1, "added": 1, "removed": 0})]
