@@ -18,6 +18,7 @@ import os
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .aio import within
@@ -195,6 +196,9 @@ def changes_prompt(text: str, refs: list[dict[str, Any]]) -> str:
 @dataclass(slots=True)
 class _Watched:
     tree: WorktreeRecord
+    #: its HEAD, index and branch ref, found once (finding them reads files; a look only
+    #: stat()s them, every STAT_EVERY seconds for every shown worktree)
+    files: tuple[Path, ...] = ()
     stamp: tuple[tuple[int, int], ...] | None = None
 
 
@@ -255,7 +259,11 @@ class StatWatch:
                         out.append((name, None))
                     continue
                 watched = self.watched[name] = _Watched(tree)
-            stamp = _stamp(watched.tree)
+            stamp = _stamp(watched.files)
+            if not stamp or stamp[0] == GONE:
+                # its HEAD moved away (the repository moved, the worktree was made again)
+                watched.files = watched_files(watched.tree.path, watched.tree.branch)
+                stamp = _stamp(watched.files)
             if stamp == watched.stamp and name not in dirty:
                 continue
             try:
@@ -268,12 +276,16 @@ class StatWatch:
         return out
 
 
-def _stamp(tree: WorktreeRecord) -> tuple[tuple[int, int], ...]:
+#: the stamp of a file that is not there
+GONE = (0, -1)
+
+
+def _stamp(files: tuple[Path, ...]) -> tuple[tuple[int, int], ...]:
     marks = []
-    for path in watched_files(tree.path, tree.branch):
+    for path in files:
         try:
             info = os.stat(path)
             marks.append((info.st_mtime_ns, info.st_size))
         except OSError:
-            marks.append((0, -1))
+            marks.append(GONE)
     return tuple(marks)

@@ -8,12 +8,12 @@ hook's environment must not point these commands at another repository).
 
 What the agent changed is read without touching its worktree: the worktree's files are hashed
 into a *temporary* index (a copy of its own, so unchanged files are not read again) and that
-tree is compared, so untracked files count and the agent's index is never changed. The only
-writes to the repository are the ones an operator asked for: the merge (in the base's own
-checkout when it is clean, else in a temporary worktree and then the branch is moved with a
-compare-and-swap `git update-ref`), the commit of work left uncommitted at accept, the review
-point (`refs/marrow-review/<branch>`) and, on discard or once the work is merged, the removal
-of the worktree and its branch.
+index is compared (the +N/-M) or written as a tree (the diff), so untracked files count and
+the agent's index is never changed. The only writes to the repository are the ones an
+operator asked for: the merge (in the base's own checkout when it is clean, else in a
+temporary worktree and then the branch is moved with a compare-and-swap `git update-ref`),
+the commit of work left uncommitted at accept, the review point (`refs/marrow-review/<branch>`)
+and, on discard or once the work is merged, the removal of the worktree and its branch.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,10 +183,15 @@ def checkout_of(repo: Path, branch: str) -> Path | None:
 # ---- what changed ---------------------------------------------------------------------------
 
 
-def snapshot(workspace: Path) -> str:
-    """The tree of everything in the worktree now (committed, staged, changed, untracked and
-    not ignored), built in a temporary copy of its index: the agent's own is not touched."""
-    index = Path(_out(workspace, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+@contextlib.contextmanager
+def _everything_indexed(workspace: Path) -> Iterator[dict[str, str]]:
+    """The environment of a temporary copy of the worktree's index with everything in the
+    worktree added to it (committed, staged, changed, untracked and not ignored): the agent's
+    own index is not touched, and unchanged files are not read again."""
+    git_dir = git_dir_of(workspace)
+    if git_dir is None:
+        raise GitError(f"{workspace} is no git worktree")
+    index = git_dir / "index"
     with tempfile.TemporaryDirectory(prefix="marrow-index-") as folder:
         temp = Path(folder) / "index"
         env = {"GIT_INDEX_FILE": str(temp)}
@@ -195,6 +200,12 @@ def snapshot(workspace: Path) -> str:
         else:
             git(workspace, "read-tree", "HEAD", extra_env=env)
         git(workspace, "add", "-A", "--", ".", extra_env=env)
+        yield env
+
+
+def snapshot(workspace: Path) -> str:
+    """The tree of everything in the worktree now (see _everything_indexed)."""
+    with _everything_indexed(workspace) as env:
         return _out_env(workspace, env, "write-tree")
 
 
@@ -220,11 +231,12 @@ def _merge_base(workspace: Path, base: str) -> str:
     return found.stdout.strip()
 
 
-def numstat(workspace: Path, start: str, tree: str | None) -> dict[str, int]:
-    """{files, added, removed} between two trees, or (`tree` None) between `start` and the
-    tracked files as they are on disk (a binary file counts, with 0 lines)."""
-    listing = _out(workspace, "diff", "--numstat", "-z", "--no-renames", start,
-                   *([tree] if tree is not None else []))
+def numstat(workspace: Path, start: str, tree: str) -> dict[str, int]:
+    """{files, added, removed} between two trees (a binary file counts, with 0 lines)."""
+    return _counted(_out(workspace, "diff", "--numstat", "-z", "--no-renames", start, tree))
+
+
+def _counted(listing: str) -> dict[str, int]:
     files = added = removed = 0
     for entry in listing.split("\0"):
         parts = entry.split("\t")
@@ -237,28 +249,20 @@ def numstat(workspace: Path, start: str, tree: str | None) -> dict[str, int]:
 
 
 def stat_of(workspace: Path, base: str) -> dict[str, int]:
-    """+N/-M of the worktree against its merge base with `base` (what review_stat says): the
-    same numbers as a diff of its snapshot, from three git processes instead of six (the
-    tracked files against the merge base as they are on disk, and the untracked ones counted
-    here), for it runs each time an issue's worktree moves."""
-    counts = numstat(workspace, _merge_base(workspace, base), None)
-    listing = _out(workspace, "ls-files", "--others", "--exclude-standard", "-z")
-    for name in filter(None, listing.split("\0")):
-        counts["files"] += 1
-        counts["added"] += _lines_of(workspace / name)
-    return counts
+    """+N/-M of the worktree against its merge base with `base` (what review_stat says).
 
-
-def _lines_of(path: Path) -> int:
-    """Lines as git counts an added file's: 0 for a binary one (a NUL in its first 8000
-    bytes) or one that cannot be read."""
-    try:
-        data = path.read_bytes() if not path.is_symlink() else os.readlink(path).encode()
-    except OSError:
-        return 0
-    if b"\0" in data[:8000]:
-        return 0
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    Two git commands, as it runs for every change of every running issue: the worktree added
+    to a temporary index, and that index against the merge base (`diff --cached
+    --merge-base`, which finds the merge base itself; no tree is written)."""
+    with _everything_indexed(workspace) as env:
+        done = git(workspace, "diff", "--cached", "--merge-base", "--numstat", "-z",
+                   "--no-renames", f"refs/heads/{base}", "--", extra_env=env, check=False)
+    if done.returncode != 0:
+        if "no merge base" in done.stderr:
+            raise GitError(f"the worktree {workspace} shares no history with {base}")
+        said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise GitError(f"git diff failed in {workspace}: {said}")
+    return _counted(done.stdout)
 
 
 def diff_of(workspace: Path, base: str, branch: str, against: str = "base") -> Diff:
