@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 
@@ -28,7 +27,6 @@ from ..core.text import SafeFormatter, printable
 from ..hub.address import read_address
 from ..hub.defaults import default_operator
 from .actions import apply_keys
-from .collector import CHECK_EVERY, IdleCollector
 from .commands import MarrowCommands
 from .link import Link
 from .source import ConsoleRuntime, OperatorSession
@@ -77,8 +75,6 @@ class MarrowApp(App[None]):
         if self.keys:
             apply_keys(self, self.keys)
         self.runtime = runtime
-        #: full garbage collections in the operator's pauses, not between two keys
-        self.collector = IdleCollector()
         self.hub_uri = hub_uri
         #: an attached console's connection (None: the runtime runs in this process)
         self.link = link
@@ -124,14 +120,7 @@ class MarrowApp(App[None]):
             return
         self.notify(printable(f"Screenshot saved: {path}"), timeout=8, markup=False)
 
-    async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.InputEvent) and not event.is_forwarded:
-            self.collector.saw_input()
-        await super().on_event(event)
-
     def on_mount(self) -> None:
-        self.collector.start()
-        self.set_interval(CHECK_EVERY, self.collector.check)
         if self._prefs_problem is not None:
             self.notify(printable(self._prefs_problem), severity="warning", timeout=8,
                         markup=False)
@@ -141,7 +130,6 @@ class MarrowApp(App[None]):
         self.push_screen(self.main)
 
     def on_unmount(self) -> None:
-        self.collector.stop()
         if self.session is not None:
             self.session.close()
             self.session = None
