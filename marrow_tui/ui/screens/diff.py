@@ -60,6 +60,23 @@ DRAWN_KEPT = 160
 FILES_KEPT = 32
 
 
+def keep_out_of_collections() -> None:
+    """What exists now (the parsed diff, its coloured files, a lexer just loaded) stays while
+    the view is open: out of the collector's generations, a full collection while scrolling
+    scans only what came since, not all of it (the collections are the frames' long pauses).
+    Only cyclic garbage waits for the view to close; the rest is freed as usual."""
+    gc.freeze()
+
+
+def collect_after_view() -> None:
+    """The view closed: what it kept out of the collections goes back, the garbage among it
+    (a closed screen's widgets hold each other in cycles) is freed, and what is left lives as
+    long as the console, so it is frozen again (as the main screen does when it opens)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 @dataclass(frozen=True, slots=True)
 class Ref:
     """A line of the diff the operator picked, for a request for changes."""
@@ -456,6 +473,8 @@ class DiffScreen(Screen[None]):
         self.chosen = 0
         #: each file's rows and coloured code, made when the file is first shown
         self._made: dict[int, tuple[list[Row], list[Text]]] = {}
+        #: the lexers' kinds the view has coloured with
+        self._languages: set[type] = set()
         self.asking = True
         self.file_list = FileList(id="diff-files")
         self.lines = DiffLines(id="diff-lines")
@@ -482,7 +501,7 @@ class DiffScreen(Screen[None]):
         self.reply = None
         self.file_list.show([])
         self.lines.say("")
-        self.app.call_later(gc.collect)
+        self.app.call_later(collect_after_view)
 
     # ---- asking and showing ----------------------------------------------------------------
 
@@ -510,6 +529,7 @@ class DiffScreen(Screen[None]):
                            else "No changes since the last review.")
             return
         self.choose(0)
+        keep_out_of_collections()
 
     def failed(self, text: str) -> None:
         """The orchestrator refused (no such issue, no git workspace, no orchestrator)."""
@@ -535,6 +555,10 @@ class DiffScreen(Screen[None]):
             cut = bool(self.reply and self.reply.get("truncated")) and index == len(self.files) - 1
             rows = file_rows(diff, cut=cut)
             made = (rows, coloured(diff, rows))
+            language = type(lexer_for(diff.path))
+            if language not in self._languages:  # its first file: the lexer's modules and
+                self._languages.add(language)  # compiled rules were loaded, for good
+                keep_out_of_collections()
         self._made[index] = made  # (the most recent last)
         while len(self._made) > FILES_KEPT:
             del self._made[next(iter(self._made))]
