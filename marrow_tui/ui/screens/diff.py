@@ -55,9 +55,9 @@ PAN = 8
 CODE_THEME = "ansi_dark"
 #: drawn rows kept for drawing again (a few screens); past it they are drawn anew (each holds
 #: Textual's caches: kept for every row ever shown, they lengthen each garbage collection)
-DRAWN_KEPT = 160
+DRAWN_KEPT = 80
 #: files whose coloured lines are kept for going back to them (older ones are coloured again)
-FILES_KEPT = 32
+FILES_KEPT = 8
 
 
 def keep_out_of_collections() -> None:
