@@ -79,11 +79,11 @@ def accept_text(name: str, frame: dict[str, Any]) -> str:
         lines.append(f"{name} goes on in its worktree" + (
             f"; its branch then starts again from {base}." if how == "squash" else "."))
     elif how == "after_run":
-        lines.append(f"{name} then moves to Done; its worktree is kept (its branch is not "
-                     f"merged into {base}).")
+        lines.append(f"{name} is then done (moved to Done unless it is there already); its "
+                     f"worktree is kept (its branch is not merged into {base}).")
     else:
-        lines.append(f"{name} then moves to Done, and its worktree and branch are removed (all "
-                     f"they hold is in {base}).")
+        lines.append(f"{name} is then done (moved to Done unless it is there already), and its "
+                     f"worktree and branch are removed (all they hold is in {base}).")
     if how != "after_run":
         lines.append(f"A conflict stops the merge, leaves {base} untouched and lists the "
                      "conflicting files.")

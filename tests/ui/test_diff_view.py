@@ -209,7 +209,7 @@ async def test_accept_says_what_it_does_and_a_conflict_lists_the_files(
         dialog = await until(pilot, lambda: isinstance(app.screen, ConfirmModal) and app.screen)
         assert "DEMO-1's work (5 files, +4 −2) is merged into main with a merge commit" \
             in dialog.body
-        assert "DEMO-1 then moves to Done" in dialog.body
+        assert "DEMO-1 is then done (moved to Done unless it is there already)" in dialog.body
         await pilot.press("y")
         detail = await until(pilot, lambda: isinstance(app.screen, DetailModal) and app.screen)
         assert verbs.sent()[-1] == {"type": "review_accept", "identifier": ID}
