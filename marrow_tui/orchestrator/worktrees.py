@@ -33,6 +33,10 @@ from ..core.text import plural
 GIT_TIMEOUT = 60.0
 #: the largest diff text handed out (then `truncated`)
 MAX_DIFF = 8 * 1024 * 1024
+#: the worktree's files that are the agent's work: all but `.symphony-runtime/`, where
+#: `marrow-tui done` leaves mark_done.md for the after_run hook (a linked worktree's `.git` is a
+#: file, so it cannot go inside it); never diffed, counted, committed at accept or merged
+WORK = (".", ":(exclude).symphony-runtime")
 #: where the commit an operator last reviewed is kept (so gc keeps it too)
 REVIEW_REFS = "refs/marrow-review/"
 #: the most names listed in one sentence
@@ -199,7 +203,7 @@ def _everything_indexed(workspace: Path) -> Iterator[dict[str, str]]:
             shutil.copyfile(index, temp)
         else:
             git(workspace, "read-tree", "HEAD", extra_env=env)
-        git(workspace, "add", "-A", "--", ".", extra_env=env)
+        git(workspace, "add", "-A", "--", *WORK, extra_env=env)
         yield env
 
 
@@ -352,7 +356,8 @@ class Unmerged:
 
 def uncommitted_files(workspace: Path) -> list[str]:
     """Changed, staged and untracked (not ignored) files of the worktree."""
-    status = git(workspace, "status", "--porcelain=v1", "-z", "--untracked-files=all").stdout
+    status = git(workspace, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
+                 *WORK).stdout
     entries = status.split("\0")
     files: list[str] = []
     skip = False
@@ -398,7 +403,7 @@ def commit_leftovers(workspace: Path, message: str) -> bool:
     False when there was nothing."""
     if not uncommitted_files(workspace):
         return False
-    git(workspace, "add", "-A", "--", ".")
+    git(workspace, "add", "-A", "--", *WORK)
     git(workspace, "commit", "--no-verify", "-q", "-m", message)
     return True
 

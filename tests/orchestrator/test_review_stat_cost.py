@@ -145,3 +145,21 @@ def test_a_moved_repository_is_followed_by_the_look(tmp_path: Path) -> None:
     commit_a_line(space, "after the move")
     assert review._look(["W-1"], set()) == [
         ("W-1", {"files": 1, "added": 1, "removed": 0})]
+
+
+def test_the_done_marker_is_never_the_agents_work(tmp_path: Path) -> None:
+    # In a linked worktree `marrow-tui done` writes .symphony-runtime/mark_done.md in the
+    # worktree itself: it is not counted, not committed at accept, so never merged.
+    from marrow_tui.orchestrator.workspaces import write_mark_done
+    from marrow_tui.orchestrator.worktrees import commit_leftovers, uncommitted_files
+
+    space = worked_worktree(tmp_path)
+    before = stat_of(space, "main")
+    marker = write_mark_done(space, "Done", "All of it.")
+    assert marker.parent.name == ".symphony-runtime"
+    assert stat_of(space, "main") == before
+    assert not any(".symphony-runtime" in name for name in uncommitted_files(space))
+    assert ".symphony-runtime" not in diff_of(space, "main", "marrow/W-1").text
+    assert commit_leftovers(space, "leftovers")
+    assert ".symphony-runtime" not in git(space, "show", "--stat", "HEAD")
+    assert marker.is_file()  # still there for the after_run hook
