@@ -213,6 +213,7 @@ class Review:
             later.deny("not_accepted", f"{name} was not accepted: {exc.message}")
             return
         to_state = await self._move_done(issue)
+        self.o._unpark(issue)  # accepted is done: a cancel before it no longer holds it
         by = later.sender
         self.o._emit(Event("review_accepted", {
             "identifier": name, "how": how, "commit": commit, "base": tree.base,

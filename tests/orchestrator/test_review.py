@@ -236,9 +236,13 @@ async def test_accept_merges_into_the_base_and_the_issue_is_done(
     before = git(repo, "rev-parse", "main")
     seen = events_of(run)
     ops = Operator(run)
+    parked = run.hub.runtime.state.issues.parked
+    ops.session.send(type="issue_cancel", identifier="W-1")  # cancelled, then accepted
+    await run.until(lambda: parked)
     reply = await ops.ask("review_accepted", type="review_accept", identifier="W-1")
     assert reply["type"] == "review_accepted", reply
     assert reply["how"] == merge and reply["commit"] == git(repo, "rev-parse", "main")
+    assert not parked  # done, not "Done · parked"
     parents = git(repo, "log", "-1", "--format=%P", "main").split()
     assert parents[0] == before and len(parents) == (2 if merge == "merge" else 1)
     # what was reviewed is what was merged: the uncommitted file too
