@@ -24,7 +24,7 @@ from typing import Any
 from .aio import within
 from .core.events import Refusal
 from .orchestrator.workspaces import WorktreeRecord
-from .orchestrator.worktrees import GitError, diff_of, stat_of, watched_files
+from .orchestrator.worktrees import Conflict, GitError, diff_of, stat_of, watched_files
 from .protocol.frames import Call, Delivery, Outcome, encode, text_field
 from .runtime import Runtime
 
@@ -46,6 +46,17 @@ class Reviewer:
 
     owns: Callable[[str], bool]
     handlers: Mapping[str, Callable[[Call], None]]
+
+    @classmethod
+    def of(cls, owns: Callable[[str], bool],
+           serving: Callable[[Callable[[Call], None]], Callable[[Call], None]], *,
+           diff: Callable[[Call], None], accept: Callable[[Call], None],
+           request_changes: Callable[[Call], None],
+           discard: Callable[[Call], None]) -> Reviewer:
+        """A part's four handlers, each wrapped by its producer's `serving` (the events it
+        emits go with its reply)."""
+        return cls(owns, {verb: serving(handler) for verb, handler in zip(
+            VERBS, (diff, accept, request_changes, discard), strict=True)})
 
 
 class Reviews:
@@ -105,15 +116,6 @@ class Later:
         self.reply("error", payload, error_code=code, **fields)
 
 
-def operator_only(call: Call) -> bool:
-    """Accept, request changes and discard are the operator's; anyone else is refused."""
-    if not call.operator:
-        call.deny("error", Refusal("forbidden", "Only an operator does that (connect with the "
-                                                "operator token)."))
-        return False
-    return True
-
-
 def against_of(call: Call) -> str | None:
     """`against`: base (the default) or review; None (and the frame refused) otherwise."""
     against = call.frame.get("against") or "base"
@@ -140,6 +142,15 @@ async def send_diff(later: Later, name: str, tree: WorktreeRecord, against: str,
                 head_commit=diff.head_commit, against=diff.against, stat=stat,
                 diff=diff.text, truncated=diff.truncated, uncommitted=diff.uncommitted,
                 branch=tree.branch, merge=merge, subject=subject)
+
+
+def deny_conflict(later: Later, name: str, base: str, conflict: Conflict) -> None:
+    """An accept whose merge conflicts: nothing merged; the files named (the first five)."""
+    files = conflict.files
+    shown = ", ".join(files[:5]) + (f", +{len(files) - 5} more" if len(files) > 5 else "")
+    count = f"{len(files)} files conflict" if len(files) != 1 else "1 file conflicts"
+    later.deny("conflict", f"{name} does not merge into {base}: {count} ({shown}); {base} is "
+               "untouched.", files=files)
 
 
 def requested_changes(call: Call, max_prompt: int) -> str | None:

@@ -55,7 +55,7 @@ from ..core.steering import Request
 from ..hub.secrets import agent_key
 from ..own_command import after_profile, run_environment, write_own_command
 from ..proc import KILL_WAIT, Capture, leader_fields, run_bounded, tail_line
-from ..protocol.frames import Call, text_field
+from ..protocol.frames import Call, operator_only, text_field
 from ..protocol.steering import push_end
 from ..runtime import Producer
 from ..scheduler.runner import (
@@ -1034,17 +1034,10 @@ class Orchestrator(Producer):
                 return issue
         return None
 
-    def _operator_only(self, call: Call) -> bool:
-        if not call.operator:
-            call.deny("error", Refusal("forbidden", "Only an operator does that (connect "
-                                                    "with the operator token)."))
-            return False
-        return True
-
     def _operator_issue(self, call: Call) -> Issue | None:
         """The issue an operator verb names; None (and the frame refused) if the caller is
         not the operator or the tracker has no such issue."""
-        if not self._operator_only(call):
+        if not operator_only(call):
             return None
         issue = self._find(call)
         if issue is None:
@@ -1106,7 +1099,7 @@ class Orchestrator(Producer):
 
     def _cancel_asking(self, call: Call) -> None:
         """`issue_cancel` by request: park the issue whose run asked it, then cancel it."""
-        if not self._operator_only(call):
+        if not operator_only(call):
             return
         request_id = text_field(call.frame, "request").strip()
         request = self.runtime.state.steering.get(request_id)
@@ -1164,7 +1157,7 @@ class Orchestrator(Producer):
                    identifier=issue.identifier)
 
     def _verb_create(self, call: Call) -> None:
-        if not self._operator_only(call):
+        if not operator_only(call):
             return
         workflow = self.workflow
         if workflow is None:
@@ -1195,7 +1188,7 @@ class Orchestrator(Producer):
         operator (like dispatch, cancel and retry: an agent cannot throw away anyone's work),
         only a workspace marrow-tui made (the same checks as always), never an issue's while
         it runs; and no run of the issue starts until the removal is over."""
-        if not self._operator_only(call):
+        if not operator_only(call):
             return
         identifier = text_field(call.frame, "identifier").strip()
         workflow = self.workflow

@@ -26,13 +26,14 @@ from typing import Any
 
 from ..agent_session import MAX_PROMPT, live_sessions
 from ..core.events import Event, Refusal
-from ..protocol.frames import Call, text_field
+from ..protocol.frames import Call, operator_only, text_field
 from ..reviews import (
     Counts,
     Later,
-    StatWatch,
     Reviewer,
+    StatWatch,
     against_of,
+    deny_conflict,
     refs_of,
     requested_changes,
     reviews,
@@ -72,11 +73,9 @@ class Review:
         self._reviewer: Reviewer | None = None
 
     def serve(self) -> None:
-        self._reviewer = Reviewer(self.owns, {
-            verb: self.o._serving(handler) for verb, handler in (
-                ("review_diff", self._verb_diff), ("review_accept", self._verb_accept),
-                ("review_request_changes", self._verb_request_changes),
-                ("review_discard", self._verb_discard))})
+        self._reviewer = Reviewer.of(
+            self.owns, self.o._serving, diff=self._verb_diff, accept=self._verb_accept,
+            request_changes=self._verb_request_changes, discard=self._verb_discard)
         reviews(self.runtime).add(self._reviewer)
 
     def owns(self, name: str) -> bool:
@@ -164,7 +163,7 @@ class Review:
     # ---- review_accept ------------------------------------------------------------------
 
     def _verb_accept(self, call: Call) -> None:
-        if not self.o._operator_only(call):
+        if not operator_only(call):
             return
         found = self._tree(call, need_issue=True)
         if found is None:
@@ -202,12 +201,7 @@ class Review:
                                                    how, message)
                 commit = accepted.commit
         except Conflict as exc:
-            shown = ", ".join(exc.files[:5]) + (f", +{len(exc.files) - 5} more"
-                                                if len(exc.files) > 5 else "")
-            count = (f"{len(exc.files)} files conflict" if len(exc.files) != 1
-                     else "1 file conflicts")
-            later.deny("conflict", f"{name} does not merge into {tree.base}: {count} "
-                       f"({shown}); {tree.base} is untouched.", files=exc.files)
+            deny_conflict(later, name, tree.base, exc)
             return
         except GitError as exc:
             later.deny("not_accepted", f"{name} was not accepted: {exc.message}")
@@ -268,7 +262,7 @@ class Review:
     # ---- review_request_changes ---------------------------------------------------------
 
     def _verb_request_changes(self, call: Call) -> None:
-        if not self.o._operator_only(call):
+        if not operator_only(call):
             return
         issue = self.o._find(call)
         if issue is None:
@@ -351,7 +345,7 @@ class Review:
     # ---- review_discard -----------------------------------------------------------------
 
     def _verb_discard(self, call: Call) -> None:
-        if not self.o._operator_only(call):
+        if not operator_only(call):
             return
         found = self._tree(call, need_issue=False)
         if found is None:

@@ -197,3 +197,12 @@ class Call:
 
 #: a verb: it decides on the `Call` (replies, refuses or emits events on it)
 Handler = Callable[[Call], None]
+
+
+def operator_only(call: Call) -> bool:
+    """A verb for operators only: anyone else is refused (`forbidden`, one sentence)."""
+    if not call.operator:
+        call.deny("error", Refusal("forbidden", "Only an operator does that (connect with the "
+                                                "operator token)."))
+        return False
+    return True

@@ -35,14 +35,14 @@ from ..orchestrator.worktrees import (
     restart_from_base,
     unmerged_work,
 )
-from ..protocol.frames import Call, text_field
+from ..protocol.frames import Call, operator_only, text_field
 from ..reviews import (
     Counts,
     Later,
     Reviewer,
     StatWatch,
     against_of,
-    operator_only,
+    deny_conflict,
     refs_of,
     requested_changes,
     reviews,
@@ -66,11 +66,9 @@ class AgentReview:
         self._unsubscribe: Any = None
 
     def serve(self) -> None:
-        self._reviewer = Reviewer(self.owns, {
-            verb: self.s._serving(handler) for verb, handler in (
-                ("review_diff", self._verb_diff), ("review_accept", self._verb_accept),
-                ("review_request_changes", self._verb_request_changes),
-                ("review_discard", self._verb_discard))})
+        self._reviewer = Reviewer.of(
+            self.owns, self.s._serving, diff=self._verb_diff, accept=self._verb_accept,
+            request_changes=self._verb_request_changes, discard=self._verb_discard)
         reviews(self.runtime).add(self._reviewer)
 
     def start(self) -> None:
@@ -172,11 +170,7 @@ class AgentReview:
             if how == "squash":
                 await asyncio.to_thread(restart_from_base, tree.path, tree.base)
         except Conflict as exc:
-            shown = ", ".join(exc.files[:5]) + (f", +{len(exc.files) - 5} more"
-                                                if len(exc.files) > 5 else "")
-            later.deny("conflict", f"{name} does not merge into {tree.base}: "
-                       f"{len(exc.files)} file(s) conflict ({shown}); {tree.base} is "
-                       "untouched.", files=exc.files)
+            deny_conflict(later, name, tree.base, exc)
             return
         except GitError as exc:
             later.deny("not_accepted", f"{name} was not accepted: {exc.message}")

@@ -19,6 +19,7 @@ from marrow_tui.orchestrator.workflow import load_workflow, validate_dispatch
 from marrow_tui.orchestrator.workspaces import worktree_of
 from tests.support.hub import WAIT
 from tests.support.orchestrator import acp_workflow, issue, make, workflow  # noqa: F401
+from tests.support.review import Operator
 
 #: the plain-command agent: it commits a change and leaves a file uncommitted
 AGENT = ('printf "def b():\\n    return 2\\n" >> src/a.py\n'
@@ -54,21 +55,6 @@ def with_git(path: Path, merge: str = "merge") -> Path:
 
 def git_workflow(root: Path, body: str = AGENT, merge: str = "merge", extra: str = "") -> Path:
     return with_git(workflow(root, body, extra=extra), merge)
-
-
-class Operator:
-    """The operator on the hub: sends a verb, waits for its private answer."""
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-        self.frames: list[dict[str, Any]] = []
-        self.session = run.hub.runtime.join("operator/test", self.frames.append)
-
-    async def ask(self, answer: str, **frame: Any) -> dict[str, Any]:
-        self.frames.clear()
-        self.session.send(**frame)
-        return await self.run.until(lambda: next(
-            (f for f in self.frames if f["type"] in (answer, "error")), None))
 
 
 def events_of(run: Any) -> list[Event]:

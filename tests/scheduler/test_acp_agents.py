@@ -3,36 +3,13 @@ heartbeat, with our MCP server in its session, on a real hub."""
 
 from __future__ import annotations
 
-import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 from marrow_tui.config.load import load_config
 
 from tests.support.login_shell import profile_resets_path
-from tests.support.orchestrator import FAKE_ACP_AGENT
-from tests.support.scheduler import make  # noqa: F401 (a fixture)
-
-#: the fake agent and our MCP server each start a Python that imports an SDK
-PATIENCE = 60.0
-
-
-def acp_config(root: Path, scenario: str, extra: str = "") -> Path:
-    command = shlex.join([sys.executable, str(FAKE_ACP_AGENT), scenario])
-    (root / "ws").mkdir(parents=True, exist_ok=True)
-    path = root / "marrow.toml"
-    path.write_text(f"""[[agents]]
-name = "coder"
-protocol = "acp"
-agent_command = {command!r}
-workspace = "{root / 'ws'}"
-heartbeat_interval = 3600
-{extra}
-""")
-    return path
-
+from tests.support.scheduler import PATIENCE, acp_config, make, said  # noqa: F401 (make: a fixture)
 
 async def test_an_acp_agent_asks_permission_through_the_steering_queue(tmp_path: Path,
                                                                        make: Any) -> None:
@@ -123,13 +100,6 @@ def test_an_agent_declares_the_paths_its_runs_lease_holds(tmp_path: Path) -> Non
     assert loaded.config is not None, loaded.errors
     [agent] = loaded.config.agents
     assert (agent.lease_paths, agent.permissions.conflict) == (("src/auth", "docs"), "wait")
-
-
-def said(transcript: str) -> str:
-    """What the agent said, from its transcript."""
-    updates = [json.loads(line)["update"] for line in Path(transcript).read_text().splitlines()]
-    return "".join(u["content"]["text"] for u in updates
-                   if u.get("sessionUpdate") == "agent_message_chunk")
 
 
 async def test_the_agent_gets_the_heartbeat_prompt_its_env_and_our_mcp_server(

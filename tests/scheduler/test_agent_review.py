@@ -7,35 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.scheduler.test_checkout import git, make_repo
+from tests.support.review import COMMITTING_AGENT, Operator, main_repo
+from tests.support.review import run_git as git
 from tests.support.scheduler import make, write_config  # noqa: F401 (make: a fixture)
 
-# Keeps its prompt, adds a file named after its run and commits it; leaves a draft uncommitted.
-AGENT = ('cat > "$MARROW_WORKSPACE/prompt.txt"\n'
-         'echo "run $MARROW_SESSION" > "work-$MARROW_SESSION.txt"\n'
-         "git add -A && git -c user.name=a -c user.email=a@a commit -qm work\n"
-         "echo draft > draft.txt\n")
-
-
-class Operator:
-    """The operator on the hub: sends a verb, waits for its private answer."""
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-        self.frames: list[dict[str, Any]] = []
-        self.session = run.hub.runtime.join("operator/test", self.frames.append)
-
-    async def ask(self, answer: str, **frame: Any) -> dict[str, Any]:
-        self.frames.clear()
-        self.session.send(**frame)
-        return await self.run.until(lambda: next(
-            (f for f in self.frames if f["type"] in (answer, "error")), None))
-
-
 async def start(tmp_path: Path, make: Any, merge: str = "merge") -> tuple[Any, Operator, Path]:
-    repo = make_repo(tmp_path)
+    repo = main_repo(tmp_path)
     (repo / ".git" / "info" / "exclude").write_text("prompt.txt\n")
-    config = write_config(tmp_path, {"alice": AGENT}, extra=(
+    config = write_config(tmp_path, {"alice": COMMITTING_AGENT}, extra=(
         f'[agents.workspace_git]\nrepo = "{repo}"\nbase = "main"\nmerge = "{merge}"\n'))
     run = await make(config)
     [end] = await run.ended(1)

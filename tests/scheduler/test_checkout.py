@@ -4,14 +4,14 @@ marrow-tui made is never used nor removed; a broken table is one line with FILE:
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from marrow_tui.config.load import load_config
 
-from tests.scheduler.test_acp_agents import PATIENCE, acp_config, said
-from tests.support.scheduler import make, write_config  # noqa: F401 (make: a fixture)
+from tests.support.review import main_repo
+from tests.support.review import run_git as git
+from tests.support.scheduler import PATIENCE, acp_config, make, said, write_config  # noqa: F401
 
 # The agent notes where it ran, adds a file named after its run and commits it.
 AGENT = ('pwd > "$MARROW_WORKSPACE/ran-in.txt"\n'
@@ -19,23 +19,8 @@ AGENT = ('pwd > "$MARROW_WORKSPACE/ran-in.txt"\n'
          "git add -A && git -c user.name=a -c user.email=a@a commit -qm work\n")
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "README.md").write_text("hello\n")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=r", "-c", "user.email=r@r", "commit", "-qm", "base")
-    return repo
-
-
 def git_config(root: Path, table: str | None = None) -> Path:
-    repo = make_repo(root)
+    repo = main_repo(root)
     table = table if table is not None else f'repo = "{repo}"\nbase = "main"\n'
     return write_config(root, {"alice": AGENT}, extra=f"[agents.workspace_git]\n{table}")
 
@@ -86,7 +71,7 @@ def test_a_broken_workspace_git_is_one_line_each_with_its_place(tmp_path: Path) 
 
 async def test_an_acp_agent_gets_its_worktree_as_its_session_folder(tmp_path: Path,
                                                                     make: Any) -> None:
-    repo = make_repo(tmp_path)
+    repo = main_repo(tmp_path)
     run = await make(acp_config(tmp_path, "echo", "[agents.workspace_git]\n"
                                                   f'repo = "{repo}"\nbase = "main"\n'))
     [end] = await run.until(lambda: run.of("session_end"), PATIENCE)

@@ -164,3 +164,43 @@ def review_stat(runtime: Runtime, identifier: str, files: int, added: int,
                                   "removed": removed, "at": runtime.clock()})
     runtime.state.apply(event)
     runtime.submit(Outcome(events=[event]))
+
+
+def run_git(cwd: Path, *args: str) -> str:
+    """What one git command printed, stripped."""
+    return git(cwd, *args).strip()
+
+
+def main_repo(root: Path) -> Path:
+    """root/repo: a repository with one commit (a README) on `main`."""
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    run_git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("hello\n")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-qm", "base")
+    return repo
+
+
+#: a plain-command agent for an agent's worktree: keeps its prompt beside it, commits a file
+#: named after its run, and leaves a draft uncommitted
+COMMITTING_AGENT = ('cat > "$MARROW_WORKSPACE/prompt.txt"\n'
+                    'echo "run $MARROW_SESSION" > "work-$MARROW_SESSION.txt"\n'
+                    "git add -A && git -c user.name=a -c user.email=a@a commit -qm work\n"
+                    "echo draft > draft.txt\n")
+
+
+class Operator:
+    """The operator on a runtime: sends a verb, waits (bounded) for its private answer.
+    `run` is the scheduler's or the orchestrator's test harness (its hub and `until`)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.frames: list[dict[str, Any]] = []
+        self.session = run.hub.runtime.join("operator/test", self.frames.append)
+
+    async def ask(self, answer: str, **frame: Any) -> dict[str, Any]:
+        self.frames.clear()
+        self.session.send(**frame)
+        return await self.run.until(lambda: next(
+            (f for f in self.frames if f["type"] in (answer, "error")), None))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shlex
 import stat
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from marrow_tui.core.events import Event
 from marrow_tui.scheduler.heartbeat import Scheduler
 
 from tests.support.hub import WAIT, FakeClock, Hub, start_hub
+from tests.support.orchestrator import FAKE_ACP_AGENT
 
 
 def make_agent(tmp_path: Path, **kw: object) -> AgentConfig:
@@ -110,3 +113,29 @@ async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     for running in started:
         await running.scheduler.stop()
         await running.hub.stop()
+
+
+#: the fake ACP agent and our MCP server each start a Python that imports an SDK
+PATIENCE = 60.0
+
+
+def acp_config(root: Path, scenario: str, extra: str = "") -> Path:
+    command = shlex.join([sys.executable, str(FAKE_ACP_AGENT), scenario])
+    (root / "ws").mkdir(parents=True, exist_ok=True)
+    path = root / "marrow.toml"
+    path.write_text(f"""[[agents]]
+name = "coder"
+protocol = "acp"
+agent_command = {command!r}
+workspace = "{root / 'ws'}"
+heartbeat_interval = 3600
+{extra}
+""")
+    return path
+
+
+def said(transcript: str) -> str:
+    """What the agent said, from its transcript."""
+    updates = [json.loads(line)["update"] for line in Path(transcript).read_text().splitlines()]
+    return "".join(u["content"]["text"] for u in updates
+                   if u.get("sessionUpdate") == "agent_message_chunk")

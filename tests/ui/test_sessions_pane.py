@@ -195,12 +195,12 @@ async def test_an_agents_worktree_shows_its_diff_and_is_accepted_from_the_consol
     from marrow_tui.ui.modals.confirm import ConfirmModal as Confirm
     from marrow_tui.ui.screens.diff import DiffScreen
 
-    from tests.scheduler.test_agent_review import AGENT
-    from tests.scheduler.test_checkout import git, make_repo
+    from tests.support.review import COMMITTING_AGENT, main_repo
+    from tests.support.review import run_git as git
 
-    repo = make_repo(tmp_path)
+    repo = main_repo(tmp_path)
     (repo / ".git" / "info" / "exclude").write_text("prompt.txt\n")
-    config = loaded(write_config(tmp_path, {"alice": AGENT}, extra=(
+    config = loaded(write_config(tmp_path, {"alice": COMMITTING_AGENT}, extra=(
         f'[agents.workspace_git]\nrepo = "{repo}"\nbase = "main"\n')))
     app = ConsoleApp(seeded=False, config=config)
     async with app.run_test(size=(120, 30)) as pilot:
